@@ -1,0 +1,146 @@
+"""One error root for ModelLine; every error knows its OPC UA StatusCode and CLI exit code.
+
+The status codes are plain integers (values from OPC 10000-6 Annex A / asyncua's
+``ua.StatusCodes``) so that the SDK does not depend on the OPC UA binding; the
+servers map an error to ``ua.StatusCode(exc.status)`` in one place.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+# StatusCode values used below (OPC 10000-4 section 7.39, numeric values from OPC 10000-6).
+BAD_INTERNAL_ERROR = 0x80020000
+BAD_INVALID_ARGUMENT = 0x80AB0000
+BAD_NOT_FOUND = 0x803E0000
+BAD_SECURITY_CHECKS_FAILED = 0x80130000
+BAD_CERTIFICATE_UNTRUSTED = 0x801A0000
+BAD_DECODING_ERROR = 0x80070000
+BAD_OUT_OF_RANGE = 0x803C0000
+BAD_NOT_SUPPORTED = 0x803D0000
+BAD_CONFIGURATION_ERROR = 0x80890000
+BAD_COMMUNICATION_ERROR = 0x80050000
+BAD_USER_ACCESS_DENIED = 0x801F0000
+
+
+class ModelLineError(Exception):
+    """Root of every error ModelLine reports to a user; the message is one line."""
+
+    status: ClassVar[int] = BAD_INTERNAL_ERROR
+    exit_code: ClassVar[int] = 1
+
+
+class UsageError(ModelLineError):
+    """The caller asked for something that cannot be done as asked."""
+
+    status = BAD_INVALID_ARGUMENT
+    exit_code = 2
+
+
+class NotFound(ModelLineError):
+    """A named file, key, model, bucket or registry entry does not exist."""
+
+    status = BAD_NOT_FOUND
+    exit_code = 4
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+class KeyFileError(ModelLineError):
+    """A key file cannot be read, is of the wrong kind, or needs a passphrase."""
+
+    status = BAD_CONFIGURATION_ERROR
+    exit_code = 2
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+class BuildError(ModelLineError):
+    """A package cannot be built from the given model, spec or data."""
+
+    status = BAD_INVALID_ARGUMENT
+    exit_code = 2
+
+
+# --- verification: each reason a package is refused --------------------------------------------
+
+
+class PackageRejected(ModelLineError):
+    """A package failed verification; subclasses name the exact reason."""
+
+    status = BAD_SECURITY_CHECKS_FAILED
+    exit_code = 3
+
+
+class NotAPackage(PackageRejected):
+    """The file is not a readable zip archive."""
+
+    status = BAD_DECODING_ERROR
+
+
+class UnsafeArchiveEntry(PackageRejected):
+    """An entry has an absolute path, '..', a link, or a duplicate name."""
+
+
+class ArchiveTooLarge(PackageRejected):
+    """An entry or the whole archive expands beyond the limits (zip bomb guard)."""
+
+
+class ManifestInvalid(PackageRejected):
+    """manifest.json is missing, not JSON, or does not match the manifest schema."""
+
+    status = BAD_DECODING_ERROR
+
+
+class SignatureMissing(PackageRejected):
+    """The package carries no signature."""
+
+
+class SignatureInvalid(PackageRejected):
+    """The signature does not match the manifest bytes, or cannot be parsed."""
+
+
+class UntrustedKey(PackageRejected):
+    """The package was signed by a key that is not in the trust store."""
+
+    status = BAD_CERTIFICATE_UNTRUSTED
+
+
+class FileMismatch(PackageRejected):
+    """A file is missing, extra, or its size or SHA-256 differs from the manifest."""
+
+
+class ModelLoadFailed(PackageRejected):
+    """onnxruntime cannot load the model file."""
+
+    status = BAD_NOT_SUPPORTED
+
+
+class InterfaceMismatch(PackageRejected):
+    """The model's inputs or outputs differ from what the manifest declares."""
+
+    status = BAD_CONFIGURATION_ERROR
+
+
+class SampleMismatch(PackageRejected):
+    """The model does not reproduce the sample outputs recorded in the manifest."""
+
+    status = BAD_CONFIGURATION_ERROR
+
+
+# --- cloud sources ----------------------------------------------------------------------------
+
+
+class SourceError(ModelLineError):
+    """A cloud source (S3, SageMaker Model Registry) refused or failed a request."""
+
+    status = BAD_COMMUNICATION_ERROR
+    exit_code = 5
+
+
+class CredentialsMissing(SourceError):
+    """No AWS credentials were found."""
+
+    status = BAD_USER_ACCESS_DENIED

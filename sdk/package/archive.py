@@ -1,0 +1,203 @@
+"""Reading and writing the package zip without trusting it.
+
+A package is a flat zip: manifest.json, signature.json and the files the manifest
+lists. Before anything is read, every entry is checked: no absolute paths, no
+'..', no folders, no links, no duplicate names, no encryption, and sizes and
+compression ratios within limits (zip bombs). Entries are streamed into a private
+folder with the byte count enforced as they expand, so a header that lies about
+its size is caught too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO, Self
+
+from sdk.errors import ArchiveTooLarge, NotAPackage, UnsafeArchiveEntry
+
+_CHUNK = 1 << 20
+_MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a package may expand to. The defaults fit ONNX models up to the 2 GiB protobuf limit."""
+
+    max_entries: int = 32
+    max_entry_size: int = 2048 * _MiB
+    max_total_size: int = 4096 * _MiB
+    max_metadata_size: int = 16 * _MiB  # manifest.json and signature.json
+    max_ratio: float = 100.0  # expanded / compressed, checked on entries above ratio_floor
+    ratio_floor: int = 1 * _MiB
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _check_name(name: str) -> None:
+    if name.startswith("/") or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        raise UnsafeArchiveEntry(f"unsafe entry {name!r}: absolute path")
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if ".." in parts:
+        raise UnsafeArchiveEntry(f"unsafe entry {name!r}: parent folder reference '..'")
+    if len(parts) != 1 or name.endswith("/") or "\\" in name:
+        raise UnsafeArchiveEntry(f"unsafe entry {name!r}: packages hold no folders")
+    if name in {".", ""} or "\x00" in name:
+        raise UnsafeArchiveEntry(f"unsafe entry {name!r}: invalid name")
+
+
+def _check_info(info: zipfile.ZipInfo, limits: Limits) -> None:
+    _check_name(info.filename)
+    mode = info.external_attr >> 16
+    if info.create_system == 3 and mode and not stat.S_ISREG(mode):  # 3 = Unix: the mode bits are real
+        kind = "symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise UnsafeArchiveEntry(f"unsafe entry {info.filename!r}: {kind}")
+    if info.flag_bits & 0x1:
+        raise UnsafeArchiveEntry(f"unsafe entry {info.filename!r}: encrypted")
+    if info.file_size > limits.max_entry_size:
+        raise ArchiveTooLarge(
+            f"entry {info.filename!r} expands to {info.file_size} bytes, over the {limits.max_entry_size} limit"
+        )
+    if info.file_size > limits.ratio_floor:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > limits.max_ratio:
+            raise ArchiveTooLarge(
+                f"entry {info.filename!r} is compressed {ratio:.0f}:1, over the {limits.max_ratio:.0f}:1 "
+                "limit (zip bomb guard)"
+            )
+
+
+class PackageArchive:
+    """A package zip opened for checked reading. Use as a context manager."""
+
+    def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.path = path
+        self.limits = limits
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except FileNotFoundError:
+            raise NotAPackage(f"{path} does not exist") from None
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise NotAPackage(f"{path} is not a ModelLine package (not a zip archive: {exc})") from None
+        try:
+            self._infos = self._check_entries()
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def _check_entries(self) -> dict[str, zipfile.ZipInfo]:
+        infos = self._zip.infolist()
+        if len(infos) > self.limits.max_entries:
+            raise ArchiveTooLarge(f"package has {len(infos)} entries, over the {self.limits.max_entries} limit")
+        seen: dict[str, zipfile.ZipInfo] = {}
+        total = 0
+        for info in infos:
+            _check_info(info, self.limits)
+            if info.filename in seen or info.filename.lower() in {n.lower() for n in seen}:
+                raise UnsafeArchiveEntry(f"unsafe entry {info.filename!r}: duplicate name")
+            seen[info.filename] = info
+            total += info.file_size
+        if total > self.limits.max_total_size:
+            raise ArchiveTooLarge(f"package expands to {total} bytes, over the {self.limits.max_total_size} limit")
+        return seen
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the zip file."""
+        self._zip.close()
+
+    @property
+    def names(self) -> set[str]:
+        """Names of every entry."""
+        return set(self._infos)
+
+    def declared_size(self, name: str) -> int:
+        """The expanded size the zip header declares for an entry."""
+        return self._infos[name].file_size
+
+    def read_metadata(self, name: str) -> bytes | None:
+        """Read a small entry (manifest or signature) whole; None if it is absent."""
+        if name not in self._infos:
+            return None
+        with self._zip.open(self._infos[name]) as src:
+            data = _read_bounded(src, self.limits.max_metadata_size, name)
+        return data
+
+    def extract(self, name: str, dest_dir: Path) -> tuple[int, str]:
+        """Stream one entry to ``dest_dir/name``; returns (bytes written, SHA-256 hex)."""
+        info = self._infos[name]
+        limit = min(info.file_size, self.limits.max_entry_size)
+        digest = hashlib.sha256()
+        written = 0
+        target = dest_dir / name
+        with self._zip.open(info) as src, open(target, "xb") as dst:
+            while chunk := src.read(_CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    raise ArchiveTooLarge(f"entry {name!r} expands beyond its declared size of {info.file_size}")
+                digest.update(chunk)
+                dst.write(chunk)
+        return written, digest.hexdigest()
+
+
+def _read_bounded(src: IO[bytes], limit: int, name: str) -> bytes:
+    data = src.read(limit + 1)
+    if len(data) > limit:
+        raise ArchiveTooLarge(f"{name} is larger than {limit} bytes")
+    return data
+
+
+def private_dir(parent: Path | None = None) -> Path:
+    """A new folder only this user can enter (mode 0700), for unpacking one package."""
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="modelline-pkg-", dir=parent))
+
+
+def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]]) -> None:
+    """Write a package zip atomically: a temporary file beside ``out_path``, then a rename."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, content in members:
+                _check_name(name)
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = (stat.S_IFREG | 0o644) << 16
+                info.create_system = 3
+                if isinstance(content, bytes):
+                    zf.writestr(info, content)
+                else:
+                    with open(content, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+                        while chunk := src.read(_CHUNK):
+                            dst.write(chunk)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> tuple[int, str]:
+    """(size, SHA-256 hex) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            size += len(chunk)
+            digest.update(chunk)
+    return size, digest.hexdigest()

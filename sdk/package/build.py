@@ -1,0 +1,203 @@
+"""Building a package: read the model, describe it, record samples, hash, sign, zip."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sdk import __version__
+from sdk.errors import BuildError, NotFound
+from sdk.package import onnx_model
+from sdk.package.archive import sha256_file, write_package
+from sdk.package.manifest import (
+    MANIFEST_NAME,
+    SIGNATURE_NAME,
+    ElementType,
+    FileEntry,
+    Manifest,
+    Producer,
+    Provenance,
+    Range,
+    Sample,
+    TensorSpec,
+    Tolerance,
+)
+from sdk.package.onnx_model import NUMPY_DTYPES, PortSignature
+from sdk.package.signature import sign_manifest
+from sdk.package.spec import PackageSpec, TensorOverride
+from sdk.package.training_data import TrainingData
+
+_log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+_SAMPLE_SEED = 20240611
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, whole seconds."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What was written."""
+
+    path: Path
+    manifest: Manifest
+    signed_by: str | None
+    sha256: str
+    size: int
+
+
+def _tensor(port: PortSignature, override: TensorOverride | None, kind: str) -> TensorSpec:
+    element_type = port.element_type
+    if element_type is None:
+        hint = " (for scikit-learn classifiers convert with options={'zipmap': False})" if "map" in port.ort_type else ""
+        raise BuildError(f"{kind} {port.name!r} is a {port.ort_type}, not a tensor{hint}")
+    o = override or TensorOverride()
+    return TensorSpec(
+        name=port.name,
+        element_type=element_type,
+        shape=port.shape,
+        label=o.label,
+        units=o.units,
+        valid=Range(min=o.min, max=o.max),
+        features=[f.to_feature() for f in o.features],
+    )
+
+
+def _describe(ports: Sequence[PortSignature], overrides: dict[str, TensorOverride], kind: str) -> list[TensorSpec]:
+    known = {p.name for p in ports}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise BuildError(
+            f"spec names {kind}(s) {', '.join(unknown)} but the model's {kind}s are {', '.join(sorted(known))}"
+        )
+    try:
+        return [_tensor(p, overrides.get(p.name), kind) for p in ports]
+    except ValueError as exc:  # pydantic: e.g. feature count does not fit the last dimension
+        raise BuildError(f"spec does not fit the model: {exc}") from None
+
+
+def _concrete_shape(shape: Sequence[object], last: int | None) -> list[int]:
+    """One sample's shape: symbolic or unknown dimensions become 1 (the last one the feature count)."""
+    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+    if last is not None and dims:
+        dims[-1] = last
+    return dims
+
+
+def _sample_input(
+    tensor: TensorSpec, rows: np.ndarray | None, index: int, rng: np.random.Generator
+) -> np.ndarray:
+    dtype = NUMPY_DTYPES[tensor.element_type]
+    n_features = len(tensor.features) or None
+    shape = _concrete_shape(tensor.shape, n_features)
+    if rows is not None and n_features and int(np.prod(shape)) == n_features:
+        return rows[index % rows.shape[0]].reshape(shape).astype(dtype)
+    if tensor.element_type is ElementType.BOOL:
+        return rng.random(shape) > 0.5
+    ranges = [f.valid for f in tensor.features] if tensor.features else [tensor.valid]
+    lows = np.array([r.min if r.min is not None else (r.max - 1.0 if r.max is not None else -1.0) for r in ranges])
+    highs = np.array([r.max if r.max is not None else lows[i] + 2.0 for i, r in enumerate(ranges)])
+    values = lows + (highs - lows) * rng.random(shape)  # broadcasts along the last axis
+    return values.astype(dtype)
+
+
+def make_samples(
+    session: object, inputs: Sequence[TensorSpec], data: TrainingData | None, count: int
+) -> list[Sample]:
+    """Sample inputs (training rows where the CSV has them, else values in the valid ranges) and outputs."""
+    if count == 0 or any(t.element_type is ElementType.STRING for t in inputs):
+        return []
+    rng = np.random.default_rng(_SAMPLE_SEED)
+    rows = {t.name: data.sample_rows([f.name for f in t.features], count) if data and t.features else None for t in inputs}
+    samples = []
+    for i in range(count):
+        feeds = {t.name: _sample_input(t, rows[t.name], i, rng) for t in inputs}
+        outputs = onnx_model.run(session, feeds)  # type: ignore[arg-type]
+        samples.append(
+            Sample(
+                inputs={k: v.tolist() for k, v in feeds.items()},
+                outputs={k: v.tolist() for k, v in outputs.items()},
+            )
+        )
+    return samples
+
+
+def build_package(
+    model_path: Path,
+    out_path: Path,
+    *,
+    name: str,
+    version: str,
+    spec: PackageSpec | None = None,
+    private_key: Ed25519PrivateKey | None = None,
+    provenance: Provenance | None = None,
+    description: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> BuildResult:
+    """Build ``out_path`` from an ONNX file; signed when a private key is given."""
+    if not model_path.is_file():
+        raise NotFound(f"model file {model_path} does not exist")
+    spec = spec or PackageSpec()
+    session = onnx_model.load_session(model_path)
+    ports_in, ports_out = onnx_model.describe(session)
+    inputs = _describe(ports_in, spec.inputs, "input")
+    outputs = _describe(ports_out, spec.outputs, "output")
+    try:
+        onnx_info, doc = onnx_model.read_onnx_info(model_path, MODEL_FILE)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+
+    feature_names = [f.name for t in inputs for f in t.features] or [t.name for t in inputs]
+    data = TrainingData.read_csv(spec.training_csv, feature_names) if spec.training_csv else None
+    reference = data.stats(spec.histogram_bins) if data else {}
+    samples = make_samples(session, inputs, data, spec.sample_count)
+
+    size, digest = sha256_file(model_path)
+    try:
+        manifest = Manifest(
+            name=name,
+            version=version,
+            created=clock(),
+            description=description or spec.description or doc or "",
+            producer=Producer(version=__version__),
+            onnx=onnx_info,
+            inputs=inputs,
+            outputs=outputs,
+            samples=samples,
+            sample_tolerance=Tolerance(),
+            reference_stats=reference,
+            provenance=provenance or Provenance(uri=model_path.name),
+            files=[FileEntry(path=MODEL_FILE, size=size, sha256=digest)],
+        )
+    except ValueError as exc:
+        raise BuildError(_first_error(exc)) from None
+    manifest_bytes = manifest.to_bytes()
+    members: list[tuple[str, bytes | Path]] = [(MANIFEST_NAME, manifest_bytes)]
+    signed_by = None
+    if private_key is not None:
+        signature = sign_manifest(manifest_bytes, private_key)
+        members.append((SIGNATURE_NAME, signature.to_bytes()))
+        signed_by = signature.key_id
+    members.append((MODEL_FILE, model_path))
+    write_package(out_path, members)
+    pkg_size, pkg_digest = sha256_file(out_path)
+    _log.info("package %s %s built: %s (%d bytes)", name, version, out_path, pkg_size)
+    return BuildResult(out_path, manifest, signed_by, pkg_digest, pkg_size)
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(exc)

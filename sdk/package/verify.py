@@ -1,0 +1,193 @@
+"""Verifying a package before it is stored, installed or loaded.
+
+The order is chosen so that each refusal names the real reason: the zip itself
+(entries, sizes), then the signature over the manifest bytes (was the manifest
+changed, is the signer trusted), then the manifest schema, then every file
+against the manifest (missing, extra, size, SHA-256), then onnxruntime (loads,
+same interface, reproduces the sample outputs).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
+from sdk.errors import (
+    FileMismatch,
+    InterfaceMismatch,
+    ManifestInvalid,
+    SampleMismatch,
+    SignatureMissing,
+)
+from sdk.keys import TrustStore
+from sdk.package import onnx_model
+from sdk.package.archive import DEFAULT_LIMITS, Limits, PackageArchive, private_dir, sha256_file, write_package
+from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
+from sdk.package.signature import Signature, sign_manifest, verify_manifest
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    """What a package says about itself, before or after verification."""
+
+    path: Path
+    manifest: Manifest
+    manifest_bytes: bytes
+    signature: Signature | None
+    sha256: str  # of the package file as transferred (the DI software update Hash)
+    size: int
+
+
+@dataclass(frozen=True)
+class VerifiedPackage(PackageInfo):
+    """A package that passed every check; ``directory`` holds its files if they were kept."""
+
+    signer: str = ""
+    directory: Path | None = None
+
+    @property
+    def model_path(self) -> Path:
+        """The verified model file (only when the files were kept)."""
+        if self.directory is None:
+            raise RuntimeError("the package files were not kept; verify with into=...")
+        return self.directory / self.manifest.onnx.model_file
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse manifest bytes; ManifestInvalid names the first schema error."""
+    try:
+        return Manifest.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise ManifestInvalid(f"manifest.json is invalid ({where}: {first['msg']})") from None
+
+
+def _read_metadata(archive: PackageArchive) -> tuple[bytes, Signature | None]:
+    manifest_bytes = archive.read_metadata(MANIFEST_NAME)
+    if manifest_bytes is None:
+        raise ManifestInvalid("package has no manifest.json")
+    signature_bytes = archive.read_metadata(SIGNATURE_NAME)
+    return manifest_bytes, Signature.parse(signature_bytes) if signature_bytes is not None else None
+
+
+def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageInfo:
+    """Read a package's manifest and signature without trusting them (for inspect)."""
+    with PackageArchive(path, limits) as archive:
+        manifest_bytes, signature = _read_metadata(archive)
+        manifest = parse_manifest(manifest_bytes)
+    size, digest = sha256_file(path)
+    return PackageInfo(path, manifest, manifest_bytes, signature, digest, size)
+
+
+def _check_file_list(archive: PackageArchive, manifest: Manifest) -> None:
+    listed = {f.path for f in manifest.files}
+    present = archive.names - RESERVED_NAMES
+    extra = sorted(present - listed)
+    if extra:
+        raise FileMismatch(f"file {extra[0]!r} is in the package but not in the manifest")
+    missing = sorted(listed - present)
+    if missing:
+        raise FileMismatch(f"file {missing[0]!r} is in the manifest but not in the package")
+    for entry in manifest.files:
+        if archive.declared_size(entry.path) != entry.size:
+            raise FileMismatch(
+                f"file {entry.path!r} is {archive.declared_size(entry.path)} bytes, the manifest says {entry.size}"
+            )
+
+
+def _extract_and_hash(archive: PackageArchive, manifest: Manifest, directory: Path) -> None:
+    for entry in manifest.files:
+        size, digest = archive.extract(entry.path, directory)
+        if size != entry.size:
+            raise FileMismatch(f"file {entry.path!r} is {size} bytes, the manifest says {entry.size}")
+        if digest != entry.sha256:
+            raise FileMismatch(f"file {entry.path!r} does not match its SHA-256 in the manifest (changed after signing)")
+
+
+def _same_interface(kind: str, declared: list[TensorSpec], actual: list[onnx_model.PortSignature]) -> None:
+    want = [(t.name, t.element_type, t.shape) for t in declared]
+    have = [(p.name, p.element_type, p.shape) for p in actual]
+    if want != have:
+        def fmt(items: list[tuple[object, object, object]]) -> str:
+            return ", ".join(f"{n} {getattr(e, 'value', e)}{s}" for n, e, s in items)
+
+        raise InterfaceMismatch(f"model {kind}s are [{fmt(have)}], the manifest says [{fmt(want)}]")
+
+
+def check_model(model_path: Path, manifest: Manifest, run_samples: bool = True) -> None:
+    """Load the model with onnxruntime, compare its interface and sample outputs with the manifest."""
+    session = onnx_model.load_session(model_path)
+    actual_in, actual_out = onnx_model.describe(session)
+    _same_interface("input", manifest.inputs, actual_in)
+    _same_interface("output", manifest.outputs, actual_out)
+    if run_samples:
+        problems = onnx_model.check_samples(session, manifest.samples, manifest.inputs, manifest.sample_tolerance)
+        if problems:
+            raise SampleMismatch(f"model does not reproduce its samples: {problems[0]}")
+
+
+def verify_package(
+    path: Path,
+    trust: TrustStore,
+    *,
+    into: Path | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    run_samples: bool = True,
+) -> VerifiedPackage:
+    """Check everything; raise the specific PackageRejected subclass on the first failure.
+
+    The files are unpacked into a private folder: ``into`` (created with mode 0700,
+    kept on success) or a temporary one that is removed before returning. Nothing
+    is left behind on failure.
+    """
+    if into is not None:
+        if into.exists():
+            raise FileExistsError(f"{into} already exists")
+        into.parent.mkdir(parents=True, exist_ok=True)
+        into.mkdir(mode=0o700)
+        directory = into
+    else:
+        directory = private_dir()
+    try:
+        with PackageArchive(path, limits) as archive:
+            manifest_bytes, signature = _read_metadata(archive)
+            if signature is None:
+                raise SignatureMissing("package is not signed (no signature.json)")
+            signer = verify_manifest(manifest_bytes, signature, trust)
+            manifest = parse_manifest(manifest_bytes)
+            _check_file_list(archive, manifest)
+            _extract_and_hash(archive, manifest, directory)
+        check_model(directory / manifest.onnx.model_file, manifest, run_samples)
+        size, digest = sha256_file(path)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    if into is None:
+        shutil.rmtree(directory, ignore_errors=True)
+    return VerifiedPackage(
+        path, manifest, manifest_bytes, signature, digest, size, signer=signer, directory=into
+    )
+
+
+def sign_package(path: Path, private_key: Ed25519PrivateKey, out_path: Path | None = None) -> Signature:
+    """(Re-)sign an existing package's manifest; writes ``out_path`` (default: in place)."""
+    with PackageArchive(path) as archive:
+        manifest_bytes, _ = _read_metadata(archive)
+        parse_manifest(manifest_bytes)
+        staging = private_dir()
+        try:
+            names = sorted(archive.names - RESERVED_NAMES)
+            for name in names:
+                archive.extract(name, staging)
+            signature = sign_manifest(manifest_bytes, private_key)
+            members: list[tuple[str, bytes | Path]] = [(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature.to_bytes())]
+            members += [(name, staging / name) for name in names]
+            write_package(out_path or path, members)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return signature
