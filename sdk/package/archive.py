@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Self
 
-from sdk.errors import ArchiveTooLarge, NotAPackage, UnsafeArchiveEntry
+from sdk.errors import ArchiveTooLarge, NotAPackage, NotFound, UnsafeArchiveEntry
 
 _CHUNK = 1 << 20
 _MiB = 1 << 20
@@ -83,7 +83,7 @@ class PackageArchive:
         try:
             self._zip = zipfile.ZipFile(path)
         except FileNotFoundError:
-            raise NotAPackage(f"{path} does not exist") from None
+            raise NotFound(f"package {path} does not exist") from None
         except (zipfile.BadZipFile, OSError) as exc:
             raise NotAPackage(f"{path} is not a ModelLine package (not a zip archive: {exc})") from None
         try:

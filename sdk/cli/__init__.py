@@ -1,0 +1,1 @@
+"""The `modelline` command line: thin subcommands over the library."""

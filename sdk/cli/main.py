@@ -1,0 +1,92 @@
+"""`modelline`: one command, subcommands per task, one-line errors with meaningful exit codes.
+
+Exit codes: 0 ok, 1 failure, 2 bad usage or input, 3 package rejected by
+verification, 4 something named does not exist, 5 cloud source failed,
+70 internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from sdk import __version__
+from sdk.cli import demo_cmd, keys_cmd, package_cmd, pull_cmd
+from sdk.cli.output import Output
+from sdk.errors import ModelLineError, PackageRejected
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+_log = logging.getLogger("modelline")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the worked examples in epilogs as written."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    parser = argparse.ArgumentParser(
+        prog="modelline",
+        description="Package, sign, deploy and monitor machine-learning models on the factory floor.",
+        formatter_class=HelpFormatter,
+        epilog="Example:\n  modelline keys generate --out keys\n  modelline package build model.onnx "
+        "--name pump-health --version 1.0.0 --key keys/signing.key -o pump-health.mlpkg\n\n"
+        "Run 'modelline COMMAND --help' for each command's options and a worked example.",
+    )
+    parser.add_argument("--version", action="version", version=f"modelline {__version__}")
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log detail on stderr"
+    )
+    parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (keys_cmd, package_cmd, pull_cmd, demo_cmd):
+        module.register(commands, HelpFormatter)
+    return parser
+
+
+def _report(exc: ModelLineError, out: Output) -> int:
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, PackageRejected):
+        message = f"package rejected: {message}"
+    if out.as_json:
+        sys.stdout.write(json.dumps({"ok": False, "error": type(exc).__name__, "message": message}) + "\n")
+    print(f"modelline: {message}", file=sys.stderr)
+    return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = Output(as_json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
+    try:
+        result = args.handler(args, out)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except ModelLineError as exc:
+        return _report(exc, out)
+    except KeyboardInterrupt:
+        print("modelline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            _log.exception("internal error")
+        print(
+            f"modelline: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
