@@ -55,9 +55,10 @@ def _check_name(name: str) -> None:
 
 def _check_info(info: zipfile.ZipInfo, limits: Limits) -> None:
     _check_name(info.filename)
-    mode = info.external_attr >> 16
-    if info.create_system == 3 and mode and not stat.S_ISREG(mode):  # 3 = Unix: the mode bits are real
-        kind = "symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+    # On Unix-made entries the high 16 bits carry st_mode; many writers leave the file-type bits at 0.
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    if info.create_system == 3 and file_type not in (0, stat.S_IFREG):
+        kind = "symbolic link" if file_type == stat.S_IFLNK else "not a regular file"
         raise UnsafeArchiveEntry(f"unsafe entry {info.filename!r}: {kind}")
     if info.flag_bits & 0x1:
         raise UnsafeArchiveEntry(f"unsafe entry {info.filename!r}: encrypted")
