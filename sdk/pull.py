@@ -30,8 +30,16 @@ class PullTarget:
     model_file: str | None = None  # path of the .onnx inside a tar archive
 
 
-def _build_from(uri: str, aws: AwsOptions, target: PullTarget, name: str, version: str, provenance: Provenance,
-                description: str | None, progress: s3.Progress | None) -> BuildResult:
+def _build_from(
+    uri: str,
+    aws: AwsOptions,
+    target: PullTarget,
+    name: str,
+    version: str,
+    provenance: Provenance,
+    description: str | None,
+    progress: s3.Progress | None,
+) -> BuildResult:
     work = private_dir()
     try:
         artifact = work / "artifact"
@@ -40,8 +48,14 @@ def _build_from(uri: str, aws: AwsOptions, target: PullTarget, name: str, versio
         unpacked.mkdir()
         model = extract_model(artifact, unpacked, target.model_file, source=uri)
         return build_package(
-            model, target.out_path, name=name, version=version, spec=target.spec,
-            private_key=target.private_key, provenance=provenance, description=description,
+            model,
+            target.out_path,
+            name=name,
+            version=version,
+            spec=target.spec,
+            private_key=target.private_key,
+            provenance=provenance,
+            description=description,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -75,7 +89,13 @@ def pull_sagemaker(
         metrics=found.metrics,
     )
     result = _build_from(
-        found.model_data_url, aws, target, target.name or group, target.version or f"{found.version}.0.0",
-        provenance, found.description or None, progress,
+        found.model_data_url,
+        aws,
+        target,
+        target.name or group,
+        target.version or f"{found.version}.0.0",
+        provenance,
+        found.description or None,
+        progress,
     )
     return found, result

@@ -41,7 +41,9 @@ def simulate(rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     cavitating = rng.random(rows) < 0.06
     vibration = 1.8 + 7.5 * wear**2.2 + rng.normal(0, 0.25, rows) + cavitating * rng.uniform(2.5, 5.0, rows)
     temperature = 48.0 + 24.0 * wear**1.8 + 0.004 * (speed - 1475.0) + rng.normal(0, 1.2, rows)
-    pressure = 4.6 * (speed / 1475.0) ** 2 - 0.35 * wear + rng.normal(0, 0.06, rows) - cavitating * rng.uniform(0.8, 1.6, rows)
+    pressure = (
+        4.6 * (speed / 1475.0) ** 2 - 0.35 * wear + rng.normal(0, 0.06, rows) - cavitating * rng.uniform(0.8, 1.6, rows)
+    )
     flow = 118.0 * (speed / 1475.0) - 6.0 * wear + rng.normal(0, 1.5, rows) - cavitating * rng.uniform(8, 20, rows)
     x = np.column_stack([vibration, temperature, pressure, flow, speed]).astype(np.float32)
     fault = ((wear > 0.78) | cavitating).astype(np.int64)
@@ -53,13 +55,18 @@ def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
 
 
-def _mlp(prefix: str, src: str, coefs: list[np.ndarray], biases: list[np.ndarray], out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _mlp(
+    prefix: str, src: str, coefs: list[np.ndarray], biases: list[np.ndarray], out: str
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     nodes, inits = [], []
     current = src
     for i, (w, b) in enumerate(zip(coefs, biases, strict=True)):
         inits += [_init(f"{prefix}_w{i}", w), _init(f"{prefix}_b{i}", b)]
         mm, add = f"{prefix}_mm{i}", f"{prefix}_add{i}"
-        nodes += [helper.make_node("MatMul", [current, f"{prefix}_w{i}"], [mm]), helper.make_node("Add", [mm, f"{prefix}_b{i}"], [add])]
+        nodes += [
+            helper.make_node("MatMul", [current, f"{prefix}_w{i}"], [mm]),
+            helper.make_node("Add", [mm, f"{prefix}_b{i}"], [add]),
+        ]
         current = add
         if i < len(coefs) - 1:
             nodes.append(helper.make_node("Relu", [add], [f"{prefix}_relu{i}"]))
@@ -68,9 +75,20 @@ def _mlp(prefix: str, src: str, coefs: list[np.ndarray], biases: list[np.ndarray
     return nodes, inits
 
 
-def export(mean: np.ndarray, scale: np.ndarray, clf: MLPClassifier, reg: MLPRegressor, y_mean: float, y_scale: float, version: str) -> onnx.ModelProto:
+def export(
+    mean: np.ndarray,
+    scale: np.ndarray,
+    clf: MLPClassifier,
+    reg: MLPRegressor,
+    y_mean: float,
+    y_scale: float,
+    version: str,
+) -> onnx.ModelProto:
     """The trained networks as one ONNX graph with inputs ``sensors`` and two named outputs."""
-    nodes = [helper.make_node("Sub", ["sensors", "mean"], ["centred"]), helper.make_node("Div", ["centred", "scale"], ["z"])]
+    nodes = [
+        helper.make_node("Sub", ["sensors", "mean"], ["centred"]),
+        helper.make_node("Div", ["centred", "scale"], ["z"]),
+    ]
     inits = [_init("mean", mean), _init("scale", scale)]
     n, i = _mlp("fault", "z", clf.coefs_, clf.intercepts_, "fault_logit")
     nodes += n + [helper.make_node("Sigmoid", ["fault_logit"], ["anomaly_score"])]
@@ -92,7 +110,9 @@ def export(mean: np.ndarray, scale: np.ndarray, clf: MLPClassifier, reg: MLPRegr
         ],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelline-examples", producer_version=version)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelline-examples", producer_version=version
+    )
     model.ir_version = 8  # readable by onnxruntime 1.14 and later
     model.doc_string = "Pump health: fault probability and remaining useful life from five sensor tags."
     onnx.checker.check_model(model)
@@ -101,7 +121,9 @@ def export(mean: np.ndarray, scale: np.ndarray, clf: MLPClassifier, reg: MLPRegr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent, help="folder for model.onnx and training.csv")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent, help="folder for model.onnx and training.csv"
+    )
     parser.add_argument("--variant", type=int, default=1, help="training seed / model variant (1 ships in the repo)")
     parser.add_argument("--rows", type=int, default=4000, help="training rows written to training.csv")
     args = parser.parse_args()
@@ -113,7 +135,9 @@ def main() -> None:
     hidden = (16,) if args.variant == 1 else (24, 8)
     clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=600, random_state=args.variant).fit(z, fault)
     y_mean, y_scale = float(life.mean()), float(life.std())
-    reg = MLPRegressor(hidden_layer_sizes=hidden, max_iter=600, random_state=args.variant).fit(z, (life - y_mean) / y_scale)
+    reg = MLPRegressor(hidden_layer_sizes=hidden, max_iter=600, random_state=args.variant).fit(
+        z, (life - y_mean) / y_scale
+    )
     print(f"fault accuracy {clf.score(z, fault):.3f}, remaining-life R^2 {reg.score(z, (life - y_mean) / y_scale):.3f}")
 
     args.out.mkdir(parents=True, exist_ok=True)

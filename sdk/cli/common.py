@@ -21,7 +21,10 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 def add_signing(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """--key and --passphrase-file."""
     parser.add_argument(
-        "--key", type=Path, required=required, metavar="KEY",
+        "--key",
+        type=Path,
+        required=required,
+        metavar="KEY",
         help="Ed25519 private key file (from 'modelline keys generate') to sign the package with",
     )
     add_passphrase(parser)
@@ -30,7 +33,9 @@ def add_signing(parser: argparse.ArgumentParser, required: bool = False) -> None
 def add_passphrase(parser: argparse.ArgumentParser) -> None:
     """--passphrase-file, with the environment variable as fallback."""
     parser.add_argument(
-        "--passphrase-file", type=Path, metavar="FILE",
+        "--passphrase-file",
+        type=Path,
+        metavar="FILE",
         help=f"file holding the key's passphrase (or set ${PASSPHRASE_ENV})",
     )
 

@@ -25,10 +25,15 @@ from sdk.package.verify import verify_package
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
     """Add `demo`."""
     demo = commands.add_parser(
-        "demo", help="run ModelLine end to end on the shipped example model", formatter_class=formatter,
-        description=__doc__, epilog="Examples:\n  modelline demo\n  modelline demo --data-dir demo-data",
+        "demo",
+        help="run ModelLine end to end on the shipped example model",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog="Examples:\n  modelline demo\n  modelline demo --data-dir demo-data",
     )
-    demo.add_argument("--data-dir", type=Path, metavar="DIR", help="keep keys and packages here (default: a temporary folder)")
+    demo.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="keep keys and packages here (default: a temporary folder)"
+    )
     demo.set_defaults(handler=_demo)
 
 
@@ -63,8 +68,12 @@ def _demo(args: argparse.Namespace, out: Output) -> int:
 
     package = data_dir / "pump-health-1.0.0.mlpkg"
     result = build_package(
-        example / "model.onnx", package, name="pump-health", version="1.0.0",
-        spec=PackageSpec.load(example / "spec.toml"), private_key=private,
+        example / "model.onnx",
+        package,
+        name="pump-health",
+        version="1.0.0",
+        spec=PackageSpec.load(example / "spec.toml"),
+        private_key=private,
     )
     m = result.manifest
     print(f"2. package       {package} ({result.size} bytes, sha256 {result.sha256[:16]}...)")

@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     gen.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the key files")
     gen.add_argument("--name", default="signing", help="file name stem (default: signing)")
     gen.add_argument(
-        "--encrypt", action="store_true",
+        "--encrypt",
+        action="store_true",
         help=f"encrypt the private key with the passphrase from ${PASSPHRASE_ENV}",
     )
     add_passphrase(gen)
@@ -47,9 +48,15 @@ def _generate(args: argparse.Namespace, out: Output) -> int:
         passphrase = env.encode()
     files = generate_key_pair(args.out, args.name, passphrase)
     out.result(
-        {"ok": True, "key_id": files.key_id, "private_key": str(files.private_path), "public_key": str(files.public_path),
-         "encrypted": passphrase is not None},
-        f"key id      {files.key_id}\nprivate key {files.private_path}  (keep secret{', encrypted' if passphrase else ''})\n"
+        {
+            "ok": True,
+            "key_id": files.key_id,
+            "private_key": str(files.private_path),
+            "public_key": str(files.public_path),
+            "encrypted": passphrase is not None,
+        },
+        f"key id      {files.key_id}\n"
+        f"private key {files.private_path}  (keep secret{', encrypted' if passphrase else ''})\n"
         f"public key  {files.public_path}  (copy into each trust store folder)",
     )
     return 0

@@ -42,8 +42,14 @@ class Output:
         """A byte progress bar on stderr (shown only on a terminal, never with --json/--quiet)."""
         show = self.err.is_terminal and not (self.as_json or self.quiet)
         progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=self.err, transient=True, disable=not show,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+            disable=not show,
         )
         task = progress.add_task(label, total=None)
 

@@ -30,11 +30,15 @@ training CSV (for drift reference statistics) to what the ONNX graph declares.""
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
     """Add `package build|inspect|verify|sign`."""
-    package = commands.add_parser("package", help="build, inspect, verify and sign model packages", formatter_class=formatter)
+    package = commands.add_parser(
+        "package", help="build, inspect, verify and sign model packages", formatter_class=formatter
+    )
     sub = package.add_subparsers(dest="package_command", metavar="ACTION", required=True)
 
     build = sub.add_parser(
-        "build", help="package an ONNX model (signed with --key)", formatter_class=formatter,
+        "build",
+        help="package an ONNX model (signed with --key)",
+        formatter_class=formatter,
         description="Read the model's inputs and outputs from the ONNX file, record sample inputs with the\n"
         "outputs onnxruntime gives for them, hash every file, sign the manifest, write one .mlpkg file.",
         epilog=_BUILD_EXAMPLE,
@@ -42,7 +46,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     build.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX model file")
     build.add_argument("--name", required=True, help="model name, e.g. pump-health (letters, digits, _ . -)")
     build.add_argument("--version", required=True, help="semantic version, e.g. 1.0.0")
-    build.add_argument("--spec", type=Path, metavar="FILE", help="spec file (TOML) with units, ranges, labels, training CSV")
+    build.add_argument(
+        "--spec", type=Path, metavar="FILE", help="spec file (TOML) with units, ranges, labels, training CSV"
+    )
     build.add_argument("--description", help="one line on what the model predicts (overrides the spec)")
     build.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mlpkg", help="package file to write")
     add_signing(build)
@@ -50,7 +56,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     build.set_defaults(handler=_build)
 
     show = sub.add_parser(
-        "inspect", help="show what a package holds", formatter_class=formatter,
+        "inspect",
+        help="show what a package holds",
+        formatter_class=formatter,
         description="Show a package's model, inputs, outputs, units, signer and file hashes.\n"
         "With --trust the signature is also checked (the files are not: use 'verify').",
         epilog="Examples:\n  modelline package inspect pump-health-1.0.0.mlpkg\n"
@@ -62,7 +70,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     show.set_defaults(handler=_inspect)
 
     verify = sub.add_parser(
-        "verify", help="check signature, hashes, archive safety and the model itself", formatter_class=formatter,
+        "verify",
+        help="check signature, hashes, archive safety and the model itself",
+        formatter_class=formatter,
         description="Run every check a gateway and an edge node run before they accept a package:\n"
         "safe archive, trusted signature over the manifest, every file's size and SHA-256,\n"
         "the model loads in onnxruntime with the declared inputs and outputs, and it\n"
@@ -70,13 +80,17 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         epilog="Example:\n  modelline package verify pump-health-1.0.0.mlpkg --trust trust/",
     )
     verify.add_argument("package", type=Path, metavar="PKG", help="the .mlpkg file")
-    verify.add_argument("--trust", type=Path, required=True, metavar="DIR", help="trust store folder of public keys (*.pub)")
+    verify.add_argument(
+        "--trust", type=Path, required=True, metavar="DIR", help="trust store folder of public keys (*.pub)"
+    )
     verify.add_argument("--skip-samples", action="store_true", help="do not run the sample inputs")
     add_json(verify)
     verify.set_defaults(handler=_verify)
 
     sign = sub.add_parser(
-        "sign", help="sign (or re-sign) a package", formatter_class=formatter,
+        "sign",
+        help="sign (or re-sign) a package",
+        formatter_class=formatter,
         description="Sign the package's manifest with a private key, replacing any earlier signature.",
         epilog="Example:\n  modelline package sign pump-health-1.0.0.mlpkg --key keys/release.key",
     )
@@ -91,16 +105,31 @@ def _build(args: argparse.Namespace, out: Output) -> int:
     spec = PackageSpec.load(args.spec) if args.spec else None
     key = signing_key(args)
     result = build_package(
-        args.model, args.output, name=args.name, version=args.version, spec=spec,
-        private_key=key, description=args.description,
+        args.model,
+        args.output,
+        name=args.name,
+        version=args.version,
+        spec=spec,
+        private_key=key,
+        description=args.description,
     )
     if key is None:
-        out.note("note: the package is not signed; gateways and edge nodes refuse unsigned packages "
-                 "(sign it with 'modelline package sign --key ...')")
+        out.note(
+            "note: the package is not signed; gateways and edge nodes refuse unsigned packages "
+            "(sign it with 'modelline package sign --key ...')"
+        )
     m = result.manifest
     out.result(
-        {"ok": True, "path": str(result.path), "name": m.name, "version": m.version, "sha256": result.sha256,
-         "size": result.size, "signed_by": result.signed_by, "samples": len(m.samples)},
+        {
+            "ok": True,
+            "path": str(result.path),
+            "name": m.name,
+            "version": m.version,
+            "sha256": result.sha256,
+            "size": result.size,
+            "signed_by": result.signed_by,
+            "samples": len(m.samples),
+        },
         f"built {result.path}: {m.name} {m.version}, {len(m.inputs)} input(s), {len(m.outputs)} output(s), "
         f"{len(m.samples)} sample(s)\nsha256 {result.sha256}\n"
         + (f"signed by key {result.signed_by}" if result.signed_by else "unsigned"),
@@ -148,7 +177,9 @@ def _inspect(args: argparse.Namespace, out: Output) -> int:
     m = info.manifest
     signer_text, signature_ok = _signature_state(info, args.trust)
     data: dict[str, Any] = {
-        "path": str(info.path), "sha256": info.sha256, "size": info.size,
+        "path": str(info.path),
+        "sha256": info.sha256,
+        "size": info.size,
         "signature": {"key_id": info.signature.key_id if info.signature else None, "valid": signature_ok},
         "manifest": m.model_dump(mode="json"),
     }
@@ -156,12 +187,19 @@ def _inspect(args: argparse.Namespace, out: Output) -> int:
     head.add_column(style="bold", no_wrap=True)
     head.add_column(overflow="fold")
     for label, value in (
-        ("model", f"{m.name} {m.version}"), ("description", m.description), ("created", m.created.isoformat()),
+        ("model", f"{m.name} {m.version}"),
+        ("description", m.description),
+        ("created", m.created.isoformat()),
         ("source", f"{m.provenance.source.value} {m.provenance.uri or ''}".strip()),
         ("approval", m.provenance.approval_status or ""),
         ("metrics", ", ".join(f"{k}={v:g}" for k, v in m.provenance.metrics.items())),
-        ("onnx", f"IR {m.onnx.ir_version}, opsets " + ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in m.onnx.opsets.items())),
-        ("signature", signer_text), ("package sha256", info.sha256), ("samples", str(len(m.samples))),
+        (
+            "onnx",
+            f"IR {m.onnx.ir_version}, opsets " + ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in m.onnx.opsets.items()),
+        ),
+        ("signature", signer_text),
+        ("package sha256", info.sha256),
+        ("samples", str(len(m.samples))),
         ("drift reference", f"{len(m.reference_stats)} feature(s)" if m.reference_stats else "none"),
     ):
         if value:
@@ -181,8 +219,15 @@ def _verify(args: argparse.Namespace, out: Output) -> int:
     m = pkg.manifest
     samples = "skipped" if args.skip_samples else f"{len(m.samples)} reproduced"
     out.result(
-        {"ok": True, "name": m.name, "version": m.version, "signer": pkg.signer, "sha256": pkg.sha256,
-         "files": len(m.files), "samples": samples},
+        {
+            "ok": True,
+            "name": m.name,
+            "version": m.version,
+            "signer": pkg.signer,
+            "sha256": pkg.sha256,
+            "files": len(m.files),
+            "samples": samples,
+        },
         f"OK {m.name} {m.version}: signed by trusted key {pkg.signer}; {len(m.files)} file(s) match; "
         f"model loads; samples {samples}\nsha256 {pkg.sha256}",
     )
@@ -195,5 +240,7 @@ def _sign(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("--key is required")
     target = args.output or args.package
     signature = sign_package(args.package, key, args.output)
-    out.result({"ok": True, "path": str(target), "key_id": signature.key_id}, f"signed {target} with key {signature.key_id}")
+    out.result(
+        {"ok": True, "path": str(target), "key_id": signature.key_id}, f"signed {target} with key {signature.key_id}"
+    )
     return 0

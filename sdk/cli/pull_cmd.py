@@ -43,22 +43,35 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
     """Add `pull sagemaker` and `pull s3`."""
-    pull = commands.add_parser("pull", help="package a model from SageMaker Model Registry or S3", formatter_class=formatter)
+    pull = commands.add_parser(
+        "pull", help="package a model from SageMaker Model Registry or S3", formatter_class=formatter
+    )
     sub = pull.add_subparsers(dest="pull_command", metavar="SOURCE", required=True)
 
-    sm = sub.add_parser("sagemaker", help="from a SageMaker Model Registry model package group",
-                        formatter_class=formatter, epilog=_SAGEMAKER_EXAMPLE)
+    sm = sub.add_parser(
+        "sagemaker",
+        help="from a SageMaker Model Registry model package group",
+        formatter_class=formatter,
+        epilog=_SAGEMAKER_EXAMPLE,
+    )
     sm.add_argument("--group", required=True, help="model package group name")
     which = sm.add_mutually_exclusive_group()
-    which.add_argument("--version", dest="registry_version", type=int, metavar="N",
-                       help="registry version number (default: the newest Approved version)")
+    which.add_argument(
+        "--version",
+        dest="registry_version",
+        type=int,
+        metavar="N",
+        help="registry version number (default: the newest Approved version)",
+    )
     which.add_argument("--latest-approved", action="store_true", help="the newest Approved version (the default)")
     sm.add_argument("--allow-unapproved", action="store_true", help="also package a version that is not Approved")
     sm.add_argument("--package-version", metavar="SEMVER", help="package version (default: N.0.0)")
     _common(sm)
     sm.set_defaults(handler=_sagemaker)
 
-    s3 = sub.add_parser("s3", help="from an S3 object (.onnx or model.tar.gz)", formatter_class=formatter, epilog=_S3_EXAMPLE)
+    s3 = sub.add_parser(
+        "s3", help="from an S3 object (.onnx or model.tar.gz)", formatter_class=formatter, epilog=_S3_EXAMPLE
+    )
     s3.add_argument("uri", metavar="s3://BUCKET/KEY", help="the object to package")
     s3.add_argument("--version", dest="package_version", metavar="SEMVER", help="package version (default: 1.0.0)")
     _common(s3)
@@ -67,9 +80,12 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 def _target(args: argparse.Namespace) -> PullTarget:
     return PullTarget(
-        out_path=args.output, private_key=signing_key(args),
+        out_path=args.output,
+        private_key=signing_key(args),
         spec=PackageSpec.load(args.spec) if args.spec else None,
-        name=args.name, version=args.package_version, model_file=args.model_file,
+        name=args.name,
+        version=args.package_version,
+        model_file=args.model_file,
     )
 
 
@@ -80,8 +96,15 @@ def _aws(args: argparse.Namespace) -> AwsOptions:
 def _report(out: Output, result: BuildResult, extra: dict[str, object]) -> None:
     m = result.manifest
     out.result(
-        {"ok": True, "path": str(result.path), "name": m.name, "version": m.version, "sha256": result.sha256,
-         "signed_by": result.signed_by, **extra},
+        {
+            "ok": True,
+            "path": str(result.path),
+            "name": m.name,
+            "version": m.version,
+            "sha256": result.sha256,
+            "signed_by": result.signed_by,
+            **extra,
+        },
         f"built {result.path}: {m.name} {m.version} from {m.provenance.uri}\nsha256 {result.sha256}\n"
         + (f"signed by key {result.signed_by}" if result.signed_by else "unsigned"),
     )
@@ -91,12 +114,24 @@ def _sagemaker(args: argparse.Namespace, out: Output) -> int:
     target = _target(args)
     with out.transfer("downloading model artifact") as progress:
         found, result = pull_sagemaker(
-            args.group, _aws(args), target, version=args.registry_version,
-            allow_unapproved=args.allow_unapproved, progress=progress,
+            args.group,
+            _aws(args),
+            target,
+            version=args.registry_version,
+            allow_unapproved=args.allow_unapproved,
+            progress=progress,
         )
     out.note(f"registry: {found.group} version {found.version} ({found.approval_status}), {found.arn}")
-    _report(out, result, {"model_package_arn": found.arn, "approval_status": found.approval_status,
-                          "registry_version": found.version, "metrics": found.metrics})
+    _report(
+        out,
+        result,
+        {
+            "model_package_arn": found.arn,
+            "approval_status": found.approval_status,
+            "registry_version": found.version,
+            "metrics": found.metrics,
+        },
+    )
     return 0
 
 

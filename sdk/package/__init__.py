@@ -1,0 +1,1 @@
+"""The model package: manifest, signature, safe archive, build and verify."""

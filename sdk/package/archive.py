@@ -168,7 +168,12 @@ def private_dir(parent: Path | None = None) -> Path:
 
 
 def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]]) -> None:
-    """Write a package zip atomically: a temporary file beside ``out_path``, then a rename."""
+    """Write a package zip atomically: a temporary file beside ``out_path``, then a rename.
+
+    Metadata given as bytes is deflated; files given as paths (the model) are stored
+    as they are: float weights hardly compress, and inflating them would double the
+    time an edge node spends verifying a large model (bench/package_verify.py).
+    """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
     tmp = Path(tmp_name)
@@ -177,7 +182,7 @@ def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]]) -
             for name, content in members:
                 _check_name(name)
                 info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
+                info.compress_type = zipfile.ZIP_DEFLATED if isinstance(content, bytes) else zipfile.ZIP_STORED
                 info.external_attr = (stat.S_IFREG | 0o644) << 16
                 info.create_system = 3
                 if isinstance(content, bytes):

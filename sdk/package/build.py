@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sdk import __version__
@@ -58,7 +59,9 @@ class BuildResult:
 def _tensor(port: PortSignature, override: TensorOverride | None, kind: str) -> TensorSpec:
     element_type = port.element_type
     if element_type is None:
-        hint = " (for scikit-learn classifiers convert with options={'zipmap': False})" if "map" in port.ort_type else ""
+        hint = (
+            " (for scikit-learn classifiers convert with options={'zipmap': False})" if "map" in port.ort_type else ""
+        )
         raise BuildError(f"{kind} {port.name!r} is a {port.ort_type}, not a tensor{hint}")
     o = override or TensorOverride()
     return TensorSpec(
@@ -93,35 +96,35 @@ def _concrete_shape(shape: Sequence[object], last: int | None) -> list[int]:
     return dims
 
 
-def _sample_input(
-    tensor: TensorSpec, rows: np.ndarray | None, index: int, rng: np.random.Generator
-) -> np.ndarray:
+def _sample_input(tensor: TensorSpec, rows: np.ndarray | None, index: int, rng: np.random.Generator) -> np.ndarray:
     dtype = NUMPY_DTYPES[tensor.element_type]
     n_features = len(tensor.features) or None
     shape = _concrete_shape(tensor.shape, n_features)
     if rows is not None and n_features and int(np.prod(shape)) == n_features:
-        return rows[index % rows.shape[0]].reshape(shape).astype(dtype)
+        return np.asarray(rows[index % rows.shape[0]].reshape(shape), dtype=dtype)
     if tensor.element_type is ElementType.BOOL:
-        return rng.random(shape) > 0.5
+        return np.asarray(rng.random(shape) > 0.5)
     ranges = [f.valid for f in tensor.features] if tensor.features else [tensor.valid]
     lows = np.array([r.min if r.min is not None else (r.max - 1.0 if r.max is not None else -1.0) for r in ranges])
     highs = np.array([r.max if r.max is not None else lows[i] + 2.0 for i, r in enumerate(ranges)])
     values = lows + (highs - lows) * rng.random(shape)  # broadcasts along the last axis
-    return values.astype(dtype)
+    return np.asarray(values, dtype=dtype)
 
 
 def make_samples(
-    session: object, inputs: Sequence[TensorSpec], data: TrainingData | None, count: int
+    session: ort.InferenceSession, inputs: Sequence[TensorSpec], data: TrainingData | None, count: int
 ) -> list[Sample]:
     """Sample inputs (training rows where the CSV has them, else values in the valid ranges) and outputs."""
     if count == 0 or any(t.element_type is ElementType.STRING for t in inputs):
         return []
     rng = np.random.default_rng(_SAMPLE_SEED)
-    rows = {t.name: data.sample_rows([f.name for f in t.features], count) if data and t.features else None for t in inputs}
+    rows = {
+        t.name: data.sample_rows([f.name for f in t.features], count) if data and t.features else None for t in inputs
+    }
     samples = []
     for i in range(count):
         feeds = {t.name: _sample_input(t, rows[t.name], i, rng) for t in inputs}
-        outputs = onnx_model.run(session, feeds)  # type: ignore[arg-type]
+        outputs = onnx_model.run(session, feeds)
         samples.append(
             Sample(
                 inputs={k: v.tolist() for k, v in feeds.items()},

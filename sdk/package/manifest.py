@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "signature.json"
 RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME})

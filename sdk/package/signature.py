@@ -3,7 +3,8 @@
 An Ed25519 signature over the exact bytes of manifest.json, nothing prepended, so
 any Ed25519 tool can check it too, e.g.::
 
-    python -c "import json,base64,sys; sys.stdout.buffer.write(base64.b64decode(json.load(open('signature.json'))['signature']))" > sig.bin
+    python3 -c "import json,base64,sys; sys.stdout.buffer.write(
+        base64.b64decode(json.load(open('signature.json'))['signature']))" > sig.bin
     openssl pkeyutl -verify -pubin -inkey signing.pub -rawin -in manifest.json -sigfile sig.bin
 """
 
@@ -56,9 +57,7 @@ def verify_manifest(manifest_bytes: bytes, signature: Signature, trust: TrustSto
     """Check the signature against the trust store; returns the signer's key id."""
     public_key = trust.get(signature.key_id)
     if public_key is None:
-        raise UntrustedKey(
-            f"signed by key {signature.key_id}, which is not in the trust store {trust.source}".rstrip()
-        )
+        raise UntrustedKey(f"signed by key {signature.key_id}, which is not in the trust store {trust.source}".rstrip())
     try:
         raw = base64.b64decode(signature.signature, validate=True)
         public_key.verify(raw, manifest_bytes)

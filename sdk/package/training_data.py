@@ -49,7 +49,9 @@ class TrainingData:
                     try:
                         values[name].append(float(cell) if cell else math.nan)
                     except ValueError:
-                        raise BuildError(f"training CSV {path}, line {line}, column {name}: {cell!r} is not a number") from None
+                        raise BuildError(
+                            f"training CSV {path}, line {line}, column {name}: {cell!r} is not a number"
+                        ) from None
         return cls({name: np.asarray(v, dtype=np.float64) for name, v in values.items()}, source=str(path))
 
     def stats(self, bins: int) -> dict[str, FeatureStats]:

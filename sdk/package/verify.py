@@ -10,6 +10,7 @@ same interface, reproduces the sample outputs).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,12 @@ def parse_manifest(data: bytes) -> Manifest:
         raise ManifestInvalid(f"manifest.json is invalid ({where}: {first['msg']})") from None
 
 
+def _require_signature(signature: Signature | None) -> Signature:
+    if signature is None:
+        raise SignatureMissing("package is not signed (no signature.json)")
+    return signature
+
+
 def _read_metadata(archive: PackageArchive) -> tuple[bytes, Signature | None]:
     manifest_bytes = archive.read_metadata(MANIFEST_NAME)
     if manifest_bytes is None:
@@ -106,14 +113,17 @@ def _extract_and_hash(archive: PackageArchive, manifest: Manifest, directory: Pa
         if size != entry.size:
             raise FileMismatch(f"file {entry.path!r} is {size} bytes, the manifest says {entry.size}")
         if digest != entry.sha256:
-            raise FileMismatch(f"file {entry.path!r} does not match its SHA-256 in the manifest (changed after signing)")
+            raise FileMismatch(
+                f"file {entry.path!r} does not match its SHA-256 in the manifest (changed after signing)"
+            )
 
 
 def _same_interface(kind: str, declared: list[TensorSpec], actual: list[onnx_model.PortSignature]) -> None:
     want = [(t.name, t.element_type, t.shape) for t in declared]
     have = [(p.name, p.element_type, p.shape) for p in actual]
     if want != have:
-        def fmt(items: list[tuple[object, object, object]]) -> str:
+
+        def fmt(items: Sequence[tuple[object, object, object]]) -> str:
             return ", ".join(f"{n} {getattr(e, 'value', e)}{s}" for n, e, s in items)
 
         raise InterfaceMismatch(f"model {kind}s are [{fmt(have)}], the manifest says [{fmt(want)}]")
@@ -156,9 +166,7 @@ def verify_package(
     try:
         with PackageArchive(path, limits) as archive:
             manifest_bytes, signature = _read_metadata(archive)
-            if signature is None:
-                raise SignatureMissing("package is not signed (no signature.json)")
-            signer = verify_manifest(manifest_bytes, signature, trust)
+            signer = verify_manifest(manifest_bytes, _require_signature(signature), trust)
             manifest = parse_manifest(manifest_bytes)
             _check_file_list(archive, manifest)
             _extract_and_hash(archive, manifest, directory)
@@ -169,9 +177,7 @@ def verify_package(
         raise
     if into is None:
         shutil.rmtree(directory, ignore_errors=True)
-    return VerifiedPackage(
-        path, manifest, manifest_bytes, signature, digest, size, signer=signer, directory=into
-    )
+    return VerifiedPackage(path, manifest, manifest_bytes, signature, digest, size, signer=signer, directory=into)
 
 
 def sign_package(path: Path, private_key: Ed25519PrivateKey, out_path: Path | None = None) -> Signature:
@@ -185,7 +191,10 @@ def sign_package(path: Path, private_key: Ed25519PrivateKey, out_path: Path | No
             for name in names:
                 archive.extract(name, staging)
             signature = sign_manifest(manifest_bytes, private_key)
-            members: list[tuple[str, bytes | Path]] = [(MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature.to_bytes())]
+            members: list[tuple[str, bytes | Path]] = [
+                (MANIFEST_NAME, manifest_bytes),
+                (SIGNATURE_NAME, signature.to_bytes()),
+            ]
             members += [(name, staging / name) for name in names]
             write_package(out_path or path, members)
         finally:

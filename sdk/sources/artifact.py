@@ -38,7 +38,9 @@ def extract_model(artifact: Path, dest_dir: Path, model_file: str | None = None,
         if model_file is not None:
             wanted = _clean(model_file)
             if wanted not in members:
-                raise NotFound(f"{where} has no file {model_file!r}; it holds: {', '.join(sorted(members)) or 'nothing'}")
+                raise NotFound(
+                    f"{where} has no file {model_file!r}; it holds: {', '.join(sorted(members)) or 'nothing'}"
+                )
         else:
             candidates = sorted(n for n in members if n.lower().endswith(".onnx"))
             if not candidates:
@@ -46,11 +48,15 @@ def extract_model(artifact: Path, dest_dir: Path, model_file: str | None = None,
                     f"no ONNX model (*.onnx) inside {where}; it holds: {', '.join(sorted(members)) or 'nothing'}"
                 )
             if len(candidates) > 1:
-                raise BuildError(f"{where} holds several ONNX models ({', '.join(candidates)}): choose one with --model-file")
+                raise BuildError(
+                    f"{where} holds several ONNX models ({', '.join(candidates)}): choose one with --model-file"
+                )
             wanted = candidates[0]
         member = members[wanted]
         if member.size > DEFAULT_LIMITS.max_entry_size:
-            raise ArchiveTooLarge(f"{wanted} in {where} is {member.size} bytes, over the {DEFAULT_LIMITS.max_entry_size} limit")
+            raise ArchiveTooLarge(
+                f"{wanted} in {where} is {member.size} bytes, over the {DEFAULT_LIMITS.max_entry_size} limit"
+            )
         src = tar.extractfile(member)
         if src is None:
             raise BuildError(f"cannot read {wanted} from {where}")

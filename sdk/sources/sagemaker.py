@@ -89,7 +89,9 @@ def find_model(
                 raise NotFound(f"model package group {group!r} has no Approved version")
             summary = max(summaries, key=lambda s: s.get("ModelPackageVersion", 0))
         else:
-            matches = [s for s in _versions(client, group, approved_only=False) if s.get("ModelPackageVersion") == version]
+            matches = [
+                s for s in _versions(client, group, approved_only=False) if s.get("ModelPackageVersion") == version
+            ]
             if not matches:
                 raise NotFound(f"model package group {group!r} has no version {version}")
             summary = matches[0]

@@ -71,23 +71,33 @@ def _register(url: str, group: str, artifacts: list[tuple[str, bytes, str]], met
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
-    s3.put_object(Bucket=BUCKET, Key=f"{group}/metrics.json", Body=json.dumps(
-        {"regression_metrics": {"mae": {"value": 12.5, "standard_deviation": 0.4}}}).encode())
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"{group}/metrics.json",
+        Body=json.dumps({"regression_metrics": {"mae": {"value": 12.5, "standard_deviation": 0.4}}}).encode(),
+    )
     sm.create_model_package_group(ModelPackageGroupName=group)
     for index, (key, body, status) in enumerate(artifacts, start=1):
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         extra: dict[str, Any] = {}
         if metrics:
             extra["CustomerMetadataProperties"] = {"accuracy": "0.97", "owner": "data-science"}
-            extra["ModelMetrics"] = {"ModelQuality": {"Statistics": {
-                "ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{group}/metrics.json"}}}
+            extra["ModelMetrics"] = {
+                "ModelQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{group}/metrics.json"}
+                }
+            }
         sm.create_model_package(
             ModelPackageGroupName=group,
             ModelPackageDescription=f"{group} training run {index}",
             ModelApprovalStatus=status,
             InferenceSpecification={
-                "Containers": [{"Image": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/onnx:1",
-                                "ModelDataUrl": f"s3://{BUCKET}/{key}"}],
+                "Containers": [
+                    {
+                        "Image": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/onnx:1",
+                        "ModelDataUrl": f"s3://{BUCKET}/{key}",
+                    }
+                ],
                 "SupportedContentTypes": ["application/json"],
                 "SupportedResponseMIMETypes": ["application/json"],
             },
@@ -111,18 +121,38 @@ def onnx_bytes(example: Path) -> bytes:
 
 
 def _pull_sm(url: str, signer: Signer, out: Path, *extra: str) -> list[str]:
-    return ["pull", "sagemaker", "--endpoint-url", url, "--region", REGION, "--key", str(signer.files.private_path),
-            "-o", str(out), "--json", *extra]
+    return [
+        "pull",
+        "sagemaker",
+        "--endpoint-url",
+        url,
+        "--region",
+        REGION,
+        "--key",
+        str(signer.files.private_path),
+        "-o",
+        str(out),
+        "--json",
+        *extra,
+    ]
 
 
 def test_latest_approved_version_becomes_a_verified_package(
     aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes, example: Path
 ) -> None:
     tarball = _tar({"model.onnx": onnx_bytes, "code/inference.py": b"print('unused')\n"})
-    _register(aws, "pump-health", [("v1/model.tar.gz", tarball, "Approved"), ("v2/model.tar.gz", tarball, "PendingManualApproval")])
+    _register(
+        aws,
+        "pump-health",
+        [("v1/model.tar.gz", tarball, "Approved"), ("v2/model.tar.gz", tarball, "PendingManualApproval")],
+    )
     out = tmp_path / "pump.mlpkg"
-    code, data, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "pump-health", "--latest-approved",
-                                             "--spec", str(example / "spec.toml")))
+    code, data, err = _cli(
+        capsys,
+        *_pull_sm(
+            aws, signer, out, "--group", "pump-health", "--latest-approved", "--spec", str(example / "spec.toml")
+        ),
+    )
     assert code == 0, err
     assert data is not None and data["registry_version"] == 1 and data["approval_status"] == "Approved"
 
@@ -146,9 +176,14 @@ def test_unapproved_version_needs_an_explicit_flag(
     out = tmp_path / "press.mlpkg"
     code, _, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "press", "--version", "2"))
     assert code == 2
-    assert err == "modelline: press version 2 is Rejected, not Approved: approve it in the registry, or pass --allow-unapproved\n"
+    assert (
+        err
+        == "modelline: press version 2 is Rejected, not Approved: approve it in the registry, or pass --allow-unapproved\n"
+    )
     assert not out.exists()
-    code, data, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "press", "--version", "2", "--allow-unapproved"))
+    code, data, err = _cli(
+        capsys, *_pull_sm(aws, signer, out, "--group", "press", "--version", "2", "--allow-unapproved")
+    )
     assert code == 0, err
     manifest = verify_package(out, signer.trust).manifest
     assert manifest.version == "2.0.0" and manifest.provenance.approval_status == "Rejected"
@@ -160,15 +195,32 @@ def test_unapproved_version_needs_an_explicit_flag(
         ("none", ["--group", "missing"], 4, "does not exist"),
         ("pending", ["--group", "line"], 4, "model package group 'line' has no Approved version"),
         ("ok", ["--group", "line", "--version", "9"], 4, "model package group 'line' has no version 9"),
-        ("no-onnx", ["--group", "line"], 4, "no ONNX model (*.onnx) inside s3://ml-artifacts/l/model.tar.gz; it holds: code/train.py, weights.bin"),
-        ("two-onnx", ["--group", "line"], 2, "holds several ONNX models (a/model.onnx, b/model.onnx): choose one with --model-file"),
+        (
+            "no-onnx",
+            ["--group", "line"],
+            4,
+            "no ONNX model (*.onnx) inside s3://ml-artifacts/l/model.tar.gz; it holds: code/train.py, weights.bin",
+        ),
+        (
+            "two-onnx",
+            ["--group", "line"],
+            2,
+            "holds several ONNX models (a/model.onnx, b/model.onnx): choose one with --model-file",
+        ),
         ("two-onnx", ["--group", "line", "--model-file", "c/model.onnx"], 4, "has no file 'c/model.onnx'"),
         ("unsafe", ["--group", "line"], 3, "package rejected: unsafe entry '../model.onnx' in the model archive"),
     ],
 )
 def test_registry_errors(
-    aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes,
-    setup: str, argv: list[str], code: int, message: str,
+    aws: str,
+    capsys: pytest.CaptureFixture[str],
+    signer: Signer,
+    tmp_path: Path,
+    onnx_bytes: bytes,
+    setup: str,
+    argv: list[str],
+    code: int,
+    message: str,
 ) -> None:
     tarballs = {
         "ok": _tar({"model.onnx": onnx_bytes}),
@@ -178,8 +230,12 @@ def test_registry_errors(
         "unsafe": _tar({"../model.onnx": onnx_bytes}),
     }
     if setup != "none":
-        _register(aws, "line", [("l/model.tar.gz", tarballs[setup], "PendingManualApproval" if setup == "pending" else "Approved")],
-                  metrics=False)
+        _register(
+            aws,
+            "line",
+            [("l/model.tar.gz", tarballs[setup], "PendingManualApproval" if setup == "pending" else "Approved")],
+            metrics=False,
+        )
     out = tmp_path / "x.mlpkg"
     got, data, err = _cli(capsys, *_pull_sm(aws, signer, out, *argv))
     assert got == code, err
@@ -188,31 +244,51 @@ def test_registry_errors(
     assert not out.exists()
 
 
-def test_model_file_picks_one_of_several(aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path,
-                                         onnx_bytes: bytes) -> None:
-    _register(aws, "line", [("l/model.tar.gz", _tar({"a/model.onnx": onnx_bytes, "./b/model.onnx": onnx_bytes}), "Approved")])
+def test_model_file_picks_one_of_several(
+    aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes
+) -> None:
+    _register(
+        aws, "line", [("l/model.tar.gz", _tar({"a/model.onnx": onnx_bytes, "./b/model.onnx": onnx_bytes}), "Approved")]
+    )
     out = tmp_path / "x.mlpkg"
     code, _, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "line", "--model-file", "b/model.onnx"))
     assert code == 0, err
     verify_package(out, signer.trust)
 
 
-def test_no_credentials(aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path,
-                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_credentials(
+    aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     code, _, err = _cli(capsys, *_pull_sm(aws, signer, tmp_path / "x.mlpkg", "--group", "pump-health"))
     assert code == 5
-    assert err == "modelline: no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
+    assert (
+        err == "modelline: no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
+    )
 
 
 def _pull_s3(url: str, signer: Signer, out: Path, uri: str, *extra: str) -> list[str]:
-    return ["pull", "s3", uri, "--endpoint-url", url, "--region", REGION, "--key", str(signer.files.private_path),
-            "-o", str(out), "--json", *extra]
+    return [
+        "pull",
+        "s3",
+        uri,
+        "--endpoint-url",
+        url,
+        "--region",
+        REGION,
+        "--key",
+        str(signer.files.private_path),
+        "-o",
+        str(out),
+        "--json",
+        *extra,
+    ]
 
 
-def test_s3_bare_onnx_and_tarball(aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path,
-                                  onnx_bytes: bytes) -> None:
+def test_s3_bare_onnx_and_tarball(
+    aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes
+) -> None:
     s3 = _client("s3", aws)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=BUCKET, Key="models/pump.onnx", Body=onnx_bytes)
@@ -226,8 +302,10 @@ def test_s3_bare_onnx_and_tarball(aws: str, capsys: pytest.CaptureFixture[str], 
     assert (manifest.provenance.source, manifest.provenance.uri) == ("s3", f"s3://{BUCKET}/models/pump.onnx")
 
     out = tmp_path / "tar.mlpkg"
-    code, data, err = _cli(capsys, *_pull_s3(aws, signer, out, f"s3://{BUCKET}/models/pump.tar.gz",
-                                             "--name", "pump-health", "--version", "1.3.0"))
+    code, data, err = _cli(
+        capsys,
+        *_pull_s3(aws, signer, out, f"s3://{BUCKET}/models/pump.tar.gz", "--name", "pump-health", "--version", "1.3.0"),
+    )
     assert code == 0, err
     manifest = verify_package(out, signer.trust).manifest
     assert (manifest.name, manifest.version) == ("pump-health", "1.3.0")
@@ -239,12 +317,31 @@ def test_s3_bare_onnx_and_tarball(aws: str, capsys: pytest.CaptureFixture[str], 
     [
         ("s3://no-such-bucket/model.onnx", 4, "modelline: S3 bucket 'no-such-bucket' does not exist\n"),
         (f"s3://{BUCKET}/missing.onnx", 4, f"modelline: s3://{BUCKET}/missing.onnx does not exist\n"),
-        ("https://example.invalid/model.onnx", 2,
-         "modelline: 'https://example.invalid/model.onnx' is not an S3 object URI like s3://bucket/path/model.tar.gz\n"),
+        (
+            "https://example.invalid/model.onnx",
+            2,
+            "modelline: 'https://example.invalid/model.onnx' is not an S3 object URI like s3://bucket/path/model.tar.gz\n",
+        ),
     ],
 )
-def test_s3_errors(aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path,
-                   uri: str, code: int, message: str) -> None:
+def test_s3_errors(
+    aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, uri: str, code: int, message: str
+) -> None:
     _client("s3", aws).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     got, _, err = _cli(capsys, *_pull_s3(aws, signer, tmp_path / "x.mlpkg", uri))
     assert (got, err) == (code, message)
+
+
+def test_download_reports_progress_up_to_the_object_size(aws: str, tmp_path: Path) -> None:
+    from sdk.sources.s3 import download
+
+    s3 = _client("s3", aws)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    body = bytes(range(256)) * 12_000  # about 3 MiB: several chunks
+    s3.put_object(Bucket=BUCKET, Key="big.bin", Body=body)
+    calls: list[tuple[int, int | None]] = []
+    size = download(s3, f"s3://{BUCKET}/big.bin", tmp_path / "big.bin", lambda done, total: calls.append((done, total)))
+    assert size == len(body) == (tmp_path / "big.bin").stat().st_size
+    assert len(calls) >= 3
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert calls[-1] == (len(body), len(body))

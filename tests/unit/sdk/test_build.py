@@ -33,7 +33,11 @@ def test_round_trip_build_inspect_verify(build: object, signer: Signer, example:
     assert sensors.element_type is ElementType.FLOAT32
     assert sensors.shape == ["batch", 5]
     assert [f.name for f in sensors.features] == [
-        "vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"
+        "vibration_rms",
+        "bearing_temperature",
+        "discharge_pressure",
+        "flow_rate",
+        "speed",
     ]
     assert sensors.features[0].units == "mm/s" and sensors.features[0].valid.max == 45.0
     assert [o.name for o in m.outputs] == ["anomaly_score", "remaining_life"]
@@ -58,7 +62,9 @@ def test_samples_come_from_training_rows(build: object, example: Path) -> None:
     manifest = build().manifest  # type: ignore[operator]
     with open(example / "training.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    first = [float(rows[0][f]) for f in ("vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed")]
+    first = [
+        float(rows[0][f]) for f in ("vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed")
+    ]
     np.testing.assert_allclose(manifest.samples[0].inputs["sensors"], [first], rtol=1e-6)
 
 
@@ -121,8 +127,14 @@ def test_non_tensor_output_is_refused_with_a_hint(tmp_path: Path) -> None:
         [helper.make_node("ZipMap", ["probabilities"], ["labelled"], domain="ai.onnx.ml", classlabels_int64s=[0, 1])],
         "classifier",
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_value_info("labelled", helper.make_sequence_type_proto(
-            helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, []))))],
+        [
+            helper.make_value_info(
+                "labelled",
+                helper.make_sequence_type_proto(
+                    helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+                ),
+            )
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
     model.ir_version = 8
@@ -134,14 +146,22 @@ def test_non_tensor_output_is_refused_with_a_hint(tmp_path: Path) -> None:
 def test_external_weight_files_are_refused(tmp_path: Path) -> None:
     weights = numpy_helper.from_array(np.ones((4, 1), dtype=np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "ext",
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "ext",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], [weights],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [weights],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-              location="ext.weights", size_threshold=0)
+    onnx.save(
+        model,
+        str(tmp_path / "ext.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.weights",
+        size_threshold=0,
+    )
     with pytest.raises(errors.BuildError, match="external data files"):
         build_package(tmp_path / "ext.onnx", tmp_path / "x.mlpkg", name="e", version="1.0.0")
 
@@ -159,19 +179,29 @@ def test_unloadable_model_file(tmp_path: Path) -> None:
 
 def test_integer_and_multi_input_models_get_samples(tmp_path: Path, signer: Signer) -> None:
     graph = helper.make_graph(
-        [helper.make_node("Cast", ["count"], ["count_f"], to=TensorProto.FLOAT),
-         helper.make_node("Add", ["count_f", "level"], ["total"])],
+        [
+            helper.make_node("Cast", ["count"], ["count_f"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["count_f", "level"], ["total"]),
+        ],
         "two_inputs",
-        [helper.make_tensor_value_info("count", TensorProto.INT64, [1, 1]),
-         helper.make_tensor_value_info("level", TensorProto.FLOAT, [1, 1])],
+        [
+            helper.make_tensor_value_info("count", TensorProto.INT64, [1, 1]),
+            helper.make_tensor_value_info("level", TensorProto.FLOAT, [1, 1]),
+        ],
         [helper.make_tensor_value_info("total", TensorProto.FLOAT, [1, 1])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "two.onnx"))
     spec = PackageSpec.model_validate({"inputs": {"count": {"min": 0, "max": 100}, "level": {"min": 2, "max": 3}}})
-    result = build_package(tmp_path / "two.onnx", tmp_path / "two.mlpkg", name="two", version="0.1.0",
-                           spec=spec, private_key=signer.private_key)
+    result = build_package(
+        tmp_path / "two.onnx",
+        tmp_path / "two.mlpkg",
+        name="two",
+        version="0.1.0",
+        spec=spec,
+        private_key=signer.private_key,
+    )
     for sample in result.manifest.samples:
         count, level = sample.inputs["count"][0][0], sample.inputs["level"][0][0]  # type: ignore[index]
         assert isinstance(count, int) and 0 <= count <= 100

@@ -20,7 +20,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, captured.out, captured.err
 
 
-def _all_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+def _all_parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     found = [(path, parser)]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -30,11 +32,20 @@ def _all_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) ->
 
 
 def test_every_leaf_command_has_help_with_an_example() -> None:
-    leaves = [(p, sp) for p, sp in _all_parsers(build_parser())
-              if not any(isinstance(a, argparse._SubParsersAction) for a in sp._actions)]
+    leaves = [
+        (p, sp)
+        for p, sp in _all_parsers(build_parser())
+        if not any(isinstance(a, argparse._SubParsersAction) for a in sp._actions)
+    ]
     assert {" ".join(p) for p, _ in leaves} >= {
-        "keys generate", "package build", "package inspect", "package verify", "package sign",
-        "pull sagemaker", "pull s3", "demo",
+        "keys generate",
+        "package build",
+        "package inspect",
+        "package verify",
+        "package sign",
+        "pull sagemaker",
+        "pull s3",
+        "demo",
     }
     for path, parser in leaves:
         text = parser.format_help()
@@ -48,9 +59,22 @@ def test_keys_build_inspect_verify_flow(capsys: pytest.CaptureFixture[str], tmp_
     key_id = json.loads(out)["key_id"]
 
     pkg = tmp_path / "pump.mlpkg"
-    code, out, err = _run(capsys, "package", "build", str(example / "model.onnx"), "--name", "pump-health",
-                          "--version", "1.0.0", "--spec", str(example / "spec.toml"),
-                          "--key", str(tmp_path / "keys" / "signing.key"), "-o", str(pkg))
+    code, out, err = _run(
+        capsys,
+        "package",
+        "build",
+        str(example / "model.onnx"),
+        "--name",
+        "pump-health",
+        "--version",
+        "1.0.0",
+        "--spec",
+        str(example / "spec.toml"),
+        "--key",
+        str(tmp_path / "keys" / "signing.key"),
+        "-o",
+        str(pkg),
+    )
     assert code == 0, err
     assert "signed by key " + key_id in out
 
@@ -62,16 +86,32 @@ def test_keys_build_inspect_verify_flow(capsys: pytest.CaptureFixture[str], tmp_
 
     code, out, _ = _run(capsys, "package", "inspect", str(pkg))
     assert code == 0
-    for expected in ("pump-health 1.0.0", "discharge_pressure", "m³/h", "[batch, 5]", "remaining_life", shown["sha256"]):
+    for expected in (
+        "pump-health 1.0.0",
+        "discharge_pressure",
+        "m³/h",
+        "[batch, 5]",
+        "remaining_life",
+        shown["sha256"],
+    ):
         assert expected in out
 
     code, out, _ = _run(capsys, "package", "verify", str(pkg), "--trust", str(tmp_path / "keys"), "--json")
     assert code == 0
-    assert json.loads(out) == {"ok": True, "name": "pump-health", "version": "1.0.0", "signer": key_id,
-                               "sha256": shown["sha256"], "files": 1, "samples": "3 reproduced"}
+    assert json.loads(out) == {
+        "ok": True,
+        "name": "pump-health",
+        "version": "1.0.0",
+        "signer": key_id,
+        "sha256": shown["sha256"],
+        "files": 1,
+        "samples": "3 reproduced",
+    }
 
 
-def test_rejected_package_is_one_line_exit_3(capsys: pytest.CaptureFixture[str], package: Path, signer: object, tmp_path: Path) -> None:
+def test_rejected_package_is_one_line_exit_3(
+    capsys: pytest.CaptureFixture[str], package: Path, signer: object, tmp_path: Path
+) -> None:
     members = read_members(package)
     members["model.onnx"] = members["model.onnx"][:-1] + b"\x00"
     bad = write_members(tmp_path / "bad.mlpkg", list(members.items()))
@@ -85,7 +125,9 @@ def test_rejected_package_is_one_line_exit_3(capsys: pytest.CaptureFixture[str],
     assert json.loads(out)["error"] == "FileMismatch"
 
 
-def test_inspect_with_wrong_trust_exits_3(capsys: pytest.CaptureFixture[str], package: Path, other_signer: object) -> None:
+def test_inspect_with_wrong_trust_exits_3(
+    capsys: pytest.CaptureFixture[str], package: Path, other_signer: object
+) -> None:
     code, out, _ = _run(capsys, "package", "inspect", str(package), "--trust", str(other_signer.trust_dir))  # type: ignore[attr-defined]
     assert code == 3
     assert "REJECTED" in out
@@ -95,20 +137,54 @@ def test_inspect_with_wrong_trust_exits_3(capsys: pytest.CaptureFixture[str], pa
     ("argv", "code", "message"),
     [
         (["package", "verify", "{tmp}/none.mlpkg", "--trust", "{trust}"], 4, "package {tmp}/none.mlpkg does not exist"),
-        (["package", "build", "{tmp}/none.onnx", "--name", "a", "--version", "1.0.0", "-o", "{tmp}/x.mlpkg"], 4,
-         "model file {tmp}/none.onnx does not exist"),
-        (["package", "build", "{example}/model.onnx", "--name", "a", "--version", "v1", "-o", "{tmp}/x.mlpkg"], 2,
-         "version: Value error, version 'v1' is not a semantic version like 1.2.0"),
-        (["package", "build", "{example}/model.onnx", "--name", "a", "--version", "1.0.0", "--key", "{tmp}/no.key",
-          "-o", "{tmp}/x.mlpkg"], 4, "signing key {tmp}/no.key does not exist"),
-        (["package", "verify", "{example}/model.onnx", "--trust", "{tmp}/none"], 4, "trust store {tmp}/none does not exist"),
-        (["keys", "generate", "--out", "{tmp}/k", "--encrypt"], 2,
-         "--encrypt needs a passphrase: set $MODELLINE_KEY_PASSPHRASE or give --passphrase-file"),
+        (
+            ["package", "build", "{tmp}/none.onnx", "--name", "a", "--version", "1.0.0", "-o", "{tmp}/x.mlpkg"],
+            4,
+            "model file {tmp}/none.onnx does not exist",
+        ),
+        (
+            ["package", "build", "{example}/model.onnx", "--name", "a", "--version", "v1", "-o", "{tmp}/x.mlpkg"],
+            2,
+            "version: Value error, version 'v1' is not a semantic version like 1.2.0",
+        ),
+        (
+            [
+                "package",
+                "build",
+                "{example}/model.onnx",
+                "--name",
+                "a",
+                "--version",
+                "1.0.0",
+                "--key",
+                "{tmp}/no.key",
+                "-o",
+                "{tmp}/x.mlpkg",
+            ],
+            4,
+            "signing key {tmp}/no.key does not exist",
+        ),
+        (
+            ["package", "verify", "{example}/model.onnx", "--trust", "{tmp}/none"],
+            4,
+            "trust store {tmp}/none does not exist",
+        ),
+        (
+            ["keys", "generate", "--out", "{tmp}/k", "--encrypt"],
+            2,
+            "--encrypt needs a passphrase: set $MODELLINE_KEY_PASSPHRASE or give --passphrase-file",
+        ),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, example: Path, monkeypatch: pytest.MonkeyPatch,
-    signer: object, argv: list[str], code: int, message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    example: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    signer: object,
+    argv: list[str],
+    code: int,
+    message: str,
 ) -> None:
     monkeypatch.delenv("MODELLINE_KEY_PASSPHRASE", raising=False)
     fill = {"tmp": str(tmp_path), "example": str(example), "trust": str(signer.trust_dir)}  # type: ignore[attr-defined]
@@ -116,9 +192,13 @@ def test_errors_are_one_line_with_exit_codes(
     assert (got, err) == (code, f"modelline: {message.format(**fill)}\n")
 
 
-def test_unsigned_build_says_so_and_sign_fixes_it(capsys: pytest.CaptureFixture[str], example: Path, tmp_path: Path, signer: object) -> None:
+def test_unsigned_build_says_so_and_sign_fixes_it(
+    capsys: pytest.CaptureFixture[str], example: Path, tmp_path: Path, signer: object
+) -> None:
     pkg = tmp_path / "u.mlpkg"
-    code, out, err = _run(capsys, "package", "build", str(example / "model.onnx"), "--name", "u", "--version", "0.1.0", "-o", str(pkg))
+    code, out, err = _run(
+        capsys, "package", "build", str(example / "model.onnx"), "--name", "u", "--version", "0.1.0", "-o", str(pkg)
+    )
     assert code == 0 and "not signed" in err and "unsigned" in out
     code, _, _ = _run(capsys, "package", "verify", str(pkg), "--trust", str(signer.trust_dir))  # type: ignore[attr-defined]
     assert code == 3
@@ -128,14 +208,28 @@ def test_unsigned_build_says_so_and_sign_fixes_it(capsys: pytest.CaptureFixture[
     assert code == 0
 
 
-def test_encrypted_key_through_the_cli(capsys: pytest.CaptureFixture[str], example: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_encrypted_key_through_the_cli(
+    capsys: pytest.CaptureFixture[str], example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MODELLINE_KEY_PASSPHRASE", raising=False)
     (tmp_path / "pass.txt").write_text("s3cret\n")
-    code, _, _ = _run(capsys, "keys", "generate", "--out", str(tmp_path / "k"), "--passphrase-file", str(tmp_path / "pass.txt"))
+    code, _, _ = _run(
+        capsys, "keys", "generate", "--out", str(tmp_path / "k"), "--passphrase-file", str(tmp_path / "pass.txt")
+    )
     assert code == 0
-    build = ["package", "build", str(example / "model.onnx"), "--name", "e", "--version", "1.0.0",
-             "--key", str(tmp_path / "k" / "signing.key"), "-o", str(tmp_path / "e.mlpkg")]
+    build = [
+        "package",
+        "build",
+        str(example / "model.onnx"),
+        "--name",
+        "e",
+        "--version",
+        "1.0.0",
+        "--key",
+        str(tmp_path / "k" / "signing.key"),
+        "-o",
+        str(tmp_path / "e.mlpkg"),
+    ]
     code, _, err = _run(capsys, *build)
     assert code == 2 and "is encrypted: give its passphrase" in err
     code, _, err = _run(capsys, *build, "--passphrase-file", str(tmp_path / "pass.txt"))
@@ -153,8 +247,13 @@ def test_demo_runs_the_package_flow(capsys: pytest.CaptureFixture[str], tmp_path
 def test_installed_console_script(tmp_path: Path, signer: object) -> None:
     script = Path(sys.executable).parent / "modelline"
     trust = str(signer.trust_dir)  # type: ignore[attr-defined]
-    done = subprocess.run([str(script), "package", "verify", str(tmp_path / "x.mlpkg"), "--trust", trust],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [str(script), "package", "verify", str(tmp_path / "x.mlpkg"), "--trust", trust],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 4
     assert done.stderr == f"modelline: package {tmp_path}/x.mlpkg does not exist\n"
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60, check=True)

@@ -35,11 +35,22 @@ def test_shipped_model_separates_healthy_from_faulty_pumps(example: Path) -> Non
 
 @pytest.mark.slow
 def test_training_script_rebuilds_a_packageable_model(example: Path, tmp_path: Path, signer: Signer) -> None:
-    done = subprocess.run([sys.executable, str(example / "train.py"), "--variant", "2", "--rows", "1500", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(example / "train.py"), "--variant", "2", "--rows", "1500", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     spec = PackageSpec.load(example / "spec.toml").model_copy(update={"training_csv": tmp_path / "training.csv"})
-    result = build_package(tmp_path / "model.onnx", tmp_path / "v2.mlpkg", name="pump-health", version="2.0.0",
-                           spec=spec, private_key=signer.private_key)
+    result = build_package(
+        tmp_path / "model.onnx",
+        tmp_path / "v2.mlpkg",
+        name="pump-health",
+        version="2.0.0",
+        spec=spec,
+        private_key=signer.private_key,
+    )
     assert verify_package(result.path, signer.trust).manifest.reference_stats["speed"].count == 1500
     assert _predict(tmp_path / "model.onnx", HEALTHY)[0] < 0.5 < _predict(tmp_path / "model.onnx", WORN)[0]

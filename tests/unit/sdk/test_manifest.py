@@ -61,10 +61,14 @@ def test_range_must_be_ordered() -> None:
 
 
 def test_input_features_flatten_tensors() -> None:
-    m = Manifest.model_validate(_manifest(inputs=[
-        {"name": "x", "element_type": "float32", "shape": [1, 2], "features": [{"name": "a"}, {"name": "b"}]},
-        {"name": "z", "element_type": "int64", "shape": [1, 1], "units": "pcs"},
-    ]))
+    m = Manifest.model_validate(
+        _manifest(
+            inputs=[
+                {"name": "x", "element_type": "float32", "shape": [1, 2], "features": [{"name": "a"}, {"name": "b"}]},
+                {"name": "z", "element_type": "int64", "shape": [1, 1], "units": "pcs"},
+            ]
+        )
+    )
     assert [(f.name, f.units) for f in m.input_features()] == [("a", None), ("b", None), ("z", "pcs")]
     assert m.file("model.onnx") == FileEntry(path="model.onnx", size=10, sha256="a" * 64)
     assert isinstance(m.created, datetime)

@@ -18,8 +18,23 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl
 
 def _openssl_verify(pub: Path, manifest: Path, sig: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pub), "-rawin", "-in", str(manifest), "-sigfile", str(sig)],
-        capture_output=True, text=True, timeout=30, check=False,
+        [
+            "openssl",
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            str(pub),
+            "-rawin",
+            "-in",
+            str(manifest),
+            "-sigfile",
+            str(sig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 

@@ -85,7 +85,9 @@ def test_malformed_signature_file(package: Path, signer: Signer, tmp_path: Path)
 
 def test_untrusted_key(build: object, other_signer: Signer, signer: Signer, tmp_path: Path) -> None:
     foreign = build(tmp_path / "foreign.mlpkg", private_key=other_signer.private_key)  # type: ignore[operator]
-    _reject(foreign.path, signer, errors.UntrustedKey, f"key {other_signer.files.key_id}, which is not in the trust store")
+    _reject(
+        foreign.path, signer, errors.UntrustedKey, f"key {other_signer.files.key_id}, which is not in the trust store"
+    )
 
 
 def test_missing_signature(build: object, signer: Signer, tmp_path: Path) -> None:
