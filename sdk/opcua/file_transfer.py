@@ -1,0 +1,206 @@
+"""Server side of TemporaryFileTransferType (OPC 10000-20 section 4.4, formerly OPC 10000-5 C.4).
+
+GenerateFileForWrite creates a temporary FileType object, reachable only by the
+NodeId it returns (no reference leads to it), opens it for writing in the calling
+session and returns the handle; the client writes chunks and calls CloseAndCommit,
+which hands the finished file to the owner's ``commit`` callback. A commit that
+raises a ModelLineError is answered with that error's StatusCode and leaves
+nothing behind. GenerateFileForRead does the same for reading a file the owner
+names. Transfers are abandoned when their session ends or when the client is
+silent for longer than ClientProcessingTimeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asyncua import Node, Server, ua
+
+from sdk.opcua import sessions
+from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
+from sdk.opcua.status import StatusError, arg, status_on_error
+
+_log = logging.getLogger(__name__)
+_S = ua.StatusCodes
+_numbers = itertools.count(1)
+
+Commit = Callable[[Path, Any], Awaitable[None]]
+"""Takes the written file (moved or copied away before returning) and the generateOptions value."""
+ReadSource = Callable[[Any], Awaitable[Path]]
+"""Names the file a GenerateFileForRead call with these generateOptions should serve."""
+
+
+@dataclass
+class _Transfer:
+    file: FileNode
+    handle: int
+    session: ua.NodeId | None
+    options: Any
+    writing: bool
+
+
+class TemporaryFileTransfer:
+    """Serves one TemporaryFileTransferType object."""
+
+    def __init__(
+        self,
+        server: Server,
+        node: Node,
+        work_dir: Path,
+        *,
+        commit: Commit,
+        read_source: ReadSource | None = None,
+        check_options: Callable[[Any], Any] = lambda value: value,
+        client_processing_timeout_s: float = 120.0,
+        max_byte_string: int = 1 << 20,
+        mime_type: str = "application/octet-stream",
+    ) -> None:
+        self.server = server
+        self.node = node
+        self.work_dir = work_dir
+        self._commit = commit
+        self._read_source = read_source
+        self._check_options = check_options
+        self.timeout_s = client_processing_timeout_s
+        self.max_byte_string = max_byte_string
+        self.mime_type = mime_type
+        self._transfers: dict[int, _Transfer] = {}
+        self._unlisten: Callable[[], None] | None = None
+
+    async def bind(self) -> TemporaryFileTransfer:
+        """Link GenerateFileForRead/Write and CloseAndCommit; returns self."""
+        self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handlers = {
+            "GenerateFileForRead": self._generate_for_read,
+            "GenerateFileForWrite": self._generate_for_write,
+            "CloseAndCommit": self._close_and_commit,
+        }
+        for child in await self.node.get_children():
+            name = (await child.read_browse_name()).Name
+            if name in handlers:
+                self.server.link_method(child, handlers.pop(name))
+            elif name == "ClientProcessingTimeout":
+                await child.write_value(ua.Variant(self.timeout_s * 1000.0, ua.VariantType.Double))
+        if handlers:
+            raise RuntimeError(f"{self.node} lacks methods {sorted(handlers)}")
+        self._unlisten = sessions.on_session_closed(self._session_closed)
+        return self
+
+    async def release(self) -> None:
+        """Abandon every transfer (server shutdown)."""
+        if self._unlisten:
+            self._unlisten()
+        for handle in list(self._transfers):
+            await self._abandon(handle)
+
+    @property
+    def active(self) -> int:
+        """Transfers in progress."""
+        return len(self._transfers)
+
+    async def _new_temp_file(self, path: Path, writable: bool) -> FileNode:
+        ns = self.node.nodeid.NamespaceIndex
+        number = next(_numbers)
+        node_id = (
+            ua.NodeId(ua.String(f"{self.node.nodeid.Identifier}.Transfer{number}"), ns)
+            if isinstance(self.node.nodeid.Identifier, str)
+            else ua.NodeId(NamespaceIndex=ns)
+        )
+        node = await new_file_object(self.server, self.node, node_id, ua.QualifiedName(f"Transfer{number}", ns))
+        # The spec makes the temporary file "not browsable": drop the reference that instantiate added.
+        await self.node.delete_reference(node, ua.ObjectIds.HasComponent, forward=True, bidirectional=True)
+        return await FileNode(
+            self.server,
+            node,
+            path,
+            writable=writable,
+            max_byte_string=self.max_byte_string,
+            mime_type=self.mime_type,
+            on_close=self._file_closed,
+        ).bind()
+
+    async def _expire(self) -> None:
+        now = time.monotonic()
+        for handle, transfer in list(self._transfers.items()):
+            if now - transfer.file.last_activity > self.timeout_s:
+                _log.warning("transfer %d: no call for %.0f s, abandoned", handle, self.timeout_s)
+                await self._abandon(handle)
+
+    @status_on_error
+    async def _generate_for_write(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        await self._expire()
+        options = self._check_options(args[0].Value if args and isinstance(args[0], ua.Variant) else None)
+        path = Path(tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.work_dir)[1])
+        file = await self._new_temp_file(path, writable=True)
+        session = sessions.current_session_id()
+        handle = await file.open_handle(WRITE | ERASE_EXISTING, session)
+        self._transfers[handle] = _Transfer(file, handle, session, options, writing=True)
+        _log.info("transfer %d: write started by session %s", handle, session)
+        return [ua.Variant(file.node.nodeid, ua.VariantType.NodeId), ua.Variant(handle, ua.VariantType.UInt32)]
+
+    @status_on_error
+    async def _generate_for_read(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        await self._expire()
+        if self._read_source is None:
+            raise StatusError(_S.BadNotSupported, "this transfer object serves no files for reading")
+        options = self._check_options(args[0].Value if args and isinstance(args[0], ua.Variant) else None)
+        source = await self._read_source(options)
+        # A private copy: the source may be replaced while the client reads.
+        path = Path(tempfile.mkstemp(prefix="download-", dir=self.work_dir)[1])
+        await asyncio.to_thread(shutil.copyfile, source, path)
+        file = await self._new_temp_file(path, writable=False)
+        session = sessions.current_session_id()
+        handle = await file.open_handle(READ, session)
+        self._transfers[handle] = _Transfer(file, handle, session, options, writing=False)
+        return [
+            ua.Variant(file.node.nodeid, ua.VariantType.NodeId),
+            ua.Variant(handle, ua.VariantType.UInt32),
+            ua.Variant(ua.NodeId(), ua.VariantType.NodeId),  # completed at once: no TransferState machine
+        ]
+
+    @status_on_error
+    async def _close_and_commit(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        number = arg(args, 0, (ua.VariantType.UInt32,), "fileHandle")
+        transfer = self._transfers.get(number)
+        if transfer is None or transfer.session != sessions.current_session_id() or not transfer.writing:
+            raise StatusError(_S.BadInvalidArgument, f"file handle {number} is no write transfer of this session")
+        del self._transfers[number]
+        try:
+            await transfer.file.close_handle(number)
+            await self._commit(transfer.file.path, transfer.options)
+        finally:
+            await self._discard(transfer)
+        return [ua.Variant(ua.NodeId(), ua.VariantType.NodeId)]
+
+    async def _file_closed(self, file: FileNode, wrote: bool) -> None:
+        """A read transfer ends when the client closes the temporary file (4.4.3)."""
+        for handle, transfer in list(self._transfers.items()):
+            if transfer.file is file:
+                if not transfer.writing and file.open_count == 0:
+                    del self._transfers[handle]
+                    await self._discard(transfer)
+
+    async def _abandon(self, handle: int) -> None:
+        transfer = self._transfers.pop(handle, None)
+        if transfer is not None:
+            await self._discard(transfer)
+
+    async def _discard(self, transfer: _Transfer) -> None:
+        await transfer.file.release()
+        transfer.file.path.unlink(missing_ok=True)
+        await self.server.delete_nodes([transfer.file.node], recursive=True)
+
+    async def _session_closed(self, session_id: ua.NodeId) -> None:
+        for handle, transfer in list(self._transfers.items()):
+            if transfer.session == session_id:
+                _log.info("transfer %d: session %s ended, abandoned", handle, session_id)
+                await self._abandon(handle)

@@ -1,0 +1,247 @@
+"""Server side of the OPC UA FileType (OPC 10000-20 section 4.2, formerly OPC 10000-5 Annex C.2).
+
+asyncua ships only a FileType client. ``FileNode`` serves one FileType object
+backed by a file on disk: Open with the Read / Write / EraseExisting / Append
+bits, Close, Read, Write, GetPosition and SetPosition, bound to the instance's own
+method nodes, and keeps Size, Writable, UserWritable, OpenCount and
+MaxByteStringLength current. Handles belong to the session that opened them and
+are released when it ends. Many readers may share a file; a writer has it alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from asyncua import Node, Server, ua
+from asyncua.common.instantiate_util import instantiate
+
+from sdk.opcua import sessions
+from sdk.opcua.status import StatusError, arg, status_on_error
+
+_log = logging.getLogger(__name__)
+
+# Open mode bits (OPC 10000-20, 4.2.1 Open, Table 2).
+READ, WRITE, ERASE_EXISTING, APPEND = 0x1, 0x2, 0x4, 0x8
+DEFAULT_MAX_BYTE_STRING = 1 << 20  # 1 MiB: well under node-opcua's 16 MiB ByteString limit (INTEROP.md)
+
+_handle_numbers = itertools.count(1)
+_S = ua.StatusCodes
+
+
+@dataclass
+class _Handle:
+    number: int
+    session: ua.NodeId | None
+    mode: int
+    fh: BinaryIO
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.mode & WRITE)
+
+
+OnClose = Callable[["FileNode", bool], Awaitable[None]]
+"""Called after a handle is closed, with whether it had been open for writing."""
+
+
+async def new_file_object(server: Server, parent: Node, node_id: ua.NodeId, name: ua.QualifiedName) -> Node:
+    """Instantiate a FileType object with its own method nodes under ``parent``."""
+    nodes = await instantiate(parent, server.get_node(ua.ObjectIds.FileType), nodeid=node_id, bname=name)
+    return nodes[0]
+
+
+class FileNode:
+    """Serves one FileType object from a file on disk."""
+
+    def __init__(
+        self,
+        server: Server,
+        node: Node,
+        path: Path,
+        *,
+        writable: bool,
+        max_byte_string: int = DEFAULT_MAX_BYTE_STRING,
+        mime_type: str = "application/octet-stream",
+        on_close: OnClose | None = None,
+    ) -> None:
+        self.server = server
+        self.node = node
+        self.path = path
+        self.writable = writable
+        self.max_byte_string = max_byte_string
+        self.mime_type = mime_type
+        self._on_close = on_close
+        self._handles: dict[int, _Handle] = {}
+        self._props: dict[str, Node] = {}
+        self._unlisten: Callable[[], None] | None = None
+        self.last_activity = time.monotonic()
+
+    async def bind(self) -> FileNode:
+        """Link the instance's method nodes and publish the properties; returns self."""
+        handlers = {
+            "Open": self._open,
+            "Close": self._close,
+            "Read": self._read,
+            "Write": self._write,
+            "GetPosition": self._get_position,
+            "SetPosition": self._set_position,
+        }
+        for child in await self.node.get_children():
+            name = (await child.read_browse_name()).Name
+            if name in handlers:
+                self.server.link_method(child, handlers[name])
+            else:
+                self._props[name] = child
+        missing = set(handlers) - {(await c.read_browse_name()).Name for c in await self.node.get_children()}
+        if missing:
+            raise RuntimeError(f"{self.node} lacks FileType methods {sorted(missing)}")
+        self._unlisten = sessions.on_session_closed(self._session_closed)
+        await self._set("Writable", self.writable, ua.VariantType.Boolean)
+        await self._set("UserWritable", self.writable, ua.VariantType.Boolean)
+        await self._set("MaxByteStringLength", self.max_byte_string, ua.VariantType.UInt32)
+        await self._set("MimeType", self.mime_type, ua.VariantType.String)
+        await self.refresh()
+        return self
+
+    async def release(self) -> None:
+        """Close every handle and stop listening for session ends (before the node is deleted)."""
+        if self._unlisten:
+            self._unlisten()
+            self._unlisten = None
+        for handle in list(self._handles.values()):
+            await self._drop(handle)
+
+    @property
+    def open_count(self) -> int:
+        """Number of open handles."""
+        return len(self._handles)
+
+    def is_open_for_write(self) -> bool:
+        """Whether a writer holds the file."""
+        return any(h.writes for h in self._handles.values())
+
+    async def open_handle(self, mode: int, session: ua.NodeId | None) -> int:
+        """Open the file as the Open method does, for ``session``; returns the handle number."""
+        if mode & ~(READ | WRITE | ERASE_EXISTING | APPEND) or not mode & (READ | WRITE):
+            raise StatusError(_S.BadInvalidArgument, f"open mode {mode:#x} is not valid")
+        if mode & (ERASE_EXISTING | APPEND) and not mode & WRITE:
+            raise StatusError(_S.BadInvalidArgument, "EraseExisting and Append need the Write bit")
+        if mode & WRITE:
+            if not self.writable:
+                raise StatusError(_S.BadNotWritable, "the file is read-only")
+            if self._handles:
+                raise StatusError(_S.BadNotWritable, "the file is open; a writer needs it alone")
+        elif self.is_open_for_write():
+            raise StatusError(_S.BadNotReadable, "the file is open for writing")
+        fh = await asyncio.to_thread(self._open_file, mode)
+        handle = _Handle(next(_handle_numbers), session, mode, fh)
+        self._handles[handle.number] = handle
+        await self.refresh()
+        return handle.number
+
+    def _open_file(self, mode: int) -> BinaryIO:
+        if mode & WRITE:
+            if mode & ERASE_EXISTING or not self.path.exists():
+                fh = open(self.path, "w+b" if mode & READ else "wb")  # noqa: SIM115 - owned by the handle
+            else:
+                fh = open(self.path, "r+b")  # noqa: SIM115
+            if mode & APPEND:
+                fh.seek(0, os.SEEK_END)
+            return fh
+        try:
+            return open(self.path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise StatusError(_S.BadNotFound, "the file no longer exists") from None
+
+    def _handle(self, number: Any) -> _Handle:
+        handle = self._handles.get(number) if isinstance(number, int) else None
+        if handle is None or handle.session != sessions.current_session_id():
+            raise StatusError(_S.BadInvalidArgument, f"file handle {number} is not open in this session")
+        self.last_activity = time.monotonic()
+        return handle
+
+    async def close_handle(self, number: int) -> None:
+        """Close a handle as the Close method does."""
+        await self._drop(self._handle(number))
+
+    async def _drop(self, handle: _Handle) -> None:
+        self._handles.pop(handle.number, None)
+        await asyncio.to_thread(handle.fh.close)
+        await self.refresh()
+        if self._on_close is not None:
+            await self._on_close(self, handle.writes)
+
+    async def _session_closed(self, session_id: ua.NodeId) -> None:
+        for handle in [h for h in self._handles.values() if h.session == session_id]:
+            _log.info("file %s: releasing handle %d of closed session %s", self.path.name, handle.number, session_id)
+            await self._drop(handle)
+
+    async def _set(self, name: str, value: Any, kind: ua.VariantType) -> None:
+        node = self._props.get(name)
+        if node is not None:
+            await node.write_value(ua.Variant(value, kind))
+
+    async def refresh(self) -> None:
+        """Publish the current Size, OpenCount and LastModifiedTime (also after the file changed on disk)."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        await self._set("Size", size, ua.VariantType.UInt64)
+        await self._set("OpenCount", len(self._handles), ua.VariantType.UInt16)
+        if self.path.exists():
+            modified = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
+            await self._set("LastModifiedTime", modified, ua.VariantType.DateTime)
+
+    # --- method handlers (OPC 10000-20 4.2.1 to 4.2.6) ---------------------------------------
+
+    @status_on_error
+    async def _open(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        mode = arg(args, 0, (ua.VariantType.Byte,), "mode")
+        number = await self.open_handle(mode, sessions.current_session_id())
+        return [ua.Variant(number, ua.VariantType.UInt32)]
+
+    @status_on_error
+    async def _close(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        await self.close_handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
+        return []
+
+    @status_on_error
+    async def _read(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
+        length = arg(args, 1, (ua.VariantType.Int32,), "length")
+        if length <= 0:
+            raise StatusError(_S.BadInvalidArgument, f"length must be positive, not {length}")
+        if not handle.mode & READ:
+            raise StatusError(_S.BadInvalidState, "the file was not opened for reading")
+        # Clipped, not refused: a client asking for more than MaxByteStringLength gets that much.
+        data = await asyncio.to_thread(handle.fh.read, min(length, self.max_byte_string))
+        return [ua.Variant(data or b"", ua.VariantType.ByteString)]  # empty, never null, at end of file
+
+    @status_on_error
+    async def _write(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
+        data = arg(args, 1, (ua.VariantType.ByteString,), "data", optional=True) or b""
+        if not handle.writes:
+            raise StatusError(_S.BadInvalidState, "the file was not opened for writing")
+        await asyncio.to_thread(handle.fh.write, data)
+        return []
+
+    @status_on_error
+    async def _get_position(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
+        return [ua.Variant(handle.fh.tell(), ua.VariantType.UInt64)]
+
+    @status_on_error
+    async def _set_position(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
+        position = arg(args, 1, (ua.VariantType.UInt64,), "position")
+        size = await asyncio.to_thread(lambda: os.fstat(handle.fh.fileno()).st_size)
+        handle.fh.seek(min(position, size))  # beyond the end: at the end (4.2.6)
+        return []
