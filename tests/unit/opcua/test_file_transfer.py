@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ async def shared_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         current = rig_holder["rig"]
         if current.reject_with is not None:
             raise current.reject_with
-        current.committed.append((path.read_bytes(), options))
+        current.committed.append((await asyncio.to_thread(path.read_bytes), options))
 
     async def read_source(options: Any) -> Path:
         if options == 9:
