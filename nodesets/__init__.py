@@ -13,10 +13,9 @@ from pathlib import Path
 
 from asyncua import Server
 
-from nodesets.model import MODELLINE_URI
+from nodesets.model import DI_URI, MODELLINE_URI
 
 HERE = Path(__file__).parent
-DI_URI = "http://opcfoundation.org/UA/DI/"
 DI_NODESET = HERE / "Opc.Ua.Di.NodeSet2.xml"
 MODELLINE_NODESET = HERE / "ModelLine.NodeSet2.xml"
 _UANODESET_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"

@@ -17,6 +17,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from nodesets.model import (
+    DI_URI,
     ENUMS,
     MODELLINE_URI,
     OBJECT_TYPES,
@@ -40,10 +41,12 @@ xmlns:uax="http://opcfoundation.org/UA/2008/02/Types.xsd" \
 xmlns="http://opcfoundation.org/UA/2011/03/UANodeSet.xsd" LastModified="{date}T00:00:00Z">
   <NamespaceUris>
     <Uri>{uri}</Uri>
+    <Uri>{di_uri}</Uri>
   </NamespaceUris>
   <Models>
     <Model ModelUri="{uri}" Version="{version}" PublicationDate="{date}T00:00:00Z">
       <RequiredModel ModelUri="http://opcfoundation.org/UA/" Version="1.05.03" PublicationDate="2023-12-15T00:00:00Z" />
+      <RequiredModel ModelUri="{di_uri}" Version="1.05.0" PublicationDate="2025-11-15T00:00:00Z" />
     </Model>
   </Models>
   <Aliases>
@@ -189,7 +192,7 @@ def _enum(e: Enum) -> str:
 
 def render() -> str:
     """The whole NodeSet2 document."""
-    parts = [_HEADER.format(uri=MODELLINE_URI, version=VERSION, date=PUBLICATION_DATE)]
+    parts = [_HEADER.format(uri=MODELLINE_URI, di_uri=DI_URI, version=VERSION, date=PUBLICATION_DATE)]
     parts += [_enum(e) for e in ENUMS]
     parts += [_object_type(t) for t in OBJECT_TYPES]
     parts.append("</UANodeSet>\n")

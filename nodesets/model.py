@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 MODELLINE_URI = "http://modelline.io/UA/"
+DI_URI = "http://opcfoundation.org/UA/DI/"
 VERSION = "1.0.0"
 PUBLICATION_DATE = "2026-11-25"
 
@@ -138,4 +139,13 @@ PIPELINE_TYPE = ObjectType(
     ],
 )
 
-OBJECT_TYPES = [INFERENCE_SERVER_TYPE, PIPELINE_TYPE]
+# DI's DeviceType is abstract (OPC 10000-100 5.5.2): an edge device is this concrete subtype.
+INFERENCE_DEVICE_TYPE = ObjectType(
+    1003,
+    "InferenceDeviceType",
+    "An edge device running the ModelLine inference server; one DI SoftwareType component per model slot.",
+    [],
+    supertype="ns=2;i=1002",  # DI DeviceType: index 2 is DI in this NodeSet's NamespaceUris
+)
+
+OBJECT_TYPES = [INFERENCE_SERVER_TYPE, PIPELINE_TYPE, INFERENCE_DEVICE_TYPE]

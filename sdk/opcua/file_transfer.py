@@ -79,6 +79,9 @@ class TemporaryFileTransfer:
     async def bind(self) -> TemporaryFileTransfer:
         """Link GenerateFileForRead/Write and CloseAndCommit; returns self."""
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for leftover in self.work_dir.iterdir():  # transfers do not survive a restart
+            if leftover.is_file():
+                leftover.unlink()
         handlers = {
             "GenerateFileForRead": self._generate_for_read,
             "GenerateFileForWrite": self._generate_for_write,

@@ -88,18 +88,10 @@ def _describe(ports: Sequence[PortSignature], overrides: dict[str, TensorOverrid
         raise BuildError(f"spec does not fit the model: {exc}") from None
 
 
-def _concrete_shape(shape: Sequence[object], last: int | None) -> list[int]:
-    """One sample's shape: symbolic or unknown dimensions become 1 (the last one the feature count)."""
-    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
-    if last is not None and dims:
-        dims[-1] = last
-    return dims
-
-
 def _sample_input(tensor: TensorSpec, rows: np.ndarray | None, index: int, rng: np.random.Generator) -> np.ndarray:
     dtype = NUMPY_DTYPES[tensor.element_type]
     n_features = len(tensor.features) or None
-    shape = _concrete_shape(tensor.shape, n_features)
+    shape = onnx_model.one_sample_shape(tensor.shape, n_features)
     if rows is not None and n_features and int(np.prod(shape)) == n_features:
         return np.asarray(rows[index % rows.shape[0]].reshape(shape), dtype=dtype)
     if tensor.element_type is ElementType.BOOL:

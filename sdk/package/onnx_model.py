@@ -111,6 +111,14 @@ def read_onnx_info(model_path: Path, model_file: str) -> tuple[OnnxInfo, str]:
     return info, proto.doc_string or proto.graph.doc_string
 
 
+def one_sample_shape(shape: Sequence[Dim], last: int | None = None) -> list[int]:
+    """The shape of one sample: symbolic or unknown dimensions become 1, the last one ``last`` if given."""
+    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+    if last is not None and dims:
+        dims[-1] = last
+    return dims
+
+
 def feeds_from(sample_inputs: Mapping[str, Any], inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
     """Numpy arrays of the manifest's element types, ready for ``session.run``."""
     return {t.name: np.asarray(sample_inputs[t.name], dtype=NUMPY_DTYPES[t.element_type]) for t in inputs}

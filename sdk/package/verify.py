@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
@@ -131,7 +132,11 @@ def _same_interface(kind: str, declared: list[TensorSpec], actual: list[onnx_mod
 
 def check_model(model_path: Path, manifest: Manifest, run_samples: bool = True) -> None:
     """Load the model with onnxruntime, compare its interface and sample outputs with the manifest."""
-    session = onnx_model.load_session(model_path)
+    check_session(onnx_model.load_session(model_path), manifest, run_samples)
+
+
+def check_session(session: ort.InferenceSession, manifest: Manifest, run_samples: bool = True) -> None:
+    """Compare a loaded session's interface and sample outputs with the manifest."""
     actual_in, actual_out = onnx_model.describe(session)
     _same_interface("input", manifest.inputs, actual_in)
     _same_interface("output", manifest.outputs, actual_out)
@@ -148,12 +153,15 @@ def verify_package(
     into: Path | None = None,
     limits: Limits = DEFAULT_LIMITS,
     run_samples: bool = True,
+    load_model: bool = True,
 ) -> VerifiedPackage:
     """Check everything; raise the specific PackageRejected subclass on the first failure.
 
     The files are unpacked into a private folder: ``into`` (created with mode 0700,
     kept on success) or a temporary one that is removed before returning. Nothing
     is left behind on failure.
+    ``load_model=False`` leaves the onnxruntime checks to a caller that loads
+    the model itself (``check_session``), so that it is loaded once.
     """
     if into is not None:
         if into.exists():
@@ -170,7 +178,8 @@ def verify_package(
             manifest = parse_manifest(manifest_bytes)
             _check_file_list(archive, manifest)
             _extract_and_hash(archive, manifest, directory)
-        check_model(directory / manifest.onnx.model_file, manifest, run_samples)
+        if load_model:
+            check_model(directory / manifest.onnx.model_file, manifest, run_samples)
         size, digest = sha256_file(path)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,161 @@
+"""The edge node service: composes the OPC UA server, model slots, pipelines and input hub.
+
+async with EdgeNode(settings) as node:     # server started, saved models serving
+    await node.wait_closed()               # until cancelled (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from typing import Any, Self
+
+from asyncua import Node, Server, ua
+from asyncua.common.callback import CallbackType, ServerItemCallback
+
+from edge_node.binding import Binding
+from edge_node.opcua.inputs import InputHub
+from edge_node.opcua.pipeline_nodes import PipelineNodes, create_inference_server
+from edge_node.opcua.server import DeviceHealth, create_device, create_server
+from edge_node.opcua.software_update import SlotNodes
+from edge_node.runtime.model import InferenceRuntime
+from edge_node.runtime.pipeline import Pipeline, PipelineState, PipelineStatus
+from edge_node.settings import EdgeSettings
+from edge_node.slots.slot import ModelSlot
+from edge_node.slots.store import SlotStore
+from sdk.keys import TrustStore
+
+_log = logging.getLogger(__name__)
+
+
+class EdgeNode:
+    """One edge device's inference server."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.slots: dict[str, ModelSlot] = {}
+        self.slot_nodes: dict[str, SlotNodes] = {}
+        self._stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._health: Node | None = None
+        self.server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        """The endpoint clients connect to."""
+        return self.settings.endpoint
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        trust = TrustStore.load(s.trust_dir)
+        server, ns, instance_ns = await create_server(s)
+        self.server = server
+        device = await create_device(server, ns, instance_ns, s)
+        self._health = await device.get_child(f"{ns.di}:DeviceHealth")
+        pipelines_folder = await create_inference_server(server, ns, instance_ns)
+        runtime = InferenceRuntime(threads=s.inference_threads)
+        self._stack.callback(runtime.close)
+        pipelines = []
+        for name in s.slots:
+            sink = await PipelineNodes.create(server, ns, pipelines_folder, name, instance_ns)
+            pipeline = Pipeline(name, runtime, _HealthWatch(sink, self._update_health))
+            slot = ModelSlot(name, SlotStore(s.data_dir / "slots" / name), pipeline, runtime, trust)
+            sink.on_set_binding = slot.set_binding
+            nodes = SlotNodes(server, ns, slot)
+            await nodes.build(device, instance_ns, s.max_byte_string)
+            self.slots[name], self.slot_nodes[name] = slot, nodes
+            pipelines.append(pipeline)
+        hub = InputHub(pipelines)
+        self.hub = hub
+        for slot in self.slots.values():
+            slot.listen(_notify(hub))
+        server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
+
+        await self._stack.enter_async_context(server)
+        self._stack.push_async_callback(self._stop_tasks)
+        for name, slot in self.slots.items():
+            await slot.start()
+            if slot.state.binding is None and name in s.bindings:
+                await slot.set_binding(Binding.load(s.bindings[name]))
+        for pipeline in pipelines:
+            self._spawn(pipeline.run(), f"pipeline {pipeline.name}")
+        for slot in self.slots.values():
+            self._spawn(slot.run(), f"slot {slot.name}")
+        self._spawn(hub.run(), "input hub")
+        _log.info("edge node %s serving at %s (slots: %s)", s.device_id, s.endpoint, ", ".join(s.slots))
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("edge node task %s stopped: %r", task.get_name(), task.exception())
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait_closed(self) -> None:
+        """Serve until cancelled; a background task that fails stops the node with its error."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _on_write(self, event: ServerItemCallback, dispatcher: Any) -> None:
+        for item, result in zip(event.request_params.NodesToWrite, event.response_params, strict=False):
+            if not result.is_good() or item.AttributeId != ua.AttributeIds.Value:
+                continue
+            for nodes in self.slot_nodes.values():
+                if item.NodeId == nodes.confirmation_timeout.nodeid:
+                    await nodes.confirmation_timeout_written()
+
+    async def _update_health(self) -> None:
+        states = [slot.pipeline.status.state for slot in self.slots.values()]
+        if PipelineState.FAULTED in states:
+            health = DeviceHealth.FAILURE
+        elif PipelineState.DEGRADED in states:
+            health = DeviceHealth.OFF_SPEC
+        elif PipelineState.UNBOUND in states:
+            health = DeviceHealth.CHECK_FUNCTION
+        else:
+            health = DeviceHealth.NORMAL
+        if self._health is not None:
+            await self._health.write_value(ua.Variant(health, ua.VariantType.Int32))
+
+
+class _HealthWatch:
+    """A PipelineSink that passes everything on and re-evaluates DeviceHealth on status changes."""
+
+    def __init__(self, sink: PipelineNodes, on_status: Any) -> None:
+        self._sink = sink
+        self._on_status = on_status
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+    async def status_changed(self, status: PipelineStatus) -> None:
+        await self._sink.status_changed(status)
+        await self._on_status()
+
+
+def _notify(hub: InputHub) -> Any:
+    async def listener(slot: ModelSlot) -> None:
+        hub.bindings_changed()
+
+    return listener

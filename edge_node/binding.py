@@ -1,0 +1,134 @@
+"""Which tag feeds each model input, and what makes the model run: a pipeline's binding.
+
+A binding is JSON on the wire (the pipeline's SetBinding method, the gateway's
+Deploy options) and JSON or TOML on disk (``modelline install --binding``, the
+edge node's config). Example (TOML)::
+
+    [trigger]
+    mode = "any_change"          # or "tag" (with tag = "<feature>"), or "periodic" (with interval_ms)
+
+    [inputs]
+    vibration_rms = { endpoint = "opc.tcp://plc-line3:4840", node_id = "ns=2;s=Pump1.VibrationRms" }
+    speed         = { endpoint = "opc.tcp://plc-line3:4840", node_id = "ns=2;s=Pump1.Speed" }
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sdk.errors import NotFound, UsageError
+from sdk.package.manifest import Manifest
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagRef(_Model):
+    """An OPC UA variable on a source server (usually a PLC)."""
+
+    endpoint: str = Field(description="opc.tcp:// URL of the source server")
+    node_id: str = Field(description="NodeId of the variable, e.g. ns=2;s=Pump1.Speed")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _opc_tcp(cls, value: str) -> str:
+        if not value.startswith("opc.tcp://"):
+            raise ValueError(f"endpoint {value!r} must be an opc.tcp:// URL")
+        return value
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        from asyncua import ua  # the boundary type, used only to check the text form
+
+        try:
+            ua.NodeId.from_string(value)
+        except Exception:
+            raise ValueError(f"node_id {value!r} is not an OPC UA NodeId like ns=2;s=Pump1.Speed") from None
+        return value
+
+
+class TriggerMode(StrEnum):
+    """What makes the pipeline run the model."""
+
+    ANY_CHANGE = "any_change"
+    TAG = "tag"
+    PERIODIC = "periodic"
+
+
+class Trigger(_Model):
+    """When to run: on any input change, on a change of one input, or every interval_ms."""
+
+    mode: TriggerMode = TriggerMode.ANY_CHANGE
+    tag: str | None = Field(None, description="with mode 'tag': the input feature whose change triggers")
+    interval_ms: int | None = Field(None, ge=10, description="with mode 'periodic': the period")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.mode is TriggerMode.TAG and not self.tag:
+            raise ValueError("trigger mode 'tag' needs tag = '<input feature>'")
+        if self.mode is TriggerMode.PERIODIC and self.interval_ms is None:
+            raise ValueError("trigger mode 'periodic' needs interval_ms")
+        return self
+
+
+class Binding(_Model):
+    """Input feature name -> source tag, plus the trigger and subscription settings."""
+
+    inputs: dict[str, TagRef]
+    trigger: Trigger = Trigger()
+    publishing_interval_ms: int = Field(50, ge=10, le=60_000, description="subscription publishing interval")
+
+    @model_validator(mode="after")
+    def _trigger_tag_bound(self) -> Self:
+        if self.trigger.mode is TriggerMode.TAG and self.trigger.tag not in self.inputs:
+            raise ValueError(f"trigger tag {self.trigger.tag!r} is not one of the bound inputs")
+        return self
+
+    def problems_with(self, manifest: Manifest) -> list[str]:
+        """What keeps this binding from feeding the model (empty when it fits)."""
+        wanted = [f.name for f in manifest.input_features()]
+        problems = [f"input {name!r} is not bound" for name in wanted if name not in self.inputs]
+        problems += [f"{name!r} is not an input of {manifest.name}" for name in self.inputs if name not in wanted]
+        return problems
+
+    def to_json(self) -> str:
+        """Compact JSON, as the Binding variable shows it."""
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def parse(cls, text: str, source: str = "binding") -> Binding:
+        """From JSON text; UsageError naming the first problem."""
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise UsageError(f"{source}: {_first(exc)}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> Binding:
+        """From a .json or .toml file."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NotFound(f"binding file {path} does not exist") from None
+        if path.suffix.lower() == ".toml":
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise UsageError(f"binding file {path} is not valid TOML: {exc}") from None
+            text = json.dumps(data)
+        return cls.parse(text, source=f"binding file {path}")
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -1,0 +1,195 @@
+"""Reading input tags from their source servers (PLCs): one OPC UA client per source endpoint.
+
+Each source gets one session and one subscription in asyncua's iterator mode (a
+bounded queue that drops the oldest notification when full, counted). Data
+changes go straight to the pipelines bound to them. When a source drops, its
+tags are flagged stale (their last values still usable, outputs become
+Uncertain_LastUsableValue) and the connection is retried with exponential
+backoff; on return it re-subscribes and the next values clear the flag. When any
+binding changes, the sources are rebuilt to match.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from asyncua import Client, ua
+from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
+
+from edge_node.runtime.pipeline import Pipeline, Reading
+
+_log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class _Target:
+    pipeline: Pipeline
+    feature: str
+
+
+class Source:
+    """One source server and the tags read from it."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        targets: dict[str, list[_Target]],
+        publishing_interval_ms: int,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.targets = targets  # node id text -> pipelines/features fed by it
+        self.publishing_interval_ms = publishing_interval_ms
+        self._backoff = backoff
+        self._timeout = timeout_s
+        self.connected = False
+        self.dropped = 0
+
+    def _all_targets(self) -> Iterable[_Target]:
+        for targets in self.targets.values():
+            yield from targets
+
+    async def _mark_stale(self, stale: bool) -> None:
+        by_pipeline: dict[int, tuple[Pipeline, set[str]]] = {}
+        for target in self._all_targets():
+            entry = by_pipeline.setdefault(id(target.pipeline), (target.pipeline, set()))
+            entry[1].add(target.feature)
+        for pipeline, features in by_pipeline.values():
+            await pipeline.mark_stale(features, stale)
+
+    async def run(self) -> None:
+        """Connect, subscribe, deliver; reconnect with backoff; forever."""
+        delay = self._backoff[0]
+        while True:
+            try:
+                await self._session()
+                delay = self._backoff[0]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the source: report it, wait, retry
+                _log.warning("source %s: %s: %s; retrying in %.1f s", self.endpoint, type(exc).__name__, exc, delay)
+            if self.connected:
+                self.connected = False
+            await self._mark_stale(True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _session(self) -> None:
+        client = Client(self.endpoint, timeout=self._timeout, watchdog_intervall=1.0)
+        lost = asyncio.Event()
+
+        async def on_lost(exc: Exception) -> None:
+            lost.set()
+
+        client.connection_lost_callback = on_lost
+        await client.connect()
+        try:
+            params = ua.CreateSubscriptionParameters(
+                RequestedPublishingInterval=float(self.publishing_interval_ms),
+                RequestedLifetimeCount=300,
+                RequestedMaxKeepAliveCount=10,
+                PublishingEnabled=True,
+            )
+            sub = await client.create_subscription(
+                params, queue_maxsize=QUEUE_SIZE, overflow=OverflowPolicy.DROP_OLDEST
+            )
+            node_ids = list(self.targets)
+            nodes = [client.get_node(ua.NodeId.from_string(n)) for n in node_ids]
+            results = await sub.subscribe_data_change(nodes, queuesize=1)
+            self.connected = True
+            _log.info("source %s: connected, %d tag(s)", self.endpoint, len(nodes))
+            for node_id, result in zip(node_ids, results if isinstance(results, list) else [results], strict=False):
+                if isinstance(result, ua.StatusCode) and not result.is_good():
+                    await self._deliver(node_id, Reading(None, status=result.value))
+            await self._mark_stale(False)
+            while not lost.is_set():
+                event = await sub.next_event(timeout=1.0)
+                if event is None:
+                    continue
+                if isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():
+                    raise ConnectionError(f"subscription status {event.notification.Status.name}")
+                if isinstance(event, DataChangeEvent):
+                    dv = event.data.monitored_item.Value
+                    await self._deliver(
+                        event.node.nodeid.to_string(),
+                        Reading(
+                            dv.Value.Value if dv.Value is not None else None,
+                            status=dv.StatusCode.value if dv.StatusCode is not None else 0,
+                            source_time=dv.SourceTimestamp or dv.ServerTimestamp,
+                        ),
+                    )
+            raise ConnectionError("connection lost")
+        finally:
+            try:
+                await asyncio.wait_for(client.disconnect(), 2.0)
+            except Exception:  # the server may be gone already
+                _log.debug("source %s: disconnect failed", self.endpoint, exc_info=True)
+
+    async def _deliver(self, node_id: str, reading: Reading) -> None:
+        for target in self.targets.get(node_id, []):
+            await target.pipeline.offer(target.feature, reading)
+
+
+class InputHub:
+    """All sources of all pipelines; rebuilt whenever a binding changes."""
+
+    def __init__(self, pipelines: Iterable[Pipeline], source_factory: Callable[..., Source] = Source) -> None:
+        self._pipelines = list(pipelines)
+        self._changed = asyncio.Event()
+        self._factory = source_factory
+        self.sources: dict[tuple[str, int], Source] = {}
+
+    def bindings_changed(self) -> None:
+        """Re-plan the sources (call after any pipeline binding changed)."""
+        self._changed.set()
+
+    def _plan(self) -> dict[tuple[str, int], dict[str, list[_Target]]]:
+        plan: dict[tuple[str, int], dict[str, list[_Target]]] = defaultdict(lambda: defaultdict(list))
+        for pipeline in self._pipelines:
+            binding = pipeline.binding
+            if binding is None:
+                continue
+            for feature, tag in binding.inputs.items():
+                canonical = ua.NodeId.from_string(tag.node_id).to_string()
+                plan[(tag.endpoint, binding.publishing_interval_ms)][canonical].append(_Target(pipeline, feature))
+        return plan
+
+    async def run(self) -> None:
+        """Keep one running Source per (endpoint, publishing interval), forever."""
+        self._changed.set()
+        tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        plans: dict[tuple[str, int], dict[str, list[_Target]]] = {}
+        try:
+            async with asyncio.TaskGroup() as group:
+                while True:
+                    await self._changed.wait()
+                    self._changed.clear()
+                    new = self._plan()
+                    for key in list(tasks):
+                        if key not in new or _keys(new[key]) != _keys(plans[key]):
+                            tasks.pop(key).cancel()
+                            plans.pop(key)
+                            self.sources.pop(key, None)
+                    for key, targets in new.items():
+                        if key in tasks:
+                            plans[key] = targets  # same tags: keep the session, refresh who gets them
+                            self.sources[key].targets = dict(targets)
+                            continue
+                        source = self._factory(key[0], dict(targets), key[1])
+                        self.sources[key] = source
+                        plans[key] = targets
+                        tasks[key] = group.create_task(source.run(), name=f"source {key[0]}")
+        finally:
+            for task in tasks.values():
+                task.cancel()
+
+
+def _keys(targets: dict[str, list[_Target]]) -> set[tuple[str, int, str]]:
+    return {(node_id, id(t.pipeline), t.feature) for node_id, items in targets.items() for t in items}

@@ -1,0 +1,320 @@
+"""A pipeline as OPC UA nodes: ``InferenceServer/Pipelines/<slot>`` (ModelLine PipelineType).
+
+Outputs are AnalogItemType variables (OPC 10000-8 5.3.2) named after the model's
+outputs, with the DataType of the tensor, EngineeringUnits (UNECE codes,
+OPC 10000-8 5.6.3) and EURange from the manifest, and every value written with
+its StatusCode, the SourceTimestamp of the newest input and the ServerTimestamp
+of the prediction. NodeIds are strings derived from the path, so SCADA and PLC
+configurations that pin them survive restarts and reinstalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import Node, Server, ua
+from asyncua.common.instantiate_util import instantiate
+
+from edge_node.binding import Binding
+from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, output_dims
+from nodesets import Namespaces
+from sdk.opcua.status import arg, status_on_error
+from sdk.package.manifest import ElementType, Manifest, TensorSpec
+
+_log = logging.getLogger(__name__)
+
+INFERENCE_SERVER_TYPE, PIPELINE_TYPE = 1001, 1002
+
+VARIANT_TYPES: dict[ElementType, ua.VariantType] = {
+    ElementType.FLOAT32: ua.VariantType.Float,
+    ElementType.FLOAT64: ua.VariantType.Double,
+    ElementType.INT8: ua.VariantType.SByte,
+    ElementType.INT16: ua.VariantType.Int16,
+    ElementType.INT32: ua.VariantType.Int32,
+    ElementType.INT64: ua.VariantType.Int64,
+    ElementType.UINT8: ua.VariantType.Byte,
+    ElementType.UINT16: ua.VariantType.UInt16,
+    ElementType.UINT32: ua.VariantType.UInt32,
+    ElementType.UINT64: ua.VariantType.UInt64,
+    ElementType.BOOL: ua.VariantType.Boolean,
+    ElementType.STRING: ua.VariantType.String,
+}
+_ZERO: dict[ua.VariantType, Any] = {ua.VariantType.Boolean: False, ua.VariantType.String: ""}
+
+# Unit symbols used in specs -> UN/CEFACT Recommendation 20 common codes (OPC 10000-8 5.6.3).
+UNECE_CODES = {
+    "mm/s": "C16",
+    "m/s": "MTS",
+    "m/s²": "MSK",
+    "°C": "CEL",
+    "K": "KEL",
+    "°F": "FAH",
+    "bar": "BAR",
+    "mbar": "MBR",
+    "Pa": "PAL",
+    "kPa": "KPA",
+    "MPa": "MPA",
+    "m³/h": "MQH",
+    "l/min": "L2",
+    "l/s": "G51",
+    "r/min": "RPM",
+    "rpm": "RPM",
+    "Hz": "HTZ",
+    "h": "HUR",
+    "min": "MIN",
+    "s": "SEC",
+    "ms": "C26",
+    "%": "P1",
+    "V": "VLT",
+    "A": "AMP",
+    "W": "WTT",
+    "kW": "KWT",
+    "kWh": "KWH",
+    "N": "NEW",
+    "N·m": "NU",
+    "Nm": "NU",
+    "kg": "KGM",
+    "g": "GRM",
+    "t": "TNE",
+    "m": "MTR",
+    "mm": "MMT",
+    "µm": "4H",
+    "l": "LTR",
+    "m³": "MTQ",
+}
+UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
+
+
+def eu_information(symbol: str) -> ua.EUInformation:
+    """EngineeringUnits for a unit symbol; UnitId -1 when the symbol has no known UNECE code."""
+    code = UNECE_CODES.get(symbol)
+    unit_id = -1
+    if code is not None:
+        unit_id = 0
+        for char in code:  # the code's characters packed into an Int32, big-endian (OPC 10000-8 5.6.3)
+            unit_id = (unit_id << 8) | ord(char)
+    return ua.EUInformation(
+        NamespaceUri=UNECE_NAMESPACE,
+        UnitId=unit_id,
+        DisplayName=ua.LocalizedText(symbol),
+        Description=ua.LocalizedText(symbol),
+    )
+
+
+class PipelineNodes:
+    """PipelineSink over one PipelineType object."""
+
+    def __init__(self, server: Server, node: Node) -> None:
+        self.server = server
+        self.node = node
+        self.on_set_binding: Callable[[Binding | None], Awaitable[None]] | None = None
+        self._outputs: dict[str, tuple[Node, ua.VariantType, list[int]]] = {}
+        self._inputs: dict[str, Node] = {}
+        self._vars: dict[str, Node] = {}
+
+    @classmethod
+    async def create(
+        cls, server: Server, ns: Namespaces, pipelines_folder: Node, name: str, instance_ns: int
+    ) -> PipelineNodes:
+        """Instantiate ``Pipelines/<name>`` and bind SetBinding."""
+        node_id = ua.NodeId(f"{pipelines_folder.nodeid.Identifier}.{name}", instance_ns)
+        node = (
+            await instantiate(
+                pipelines_folder,
+                server.get_node(ua.NodeId(PIPELINE_TYPE, ns.modelline)),
+                nodeid=node_id,
+                bname=ua.QualifiedName(name, instance_ns),
+            )
+        )[0]
+        self = cls(server, node)
+        for child in await node.get_children():
+            self._vars[(await child.read_browse_name()).Name] = child
+        server.link_method(self._vars["SetBinding"], self._set_binding)
+        await self.status_changed(PipelineStatus())
+        await self._vars["Binding"].write_value("")
+        return self
+
+    def _path(self, *parts: str) -> ua.NodeId:
+        return ua.NodeId(".".join([str(self.node.nodeid.Identifier), *parts]), self.node.nodeid.NamespaceIndex)
+
+    @status_on_error
+    async def _set_binding(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        text = arg(args, 0, (ua.VariantType.String,), "BindingJson", optional=True) or ""
+        binding = Binding.parse(text, source="BindingJson") if text.strip() else None
+        if self.on_set_binding is not None:
+            await self.on_set_binding(binding)
+        return []
+
+    # --- PipelineSink ---------------------------------------------------------------------------
+
+    async def model_changed(self, manifest: Manifest | None) -> None:
+        """Replace the output variables when the model's outputs differ."""
+        wanted = {o.name: o for o in manifest.outputs} if manifest else {}
+        for name in list(self._outputs):
+            if name not in wanted or self._layout(wanted[name]) != self._outputs[name][1:]:
+                node = self._outputs.pop(name)[0]
+                await self.server.delete_nodes([node], recursive=True)
+        for name, spec in wanted.items():
+            if name not in self._outputs:
+                self._outputs[name] = (await self._add_output(spec), *self._layout(spec))
+
+    def _layout(self, spec: TensorSpec) -> tuple[ua.VariantType, list[int]]:
+        return VARIANT_TYPES[spec.element_type], output_dims(spec)
+
+    async def _add_output(self, spec: TensorSpec) -> Node:
+        kind, dims = self._layout(spec)
+        zero = _ZERO.get(kind, 0)
+        value = ua.Variant([zero] * math.prod(dims) if dims else zero, kind)
+        folder = self._vars["Outputs"]
+        node_id = self._path("Outputs", spec.name)
+        bname = ua.QualifiedName(spec.name, self.node.nodeid.NamespaceIndex)
+        analog = kind not in (ua.VariantType.Boolean, ua.VariantType.String)
+        node = await folder.add_variable(node_id, bname, value, varianttype=kind, datatype=ua.NodeId(kind.value))
+        if analog:  # an AnalogItemType (OPC 10000-8 5.3.2): EURange and EngineeringUnits are added below
+            await node.delete_reference(
+                ua.NodeId(ua.ObjectIds.BaseDataVariableType),
+                ua.ObjectIds.HasTypeDefinition,
+                forward=True,
+                bidirectional=False,
+            )
+            await node.add_reference(
+                ua.NodeId(ua.ObjectIds.AnalogItemType),
+                ua.ObjectIds.HasTypeDefinition,
+                forward=True,
+                bidirectional=False,
+            )
+        await node.write_attribute(
+            ua.AttributeIds.ValueRank, ua.DataValue(ua.Variant(1 if dims else -1, ua.VariantType.Int32))
+        )
+        if dims:
+            await node.write_attribute(
+                ua.AttributeIds.ArrayDimensions, ua.DataValue(ua.Variant(dims, ua.VariantType.UInt32))
+            )
+        await node.write_attribute(
+            ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(spec.label or spec.name)))
+        )
+        if analog:
+            await self._analog_properties(node, spec)
+        # Until the first prediction: nothing to trust yet.
+        await self._write(node, ua.DataValue(value, StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
+        return node
+
+    async def _analog_properties(self, node: Node, spec: TensorSpec) -> None:
+        ns = self.node.nodeid.NamespaceIndex
+        low = spec.valid.min if spec.valid.min is not None else -1e38
+        high = spec.valid.max if spec.valid.max is not None else 1e38
+        existing = {(await c.read_browse_name()).Name: c for c in await node.get_children()}
+        eu_range = ua.Variant(ua.Range(Low=low, High=high), ua.VariantType.ExtensionObject)
+        if "EURange" in existing:
+            await existing["EURange"].write_value(eu_range)
+        else:
+            await node.add_property(ua.NodeId(f"{node.nodeid.Identifier}.EURange", ns), "0:EURange", eu_range)
+        if spec.units:
+            await node.add_property(
+                ua.NodeId(f"{node.nodeid.Identifier}.EngineeringUnits", ns),
+                "0:EngineeringUnits",
+                ua.Variant(eu_information(spec.units), ua.VariantType.ExtensionObject),
+            )
+
+    async def _write(self, node: Node, value: ua.DataValue) -> None:
+        await self.server.write_attribute_value(node.nodeid, value)
+
+    async def publish(self, outputs: list[OutputValue]) -> None:
+        """Write each output with its status and both timestamps."""
+        for out in outputs:
+            entry = self._outputs.get(out.name)
+            if entry is None:
+                continue
+            node, kind, _ = entry
+            variant = (
+                ua.Variant(out.value, kind)
+                if out.value is not None
+                else self.server.read_attribute_value(node.nodeid).Value
+            )
+            await self._write(
+                node,
+                ua.DataValue(
+                    variant,
+                    StatusCode=ua.StatusCode(out.status),
+                    SourceTimestamp=out.source_time or out.server_time,
+                    ServerTimestamp=out.server_time,
+                ),
+            )
+
+    async def binding_changed(self, binding: Binding | None) -> None:
+        """Show the binding and mirror its inputs."""
+        await self._vars["Binding"].write_value(binding.to_json() if binding else "")
+        wanted = set(binding.inputs) if binding else set()
+        for name in list(self._inputs):
+            if name not in wanted:
+                await self.server.delete_nodes([self._inputs.pop(name)], recursive=True)
+        folder = self._vars["Inputs"]
+        for name in sorted(wanted - set(self._inputs)):
+            tag = binding.inputs[name] if binding else None
+            node = await folder.add_variable(
+                self._path("Inputs", name),
+                ua.QualifiedName(name, self.node.nodeid.NamespaceIndex),
+                ua.Variant(None, ua.VariantType.Null),
+                datatype=ua.NodeId(ua.ObjectIds.BaseDataType),
+            )
+            if tag is not None:
+                await node.write_attribute(
+                    ua.AttributeIds.Description,
+                    ua.DataValue(ua.Variant(ua.LocalizedText(f"{tag.node_id} on {tag.endpoint}"))),
+                )
+            await self._write(node, ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
+            self._inputs[name] = node
+
+    async def input_changed(self, feature: str, reading: Reading) -> None:
+        """Mirror the newest reading of a bound input."""
+        node = self._inputs.get(feature)
+        if node is None:
+            return
+        status = reading.status
+        if reading.stale and status == 0:
+            status = ua.StatusCodes.UncertainLastUsableValue
+        try:
+            variant = ua.Variant(reading.value)
+        except Exception:
+            variant = ua.Variant(str(reading.value))
+        await self._write(
+            node,
+            ua.DataValue(
+                variant,
+                StatusCode=ua.StatusCode(status),
+                SourceTimestamp=reading.source_time,
+                ServerTimestamp=datetime.now(UTC),
+            ),
+        )
+
+    async def status_changed(self, status: PipelineStatus) -> None:
+        """Model, Version, State, StateReason and the counters."""
+        values = {
+            "Model": ua.Variant(status.model, ua.VariantType.String),
+            "Version": ua.Variant(status.version, ua.VariantType.String),
+            "State": ua.Variant(int(status.state), ua.VariantType.Int32),
+            "StateReason": ua.Variant(status.reason, ua.VariantType.String),
+            "InferenceCount": ua.Variant(status.inference_count, ua.VariantType.UInt64),
+            "ErrorCount": ua.Variant(status.error_count, ua.VariantType.UInt64),
+            "SkippedCount": ua.Variant(status.skipped_count, ua.VariantType.UInt64),
+            "LastLatencyMs": ua.Variant(status.last_latency_ms, ua.VariantType.Double),
+        }
+        for name, variant in values.items():
+            await self._write(self._vars[name], ua.DataValue(variant))
+
+
+async def create_inference_server(server: Server, ns: Namespaces, instance_ns: int) -> Node:
+    """``Objects/InferenceServer`` with its ``Pipelines`` folder; returns the folder."""
+    node = (
+        await instantiate(
+            server.nodes.objects,
+            server.get_node(ua.NodeId(INFERENCE_SERVER_TYPE, ns.modelline)),
+            nodeid=ua.NodeId("InferenceServer", instance_ns),
+            bname=ua.QualifiedName("InferenceServer", ns.modelline),
+        )
+    )[0]
+    return await node.get_child(f"{ns.modelline}:Pipelines")

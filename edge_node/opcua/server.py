@@ -1,0 +1,85 @@
+"""The edge node's OPC UA server: information models, capabilities, and the DI device."""
+
+from __future__ import annotations
+
+import logging
+import platform
+
+from asyncua import Node, Server, ua
+from asyncua.common.instantiate_util import instantiate
+
+import nodesets
+from edge_node.settings import EdgeSettings
+from sdk import __version__
+from sdk.opcua import sessions
+
+_log = logging.getLogger(__name__)
+
+INFERENCE_DEVICE_TYPE = 1003  # ModelLine namespace
+DEVICE_SET, DEVICE_HEALTH_ENUMERATION = 5001, 6244  # DI namespace
+
+
+class DeviceHealth:
+    """DeviceHealthEnumeration values (OPC 10000-100 5.5.4)."""
+
+    NORMAL, FAILURE, CHECK_FUNCTION, OFF_SPEC, MAINTENANCE_REQUIRED = 0, 1, 2, 3, 4
+
+
+async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namespaces, int]:
+    """An initialised, not yet started server with DI and ModelLine loaded; returns it, the namespaces and
+    the index of this device's instance namespace."""
+    sessions.install()
+    server = Server()
+    await server.init()
+    server.set_endpoint(settings.endpoint)
+    server.set_server_name(f"ModelLine Edge {settings.device_id}")
+    await server.set_application_uri(f"urn:modelline:edge:{settings.device_id}")
+    await server.set_build_info(
+        product_uri="urn:modelline:edge",
+        manufacturer_name=settings.manufacturer,
+        product_name="ModelLine Edge",
+        software_version=__version__,
+        build_number=__version__,
+        build_date=ua.get_win_epoch(),
+    )
+    ns = await nodesets.load(server)
+    instance_ns = await server.register_namespace(f"urn:modelline:edge:{settings.device_id}")
+    # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
+    await server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
+        ua.Variant(settings.max_byte_string, ua.VariantType.UInt32)
+    )
+    return server, ns, instance_ns
+
+
+async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: int, settings: EdgeSettings) -> Node:
+    """``DeviceSet/<device id>``: a DI DeviceType with its identification and DeviceHealth."""
+    device_set = server.get_node(ua.NodeId(DEVICE_SET, ns.di))
+    device = (
+        await instantiate(
+            device_set,
+            server.get_node(ua.NodeId(INFERENCE_DEVICE_TYPE, ns.modelline)),
+            nodeid=ua.NodeId(settings.device_id, instance_ns),
+            bname=ua.QualifiedName(settings.device_id, instance_ns),
+            instantiate_optional=False,
+        )
+    )[0]
+    values = {
+        "Manufacturer": ua.Variant(ua.LocalizedText(settings.manufacturer), ua.VariantType.LocalizedText),
+        "Model": ua.Variant(ua.LocalizedText("ModelLine Edge Inference Server"), ua.VariantType.LocalizedText),
+        "SerialNumber": ua.Variant(settings.device_id, ua.VariantType.String),
+        "SoftwareRevision": ua.Variant(__version__, ua.VariantType.String),
+        "HardwareRevision": ua.Variant(platform.machine(), ua.VariantType.String),
+        "DeviceRevision": ua.Variant("1", ua.VariantType.String),
+        "DeviceManual": ua.Variant("https://github.com/modelline (README: Run an edge node)", ua.VariantType.String),
+        "RevisionCounter": ua.Variant(0, ua.VariantType.Int32),
+    }
+    for name, value in values.items():
+        await (await device.get_child(f"{ns.di}:{name}")).write_value(value)
+    health = await device.add_variable(
+        ua.NodeId(f"{settings.device_id}.DeviceHealth", instance_ns),
+        ua.QualifiedName("DeviceHealth", ns.di),
+        ua.Variant(DeviceHealth.NORMAL, ua.VariantType.Int32),
+        datatype=ua.NodeId(DEVICE_HEALTH_ENUMERATION, ns.di),
+    )
+    del health
+    return device

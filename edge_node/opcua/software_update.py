@@ -1,0 +1,280 @@
+"""A model slot as a DI SoftwareType component with a SoftwareUpdate AddIn (OPC 10000-100 section 8).
+
+    DeviceSet/<device>/<slot>                   SoftwareType: Manufacturer, Model, SoftwareRevision
+      SoftwareUpdate                            SoftwareUpdateType (HasAddIn)
+        Loading                                 CachedLoadingType (8.4.5)
+          CurrentVersion / PendingVersion / FallbackVersion   SoftwareVersionType (8.4.11)
+          FileTransfer                          TemporaryFileTransferType (OPC 10000-20 4.4)
+          ErrorMessage, GetUpdateBehavior
+        Installation                            InstallationStateMachineType (8.4.9): InstallSoftwarePackage, Resume
+        Confirmation                            ConfirmationStateMachineType (8.4.10): Confirm, ConfirmationTimeout
+        UpdateStatus
+
+Types come from the DI NodeSet; this module instantiates them, binds their
+methods to the ModelSlot, and mirrors the slot's state into their variables.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asyncua import Node, Server, ua
+from asyncua.common.copy_node_util import copy_node
+from asyncua.common.instantiate_util import instantiate
+
+from edge_node.slots.slot import InstallState, ModelSlot, VersionKind
+from edge_node.slots.store import InstalledVersion
+from nodesets import Namespaces
+from sdk.errors import BAD_INVALID_ARGUMENT
+from sdk.opcua.file_transfer import TemporaryFileTransfer
+from sdk.opcua.status import StatusError, arg, status_on_error
+
+_log = logging.getLogger(__name__)
+
+# DI NodeIds (Opc.Ua.Di.NodeSet2.xml), numeric parts in the DI namespace.
+SOFTWARE_TYPE = 15106
+SOFTWARE_UPDATE_TYPE = 1
+CACHED_LOADING_TYPE = 171
+SOFTWARE_VERSION_TYPE = 212
+INSTALLATION_STATE_MACHINE_TYPE = 249
+CONFIRMATION_STATE_MACHINE_TYPE = 307
+INSTALL_SOFTWARE_PACKAGE = 265  # the optional method's declaration on InstallationStateMachineType
+STATE_IDS = {  # state objects of the two state machine types, for CurrentState.Id
+    InstallState.IDLE: 271,
+    InstallState.INSTALLING: 273,
+    InstallState.ERROR: 275,
+}
+NOT_WAITING_FOR_CONFIRM, WAITING_FOR_CONFIRM = 323, 325
+HAS_ADD_IN = 17604
+KEEPS_PARAMETERS = 0x1  # UpdateBehavior bit 0 (8.5.2); no WillDisconnect, RequiresPowerCycle, WillReboot
+
+_VERSION_KINDS = {0: VersionKind.CURRENT, 1: VersionKind.PENDING, 2: VersionKind.FALLBACK}
+
+
+def version_kind(value: Any) -> VersionKind:
+    """generateOptions as SoftwareVersionFileType (DI 8.5.1); Null means Pending (OPC 10000-20 4.4.4)."""
+    if value is None:
+        return VersionKind.PENDING
+    if isinstance(value, int) and not isinstance(value, bool) and value in _VERSION_KINDS:
+        return _VERSION_KINDS[value]
+    raise StatusError(BAD_INVALID_ARGUMENT, f"generateOptions {value!r} is not a SoftwareVersionFileType (0, 1, 2)")
+
+
+@dataclass
+class _VersionNodes:
+    manufacturer: Node
+    manufacturer_uri: Node
+    revision: Node
+    hash: Node
+    release_date: Node
+    patch_ids: Node
+
+
+class SlotNodes:
+    """The DI nodes of one slot, bound to it."""
+
+    def __init__(self, server: Server, ns: Namespaces, slot: ModelSlot) -> None:
+        self.server = server
+        self.ns = ns
+        self.slot = slot
+        self.transfer: TemporaryFileTransfer | None = None
+
+    def _di(self, number: int) -> ua.NodeId:
+        return ua.NodeId(number, self.ns.di)
+
+    def _qn(self, name: str) -> ua.QualifiedName:
+        return ua.QualifiedName(name, self.ns.di)
+
+    async def _child(self, node: Node, *path: str) -> Node:
+        return await node.get_child([f"{self.ns.di}:{p}" if ":" not in p else p for p in path])
+
+    async def build(self, device: Node, instance_ns: int, max_byte_string: int) -> None:
+        """Create the nodes under ``device`` and bind them to the slot."""
+        server, slot = self.server, self.slot
+        base = f"{device.nodeid.Identifier}.{slot.name}"
+        self.component = (
+            await instantiate(
+                device,
+                server.get_node(self._di(SOFTWARE_TYPE)),
+                nodeid=ua.NodeId(base, instance_ns),
+                bname=ua.QualifiedName(slot.name, instance_ns),
+                instantiate_optional=False,
+            )
+        )[0]
+        update = (
+            await instantiate(
+                self.component,
+                server.get_node(self._di(SOFTWARE_UPDATE_TYPE)),
+                nodeid=ua.NodeId(f"{base}.SoftwareUpdate", instance_ns),
+                bname=self._qn("SoftwareUpdate"),
+                instantiate_optional=False,
+            )
+        )[0]
+        # An AddIn hangs off its owner by HasAddIn (OPC 10000-3 / DI 8.4.1), not HasComponent.
+        await self.component.delete_reference(update, ua.ObjectIds.HasComponent, forward=True, bidirectional=True)
+        await self.component.add_reference(update, ua.NodeId(HAS_ADD_IN), forward=True, bidirectional=True)
+
+        loading = await self._add(update, CACHED_LOADING_TYPE, f"{base}.SoftwareUpdate.Loading", "Loading", instance_ns)
+        await self._add(
+            loading,
+            SOFTWARE_VERSION_TYPE,
+            f"{base}.SoftwareUpdate.Loading.FallbackVersion",
+            "FallbackVersion",
+            instance_ns,
+        )
+        self.versions = {kind: await self._version_nodes(loading, kind.value + "Version") for kind in VersionKind}
+        self.error_message = await self._child(loading, "ErrorMessage")
+        installation = await self._add(
+            update, INSTALLATION_STATE_MACHINE_TYPE, f"{base}.SoftwareUpdate.Installation", "Installation", instance_ns
+        )
+        install_method = await copy_node(
+            installation,
+            server.get_node(self._di(INSTALL_SOFTWARE_PACKAGE)),
+            nodeid=ua.NodeId(f"{base}.SoftwareUpdate.Installation.InstallSoftwarePackage", instance_ns),
+        )
+        self.percent = await installation.add_variable(
+            ua.NodeId(f"{base}.SoftwareUpdate.Installation.PercentComplete", instance_ns),
+            self._qn("PercentComplete"),
+            ua.Variant(0, ua.VariantType.Byte),
+        )
+        self.install_state = await installation.get_child("0:CurrentState")
+        confirmation = await self._add(
+            update, CONFIRMATION_STATE_MACHINE_TYPE, f"{base}.SoftwareUpdate.Confirmation", "Confirmation", instance_ns
+        )
+        self.confirm_state = await confirmation.get_child("0:CurrentState")
+        self.confirmation_timeout = await self._child(confirmation, "ConfirmationTimeout")
+        await self.confirmation_timeout.set_writable(True)
+        self.update_status = await update.add_variable(
+            ua.NodeId(f"{base}.SoftwareUpdate.UpdateStatus", instance_ns),
+            self._qn("UpdateStatus"),
+            ua.Variant(ua.LocalizedText(""), ua.VariantType.LocalizedText),
+        )
+
+        server.link_method(install_method[0], self._install)
+        server.link_method(await self._child(installation, "Resume"), self._resume)
+        server.link_method(await self._child(confirmation, "Confirm"), self._confirm)
+        server.link_method(await self._child(loading, "GetUpdateBehavior"), self._get_update_behavior)
+        self.transfer = await TemporaryFileTransfer(
+            server,
+            await self._child(loading, "FileTransfer"),
+            slot.store.root / "transfers",
+            commit=self._commit,
+            read_source=self._read_source,
+            check_options=version_kind,
+            max_byte_string=max_byte_string,
+            mime_type="application/vnd.modelline.package+zip",
+        ).bind()
+        await self.confirmation_timeout.write_value(
+            ua.Variant(slot.state.confirmation_timeout_s * 1000.0, ua.VariantType.Double)
+        )
+        slot.listen(self._refresh)
+
+    async def _add(self, parent: Node, type_number: int, node_id: str, name: str, ns_index: int) -> Node:
+        nodes = await instantiate(
+            parent,
+            self.server.get_node(self._di(type_number)),
+            nodeid=ua.NodeId(node_id, ns_index),
+            bname=self._qn(name),
+            instantiate_optional=False,
+        )
+        return nodes[0]
+
+    async def _version_nodes(self, loading: Node, name: str) -> _VersionNodes:
+        version = await self._child(loading, name)
+        base = version.nodeid.Identifier
+        ns_index = version.nodeid.NamespaceIndex
+
+        async def prop(pname: str, value: ua.Variant) -> Node:
+            return await version.add_property(ua.NodeId(f"{base}.{pname}", ns_index), self._qn(pname), value)
+
+        return _VersionNodes(
+            manufacturer=await self._child(version, "Manufacturer"),
+            manufacturer_uri=await self._child(version, "ManufacturerUri"),
+            revision=await self._child(version, "SoftwareRevision"),
+            hash=await prop("Hash", ua.Variant(b"", ua.VariantType.ByteString)),
+            release_date=await prop("ReleaseDate", ua.Variant(None, ua.VariantType.DateTime)),
+            patch_ids=await prop("PatchIdentifiers", ua.Variant([], ua.VariantType.String)),
+        )
+
+    # --- state mirror ---------------------------------------------------------------------------
+
+    async def _refresh(self, slot: ModelSlot) -> None:
+        for kind, nodes in self.versions.items():
+            await self._write_version(nodes, slot.version(kind))
+        current = slot.state.current
+        await (await self._child(self.component, "Model")).write_value(
+            ua.LocalizedText(current.name if current else "")
+        )
+        await (await self._child(self.component, "SoftwareRevision")).write_value(current.version if current else "")
+        await (await self._child(self.component, "Manufacturer")).write_value(
+            ua.LocalizedText(f"signed by {current.signer}" if current else "")
+        )
+        await self._state(self.install_state, slot.install_state.value, self._di(STATE_IDS[slot.install_state]))
+        waiting = slot.awaiting_confirmation
+        await self._state(
+            self.confirm_state,
+            "WaitingForConfirm" if waiting else "NotWaitingForConfirm",
+            self._di(WAITING_FOR_CONFIRM if waiting else NOT_WAITING_FOR_CONFIRM),
+        )
+        await self.percent.write_value(ua.Variant(slot.percent_complete, ua.VariantType.Byte))
+        await self.update_status.write_value(ua.LocalizedText(slot.update_status))
+
+    async def _write_version(self, nodes: _VersionNodes, version: InstalledVersion | None) -> None:
+        await nodes.manufacturer.write_value(ua.LocalizedText(version.name if version else ""))
+        await nodes.manufacturer_uri.write_value(version.manufacturer_uri if version else "")
+        await nodes.revision.write_value(version.version if version else "")
+        await nodes.hash.write_value(
+            ua.Variant(bytes.fromhex(version.sha256) if version else b"", ua.VariantType.ByteString)
+        )
+        await nodes.release_date.write_value(ua.Variant(version.created if version else None, ua.VariantType.DateTime))
+
+    async def _state(self, current_state: Node, name: str, state_id: ua.NodeId) -> None:
+        await current_state.write_value(ua.LocalizedText(name))
+        await (await current_state.get_child("0:Id")).write_value(ua.Variant(state_id, ua.VariantType.NodeId))
+
+    async def confirmation_timeout_written(self) -> None:
+        """A client wrote ConfirmationTimeout (milliseconds): keep it for the next install."""
+        value = await self.confirmation_timeout.read_value()
+        await self.slot.set_confirmation_timeout(float(value or 0.0) / 1000.0)
+
+    # --- transfer -------------------------------------------------------------------------------
+
+    async def _commit(self, path: Path, kind: VersionKind) -> None:
+        if kind is not VersionKind.PENDING:
+            raise StatusError(BAD_INVALID_ARGUMENT, f"only the Pending version can be written, not {kind.value}")
+        try:
+            await self.slot.stage_pending(path)
+        except Exception as exc:
+            await self.error_message.write_value(ua.LocalizedText(str(exc)))
+            raise
+        await self.error_message.write_value(ua.LocalizedText(""))
+
+    async def _read_source(self, kind: VersionKind) -> Path:
+        return self.slot.package_file(kind)
+
+    # --- methods --------------------------------------------------------------------------------
+
+    @status_on_error
+    async def _install(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        uri = arg(args, 0, (ua.VariantType.String,), "ManufacturerUri")
+        revision = arg(args, 1, (ua.VariantType.String,), "SoftwareRevision")
+        digest = arg(args, 3, (ua.VariantType.ByteString,), "Hash", optional=True) or b""
+        await self.slot.request_install(uri or "", revision or "", digest)
+        return []
+
+    @status_on_error
+    async def _resume(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        await self.slot.resume()
+        return []
+
+    @status_on_error
+    async def _confirm(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        await self.slot.confirm()
+        return []
+
+    @status_on_error
+    async def _get_update_behavior(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        return [ua.Variant(KEEPS_PARAMETERS, ua.VariantType.UInt32)]

@@ -1,0 +1,351 @@
+"""A pipeline: the latest value of every bound input tag in, one inference per trigger, outputs out.
+
+There is no queue between tags and inference. Each reading replaces the last one
+of its feature and raises a trigger; the worker takes all triggers raised since
+its last run at once and runs the model on the newest values, so inference never
+falls behind and ``skipped_count`` tells how many triggers were folded into a
+later run. Inputs that cannot be trusted give every output a StatusCode saying
+why (see ``quality``), never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_node.binding import Binding, TriggerMode
+from edge_node.runtime import quality
+from edge_node.runtime.model import InferenceRuntime, LoadedModel
+from sdk.package.manifest import ElementType, Feature, Manifest, TensorSpec
+from sdk.package.onnx_model import NUMPY_DTYPES, one_sample_shape
+
+_log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class PipelineState(IntEnum):
+    """The PipelineState enumeration of ModelLine.NodeSet2.xml (same values)."""
+
+    NO_MODEL = 0
+    UNBOUND = 1
+    RUNNING = 2
+    DEGRADED = 3
+    FAULTED = 4
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One value of an input tag as the source reported it."""
+
+    value: Any
+    status: int = quality.GOOD
+    source_time: datetime | None = None
+    stale: bool = False  # the connection to its source is lost: this is the last usable value
+
+
+@dataclass(frozen=True)
+class OutputValue:
+    """One output of one inference, ready to publish."""
+
+    name: str
+    value: Any  # a number, a list of numbers, or None to keep the previous value with the new status
+    status: int
+    source_time: datetime | None
+    server_time: datetime
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    """What the pipeline node shows besides its outputs."""
+
+    model: str = ""
+    version: str = ""
+    state: PipelineState = PipelineState.NO_MODEL
+    reason: str = "no model installed"
+    inference_count: int = 0
+    error_count: int = 0
+    skipped_count: int = 0
+    last_latency_ms: float = 0.0
+
+
+class PipelineSink(Protocol):
+    """Where a pipeline shows itself (the OPC UA binding implements this)."""
+
+    async def model_changed(self, manifest: Manifest | None) -> None:
+        """The serving model changed; output nodes may need to change with its interface."""
+
+    async def binding_changed(self, binding: Binding | None) -> None:
+        """The binding changed; the input mirror follows it."""
+
+    async def input_changed(self, feature: str, reading: Reading) -> None:
+        """A bound input has a new reading."""
+
+    async def publish(self, outputs: list[OutputValue]) -> None:
+        """New output values (or statuses)."""
+
+    async def status_changed(self, status: PipelineStatus) -> None:
+        """Counters, state or reason changed."""
+
+
+def is_batched(shape: list[Any]) -> bool:
+    """Whether the first dimension is the batch (symbolic, unknown or 1)."""
+    return bool(shape) and (not isinstance(shape[0], int) or shape[0] == 1)
+
+
+def output_dims(spec: TensorSpec) -> list[int]:
+    """The shape of one output value as published: [] for a scalar."""
+    dims = one_sample_shape(spec.shape[1:] if is_batched(spec.shape) else spec.shape)
+    return [] if math.prod(dims) == 1 else dims
+
+
+def _input_features(tensor: TensorSpec) -> list[Feature]:
+    return list(tensor.features) or [Feature(name=tensor.name, valid=tensor.valid)]
+
+
+class Pipeline:
+    """One model slot at work."""
+
+    def __init__(
+        self, name: str, runtime: InferenceRuntime, sink: PipelineSink, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.name = name
+        self._runtime = runtime
+        self._sink = sink
+        self._clock = clock
+        self._model: LoadedModel | None = None
+        self._binding: Binding | None = None
+        self._values: dict[str, Reading] = {}
+        self._status = PipelineStatus()
+        self._triggers = 0
+        self._wake = asyncio.Event()
+        self._published_unbound = False
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The serving model."""
+        return self._model
+
+    @property
+    def binding(self) -> Binding | None:
+        """The current binding."""
+        return self._binding
+
+    @property
+    def status(self) -> PipelineStatus:
+        """State, reason and counters."""
+        return self._status
+
+    def bound_features(self) -> dict[str, Any]:
+        """Feature name -> TagRef of the current binding."""
+        return dict(self._binding.inputs) if self._binding else {}
+
+    async def set_model(self, model: LoadedModel | None) -> None:
+        """Serve another model from the next trigger on (the swap is one assignment)."""
+        previous, self._model = self._model, model
+        changed_interface = (
+            previous is None
+            or model is None
+            or (
+                (previous.manifest.inputs, previous.manifest.outputs) != (model.manifest.inputs, model.manifest.outputs)
+            )
+        )
+        if changed_interface:
+            await self._sink.model_changed(model.manifest if model else None)
+        self._published_unbound = False
+        m = model.manifest if model else None
+        await self._set_status(model=m.name if m else "", version=m.version if m else "")
+        await self._evaluate_configuration()
+        self._trigger()
+
+    async def set_binding(self, binding: Binding | None) -> None:
+        """Take a new binding at once (the input hub re-subscribes to follow it)."""
+        self._binding = binding
+        kept = set(binding.inputs) if binding else set()
+        self._values = {k: v for k, v in self._values.items() if k in kept}
+        self._published_unbound = False
+        await self._sink.binding_changed(binding)
+        await self._evaluate_configuration()
+        self._trigger()
+
+    async def offer(self, feature: str, reading: Reading) -> None:
+        """A new reading of a bound input (from the input hub)."""
+        if self._binding is None or feature not in self._binding.inputs:
+            return
+        self._values[feature] = reading
+        await self._sink.input_changed(feature, reading)
+        trigger = self._binding.trigger
+        if trigger.mode is TriggerMode.ANY_CHANGE or (trigger.mode is TriggerMode.TAG and trigger.tag == feature):
+            self._trigger()
+
+    async def mark_stale(self, features: set[str], stale: bool) -> None:
+        """The connection to these features' source was lost (True) or is back (False)."""
+        changed = False
+        for feature in features:
+            reading = self._values.get(feature)
+            if reading is not None and reading.stale != stale:
+                self._values[feature] = replace(reading, stale=stale)
+                await self._sink.input_changed(feature, self._values[feature])
+                changed = True
+        if changed:
+            self._trigger()  # outputs show the change of quality even if no value changes
+
+    def _trigger(self) -> None:
+        self._triggers += 1
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The worker: one inference per batch of triggers, forever."""
+        while True:
+            binding = self._binding
+            period = (
+                binding.trigger.interval_ms / 1000.0
+                if binding and binding.trigger.interval_ms and (binding.trigger.mode is TriggerMode.PERIODIC)
+                else None
+            )
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=period)
+            except TimeoutError:
+                self._triggers += 1
+            self._wake.clear()
+            taken, self._triggers = self._triggers, 0
+            if taken == 0:
+                continue
+            if taken > 1:
+                await self._set_status(skipped_count=self._status.skipped_count + taken - 1)
+            try:
+                await self._infer_once()
+            except Exception:  # a pipeline never dies: it reports and waits for the next trigger
+                _log.exception("pipeline %s: unexpected failure", self.name)
+                await self._set_status(
+                    state=PipelineState.FAULTED,
+                    reason="internal error, see the edge node log",
+                    error_count=self._status.error_count + 1,
+                )
+
+    async def _set_status(self, **changes: Any) -> None:
+        status = replace(self._status, **changes)
+        if status != self._status:
+            self._status = status
+            await self._sink.status_changed(status)
+
+    def _configuration_problem(self) -> str | None:
+        if self._model is None:
+            return "no model installed"
+        if self._binding is None:
+            return "inputs are not bound to tags (set a binding)"
+        problems = self._binding.problems_with(self._model.manifest)
+        for tensor in self._model.manifest.inputs:
+            size = math.prod(one_sample_shape(tensor.shape, len(tensor.features) if tensor.features else None))
+            if size != len(_input_features(tensor)):
+                problems.append(f"input {tensor.name!r} takes {size} values per sample, more than tags can feed")
+            if tensor.element_type is ElementType.STRING:
+                problems.append(f"input {tensor.name!r} takes text, which tags do not feed")
+        return "binding does not fit the model: " + "; ".join(problems) if problems else None
+
+    async def _evaluate_configuration(self) -> None:
+        problem = self._configuration_problem()
+        if self._model is None:
+            await self._set_status(state=PipelineState.NO_MODEL, reason=problem or "")
+        elif problem:
+            await self._set_status(state=PipelineState.UNBOUND, reason=problem)
+            if not self._published_unbound:
+                await self._publish_status_only(quality.BAD_CONFIGURATION_ERROR)
+                self._published_unbound = True
+
+    async def _publish_status_only(self, status: int, source_time: datetime | None = None) -> None:
+        if self._model is None:
+            return
+        now = self._clock()
+        await self._sink.publish(
+            [OutputValue(o.name, None, status, source_time or now, now) for o in self._model.manifest.outputs]
+        )
+
+    def _assemble(self, manifest: Manifest) -> tuple[dict[str, np.ndarray], int, str, datetime | None]:
+        """Input tensors from the latest readings; with the worst quality found and why."""
+        feeds: dict[str, np.ndarray] = {}
+        status, reason = quality.GOOD, ""
+        newest: datetime | None = None
+        for tensor in manifest.inputs:
+            values = []
+            for feature in _input_features(tensor):
+                reading = self._values.get(feature.name)
+                if reading is None:
+                    return {}, quality.BAD_WAITING_FOR_INITIAL_DATA, f"input {feature.name!r} has no value yet", None
+                if quality.is_bad(reading.status):
+                    return {}, reading.status, f"input {feature.name!r} is Bad at its source", reading.source_time
+                value = reading.value
+                if isinstance(value, bool):
+                    value = float(value)
+                if not isinstance(value, int | float):
+                    why = f"input {feature.name!r} is {type(value).__name__}, not a number"
+                    return {}, quality.BAD_TYPE_MISMATCH, why, reading.source_time
+                if not math.isfinite(value):
+                    return {}, quality.BAD_OUT_OF_RANGE, f"input {feature.name!r} is {value}", reading.source_time
+                low, high = feature.valid.min, feature.valid.max
+                if (low is not None and value < low) or (high is not None and value > high):
+                    span = f"{'' if low is None else f'{low:g}'}..{'' if high is None else f'{high:g}'}"
+                    why = f"input {feature.name!r} = {value:g} is outside its valid range {span}"
+                    return {}, quality.BAD_OUT_OF_RANGE, why, reading.source_time
+                if reading.stale and not quality.is_uncertain(status):
+                    status, reason = quality.UNCERTAIN_LAST_USABLE_VALUE, f"input {feature.name!r}: source disconnected"
+                elif quality.is_uncertain(reading.status) and status == quality.GOOD:
+                    status, reason = reading.status, f"input {feature.name!r} is Uncertain at its source"
+                if reading.source_time is not None and (newest is None or reading.source_time > newest):
+                    newest = reading.source_time
+                values.append(value)
+            shape = one_sample_shape(tensor.shape, len(tensor.features) if tensor.features else None)
+            feeds[tensor.name] = np.asarray(values, dtype=NUMPY_DTYPES[tensor.element_type]).reshape(shape)
+        return feeds, status, reason, newest
+
+    async def _infer_once(self) -> None:
+        model = self._model
+        if model is None or self._configuration_problem():
+            await self._evaluate_configuration()
+            return
+        feeds, status, reason, source_time = self._assemble(model.manifest)
+        if quality.is_bad(status):
+            await self._publish_status_only(status, source_time)
+            await self._set_status(
+                state=PipelineState.DEGRADED, reason=reason, error_count=self._status.error_count + 1
+            )
+            return
+        try:
+            outputs, latency = await self._runtime.run(model, feeds)
+        except Exception as exc:
+            _log.warning("pipeline %s: inference failed: %s", self.name, exc)
+            await self._publish_status_only(quality.BAD_INTERNAL_ERROR, source_time)
+            await self._set_status(
+                state=PipelineState.FAULTED,
+                reason=f"inference failed: {str(exc).splitlines()[0]}",
+                error_count=self._status.error_count + 1,
+            )
+            return
+        if self._model is not model:  # swapped while running: serve the new model's answer instead
+            self._trigger()
+            return
+        now = self._clock()
+        published = []
+        for spec in model.manifest.outputs:
+            array = np.asarray(outputs[spec.name])
+            one = array[0] if array.ndim >= 1 and is_batched(spec.shape) else array
+            value = one.item() if one.size == 1 else one.reshape(-1).tolist()
+            published.append(OutputValue(spec.name, value, status, source_time, now))
+        await self._sink.publish(published)
+        await self._set_status(
+            state=PipelineState.RUNNING if status == quality.GOOD else PipelineState.DEGRADED,
+            reason=reason,
+            inference_count=self._status.inference_count + 1,
+            last_latency_ms=latency,
+        )

@@ -1,0 +1,48 @@
+"""Settings of one edge node process (``modelline edge``): TOML file, MODELLINE_EDGE_* variables, flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sdk.package.manifest import check_name
+
+
+class EdgeSettings(BaseSettings):
+    """Everything an edge node needs to know at start; see examples/edge.toml."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELLINE_EDGE_", frozen=True, extra="forbid")
+
+    device_id: str = Field("edge-1", description="Name of this device under DeviceSet; also its serial number.")
+    endpoint: str = Field(
+        "opc.tcp://127.0.0.1:4841/modelline/edge/",
+        description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
+    )
+    data_dir: Path = Field(Path("var/edge"), description="Packages and slot state; must survive restarts.")
+    trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
+    slots: list[str] = Field(["main"], min_length=1, description="Model slots, one pipeline each.")
+    bindings: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Slot -> binding file (TOML or JSON), applied at start to a slot that has no binding yet.",
+    )
+    inference_threads: int = Field(2, ge=1, le=64, description="Worker threads for onnxruntime.")
+    max_byte_string: int = Field(
+        1 << 20, ge=4096, le=8 << 20, description="Largest ByteString served (file transfer chunk), in bytes."
+    )
+    manufacturer: str = Field("ModelLine", description="DI Manufacturer of the device.")
+
+    @field_validator("device_id")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        return check_name(value, "device id")
+
+    @field_validator("slots")
+    @classmethod
+    def _slot_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_name(name, "slot name")
+        if len(set(value)) != len(value):
+            raise ValueError("slot names repeat")
+        return value

@@ -1,0 +1,1 @@
+"""Model slots: packages on disk, the DI install flow and its state."""

@@ -1,0 +1,300 @@
+"""A model slot and its software update flow (OPC 10000-100 section 8, Cached-Loading).
+
+Pending: a package transferred and verified, not yet installed. Current: the
+package serving. Fallback: the one that served before it. Installing re-verifies
+the package, loads it into onnxruntime beside the serving model, checks it
+against its own recorded samples and only then swaps it in; anything that fails
+leaves the serving model untouched and the Installation state machine in Error
+with UpdateStatus saying why. After a swap with a ConfirmationTimeout, the slot
+reverts to the Fallback by itself unless Confirm arrives in time (8.4.10).
+
+What must survive a restart (which package is which, the binding, the timeout,
+whether a confirmation is outstanding) is written before a call is answered.
+A node that restarts while a confirmation is outstanding reverts at start: an
+install that was never confirmed is not trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from pathlib import Path
+
+from edge_node.binding import Binding
+from edge_node.runtime.model import InferenceRuntime, LoadedModel
+from edge_node.runtime.pipeline import Pipeline
+from edge_node.slots.store import InstalledVersion, SlotState, SlotStore
+from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND, ModelLineError
+from sdk.keys import TrustStore
+from sdk.opcua.status import StatusError
+from sdk.package.verify import verify_package
+
+_log = logging.getLogger(__name__)
+
+BAD_INVALID_STATE = 0x80AF0000
+
+
+class InstallState(StrEnum):
+    """InstallationStateMachineType states (DI 8.4.9)."""
+
+    IDLE = "Idle"
+    INSTALLING = "Installing"
+    ERROR = "Error"
+
+
+class VersionKind(StrEnum):
+    """SoftwareVersionFileType (DI 8.5.1): which version a file transfer means."""
+
+    CURRENT = "Current"
+    PENDING = "Pending"
+    FALLBACK = "Fallback"
+
+
+Listener = Callable[["ModelSlot"], Awaitable[None]]
+
+
+class ModelSlot:
+    """One model slot: its versions, its pipeline, its update state."""
+
+    def __init__(
+        self, name: str, store: SlotStore, pipeline: Pipeline, runtime: InferenceRuntime, trust: TrustStore
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.pipeline = pipeline
+        self._runtime = runtime
+        self._trust = trust
+        self.state = SlotState()
+        self.install_state = InstallState.IDLE
+        self.update_status = ""
+        self.percent_complete = 0
+        self._listeners: list[Listener] = []
+        self._job: InstalledVersion | None = None
+        self._deadline: float | None = None
+        self._work = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(slot)`` after every change."""
+        self._listeners.append(listener)
+
+    async def _changed(self) -> None:
+        for listener in self._listeners:
+            await listener(self)
+
+    async def _save(self, state: SlotState) -> None:
+        await asyncio.to_thread(self.store.save_state, state)
+        self.state = state
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """Whether the current version still needs Confirm."""
+        return self.state.awaiting_confirmation
+
+    def version(self, kind: VersionKind) -> InstalledVersion | None:
+        """The Current, Pending or Fallback version."""
+        return {
+            VersionKind.CURRENT: self.state.current,
+            VersionKind.PENDING: self.state.pending,
+            VersionKind.FALLBACK: self.state.fallback,
+        }[kind]
+
+    def package_file(self, kind: VersionKind) -> Path:
+        """The package file of a version, for GenerateFileForRead; NotFound when there is none."""
+        version = self.version(kind)
+        if version is None:
+            raise StatusError(BAD_NOT_FOUND, f"slot {self.name} has no {kind.value} version")
+        return self.store.package_path(version.sha256)
+
+    # --- start --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore the saved state and serve Current at once (verified again before loading)."""
+        await asyncio.to_thread(self.store.clear_work)
+        self.state = await asyncio.to_thread(self.store.load_state)
+        await self.pipeline.set_binding(self.state.binding)
+        if self.state.awaiting_confirmation:
+            await self._revert("the node restarted before the install was confirmed")
+        elif self.state.current is not None:
+            try:
+                await self.pipeline.set_model(await self._load(self.state.current))
+            except ModelLineError as exc:
+                self.update_status = f"cannot serve {self.state.current.version} after restart: {exc}"
+                _log.error("slot %s: %s", self.name, self.update_status)
+        await self._changed()
+
+    async def _load(self, version: InstalledVersion) -> LoadedModel:
+        return await self._runtime.load(self.store.package_path(version.sha256), self._trust, self.store.unpack_dir())
+
+    # --- transfer -----------------------------------------------------------------------------
+
+    async def stage_pending(self, upload: Path) -> InstalledVersion:
+        """Verify a transferred package and make it Pending; a rejected one leaves nothing behind."""
+        async with self._lock:
+            try:
+                verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False)
+            except ModelLineError as exc:  # the transfer layer deletes the upload
+                self.update_status = f"transferred package rejected: {exc}"
+                await self._changed()
+                raise
+            pending = InstalledVersion.of(verified, verified.signer)
+            await asyncio.to_thread(self.store.keep_package, upload, pending.sha256)
+            await self._save(self.state.model_copy(update={"pending": pending}))
+            await asyncio.to_thread(self.store.prune, self._referenced())
+            self.update_status = f"{pending.name} {pending.version} transferred and verified; ready to install"
+            _log.info("slot %s: pending %s %s (%s)", self.name, pending.name, pending.version, pending.sha256[:12])
+            await self._changed()
+            return pending
+
+    def _referenced(self) -> set[str]:
+        return {v.sha256 for v in (self.state.current, self.state.pending, self.state.fallback) if v is not None}
+
+    # --- installation -------------------------------------------------------------------------
+
+    async def request_install(self, manufacturer_uri: str, revision: str, digest: bytes) -> InstalledVersion:
+        """InstallSoftwarePackage: check the request, enter Installing, install in the background."""
+        if self.install_state is not InstallState.IDLE:
+            raise StatusError(BAD_INVALID_STATE, f"installation is {self.install_state.value}, not Idle")
+        if self.state.awaiting_confirmation:
+            raise StatusError(BAD_INVALID_STATE, "the last install is waiting for Confirm")
+        target = next(
+            (
+                v
+                for v in (self.state.pending, self.state.fallback)
+                if v is not None and v.manufacturer_uri == manufacturer_uri and v.version == revision
+            ),
+            None,
+        )
+        if target is None:
+            raise StatusError(BAD_NOT_FOUND, f"no Pending or Fallback version {manufacturer_uri} {revision}")
+        if digest and digest != bytes.fromhex(target.sha256):
+            raise StatusError(
+                BAD_INVALID_ARGUMENT,
+                f"hash {digest.hex()[:16]}... does not match {target.version} ({target.sha256[:16]}...)",
+            )
+        self.install_state = InstallState.INSTALLING
+        self.percent_complete = 0
+        self.update_status = f"installing {target.name} {target.version}"
+        self._job = target
+        self._work.set()
+        await self._changed()
+        return target
+
+    async def _install(self, target: InstalledVersion) -> None:
+        try:
+            candidate = await self._load(target)
+        except ModelLineError as exc:
+            self.install_state = InstallState.ERROR
+            self.update_status = f"install of {target.name} {target.version} failed: {exc}"
+            _log.warning("slot %s: %s", self.name, self.update_status)
+            await self._changed()
+            return
+        self.percent_complete = 80
+        previous = self.state.current
+        waiting = self.state.confirmation_timeout_s > 0
+        new_state = self.state.model_copy(
+            update={
+                "current": target,
+                "fallback": previous if previous is not None and previous != target else self.state.fallback,
+                "pending": None if self.state.pending == target else self.state.pending,
+                "awaiting_confirmation": waiting,
+            }
+        )
+        await self._save(new_state)  # written before the swap: a crash now reverts at start
+        await self._swap(candidate)
+        self.install_state = InstallState.IDLE
+        self.percent_complete = 100
+        timeout = self.state.confirmation_timeout_s
+        self.update_status = f"{target.name} {target.version} installed" + (
+            f"; waiting {timeout:g} s for Confirm" if waiting else ""
+        )
+        self._deadline = asyncio.get_running_loop().time() + timeout if waiting else None
+        await asyncio.to_thread(self.store.prune, self._referenced())
+        _log.info("slot %s: %s", self.name, self.update_status)
+        await self._changed()
+
+    async def _swap(self, model: LoadedModel | None) -> None:
+        old = self.pipeline.model
+        await self.pipeline.set_model(model)
+        if old is not None and old.package.directory is not None:
+            await asyncio.to_thread(shutil.rmtree, old.package.directory.parent, True)
+
+    async def confirm(self) -> None:
+        """Confirm: keep the current version."""
+        if not self.state.awaiting_confirmation:
+            raise StatusError(BAD_INVALID_STATE, "nothing is waiting for Confirm")
+        await self._save(self.state.model_copy(update={"awaiting_confirmation": False}))
+        self._deadline = None
+        current = self.state.current
+        self.update_status = f"{current.name} {current.version} confirmed" if current else "confirmed"
+        self._work.set()
+        await self._changed()
+
+    async def resume(self) -> None:
+        """Resume: leave the Error state."""
+        if self.install_state is not InstallState.ERROR:
+            raise StatusError(BAD_INVALID_STATE, f"installation is {self.install_state.value}, not Error")
+        self.install_state = InstallState.IDLE
+        self.percent_complete = 0
+        await self._changed()
+
+    async def _revert(self, reason: str) -> None:
+        failed, fallback = self.state.current, self.state.fallback
+        model = None
+        if fallback is not None:
+            try:
+                model = await self._load(fallback)
+            except ModelLineError as exc:
+                _log.error("slot %s: fallback %s cannot be loaded: %s", self.name, fallback.version, exc)
+                fallback = None
+        await self._save(
+            self.state.model_copy(update={"current": fallback, "fallback": None, "awaiting_confirmation": False})
+        )
+        await self._swap(model)
+        self._deadline = None
+        back_to = f"reverted to {fallback.version}" if fallback else "no fallback: the slot serves no model"
+        self.update_status = f"{failed.version if failed else 'install'}: {reason}; {back_to}"
+        _log.warning("slot %s: %s", self.name, self.update_status)
+        await asyncio.to_thread(self.store.prune, self._referenced())
+        await self._changed()
+
+    # --- settings ------------------------------------------------------------------------------
+
+    async def set_confirmation_timeout(self, seconds: float) -> None:
+        """ConfirmationTimeout, kept for the next install."""
+        await self._save(self.state.model_copy(update={"confirmation_timeout_s": max(0.0, seconds)}))
+
+    async def set_binding(self, binding: Binding | None) -> None:
+        """A new input binding, saved and taken at once; no reinstall."""
+        await self._save(self.state.model_copy(update={"binding": binding}))
+        await self.pipeline.set_binding(binding)
+        await self._changed()
+
+    # --- worker -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Runs installs and the confirmation deadline, forever."""
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = None if self._deadline is None else max(0.0, self._deadline - loop.time())
+            try:
+                await asyncio.wait_for(self._work.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._work.clear()
+            if self._deadline is not None and loop.time() >= self._deadline and self.state.awaiting_confirmation:
+                timeout_s = self.state.confirmation_timeout_s
+                await self._revert(f"not confirmed within {timeout_s:g} s")
+            if self._job is not None:
+                job, self._job = self._job, None
+                async with self._lock:
+                    try:
+                        await self._install(job)
+                    except Exception:  # the slot keeps serving; the failure is reported, not fatal
+                        _log.exception("slot %s: install of %s failed unexpectedly", self.name, job.version)
+                        self.install_state = InstallState.ERROR
+                        self.update_status = f"install of {job.version} failed: internal error, see the edge node log"
+                        await self._changed()

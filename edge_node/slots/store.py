@@ -1,0 +1,124 @@
+"""A model slot on disk: its packages and a small state file, written atomically.
+
+    <data_dir>/slots/<slot>/state.json              which package is Current, Pending, Fallback
+    <data_dir>/slots/<slot>/packages/<sha256>.mlpkg   each package exactly as transferred
+    <data_dir>/slots/<slot>/work/                     temporary uploads and unpacked packages
+
+The state file is replaced with write-to-temporary, fsync, rename, so a crash
+leaves either the old or the new state, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge_node.binding import Binding
+from sdk.package.verify import PackageInfo
+
+MANUFACTURER_URI_PREFIX = "urn:modelline:model:"
+
+
+class InstalledVersion(BaseModel):
+    """One package known to a slot: what DI shows as a SoftwareVersionType."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str
+    sha256: str
+    size: int
+    signer: str
+    created: datetime
+
+    @property
+    def manufacturer_uri(self) -> str:
+        """DI ManufacturerUri: identifies the model (the 'software'), stable across versions."""
+        return MANUFACTURER_URI_PREFIX + self.name
+
+    @classmethod
+    def of(cls, info: PackageInfo, signer: str) -> InstalledVersion:
+        """From a verified package."""
+        m = info.manifest
+        return cls(name=m.name, version=m.version, sha256=info.sha256, size=info.size, signer=signer, created=m.created)
+
+
+class SlotState(BaseModel):
+    """Everything about a slot that must survive a restart."""
+
+    current: InstalledVersion | None = None
+    pending: InstalledVersion | None = None
+    fallback: InstalledVersion | None = None
+    binding: Binding | None = None
+    confirmation_timeout_s: float = Field(0.0, ge=0, description="DI ConfirmationTimeout; 0: no confirmation needed")
+    awaiting_confirmation: bool = False
+
+
+class SlotStore:
+    """Files of one slot."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.packages = root / "packages"
+        self.work = root / "work"
+        for folder in (self.root, self.packages, self.work):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @property
+    def state_path(self) -> Path:
+        """The state file."""
+        return self.root / "state.json"
+
+    def load_state(self) -> SlotState:
+        """The saved state, or an empty slot."""
+        if not self.state_path.exists():
+            return SlotState()
+        return SlotState.model_validate_json(self.state_path.read_bytes())
+
+    def save_state(self, state: SlotState) -> None:
+        """Replace the state file atomically (blocking: call from a worker thread)."""
+        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(state.model_dump_json(indent=2).encode())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.state_path)
+            dir_fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def package_path(self, sha256: str) -> Path:
+        """Where a package with this digest is kept."""
+        return self.packages / f"{sha256}.mlpkg"
+
+    def keep_package(self, upload: Path, sha256: str) -> Path:
+        """Move a verified upload into the store (blocking)."""
+        target = self.package_path(sha256)
+        os.replace(upload, target)
+        return target
+
+    def unpack_dir(self) -> Path:
+        """A new, not yet existing folder name under work/ for unpacking one package."""
+        return Path(tempfile.mkdtemp(prefix="unpacked-", dir=self.work)) / "files"
+
+    def prune(self, keep: set[str]) -> None:
+        """Delete packages no slot state refers to, and leftover work files (blocking)."""
+        for path in self.packages.glob("*.mlpkg"):
+            if path.stem not in keep:
+                path.unlink(missing_ok=True)
+
+    def clear_work(self) -> None:
+        """Remove everything under work/ (at start: nothing there survives a restart)."""
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(mode=0o700, exist_ok=True)

@@ -1,0 +1,238 @@
+"""A DI software update client (OPC 10000-100 section 8.3, Cached-Loading) for any compliant device.
+
+Transfer a package to PendingVersion with the FileTransfer object
+(GenerateFileForWrite, Write, CloseAndCommit), install it with
+InstallSoftwarePackage and the package hash, wait for the Installation state
+machine to come back to Idle (or report Error with UpdateStatus), then Confirm.
+Nothing here is specific to ModelLine's edge node except the optional
+SetBinding call on its pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, Node, ua
+
+from sdk.errors import (
+    BAD_NOT_FOUND,
+    ModelLineError,
+    NotFound,
+    PackageRejected,
+    SourceError,
+    UsageError,
+)
+
+DI_URI = "http://opcfoundation.org/UA/DI/"
+MODELLINE_URI = "http://modelline.io/UA/"
+HAS_ADD_IN = 17604
+PENDING = 1  # SoftwareVersionFileType.Pending
+
+Progress = Callable[[int, int | None], None]
+
+
+class UpdateFailed(ModelLineError):
+    """The device refused or failed the update; the message is its UpdateStatus or reason."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A SoftwareVersionType as read from a device."""
+
+    manufacturer_uri: str
+    revision: str
+    hash: bytes
+
+    @property
+    def empty(self) -> bool:
+        """No version in this place."""
+        return not self.revision
+
+
+def _status(exc: ua.UaStatusCodeError) -> int:
+    return int(exc.code)
+
+
+class SoftwareUpdateClient:
+    """The SoftwareUpdate AddIn of one slot of one device."""
+
+    def __init__(self, client: Client, update: Node, di: int) -> None:
+        self.client = client
+        self.update = update
+        self.di = di
+
+    @classmethod
+    async def find(cls, client: Client, device: str | None = None, slot: str | None = None) -> SoftwareUpdateClient:
+        """The slot's SoftwareUpdate under ``DeviceSet``; device and slot may be left out when there is one."""
+        di = await client.get_namespace_index(DI_URI)
+        device_set = await client.nodes.objects.get_child(f"{di}:DeviceSet")
+        updatable: dict[str, dict[str, Node]] = {}  # device -> slot -> SoftwareUpdate
+        for device_node in await device_set.get_children(nodeclassmask=ua.NodeClass.Object):
+            slots = {}
+            for component in await device_node.get_children(nodeclassmask=ua.NodeClass.Object):
+                add_ins = await component.get_referenced_nodes(
+                    refs=ua.NodeId(HAS_ADD_IN), direction=ua.BrowseDirection.Forward
+                )
+                for add_in in add_ins:
+                    if (await add_in.read_browse_name()).Name == "SoftwareUpdate":
+                        slots[(await component.read_browse_name()).Name] = add_in
+            if slots:
+                updatable[(await device_node.read_browse_name()).Name] = slots
+        device_name = _pick_name(updatable, device, "device", "DeviceSet")
+        update = updatable[device_name][_pick_name(updatable[device_name], slot, "model slot", f"device {device_name}")]
+        return cls(client, update, di)
+
+    async def _node(self, *path: str) -> Node:
+        return await self.update.get_child([f"{self.di}:{p}" for p in path])
+
+    async def _method(self, parent: Node, name: str, *args: ua.Variant) -> Any:
+        return await parent.call_method(await parent.get_child(f"{self.di}:{name}"), *args)
+
+    async def version(self, which: str = "Current") -> VersionInfo:
+        """Current, Pending or Fallback version as the device reports it."""
+        node = await self._node("Loading", f"{which}Version")
+        uri = await (await node.get_child(f"{self.di}:ManufacturerUri")).read_value()
+        revision = await (await node.get_child(f"{self.di}:SoftwareRevision")).read_value()
+        try:
+            digest = await (await node.get_child(f"{self.di}:Hash")).read_value() or b""
+        except ua.UaStatusCodeError:
+            digest = b""
+        return VersionInfo(uri or "", revision or "", digest)
+
+    async def update_status(self) -> str:
+        """UpdateStatus text."""
+        value = await (await self._node("UpdateStatus")).read_value()
+        return str(getattr(value, "Text", value) or "")
+
+    async def installation_state(self) -> str:
+        """Installation CurrentState: Idle, Installing or Error."""
+        value = await (await self._node("Installation")).get_child("0:CurrentState")
+        text = await value.read_value()
+        return str(getattr(text, "Text", text) or "")
+
+    async def _max_chunk(self) -> int:
+        node = self.client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength))
+        try:
+            advertised = int(await node.read_value() or 0)
+        except ua.UaStatusCodeError:
+            advertised = 0
+        return min(advertised, 1 << 20) if advertised > 0 else 65536
+
+    async def transfer(self, package: Path, progress: Progress | None = None) -> VersionInfo:
+        """Write the package to PendingVersion; the device verifies it on CloseAndCommit."""
+        data = await asyncio.to_thread(package.read_bytes)
+        transfer = await self._node("Loading", "FileTransfer")
+        generate = await transfer.get_child("0:GenerateFileForWrite")
+        try:
+            file_id, handle = await transfer.call_method(generate, ua.Variant(PENDING, ua.VariantType.Int32))
+        except ua.UaStatusCodeError as exc:
+            raise UpdateFailed(f"the device refused the transfer: {exc}") from None
+        file_node = self.client.get_node(file_id)
+        write = await file_node.get_child("0:Write")
+        chunk = await self._max_chunk()
+        for start in range(0, len(data), chunk):
+            await file_node.call_method(
+                write,
+                ua.Variant(handle, ua.VariantType.UInt32),
+                ua.Variant(data[start : start + chunk], ua.VariantType.ByteString),
+            )
+            if progress:
+                progress(min(start + chunk, len(data)), len(data))
+        try:
+            await transfer.call_method(
+                await transfer.get_child("0:CloseAndCommit"), ua.Variant(handle, ua.VariantType.UInt32)
+            )
+        except ua.UaStatusCodeError as exc:
+            reason = await (await self._node("Loading", "ErrorMessage")).read_value()
+            text = getattr(reason, "Text", None) or await self.update_status() or str(exc)
+            raise PackageRejected(f"the device rejected the package ({type(exc).__name__}): {text}") from None
+        pending = await self.version("Pending")
+        if pending.hash and pending.hash != hashlib.sha256(data).digest():
+            raise UpdateFailed("PendingVersion does not show the package that was sent (another client wrote one?)")
+        return pending
+
+    async def set_confirmation_timeout(self, seconds: float) -> None:
+        """ConfirmationTimeout for the next install; 0 means no confirmation needed."""
+        node = await self._node("Confirmation", "ConfirmationTimeout")
+        await node.write_value(ua.DataValue(ua.Variant(seconds * 1000.0, ua.VariantType.Double)))
+
+    async def install(self, version: VersionInfo, timeout_s: float = 120.0, poll_s: float = 0.1) -> str:
+        """InstallSoftwarePackage with the hash; waits for Idle (returns UpdateStatus) or Error (raises)."""
+        installation = await self._node("Installation")
+        try:
+            await self._method(
+                installation,
+                "InstallSoftwarePackage",
+                ua.Variant(version.manufacturer_uri, ua.VariantType.String),
+                ua.Variant(version.revision, ua.VariantType.String),
+                ua.Variant([], ua.VariantType.String),
+                ua.Variant(version.hash, ua.VariantType.ByteString),
+            )
+        except ua.UaStatusCodeError as exc:
+            if _status(exc) == BAD_NOT_FOUND:
+                raise NotFound(f"the device has no Pending or Fallback version {version.revision}") from None
+            raise UpdateFailed(f"InstallSoftwarePackage refused: {type(exc).__name__}") from None
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            state = await self.installation_state()
+            if state == "Idle":
+                return await self.update_status()
+            if state == "Error":
+                raise UpdateFailed(await self.update_status() or "installation failed")
+            if asyncio.get_running_loop().time() > deadline:
+                raise UpdateFailed(f"installation still {state} after {timeout_s:g} s")
+            await asyncio.sleep(poll_s)
+
+    async def confirm(self) -> None:
+        """Confirm the installed version."""
+        try:
+            await self._method(await self._node("Confirmation"), "Confirm")
+        except ua.UaStatusCodeError as exc:
+            raise UpdateFailed(f"Confirm refused: {type(exc).__name__}") from None
+
+    async def resume(self) -> None:
+        """Resume after an installation Error."""
+        await self._method(await self._node("Installation"), "Resume")
+
+
+async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
+    """Call SetBinding on ``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node."""
+    ml = await client.get_namespace_index(MODELLINE_URI)
+    server = await client.nodes.objects.get_child(f"{ml}:InferenceServer")
+    folder = await server.get_child(f"{ml}:Pipelines")
+    pipelines = {(await n.read_browse_name()).Name: n for n in await folder.get_children()}
+    node = pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")]
+    try:
+        await node.call_method(
+            await node.get_child(f"{ml}:SetBinding"), ua.Variant(binding_json, ua.VariantType.String)
+        )
+    except ua.UaStatusCodeError as exc:
+        raise UsageError(f"the edge node refused the binding ({type(exc).__name__})") from None
+
+
+def _pick_name(options: dict[str, Any], wanted: str | None, what: str, where: str) -> str:
+    if wanted is not None:
+        if wanted not in options:
+            raise NotFound(f"no {what} {wanted!r} in {where}; there are: {', '.join(sorted(options)) or 'none'}")
+        return wanted
+    if len(options) != 1:
+        listed = ", ".join(sorted(options)) or "none"
+        raise UsageError(f"{where} has {len(options)} {what}s ({listed}): name one")
+    return next(iter(options))
+
+
+async def connect(url: str, timeout: float = 10.0) -> Client:
+    """A connected client, or SourceError with the reason."""
+    client = Client(url, timeout=timeout)
+    try:
+        await client.connect()
+    except (OSError, TimeoutError, ua.UaError) as exc:
+        raise SourceError(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
+    return client

@@ -1,0 +1,48 @@
+"""Loading a process's settings: defaults, then a TOML file, then environment variables, then flags."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
+
+from sdk.errors import NotFound, UsageError
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], config: Path | None = None, **overrides: Any) -> S:
+    """Settings of type ``cls``: flags (non-None ``overrides``) over environment over ``config`` over defaults."""
+    if config is not None:
+        if not config.is_file():
+            raise NotFound(f"config file {config} does not exist")
+        try:
+            tomllib.loads(config.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"config file {config} is not valid TOML: {exc}") from None
+
+    class _FromFile(cls):  # type: ignore[valid-type, misc]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            if config is not None:
+                sources += (TomlConfigSettingsSource(settings_cls, toml_file=config),)
+            return sources
+
+    try:
+        settings = _FromFile(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"setting {where}: {first['msg']}" + (f" (in {config})" if config else "")) from None
+    return cls.model_validate(settings.model_dump())
