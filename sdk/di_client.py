@@ -27,6 +27,7 @@ from sdk.errors import (
     SourceError,
     UsageError,
 )
+from sdk.opcua.ids import node_id
 
 DI_URI = "http://opcfoundation.org/UA/DI/"
 MODELLINE_URI = "http://modelline.io/UA/"
@@ -75,16 +76,16 @@ class SoftwareUpdateClient:
         device_set = await client.nodes.objects.get_child(f"{di}:DeviceSet")
         updatable: dict[str, dict[str, Node]] = {}  # device -> slot -> SoftwareUpdate
         for device_node in await device_set.get_children(nodeclassmask=ua.NodeClass.Object):
-            slots = {}
+            slots: dict[str, Node] = {}
             for component in await device_node.get_children(nodeclassmask=ua.NodeClass.Object):
                 add_ins = await component.get_referenced_nodes(
-                    refs=ua.NodeId(HAS_ADD_IN), direction=ua.BrowseDirection.Forward
+                    refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Forward
                 )
                 for add_in in add_ins:
                     if (await add_in.read_browse_name()).Name == "SoftwareUpdate":
-                        slots[(await component.read_browse_name()).Name] = add_in
+                        slots[str((await component.read_browse_name()).Name)] = add_in
             if slots:
-                updatable[(await device_node.read_browse_name()).Name] = slots
+                updatable[str((await device_node.read_browse_name()).Name)] = slots
         device_name = _pick_name(updatable, device, "device", "DeviceSet")
         update = updatable[device_name][_pick_name(updatable[device_name], slot, "model slot", f"device {device_name}")]
         return cls(client, update, di)
@@ -93,7 +94,7 @@ class SoftwareUpdateClient:
         return await self.update.get_child([f"{self.di}:{p}" for p in path])
 
     async def _method(self, parent: Node, name: str, *args: ua.Variant) -> Any:
-        return await parent.call_method(await parent.get_child(f"{self.di}:{name}"), *args)
+        return await parent.call_method((await parent.get_child(f"{self.di}:{name}")).nodeid, *args)
 
     async def version(self, which: str = "Current") -> VersionInfo:
         """Current, Pending or Fallback version as the device reports it."""
@@ -118,7 +119,7 @@ class SoftwareUpdateClient:
         return str(getattr(text, "Text", text) or "")
 
     async def _max_chunk(self) -> int:
-        node = self.client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength))
+        node = self.client.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength))
         try:
             advertised = int(await node.read_value() or 0)
         except ua.UaStatusCodeError:
@@ -131,7 +132,7 @@ class SoftwareUpdateClient:
         transfer = await self._node("Loading", "FileTransfer")
         generate = await transfer.get_child("0:GenerateFileForWrite")
         try:
-            file_id, handle = await transfer.call_method(generate, ua.Variant(PENDING, ua.VariantType.Int32))
+            file_id, handle = await transfer.call_method(generate.nodeid, ua.Variant(PENDING, ua.VariantType.Int32))
         except ua.UaStatusCodeError as exc:
             raise UpdateFailed(f"the device refused the transfer: {exc}") from None
         file_node = self.client.get_node(file_id)
@@ -139,7 +140,7 @@ class SoftwareUpdateClient:
         chunk = await self._max_chunk()
         for start in range(0, len(data), chunk):
             await file_node.call_method(
-                write,
+                write.nodeid,
                 ua.Variant(handle, ua.VariantType.UInt32),
                 ua.Variant(data[start : start + chunk], ua.VariantType.ByteString),
             )
@@ -147,7 +148,7 @@ class SoftwareUpdateClient:
                 progress(min(start + chunk, len(data)), len(data))
         try:
             await transfer.call_method(
-                await transfer.get_child("0:CloseAndCommit"), ua.Variant(handle, ua.VariantType.UInt32)
+                (await transfer.get_child("0:CloseAndCommit")).nodeid, ua.Variant(handle, ua.VariantType.UInt32)
             )
         except ua.UaStatusCodeError as exc:
             reason = await (await self._node("Loading", "ErrorMessage")).read_value()
@@ -207,11 +208,11 @@ async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
     ml = await client.get_namespace_index(MODELLINE_URI)
     server = await client.nodes.objects.get_child(f"{ml}:InferenceServer")
     folder = await server.get_child(f"{ml}:Pipelines")
-    pipelines = {(await n.read_browse_name()).Name: n for n in await folder.get_children()}
+    pipelines = {str((await n.read_browse_name()).Name): n for n in await folder.get_children()}
     node = pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")]
     try:
         await node.call_method(
-            await node.get_child(f"{ml}:SetBinding"), ua.Variant(binding_json, ua.VariantType.String)
+            (await node.get_child(f"{ml}:SetBinding")).nodeid, ua.Variant(binding_json, ua.VariantType.String)
         )
     except ua.UaStatusCodeError as exc:
         raise UsageError(f"the edge node refused the binding ({type(exc).__name__})") from None
@@ -228,9 +229,9 @@ def _pick_name(options: dict[str, Any], wanted: str | None, what: str, where: st
     return next(iter(options))
 
 
-async def connect(url: str, timeout: float = 10.0) -> Client:
+async def connect(url: str, request_timeout_s: float = 10.0) -> Client:
     """A connected client, or SourceError with the reason."""
-    client = Client(url, timeout=timeout)
+    client = Client(url, timeout=request_timeout_s)
     try:
         await client.connect()
     except (OSError, TimeoutError, ua.UaError) as exc:

@@ -13,7 +13,9 @@ PRODUCT = ["sdk", "gateway", "edge_node", "nodesets"]
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_ruff_lint_is_clean() -> None:

@@ -22,6 +22,7 @@ from asyncua.common.instantiate_util import instantiate
 from edge_node.binding import Binding
 from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, output_dims
 from nodesets import Namespaces
+from sdk.opcua.ids import data_value, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.status import arg, status_on_error
 from sdk.package.manifest import ElementType, Manifest, TensorSpec
 
@@ -121,25 +122,25 @@ class PipelineNodes:
         cls, server: Server, ns: Namespaces, pipelines_folder: Node, name: str, instance_ns: int
     ) -> PipelineNodes:
         """Instantiate ``Pipelines/<name>`` and bind SetBinding."""
-        node_id = ua.NodeId(f"{pipelines_folder.nodeid.Identifier}.{name}", instance_ns)
+        pipeline_id = node_id(f"{text_of(pipelines_folder.nodeid)}.{name}", instance_ns)
         node = (
             await instantiate(
                 pipelines_folder,
-                server.get_node(ua.NodeId(PIPELINE_TYPE, ns.modelline)),
-                nodeid=node_id,
-                bname=ua.QualifiedName(name, instance_ns),
+                server.get_node(node_id(PIPELINE_TYPE, ns.modelline)),
+                nodeid=pipeline_id,
+                bname=qname(name, instance_ns),
             )
         )[0]
         self = cls(server, node)
         for child in await node.get_children():
-            self._vars[(await child.read_browse_name()).Name] = child
+            self._vars[str((await child.read_browse_name()).Name)] = child
         server.link_method(self._vars["SetBinding"], self._set_binding)
         await self.status_changed(PipelineStatus())
         await self._vars["Binding"].write_value("")
         return self
 
     def _path(self, *parts: str) -> ua.NodeId:
-        return ua.NodeId(".".join([str(self.node.nodeid.Identifier), *parts]), self.node.nodeid.NamespaceIndex)
+        return path_id(self.node.nodeid, *parts)
 
     @status_on_error
     async def _set_binding(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
@@ -170,19 +171,19 @@ class PipelineNodes:
         zero = _ZERO.get(kind, 0)
         value = ua.Variant([zero] * math.prod(dims) if dims else zero, kind)
         folder = self._vars["Outputs"]
-        node_id = self._path("Outputs", spec.name)
-        bname = ua.QualifiedName(spec.name, self.node.nodeid.NamespaceIndex)
+        output_id = self._path("Outputs", spec.name)
+        bname = qname(spec.name, self.node.nodeid.NamespaceIndex)
         analog = kind not in (ua.VariantType.Boolean, ua.VariantType.String)
-        node = await folder.add_variable(node_id, bname, value, varianttype=kind, datatype=ua.NodeId(kind.value))
+        node = await folder.add_variable(output_id, bname, value, varianttype=kind, datatype=node_id(kind.value))
         if analog:  # an AnalogItemType (OPC 10000-8 5.3.2): EURange and EngineeringUnits are added below
             await node.delete_reference(
-                ua.NodeId(ua.ObjectIds.BaseDataVariableType),
+                node_id(ua.ObjectIds.BaseDataVariableType),
                 ua.ObjectIds.HasTypeDefinition,
                 forward=True,
                 bidirectional=False,
             )
             await node.add_reference(
-                ua.NodeId(ua.ObjectIds.AnalogItemType),
+                node_id(ua.ObjectIds.AnalogItemType),
                 ua.ObjectIds.HasTypeDefinition,
                 forward=True,
                 bidirectional=False,
@@ -200,22 +201,21 @@ class PipelineNodes:
         if analog:
             await self._analog_properties(node, spec)
         # Until the first prediction: nothing to trust yet.
-        await self._write(node, ua.DataValue(value, StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
+        await self._write(node, data_value(value, ua.StatusCodes.BadWaitingForInitialData))
         return node
 
     async def _analog_properties(self, node: Node, spec: TensorSpec) -> None:
-        ns = self.node.nodeid.NamespaceIndex
         low = spec.valid.min if spec.valid.min is not None else -1e38
         high = spec.valid.max if spec.valid.max is not None else 1e38
-        existing = {(await c.read_browse_name()).Name: c for c in await node.get_children()}
+        existing = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
         eu_range = ua.Variant(ua.Range(Low=low, High=high), ua.VariantType.ExtensionObject)
         if "EURange" in existing:
             await existing["EURange"].write_value(eu_range)
         else:
-            await node.add_property(ua.NodeId(f"{node.nodeid.Identifier}.EURange", ns), "0:EURange", eu_range)
+            await node.add_property(path_id(node.nodeid, "EURange"), "0:EURange", eu_range)
         if spec.units:
             await node.add_property(
-                ua.NodeId(f"{node.nodeid.Identifier}.EngineeringUnits", ns),
+                path_id(node.nodeid, "EngineeringUnits"),
                 "0:EngineeringUnits",
                 ua.Variant(eu_information(spec.units), ua.VariantType.ExtensionObject),
             )
@@ -230,19 +230,11 @@ class PipelineNodes:
             if entry is None:
                 continue
             node, kind, _ = entry
-            variant = (
-                ua.Variant(out.value, kind)
-                if out.value is not None
-                else self.server.read_attribute_value(node.nodeid).Value
-            )
+            # A Bad status carries no value: OPC 10000-4 5.10.4 has the server set it to null.
+            variant = ua.Variant(out.value, kind) if out.value is not None else ua.Variant()
             await self._write(
                 node,
-                ua.DataValue(
-                    variant,
-                    StatusCode=ua.StatusCode(out.status),
-                    SourceTimestamp=out.source_time or out.server_time,
-                    ServerTimestamp=out.server_time,
-                ),
+                data_value(variant, out.status, out.source_time or out.server_time, out.server_time),
             )
 
     async def binding_changed(self, binding: Binding | None) -> None:
@@ -257,16 +249,16 @@ class PipelineNodes:
             tag = binding.inputs[name] if binding else None
             node = await folder.add_variable(
                 self._path("Inputs", name),
-                ua.QualifiedName(name, self.node.nodeid.NamespaceIndex),
-                ua.Variant(None, ua.VariantType.Null),
-                datatype=ua.NodeId(ua.ObjectIds.BaseDataType),
+                qname(name, self.node.nodeid.NamespaceIndex),
+                ua.Variant(0.0, ua.VariantType.Double),
+                datatype=node_id(ua.ObjectIds.Double),
             )
             if tag is not None:
                 await node.write_attribute(
                     ua.AttributeIds.Description,
                     ua.DataValue(ua.Variant(ua.LocalizedText(f"{tag.node_id} on {tag.endpoint}"))),
                 )
-            await self._write(node, ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
+            await self._write(node, data_value(None, ua.StatusCodes.BadWaitingForInitialData))
             self._inputs[name] = node
 
     async def input_changed(self, feature: str, reading: Reading) -> None:
@@ -277,18 +269,18 @@ class PipelineNodes:
         status = reading.status
         if reading.stale and status == 0:
             status = ua.StatusCodes.UncertainLastUsableValue
-        try:
-            variant = ua.Variant(reading.value)
-        except Exception:
-            variant = ua.Variant(str(reading.value))
+        value = reading.value
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, int | float) and not status_code(status).is_bad():
+            variant = ua.Variant(float(value), ua.VariantType.Double)  # the mirror shows what the model is fed
+        else:
+            variant = ua.Variant()
+            if not status_code(status).is_bad():
+                status = ua.StatusCodes.BadTypeMismatch
         await self._write(
             node,
-            ua.DataValue(
-                variant,
-                StatusCode=ua.StatusCode(status),
-                SourceTimestamp=reading.source_time,
-                ServerTimestamp=datetime.now(UTC),
-            ),
+            data_value(variant, status, reading.source_time, datetime.now(UTC)),
         )
 
     async def status_changed(self, status: PipelineStatus) -> None:
@@ -312,9 +304,9 @@ async def create_inference_server(server: Server, ns: Namespaces, instance_ns: i
     node = (
         await instantiate(
             server.nodes.objects,
-            server.get_node(ua.NodeId(INFERENCE_SERVER_TYPE, ns.modelline)),
-            nodeid=ua.NodeId("InferenceServer", instance_ns),
-            bname=ua.QualifiedName("InferenceServer", ns.modelline),
+            server.get_node(node_id(INFERENCE_SERVER_TYPE, ns.modelline)),
+            nodeid=node_id("InferenceServer", instance_ns),
+            bname=qname("InferenceServer", ns.modelline),
         )
     )[0]
     return await node.get_child(f"{ns.modelline}:Pipelines")

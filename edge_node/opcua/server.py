@@ -12,6 +12,7 @@ import nodesets
 from edge_node.settings import EdgeSettings
 from sdk import __version__
 from sdk.opcua import sessions
+from sdk.opcua.ids import node_id, qname
 
 _log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
     ns = await nodesets.load(server)
     instance_ns = await server.register_namespace(f"urn:modelline:edge:{settings.device_id}")
     # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
-    await server.get_node(ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
+    await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
         ua.Variant(settings.max_byte_string, ua.VariantType.UInt32)
     )
     return server, ns, instance_ns
@@ -53,13 +54,13 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
 
 async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: int, settings: EdgeSettings) -> Node:
     """``DeviceSet/<device id>``: a DI DeviceType with its identification and DeviceHealth."""
-    device_set = server.get_node(ua.NodeId(DEVICE_SET, ns.di))
+    device_set = server.get_node(node_id(DEVICE_SET, ns.di))
     device = (
         await instantiate(
             device_set,
-            server.get_node(ua.NodeId(INFERENCE_DEVICE_TYPE, ns.modelline)),
-            nodeid=ua.NodeId(settings.device_id, instance_ns),
-            bname=ua.QualifiedName(settings.device_id, instance_ns),
+            server.get_node(node_id(INFERENCE_DEVICE_TYPE, ns.modelline)),
+            nodeid=node_id(settings.device_id, instance_ns),
+            bname=qname(settings.device_id, instance_ns),
             instantiate_optional=False,
         )
     )[0]
@@ -76,10 +77,10 @@ async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: in
     for name, value in values.items():
         await (await device.get_child(f"{ns.di}:{name}")).write_value(value)
     health = await device.add_variable(
-        ua.NodeId(f"{settings.device_id}.DeviceHealth", instance_ns),
-        ua.QualifiedName("DeviceHealth", ns.di),
+        node_id(f"{settings.device_id}.DeviceHealth", instance_ns),
+        qname("DeviceHealth", ns.di),
         ua.Variant(DeviceHealth.NORMAL, ua.VariantType.Int32),
-        datatype=ua.NodeId(DEVICE_HEALTH_ENUMERATION, ns.di),
+        datatype=node_id(DEVICE_HEALTH_ENUMERATION, ns.di),
     )
     del health
     return device

@@ -30,6 +30,7 @@ from edge_node.slots.store import InstalledVersion
 from nodesets import Namespaces
 from sdk.errors import BAD_INVALID_ARGUMENT
 from sdk.opcua.file_transfer import TemporaryFileTransfer
+from sdk.opcua.ids import node_id, qname, text_of
 from sdk.opcua.status import StatusError, arg, status_on_error
 
 _log = logging.getLogger(__name__)
@@ -83,10 +84,10 @@ class SlotNodes:
         self.transfer: TemporaryFileTransfer | None = None
 
     def _di(self, number: int) -> ua.NodeId:
-        return ua.NodeId(number, self.ns.di)
+        return node_id(number, self.ns.di)
 
     def _qn(self, name: str) -> ua.QualifiedName:
-        return ua.QualifiedName(name, self.ns.di)
+        return qname(name, self.ns.di)
 
     async def _child(self, node: Node, *path: str) -> Node:
         return await node.get_child([f"{self.ns.di}:{p}" if ":" not in p else p for p in path])
@@ -94,13 +95,13 @@ class SlotNodes:
     async def build(self, device: Node, instance_ns: int, max_byte_string: int) -> None:
         """Create the nodes under ``device`` and bind them to the slot."""
         server, slot = self.server, self.slot
-        base = f"{device.nodeid.Identifier}.{slot.name}"
+        base = f"{text_of(device.nodeid)}.{slot.name}"
         self.component = (
             await instantiate(
                 device,
                 server.get_node(self._di(SOFTWARE_TYPE)),
-                nodeid=ua.NodeId(base, instance_ns),
-                bname=ua.QualifiedName(slot.name, instance_ns),
+                nodeid=node_id(base, instance_ns),
+                bname=qname(slot.name, instance_ns),
                 instantiate_optional=False,
             )
         )[0]
@@ -108,14 +109,14 @@ class SlotNodes:
             await instantiate(
                 self.component,
                 server.get_node(self._di(SOFTWARE_UPDATE_TYPE)),
-                nodeid=ua.NodeId(f"{base}.SoftwareUpdate", instance_ns),
+                nodeid=node_id(f"{base}.SoftwareUpdate", instance_ns),
                 bname=self._qn("SoftwareUpdate"),
                 instantiate_optional=False,
             )
         )[0]
         # An AddIn hangs off its owner by HasAddIn (OPC 10000-3 / DI 8.4.1), not HasComponent.
         await self.component.delete_reference(update, ua.ObjectIds.HasComponent, forward=True, bidirectional=True)
-        await self.component.add_reference(update, ua.NodeId(HAS_ADD_IN), forward=True, bidirectional=True)
+        await self.component.add_reference(update, node_id(HAS_ADD_IN), forward=True, bidirectional=True)
 
         loading = await self._add(update, CACHED_LOADING_TYPE, f"{base}.SoftwareUpdate.Loading", "Loading", instance_ns)
         await self._add(
@@ -133,10 +134,10 @@ class SlotNodes:
         install_method = await copy_node(
             installation,
             server.get_node(self._di(INSTALL_SOFTWARE_PACKAGE)),
-            nodeid=ua.NodeId(f"{base}.SoftwareUpdate.Installation.InstallSoftwarePackage", instance_ns),
+            nodeid=node_id(f"{base}.SoftwareUpdate.Installation.InstallSoftwarePackage", instance_ns),
         )
         self.percent = await installation.add_variable(
-            ua.NodeId(f"{base}.SoftwareUpdate.Installation.PercentComplete", instance_ns),
+            node_id(f"{base}.SoftwareUpdate.Installation.PercentComplete", instance_ns),
             self._qn("PercentComplete"),
             ua.Variant(0, ua.VariantType.Byte),
         )
@@ -148,7 +149,7 @@ class SlotNodes:
         self.confirmation_timeout = await self._child(confirmation, "ConfirmationTimeout")
         await self.confirmation_timeout.set_writable(True)
         self.update_status = await update.add_variable(
-            ua.NodeId(f"{base}.SoftwareUpdate.UpdateStatus", instance_ns),
+            node_id(f"{base}.SoftwareUpdate.UpdateStatus", instance_ns),
             self._qn("UpdateStatus"),
             ua.Variant(ua.LocalizedText(""), ua.VariantType.LocalizedText),
         )
@@ -172,11 +173,11 @@ class SlotNodes:
         )
         slot.listen(self._refresh)
 
-    async def _add(self, parent: Node, type_number: int, node_id: str, name: str, ns_index: int) -> Node:
+    async def _add(self, parent: Node, type_number: int, child_id: str, name: str, ns_index: int) -> Node:
         nodes = await instantiate(
             parent,
             self.server.get_node(self._di(type_number)),
-            nodeid=ua.NodeId(node_id, ns_index),
+            nodeid=node_id(child_id, ns_index),
             bname=self._qn(name),
             instantiate_optional=False,
         )
@@ -184,11 +185,11 @@ class SlotNodes:
 
     async def _version_nodes(self, loading: Node, name: str) -> _VersionNodes:
         version = await self._child(loading, name)
-        base = version.nodeid.Identifier
+        base = text_of(version.nodeid)
         ns_index = version.nodeid.NamespaceIndex
 
         async def prop(pname: str, value: ua.Variant) -> Node:
-            return await version.add_property(ua.NodeId(f"{base}.{pname}", ns_index), self._qn(pname), value)
+            return await version.add_property(node_id(f"{base}.{pname}", ns_index), self._qn(pname), value)
 
         return _VersionNodes(
             manufacturer=await self._child(version, "Manufacturer"),

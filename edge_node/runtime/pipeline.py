@@ -60,7 +60,7 @@ class OutputValue:
     """One output of one inference, ready to publish."""
 
     name: str
-    value: Any  # a number, a list of numbers, or None to keep the previous value with the new status
+    value: Any  # a number, a list of numbers, or None (with a Bad status: OPC UA then publishes no value)
     status: int
     source_time: datetime | None
     server_time: datetime
@@ -171,11 +171,18 @@ class Pipeline:
 
     async def set_binding(self, binding: Binding | None) -> None:
         """Take a new binding at once (the input hub re-subscribes to follow it)."""
-        self._binding = binding
-        kept = set(binding.inputs) if binding else set()
-        self._values = {k: v for k, v in self._values.items() if k in kept}
+        previous, self._binding = self._binding, binding
+        # A reading belongs to its tag: keep it only where the feature still reads the same tag.
+        unchanged = {
+            feature
+            for feature, tag in (binding.inputs.items() if binding else [])
+            if previous is not None and previous.inputs.get(feature) == tag
+        }
+        self._values = {k: v for k, v in self._values.items() if k in unchanged}
         self._published_unbound = False
         await self._sink.binding_changed(binding)
+        for feature, reading in self._values.items():  # the mirror shows what is kept
+            await self._sink.input_changed(feature, reading)
         await self._evaluate_configuration()
         self._trigger()
 

@@ -27,6 +27,7 @@ from asyncua import Node, Server, ua
 
 from sdk.opcua import sessions
 from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
+from sdk.opcua.ids import auto_id, path_id, qname
 from sdk.opcua.status import StatusError, arg, status_on_error
 
 _log = logging.getLogger(__name__)
@@ -113,12 +114,12 @@ class TemporaryFileTransfer:
     async def _new_temp_file(self, path: Path, writable: bool) -> FileNode:
         ns = self.node.nodeid.NamespaceIndex
         number = next(_numbers)
-        node_id = (
-            ua.NodeId(ua.String(f"{self.node.nodeid.Identifier}.Transfer{number}"), ns)
+        temp_id = (
+            path_id(self.node.nodeid, f"Transfer{number}")
             if isinstance(self.node.nodeid.Identifier, str)
-            else ua.NodeId(NamespaceIndex=ns)
+            else auto_id(ns)
         )
-        node = await new_file_object(self.server, self.node, node_id, ua.QualifiedName(f"Transfer{number}", ns))
+        node = await new_file_object(self.server, self.node, temp_id, qname(f"Transfer{number}", ns))
         # The spec makes the temporary file "not browsable": drop the reference that instantiate added.
         await self.node.delete_reference(node, ua.ObjectIds.HasComponent, forward=True, bidirectional=True)
         return await FileNode(

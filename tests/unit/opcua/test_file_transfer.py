@@ -21,7 +21,13 @@ from tests.opcua_servers import client, free_port
 # One server for the module (asyncua builds its standard address space in about 2.5 s); ``rig`` resets it per test.
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-B, U32, I32, U64, BS = ua.VariantType.Byte, ua.VariantType.UInt32, ua.VariantType.Int32, ua.VariantType.UInt64, ua.VariantType.ByteString
+B, U32, I32, U64, BS = (
+    ua.VariantType.Byte,
+    ua.VariantType.UInt32,
+    ua.VariantType.Int32,
+    ua.VariantType.UInt64,
+    ua.VariantType.ByteString,
+)
 
 
 @dataclass
@@ -52,7 +58,9 @@ async def shared_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     rw = await new_file_object(server, objects, ua.NodeId("Data", ns), ua.QualifiedName("Data", ns))
     ro = await new_file_object(server, objects, ua.NodeId("ReadOnly", ns), ua.QualifiedName("ReadOnly", ns))
     transfer_type = server.get_node(ua.ObjectIds.TemporaryFileTransferType)
-    transfer_node = (await instantiate(objects, transfer_type, nodeid=ua.NodeId("Transfer", ns), bname=f"{ns}:Transfer"))[0]
+    transfer_node = (
+        await instantiate(objects, transfer_type, nodeid=ua.NodeId("Transfer", ns), bname=f"{ns}:Transfer")
+    )[0]
 
     rig_holder: dict[str, Rig] = {}
 
@@ -278,7 +286,9 @@ async def test_only_the_owning_session_can_commit(rig: Rig) -> None:
 
 async def test_generate_file_for_read(rig: Rig) -> None:
     async with client(rig.url) as c:
-        file_id, handle, completion = await _call(c, TRANSFER, "GenerateFileForRead", ua.Variant(0, ua.VariantType.Int32))
+        file_id, handle, completion = await _call(
+            c, TRANSFER, "GenerateFileForRead", ua.Variant(0, ua.VariantType.Int32)
+        )
         assert completion.is_null()
         assert await _call(c, file_id, "Read", ua.Variant(handle, U32), ua.Variant(100, I32)) == b"read only"
         await _call(c, file_id, "Close", ua.Variant(handle, U32))

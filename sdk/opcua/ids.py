@@ -1,0 +1,53 @@
+"""Building NodeIds and QualifiedNames in one place (asyncua types their parts as NewTypes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from asyncua import ua
+
+
+def node_id(identifier: int | str, namespace: int = 0) -> ua.NodeId:
+    """A numeric or string NodeId."""
+    return ua.NodeId(identifier, namespace)  # type: ignore[arg-type]
+
+
+def auto_id(namespace: int) -> ua.NodeId:
+    """A null NodeId in ``namespace``: the server assigns the next free numeric id."""
+    return ua.NodeId(NamespaceIndex=namespace)  # type: ignore[arg-type]
+
+
+def path_id(parent: ua.NodeId, *names: str) -> ua.NodeId:
+    """The string NodeId ``<parent>.<name>...`` in the parent's namespace (the ids asyncua gives instance children)."""
+    return node_id(".".join([str(parent.Identifier), *names]), parent.NamespaceIndex)
+
+
+def qname(name: str, namespace: int) -> ua.QualifiedName:
+    """A browse name."""
+    return ua.QualifiedName(name, namespace)
+
+
+def status_code(code: int) -> ua.StatusCode:
+    """A StatusCode from its numeric value."""
+    return ua.StatusCode(code)  # type: ignore[arg-type]
+
+
+def data_value(
+    value: ua.Variant | None = None,
+    status: int = 0,
+    source_time: datetime | None = None,
+    server_time: datetime | None = None,
+) -> ua.DataValue:
+    """A DataValue with its status and timestamps."""
+    return ua.DataValue(
+        value if value is not None else ua.Variant(),
+        StatusCode=status_code(status),
+        SourceTimestamp=source_time,  # type: ignore[arg-type]
+        ServerTimestamp=server_time,  # type: ignore[arg-type]
+    )
+
+
+def text_of(node: ua.NodeId) -> str:
+    """The identifier of a NodeId as text (for deriving child ids)."""
+    identifier = node.Identifier
+    return identifier.decode() if isinstance(identifier, bytes) else str(identifier)

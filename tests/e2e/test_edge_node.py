@@ -1,0 +1,325 @@
+"""An edge node on loopback, driven through the DI software update flow by a plain OPC UA client,
+reading tags from a simulated PLC and publishing predictions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from asyncua import Client, ua
+
+from edge_node.runtime.pipeline import PipelineState
+from sdk import errors
+from sdk.di_client import SoftwareUpdateClient, UpdateFailed, set_binding
+from tests.conftest import Signer, read_members, write_members
+from tests.edge_harness import (
+    HEALTHY,
+    WORN,
+    SimulatedPlc,
+    build_pump,
+    direct_prediction,
+    edge_settings,
+    output_node,
+    running_edge,
+    wait_for,
+    with_wrong_samples,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def plc() -> AsyncIterator[SimulatedPlc]:
+    plc = await SimulatedPlc().start()
+    yield plc
+    await plc.stop()
+
+
+@pytest.fixture
+def v1(example: Path, signer: Signer, tmp_path: Path) -> Path:
+    return build_pump(example, signer, tmp_path / "pump-1.0.0.mlpkg", "1.0.0").path
+
+
+@pytest.fixture
+def v2(example: Path, signer: Signer, tmp_path: Path) -> Path:
+    return build_pump(example, signer, tmp_path / "pump-2.0.0.mlpkg", "2.0.0").path
+
+
+async def _install(client: Client, package: Path, confirm_within: float = 0.0, confirm: bool = True) -> str:
+    su = await SoftwareUpdateClient.find(client)
+    await su.set_confirmation_timeout(confirm_within)
+    pending = await su.transfer(package)
+    status = await su.install(pending)
+    if confirm_within and confirm:
+        await su.confirm()
+    return status
+
+
+async def _read(client: Client, output: str) -> ua.DataValue:
+    node = await output_node(client, "main", output)
+    return await node.read_data_value(raise_on_bad_status=False)
+
+
+@pytest.mark.timeout(120)
+async def test_install_confirm_and_predict_exactly_what_onnxruntime_returns(
+    plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path, example: Path
+) -> None:
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        status = await _install(client, v1, confirm_within=30)
+        assert "pump-health 1.0.0 installed" in status
+        su = await SoftwareUpdateClient.find(client)
+        current = await su.version("Current")
+        assert current.revision == "1.0.0"
+        assert current.manufacturer_uri == "urn:modelline:model:pump-health"
+        assert current.hash == hashlib.sha256(v1.read_bytes()).digest()  # as transferred
+        assert (await su.version("Pending")).empty
+
+        before = await _read(client, "anomaly_score")
+        assert before.StatusCode.name == "BadConfigurationError"  # installed, not bound yet
+        import json
+
+        await set_binding(client, "main", json.dumps(plc.binding()))
+        source_time = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+        await plc.write_all(WORN, source_time=source_time)
+        expected = direct_prediction(example, WORN)
+
+        async def predicted() -> bool:
+            dv = await _read(client, "remaining_life")
+            return dv.StatusCode.is_good() and dv.Value.Value == pytest.approx(expected["remaining_life"], abs=0)
+
+        await wait_for(predicted, what="remaining_life prediction")
+        for name, value in expected.items():
+            dv = await _read(client, name)
+            assert dv.Value.VariantType == ua.VariantType.Float
+            assert dv.Value.Value == value  # bit for bit what onnxruntime gives
+            assert dv.StatusCode.is_good()
+            assert dv.SourceTimestamp == source_time  # the newest input's source timestamp
+            assert dv.ServerTimestamp >= dv.SourceTimestamp
+        units = await (
+            await (await output_node(client, "main", "remaining_life")).get_child("0:EngineeringUnits")
+        ).read_value()
+        assert units.DisplayName.Text == "h" and units.UnitId == 0x485552  # UNECE HUR
+        eu_range = await (
+            await (await output_node(client, "main", "anomaly_score")).get_child("0:EURange")
+        ).read_value()
+        assert (eu_range.Low, eu_range.High) == (0.0, 1.0)
+        pipeline = node.slots["main"].pipeline
+        assert pipeline.status.state is PipelineState.RUNNING and pipeline.status.inference_count >= 1
+
+
+@pytest.mark.timeout(120)
+async def test_tampered_package_rejected_at_commit_and_nothing_changes(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    members = read_members(v2)
+    members["model.onnx"] = members["model.onnx"][:-1] + bytes([members["model.onnx"][-1] ^ 1])
+    tampered = write_members(tmp_path / "tampered.mlpkg", list(members.items()))
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        await _install(client, v1)
+        su = await SoftwareUpdateClient.find(client)
+        with pytest.raises(errors.PackageRejected, match="does not match its SHA-256"):
+            await su.transfer(tampered)
+        assert (await su.version("Pending")).empty
+        assert (await su.version("Current")).revision == "1.0.0"
+        transfers = node.slots["main"].store.root / "transfers"
+        assert list(transfers.iterdir()) == []
+        packages = {p.name for p in node.slots["main"].store.packages.iterdir()}
+        assert packages == {hashlib.sha256(v1.read_bytes()).hexdigest() + ".mlpkg"}
+
+
+@pytest.mark.timeout(120)
+async def test_install_checks_hash_and_version(plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path) -> None:
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        pending = await su.transfer(v1)
+        installation = await su.update.get_child(f"{su.di}:Installation")
+        method = await installation.get_child(f"{su.di}:InstallSoftwarePackage")
+
+        async def call(uri: str, revision: str, digest: bytes) -> str:
+            with pytest.raises(ua.UaStatusCodeError) as info:
+                await installation.call_method(
+                    method,
+                    ua.Variant(uri, ua.VariantType.String),
+                    ua.Variant(revision, ua.VariantType.String),
+                    ua.Variant([], ua.VariantType.String),
+                    ua.Variant(digest, ua.VariantType.ByteString),
+                )
+            return type(info.value).__name__
+
+        assert await call(pending.manufacturer_uri, pending.revision, b"\x00" * 32) == "BadInvalidArgument"
+        assert await call(pending.manufacturer_uri, "9.9.9", pending.hash) == "BadNotFound"
+        assert await su.installation_state() == "Idle"
+        assert node.slots["main"].pipeline.model is None  # nothing was installed
+
+
+@pytest.mark.timeout(120)
+async def test_sample_mismatch_is_an_error_and_the_old_model_keeps_serving(
+    plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path
+) -> None:
+    bad = with_wrong_samples(v1, tmp_path / "bad.mlpkg", signer, "1.1.0")
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        await _install(client, v1)
+        su = await SoftwareUpdateClient.find(client)
+        pending = await su.transfer(bad)  # signature and hashes are fine: only running it shows the problem
+        with pytest.raises(
+            UpdateFailed, match="install of pump-health 1.1.0 failed: model does not reproduce its samples"
+        ):
+            await su.install(pending)
+        assert await su.installation_state() == "Error"
+        assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
+        assert (await su.version("Current")).revision == "1.0.0"
+        await su.resume()
+        assert await su.installation_state() == "Idle"
+
+
+@pytest.mark.timeout(120)
+async def test_unconfirmed_install_reverts_to_the_fallback(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        await _install(client, v1)
+        su = await SoftwareUpdateClient.find(client)
+        await _install(client, v2, confirm_within=1.0, confirm=False)
+        assert (await su.version("Current")).revision == "2.0.0"
+        assert (await su.version("Fallback")).revision == "1.0.0"
+        confirmation = await (await su.update.get_child(f"{su.di}:Confirmation")).get_child("0:CurrentState")
+        assert (await confirmation.read_value()).Text == "WaitingForConfirm"
+
+        async def reverted() -> bool:
+            return (await su.version("Current")).revision == "1.0.0"
+
+        await wait_for(reverted, timeout=10, what="revert to 1.0.0")
+        assert "not confirmed within 1 s; reverted to 1.0.0" in await su.update_status()
+        assert (await confirmation.read_value()).Text == "NotWaitingForConfirm"
+        assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
+        with pytest.raises(UpdateFailed, match="Confirm refused: BadInvalidState"):
+            await su.confirm()
+
+
+@pytest.mark.timeout(120)
+async def test_confirmed_install_stays_and_read_back_matches(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        await _install(client, v1)
+        await _install(client, v2, confirm_within=1.0)
+        su = await SoftwareUpdateClient.find(client)
+        await asyncio.sleep(1.5)  # past the confirmation timeout: a confirmed install must not revert
+        assert (await su.version("Current")).revision == "2.0.0"
+        transfer = await su.update.get_child([f"{su.di}:Loading", f"{su.di}:FileTransfer"])
+        for kind, package in ((0, v2), (2, v1)):  # Current, Fallback
+            file_id, handle, _ = await transfer.call_method(
+                await transfer.get_child("0:GenerateFileForRead"), ua.Variant(kind, ua.VariantType.Int32)
+            )
+            file_node = client.get_node(file_id)
+            read = await file_node.get_child("0:Read")
+            data = b""
+            while chunk := await file_node.call_method(
+                read, ua.Variant(handle, ua.VariantType.UInt32), ua.Variant(1 << 16, ua.VariantType.Int32)
+            ):
+                data += chunk
+            await file_node.call_method(await file_node.get_child("0:Close"), ua.Variant(handle, ua.VariantType.UInt32))
+            assert data == package.read_bytes()
+        with pytest.raises(ua.UaStatusCodeError, match="BadNotFound"):
+            await transfer.call_method(
+                await transfer.get_child("0:GenerateFileForRead"), ua.Variant(1, ua.VariantType.Int32)
+            )
+
+
+@pytest.mark.timeout(120)
+async def test_restarted_node_serves_current_without_a_gateway(
+    plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path, example: Path
+) -> None:
+    import json
+
+    settings = edge_settings(tmp_path, signer.trust_dir)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        await _install(client, v1)
+        await set_binding(client, "main", json.dumps(plc.binding()))
+    await plc.write_all(HEALTHY)
+    async with running_edge(settings) as node, Client(node.url) as client:  # same data folder, nobody installs
+        expected = direct_prediction(example, HEALTHY)
+
+        async def serving() -> bool:
+            dv = await _read(client, "anomaly_score")
+            return dv.StatusCode.is_good() and dv.Value.Value == expected["anomaly_score"]
+
+        await wait_for(serving, what="predictions after restart")
+        assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
+
+
+@pytest.mark.timeout(120)
+async def test_restart_while_waiting_for_confirm_reverts(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    settings = edge_settings(tmp_path, signer.trust_dir)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        await _install(client, v1)
+        await _install(client, v2, confirm_within=600, confirm=False)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        assert (await su.version("Current")).revision == "1.0.0"
+        assert "restarted before the install was confirmed" in await su.update_status()
+        assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
+
+
+@pytest.mark.timeout(120)
+async def test_upgrade_under_changing_tags_gives_no_bad_output(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    import json
+
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        await _install(client, v1)
+        await set_binding(client, "main", json.dumps(plc.binding()))
+        await plc.write_all(HEALTHY)
+        await wait_for(lambda: _good(client), what="first good prediction")
+
+        seen: list[ua.DataValue] = []
+
+        class Collector:
+            def datachange_notification(self, node: object, value: object, data: ua.DataChangeNotification) -> None:
+                seen.append(data.monitored_item.Value)
+
+        sub = await client.create_subscription(10, Collector())
+        await sub.subscribe_data_change(await output_node(client, "main", "remaining_life"))
+        stop = asyncio.Event()
+
+        async def keep_changing() -> int:
+            n = 0
+            while not stop.is_set():
+                await plc.write("speed", 1470.0 + (n % 10))
+                n += 1
+                await asyncio.sleep(0.01)
+            return n
+
+        writer = asyncio.create_task(keep_changing())
+        try:
+            await _install(client, v2)
+            await wait_for(lambda: _version(node, "2.0.0"), what="2.0.0 serving")
+            before = node.slots["main"].pipeline.status.inference_count
+            await wait_for(lambda: _more(node, before + 5), what="inferences with 2.0.0")
+        finally:
+            stop.set()
+            writes = await writer
+        await sub.delete()
+        assert writes > 20 and len(seen) > 10
+        assert [dv.StatusCode.name for dv in seen if not dv.StatusCode.is_good()] == []
+
+
+async def _good(client: Client) -> bool:
+    return (await _read(client, "remaining_life")).StatusCode.is_good()
+
+
+async def _version(node: object, version: str) -> bool:
+    model = node.slots["main"].pipeline.model  # type: ignore[attr-defined]
+    return model is not None and model.manifest.version == version
+
+
+async def _more(node: object, count: int) -> bool:
+    return node.slots["main"].pipeline.status.inference_count >= count  # type: ignore[attr-defined]
