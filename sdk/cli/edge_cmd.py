@@ -1,0 +1,170 @@
+"""`modelline edge` (run an edge node) and `modelline install` (drive the DI update flow as a client)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import signal
+from pathlib import Path
+
+from asyncua import ua
+
+from edge_node.binding import Binding
+from sdk.cli.common import add_json
+from sdk.cli.output import Output
+from sdk.di_client import HAS_ADD_IN, SoftwareUpdateClient, connect, set_binding
+from sdk.errors import UsageError
+from sdk.opcua.ids import node_id
+from sdk.package.verify import read_package
+
+_EDGE_EXAMPLE = """Examples:
+  modelline edge --trust trust/ --data-dir /var/lib/modelline/edge --endpoint opc.tcp://0.0.0.0:4841/modelline/edge/
+  modelline edge --config examples/edge.toml
+
+Settings come from the config file (TOML, see examples/edge.toml), then MODELLINE_EDGE_* environment
+variables (e.g. MODELLINE_EDGE_DEVICE_ID), then these flags. Clients find the device under
+Objects/DeviceSet/<device id> and predictions under Objects/InferenceServer/Pipelines/<slot>/Outputs."""
+
+_INSTALL_EXAMPLE = """Example:
+  modelline install pump-health-1.0.0.mlpkg --edge opc.tcp://edge-line3:4841/modelline/edge/ \\
+      --binding examples/pump_health/binding.toml --confirm-within 60
+
+Transfers the package to the slot's PendingVersion (OPC UA DI software update, Cached-Loading), installs
+it with its SHA-256, waits for the result, sets the input binding and confirms the install. With
+--confirm-within N the node reverts by itself unless the install is confirmed within N seconds;
+--no-confirm leaves the confirmation to you (call Confirm on the slot's SoftwareUpdate.Confirmation)."""
+
+
+def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
+    """Add `edge` and `install`."""
+    edge = commands.add_parser(
+        "edge",
+        help="run an edge node (the OPC UA inference server)",
+        formatter_class=formatter,
+        description="Run the inference server of one edge device until Ctrl-C.",
+        epilog=_EDGE_EXAMPLE,
+    )
+    edge.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
+    edge.add_argument("--device-id", help="name of this device under DeviceSet (default: edge-1)")
+    edge.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="opc.tcp:// URL to listen on (default: opc.tcp://127.0.0.1:4841/modelline/edge/)",
+    )
+    edge.add_argument("--data-dir", type=Path, metavar="DIR", help="where packages and slot state are kept")
+    edge.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
+    edge.add_argument("--slot", action="append", dest="slots", metavar="NAME", help="a model slot (repeat for more)")
+    edge.set_defaults(handler=_edge)
+
+    install = commands.add_parser(
+        "install",
+        help="install a package on an edge node (DI software update client)",
+        formatter_class=formatter,
+        epilog=_INSTALL_EXAMPLE,
+    )
+    install.add_argument("package", type=Path, metavar="PKG", help="the .mlpkg file")
+    install.add_argument("--edge", required=True, metavar="URL", help="the edge node's opc.tcp:// endpoint")
+    install.add_argument("--device", help="device under DeviceSet (when the server has several)")
+    install.add_argument("--slot", help="model slot (when the device has several)")
+    install.add_argument("--binding", type=Path, metavar="FILE", help="input binding file (TOML or JSON)")
+    timing = install.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--confirm-within",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="revert unless confirmed within S seconds (default 60); confirmed at once when healthy",
+    )
+    timing.add_argument(
+        "--no-confirm", action="store_true", help="install with ConfirmationTimeout 0 and do not confirm"
+    )
+    install.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json(install)
+    install.set_defaults(handler=_install)
+
+
+async def _edge(args: argparse.Namespace, out: Output) -> int:
+    from edge_node.app import EdgeNode  # the server parts load only for this command
+    from edge_node.settings import EdgeSettings
+    from sdk.settings import load_settings
+
+    logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("asyncua.common.xmlimporter").setLevel(logging.ERROR)
+    settings = load_settings(
+        EdgeSettings,
+        args.config,
+        device_id=args.device_id,
+        endpoint=args.endpoint,
+        data_dir=args.data_dir,
+        trust_dir=args.trust,
+        slots=args.slots,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a service manager stops us with SIGTERM: clean up all the same
+        loop.add_signal_handler(sig, stop.set)
+    async with EdgeNode(settings) as node:
+        out.note(f"edge node {settings.device_id} serving at {settings.endpoint} (Ctrl-C to stop)")
+        for name, slot in node.slots.items():
+            current = slot.state.current
+            out.note(f"  slot {name}: {f'{current.name} {current.version}' if current else 'no model installed'}")
+        serving = asyncio.ensure_future(node.wait_closed())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (serving, stopping):
+            task.cancel()
+        if serving.done() and not serving.cancelled() and serving.exception() is not None:
+            raise serving.exception()  # type: ignore[misc]
+        out.note("stopping")
+    return 0
+
+
+async def _install(args: argparse.Namespace, out: Output) -> int:
+    info = await asyncio.to_thread(read_package, args.package)
+    binding_json = None
+    if args.binding is not None:
+        binding = Binding.load(args.binding)
+        problems = binding.problems_with(info.manifest)
+        if problems:
+            raise UsageError(f"binding {args.binding} does not fit {info.manifest.name}: {'; '.join(problems)}")
+        binding_json = binding.to_json()
+    client = await connect(args.edge)
+    try:
+        su = await SoftwareUpdateClient.find(client, args.device, args.slot)
+        confirm_within = 0.0 if args.no_confirm else args.confirm_within
+        await su.set_confirmation_timeout(confirm_within)
+        with out.transfer(f"transferring {args.package.name}") as progress:
+            pending = await su.transfer(args.package, progress)
+        if pending.hash and pending.hash != hashlib.sha256(await asyncio.to_thread(args.package.read_bytes)).digest():
+            raise UsageError("the device shows another package as Pending")
+        out.note(f"transferred and verified: {pending.revision}; installing")
+        status = await su.install(pending)
+        if binding_json is not None:
+            await set_binding(client, args.slot or await _only_pipeline(su), binding_json)
+        if confirm_within > 0:
+            await su.confirm()
+        current = await su.version("Current")
+    finally:
+        await client.disconnect()
+    out.result(
+        {
+            "ok": True,
+            "model": info.manifest.name,
+            "version": current.revision,
+            "sha256": current.hash.hex(),
+            "confirmed": confirm_within > 0,
+            "status": status,
+        },
+        f"{info.manifest.name} {current.revision} installed on {args.edge}"
+        + ("" if args.no_confirm else " and confirmed")
+        + f"\n{status}",
+    )
+    return 0
+
+
+async def _only_pipeline(su: SoftwareUpdateClient) -> str:
+    """The slot name of a SoftwareUpdate AddIn (its owner's browse name)."""
+    owners = await su.update.get_referenced_nodes(refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Inverse)
+    return str((await owners[0].read_browse_name()).Name)

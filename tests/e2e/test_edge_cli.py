@@ -1,0 +1,78 @@
+"""`modelline edge` and `modelline install` as real processes, the way an engineer runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from asyncua import Client
+
+from tests.conftest import Signer
+from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, direct_prediction, output_node, wait_for
+from tests.opcua_servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+MODELLINE = str(Path(sys.executable).parent / "modelline")
+
+
+async def _run(*argv: str, timeout: float = 120) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        MODELLINE, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.timeout(180)
+async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signer, example: Path) -> None:
+    plc = await SimulatedPlc().start()
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    binding = tmp_path / "binding.json"
+    binding.write_text(json.dumps(plc.binding()))
+    url = f"opc.tcp://127.0.0.1:{free_port()}/edge/"
+    config = tmp_path / "edge.toml"
+    config.write_text(f'device_id = "line3"\nslots = ["pump1"]\ndata_dir = "{tmp_path / "data"}"\n')
+    env = {**os.environ, "MODELLINE_EDGE_TRUST_DIR": str(signer.trust_dir)}  # flags > environment > file
+    edge = await asyncio.create_subprocess_exec(
+        MODELLINE, "edge", "--config", str(config), "--endpoint", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )
+    try:
+        async def up() -> bool:
+            try:
+                async with Client(url, timeout=2):
+                    return True
+            except (OSError, TimeoutError):
+                return False
+
+        await wait_for(up, timeout=60, what="edge node process to listen")
+        code, out, err = await _run("install", str(package), "--edge", url, "--binding", str(binding),
+                                    "--confirm-within", "30", "--json")
+        assert code == 0, err
+        result = json.loads(out)
+        assert (result["model"], result["version"], result["confirmed"]) == ("pump-health", "1.0.0", True)
+
+        await plc.write_all(HEALTHY)
+        expected = direct_prediction(example, HEALTHY)["anomaly_score"]
+        async with Client(url) as client:
+            async def predicted() -> bool:
+                dv = await (await output_node(client, "pump1", "anomaly_score")).read_data_value(raise_on_bad_status=False)
+                return dv.StatusCode.is_good() and dv.Value.Value == expected
+
+            await wait_for(predicted, what="prediction through the CLI-installed model")
+
+        code, _, err = await _run("install", str(package), "--edge", f"opc.tcp://127.0.0.1:{free_port()}/none/")
+        assert code == 5 and err.startswith("modelline: cannot connect to ") and err.count("\n") == 1
+    finally:
+        edge.send_signal(signal.SIGTERM)
+        _, err_bytes = await asyncio.wait_for(edge.communicate(), 30)
+        await plc.stop()
+    assert edge.returncode == 0, err_bytes.decode()[-2000:]
+    assert "stopping" in err_bytes.decode()
+    assert "Traceback" not in err_bytes.decode()
