@@ -40,10 +40,18 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
     config.write_text(f'device_id = "line3"\nslots = ["pump1"]\ndata_dir = "{tmp_path / "data"}"\n')
     env = {**os.environ, "MODELLINE_EDGE_TRUST_DIR": str(signer.trust_dir)}  # flags > environment > file
     edge = await asyncio.create_subprocess_exec(
-        MODELLINE, "edge", "--config", str(config), "--endpoint", url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        MODELLINE,
+        "edge",
+        "--config",
+        str(config),
+        "--endpoint",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     try:
+
         async def up() -> bool:
             try:
                 async with Client(url, timeout=2):
@@ -52,8 +60,9 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
                 return False
 
         await wait_for(up, timeout=60, what="edge node process to listen")
-        code, out, err = await _run("install", str(package), "--edge", url, "--binding", str(binding),
-                                    "--confirm-within", "30", "--json")
+        code, out, err = await _run(
+            "install", str(package), "--edge", url, "--binding", str(binding), "--confirm-within", "30", "--json"
+        )
         assert code == 0, err
         result = json.loads(out)
         assert (result["model"], result["version"], result["confirmed"]) == ("pump-health", "1.0.0", True)
@@ -61,8 +70,11 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
         await plc.write_all(HEALTHY)
         expected = direct_prediction(example, HEALTHY)["anomaly_score"]
         async with Client(url) as client:
+
             async def predicted() -> bool:
-                dv = await (await output_node(client, "pump1", "anomaly_score")).read_data_value(raise_on_bad_status=False)
+                dv = await (await output_node(client, "pump1", "anomaly_score")).read_data_value(
+                    raise_on_bad_status=False
+                )
                 return dv.StatusCode.is_good() and dv.Value.Value == expected
 
             await wait_for(predicted, what="prediction through the CLI-installed model")

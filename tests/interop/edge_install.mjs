@@ -1,0 +1,166 @@
+// node-opcua as an independent DI software update client of a ModelLine edge node.
+//
+//   node edge_install.mjs <endpoint> <package.mlpkg> <binding.json>
+//
+// Browses DeviceSet for a device with a SoftwareUpdate AddIn, reads CurrentVersion, installs the
+// package the standard way (GenerateFileForWrite, Write, CloseAndCommit, InstallSoftwarePackage with
+// the SHA-256, Confirm), sets the pipeline binding, subscribes to the first prediction output and
+// waits for Good updates. Progress lines go to stdout as "EVENT <name>"; the last line is a JSON
+// summary. Exits non-zero on any failure.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import {
+  AttributeIds,
+  BrowseDirection,
+  ClientMonitoredItem,
+  ClientSubscription,
+  DataType,
+  OPCUAClient,
+  StatusCodes,
+  TimestampsToReturn,
+  makeBrowsePath,
+} from "node-opcua-client";
+
+const [endpoint, packagePath, bindingPath] = process.argv.slice(2);
+const DI = "http://opcfoundation.org/UA/DI/";
+const ML = "http://modelline.io/UA/";
+const HAS_ADD_IN = "ns=0;i=17604";
+
+function fail(message) {
+  console.error(message);
+  process.exit(1);
+}
+
+async function resolve(session, start, path) {
+  const [result] = await session.translateBrowsePath([makeBrowsePath(start, path)]);
+  if (result.statusCode !== StatusCodes.Good) fail(`cannot resolve ${path}: ${result.statusCode.toString()}`);
+  return result.targets[0].targetId;
+}
+
+async function call(session, objectId, methodName, ns, inputArguments) {
+  const methodId = await resolve(session, objectId, `/${ns}:${methodName}`);
+  const result = await session.call({ objectId, methodId, inputArguments });
+  if (result.statusCode !== StatusCodes.Good) fail(`${methodName}: ${result.statusCode.toString()}`);
+  return result.outputArguments;
+}
+
+async function value(session, nodeId) {
+  const dv = await session.read({ nodeId, attributeId: AttributeIds.Value });
+  return dv.value.value;
+}
+
+const client = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
+await client.connect(endpoint);
+const session = await client.createSession();
+const namespaces = await session.readNamespaceArray();
+const di = namespaces.indexOf(DI);
+const ml = namespaces.indexOf(ML);
+if (di < 0 || ml < 0) fail(`namespaces missing: ${namespaces.join(", ")}`);
+
+// 1. Browse DeviceSet for a device whose component has a SoftwareUpdate AddIn.
+const deviceSet = await resolve(session, "ObjectsFolder", `/${di}:DeviceSet`);
+let update = null;
+let device = null;
+let slot = null;
+for (const dev of (await session.browse({ nodeId: deviceSet, browseDirection: BrowseDirection.Forward })).references) {
+  const components = await session.browse({ nodeId: dev.nodeId, browseDirection: BrowseDirection.Forward });
+  for (const component of components.references) {
+    const addIns = await session.browse({
+      nodeId: component.nodeId, referenceTypeId: HAS_ADD_IN, browseDirection: BrowseDirection.Forward,
+    });
+    const found = addIns.references.find((r) => r.browseName.name === "SoftwareUpdate");
+    if (found) {
+      update = found.nodeId;
+      device = dev.browseName.name;
+      slot = component.browseName.name;
+    }
+  }
+}
+if (!update) fail("no device with a SoftwareUpdate AddIn under DeviceSet");
+console.log(`EVENT found ${device}/${slot}`);
+
+const loading = await resolve(session, update, `/${di}:Loading`);
+const revision = (which) => resolve(session, loading, `/${di}:${which}/${di}:SoftwareRevision`).then((n) => value(session, n));
+const currentBefore = await revision("CurrentVersion");
+
+// 2. Transfer to PendingVersion (OPC 10000-100 Cached-Loading, OPC 10000-20 TemporaryFileTransferType).
+const data = readFileSync(packagePath);
+const transfer = await resolve(session, loading, `/${di}:FileTransfer`);
+const [fileNodeId, fileHandle] = (await call(session, transfer, "GenerateFileForWrite", 0, [
+  { dataType: DataType.Int32, value: 1 }, // SoftwareVersionFileType.Pending
+])).map((v) => v.value);
+const maxByteString = await value(session, "ns=0;i=12911");
+const chunk = Math.min(maxByteString || 65536, 1 << 20);
+const writeId = await resolve(session, fileNodeId, "/Write");
+for (let start = 0; start < data.length; start += chunk) {
+  const result = await session.call({
+    objectId: fileNodeId, methodId: writeId,
+    inputArguments: [
+      { dataType: DataType.UInt32, value: fileHandle },
+      { dataType: DataType.ByteString, value: data.subarray(start, start + chunk) },
+    ],
+  });
+  if (result.statusCode !== StatusCodes.Good) fail(`Write: ${result.statusCode.toString()}`);
+}
+await call(session, transfer, "CloseAndCommit", 0, [{ dataType: DataType.UInt32, value: fileHandle }]);
+const pending = await resolve(session, loading, `/${di}:PendingVersion`);
+const pendingUri = await value(session, await resolve(session, pending, `/${di}:ManufacturerUri`));
+const pendingRevision = await value(session, await resolve(session, pending, `/${di}:SoftwareRevision`));
+console.log(`EVENT pending ${pendingRevision}`);
+
+// 3. ConfirmationTimeout, InstallSoftwarePackage with the hash, wait for Idle, Confirm.
+const confirmation = await resolve(session, update, `/${di}:Confirmation`);
+const timeoutNode = await resolve(session, confirmation, `/${di}:ConfirmationTimeout`);
+const written = await session.write({
+  nodeId: timeoutNode, attributeId: AttributeIds.Value, value: { value: { dataType: DataType.Double, value: 30000 } },
+});
+if (written !== StatusCodes.Good) fail(`write ConfirmationTimeout: ${written.toString()}`);
+const installation = await resolve(session, update, `/${di}:Installation`);
+const hash = createHash("sha256").update(data).digest();
+await call(session, installation, "InstallSoftwarePackage", di, [
+  { dataType: DataType.String, value: pendingUri },
+  { dataType: DataType.String, value: pendingRevision },
+  { dataType: DataType.String, arrayType: 1, value: [] },
+  { dataType: DataType.ByteString, value: hash },
+]);
+const installState = await resolve(session, installation, "/CurrentState");
+for (let i = 0; ; i++) {
+  const state = (await value(session, installState)).text;
+  if (state === "Idle") break;
+  if (state === "Error" || i > 600) fail(`installation ended in ${state}`);
+  await new Promise((r) => setTimeout(r, 100));
+}
+await call(session, confirmation, "Confirm", di, []);
+const currentAfter = await revision("CurrentVersion");
+console.log(`EVENT installed ${currentAfter}`);
+
+// 4. Bind the pipeline's inputs and subscribe to its first output.
+const pipeline = await resolve(session, "ObjectsFolder", `/${ml}:InferenceServer/${ml}:Pipelines`);
+const pipelines = (await session.browse({ nodeId: pipeline, browseDirection: BrowseDirection.Forward })).references;
+const pipelineNode = pipelines.find((r) => r.browseName.name === slot).nodeId;
+await call(session, pipelineNode, "SetBinding", ml, [{ dataType: DataType.String, value: readFileSync(bindingPath, "utf8") }]);
+const outputs = await resolve(session, pipelineNode, `/${ml}:Outputs`);
+const outputRefs = (await session.browse({ nodeId: outputs, browseDirection: BrowseDirection.Forward })).references;
+const output = outputRefs.find((r) => r.browseName.name === "anomaly_score");
+
+const subscription = ClientSubscription.create(session, {
+  requestedPublishingInterval: 50, requestedMaxKeepAliveCount: 20, requestedLifetimeCount: 200, publishingEnabled: true,
+});
+const notifications = [];
+const item = ClientMonitoredItem.create(subscription, { nodeId: output.nodeId, attributeId: AttributeIds.Value },
+  { samplingInterval: 0, queueSize: 10, discardOldest: true }, TimestampsToReturn.Both);
+const enough = new Promise((resolveEnough) => {
+  item.on("changed", (dv) => {
+    notifications.push({ status: dv.statusCode.name, value: dv.value.value, source: dv.sourceTimestamp?.toISOString() });
+    if (notifications.filter((n) => n.status === "Good").length >= 3) resolveEnough();
+  });
+});
+await new Promise((r) => subscription.on("started", r));
+console.log("EVENT subscribed");
+const timer = setTimeout(() => fail(`too few Good updates: ${JSON.stringify(notifications)}`), 30000);
+await enough;
+clearTimeout(timer);
+await subscription.terminate();
+await session.close();
+await client.disconnect();
+console.log(JSON.stringify({ device, slot, currentBefore, pending: pendingRevision, currentAfter, notifications }));
