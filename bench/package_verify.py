@@ -5,8 +5,8 @@ onnxruntime InferenceSession load and one run. ModelLine's verify adds: archive
 checks, unpacking, signature check, manifest parse, interface comparison and the
 sample runs.
 
-    python bench/package_verify.py                 # the shipped pump model and a 64 MiB model
-    python bench/package_verify.py --size-mb 256 --repeat 3
+    python -m bench.package_verify                 # the shipped pump model and a 64 MiB model
+    python -m bench.package_verify --size-mb 256 --repeat 3
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]]) -
 
     Metadata given as bytes is deflated; files given as paths (the model) are stored
     as they are: float weights hardly compress, and inflating them would double the
-    time an edge node spends verifying a large model (bench/package_verify.py).
+    time an edge node spends verifying a large model (python -m bench.package_verify).
     """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
