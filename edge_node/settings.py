@@ -32,6 +32,14 @@ class EdgeSettings(BaseSettings):
         1 << 20, ge=4096, le=8 << 20, description="Largest ByteString served (file transfer chunk), in bytes."
     )
     manufacturer: str = Field("ModelLine", description="DI Manufacturer of the device.")
+    users_file: Path | None = Field(
+        None, description="Logins and roles (TOML, see README 'Users and roles'); without it only anonymous clients."
+    )
+    anonymous_role: str = Field(
+        "Observer",
+        description="Role of clients that do not log in: Observer (read only, the default), Operator, Engineer, "
+        "or empty to refuse them. Installing models and binding tags needs Engineer.",
+    )
 
     @field_validator("device_id")
     @classmethod

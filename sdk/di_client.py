@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
+from asyncua.ua import uaerrors
 
 from sdk.errors import (
     BAD_NOT_FOUND,
@@ -134,7 +135,7 @@ class SoftwareUpdateClient:
         try:
             file_id, handle = await transfer.call_method(generate.nodeid, ua.Variant(PENDING, ua.VariantType.Int32))
         except ua.UaStatusCodeError as exc:
-            raise UpdateFailed(f"the device refused the transfer: {exc}") from None
+            raise UpdateFailed(f"the device refused the transfer ({type(exc).__name__}): {_hint(exc)}") from None
         file_node = self.client.get_node(file_id)
         write = await file_node.get_child("0:Write")
         chunk = await self._max_chunk()
@@ -162,7 +163,10 @@ class SoftwareUpdateClient:
     async def set_confirmation_timeout(self, seconds: float) -> None:
         """ConfirmationTimeout for the next install; 0 means no confirmation needed."""
         node = await self._node("Confirmation", "ConfirmationTimeout")
-        await node.write_value(ua.DataValue(ua.Variant(seconds * 1000.0, ua.VariantType.Double)))
+        try:
+            await node.write_value(ua.DataValue(ua.Variant(seconds * 1000.0, ua.VariantType.Double)))
+        except ua.UaStatusCodeError as exc:
+            raise UpdateFailed(f"the device refused ConfirmationTimeout ({type(exc).__name__}): {_hint(exc)}") from None
 
     async def install(self, version: VersionInfo, timeout_s: float = 120.0, poll_s: float = 0.1) -> str:
         """InstallSoftwarePackage with the hash; waits for Idle (returns UpdateStatus) or Error (raises)."""
@@ -218,6 +222,12 @@ async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
         raise UsageError(f"the edge node refused the binding ({type(exc).__name__})") from None
 
 
+def _hint(exc: ua.UaStatusCodeError) -> str:
+    if _status(exc) == ua.StatusCodes.BadUserAccessDenied:
+        return "log in as a user with the Engineer role (--user)"
+    return str(exc)
+
+
 def _pick_name(options: dict[str, Any], wanted: str | None, what: str, where: str) -> str:
     if wanted is not None:
         if wanted not in options:
@@ -229,11 +239,20 @@ def _pick_name(options: dict[str, Any], wanted: str | None, what: str, where: st
     return next(iter(options))
 
 
-async def connect(url: str, request_timeout_s: float = 10.0) -> Client:
-    """A connected client, or SourceError with the reason."""
+async def connect(
+    url: str, user: str | None = None, password: str | None = None, request_timeout_s: float = 10.0
+) -> Client:
+    """A connected client (logged in when a user is given), or a one-line error saying why not."""
     client = Client(url, timeout=request_timeout_s)
+    if user:
+        client.set_user(user)
+        client.set_password(password or "")
     try:
         await client.connect()
+    except (uaerrors.BadIdentityTokenRejected, uaerrors.BadIdentityTokenInvalid, uaerrors.BadUserAccessDenied):
+        raise UsageError(
+            f"{url} refused the login" + (f" of user {user!r}" if user else " of anonymous clients")
+        ) from None
     except (OSError, TimeoutError, ua.UaError) as exc:
         raise SourceError(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
     return client

@@ -126,6 +126,7 @@ def edge_settings(root: Path, trust_dir: Path, **overrides: Any) -> EdgeSettings
         "endpoint": f"opc.tcp://127.0.0.1:{free_port()}/edge/",
         "data_dir": root / "edge-data",
         "trust_dir": trust_dir,
+        "anonymous_role": "Engineer",  # tests drive installs without logging in; roles are tested on their own
     }
     values.update(overrides)
     return EdgeSettings(**values)

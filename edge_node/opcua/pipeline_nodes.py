@@ -24,6 +24,7 @@ from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, out
 from nodesets import Namespaces
 from sdk.opcua.ids import data_value, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.status import arg, status_on_error
+from sdk.opcua.users import Role, requires
 from sdk.package.manifest import ElementType, Manifest, TensorSpec
 
 _log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class PipelineNodes:
         return path_id(self.node.nodeid, *parts)
 
     @status_on_error
+    @requires(Role.ENGINEER)
     async def _set_binding(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         text = arg(args, 0, (ua.VariantType.String,), "BindingJson", optional=True) or ""
         binding = Binding.parse(text, source="BindingJson") if text.strip() else None

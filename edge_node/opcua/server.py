@@ -13,6 +13,7 @@ from edge_node.settings import EdgeSettings
 from sdk import __version__
 from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, qname
+from sdk.opcua.users import UserStore
 
 _log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
     """An initialised, not yet started server with DI and ModelLine loaded; returns it, the namespaces and
     the index of this device's instance namespace."""
     sessions.install()
-    server = Server()
+    users = UserStore.load(settings.users_file, settings.anonymous_role or None)
+    server = Server(user_manager=users)
     await server.init()
     server.set_endpoint(settings.endpoint)
     server.set_server_name(f"ModelLine Edge {settings.device_id}")

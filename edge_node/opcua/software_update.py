@@ -32,6 +32,7 @@ from sdk.errors import BAD_INVALID_ARGUMENT
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.ids import node_id, qname, text_of
 from sdk.opcua.status import StatusError, arg, status_on_error
+from sdk.opcua.users import Role, requires
 
 _log = logging.getLogger(__name__)
 
@@ -148,6 +149,11 @@ class SlotNodes:
         self.confirm_state = await confirmation.get_child("0:CurrentState")
         self.confirmation_timeout = await self._child(confirmation, "ConfirmationTimeout")
         await self.confirmation_timeout.set_writable(True)
+        # Only Engineers write it (they are asyncua Admins, which write any writable value): users see it read-only.
+        await self.confirmation_timeout.write_attribute(
+            ua.AttributeIds.UserAccessLevel,
+            ua.DataValue(ua.Variant(ua.AccessLevel.CurrentRead.mask, ua.VariantType.Byte)),
+        )
         self.update_status = await update.add_variable(
             node_id(f"{base}.SoftwareUpdate.UpdateStatus", instance_ns),
             self._qn("UpdateStatus"),
@@ -167,6 +173,7 @@ class SlotNodes:
             check_options=version_kind,
             max_byte_string=max_byte_string,
             mime_type="application/vnd.modelline.package+zip",
+            role=Role.ENGINEER,
         ).bind()
         await self.confirmation_timeout.write_value(
             ua.Variant(slot.state.confirmation_timeout_s * 1000.0, ua.VariantType.Double)
@@ -259,6 +266,7 @@ class SlotNodes:
     # --- methods --------------------------------------------------------------------------------
 
     @status_on_error
+    @requires(Role.ENGINEER)
     async def _install(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         uri = arg(args, 0, (ua.VariantType.String,), "ManufacturerUri")
         revision = arg(args, 1, (ua.VariantType.String,), "SoftwareRevision")
@@ -267,11 +275,13 @@ class SlotNodes:
         return []
 
     @status_on_error
+    @requires(Role.OPERATOR)
     async def _resume(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         await self.slot.resume()
         return []
 
     @status_on_error
+    @requires(Role.ENGINEER)
     async def _confirm(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         await self.slot.confirm()
         return []

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from edge_node.binding import Binding
 from sdk.cli.common import add_json
 from sdk.cli.output import Output
 from sdk.di_client import HAS_ADD_IN, SoftwareUpdateClient, connect, set_binding
-from sdk.errors import UsageError
+from sdk.errors import NotFound, UsageError
 from sdk.opcua.ids import node_id
 from sdk.package.verify import read_package
+
+PASSWORD_ENV = "MODELLINE_PASSWORD"
 
 _EDGE_EXAMPLE = """Examples:
   modelline edge --trust trust/ --data-dir /var/lib/modelline/edge --endpoint opc.tcp://0.0.0.0:4841/modelline/edge/
@@ -29,7 +32,7 @@ Objects/DeviceSet/<device id> and predictions under Objects/InferenceServer/Pipe
 
 _INSTALL_EXAMPLE = """Example:
   modelline install pump-health-1.0.0.mlpkg --edge opc.tcp://edge-line3:4841/modelline/edge/ \\
-      --binding examples/pump_health/binding.toml --confirm-within 60
+      --binding examples/pump_health/binding.toml --confirm-within 60 --user alice --password-file ~/.modelline-pw
 
 Transfers the package to the slot's PendingVersion (OPC UA DI software update, Cached-Loading), installs
 it with its SHA-256, waits for the result, sets the input binding and confirms the install. With
@@ -80,6 +83,10 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     timing.add_argument(
         "--no-confirm", action="store_true", help="install with ConfirmationTimeout 0 and do not confirm"
     )
+    install.add_argument("--user", help="log in as this user (installing needs the Engineer role)")
+    install.add_argument(
+        "--password-file", type=Path, metavar="FILE", help=f"file holding the user's password (or set ${PASSWORD_ENV})"
+    )
     install.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json(install)
     install.set_defaults(handler=_install)
@@ -90,7 +97,6 @@ async def _edge(args: argparse.Namespace, out: Output) -> int:
     from edge_node.settings import EdgeSettings
     from sdk.settings import load_settings
 
-    logging.getLogger("asyncua").setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("asyncua.common.xmlimporter").setLevel(logging.ERROR)
     settings = load_settings(
         EdgeSettings,
@@ -130,7 +136,7 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
         if problems:
             raise UsageError(f"binding {args.binding} does not fit {info.manifest.name}: {'; '.join(problems)}")
         binding_json = binding.to_json()
-    client = await connect(args.edge)
+    client = await connect(args.edge, args.user, _password(args))
     try:
         su = await SoftwareUpdateClient.find(client, args.device, args.slot)
         confirm_within = 0.0 if args.no_confirm else args.confirm_within
@@ -162,6 +168,15 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
         + f"\n{status}",
     )
     return 0
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password_file is not None:
+        try:
+            return str(args.password_file.read_text(encoding="utf-8")).rstrip("\r\n")
+        except FileNotFoundError:
+            raise NotFound(f"password file {args.password_file} does not exist") from None
+    return os.environ.get(PASSWORD_ENV)
 
 
 async def _only_pipeline(su: SoftwareUpdateClient) -> str:

@@ -15,8 +15,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from asyncua import ua
+
 from sdk import __version__
-from sdk.cli import demo_cmd, edge_cmd, keys_cmd, package_cmd, pull_cmd
+from sdk.cli import demo_cmd, edge_cmd, keys_cmd, package_cmd, pull_cmd, users_cmd
 from sdk.cli.output import Output
 from sdk.errors import ModelLineError, PackageRejected
 
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (keys_cmd, package_cmd, pull_cmd, edge_cmd, demo_cmd):
+    for module in (keys_cmd, package_cmd, pull_cmd, edge_cmd, users_cmd, demo_cmd):
         module.register(commands, HelpFormatter)
     return parser
 
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":  # asyncua's own warnings are noise for a user; our messages say what matters
+        logging.getLogger("asyncua").setLevel(logging.ERROR)
     out = Output(as_json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
     try:
         result = args.handler(args, out)
@@ -74,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(result or 0)
     except ModelLineError as exc:
         return _report(exc, out)
+    except ua.UaStatusCodeError as exc:
+        print(
+            f"modelline: the OPC UA server answered {type(exc).__name__}: {exc.__doc__ or exc}".rstrip(),
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("modelline: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -29,6 +29,7 @@ from sdk.opcua import sessions
 from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
 from sdk.opcua.ids import auto_id, path_id, qname
 from sdk.opcua.status import StatusError, arg, status_on_error
+from sdk.opcua.users import Role, current_role
 
 _log = logging.getLogger(__name__)
 _S = ua.StatusCodes
@@ -64,8 +65,10 @@ class TemporaryFileTransfer:
         client_processing_timeout_s: float = 120.0,
         max_byte_string: int = 1 << 20,
         mime_type: str = "application/octet-stream",
+        role: Role = Role.OBSERVER,
     ) -> None:
         self.server = server
+        self.role = role  # needed to start a transfer, either way
         self.node = node
         self.work_dir = work_dir
         self._commit = commit
@@ -139,8 +142,13 @@ class TemporaryFileTransfer:
                 _log.warning("transfer %d: no call for %.0f s, abandoned", handle, self.timeout_s)
                 await self._abandon(handle)
 
+    def _authorize(self) -> None:
+        if current_role() < self.role:
+            raise StatusError(_S.BadUserAccessDenied, f"file transfers here need the {self.role.label} role")
+
     @status_on_error
     async def _generate_for_write(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        self._authorize()
         await self._expire()
         options = self._check_options(args[0].Value if args and isinstance(args[0], ua.Variant) else None)
         path = Path(tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.work_dir)[1])
@@ -153,6 +161,7 @@ class TemporaryFileTransfer:
 
     @status_on_error
     async def _generate_for_read(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        self._authorize()
         await self._expire()
         if self._read_source is None:
             raise StatusError(_S.BadNotSupported, "this transfer object serves no files for reading")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from asyncua import Client
 
+from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, direct_prediction, output_node, wait_for
 from tests.opcua_servers import free_port
@@ -37,7 +38,13 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
     binding.write_text(json.dumps(plc.binding()))
     url = f"opc.tcp://127.0.0.1:{free_port()}/edge/"
     config = tmp_path / "edge.toml"
-    config.write_text(f'device_id = "line3"\nslots = ["pump1"]\ndata_dir = "{tmp_path / "data"}"\n')
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'anonymous = "Observer"\n[users.eng]\nrole = "Engineer"\npassword = "{hash_password("s3cret")}"\n'
+    )
+    config.write_text(
+        f'device_id = "line3"\nslots = ["pump1"]\ndata_dir = "{tmp_path / "data"}"\nusers_file = "{users}"\n'
+    )
     env = {**os.environ, "MODELLINE_EDGE_TRUST_DIR": str(signer.trust_dir)}  # flags > environment > file
     edge = await asyncio.create_subprocess_exec(
         MODELLINE,
@@ -60,8 +67,23 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
                 return False
 
         await wait_for(up, timeout=60, what="edge node process to listen")
+        code, out, err = await _run("install", str(package), "--edge", url)  # anonymous clients are Observers
+        assert code == 6 and "log in as a user with the Engineer role" in err, err
+        (tmp_path / "pw").write_text("s3cret\n")
         code, out, err = await _run(
-            "install", str(package), "--edge", url, "--binding", str(binding), "--confirm-within", "30", "--json"
+            "install",
+            str(package),
+            "--edge",
+            url,
+            "--binding",
+            str(binding),
+            "--confirm-within",
+            "30",
+            "--json",
+            "--user",
+            "eng",
+            "--password-file",
+            str(tmp_path / "pw"),
         )
         assert code == 0, err
         result = json.loads(out)

@@ -323,3 +323,45 @@ async def _version(node: object, version: str) -> bool:
 
 async def _more(node: object, count: int) -> bool:
     return node.slots["main"].pipeline.status.inference_count >= count  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(120)
+async def test_roles_decide_who_may_change_what(plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path) -> None:
+    from sdk.opcua.users import hash_password
+
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'anonymous = "Observer"\n[users.op]\nrole = "Operator"\npassword = "{hash_password("operator-pw")}"\n'
+        f'[users.eng]\nrole = "Engineer"\npassword = "{hash_password("engineer-pw")}"\n'
+    )
+    settings = edge_settings(tmp_path, signer.trust_dir, anonymous_role="Observer", users_file=users)
+    async with running_edge(settings) as node:
+        async with Client(node.url) as anonymous:  # reads, but changes nothing
+            su = await SoftwareUpdateClient.find(anonymous)
+            assert (await su.version("Current")).empty
+            with pytest.raises(UpdateFailed, match="BadUserAccessDenied"):
+                await su.transfer(v1)
+            with pytest.raises(UpdateFailed, match="BadUserAccessDenied"):
+                await su.set_confirmation_timeout(5)
+            with pytest.raises(errors.UsageError, match="BadUserAccessDenied"):
+                await set_binding(anonymous, "main", "")
+        operator = Client(node.url)
+        operator.set_user("op")
+        operator.set_password("operator-pw")
+        async with operator:
+            su = await SoftwareUpdateClient.find(operator)
+            with pytest.raises(UpdateFailed, match="BadUserAccessDenied"):
+                await su.transfer(v1)
+            with pytest.raises(ua.UaStatusCodeError, match="BadInvalidState"):  # allowed to Resume, nothing to resume
+                await su.resume()
+        engineer = Client(node.url)
+        engineer.set_user("eng")
+        engineer.set_password("engineer-pw")
+        async with engineer:
+            await _install(engineer, v1, confirm_within=10)
+        wrong = Client(node.url)
+        wrong.set_user("eng")
+        wrong.set_password("nope")
+        with pytest.raises(ua.UaStatusCodeError):
+            await wrong.connect()
+        assert node.slots["main"].state.current is not None
