@@ -365,3 +365,50 @@ async def test_roles_decide_who_may_change_what(plc: SimulatedPlc, v1: Path, sig
         with pytest.raises(ua.UaStatusCodeError):
             await wrong.connect()
         assert node.slots["main"].state.current is not None
+
+
+@pytest.mark.timeout(120)
+async def test_two_slots_side_by_side_with_a_binding_from_the_config(
+    plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path, example: Path
+) -> None:
+    import json
+
+    binding_file = tmp_path / "pump2.json"
+    binding_file.write_text(json.dumps(plc.binding()))
+    settings = edge_settings(tmp_path, signer.trust_dir, slots=["pump1", "pump2"], bindings={"pump2": binding_file})
+    async with running_edge(settings) as node, Client(node.url) as client:
+        health = await client.nodes.objects.get_child(["2:DeviceSet", "1:edge-1", "2:DeviceHealth"])
+        for slot in ("pump1", "pump2"):
+            su = await SoftwareUpdateClient.find(client, slot=slot)
+            await su.install(await su.transfer(v1))
+            loading = await su.update.get_child(f"{su.di}:Loading")
+            behavior = await loading.call_method(
+                f"{su.di}:GetUpdateBehavior",
+                ua.Variant("", ua.VariantType.String),
+                ua.Variant("", ua.VariantType.String),
+                ua.Variant([], ua.VariantType.String),
+            )
+            assert behavior == 1  # KeepsParameters: no power cycle, no reboot, no disconnect
+        assert node.slots["pump2"].pipeline.binding is not None  # from the config, at start
+        assert node.slots["pump1"].pipeline.binding is None
+
+        async def health_is(value: int) -> bool:
+            return await health.read_value() == value
+
+        await wait_for(lambda: health_is(2), what="DeviceHealth CHECK_FUNCTION while pump1 is unbound")
+        await set_binding(client, "pump1", json.dumps(plc.binding()))
+        await plc.write_all(HEALTHY)
+        await wait_for(lambda: health_is(0), what="DeviceHealth NORMAL")
+        expected = direct_prediction(example, HEALTHY)["remaining_life"]
+        for slot in ("pump1", "pump2"):
+
+            async def predicted(slot: str = slot) -> bool:
+                dv = await (await output_node(client, slot, "remaining_life")).read_data_value(
+                    raise_on_bad_status=False
+                )
+                return dv.StatusCode.is_good() and dv.Value.Value == expected
+
+            await wait_for(predicted, what=f"{slot} prediction")
+        await plc.write("speed", 9999.0)
+        await wait_for(lambda: health_is(3), what="DeviceHealth OFF_SPEC while inputs are out of range")
+        await plc.write_all(HEALTHY)  # the PLC is shared by this module's tests

@@ -1,0 +1,113 @@
+"""The pipeline on its own: real onnxruntime, a recording sink in place of the OPC UA nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_node.binding import Binding
+from edge_node.opcua.software_update import version_kind
+from edge_node.runtime.model import InferenceRuntime
+from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus, Reading
+from edge_node.slots.slot import VersionKind
+from sdk.opcua.status import StatusError
+from sdk.package.build import build_package
+from sdk.package.spec import PackageSpec
+from tests.conftest import Signer
+
+
+class RecordingSink:
+    """Stands in for the OPC UA binding: remembers what the pipeline published."""
+
+    def __init__(self) -> None:
+        self.outputs: list[OutputValue] = []
+        self.status = PipelineStatus()
+
+    async def model_changed(self, manifest: object) -> None: ...
+    async def binding_changed(self, binding: object) -> None: ...
+    async def input_changed(self, feature: str, reading: Reading) -> None: ...
+
+    async def publish(self, outputs: list[OutputValue]) -> None:
+        self.outputs.extend(outputs)
+
+    async def status_changed(self, status: PipelineStatus) -> None:
+        self.status = status
+
+
+def _slow_model(path: Path) -> None:
+    """y = x * 2 after 40 large MatMuls that cancel out: correct, and slow on purpose (tens of ms)."""
+    size = 128
+    eye = numpy_helper.from_array(np.eye(size, dtype=np.float32), "eye")
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["wide"]), helper.make_node("MatMul", ["wide", "eye"], ["m0"])]
+    for i in range(1, 40):
+        nodes.append(helper.make_node("MatMul", [f"m{i - 1}", "eye"], [f"m{i}"]))
+    nodes += [
+        helper.make_node("ReduceMean", ["m39"], ["mean"], keepdims=1, axes=[0, 1]),
+        helper.make_node("Mul", ["mean", "two"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [
+            eye,
+            numpy_helper.from_array(np.array([size, size], dtype=np.int64), "shape"),
+            numpy_helper.from_array(np.array([2.0], dtype=np.float32), "two"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.timeout(120)
+async def test_triggers_faster_than_inference_skip_to_the_newest(tmp_path: Path, signer: Signer) -> None:
+    _slow_model(tmp_path / "slow.onnx")
+    spec = PackageSpec.model_validate({"inputs": {"x": {"min": 0, "max": 1000}}, "sample_count": 1})
+    package = build_package(
+        tmp_path / "slow.onnx",
+        tmp_path / "slow.mlpkg",
+        name="slow",
+        version="1.0.0",
+        spec=spec,
+        private_key=signer.private_key,
+    ).path
+    runtime = InferenceRuntime(threads=1)
+    sink = RecordingSink()
+    pipeline = Pipeline("p", runtime, sink)
+    worker = asyncio.create_task(pipeline.run())
+    try:
+        await pipeline.set_model(await runtime.load(package, signer.trust, tmp_path / "unpacked"))
+        await pipeline.set_binding(
+            Binding.model_validate({"inputs": {"x": {"endpoint": "opc.tcp://plc:4840", "node_id": "ns=2;s=X"}}})
+        )
+        for value in range(1, 101):  # 100 readings, far faster than the model runs
+            await pipeline.offer("x", Reading(float(value)))
+            await asyncio.sleep(0)
+        for _ in range(400):  # until the worker is idle and has served the newest value
+            if sink.outputs and sink.outputs[-1].value == pytest.approx(200.0) and not pipeline._wake.is_set():
+                break
+            await asyncio.sleep(0.05)
+        status = pipeline.status
+        good = [o for o in sink.outputs if o.status == 0]
+        assert good[-1].value == pytest.approx(200.0)  # the newest reading was served
+        assert status.skipped_count > 0
+        assert status.inference_count + status.skipped_count >= 100 - 1  # every trigger either ran or was folded
+        assert status.inference_count < 100
+    finally:
+        worker.cancel()
+        runtime.close()
+
+
+def test_generate_options_mean_a_software_version_file_type() -> None:
+    assert version_kind(None) is VersionKind.PENDING  # Null means Pending (OPC 10000-20 allows BaseDataType options)
+    assert [version_kind(i) for i in (0, 1, 2)] == [VersionKind.CURRENT, VersionKind.PENDING, VersionKind.FALLBACK]
+    for bad in (3, -1, "1", True, 1.0):
+        with pytest.raises(StatusError):
+            version_kind(bad)
