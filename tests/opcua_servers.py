@@ -6,7 +6,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from asyncua import Client, Server
+from asyncua import Client
 
 
 def free_port() -> int:
@@ -14,17 +14,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@asynccontextmanager
-async def plain_server(name: str = "test") -> AsyncIterator[tuple[Server, str]]:
-    """An initialised asyncua server on a free loopback port (started on exit of the setup block)."""
-    server = Server()
-    await server.init()
-    url = f"opc.tcp://127.0.0.1:{free_port()}/{name}/"
-    server.set_endpoint(url)
-    server.set_server_name(f"ModelLine {name}")
-    yield server, url
 
 
 @asynccontextmanager

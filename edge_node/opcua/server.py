@@ -78,11 +78,10 @@ async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: in
     }
     for name, value in values.items():
         await (await device.get_child(f"{ns.di}:{name}")).write_value(value)
-    health = await device.add_variable(
+    await device.add_variable(
         node_id(f"{settings.device_id}.DeviceHealth", instance_ns),
         qname("DeviceHealth", ns.di),
         ua.Variant(DeviceHealth.NORMAL, ua.VariantType.Int32),
         datatype=node_id(DEVICE_HEALTH_ENUMERATION, ns.di),
     )
-    del health
     return device

@@ -18,6 +18,14 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 
 
+def add_output_and_spec(parser: argparse.ArgumentParser) -> None:
+    """-o/--output for the package to write, and --spec for what the ONNX graph cannot say."""
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mlpkg", help="package file to write")
+    parser.add_argument(
+        "--spec", type=Path, metavar="FILE", help="spec file (TOML) with units, ranges, labels, training CSV"
+    )
+
+
 def add_signing(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """--key and --passphrase-file."""
     parser.add_argument(

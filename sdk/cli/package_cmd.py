@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from sdk.cli.common import add_json, add_signing, signing_key
+from sdk.cli.common import add_json, add_output_and_spec, add_signing, signing_key
 from sdk.cli.output import Output
 from sdk.errors import PackageRejected, UsageError
 from sdk.keys import TrustStore
@@ -46,11 +46,8 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     build.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX model file")
     build.add_argument("--name", required=True, help="model name, e.g. pump-health (letters, digits, _ . -)")
     build.add_argument("--version", required=True, help="semantic version, e.g. 1.0.0")
-    build.add_argument(
-        "--spec", type=Path, metavar="FILE", help="spec file (TOML) with units, ranges, labels, training CSV"
-    )
     build.add_argument("--description", help="one line on what the model predicts (overrides the spec)")
-    build.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mlpkg", help="package file to write")
+    add_output_and_spec(build)
     add_signing(build)
     add_json(build)
     build.set_defaults(handler=_build)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from sdk.cli.common import add_json, add_signing, signing_key
+from sdk.cli.common import add_json, add_output_and_spec, add_signing, signing_key
 from sdk.cli.output import Output
 from sdk.package.build import BuildResult
 from sdk.package.spec import PackageSpec
@@ -30,8 +29,7 @@ The object may be a .onnx file or a model.tar.gz holding one (choose with --mode
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mlpkg", help="package file to write")
-    parser.add_argument("--spec", type=Path, metavar="FILE", help="spec file (TOML) with units, ranges, labels")
+    add_output_and_spec(parser)
     parser.add_argument("--model-file", metavar="PATH", help="the .onnx file inside the archive, if it holds several")
     parser.add_argument("--name", help="model name for the package (default: the group or object name)")
     parser.add_argument("--region", help="AWS region (default: from the AWS configuration)")

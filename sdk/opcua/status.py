@@ -43,11 +43,6 @@ def status_on_error(func: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[
     return wrapper
 
 
-def variant(value: Any, kind: ua.VariantType) -> ua.Variant:
-    """A Variant of an explicit type (outputs must match the declared OutputArguments)."""
-    return ua.Variant(value, kind)
-
-
 def arg(
     args: tuple[Any, ...], index: int, kinds: tuple[ua.VariantType, ...], name: str, *, optional: bool = False
 ) -> Any:
