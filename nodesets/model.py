@@ -3,7 +3,8 @@
 What OPC 10000-100 (DI) already defines is used from the DI NodeSet and not
 repeated here: devices (DeviceType), model slots (SoftwareType) and software
 update (SoftwareUpdateType with CachedLoading). This file adds only what DI does
-not have: the inference server, its pipelines and their state.
+not have: the inference server and its pipelines (edge node), and the Model
+Manager with its models, devices and deployments (gateway).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ PUBLICATION_DATE = "2026-11-25"
 
 # Standard NodeIds used in declarations (OPC 10000-6 Annex A / NodeIds.csv).
 STRING, BOOLEAN, UINT64, DOUBLE, DATETIME = "i=12", "i=1", "i=9", "i=11", "i=13"
+FILE_TYPE, TEMPORARY_FILE_TRANSFER_TYPE = "i=11575", "i=15744"
 FOLDER_TYPE, BASE_OBJECT_TYPE, BASE_DATA_VARIABLE_TYPE = "i=61", "i=58", "i=63"
 
 
@@ -104,7 +106,33 @@ PIPELINE_STATE = Enum(
         ("Faulted", "Inference fails; see StateReason. The previous outputs keep a Bad status."),
     ],
 )
-ENUMS = [PIPELINE_STATE]
+DEVICE_STATE = Enum(
+    3002,
+    "DeviceState",
+    "How the Model Manager sees an edge device.",
+    [
+        ("Online", "Connected; every pipeline Running or without a model."),
+        ("Offline", "Not reachable; deployments to it wait until it returns."),
+        ("Degraded", "Connected, but a pipeline is Unbound, Degraded or Faulted, or the device reports a fault."),
+    ],
+)
+
+DEPLOYMENT_STATE = Enum(
+    3003,
+    "DeploymentState",
+    "Where a deployment of one model version to its target devices stands.",
+    [
+        ("Pending", "Accepted; waiting for its start time or for its targets to be reachable."),
+        ("Transferring", "Sending the package to the targets' PendingVersion."),
+        ("Installing", "The targets are installing and checking the model."),
+        ("Confirming", "Installed; watching health and first predictions before confirming."),
+        ("Active", "Confirmed on every target."),
+        ("Failed", "Stopped on a failure; see LastError. Targets not yet reached are untouched."),
+        ("RolledBack", "Replaced by a rollback to an earlier version."),
+    ],
+)
+
+ENUMS = [PIPELINE_STATE, DEVICE_STATE, DEPLOYMENT_STATE]
 
 PIPELINE_STATE_NODE = f"ns=1;i={PIPELINE_STATE.number}"
 
@@ -148,4 +176,122 @@ INFERENCE_DEVICE_TYPE = ObjectType(
     supertype="ns=2;i=1002",  # DI DeviceType: index 2 is DI in this NodeSet's NamespaceUris
 )
 
-OBJECT_TYPES = [INFERENCE_SERVER_TYPE, PIPELINE_TYPE, INFERENCE_DEVICE_TYPE]
+MODEL_MANAGER_TYPE = ObjectType(
+    1010,
+    "ModelManagerType",
+    "The Model Manager: the models, edge devices and deployments of a plant.",
+    [
+        Obj("Models", FOLDER_TYPE, "One ModelType object per model name, holding its versions."),
+        Obj("Devices", FOLDER_TYPE, "One EdgeDeviceType object per registered edge device."),
+        Obj("Deployments", FOLDER_TYPE, "One DeploymentType object per deployment."),
+        Obj(
+            "Upload",
+            TEMPORARY_FILE_TRANSFER_TYPE,
+            "Upload a signed package: GenerateFileForWrite, Write, CloseAndCommit. Verified before it is stored.",
+        ),
+        Method(
+            "Deploy",
+            "Roll a stored model version out to edge devices.",
+            inputs=[
+                Arg("Model", STRING, "Model name, as under Models."),
+                Arg("Version", STRING, "Model version, as under Models/<model>."),
+                Arg("Targets", STRING, "Device ids, as under Devices.", value_rank=1),
+                Arg(
+                    "OptionsJson",
+                    STRING,
+                    "Binding, trigger, confirmation timeout, start time, waves (JSON; may be empty).",
+                ),
+            ],
+            outputs=[Arg("DeploymentId", STRING, "The new deployment, as under Deployments.")],
+        ),
+        Method(
+            "Undeploy",
+            "Stop a deployment that has not finished; devices already updated keep their model.",
+            inputs=[Arg("DeploymentId", STRING, "The deployment to stop.")],
+        ),
+        Method(
+            "Rollback",
+            "Return a device, or every target of a deployment, to its fallback or to a named earlier version.",
+            inputs=[
+                Arg("Target", STRING, "A device id or a deployment id."),
+                Arg("Version", STRING, "Version to return to; empty for each device's fallback version."),
+            ],
+            outputs=[Arg("DeploymentId", STRING, "The deployment that carries out the rollback.")],
+        ),
+        Method(
+            "RegisterDevice",
+            "Add an edge device (or change its endpoint); the manager connects to it and keeps it in view.",
+            inputs=[
+                Arg("DeviceId", STRING, "The device's id under its own DeviceSet."),
+                Arg("EndpointUrl", STRING, "The edge node's opc.tcp:// endpoint."),
+            ],
+        ),
+    ],
+)
+
+MODEL_TYPE = ObjectType(
+    1011,
+    "ModelType",
+    "A model by name; its versions are ModelVersionType objects named by version.",
+    [Var("Description", STRING, "What the model predicts, from its newest version.")],
+)
+
+MODEL_VERSION_TYPE = ObjectType(
+    1012,
+    "ModelVersionType",
+    "One stored, verified package of a model.",
+    [
+        Var("Version", STRING, "Semantic version."),
+        Var("Sha256", STRING, "SHA-256 of the package file, in hex (the DI Hash when installed)."),
+        Var("Signer", STRING, "Key id of the trusted key that signed the package."),
+        Var("CreatedAt", DATETIME, "When the package was built."),
+        Var("Inputs", STRING, "The model inputs: name, element type, units and valid range.", value_rank=1),
+        Var("Outputs", STRING, "The model outputs: name, element type, units and valid range.", value_rank=1),
+        Obj("Package", FILE_TYPE, "The package file, for download (Open with Read, Read until empty, Close)."),
+    ],
+)
+
+EDGE_DEVICE_TYPE = ObjectType(
+    1013,
+    "EdgeDeviceType",
+    "An edge device as the Model Manager sees it.",
+    [
+        Var("State", f"ns=1;i={DEVICE_STATE.number}", "Online, Offline or Degraded."),
+        Var("LastSeen", DATETIME, "When the manager last heard from the device."),
+        Var("Endpoint", STRING, "The edge node's opc.tcp:// endpoint."),
+        Var("ActiveModel", STRING, "Model serving on the device (its first slot)."),
+        Var("ActiveVersion", STRING, "Version serving on the device."),
+        Var("DesiredModel", STRING, "Model the latest deployment to this device asks for."),
+        Var("DesiredVersion", STRING, "Version the latest deployment to this device asks for."),
+        Obj("Predictions", FOLDER_TYPE, "The device's prediction outputs, mirrored: Predictions/<pipeline>/<output>."),
+    ],
+)
+
+DEPLOYMENT_TYPE = ObjectType(
+    1014,
+    "DeploymentType",
+    "A model version rolled out to devices, and how far it got.",
+    [
+        Var("Model", STRING, "Model name."),
+        Var("Version", STRING, "Model version."),
+        Var("Targets", STRING, "Device ids.", value_rank=1),
+        Var(
+            "State",
+            f"ns=1;i={DEPLOYMENT_STATE.number}",
+            "Pending, Transferring, Installing, Confirming, Active, Failed or RolledBack.",
+        ),
+        Var("Progress", DOUBLE, "Percent of targets done (0 to 100)."),
+        Var("LastError", STRING, "Why the deployment failed, in one line; empty otherwise."),
+    ],
+)
+
+OBJECT_TYPES = [
+    INFERENCE_SERVER_TYPE,
+    PIPELINE_TYPE,
+    INFERENCE_DEVICE_TYPE,
+    MODEL_MANAGER_TYPE,
+    MODEL_TYPE,
+    MODEL_VERSION_TYPE,
+    EDGE_DEVICE_TYPE,
+    DEPLOYMENT_TYPE,
+]
