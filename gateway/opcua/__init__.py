@@ -1,0 +1,1 @@
+"""The gateway's OPC UA side: the ModelManager address space and its methods."""

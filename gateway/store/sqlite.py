@@ -1,0 +1,240 @@
+"""The embedded store: one SQLite file through aiosqlite (its own thread), WAL journal, versioned schema.
+
+Migrations are numbered SQL scripts applied in order and recorded in
+``PRAGMA user_version``; a database from an earlier release is brought up to
+date at open, one never seen before is created from migration 1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.store.base import AuditEntry, DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
+from sdk.errors import ModelLineError
+
+MIGRATIONS: list[str] = [
+    # 1: the first release
+    """
+    CREATE TABLE model_versions (
+        name TEXT NOT NULL, version TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+        signer TEXT NOT NULL, created TEXT NOT NULL, stored_at TEXT NOT NULL, manifest_json TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, registered_at TEXT NOT NULL, last_seen TEXT
+    );
+    CREATE TABLE deployments (
+        id TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL, targets TEXT NOT NULL,
+        options_json TEXT NOT NULL, state TEXT NOT NULL, progress REAL NOT NULL, last_error TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+    );
+    CREATE TABLE deployment_targets (
+        deployment_id TEXT NOT NULL REFERENCES deployments(id), device_id TEXT NOT NULL, state TEXT NOT NULL,
+        last_error TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (deployment_id, device_id)
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """,
+]
+
+
+class StoreError(ModelLineError):
+    """The database cannot be opened or is newer than this release."""
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+class SqliteStore:
+    """Store on one SQLite file."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path) -> AsyncIterator[SqliteStore]:
+        """Open (creating and migrating as needed) and close at the end."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")  # acknowledged means on disk
+            await db.execute("PRAGMA foreign_keys=ON")
+            await cls._migrate(db, path)
+            yield cls(db)
+        finally:
+            await db.close()
+
+    @staticmethod
+    async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+        (current,) = await (await db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+        if current > len(MIGRATIONS):
+            raise StoreError(f"{path} was written by a newer ModelLine (schema {current}); upgrade ModelLine")
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            await db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    async def schema_version(self) -> int:
+        """The schema version of the open database."""
+        (version,) = await (await self._db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+        return int(version)
+
+    async def _rows(self, sql: str, *params: Any) -> list[aiosqlite.Row]:
+        return list(await (await self._db.execute(sql, params)).fetchall())
+
+    # --- model versions -------------------------------------------------------------------------
+
+    async def put_model_version(self, record: ModelVersionRecord) -> None:
+        """Add a model version."""
+        await self._db.execute(
+            "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.name,
+                record.version,
+                record.sha256,
+                record.size,
+                record.signer,
+                _ts(record.created),
+                _ts(record.stored_at),
+                record.manifest_json,
+            ),
+        )
+        await self._db.commit()
+
+    @staticmethod
+    def _model_version(row: aiosqlite.Row) -> ModelVersionRecord:
+        return ModelVersionRecord(
+            name=row["name"],
+            version=row["version"],
+            sha256=row["sha256"],
+            size=row["size"],
+            signer=row["signer"],
+            created=_dt(row["created"]),
+            stored_at=_dt(row["stored_at"]),
+            manifest_json=row["manifest_json"],
+        )
+
+    async def model_versions(self) -> list[ModelVersionRecord]:
+        """Every stored model version, oldest first."""
+        rows = await self._rows("SELECT * FROM model_versions ORDER BY stored_at, name, version")
+        return [self._model_version(r) for r in rows]
+
+    async def model_version(self, name: str, version: str) -> ModelVersionRecord | None:
+        """One model version, or None."""
+        rows = await self._rows("SELECT * FROM model_versions WHERE name = ? AND version = ?", name, version)
+        return self._model_version(rows[0]) if rows else None
+
+    # --- devices --------------------------------------------------------------------------------
+
+    async def put_device(self, record: DeviceRecord) -> None:
+        """Add or update a device."""
+        await self._db.execute(
+            "INSERT INTO devices VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET endpoint = excluded.endpoint, "
+            "last_seen = excluded.last_seen",
+            (record.id, record.endpoint, _ts(record.registered_at), _ts(record.last_seen)),
+        )
+        await self._db.commit()
+
+    async def devices(self) -> list[DeviceRecord]:
+        """Every registered device."""
+        rows = await self._rows("SELECT * FROM devices ORDER BY id")
+        return [
+            DeviceRecord(
+                id=r["id"], endpoint=r["endpoint"], registered_at=_dt(r["registered_at"]), last_seen=_dt(r["last_seen"])
+            )
+            for r in rows
+        ]
+
+    # --- deployments ----------------------------------------------------------------------------
+
+    async def put_deployment(self, record: DeploymentRecord, targets: list[TargetRecord]) -> None:
+        """Add or update a deployment and its targets in one transaction."""
+        await self._db.execute(
+            "INSERT INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "state = excluded.state, progress = excluded.progress, last_error = excluded.last_error, "
+            "updated_at = excluded.updated_at",
+            (
+                record.id,
+                record.model,
+                record.version,
+                json.dumps(record.targets),
+                record.options_json,
+                record.state,
+                record.progress,
+                record.last_error,
+                _ts(record.created_at),
+                _ts(record.updated_at),
+            ),
+        )
+        for t in targets:
+            await self._db.execute(
+                "INSERT INTO deployment_targets VALUES (?, ?, ?, ?, ?) ON CONFLICT(deployment_id, device_id) DO "
+                "UPDATE SET state = excluded.state, last_error = excluded.last_error, updated_at = excluded.updated_at",
+                (t.deployment_id, t.device_id, t.state, t.last_error, _ts(t.updated_at)),
+            )
+        await self._db.commit()
+
+    async def deployments(self) -> list[DeploymentRecord]:
+        """Every deployment, oldest first."""
+        rows = await self._rows("SELECT * FROM deployments ORDER BY created_at, id")
+        return [
+            DeploymentRecord(
+                id=r["id"],
+                model=r["model"],
+                version=r["version"],
+                targets=json.loads(r["targets"]),
+                options_json=r["options_json"],
+                state=r["state"],
+                progress=r["progress"],
+                last_error=r["last_error"],
+                created_at=_dt(r["created_at"]),
+                updated_at=_dt(r["updated_at"]),
+            )
+            for r in rows
+        ]
+
+    async def targets(self, deployment_id: str) -> list[TargetRecord]:
+        """The targets of a deployment."""
+        rows = await self._rows(
+            "SELECT * FROM deployment_targets WHERE deployment_id = ? ORDER BY device_id", deployment_id
+        )
+        return [
+            TargetRecord(
+                deployment_id=r["deployment_id"],
+                device_id=r["device_id"],
+                state=r["state"],
+                last_error=r["last_error"],
+                updated_at=_dt(r["updated_at"]),
+            )
+            for r in rows
+        ]
+
+    # --- audit ----------------------------------------------------------------------------------
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """Append to the audit trail."""
+        await self._db.execute(
+            "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+            (_ts(entry.at), entry.actor, entry.action, entry.detail),
+        )
+        await self._db.commit()
+
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries, newest first."""
+        rows = await self._rows("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", limit)
+        return [AuditEntry(at=_dt(r["at"]), actor=r["actor"], action=r["action"], detail=r["detail"]) for r in rows]

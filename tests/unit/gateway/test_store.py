@@ -1,0 +1,100 @@
+"""The gateway's SQLite store: schema migrations, durability across reopen, records round-trip."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.store.base import AuditEntry, DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
+from gateway.store.sqlite import MIGRATIONS, SqliteStore, StoreError
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def _version(name: str = "pump-health", version: str = "1.0.0") -> ModelVersionRecord:
+    return ModelVersionRecord(
+        name=name,
+        version=version,
+        sha256="a" * 64,
+        size=10,
+        signer="k" * 32,
+        created=NOW,
+        stored_at=NOW,
+        manifest_json="{}",
+    )
+
+
+async def test_new_database_gets_the_current_schema_and_records_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite3"
+    async with SqliteStore.open(path) as store:
+        assert await store.schema_version() == len(MIGRATIONS)
+        await store.put_model_version(_version())
+        await store.put_device(DeviceRecord(id="edge-1", endpoint="opc.tcp://a:4841/", registered_at=NOW))
+        deployment = DeploymentRecord(
+            id="d1",
+            model="pump-health",
+            version="1.0.0",
+            targets=["edge-1"],
+            options_json="{}",
+            state="Pending",
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        await store.put_deployment(
+            deployment, [TargetRecord(deployment_id="d1", device_id="edge-1", state="Pending", updated_at=NOW)]
+        )
+        await store.audit(AuditEntry(at=NOW, actor="alice", action="deploy", detail="d1"))
+    async with SqliteStore.open(path) as store:  # a restart: everything acknowledged is there
+        assert await store.model_versions() == [_version()]
+        assert await store.model_version("pump-health", "1.0.0") == _version()
+        assert await store.model_version("pump-health", "9.9.9") is None
+        assert [d.id for d in await store.devices()] == ["edge-1"]
+        [deployment] = await store.deployments()
+        assert deployment.targets == ["edge-1"] and deployment.state == "Pending"
+        assert [t.device_id for t in await store.targets("d1")] == ["edge-1"]
+        assert [e.action for e in await store.audit_entries()] == ["deploy"]
+
+
+async def test_updates_replace_state_and_versions_are_unique(tmp_path: Path) -> None:
+    async with SqliteStore.open(tmp_path / "gw.sqlite3") as store:
+        await store.put_model_version(_version())
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.put_model_version(_version())  # a version is immutable once stored
+        await store.put_device(DeviceRecord(id="edge-1", endpoint="opc.tcp://a:4841/", registered_at=NOW))
+        await store.put_device(
+            DeviceRecord(id="edge-1", endpoint="opc.tcp://b:4841/", registered_at=NOW, last_seen=NOW)
+        )
+        [device] = await store.devices()
+        assert (device.endpoint, device.last_seen) == ("opc.tcp://b:4841/", NOW)
+        record = DeploymentRecord(
+            id="d1",
+            model="m",
+            version="1.0.0",
+            targets=["a", "b"],
+            options_json="{}",
+            state="Pending",
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        await store.put_deployment(
+            record, [TargetRecord(deployment_id="d1", device_id=d, state="Pending", updated_at=NOW) for d in ("a", "b")]
+        )
+        await store.put_deployment(
+            record.model_copy(update={"state": "Failed", "last_error": "x"}),
+            [TargetRecord(deployment_id="d1", device_id="a", state="Failed", updated_at=NOW)],
+        )
+        [stored] = await store.deployments()
+        assert (stored.state, stored.last_error) == ("Failed", "x")
+        assert {t.device_id: t.state for t in await store.targets("d1")} == {"a": "Failed", "b": "Pending"}
+
+
+async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="written by a newer ModelLine"):
+        async with SqliteStore.open(path):
+            pass
