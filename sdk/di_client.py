@@ -28,6 +28,7 @@ from sdk.errors import (
     SourceError,
     UsageError,
 )
+from sdk.file_client import upload
 from sdk.opcua.ids import node_id
 
 DI_URI = "http://opcfoundation.org/UA/DI/"
@@ -119,39 +120,15 @@ class SoftwareUpdateClient:
         text = await value.read_value()
         return str(getattr(text, "Text", text) or "")
 
-    async def _max_chunk(self) -> int:
-        node = self.client.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength))
-        try:
-            advertised = int(await node.read_value() or 0)
-        except ua.UaStatusCodeError:
-            advertised = 0
-        return min(advertised, 1 << 20) if advertised > 0 else 65536
-
     async def transfer(self, package: Path, progress: Progress | None = None) -> VersionInfo:
         """Write the package to PendingVersion; the device verifies it on CloseAndCommit."""
         data = await asyncio.to_thread(package.read_bytes)
         transfer = await self._node("Loading", "FileTransfer")
-        generate = await transfer.get_child("0:GenerateFileForWrite")
         try:
-            file_id, handle = await transfer.call_method(generate.nodeid, ua.Variant(PENDING, ua.VariantType.Int32))
+            await upload(self.client, transfer, data, ua.Variant(PENDING, ua.VariantType.Int32), progress)
         except ua.UaStatusCodeError as exc:
-            raise UpdateFailed(f"the device refused the transfer ({type(exc).__name__}): {_hint(exc)}") from None
-        file_node = self.client.get_node(file_id)
-        write = await file_node.get_child("0:Write")
-        chunk = await self._max_chunk()
-        for start in range(0, len(data), chunk):
-            await file_node.call_method(
-                write.nodeid,
-                ua.Variant(handle, ua.VariantType.UInt32),
-                ua.Variant(data[start : start + chunk], ua.VariantType.ByteString),
-            )
-            if progress:
-                progress(min(start + chunk, len(data)), len(data))
-        try:
-            await transfer.call_method(
-                (await transfer.get_child("0:CloseAndCommit")).nodeid, ua.Variant(handle, ua.VariantType.UInt32)
-            )
-        except ua.UaStatusCodeError as exc:
+            if _status(exc) == ua.StatusCodes.BadUserAccessDenied:
+                raise UpdateFailed(f"the device refused the transfer ({type(exc).__name__}): {_hint(exc)}") from None
             reason = await (await self._node("Loading", "ErrorMessage")).read_value()
             text = getattr(reason, "Text", None) or await self.update_status() or str(exc)
             raise PackageRejected(f"the device rejected the package ({type(exc).__name__}): {text}") from None

@@ -1,0 +1,95 @@
+"""The package repository: verify, then keep each package once, named by its SHA-256.
+
+    <data_dir>/packages/<sha256>.mlpkg
+
+A package is verified (signature against the gateway's trust store, hashes,
+archive safety, the model loads and reproduces its samples) before anything is
+stored. Versions are immutable: the same name and version with other content is
+refused; the same package again is accepted and changes nothing. A package that
+is refused, or whose record cannot be written, leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.store.base import AuditEntry, ModelVersionRecord, Store
+from sdk.keys import TrustStore
+from sdk.opcua.status import StatusError
+from sdk.package.verify import verify_package
+
+_log = logging.getLogger(__name__)
+
+BAD_INVALID_STATE = 0x80AF0000
+
+
+def utc_now() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class PackageRepository:
+    """Stored model versions and their package files."""
+
+    def __init__(self, store: Store, folder: Path, trust: TrustStore, clock: Callable[[], datetime] = utc_now) -> None:
+        self._store = store
+        self.folder = folder
+        self._trust = trust
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def path(self, record: ModelVersionRecord) -> Path:
+        """The package file of a stored version."""
+        return self.folder / f"{record.sha256}.mlpkg"
+
+    async def add(self, upload: Path, actor: str = "") -> tuple[ModelVersionRecord, bool]:
+        """Verify and keep an uploaded package; returns its record and whether it is new."""
+        verified = await asyncio.to_thread(verify_package, upload, self._trust)
+        m = verified.manifest
+        async with self._lock:
+            existing = await self._store.model_version(m.name, m.version)
+            if existing is not None:
+                if existing.sha256 != verified.sha256:
+                    raise StatusError(
+                        BAD_INVALID_STATE,
+                        f"{m.name} {m.version} is already stored with other content; versions cannot change, "
+                        "build a new version",
+                    )
+                return existing, False
+            record = ModelVersionRecord(
+                name=m.name,
+                version=m.version,
+                sha256=verified.sha256,
+                size=verified.size,
+                signer=verified.signer,
+                created=m.created,
+                stored_at=self._clock(),
+                manifest_json=verified.manifest_bytes.decode(),
+            )
+            target = self.path(record)
+            await asyncio.to_thread(os.replace, upload, target)
+            try:
+                await self._store.put_model_version(record)
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
+            await self._store.audit(
+                AuditEntry(
+                    at=self._clock(),
+                    actor=actor,
+                    action="store package",
+                    detail=f"{m.name} {m.version} {verified.sha256}",
+                )
+            )
+        _log.info("stored %s %s (%s, signed by %s)", m.name, m.version, verified.sha256[:12], verified.signer)
+        return record, True
+
+    async def records(self) -> list[ModelVersionRecord]:
+        """Every stored version."""
+        return await self._store.model_versions()

@@ -1,0 +1,67 @@
+"""Client side of OPC UA file transfer (OPC 10000-20): upload through a TemporaryFileTransfer object,
+download from a FileType object, in chunks of the server's MaxByteStringLength."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from asyncua import Client, Node, ua
+
+from sdk.opcua.ids import node_id
+
+Progress = Callable[[int, int | None], None]
+MAX_CHUNK = 1 << 20
+
+
+async def max_chunk(client: Client) -> int:
+    """The largest ByteString the server accepts and sends, capped at 1 MiB (64 KiB when unknown)."""
+    node = client.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength))
+    try:
+        advertised = int(await node.read_value() or 0)
+    except ua.UaStatusCodeError:
+        advertised = 0
+    return min(advertised, MAX_CHUNK) if advertised > 0 else 65536
+
+
+async def upload(
+    client: Client, transfer: Node, data: bytes, options: ua.Variant, progress: Progress | None = None
+) -> None:
+    """GenerateFileForWrite, Write every chunk, CloseAndCommit. Raises UaStatusCodeError as the server answers."""
+    generate = await transfer.get_child("0:GenerateFileForWrite")
+    file_id, handle = await transfer.call_method(generate.nodeid, options)
+    file_node = client.get_node(file_id)
+    write = await file_node.get_child("0:Write")
+    chunk = await max_chunk(client)
+    for start in range(0, len(data), chunk):
+        await file_node.call_method(
+            write.nodeid,
+            ua.Variant(handle, ua.VariantType.UInt32),
+            ua.Variant(data[start : start + chunk], ua.VariantType.ByteString),
+        )
+        if progress:
+            progress(min(start + chunk, len(data)), len(data))
+    commit = await transfer.get_child("0:CloseAndCommit")
+    await transfer.call_method(commit.nodeid, ua.Variant(handle, ua.VariantType.UInt32))
+
+
+async def download(client: Client, file_node: Node, progress: Progress | None = None) -> bytes:
+    """Open for reading, Read until an empty ByteString, Close."""
+    size = await (await file_node.get_child("0:Size")).read_value()
+    handle = await file_node.call_method(
+        (await file_node.get_child("0:Open")).nodeid, ua.Variant(1, ua.VariantType.Byte)
+    )
+    read = (await file_node.get_child("0:Read")).nodeid
+    chunk = await max_chunk(client)
+    data = bytearray()
+    try:
+        while block := await file_node.call_method(
+            read, ua.Variant(handle, ua.VariantType.UInt32), ua.Variant(chunk, ua.VariantType.Int32)
+        ):
+            data += block
+            if progress:
+                progress(len(data), size)
+    finally:
+        await file_node.call_method(
+            (await file_node.get_child("0:Close")).nodeid, ua.Variant(handle, ua.VariantType.UInt32)
+        )
+    return bytes(data)
