@@ -83,10 +83,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     timing.add_argument(
         "--no-confirm", action="store_true", help="install with ConfirmationTimeout 0 and do not confirm"
     )
-    install.add_argument("--user", help="log in as this user (installing needs the Engineer role)")
-    install.add_argument(
-        "--password-file", type=Path, metavar="FILE", help=f"file holding the user's password (or set ${PASSWORD_ENV})"
-    )
+    add_login(install)
     install.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json(install)
     install.set_defaults(handler=_install)
@@ -136,7 +133,7 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
         if problems:
             raise UsageError(f"binding {args.binding} does not fit {info.manifest.name}: {'; '.join(problems)}")
         binding_json = binding.to_json()
-    client = await connect(args.edge, args.user, _password(args))
+    client = await connect(args.edge, args.user, password_of(args))
     try:
         su = await SoftwareUpdateClient.find(client, args.device, args.slot)
         confirm_within = 0.0 if args.no_confirm else args.confirm_within
@@ -170,7 +167,16 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _password(args: argparse.Namespace) -> str | None:
+def add_login(parser: argparse.ArgumentParser) -> None:
+    """--user and --password-file (changing anything needs the Engineer role)."""
+    parser.add_argument("--user", help="log in as this user (changing anything needs the Engineer role)")
+    parser.add_argument(
+        "--password-file", type=Path, metavar="FILE", help=f"file holding the user's password (or set ${PASSWORD_ENV})"
+    )
+
+
+def password_of(args: argparse.Namespace) -> str | None:
+    """The password from --password-file or the environment."""
     if args.password_file is not None:
         try:
             return str(args.password_file.read_text(encoding="utf-8")).rstrip("\r\n")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from asyncua import ua
+from asyncua import Node, ua
+from asyncua.common.instantiate_util import instantiate
+from asyncua.common.manage_nodes import delete_nodes
 
 
 def node_id(identifier: int | str, namespace: int = 0) -> ua.NodeId:
@@ -51,3 +53,21 @@ def text_of(node: ua.NodeId) -> str:
     """The identifier of a NodeId as text (for deriving child ids)."""
     identifier = node.Identifier
     return identifier.decode() if isinstance(identifier, bytes) else str(identifier)
+
+
+async def instantiate_in_place(node: Node, type_id: ua.NodeId, optional: bool = True) -> Node:
+    """Replace an object created by instantiate() with a full instance of its type, same NodeId and name.
+
+    asyncua instantiates a component's children from the instance declaration in
+    the type, not from the component's own type definition; a declaration such as
+    ``Upload: TemporaryFileTransferType`` therefore arrives without its methods.
+    """
+    parent = await node.get_parent()
+    if parent is None:
+        raise ValueError(f"{node} has no parent")
+    nodeid, bname = node.nodeid, await node.read_browse_name()
+    await delete_nodes(node.session, [node], recursive=True)
+    new = await instantiate(
+        parent, Node(node.session, type_id), nodeid=nodeid, bname=bname, instantiate_optional=optional
+    )
+    return new[0]

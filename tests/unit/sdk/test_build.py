@@ -207,3 +207,26 @@ def test_integer_and_multi_input_models_get_samples(tmp_path: Path, signer: Sign
         assert isinstance(count, int) and 0 <= count <= 100
         assert 2 <= level <= 3
     verify_package(result.path, signer.trust)
+
+
+def test_builds_are_reproducible(example: Path, signer: Signer, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    def clock() -> datetime:
+        return datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    spec = PackageSpec.load(example / "spec.toml")
+    first, second = (
+        build_package(
+            example / "model.onnx",
+            tmp_path / f"{n}.mlpkg",
+            name="p",
+            version="1.0.0",
+            spec=spec,
+            private_key=signer.private_key,
+            clock=clock,
+        )
+        for n in ("a", "b")
+    )
+    assert first.sha256 == second.sha256  # same inputs, same key, same time: the same bytes
+    assert (tmp_path / "a.mlpkg").read_bytes() == (tmp_path / "b.mlpkg").read_bytes()

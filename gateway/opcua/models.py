@@ -1,0 +1,152 @@
+"""``ModelManager/Models``: one ModelType per model name, one ModelVersionType per stored version.
+
+Packages come in through ``ModelManager/Upload`` (TemporaryFileTransferType,
+OPC 10000-20 4.4): CloseAndCommit hands the file to the repository, which
+verifies it before storing; a refused package answers with the reason's
+StatusCode and leaves nothing behind. Each version's ``Package`` is a read-only
+FileType (OPC 10000-20 4.2) serving the stored bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from asyncua import Node, Server, ua
+from asyncua.common.instantiate_util import instantiate
+
+from gateway.models.repository import PackageRepository
+from gateway.store.base import ModelVersionRecord
+from nodesets import Namespaces
+from sdk.opcua import sessions
+from sdk.opcua.file_transfer import TemporaryFileTransfer
+from sdk.opcua.filetype import FileNode
+from sdk.opcua.ids import instantiate_in_place, node_id, path_id, qname
+from sdk.opcua.users import Role
+from sdk.package.manifest import Manifest, Range, TensorSpec
+
+_log = logging.getLogger(__name__)
+
+MODEL_TYPE, MODEL_VERSION_TYPE = 1011, 1012
+PACKAGE_MIME = "application/vnd.modelline.package+zip"
+
+
+def _range(r: Range) -> str:
+    if r.min is None and r.max is None:
+        return ""
+    return f" {'' if r.min is None else f'{r.min:g}'}..{'' if r.max is None else f'{r.max:g}'}"
+
+
+def describe_ports(tensors: list[TensorSpec]) -> list[str]:
+    """One line per input feature or output: 'name element_type [units] min..max'."""
+    lines = []
+    for t in tensors:
+        for f in t.features or []:
+            lines.append(
+                f"{t.name}.{f.name} {t.element_type.value}" + (f" [{f.units}]" if f.units else "") + _range(f.valid)
+            )
+        if not t.features:
+            lines.append(f"{t.name} {t.element_type.value}" + (f" [{t.units}]" if t.units else "") + _range(t.valid))
+    return lines
+
+
+class ModelNodes:
+    """The Models folder and the Upload object of a ModelManager, bound to the repository."""
+
+    def __init__(
+        self,
+        server: Server,
+        ns: Namespaces,
+        manager: Node,
+        repository: PackageRepository,
+        work_dir: Path,
+        max_byte_string: int,
+    ) -> None:
+        self.server = server
+        self.ns = ns
+        self.manager = manager
+        self.repository = repository
+        self.work_dir = work_dir
+        self.max_byte_string = max_byte_string
+        self._models: dict[str, Node] = {}
+        self._versions: dict[tuple[str, str], FileNode] = {}
+
+    async def bind(self) -> ModelNodes:
+        """Show every stored version and accept uploads."""
+        self.folder = await self.manager.get_child(f"{self.ns.modelline}:Models")
+        for record in await self.repository.records():
+            await self.add_version(record)
+        upload = await instantiate_in_place(
+            await self.manager.get_child(f"{self.ns.modelline}:Upload"),
+            node_id(ua.ObjectIds.TemporaryFileTransferType),
+            optional=False,  # no <TransferState> placeholder: transfers complete within the call
+        )
+        self.upload = await TemporaryFileTransfer(
+            self.server,
+            upload,
+            self.work_dir,
+            commit=self._commit,
+            max_byte_string=self.max_byte_string,
+            mime_type=PACKAGE_MIME,
+            role=Role.ENGINEER,
+        ).bind()
+        return self
+
+    async def _commit(self, path: Path, options: Any) -> None:
+        user = sessions.current_user()
+        record, new = await self.repository.add(path, actor=getattr(user, "name", None) or "anonymous")
+        if new:
+            await self.add_version(record)
+
+    async def add_version(self, record: ModelVersionRecord) -> None:
+        """``Models/<name>/<version>`` with its variables and Package file."""
+        manifest = Manifest.model_validate_json(record.manifest_json)
+        ns_index = self.folder.nodeid.NamespaceIndex
+        model = self._models.get(record.name)
+        if model is None:
+            model = (
+                await instantiate(
+                    self.folder,
+                    self.server.get_node(node_id(MODEL_TYPE, self.ns.modelline)),
+                    nodeid=path_id(self.folder.nodeid, record.name),
+                    bname=qname(record.name, ns_index),
+                )
+            )[0]
+            self._models[record.name] = model
+        await (await model.get_child(f"{self.ns.modelline}:Description")).write_value(manifest.description)
+        version = (
+            await instantiate(
+                model,
+                self.server.get_node(node_id(MODEL_VERSION_TYPE, self.ns.modelline)),
+                nodeid=path_id(model.nodeid, record.version),
+                bname=qname(record.version, ns_index),
+            )
+        )[0]
+        values = {
+            "Version": ua.Variant(record.version, ua.VariantType.String),
+            "Sha256": ua.Variant(record.sha256, ua.VariantType.String),
+            "Signer": ua.Variant(record.signer, ua.VariantType.String),
+            "CreatedAt": ua.Variant(record.created, ua.VariantType.DateTime),
+            "Inputs": ua.Variant(describe_ports(manifest.inputs), ua.VariantType.String),
+            "Outputs": ua.Variant(describe_ports(manifest.outputs), ua.VariantType.String),
+        }
+        for name, value in values.items():
+            await (await version.get_child(f"{self.ns.modelline}:{name}")).write_value(value)
+        package = await instantiate_in_place(
+            await version.get_child(f"{self.ns.modelline}:Package"), node_id(ua.ObjectIds.FileType)
+        )
+        self._versions[(record.name, record.version)] = await FileNode(
+            self.server,
+            package,
+            self.repository.path(record),
+            writable=False,
+            max_byte_string=self.max_byte_string,
+            mime_type=PACKAGE_MIME,
+        ).bind()
+        _log.info("model version %s %s in the address space", record.name, record.version)
+
+    def describe(self) -> str:
+        """The versions shown, for logs."""
+        return json.dumps(sorted(f"{n} {v}" for n, v in self._versions))

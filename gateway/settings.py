@@ -1,0 +1,34 @@
+"""Settings of the gateway process (``modelline gateway``): TOML file, MODELLINE_GATEWAY_* variables, flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the Model Manager needs at start; see examples/gateway.toml."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELLINE_GATEWAY_", frozen=True, extra="forbid")
+
+    endpoint: str = Field(
+        "opc.tcp://127.0.0.1:4840/modelline/",
+        description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
+    )
+    data_dir: Path = Field(Path("var/gateway"), description="Database and package store; must survive restarts.")
+    trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
+    users_file: Path | None = Field(None, description="Logins and roles (TOML); without it only anonymous clients.")
+    anonymous_role: str = Field("Observer", description="Role of clients that do not log in; empty refuses them.")
+    max_byte_string: int = Field(1 << 20, ge=4096, le=8 << 20, description="Largest ByteString served, in bytes.")
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database."""
+        return self.data_dir / "gateway.sqlite3"
+
+    @property
+    def packages_dir(self) -> Path:
+        """The content-addressed package store."""
+        return self.data_dir / "packages"

@@ -1,0 +1,181 @@
+"""Packages in and out of the Model Manager over OPC UA file transfer."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
+from sdk.file_client import download, upload
+from sdk.package.build import build_package
+from tests.conftest import Signer, read_members, write_members
+from tests.edge_harness import build_pump
+from tests.opcua_servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+ML = "http://modelline.io/UA/"
+
+
+def _settings(tmp_path: Path, signer: Signer, **overrides: Any) -> GatewaySettings:
+    values: dict[str, Any] = {
+        "endpoint": f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        "data_dir": tmp_path / "gateway",
+        "trust_dir": signer.trust_dir,
+        "anonymous_role": "Engineer",
+    }
+    values.update(overrides)
+    return GatewaySettings(**values)
+
+
+@asynccontextmanager
+async def _gateway(settings: GatewaySettings) -> AsyncIterator[tuple[Gateway, Client]]:
+    async with Gateway(settings) as gateway, Client(gateway.url) as client:
+        yield gateway, client
+
+
+async def _manager(client: Client) -> tuple[Any, int]:
+    ml = await client.get_namespace_index(ML)
+    return await client.nodes.objects.get_child(f"{ml}:ModelManager"), ml
+
+
+async def _push(client: Client, package: Path) -> None:
+    manager, ml = await _manager(client)
+    await upload(client, await manager.get_child(f"{ml}:Upload"), package.read_bytes(), ua.Variant())
+
+
+async def _versions(client: Client) -> dict[str, dict[str, Any]]:
+    manager, ml = await _manager(client)
+    models = await manager.get_child(f"{ml}:Models")
+    found: dict[str, dict[str, Any]] = {}
+    for model in await models.get_children():
+        name = (await model.read_browse_name()).Name
+        for version in await model.get_children():
+            if (await version.read_node_class()) != ua.NodeClass.Object:
+                continue
+            values = {}
+            for var in ("Version", "Sha256", "Signer", "Inputs", "Outputs"):
+                values[var] = await (await version.get_child(f"{ml}:{var}")).read_value()
+            values["package"] = await version.get_child(f"{ml}:Package")
+            found[f"{name} {(await version.read_browse_name()).Name}"] = values
+    return found
+
+
+@pytest.mark.timeout(120)
+async def test_upload_stores_the_package_and_serves_it_back(tmp_path: Path, signer: Signer, example: Path) -> None:
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    digest = hashlib.sha256(package.read_bytes()).hexdigest()
+    async with _gateway(_settings(tmp_path, signer)) as (gateway, client):
+        await _push(client, package)
+        versions = await _versions(client)
+        assert set(versions) == {"pump-health 1.0.0"}
+        v = versions["pump-health 1.0.0"]
+        assert (v["Version"], v["Sha256"], v["Signer"]) == ("1.0.0", digest, signer.files.key_id)
+        assert "sensors.speed float32 [r/min] 0..3600" in v["Inputs"]
+        assert v["Outputs"] == ["anomaly_score float32 0..1", "remaining_life float32 [h] 0.."]
+        data = await download(client, v["package"])
+        assert hashlib.sha256(data).hexdigest() == digest
+        assert (gateway.settings.packages_dir / f"{digest}.mlpkg").read_bytes() == package.read_bytes()
+        await _push(client, package)  # the same package again changes nothing
+        assert set(await _versions(client)) == {"pump-health 1.0.0"}
+
+
+@pytest.mark.timeout(120)
+async def test_rejected_uploads_leave_no_trace(
+    tmp_path: Path, signer: Signer, other_signer: Signer, example: Path
+) -> None:
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    members = read_members(package)
+    members["model.onnx"] = members["model.onnx"][:-1] + bytes([members["model.onnx"][-1] ^ 1])
+    tampered = write_members(tmp_path / "tampered.mlpkg", list(members.items()))
+    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path
+    same_version = build_package(  # same name and version, other content
+        example / "model.onnx",
+        tmp_path / "again.mlpkg",
+        name="pump-health",
+        version="1.0.0",
+        private_key=signer.private_key,
+        description="retrained",
+    )
+    async with _gateway(_settings(tmp_path, signer)) as (gateway, client):
+        for bad, code in (
+            (tampered, "BadSecurityChecksFailed"),
+            (foreign, "BadCertificateUntrusted"),
+            (tmp_path / "junk", "BadDecodingError"),
+        ):
+            if not bad.exists():
+                bad.write_bytes(b"not a package")
+            with pytest.raises(ua.UaStatusCodeError, match=code):
+                await _push(client, bad)
+        assert await _versions(client) == {}
+        assert list(gateway.settings.packages_dir.iterdir()) == []
+        assert list((gateway.settings.data_dir / "uploads").iterdir()) == []
+        assert await gateway.store.model_versions() == []
+        await _push(client, package)
+        assert same_version.sha256 != hashlib.sha256(package.read_bytes()).hexdigest()
+        with pytest.raises(ua.UaStatusCodeError, match="BadInvalidState"):
+            await _push(client, same_version.path)  # a version cannot change
+        assert len(list(gateway.settings.packages_dir.iterdir())) == 1
+
+
+@pytest.mark.timeout(120)
+async def test_restart_rebuilds_the_address_space_from_the_store(tmp_path: Path, signer: Signer, example: Path) -> None:
+    settings = _settings(tmp_path, signer)
+    async with _gateway(settings) as (_, client):
+        for version in ("1.0.0", "1.1.0"):
+            await _push(client, build_pump(example, signer, tmp_path / f"{version}.mlpkg", version).path)
+    async with _gateway(settings) as (_, client):
+        versions = await _versions(client)
+        assert set(versions) == {"pump-health 1.0.0", "pump-health 1.1.0"}
+        data = await download(client, versions["pump-health 1.1.0"]["package"])
+        assert data == (tmp_path / "1.1.0.mlpkg").read_bytes()
+
+
+@pytest.mark.timeout(120)
+async def test_uploads_need_the_engineer_role(tmp_path: Path, signer: Signer, example: Path) -> None:
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    async with _gateway(_settings(tmp_path, signer, anonymous_role="Observer")) as (_, client):
+        with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
+            await _push(client, package)
+        manager, ml = await _manager(client)
+        deploy = await manager.get_child(f"{ml}:Deploy")
+        with pytest.raises(ua.UaStatusCodeError, match="BadNotImplemented"):  # devices and deployments come next
+            await manager.call_method(deploy.nodeid, "m", "1.0.0", ["edge-1"], "")
+
+
+@pytest.mark.timeout(120)
+async def test_push_command(tmp_path: Path, signer: Signer, other_signer: Signer, example: Path) -> None:
+    import asyncio
+    import json
+    import sys
+
+    modelline = str(Path(sys.executable).parent / "modelline")
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            modelline, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path
+    async with _gateway(_settings(tmp_path, signer)) as (gateway, _):
+        code, out, err = await run("push", str(package), "--gateway", gateway.url, "--json")
+        assert code == 0, err
+        assert json.loads(out)["version"] == "1.0.0"
+        code, _, err = await run("push", str(foreign), "--gateway", gateway.url)
+        assert (
+            code == 3
+            and err == "modelline: package rejected: the gateway refused the package (BadCertificateUntrusted)\n"
+        )
+    async with _gateway(_settings(tmp_path / "observer", signer, anonymous_role="Observer")) as (gateway, _):
+        code, _, err = await run("push", str(package), "--gateway", gateway.url)
+        assert code == 2 and "log in as a user with the Engineer role" in err
