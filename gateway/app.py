@@ -3,8 +3,9 @@
     async with Gateway(settings) as gateway:   # store open, address space rebuilt from it, server started
         await gateway.wait_closed()
 
-Devices and deployments (RegisterDevice, Deploy, Undeploy, Rollback) are not
-served yet: their methods answer Bad_NotImplemented.
+Background work (one session per edge device, one task per running deployment)
+is owned by the gateway and stopped with it; apscheduler starts deployments at
+their maintenance window and refreshes each device's State and LastSeen.
 """
 
 from __future__ import annotations
@@ -12,20 +13,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from datetime import UTC
 from typing import Any, Self
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from asyncua import Server, ua
 from asyncua.common.instantiate_util import instantiate
 
 import nodesets
+from gateway.deployments.service import DeploymentService
+from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
+from gateway.opcua.devices import DeviceNodes
+from gateway.opcua.manager import ManagerNodes
 from gateway.opcua.models import ModelNodes
 from gateway.settings import GatewaySettings
 from gateway.store.sqlite import SqliteStore
 from sdk import __version__
 from sdk.keys import TrustStore
 from sdk.opcua import sessions
-from sdk.opcua.ids import node_id, qname, status_code
+from sdk.opcua.ids import node_id, qname
 from sdk.opcua.users import UserStore
 
 _log = logging.getLogger(__name__)
@@ -41,6 +48,7 @@ class Gateway:
         self.settings = settings
         self._stack = AsyncExitStack()
         self._closed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self.server: Server | None = None
 
     @property
@@ -91,20 +99,53 @@ class Gateway:
                 bname=qname("ModelManager", ns.modelline),
             )
         )[0]
-        for method in ("Deploy", "Undeploy", "Rollback", "RegisterDevice"):
-            server.link_method(await manager.get_child(f"{ns.modelline}:{method}"), _not_yet)
+        password = s.edge_password_file.read_text(encoding="utf-8").strip() if s.edge_password_file else None
+        self.devices = DeviceRegistry(self.store, user=s.edge_user, password=password)
+        self.device_nodes = DeviceNodes(server, ns, await manager.get_child(f"{ns.modelline}:Devices"))
+        self.devices.listeners.append(self.device_nodes.show)
+        self.devices.prediction_listeners.append(self.device_nodes.mirror)
+        await self.devices.load()
+        for link in self.devices.links.values():
+            await self.device_nodes.show(link)
+        self.deployments = DeploymentService(self.store, self.repository, self.devices)
+        self.manager = await ManagerNodes(server, ns, manager, self.deployments, self.devices, self.device_nodes).bind()
+        for record in await self.store.deployments():
+            await self.manager.show(record, await self.store.targets(record.id))
         self.models = await ModelNodes(
             server, ns, manager, self.repository, s.data_dir / "uploads", s.max_byte_string
         ).bind()
         self.server = server
         await self._stack.enter_async_context(server)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.deployments.scheduler = self.scheduler
+        self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
+        self.scheduler.start()
+        self._stack.callback(self.scheduler.shutdown, wait=False)
+        self._stack.push_async_callback(self._stop_tasks)
+        self._spawn(self.devices.run(), "devices")
+        self._spawn(self.deployments.run(), "deployments")
         _log.info("gateway serving at %s with %s", s.endpoint, self.models.describe())
 
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("gateway task %s stopped: %r", task.get_name(), task.exception())
+            self._closed.set()
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        """State and LastSeen of every device, including those that went quiet."""
+        for link in list(self.devices.links.values()):
+            await self.device_nodes.show(link)
+
     async def wait_closed(self) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled, or until a background task fails."""
         await self._closed.wait()
-
-
-async def _not_yet(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
-    """Devices and deployments arrive with the next release of the gateway."""
-    return status_code(ua.StatusCodes.BadNotImplemented)

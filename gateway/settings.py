@@ -22,6 +22,8 @@ class GatewaySettings(BaseSettings):
     users_file: Path | None = Field(None, description="Logins and roles (TOML); without it only anonymous clients.")
     anonymous_role: str = Field("Observer", description="Role of clients that do not log in; empty refuses them.")
     max_byte_string: int = Field(1 << 20, ge=4096, le=8 << 20, description="Largest ByteString served, in bytes.")
+    edge_user: str | None = Field(None, description="Login the gateway uses on edge nodes (needs the Engineer role).")
+    edge_password_file: Path | None = Field(None, description="File holding that login's password.")
 
     @property
     def db_path(self) -> Path:

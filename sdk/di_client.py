@@ -92,6 +92,11 @@ class SoftwareUpdateClient:
         update = updatable[device_name][_pick_name(updatable[device_name], slot, "model slot", f"device {device_name}")]
         return cls(client, update, di)
 
+    async def slot_name(self) -> str:
+        """The name of the slot (the component that owns this SoftwareUpdate AddIn)."""
+        owners = await self.update.get_referenced_nodes(refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Inverse)
+        return str((await owners[0].read_browse_name()).Name)
+
     async def _node(self, *path: str) -> Node:
         return await self.update.get_child([f"{self.di}:{p}" for p in path])
 

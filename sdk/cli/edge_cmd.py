@@ -10,14 +10,11 @@ import os
 import signal
 from pathlib import Path
 
-from asyncua import ua
-
 from edge_node.binding import Binding
 from sdk.cli.common import add_json
 from sdk.cli.output import Output
-from sdk.di_client import HAS_ADD_IN, SoftwareUpdateClient, connect, set_binding
+from sdk.di_client import SoftwareUpdateClient, connect, set_binding
 from sdk.errors import NotFound, UsageError
-from sdk.opcua.ids import node_id
 from sdk.package.verify import read_package
 
 PASSWORD_ENV = "MODELLINE_PASSWORD"
@@ -145,7 +142,7 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
         out.note(f"transferred and verified: {pending.revision}; installing")
         status = await su.install(pending)
         if binding_json is not None:
-            await set_binding(client, args.slot or await _only_pipeline(su), binding_json)
+            await set_binding(client, args.slot or await su.slot_name(), binding_json)
         if confirm_within > 0:
             await su.confirm()
         current = await su.version("Current")
@@ -183,9 +180,3 @@ def password_of(args: argparse.Namespace) -> str | None:
         except FileNotFoundError:
             raise NotFound(f"password file {args.password_file} does not exist") from None
     return os.environ.get(PASSWORD_ENV)
-
-
-async def _only_pipeline(su: SoftwareUpdateClient) -> str:
-    """The slot name of a SoftwareUpdate AddIn (its owner's browse name)."""
-    owners = await su.update.get_referenced_nodes(refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Inverse)
-    return str((await owners[0].read_browse_name()).Name)

@@ -146,7 +146,7 @@ async def test_uploads_need_the_engineer_role(tmp_path: Path, signer: Signer, ex
             await _push(client, package)
         manager, ml = await _manager(client)
         deploy = await manager.get_child(f"{ml}:Deploy")
-        with pytest.raises(ua.UaStatusCodeError, match="BadNotImplemented"):  # devices and deployments come next
+        with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):  # deploying needs an Engineer too
             await manager.call_method(deploy.nodeid, "m", "1.0.0", ["edge-1"], "")
 
 

@@ -1,0 +1,1 @@
+"""Edge devices as the gateway sees them: one kept-open OPC UA session each."""

@@ -1,0 +1,250 @@
+"""The gateway's connection to one edge node: one OPC UA session, kept open, re-opened with backoff.
+
+While connected it subscribes to the device's DeviceHealth, each slot's
+CurrentVersion and each pipeline's State, and to every prediction output (at a
+bounded publishing interval, for the mirror under Devices/<id>/Predictions). A
+deployment borrows the session to drive the DI software update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import Client, Node, ua
+
+from sdk.di_client import DI_URI, HAS_ADD_IN, MODELLINE_URI, SoftwareUpdateClient
+from sdk.opcua.ids import node_id
+
+_log = logging.getLogger(__name__)
+
+ONLINE, OFFLINE, DEGRADED = "Online", "Offline", "Degraded"
+DEVICE_HEALTH_NORMAL = 0
+PIPELINE_RUNNING, PIPELINE_NO_MODEL = 2, 0
+
+
+@dataclass
+class DeviceView:
+    """What the gateway last saw of a device."""
+
+    state: str = OFFLINE
+    last_seen: datetime | None = None
+    health: int | None = None
+    active_model: str = ""
+    active_version: str = ""
+    pipelines: dict[str, int] = field(default_factory=dict)  # pipeline -> PipelineState value
+    reason: str = "not connected yet"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One mirrored output value."""
+
+    pipeline: str
+    output: str
+    value: Any
+    status: int
+    source_time: datetime | None
+    server_time: datetime | None
+
+
+Listener = Callable[["DeviceLink"], Awaitable[None]]
+PredictionListener = Callable[["DeviceLink", Prediction], Awaitable[None]]
+
+
+class DeviceLink:
+    """A kept-open session to one edge node."""
+
+    def __init__(
+        self,
+        device_id: str,
+        endpoint: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        mirror_interval_ms: int = 250,
+        backoff: tuple[float, float] = (0.5, 15.0),
+    ) -> None:
+        self.device_id = device_id
+        self.endpoint = endpoint
+        self._user, self._password = user, password
+        self.mirror_interval_ms = mirror_interval_ms
+        self._backoff = backoff
+        self.view = DeviceView()
+        self.client: Client | None = None
+        self._connected = asyncio.Event()
+        self._refresh = asyncio.Event()
+        self.listeners: list[Listener] = []
+        self.prediction_listeners: list[PredictionListener] = []
+        self._lock = asyncio.Lock()
+
+    @property
+    def online(self) -> bool:
+        """Connected now."""
+        return self._connected.is_set()
+
+    async def wait_online(self, within_s: float | None = None) -> bool:
+        """Wait until connected; False when ``within_s`` passes first."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), within_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def refresh(self) -> None:
+        """Re-read what the device offers (after an install changed its outputs)."""
+        self._refresh.set()
+
+    async def _changed(self) -> None:
+        for listener in self.listeners:
+            await listener(self)
+
+    async def software_update(self, slot: str | None = None) -> SoftwareUpdateClient:
+        """The DI software update of a slot, over this link's session (connected first)."""
+        if self.client is None or not self.online:
+            raise ConnectionError(f"device {self.device_id} is not connected")
+        return await SoftwareUpdateClient.find(self.client, None, slot)
+
+    async def run(self) -> None:
+        """Stay connected, forever."""
+        delay = self._backoff[0]
+        while True:
+            try:
+                await self._session()
+                delay = self._backoff[0]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the device: show it offline, retry
+                self.view.reason = f"{type(exc).__name__}: {exc}".strip(": ")
+                _log.info("device %s: %s; retrying in %.1f s", self.device_id, self.view.reason, delay)
+            self._connected.clear()
+            self.client = None
+            if self.view.state != OFFLINE:
+                self.view.state = OFFLINE
+                await self._changed()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _session(self) -> None:
+        client = Client(self.endpoint, timeout=10, watchdog_intervall=1.0)
+        if self._user:
+            client.set_user(self._user)
+            client.set_password(self._password or "")
+        lost = asyncio.Event()
+
+        async def on_lost(exc: Exception) -> None:
+            lost.set()
+
+        client.connection_lost_callback = on_lost
+        await client.connect()
+        try:
+            self.client = client
+            while True:
+                self._refresh.clear()
+                sub = await self._subscribe(client)
+                self._connected.set()
+                await self._changed()
+                refreshed = asyncio.ensure_future(self._refresh.wait())
+                gone = asyncio.ensure_future(lost.wait())
+                done, pending = await asyncio.wait({refreshed, gone}, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
+                if gone in done:
+                    raise ConnectionError("connection lost")
+                await sub.delete()  # refresh: subscribe again to what the device offers now
+        finally:
+            self._connected.clear()
+            try:
+                await asyncio.wait_for(client.disconnect(), 2.0)
+            except Exception:
+                _log.debug("device %s: disconnect failed", self.device_id, exc_info=True)
+
+    async def _subscribe(self, client: Client) -> Any:
+        di = await client.get_namespace_index(DI_URI)
+        ml = await client.get_namespace_index(MODELLINE_URI)
+        watched: dict[ua.NodeId, Callable[[ua.DataValue], Awaitable[None]]] = {}
+        device_set = await client.nodes.objects.get_child(f"{di}:DeviceSet")
+        for device in await device_set.get_children(nodeclassmask=ua.NodeClass.Object):
+            try:
+                health = await device.get_child(f"{di}:DeviceHealth")
+            except ua.UaStatusCodeError:
+                continue
+            watched[health.nodeid] = self._on_health
+        su = await SoftwareUpdateClient.find(client)
+        watched[
+            (await su.update.get_child([f"{di}:Loading", f"{di}:CurrentVersion", f"{di}:SoftwareRevision"])).nodeid
+        ] = self._on_version
+        owners = await su.update.get_referenced_nodes(refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Inverse)
+        slot_component = owners[0]
+        watched[(await slot_component.get_child(f"{di}:Model")).nodeid] = self._on_model
+        folder = await client.nodes.objects.get_child([f"{ml}:InferenceServer", f"{ml}:Pipelines"])
+        outputs: dict[ua.NodeId, tuple[str, str]] = {}
+        for pipeline in await folder.get_children():
+            name = str((await pipeline.read_browse_name()).Name)
+            watched[(await pipeline.get_child(f"{ml}:State")).nodeid] = self._pipeline_state(name)
+            for out in await (await pipeline.get_child(f"{ml}:Outputs")).get_children():
+                outputs[out.nodeid] = (name, str((await out.read_browse_name()).Name))
+        link = self
+
+        class Handler:
+            async def datachange_notification(self, node: Node, value: Any, data: Any) -> None:
+                dv = data.monitored_item.Value
+                link.view.last_seen = datetime.now(UTC)
+                if node.nodeid in watched:
+                    await watched[node.nodeid](dv)
+                elif node.nodeid in outputs:
+                    pipeline, output = outputs[node.nodeid]
+                    prediction = Prediction(
+                        pipeline,
+                        output,
+                        dv.Value.Value if dv.Value else None,
+                        dv.StatusCode.value if dv.StatusCode else 0,
+                        dv.SourceTimestamp,
+                        dv.ServerTimestamp,
+                    )
+                    for listener in link.prediction_listeners:
+                        await listener(link, prediction)
+
+            def status_change_notification(self, status: Any) -> None:
+                """Subscription status changes surface as a lost connection through the watchdog."""
+
+        sub = await client.create_subscription(float(self.mirror_interval_ms), Handler())
+        nodes = [client.get_node(n) for n in [*watched, *outputs]]
+        await sub.subscribe_data_change(nodes, queuesize=1)
+        self.view.last_seen = datetime.now(UTC)
+        return sub
+
+    async def _on_health(self, dv: ua.DataValue) -> None:
+        self.view.health = dv.Value.Value if dv.Value is not None else None
+        await self._evaluate()
+
+    async def _on_version(self, dv: ua.DataValue) -> None:
+        self.view.active_version = str(dv.Value.Value or "") if dv.Value is not None else ""
+        await self._evaluate()
+
+    async def _on_model(self, dv: ua.DataValue) -> None:
+        value = dv.Value.Value if dv.Value is not None else None
+        self.view.active_model = str(getattr(value, "Text", value) or "")
+        await self._evaluate()
+
+    def _pipeline_state(self, name: str) -> Callable[[ua.DataValue], Awaitable[None]]:
+        async def update(dv: ua.DataValue) -> None:
+            self.view.pipelines[name] = (
+                int(dv.Value.Value) if dv.Value is not None and dv.Value.Value is not None else 0
+            )
+            await self._evaluate()
+
+        return update
+
+    async def _evaluate(self) -> None:
+        troubled = [p for p, s in self.view.pipelines.items() if s not in (PIPELINE_RUNNING, PIPELINE_NO_MODEL)]
+        healthy = self.view.health in (None, DEVICE_HEALTH_NORMAL) and not troubled
+        state = ONLINE if healthy else DEGRADED
+        reason = "" if healthy else (f"pipeline(s) {', '.join(troubled)} not running" if troubled else "device health")
+        if (state, reason) != (self.view.state, self.view.reason):
+            self.view.state, self.view.reason = state, reason
+            await self._changed()

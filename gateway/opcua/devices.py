@@ -1,0 +1,96 @@
+"""``ModelManager/Devices/<id>``: each registered edge device as an EdgeDeviceType object.
+
+State, LastSeen, Endpoint, ActiveModel and ActiveVersion follow the device link;
+DesiredModel and DesiredVersion follow the latest deployment to the device;
+``Predictions/<pipeline>/<output>`` mirror the device's outputs (value, status
+and timestamps) at the link's publishing interval, so a central HMI reads every
+line from one server.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asyncua import Node, Server, ua
+from asyncua.common.instantiate_util import instantiate
+
+from gateway.devices.link import DeviceLink, Prediction
+from nodesets import Namespaces
+from sdk.opcua.ids import data_value, node_id, path_id, qname
+
+_log = logging.getLogger(__name__)
+
+EDGE_DEVICE_TYPE = 1013
+DEVICE_STATES = {"Online": 0, "Offline": 1, "Degraded": 2}
+
+
+class DeviceNodes:
+    """The Devices folder."""
+
+    def __init__(self, server: Server, ns: Namespaces, folder: Node) -> None:
+        self.server = server
+        self.ns = ns
+        self.folder = folder
+        self._devices: dict[str, dict[str, Node]] = {}
+        self._predictions: dict[tuple[str, str, str], Node] = {}
+        self._folders: dict[tuple[str, str], Node] = {}
+
+    async def _device(self, device_id: str) -> dict[str, Node]:
+        nodes = self._devices.get(device_id)
+        if nodes is None:
+            ns_index = self.folder.nodeid.NamespaceIndex
+            device = (
+                await instantiate(
+                    self.folder,
+                    self.server.get_node(node_id(EDGE_DEVICE_TYPE, self.ns.modelline)),
+                    nodeid=path_id(self.folder.nodeid, device_id),
+                    bname=qname(device_id, ns_index),
+                )
+            )[0]
+            nodes = {str((await c.read_browse_name()).Name): c for c in await device.get_children()}
+            self._devices[device_id] = nodes
+        return nodes
+
+    async def show(self, link: DeviceLink) -> None:
+        """Write what the link knows about its device."""
+        nodes = await self._device(link.device_id)
+        view = link.view
+        await nodes["State"].write_value(ua.Variant(DEVICE_STATES[view.state], ua.VariantType.Int32))
+        await nodes["Endpoint"].write_value(ua.Variant(link.endpoint, ua.VariantType.String))
+        await nodes["ActiveModel"].write_value(ua.Variant(view.active_model, ua.VariantType.String))
+        await nodes["ActiveVersion"].write_value(ua.Variant(view.active_version, ua.VariantType.String))
+        if view.last_seen is not None:
+            await nodes["LastSeen"].write_value(ua.Variant(view.last_seen, ua.VariantType.DateTime))
+
+    async def desired(self, device_id: str, model: str, version: str) -> None:
+        """What the latest deployment to the device asks for."""
+        nodes = await self._device(device_id)
+        await nodes["DesiredModel"].write_value(ua.Variant(model, ua.VariantType.String))
+        await nodes["DesiredVersion"].write_value(ua.Variant(version, ua.VariantType.String))
+
+    async def mirror(self, link: DeviceLink, prediction: Prediction) -> None:
+        """Copy one prediction under Predictions/<pipeline>/<output>."""
+        key = (link.device_id, prediction.pipeline, prediction.output)
+        node = self._predictions.get(key)
+        if node is None:
+            nodes = await self._device(link.device_id)
+            folder = self._folders.get(key[:2])
+            ns_index = self.folder.nodeid.NamespaceIndex
+            if folder is None:
+                parent = nodes["Predictions"]
+                folder = await parent.add_folder(
+                    path_id(parent.nodeid, prediction.pipeline), qname(prediction.pipeline, ns_index)
+                )
+                self._folders[key[:2]] = folder
+            node = await folder.add_variable(
+                path_id(folder.nodeid, prediction.output),
+                qname(prediction.output, ns_index),
+                ua.Variant(0.0, ua.VariantType.Double),
+                datatype=node_id(ua.ObjectIds.Double),
+            )
+            self._predictions[key] = node
+        value = prediction.value
+        variant = ua.Variant(float(value), ua.VariantType.Double) if isinstance(value, int | float) else ua.Variant()
+        await self.server.write_attribute_value(
+            node.nodeid, data_value(variant, prediction.status, prediction.source_time, prediction.server_time)
+        )
