@@ -35,6 +35,9 @@ ACTIVE, FAILED, ROLLED_BACK = "Active", "Failed", "RolledBack"
 STATES = [PENDING, TRANSFERRING, INSTALLING, CONFIRMING, ACTIVE, FAILED, ROLLED_BACK]
 FINAL = {ACTIVE, FAILED, ROLLED_BACK}
 BAD_INVALID_STATE = 0x80AF0000
+DEVICE_NORMAL, DEVICE_FAILURE, DEVICE_CHECK = 0, 1, 2  # DeviceHealthEnumeration
+PIPELINE_RUNNING = 2
+PIPELINE_STATES = ["NoModel", "Unbound", "Running", "Degraded", "Faulted"]
 
 
 class DeployOptions(BaseModel):
@@ -45,7 +48,9 @@ class DeployOptions(BaseModel):
     binding: Binding | None = Field(None, description="Input binding set on every target after the install.")
     slot: str | None = Field(None, description="Model slot on the devices; needed only when they have several.")
     confirmation_timeout_s: float = Field(60.0, ge=0, description="The device reverts unless confirmed in time.")
-    health_check_s: float = Field(2.0, ge=0, le=600, description="How long to watch a target before confirming.")
+    health_check_s: float = Field(
+        15.0, ge=0, le=600, description="How long a target may take to show healthy predictions before it fails."
+    )
     start_at: datetime | None = Field(
         None, description="Maintenance window: do not start before (ISO 8601, with zone)."
     )
@@ -323,9 +328,20 @@ class DeploymentService:
         return await self._step(record, target, ACTIVE)
 
     async def _watch(self, link: Any, options: DeployOptions) -> None:
-        """Health check before Confirm: the device must not report a fault for health_check_s."""
-        deadline = asyncio.get_running_loop().time() + options.health_check_s
-        while asyncio.get_running_loop().time() < deadline:
-            if link.view.health not in (None, 0, 2):  # FAILURE or OFF_SPEC; CHECK_FUNCTION while unbound is fine
-                raise ModelLineError(f"device health {link.view.health} after the install")
+        """Before Confirm: the device must come to NORMAL health (with a binding: its pipelines Running, i.e.
+        good predictions) within health_check_s, and must not report FAILURE meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + options.health_check_s
+        while True:
+            health, pipelines = link.view.health, link.view.pipelines
+            if health == DEVICE_FAILURE:
+                raise ModelLineError("the device reports FAILURE after the install")
+            running = all(state == PIPELINE_RUNNING for state in pipelines.values()) if options.binding else True
+            if health in (None, DEVICE_NORMAL) and running or (options.binding is None and health == DEVICE_CHECK):
+                return
+            if loop.time() >= deadline:
+                states = ", ".join(f"{p}: {PIPELINE_STATES[s]}" for p, s in pipelines.items())
+                raise ModelLineError(
+                    f"no healthy predictions within {options.health_check_s:g} s of the install ({states})"
+                )
             await asyncio.sleep(0.1)

@@ -245,6 +245,5 @@ class DeviceLink:
         healthy = self.view.health in (None, DEVICE_HEALTH_NORMAL) and not troubled
         state = ONLINE if healthy else DEGRADED
         reason = "" if healthy else (f"pipeline(s) {', '.join(troubled)} not running" if troubled else "device health")
-        if (state, reason) != (self.view.state, self.view.reason):
-            self.view.state, self.view.reason = state, reason
-            await self._changed()
+        self.view.state, self.view.reason = state, reason
+        await self._changed()  # health, versions and pipeline states change rarely: show each change at once

@@ -3,8 +3,10 @@
     <data_dir>/packages/<sha256>.mlpkg
 
 A package is verified (signature against the gateway's trust store, hashes,
-archive safety, the model loads and reproduces its samples) before anything is
-stored. Versions are immutable: the same name and version with other content is
+archive safety, the model loads with the declared interface) before anything is
+stored. Its sample answers are checked where it will run: each edge node runs
+them on its own hardware before switching, and a mismatch there fails that
+device's install (and the deployment's wave), not the upload. Versions are immutable: the same name and version with other content is
 refused; the same package again is accepted and changes nothing. A package that
 is refused, or whose record cannot be written, leaves no file behind.
 """
@@ -50,7 +52,7 @@ class PackageRepository:
 
     async def add(self, upload: Path, actor: str = "") -> tuple[ModelVersionRecord, bool]:
         """Verify and keep an uploaded package; returns its record and whether it is new."""
-        verified = await asyncio.to_thread(verify_package, upload, self._trust)
+        verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False)
         m = verified.manifest
         async with self._lock:
             existing = await self._store.model_version(m.name, m.version)

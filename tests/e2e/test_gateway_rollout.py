@@ -1,0 +1,266 @@
+"""A gateway, two real edge nodes and a simulated PLC on loopback: register, push, deploy, roll back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, Node, ua
+
+from edge_node.app import EdgeNode
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
+from sdk.file_client import upload
+from tests.conftest import Signer
+from tests.edge_harness import (
+    HEALTHY,
+    SimulatedPlc,
+    build_pump,
+    direct_prediction,
+    edge_settings,
+    wait_for,
+    with_wrong_samples,
+)
+from tests.opcua_servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+ML = "http://modelline.io/UA/"
+
+
+@dataclass
+class Plant:
+    gateway: Gateway
+    client: Client
+    edges: dict[str, EdgeNode]
+    plc: SimulatedPlc
+    manager: Node
+    ml: int
+
+    async def call(self, method: str, *args: ua.Variant) -> Any:
+        return await self.manager.call_method(f"{self.ml}:{method}", *args)
+
+    async def push(self, package: Path) -> None:
+        await upload(self.client, await self.manager.get_child(f"{self.ml}:Upload"), package.read_bytes(), ua.Variant())
+
+    async def deploy(self, version: str, targets: list[str], **options: Any) -> str:
+        opts = {"binding": self.plc.binding(), "confirmation_timeout_s": 30, "health_check_s": 15, **options}
+        return str(
+            await self.call(
+                "Deploy",
+                ua.Variant("pump-health", ua.VariantType.String),
+                ua.Variant(version, ua.VariantType.String),
+                ua.Variant(targets, ua.VariantType.String),
+                ua.Variant(json.dumps(opts), ua.VariantType.String),
+            )
+        )
+
+    async def deployment(self, deployment_id: str) -> dict[str, Any]:
+        node = await self.manager.get_child([f"{self.ml}:Deployments", f"1:{deployment_id}"])
+        values = {}
+        for name in ("State", "Progress", "LastError", "Version", "Targets"):
+            values[name] = await (await node.get_child(f"{self.ml}:{name}")).read_value()
+        values["State"] = ["Pending", "Transferring", "Installing", "Confirming", "Active", "Failed", "RolledBack"][
+            values["State"]
+        ]
+        return values
+
+    async def settled(self, deployment_id: str, state: str, within: float = 60) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            d = await self.deployment(deployment_id)
+            return d if d["State"] == state else None
+
+        return await wait_for(check, timeout=within, what=f"{deployment_id} {state}")
+
+    def serving(self, device: str) -> str | None:
+        model = self.edges[device].slots["main"].pipeline.model
+        return model.manifest.version if model else None
+
+
+def _gateway_settings(root: Path, signer: Signer) -> GatewaySettings:
+    return GatewaySettings(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=root / "gateway",
+        trust_dir=signer.trust_dir,
+        anonymous_role="Engineer",
+    )
+
+
+@asynccontextmanager
+async def plant(root: Path, signer: Signer, settings: GatewaySettings | None = None) -> AsyncIterator[Plant]:
+    async with AsyncExitStack() as stack:
+        plc = await SimulatedPlc().start()
+        stack.push_async_callback(plc.stop)
+        edges = {}
+        for name in ("edge-a", "edge-b"):
+            edges[name] = await stack.enter_async_context(
+                EdgeNode(edge_settings(root / name, signer.trust_dir, device_id=name))
+            )
+        gateway = await stack.enter_async_context(Gateway(settings or _gateway_settings(root, signer)))
+        client = await stack.enter_async_context(Client(gateway.url))
+        ml = await client.get_namespace_index(ML)
+        manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+        p = Plant(gateway, client, edges, plc, manager, ml)
+        for name, edge in edges.items():
+            await p.call(
+                "RegisterDevice", ua.Variant(name, ua.VariantType.String), ua.Variant(edge.url, ua.VariantType.String)
+            )
+        yield p
+
+
+@pytest.mark.timeout(180)
+async def test_push_deploy_to_both_and_predictions_are_mirrored(tmp_path: Path, signer: Signer, example: Path) -> None:
+    async with plant(tmp_path, signer) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
+        deployment = await p.deploy("1.0.0", ["edge-a", "edge-b"])
+        d = await p.settled(deployment, "Active")
+        assert (d["Progress"], d["LastError"], d["Targets"]) == (100.0, "", ["edge-a", "edge-b"])
+        assert p.serving("edge-a") == p.serving("edge-b") == "1.0.0"
+        await p.plc.write_all(HEALTHY)
+        expected = direct_prediction(example, HEALTHY)["remaining_life"]
+        for device in ("edge-a", "edge-b"):
+            node = await p.manager.get_child([f"{p.ml}:Devices", f"1:{device}"])
+
+            async def mirrored(node: Node = node) -> bool:
+                try:
+                    value = await node.get_child([f"{p.ml}:Predictions", "1:main", "1:remaining_life"])
+                except ua.UaStatusCodeError:
+                    return False
+                dv = await value.read_data_value(raise_on_bad_status=False)
+                return dv.StatusCode.is_good() and abs(dv.Value.Value - expected) < 1e-3
+
+            await wait_for(mirrored, what=f"{device} prediction mirrored on the gateway")
+            state = await (await node.get_child(f"{p.ml}:State")).read_value()
+            assert state == 0  # Online
+            assert await (await node.get_child(f"{p.ml}:ActiveVersion")).read_value() == "1.0.0"
+            assert await (await node.get_child(f"{p.ml}:DesiredVersion")).read_value() == "1.0.0"
+
+
+@pytest.mark.timeout(180)
+async def test_bad_version_fails_the_first_wave_and_spares_the_second(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    v1 = build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path
+    bad = with_wrong_samples(v1, tmp_path / "bad.mlpkg", signer, "1.1.0")
+    async with plant(tmp_path, signer) as p:
+        await p.push(v1)
+        await p.push(bad)
+        await p.settled(await p.deploy("1.0.0", ["edge-a", "edge-b"]), "Active")
+        failed = await p.settled(await p.deploy("1.1.0", ["edge-a", "edge-b"], waves=1), "Failed")
+        assert failed["LastError"].startswith("wave 1, device edge-a: install of pump-health 1.1.0 failed")
+        assert "does not reproduce its samples" in failed["LastError"]
+        assert p.serving("edge-a") == "1.0.0"  # the bad version never served
+        assert p.serving("edge-b") == "1.0.0"  # the second wave was never touched
+        assert p.edges["edge-b"].slots["main"].state.pending is None
+
+
+@pytest.mark.timeout(180)
+async def test_offline_device_catches_up_when_it_returns(tmp_path: Path, signer: Signer, example: Path) -> None:
+    async with plant(tmp_path, signer) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
+        edge_b = p.edges["edge-b"]
+        settings = edge_b.settings
+        await edge_b.__aexit__(None, None, None)  # edge-b goes away
+        deployment = await p.deploy("1.0.0", ["edge-a", "edge-b"])
+        await wait_for(lambda: _serving(p, "edge-a", "1.0.0"), what="edge-a updated")
+        assert (await p.deployment(deployment))["State"] != "Active"  # waiting for edge-b
+        async with EdgeNode(settings) as returned:
+            p.edges["edge-b"] = returned
+            await p.settled(deployment, "Active", within=90)
+            assert p.serving("edge-b") == "1.0.0"
+
+
+@pytest.mark.timeout(180)
+async def test_rollback_to_the_fallback(tmp_path: Path, signer: Signer, example: Path) -> None:
+    async with plant(tmp_path, signer) as p:
+        for version in ("1.0.0", "2.0.0"):
+            await p.push(build_pump(example, signer, tmp_path / f"{version}.mlpkg", version).path)
+        await p.settled(await p.deploy("1.0.0", ["edge-a", "edge-b"]), "Active")
+        upgrade = await p.deploy("2.0.0", ["edge-a"])
+        await p.settled(upgrade, "Active")
+        assert p.serving("edge-a") == "2.0.0"
+        rollback = str(
+            await p.call("Rollback", ua.Variant(upgrade, ua.VariantType.String), ua.Variant("", ua.VariantType.String))
+        )
+        await p.settled(rollback, "Active")
+        assert p.serving("edge-a") == "1.0.0"
+        assert (await p.deployment(upgrade))["State"] == "RolledBack"
+
+
+@pytest.mark.timeout(180)
+async def test_gateway_restart_keeps_everything_and_resumes(tmp_path: Path, signer: Signer, example: Path) -> None:
+    settings = _gateway_settings(tmp_path, signer)
+    async with plant(tmp_path, signer, settings) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
+        first = await p.deploy("1.0.0", ["edge-a"])
+        await p.settled(first, "Active")
+        edge_b = p.edges["edge-b"]
+        await edge_b.__aexit__(None, None, None)
+        pending = await p.deploy("1.0.0", ["edge-b"])  # cannot finish: edge-b is away
+        await p.gateway.__aexit__(None, None, None)  # the gateway stops mid-rollout
+        async with EdgeNode(edge_b.settings) as returned, Gateway(settings) as gateway, Client(gateway.url) as client:
+            p.edges["edge-b"], p.gateway, p.client = returned, gateway, client
+            p.manager = await client.nodes.objects.get_child(f"{p.ml}:ModelManager")
+            assert (await p.deployment(first))["State"] == "Active"  # nothing acknowledged is lost
+            await p.settled(pending, "Active", within=90)  # and the unfinished one resumes
+            assert p.serving("edge-b") == "1.0.0"
+            devices = await (await p.manager.get_child(f"{p.ml}:Devices")).get_children()
+            assert sorted([(await d.read_browse_name()).Name for d in devices]) == ["edge-a", "edge-b"]
+
+
+@pytest.mark.timeout(180)
+async def test_methods_refuse_bad_arguments_with_precise_codes(tmp_path: Path, signer: Signer, example: Path) -> None:
+    async with plant(tmp_path, signer) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
+        s, arr = ua.VariantType.String, ua.VariantType.String
+
+        async def refused(method: str, *args: ua.Variant) -> str:
+            with pytest.raises(ua.UaStatusCodeError) as info:
+                await p.call(method, *args)
+            return type(info.value).__name__
+
+        deploy = lambda model, version, targets, options="": (  # noqa: E731
+            ua.Variant(model, s),
+            ua.Variant(version, s),
+            ua.Variant(targets, arr),
+            ua.Variant(options, s),
+        )
+        assert await refused("Deploy", *deploy("pump-health", "9.9.9", ["edge-a"])) == "BadNotFound"
+        assert await refused("Deploy", *deploy("pump-health", "1.0.0", ["nobody"])) == "BadNotFound"
+        assert await refused("Deploy", *deploy("pump-health", "1.0.0", [])) == "BadInvalidArgument"
+        assert await refused("Deploy", *deploy("pump-health", "1.0.0", ["edge-a"], "{bad json")) == "BadInvalidArgument"
+        assert (
+            await refused("Deploy", *deploy("pump-health", "1.0.0", ["edge-a"], '{"waves": 0}')) == "BadInvalidArgument"
+        )
+        assert await refused("Deploy", ua.Variant("pump-health", s)) == "BadArgumentsMissing"
+        assert (
+            await refused(
+                "Deploy",
+                ua.Variant(1, ua.VariantType.Int32),
+                ua.Variant("1.0.0", s),
+                ua.Variant(["edge-a"], arr),
+                ua.Variant("", s),
+            )
+            == "BadTypeMismatch"
+        )
+        assert await refused("Undeploy", ua.Variant("deploy-9999", s)) == "BadNotFound"
+        assert await refused("Rollback", ua.Variant("deploy-9999", s), ua.Variant("", s)) == "BadNotFound"
+        assert (
+            await refused("RegisterDevice", ua.Variant("bad id!", s), ua.Variant("opc.tcp://x:1/", s))
+            == "BadInvalidArgument"
+        )
+        assert (
+            await refused("RegisterDevice", ua.Variant("edge-c", s), ua.Variant("http://x", s)) == "BadInvalidArgument"
+        )
+        done = await p.deploy("1.0.0", ["edge-a"])
+        await p.settled(done, "Active")
+        assert await refused("Undeploy", ua.Variant(done, s)) == "BadInvalidState"
+
+
+async def _serving(p: Plant, device: str, version: str) -> bool:
+    return p.serving(device) == version
