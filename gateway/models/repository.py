@@ -6,8 +6,9 @@ A package is verified (signature against the gateway's trust store, hashes,
 archive safety, the model loads with the declared interface) before anything is
 stored. Its sample answers are checked where it will run: each edge node runs
 them on its own hardware before switching, and a mismatch there fails that
-device's install (and the deployment's wave), not the upload. Versions are immutable: the same name and version with other content is
-refused; the same package again is accepted and changes nothing. A package that
+device's install (and the deployment's wave), not the upload. Versions are
+immutable: the same name and version with other content is refused; the same
+package again is accepted and changes nothing. A package that
 is refused, or whose record cannot be written, leaves no file behind.
 """
 
