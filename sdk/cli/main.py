@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from asyncua import ua
 
 from sdk import __version__
-from sdk.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, users_cmd
+from sdk.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, rollout_cmd, users_cmd
 from sdk.cli.output import Output
 from sdk.errors import ModelLineError, PackageRejected
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (keys_cmd, package_cmd, pull_cmd, edge_cmd, gateway_cmd, users_cmd, demo_cmd):
+    for module in (keys_cmd, package_cmd, pull_cmd, edge_cmd, gateway_cmd, rollout_cmd, users_cmd, demo_cmd):
         module.register(commands, HelpFormatter)
     return parser
 

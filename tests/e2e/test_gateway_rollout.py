@@ -264,3 +264,59 @@ async def test_methods_refuse_bad_arguments_with_precise_codes(tmp_path: Path, s
 
 async def _serving(p: Plant, device: str, version: str) -> bool:
     return p.serving(device) == version
+
+
+@pytest.mark.timeout(180)
+async def test_cli_drives_the_gateway(tmp_path: Path, signer: Signer, example: Path) -> None:
+    import asyncio
+    import sys
+
+    modelline = str(Path(sys.executable).parent / "modelline")
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            modelline, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    package = build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path
+    async with plant(tmp_path, signer) as p:
+        url = p.gateway.url
+        binding = tmp_path / "binding.json"
+        binding.write_text(json.dumps(p.plc.binding()))
+        assert (await run("push", str(package), "--gateway", url))[0] == 0
+        code, out, err = await run("devices", "add", "edge-a", p.edges["edge-a"].url, "--gateway", url)
+        assert code == 0, err
+        code, out, _ = await run("devices", "list", "--gateway", url, "--json")
+        assert sorted(d["id"] for d in json.loads(out)["devices"]) == ["edge-a", "edge-b"]
+        code, out, err = await run(
+            "deploy",
+            "pump-health",
+            "1.0.0",
+            "--to",
+            "edge-a,edge-b",
+            "--binding",
+            str(binding),
+            "--waves",
+            "1",
+            "--gateway",
+            url,
+            "--json",
+        )
+        assert code == 0, err
+        deployment = json.loads(out)["deployment"]
+        await p.settled(deployment, "Active")
+        code, out, _ = await run("status", "--gateway", url, "--json")
+        status = json.loads(out)
+        assert [(d["id"], d["State"]) for d in status["deployments"]] == [(deployment, "Active")]
+        assert {d["id"]: d["ActiveVersion"] for d in status["devices"]} == {"edge-a": "1.0.0", "edge-b": "1.0.0"}
+        code, out, _ = await run("status", "--gateway", url)
+        assert "Deployments" in out and deployment in out and "Active" in out
+        code, _, err = await run("deploy", "pump-health", "9.9.9", "--to", "edge-a", "--gateway", url)
+        assert (
+            code == 4 and err.startswith("modelline: the gateway refused Deploy (BadNotFound)") and err.count("\n") == 1
+        )
+        code, out, err = await run("rollback", deployment, "--gateway", url, "--json")
+        assert code == 0, err
+        assert json.loads(out)["deployment"] != deployment
