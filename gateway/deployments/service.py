@@ -318,30 +318,37 @@ class DeploymentService:
         except UpdateFailed:
             await su.resume()  # leave the device Idle, serving its previous model
             raise
+        slot = options.slot or await su.slot_name()
+        installed_at = self._clock()
         if options.binding is not None:
-            await set_binding(link.client, options.slot or await su.slot_name(), options.binding.to_json())  # type: ignore[arg-type]
+            await set_binding(link.client, slot, options.binding.to_json())  # type: ignore[arg-type]
         link.refresh()
         target = await self._step(record, target, CONFIRMING)
-        await self._watch(link, options)
+        await self._watch(link, options, slot, installed_at)
         if options.confirmation_timeout_s > 0:
             await su.confirm()
         return await self._step(record, target, ACTIVE)
 
-    async def _watch(self, link: Any, options: DeployOptions) -> None:
-        """Before Confirm: the device must come to NORMAL health (with a binding: its pipelines Running, i.e.
-        good predictions) within health_check_s, and must not report FAILURE meanwhile."""
+    async def _watch(self, link: Any, options: DeployOptions, slot: str, since: datetime) -> None:
+        """Before Confirm: with a binding, the slot must publish a Good prediction made after the install
+        within health_check_s; without one, the device must not report FAILURE. Anything less is not
+        confirmed, and the device reverts by itself when its ConfirmationTimeout runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + options.health_check_s
         while True:
-            health, pipelines = link.view.health, link.view.pipelines
-            if health == DEVICE_FAILURE:
+            if link.view.health == DEVICE_FAILURE:
                 raise ModelLineError("the device reports FAILURE after the install")
-            running = all(state == PIPELINE_RUNNING for state in pipelines.values()) if options.binding else True
-            if health in (None, DEVICE_NORMAL) and running or (options.binding is None and health == DEVICE_CHECK):
-                return
+            if options.binding is None:
+                if loop.time() >= min(deadline, loop.time() + 0.5):
+                    return
+            else:
+                good = link.view.last_good.get(slot)
+                if good is not None and good > since:
+                    return
             if loop.time() >= deadline:
-                states = ", ".join(f"{p}: {PIPELINE_STATES[s]}" for p, s in pipelines.items())
+                state = PIPELINE_STATES[link.view.pipelines.get(slot, 0)]
                 raise ModelLineError(
-                    f"no healthy predictions within {options.health_check_s:g} s of the install ({states})"
+                    f"no healthy predictions within {options.health_check_s:g} s of the install "
+                    f"(pipeline {slot}: {state})"
                 )
             await asyncio.sleep(0.1)

@@ -38,6 +38,7 @@ class DeviceView:
     active_version: str = ""
     pipelines: dict[str, int] = field(default_factory=dict)  # pipeline -> PipelineState value
     reason: str = "not connected yet"
+    last_good: dict[str, datetime] = field(default_factory=dict)  # pipeline -> when its last Good output arrived
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,8 @@ class DeviceLink:
                         dv.SourceTimestamp,
                         dv.ServerTimestamp,
                     )
+                    if prediction.status == 0:  # received now: the gateway's clock, not the device's
+                        link.view.last_good[pipeline] = datetime.now(UTC)
                     for listener in link.prediction_listeners:
                         await listener(link, prediction)
 

@@ -320,3 +320,25 @@ async def test_cli_drives_the_gateway(tmp_path: Path, signer: Signer, example: P
         code, out, err = await run("rollback", deployment, "--gateway", url, "--json")
         assert code == 0, err
         assert json.loads(out)["deployment"] != deployment
+
+
+@pytest.mark.timeout(180)
+async def test_unhealthy_install_is_not_confirmed_and_the_device_reverts(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    async with plant(tmp_path, signer) as p:
+        for version in ("1.0.0", "2.0.0"):
+            await p.push(build_pump(example, signer, tmp_path / f"{version}.mlpkg", version).path)
+        await p.settled(await p.deploy("1.0.0", ["edge-a"]), "Active")
+        broken = p.plc.binding()
+        broken["inputs"]["speed"]["node_id"] = "ns=2;s=Pump1.NoSuchTag"  # 2.0.0 will never see good inputs
+        upgrade = await p.deploy("2.0.0", ["edge-a"], binding=broken, confirmation_timeout_s=3, health_check_s=1)
+        failed = await p.settled(upgrade, "Failed")
+        assert "no healthy predictions within 1 s of the install" in failed["LastError"]
+        slot = p.edges["edge-a"].slots["main"]
+
+        async def reverted() -> bool:
+            return p.serving("edge-a") == "1.0.0" and not slot.awaiting_confirmation
+
+        await wait_for(reverted, timeout=20, what="edge-a reverting to 1.0.0 by itself")
+        assert "not confirmed within 3 s; reverted to 1.0.0" in slot.update_status
