@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from contextlib import AsyncExitStack
 from typing import Any, Self
 
@@ -24,6 +25,8 @@ from edge_node.runtime.pipeline import Pipeline, PipelineState, PipelineStatus
 from edge_node.settings import EdgeSettings
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotStore
+from sdk.di_client import MODELLINE_URI, connect
+from sdk.errors import ModelLineError
 from sdk.keys import TrustStore
 
 _log = logging.getLogger(__name__)
@@ -94,6 +97,8 @@ class EdgeNode:
         for slot in self.slots.values():
             self._spawn(slot.run(), f"slot {slot.name}")
         self._spawn(hub.run(), "input hub")
+        if s.gateway_url:
+            self._spawn(self._register_with_gateway(), "gateway registration")
         _log.info("edge node %s serving at %s (slots: %s)", s.device_id, s.endpoint, ", ".join(s.slots))
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -109,6 +114,35 @@ class EdgeNode:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _register_with_gateway(self) -> None:
+        """RegisterDevice(device id, endpoint) on the configured gateway, retried with backoff until it answers."""
+        s = self.settings
+        endpoint = s.advertised_endpoint or s.endpoint
+        if "0.0.0.0" in endpoint:
+            endpoint = endpoint.replace("0.0.0.0", socket.getfqdn())
+        password = s.gateway_password_file.read_text(encoding="utf-8").strip() if s.gateway_password_file else None
+        delay = 1.0
+        while True:
+            try:
+                client = await connect(s.gateway_url or "", s.gateway_user, password)
+                try:
+                    ml = await client.get_namespace_index(MODELLINE_URI)
+                    manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+                    await manager.call_method(
+                        f"{ml}:RegisterDevice",
+                        ua.Variant(s.device_id, ua.VariantType.String),
+                        ua.Variant(endpoint, ua.VariantType.String),
+                    )
+                finally:
+                    await client.disconnect()
+            except (ModelLineError, ua.UaError, OSError, TimeoutError) as exc:
+                _log.warning("registering with gateway %s: %s; retrying in %.0f s", s.gateway_url, exc, delay)
+            else:
+                _log.info("registered with gateway %s as %s at %s", s.gateway_url, s.device_id, endpoint)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
 
     async def wait_closed(self) -> None:
         """Serve until cancelled; a background task that fails stops the node with its error."""

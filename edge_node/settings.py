@@ -32,6 +32,14 @@ class EdgeSettings(BaseSettings):
         1 << 20, ge=4096, le=8 << 20, description="Largest ByteString served (file transfer chunk), in bytes."
     )
     manufacturer: str = Field("ModelLine", description="DI Manufacturer of the device.")
+    gateway_url: str | None = Field(
+        None, description="A ModelLine gateway to register with at start (RegisterDevice), retried until it answers."
+    )
+    advertised_endpoint: str | None = Field(
+        None, description="The endpoint the gateway should use to reach this node (default: endpoint)."
+    )
+    gateway_user: str | None = Field(None, description="Login for RegisterDevice on the gateway (Engineer role).")
+    gateway_password_file: Path | None = Field(None, description="File holding that login's password.")
     users_file: Path | None = Field(
         None, description="Logins and roles (TOML, see README 'Users and roles'); without it only anonymous clients."
     )

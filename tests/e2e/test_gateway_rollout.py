@@ -342,3 +342,17 @@ async def test_unhealthy_install_is_not_confirmed_and_the_device_reverts(
 
         await wait_for(reverted, timeout=20, what="edge-a reverting to 1.0.0 by itself")
         assert "not confirmed within 3 s; reverted to 1.0.0" in slot.update_status
+
+
+@pytest.mark.timeout(120)
+async def test_edge_node_registers_itself_with_the_gateway(tmp_path: Path, signer: Signer) -> None:
+    async with Gateway(_gateway_settings(tmp_path, signer)) as gateway:
+        settings = edge_settings(tmp_path / "edge-c", signer.trust_dir, device_id="edge-c", gateway_url=gateway.url)
+        async with EdgeNode(settings):
+
+            async def registered() -> bool:
+                return "edge-c" in gateway.devices.links and gateway.devices.links["edge-c"].online
+
+            await wait_for(registered, timeout=30, what="edge-c registered and connected")
+            assert gateway.devices.links["edge-c"].endpoint == settings.endpoint
+        assert [d.id for d in await gateway.store.devices()] == ["edge-c"]
