@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -30,10 +30,14 @@ from gateway.opcua.models import ModelNodes
 from gateway.settings import GatewaySettings
 from gateway.store.sqlite import SqliteStore
 from sdk import __version__
-from sdk.keys import TrustStore
+from sdk.errors import ModelLineError, UsageError
+from sdk.keys import TrustStore, load_private_key
 from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.users import UserStore
+from sdk.pull import PullTarget, pull_sagemaker
+from sdk.sources.aws import AwsOptions
+from sdk.sources.sagemaker import find_model
 
 _log = logging.getLogger(__name__)
 
@@ -119,6 +123,17 @@ class Gateway:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.deployments.scheduler = self.scheduler
         self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
+        if s.sagemaker_groups:
+            if s.signing_key is None:
+                raise UsageError("sagemaker_groups needs signing_key: imported models are signed by the gateway")
+            self.scheduler.add_job(
+                self.sync_sagemaker,
+                "interval",
+                seconds=s.sagemaker_interval_s,
+                id="sagemaker sync",
+                max_instances=1,
+                next_run_time=datetime.now(UTC),
+            )
         self.scheduler.start()
         self._stack.callback(self.scheduler.shutdown, wait=False)
         self._stack.push_async_callback(self._stop_tasks)
@@ -145,6 +160,28 @@ class Gateway:
         """State and LastSeen of every device, including those that went quiet."""
         for link in list(self.devices.links.values()):
             await self.device_nodes.show(link)
+
+    async def sync_sagemaker(self) -> list[str]:
+        """Import the newest Approved version of each configured group, unless it is stored; returns what was added."""
+        s = self.settings
+        aws = AwsOptions(region=s.sagemaker_region, endpoint_url=s.sagemaker_endpoint_url)
+        key = load_private_key(s.signing_key) if s.signing_key else None
+        added = []
+        for group in s.sagemaker_groups:
+            try:
+                found = await asyncio.to_thread(find_model, aws.client("sagemaker"), aws.client("s3"), group)
+                if await self.store.model_version(group, f"{found.version}.0.0") is not None:
+                    continue
+                out = s.data_dir / "uploads" / f"sagemaker-{group}-{found.version}.mlpkg"
+                target = PullTarget(out_path=out, private_key=key)
+                await asyncio.to_thread(pull_sagemaker, group, aws, target, found.version)
+                record, new = await self.repository.add(out, actor="sagemaker sync")
+                if new:
+                    await self.models.add_version(record)
+                    added.append(f"{record.name} {record.version}")
+            except ModelLineError as exc:  # one group's trouble does not stop the others, nor the gateway
+                _log.warning("sagemaker sync of %s: %s", group, exc)
+        return added
 
     async def wait_closed(self) -> None:
         """Serve until cancelled, or until a background task fails."""

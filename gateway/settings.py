@@ -25,6 +25,16 @@ class GatewaySettings(BaseSettings):
     edge_user: str | None = Field(None, description="Login the gateway uses on edge nodes (needs the Engineer role).")
     edge_password_file: Path | None = Field(None, description="File holding that login's password.")
 
+    sagemaker_groups: list[str] = Field(
+        default_factory=list, description="Model package groups to import new Approved versions from (empty: off)."
+    )
+    sagemaker_interval_s: int = Field(300, ge=10, description="How often to look for new Approved versions.")
+    sagemaker_region: str | None = Field(None, description="AWS region of the registry.")
+    sagemaker_endpoint_url: str | None = Field(None, description="SageMaker/S3-compatible endpoint instead of AWS.")
+    signing_key: Path | None = Field(
+        None, description="Private key that signs imported models; its public key must be in trust_dir."
+    )
+
     @property
     def db_path(self) -> Path:
         """The SQLite database."""
