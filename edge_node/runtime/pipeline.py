@@ -130,6 +130,7 @@ class Pipeline:
         self._status = PipelineStatus()
         self._triggers = 0
         self._wake = asyncio.Event()
+        self._running = False
         self._published_unbound = False
 
     @property
@@ -141,6 +142,11 @@ class Pipeline:
     def binding(self) -> Binding | None:
         """The current binding."""
         return self._binding
+
+    @property
+    def idle(self) -> bool:
+        """No inference running and no trigger waiting."""
+        return not self._running and not self._wake.is_set()
 
     @property
     def status(self) -> PipelineStatus:
@@ -229,9 +235,10 @@ class Pipeline:
             taken, self._triggers = self._triggers, 0
             if taken == 0:
                 continue
-            if taken > 1:
-                await self._set_status(skipped_count=self._status.skipped_count + taken - 1)
+            self._running = True
             try:
+                if taken > 1:
+                    await self._set_status(skipped_count=self._status.skipped_count + taken - 1)
                 await self._infer_once()
             except Exception:  # a pipeline never dies: it reports and waits for the next trigger
                 _log.exception("pipeline %s: unexpected failure", self.name)
@@ -240,6 +247,8 @@ class Pipeline:
                     reason="internal error, see the edge node log",
                     error_count=self._status.error_count + 1,
                 )
+            finally:
+                self._running = False
 
     async def _set_status(self, **changes: Any) -> None:
         status = replace(self._status, **changes)

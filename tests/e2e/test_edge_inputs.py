@@ -170,6 +170,7 @@ async def test_tag_trigger_runs_only_on_its_tag(healthy: Line) -> None:
     await healthy.bind(trigger={"mode": "tag", "tag": "speed"})
     await healthy.plc.write("speed", 1474.0)
     await wait_for(lambda: _inferred_with(healthy, 1474.0), what="inference on speed change")
+    await wait_for(lambda: _idle(healthy), what="the pipeline to finish what it was triggered for")
     count = healthy.pipeline.status.inference_count
     for value in (3.0, 3.1, 3.2):
         await healthy.plc.write("vibration_rms", value)
@@ -215,6 +216,10 @@ async def _mirrored(line: Line, feature: str, value: float) -> bool:
     dv = await node.read_data_value(raise_on_bad_status=False)
     print("MIRROR", dv.Value, dv.StatusCode)
     return dv.Value.Value == value
+
+
+async def _idle(line: Line) -> bool:
+    return bool(line.pipeline.idle)
 
 
 async def _more(line: Line, count: int) -> bool:
