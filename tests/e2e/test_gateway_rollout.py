@@ -356,3 +356,20 @@ async def test_edge_node_registers_itself_with_the_gateway(tmp_path: Path, signe
             await wait_for(registered, timeout=30, what="edge-c registered and connected")
             assert gateway.devices.links["edge-c"].endpoint == settings.endpoint
         assert [d.id for d in await gateway.store.devices()] == ["edge-c"]
+
+
+@pytest.mark.timeout(180)
+async def test_deployment_waits_for_its_maintenance_window(tmp_path: Path, signer: Signer, example: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    async with plant(tmp_path, signer) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
+        start = datetime.now(UTC) + timedelta(seconds=4)
+        deployment = await p.deploy("1.0.0", ["edge-a"], start_at=start.isoformat())
+        assert (await p.deployment(deployment))["State"] == "Pending"
+        assert p.serving("edge-a") is None
+        await p.settled(deployment, "Active")
+        assert datetime.now(UTC) >= start  # not before its window
+        assert p.serving("edge-a") == "1.0.0"
+        job_ids = [job.id for job in p.gateway.scheduler.get_jobs()]
+        assert deployment not in job_ids  # a one-off: done
