@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from contextlib import AsyncExitStack
-from typing import Any, Self
+from typing import Any
 
 from asyncua import Node, Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
@@ -28,19 +27,19 @@ from edge_node.slots.store import SlotStore
 from sdk.di_client import MODELLINE_URI, connect
 from sdk.errors import ModelLineError
 from sdk.keys import TrustStore
+from sdk.opcua.service import Service
 
 _log = logging.getLogger(__name__)
 
 
-class EdgeNode:
+class EdgeNode(Service):
     """One edge device's inference server."""
 
     def __init__(self, settings: EdgeSettings) -> None:
+        super().__init__()
         self.settings = settings
         self.slots: dict[str, ModelSlot] = {}
         self.slot_nodes: dict[str, SlotNodes] = {}
-        self._stack = AsyncExitStack()
-        self._tasks: list[asyncio.Task[None]] = []
         self._health: Node | None = None
         self.server: Server | None = None
 
@@ -48,17 +47,6 @@ class EdgeNode:
     def url(self) -> str:
         """The endpoint clients connect to."""
         return self.settings.endpoint
-
-    async def __aenter__(self) -> Self:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
 
     async def _start(self) -> None:
         s = self.settings
@@ -87,7 +75,6 @@ class EdgeNode:
         server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
 
         await self._stack.enter_async_context(server)
-        self._stack.push_async_callback(self._stop_tasks)
         for name, slot in self.slots.items():
             await slot.start()
             if slot.state.binding is None and name in s.bindings:
@@ -100,20 +87,6 @@ class EdgeNode:
         if s.gateway_url:
             self._spawn(self._register_with_gateway(), "gateway registration")
         _log.info("edge node %s serving at %s (slots: %s)", s.device_id, s.endpoint, ", ".join(s.slots))
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("edge node task %s stopped: %r", task.get_name(), task.exception())
-
-    async def _stop_tasks(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _register_with_gateway(self) -> None:
         """RegisterDevice(device id, endpoint) on the configured gateway, retried with backoff until it answers."""
@@ -143,13 +116,6 @@ class EdgeNode:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
-
-    async def wait_closed(self) -> None:
-        """Serve until cancelled; a background task that fails stops the node with its error."""
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
 
     async def _on_write(self, event: ServerItemCallback, dispatcher: Any) -> None:
         for item, result in zip(event.request_params.NodesToWrite, event.response_params, strict=False):

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from asyncua import Server, ua
+from asyncua import Server
 from asyncua.common.instantiate_util import instantiate
 
-import nodesets
 from gateway.deployments.service import DeploymentService
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
@@ -29,12 +26,10 @@ from gateway.opcua.manager import ManagerNodes
 from gateway.opcua.models import ModelNodes
 from gateway.settings import GatewaySettings
 from gateway.store.sqlite import SqliteStore
-from sdk import __version__
 from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore, load_private_key
-from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, qname
-from sdk.opcua.users import UserStore
+from sdk.opcua.service import Service, new_server
 from sdk.pull import PullTarget, pull_sagemaker
 from sdk.sources.aws import AwsOptions
 from sdk.sources.sagemaker import find_model
@@ -45,14 +40,12 @@ MODEL_MANAGER_TYPE = 1010
 INSTANCE_URI = "urn:modelline:gateway"
 
 
-class Gateway:
+class Gateway(Service):
     """The Model Manager."""
 
     def __init__(self, settings: GatewaySettings) -> None:
+        super().__init__()
         self.settings = settings
-        self._stack = AsyncExitStack()
-        self._closed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self.server: Server | None = None
 
     @property
@@ -60,40 +53,19 @@ class Gateway:
         """The endpoint clients connect to."""
         return self.settings.endpoint
 
-    async def __aenter__(self) -> Self:
-        try:
-            await self._start()
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
-
     async def _start(self) -> None:
         s = self.settings
         trust = TrustStore.load(s.trust_dir)
         self.store = await self._stack.enter_async_context(SqliteStore.open(s.db_path))
         self.repository = PackageRepository(self.store, s.packages_dir, trust)
-        sessions.install()
-        server = Server(user_manager=UserStore.load(s.users_file, s.anonymous_role or None))
-        await server.init()
-        server.set_endpoint(s.endpoint)
-        server.set_server_name("ModelLine Model Manager")
-        await server.set_application_uri(INSTANCE_URI)
-        await server.set_build_info(
-            product_uri="urn:modelline:gateway",
-            manufacturer_name="ModelLine",
-            product_name="ModelLine Gateway",
-            software_version=__version__,
-            build_number=__version__,
-            build_date=ua.get_win_epoch(),
-        )
-        ns = await nodesets.load(server)
-        instance_ns = await server.register_namespace(INSTANCE_URI)
-        await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
-            ua.Variant(s.max_byte_string, ua.VariantType.UInt32)
+        server, ns, instance_ns = await new_server(
+            endpoint=s.endpoint,
+            name="ModelLine Model Manager",
+            application_uri=INSTANCE_URI,
+            product="gateway",
+            users_file=s.users_file,
+            anonymous_role=s.anonymous_role,
+            max_byte_string=s.max_byte_string,
         )
         manager = (
             await instantiate(
@@ -136,25 +108,9 @@ class Gateway:
             )
         self.scheduler.start()
         self._stack.callback(self.scheduler.shutdown, wait=False)
-        self._stack.push_async_callback(self._stop_tasks)
         self._spawn(self.devices.run(), "devices")
         self._spawn(self.deployments.run(), "deployments")
         _log.info("gateway serving at %s with %s", s.endpoint, self.models.describe())
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("gateway task %s stopped: %r", task.get_name(), task.exception())
-            self._closed.set()
-
-    async def _stop_tasks(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _sweep(self) -> None:
         """State and LastSeen of every device, including those that went quiet."""
@@ -182,7 +138,3 @@ class Gateway:
             except ModelLineError as exc:  # one group's trouble does not stop the others, nor the gateway
                 _log.warning("sagemaker sync of %s: %s", group, exc)
         return added
-
-    async def wait_closed(self) -> None:
-        """Serve until cancelled, or until a background task fails."""
-        await self._closed.wait()

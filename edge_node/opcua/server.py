@@ -11,9 +11,8 @@ from asyncua.common.instantiate_util import instantiate
 import nodesets
 from edge_node.settings import EdgeSettings
 from sdk import __version__
-from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, qname
-from sdk.opcua.users import UserStore
+from sdk.opcua.service import new_server
 
 _log = logging.getLogger(__name__)
 
@@ -28,30 +27,17 @@ class DeviceHealth:
 
 
 async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namespaces, int]:
-    """An initialised, not yet started server with DI and ModelLine loaded; returns it, the namespaces and
-    the index of this device's instance namespace."""
-    sessions.install()
-    users = UserStore.load(settings.users_file, settings.anonymous_role or None)
-    server = Server(user_manager=users)
-    await server.init()
-    server.set_endpoint(settings.endpoint)
-    server.set_server_name(f"ModelLine Edge {settings.device_id}")
-    await server.set_application_uri(f"urn:modelline:edge:{settings.device_id}")
-    await server.set_build_info(
-        product_uri="urn:modelline:edge",
-        manufacturer_name=settings.manufacturer,
-        product_name="ModelLine Edge",
-        software_version=__version__,
-        build_number=__version__,
-        build_date=ua.get_win_epoch(),
+    """The edge node's server (not yet started), its model namespaces and its instance namespace."""
+    return await new_server(
+        endpoint=settings.endpoint,
+        name=f"ModelLine Edge {settings.device_id}",
+        application_uri=f"urn:modelline:edge:{settings.device_id}",
+        product="edge",
+        manufacturer=settings.manufacturer,
+        users_file=settings.users_file,
+        anonymous_role=settings.anonymous_role,
+        max_byte_string=settings.max_byte_string,
     )
-    ns = await nodesets.load(server)
-    instance_ns = await server.register_namespace(f"urn:modelline:edge:{settings.device_id}")
-    # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
-    await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
-        ua.Variant(settings.max_byte_string, ua.VariantType.UInt32)
-    )
-    return server, ns, instance_ns
 
 
 async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: int, settings: EdgeSettings) -> Node:

@@ -70,7 +70,7 @@ class Plant:
         ]
         return values
 
-    async def settled(self, deployment_id: str, state: str, within: float = 60) -> dict[str, Any]:
+    async def settled(self, deployment_id: str, state: str, within: float = 120) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             d = await self.deployment(deployment_id)
             return d if d["State"] == state else None
@@ -113,7 +113,7 @@ async def plant(root: Path, signer: Signer, settings: GatewaySettings | None = N
         yield p
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_push_deploy_to_both_and_predictions_are_mirrored(tmp_path: Path, signer: Signer, example: Path) -> None:
     async with plant(tmp_path, signer) as p:
         await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
@@ -141,7 +141,7 @@ async def test_push_deploy_to_both_and_predictions_are_mirrored(tmp_path: Path, 
             assert await (await node.get_child(f"{p.ml}:DesiredVersion")).read_value() == "1.0.0"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_bad_version_fails_the_first_wave_and_spares_the_second(
     tmp_path: Path, signer: Signer, example: Path
 ) -> None:
@@ -159,7 +159,7 @@ async def test_bad_version_fails_the_first_wave_and_spares_the_second(
         assert p.edges["edge-b"].slots["main"].state.pending is None
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_offline_device_catches_up_when_it_returns(tmp_path: Path, signer: Signer, example: Path) -> None:
     async with plant(tmp_path, signer) as p:
         await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
@@ -175,7 +175,7 @@ async def test_offline_device_catches_up_when_it_returns(tmp_path: Path, signer:
             assert p.serving("edge-b") == "1.0.0"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_rollback_to_the_fallback(tmp_path: Path, signer: Signer, example: Path) -> None:
     async with plant(tmp_path, signer) as p:
         for version in ("1.0.0", "2.0.0"):
@@ -192,7 +192,7 @@ async def test_rollback_to_the_fallback(tmp_path: Path, signer: Signer, example:
         assert (await p.deployment(upgrade))["State"] == "RolledBack"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_gateway_restart_keeps_everything_and_resumes(tmp_path: Path, signer: Signer, example: Path) -> None:
     settings = _gateway_settings(tmp_path, signer)
     async with plant(tmp_path, signer, settings) as p:
@@ -213,7 +213,7 @@ async def test_gateway_restart_keeps_everything_and_resumes(tmp_path: Path, sign
             assert sorted([(await d.read_browse_name()).Name for d in devices]) == ["edge-a", "edge-b"]
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_methods_refuse_bad_arguments_with_precise_codes(tmp_path: Path, signer: Signer, example: Path) -> None:
     async with plant(tmp_path, signer) as p:
         await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
@@ -266,7 +266,7 @@ async def _serving(p: Plant, device: str, version: str) -> bool:
     return p.serving(device) == version
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_cli_drives_the_gateway(tmp_path: Path, signer: Signer, example: Path) -> None:
     import asyncio
     import sys
@@ -322,7 +322,7 @@ async def test_cli_drives_the_gateway(tmp_path: Path, signer: Signer, example: P
         assert json.loads(out)["deployment"] != deployment
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_unhealthy_install_is_not_confirmed_and_the_device_reverts(
     tmp_path: Path, signer: Signer, example: Path
 ) -> None:
@@ -338,10 +338,10 @@ async def test_unhealthy_install_is_not_confirmed_and_the_device_reverts(
         slot = p.edges["edge-a"].slots["main"]
 
         async def reverted() -> bool:
-            return p.serving("edge-a") == "1.0.0" and not slot.awaiting_confirmation
+            return "not confirmed within 3 s; reverted to 1.0.0" in slot.update_status
 
         await wait_for(reverted, timeout=20, what="edge-a reverting to 1.0.0 by itself")
-        assert "not confirmed within 3 s; reverted to 1.0.0" in slot.update_status
+        assert p.serving("edge-a") == "1.0.0" and not slot.awaiting_confirmation
 
 
 @pytest.mark.timeout(120)
@@ -358,7 +358,7 @@ async def test_edge_node_registers_itself_with_the_gateway(tmp_path: Path, signe
         assert [d.id for d in await gateway.store.devices()] == ["edge-c"]
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_deployment_waits_for_its_maintenance_window(tmp_path: Path, signer: Signer, example: Path) -> None:
     from datetime import UTC, datetime, timedelta
 

@@ -1,0 +1,103 @@
+"""What every ModelLine server process shares: an OPC UA server set up the same way, and a service
+lifecycle that owns its background tasks (started in ``_start``, stopped on exit, failures surfaced)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, Self
+
+from asyncua import Server, ua
+
+import nodesets
+from sdk import __version__
+from sdk.opcua import sessions
+from sdk.opcua.ids import node_id
+from sdk.opcua.users import UserStore
+
+_log = logging.getLogger(__name__)
+
+
+async def new_server(
+    *,
+    endpoint: str,
+    name: str,
+    application_uri: str,
+    product: str,
+    manufacturer: str = "ModelLine",
+    users_file: Path | None = None,
+    anonymous_role: str | None = "Observer",
+    max_byte_string: int = 1 << 20,
+) -> tuple[Server, nodesets.Namespaces, int]:
+    """An initialised, not yet started server with DI and ModelLine loaded, logins and roles, and
+    MaxByteStringLength advertised; returns it, the model namespaces and its own instance namespace."""
+    sessions.install()
+    server = Server(user_manager=UserStore.load(users_file, anonymous_role or None))
+    await server.init()
+    server.set_endpoint(endpoint)
+    server.set_server_name(name)
+    await server.set_application_uri(application_uri)
+    await server.set_build_info(
+        product_uri=f"urn:modelline:{product}",
+        manufacturer_name=manufacturer,
+        product_name=name,
+        software_version=__version__,
+        build_number=__version__,
+        build_date=ua.get_win_epoch(),
+    )
+    ns = await nodesets.load(server)
+    instance_ns = await server.register_namespace(application_uri)
+    # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
+    await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
+        ua.Variant(max_byte_string, ua.VariantType.UInt32)
+    )
+    return server, ns, instance_ns
+
+
+class Service:
+    """An async context manager that starts in ``_start`` and owns the tasks it spawns."""
+
+    def __init__(self) -> None:
+        self._stack = AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failed = asyncio.Event()
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._stack.push_async_callback(self._stop_tasks)
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("%s: task %s stopped: %r", type(self).__name__, task.get_name(), task.exception())
+            self._failed.set()
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait_closed(self) -> None:
+        """Serve until cancelled; a background task that fails ends the wait with its error."""
+        await self._failed.wait()
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
