@@ -373,3 +373,30 @@ async def test_deployment_waits_for_its_maintenance_window(tmp_path: Path, signe
         assert p.serving("edge-a") == "1.0.0"
         job_ids = [job.id for job in p.gateway.scheduler.get_jobs()]
         assert deployment not in job_ids  # a one-off: done
+
+
+@pytest.mark.timeout(300)
+async def test_undeploy_stops_a_waiting_rollout_and_rollback_to_a_named_version(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    async with plant(tmp_path, signer) as p:
+        for version in ("1.0.0", "2.0.0"):
+            await p.push(build_pump(example, signer, tmp_path / f"{version}.mlpkg", version).path)
+        edge_b = p.edges["edge-b"]
+        await edge_b.__aexit__(None, None, None)  # edge-b is away: this deployment cannot finish
+        waiting = await p.deploy("1.0.0", ["edge-b"])
+        assert (await p.deployment(waiting))["State"] == "Pending"
+        await p.call("Undeploy", ua.Variant(waiting, ua.VariantType.String))
+        stopped = await p.deployment(waiting)
+        assert stopped["State"] == "Failed" and stopped["LastError"] == "undeployed by anonymous"
+        await p.settled(await p.deploy("2.0.0", ["edge-a"]), "Active")
+        back = str(
+            await p.call(
+                "Rollback", ua.Variant("edge-a", ua.VariantType.String), ua.Variant("1.0.0", ua.VariantType.String)
+            )
+        )
+        await p.settled(back, "Active")
+        assert p.serving("edge-a") == "1.0.0"
+        assert (await p.deployment(back))["Version"] == "1.0.0"
+        entries = [e.action for e in await p.gateway.store.audit_entries()]
+        assert {"deploy", "undeploy", "rollback", "register device", "store package"} <= set(entries)
