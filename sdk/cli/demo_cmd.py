@@ -1,98 +1,140 @@
-"""`modelline demo`: the package flow on the shipped pump health model, start to finish.
+"""`modelline demo`: a live production line with a gateway and two edge nodes, on this machine.
 
-Generates a signing key and a trust store, packages and signs the example model,
-shows what is inside, verifies it as an edge node would, and shows that a
-tampered copy is refused.
+A simulated pump station (an OPC UA server like a PLC's), a gateway and two
+edge nodes start on loopback ports; the example pump health model is packaged,
+signed, pushed to the gateway and deployed to both nodes, each bound to one
+pump's tags. Partway through, edge-1 is upgraded to a second version and rolled
+back, without a gap in its predictions. Runs until Ctrl-C (or --duration).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import asyncio
+import logging
+import signal
 import tempfile
-import zipfile
 from pathlib import Path
 
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
 from sdk.cli.output import Output
-from sdk.errors import PackageRejected
-from sdk.examples import example_dir
-from sdk.keys import TrustStore, generate_key_pair, load_private_key
-from sdk.package.build import build_package
-from sdk.package.spec import PackageSpec
-from sdk.package.verify import verify_package
+
+_EXAMPLE = """Examples:
+  modelline demo                               # live dashboard until Ctrl-C
+  modelline demo --headless --duration 30      # a summary after 30 s (for scripts and CI)
+  modelline demo --data-dir demo-data --no-upgrade
+
+While it runs, open the printed endpoints in UaExpert or any OPC UA client:
+  edge node:  Objects/InferenceServer/Pipelines/main/Outputs/anomaly_score   (and remaining_life)
+              Objects/DeviceSet/edge-1/main/SoftwareUpdate                   (the DI software update)
+  gateway:    Objects/ModelManager/Devices/edge-1/Predictions/main/...       (every line in one place)
+              Objects/ModelManager/Deployments, Objects/ModelManager/Models
+  line (PLC): Objects/Line1/Pump1/speed ..."""
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
     """Add `demo`."""
     demo = commands.add_parser(
         "demo",
-        help="run ModelLine end to end on the shipped example model",
+        help="run a live production line with a gateway and two edge nodes",
         formatter_class=formatter,
         description=__doc__,
-        epilog="Examples:\n  modelline demo\n  modelline demo --data-dir demo-data",
+        epilog=_EXAMPLE,
     )
     demo.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="keep keys and packages here (default: a temporary folder)"
+        "--data-dir", type=Path, metavar="DIR", help="keep keys, packages and state here (default: temporary)"
     )
+    demo.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    demo.add_argument("--headless", action="store_true", help="print events and a summary instead of the dashboard")
+    demo.add_argument("--no-upgrade", action="store_true", help="leave out the scripted upgrade and rollback")
     demo.set_defaults(handler=_demo)
 
 
-def _tampered_copy(package: Path, target: Path) -> None:
-    """A copy of the package with one byte of the model changed, as a transfer fault or attacker would."""
-    with zipfile.ZipFile(package) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename.endswith(".onnx"):
-                data = data[:-1] + bytes([data[-1] ^ 0x01])
-            dst.writestr(info, data)
+def _dashboard(snapshot: object) -> Group:
+    s = snapshot  # a sdk.demo.run.Snapshot
+    tags = Table(title="Line (simulated PLC tags)", title_justify="left")
+    tags.add_column("pump")
+    for tag in ("vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"):
+        tags.add_column(tag, justify="right")
+    for pump, values in s.tags.items():  # type: ignore[attr-defined]
+        tags.add_row(
+            pump,
+            *(
+                f"{values.get(t, 0):.2f}"
+                for t in ("vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed")
+            ),
+        )
+    nodes = Table(title="Edge nodes (predictions)", title_justify="left")
+    for column in (
+        "node",
+        "pump",
+        "model",
+        "state",
+        "fault probability",
+        "remaining life h",
+        "inferences",
+        "latency ms",
+    ):
+        nodes.add_column(column)
+    for device, n in s.nodes.items():  # type: ignore[attr-defined]
+        score, score_status = n["outputs"]["anomaly_score"]
+        life, life_status = n["outputs"]["remaining_life"]
+        nodes.add_row(
+            device,
+            n["pump"],
+            n["version"],
+            n["state"],
+            f"{score:.3f}" if isinstance(score, float) else score_status,
+            f"{life:.0f}" if isinstance(life, float) else life_status,
+            str(n["inferences"]),
+            f"{n['latency_ms']:.3f}",
+        )
+    rollouts = Table(title="Deployments", title_justify="left")
+    for column in ("id", "version", "targets", "state"):
+        rollouts.add_column(column)
+    for d in s.deployments:  # type: ignore[attr-defined]
+        rollouts.add_row(d["id"], d["version"], ", ".join(d["targets"]), d["state"])
+    return Group(tags, nodes, rollouts, Text("\n".join(s.events)), Text("Ctrl-C to stop", style="dim"))  # type: ignore[attr-defined]
 
 
-def _demo(args: argparse.Namespace, out: Output) -> int:
+async def _demo(args: argparse.Namespace, out: Output) -> int:
+    from sdk.demo.run import Demo  # the servers load only for this command
+
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # expected disconnects during rollback are no news
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="modelline-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    example = example_dir()
-    print(f"ModelLine demo: package flow on the pump health example ({example})\n")
-
-    keys_dir = data_dir / "keys"
-    if (keys_dir / "signing.key").exists():
-        private = load_private_key(keys_dir / "signing.key")
-        print(f"1. signing key   reusing {keys_dir / 'signing.key'}")
-    else:
-        files = generate_key_pair(keys_dir)
-        private = load_private_key(files.private_path)
-        print(f"1. signing key   {files.private_path} (key id {files.key_id})")
-    trust_dir = data_dir / "trust"
-    trust_dir.mkdir(exist_ok=True)
-    shutil.copy(keys_dir / "signing.pub", trust_dir / "signing.pub")
-    print(f"   trust store   {trust_dir}")
-
-    package = data_dir / "pump-health-1.0.0.mlpkg"
-    result = build_package(
-        example / "model.onnx",
-        package,
-        name="pump-health",
-        version="1.0.0",
-        spec=PackageSpec.load(example / "spec.toml"),
-        private_key=private,
+    live_view = not args.headless and out.out.is_terminal
+    live = Live(console=out.out, refresh_per_second=2, transient=False) if live_view else None
+    demo = Demo(data_dir, scripted=not args.no_upgrade, note=(lambda text: None) if live else print)
+    print(f"ModelLine demo: data in {data_dir}")
+    task = asyncio.ensure_future(
+        demo.run(args.duration, (lambda snap: live.update(_dashboard(snap))) if live else None)
     )
-    m = result.manifest
-    print(f"2. package       {package} ({result.size} bytes, sha256 {result.sha256[:16]}...)")
-    features = ", ".join(f"{f.name} [{f.units}]" for f in m.input_features())
-    print(f"   inputs        {features}")
-    print("   outputs       " + ", ".join(f"{o.name}" + (f" [{o.units}]" if o.units else "") for o in m.outputs))
-    print(f"   samples       {len(m.samples)} recorded; drift reference for {len(m.reference_stats)} features")
-
-    verified = verify_package(package, TrustStore.load(trust_dir))
-    print(f"3. verify        OK: trusted signer {verified.signer}, hashes match, model loads, samples reproduced")
-
-    tampered = data_dir / "pump-health-1.0.0-tampered.mlpkg"
-    _tampered_copy(package, tampered)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
     try:
-        verify_package(tampered, TrustStore.load(trust_dir))
-    except PackageRejected as exc:
-        print(f"4. tampered copy REJECTED as expected: {exc}")
-    else:
-        print("4. tampered copy was accepted: this is a bug, please report it")
-        return 1
-    print(f"\nNext: 'modelline package inspect {package}' shows everything inside the package.")
-    return 0
+        if live:
+            with live:
+                report = await task
+        else:
+            report = await task
+    except asyncio.CancelledError:
+        report = demo.report
+        print("stopped")
+    print("\nSummary")
+    for name, url in report.endpoints.items():
+        print(f"  {name:<22} {url}")
+    for device, count in report.predictions.items():
+        print(f"  {device}: {count} predictions")
+    upgrade, rollback = ("done" if ok else "not done" for ok in (report.upgraded, report.rolled_back))
+    print(f"  upgrade: {upgrade}; rollback: {rollback}")
+    for event in report.events:
+        print(f"  {event}")
+    flowing = len(report.predictions) == 2 and all(n > 0 for n in report.predictions.values())
+    scripted_ok = args.no_upgrade or (report.upgraded and report.rolled_back)
+    return 0 if flowing and scripted_ok or args.duration is None else 1

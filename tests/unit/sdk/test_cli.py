@@ -236,14 +236,6 @@ def test_encrypted_key_through_the_cli(
     assert code == 0, err
 
 
-def test_demo_runs_the_package_flow(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = _run(capsys, "demo", "--data-dir", str(tmp_path))
-    assert code == 0
-    assert "3. verify        OK" in out
-    assert "4. tampered copy REJECTED as expected: file 'model.onnx' does not match" in out
-    assert (tmp_path / "pump-health-1.0.0.mlpkg").is_file()
-
-
 def test_installed_console_script(tmp_path: Path, signer: object) -> None:
     script = Path(sys.executable).parent / "modelline"
     trust = str(signer.trust_dir)  # type: ignore[attr-defined]

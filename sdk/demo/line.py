@@ -1,0 +1,130 @@
+"""A simulated production line for the demo: an OPC UA server that looks like a pump station's PLC.
+
+Two centrifugal pumps, each with the five tags the example model reads
+(vibration, bearing temperature, discharge pressure, flow, speed), updated ten
+times a second with sensor noise, slow bearing wear and, now and then, a fault:
+cavitation (pressure and flow drop, vibration rises) or an overheating bearing.
+Tags are Double variables ``ns=2;s=Line1.<Pump>.<Tag>`` under Objects/Line1/<Pump>.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from asyncua import Node, Server, ua
+
+from sdk.opcua.ids import data_value, node_id, qname
+
+TAGS = ["vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"]
+NAMESPACE = "urn:modelline:demo:line"
+
+
+@dataclass
+class Pump:
+    """One pump's physical state."""
+
+    name: str
+    wear: float  # 0 new .. 1 worn out
+    wear_rate: float  # per second of simulated time
+    fault: str = ""
+    fault_left_s: float = 0.0
+    tags: dict[str, Node] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+
+    def step(self, dt: float, rng: np.random.Generator, t: float) -> dict[str, float]:
+        """Advance the pump by ``dt`` seconds; returns the new tag values."""
+        self.wear = min(1.0, self.wear + self.wear_rate * dt)
+        if self.fault_left_s > 0:
+            self.fault_left_s -= dt
+            if self.fault_left_s <= 0:
+                self.fault = ""
+        elif rng.random() < dt / 45.0:  # about one fault every 45 s per pump
+            self.fault, self.fault_left_s = str(rng.choice(["cavitation", "overheating"])), float(rng.uniform(4, 8))
+        speed = 1475.0 + 8.0 * math.sin(t / 7.0) + rng.normal(0, 2.0)
+        vibration = 1.8 + 7.5 * self.wear**2.2 + rng.normal(0, 0.2)
+        temperature = 48.0 + 24.0 * self.wear**1.8 + rng.normal(0, 0.4)
+        pressure = 4.6 * (speed / 1475.0) ** 2 - 0.35 * self.wear + rng.normal(0, 0.03)
+        flow = 118.0 * (speed / 1475.0) - 6.0 * self.wear + rng.normal(0, 0.8)
+        if self.fault == "cavitation":
+            vibration += 3.5
+            pressure -= 1.2
+            flow -= 14.0
+        elif self.fault == "overheating":
+            temperature += 22.0
+            vibration += 1.5
+        self.values = {
+            "vibration_rms": max(0.0, vibration),
+            "bearing_temperature": temperature,
+            "discharge_pressure": max(0.0, pressure),
+            "flow_rate": max(0.0, flow),
+            "speed": speed,
+        }
+        return self.values
+
+
+class LineSimulator:
+    """The line's OPC UA server and its simulation loop."""
+
+    def __init__(self, endpoint: str, seed: int = 7, period_s: float = 0.1) -> None:
+        self.endpoint = endpoint
+        self.period_s = period_s
+        self.rng = np.random.default_rng(seed)
+        self.pumps = [Pump("Pump1", wear=0.15, wear_rate=0.004), Pump("Pump2", wear=0.55, wear_rate=0.006)]
+        self.server = Server()
+        self.ns = 2
+
+    def node_id(self, pump: str, tag: str) -> str:
+        """The NodeId text of a tag, for bindings."""
+        return f"ns={self.ns};s=Line1.{pump}.{tag}"
+
+    def binding(self, pump: str, publishing_interval_ms: int = 100) -> dict[str, object]:
+        """An edge binding that feeds the example model from one pump."""
+        return {
+            "inputs": {tag: {"endpoint": self.endpoint, "node_id": self.node_id(pump, tag)} for tag in TAGS},
+            "trigger": {"mode": "any_change"},
+            "publishing_interval_ms": publishing_interval_ms,
+        }
+
+    async def start(self) -> LineSimulator:
+        """Create the address space and start serving (call ``run`` for the simulation)."""
+        await self.server.init()
+        self.server.set_endpoint(self.endpoint)
+        self.server.set_server_name("ModelLine demo line (simulated PLC)")
+        self.ns = await self.server.register_namespace(NAMESPACE)
+        line = await self.server.nodes.objects.add_object(node_id("Line1", self.ns), qname("Line1", self.ns))
+        for pump in self.pumps:
+            obj = await line.add_object(node_id(f"Line1.{pump.name}", self.ns), qname(pump.name, self.ns))
+            for tag in TAGS:
+                pump.tags[tag] = await obj.add_variable(
+                    node_id(f"Line1.{pump.name}.{tag}", self.ns),
+                    qname(tag, self.ns),
+                    ua.Variant(0.0, ua.VariantType.Double),
+                )
+        await self.tick(0.0)
+        await self.server.start()
+        return self
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        await self.server.stop()
+
+    async def tick(self, t: float) -> None:
+        """One simulation step: every tag gets a new value with its source timestamp."""
+        now = datetime.now(UTC)
+        for pump in self.pumps:
+            for tag, value in pump.step(self.period_s, self.rng, t).items():
+                await self.server.write_attribute_value(
+                    pump.tags[tag].nodeid, data_value(ua.Variant(value, ua.VariantType.Double), 0, now, now)
+                )
+
+    async def run(self) -> None:
+        """Simulate forever at ``period_s``."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while True:
+            await asyncio.sleep(self.period_s)
+            await self.tick(loop.time() - start)

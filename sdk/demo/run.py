@@ -1,0 +1,239 @@
+"""The live demo: a simulated line, a gateway and two edge nodes on loopback, driven over OPC UA.
+
+Everything goes through the same interfaces a plant uses: the package is
+uploaded to the gateway by OPC UA file transfer, devices are registered and the
+model deployed with the ModelManager's methods, and the gateway installs it on
+each edge node with the DI software update. Embedded defaults only: SQLite,
+folders under the data folder, free loopback ports, no cloud account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, ua
+
+from edge_node.app import EdgeNode
+from edge_node.settings import EdgeSettings
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
+from sdk.demo.line import LineSimulator
+from sdk.di_client import MODELLINE_URI
+from sdk.examples import example_dir
+from sdk.file_client import upload
+from sdk.keys import generate_key_pair, load_private_key
+from sdk.opcua.ids import node_id
+from sdk.package.build import build_package
+from sdk.package.spec import PackageSpec
+
+DEVICES = {"edge-1": "Pump1", "edge-2": "Pump2"}
+S = ua.VariantType.String
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Snapshot:
+    """What the dashboard shows."""
+
+    elapsed_s: float
+    tags: dict[str, dict[str, float]]
+    nodes: dict[str, dict[str, Any]]
+    deployments: list[dict[str, Any]]
+    events: list[str]
+
+
+@dataclass
+class DemoReport:
+    """What the demo did, for the summary."""
+
+    endpoints: dict[str, str] = field(default_factory=dict)
+    predictions: dict[str, int] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    upgraded: bool = False
+    rolled_back: bool = False
+
+
+class Demo:
+    """Sets the line up, runs it, and reports."""
+
+    def __init__(self, data_dir: Path, scripted: bool = True, note: Callable[[str], None] = print) -> None:
+        self.data_dir = data_dir
+        self.scripted = scripted
+        self.note = note
+        self.report = DemoReport()
+        self._start = time.monotonic()
+        self.line: LineSimulator
+
+    def event(self, text: str) -> None:
+        """Record and show a step of the demo."""
+        stamp = f"{time.monotonic() - self._start:5.1f}s"
+        self.report.events.append(f"{stamp} {text}")
+        self.note(f"[{stamp}] {text}")
+
+    def _packages(self) -> tuple[Path, Path]:
+        keys = self.data_dir / "keys"
+        if not (keys / "signing.key").exists():
+            generate_key_pair(keys)
+        trust = self.data_dir / "trust"
+        trust.mkdir(exist_ok=True)
+        shutil.copy(keys / "signing.pub", trust / "signing.pub")
+        example = example_dir()
+        key = load_private_key(keys / "signing.key")
+        spec = PackageSpec.load(example / "spec.toml")
+        out = []
+        for version, text in (("1.0.0", None), ("1.1.0", "Retrained on the latest month of line data.")):
+            out.append(
+                build_package(
+                    example / "model.onnx",
+                    self.data_dir / "packages" / f"pump-health-{version}.mlpkg",
+                    name="pump-health",
+                    version=version,
+                    spec=spec,
+                    private_key=key,
+                    description=text,
+                ).path
+            )
+        return out[0], out[1]
+
+    async def run(self, duration_s: float | None, show: Callable[[Snapshot], None] | None = None) -> DemoReport:
+        """Run until ``duration_s`` passes (forever when None, until cancelled)."""
+        v1, v2 = await asyncio.to_thread(self._packages)
+        trust = self.data_dir / "trust"
+        line = self.line = LineSimulator(f"opc.tcp://127.0.0.1:{free_port()}/line/")
+        async with AsyncExitStack() as stack:
+            await line.start()
+            stack.push_async_callback(line.stop)
+            line_task = asyncio.create_task(line.run(), name="line")
+            stack.callback(line_task.cancel)
+            gateway = await stack.enter_async_context(
+                Gateway(
+                    GatewaySettings(
+                        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/modelline/",
+                        data_dir=self.data_dir / "gateway",
+                        trust_dir=trust,
+                        anonymous_role="Engineer",  # the demo serves on loopback only
+                    )
+                )
+            )
+            edges = {}
+            for device in DEVICES:
+                edges[device] = await stack.enter_async_context(
+                    EdgeNode(
+                        EdgeSettings(
+                            device_id=device,
+                            endpoint=f"opc.tcp://127.0.0.1:{free_port()}/modelline/edge/",
+                            data_dir=self.data_dir / device,
+                            trust_dir=trust,
+                            anonymous_role="Engineer",
+                        )
+                    )
+                )
+            self.report.endpoints = {
+                "line (simulated PLC)": line.endpoint,
+                "gateway": gateway.url,
+                **{d: e.url for d, e in edges.items()},
+            }
+            for name, url in self.report.endpoints.items():
+                self.note(f"{name:<22} {url}")
+            client = await stack.enter_async_context(Client(gateway.url))
+            ml = await client.get_namespace_index(MODELLINE_URI)
+            manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+            for device, edge in edges.items():
+                await manager.call_method(f"{ml}:RegisterDevice", ua.Variant(device, S), ua.Variant(edge.url, S))
+            for package in (v1, v2):
+                await upload(client, await manager.get_child(f"{ml}:Upload"), package.read_bytes(), ua.Variant())
+            self.event("pushed pump-health 1.0.0 and 1.1.0 to the gateway")
+            first = [await self._deploy(manager, ml, "1.0.0", device) for device in DEVICES]
+            for deployment in first:
+                await self._settled(gateway, deployment)
+            self.event("pump-health 1.0.0 active on edge-1 (Pump1) and edge-2 (Pump2)")
+            script = asyncio.create_task(self._script(gateway, manager, ml)) if self.scripted else None
+            stack.callback(lambda: script.cancel() if script else None)
+            started = time.monotonic()
+            while duration_s is None or time.monotonic() - started < duration_s:
+                if show is not None:
+                    show(await self._snapshot(line, edges, gateway))
+                await asyncio.sleep(0.5)
+            self.report.predictions = {d: e.slots["main"].pipeline.status.inference_count for d, e in edges.items()}
+        return self.report
+
+    async def _deploy(self, manager: Any, ml: int, version: str, device: str) -> str:
+        options = {"binding": self.line.binding(DEVICES[device]), "confirmation_timeout_s": 30, "health_check_s": 20}
+        return str(
+            await manager.call_method(
+                f"{ml}:Deploy",
+                ua.Variant("pump-health", S),
+                ua.Variant(version, S),
+                ua.Variant([device], S),
+                ua.Variant(json.dumps(options), S),
+            )
+        )
+
+    async def _settled(self, gateway: Gateway, deployment: str, within_s: float = 90) -> str:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            record = next(r for r in await gateway.store.deployments() if r.id == deployment)
+            if record.state in ("Active", "Failed"):
+                if record.state == "Failed":
+                    self.event(f"{deployment} failed: {record.last_error}")
+                return record.state
+            await asyncio.sleep(0.2)
+        return "timed out"
+
+    async def _script(self, gateway: Gateway, manager: Any, ml: int) -> None:
+        await asyncio.sleep(8)
+        self.event("upgrading edge-1 to pump-health 1.1.0 (edge-2 keeps 1.0.0)")
+        upgrade = await self._deploy(manager, ml, "1.1.0", "edge-1")
+        if await self._settled(gateway, upgrade) == "Active":
+            self.report.upgraded = True
+            self.event("edge-1 serves 1.1.0")
+        await asyncio.sleep(6)
+        self.event("rolling edge-1 back to its fallback version")
+        back = str(await manager.call_method(f"{ml}:Rollback", ua.Variant(upgrade, S), ua.Variant("", S)))
+        if await self._settled(gateway, back) == "Active":
+            self.report.rolled_back = True
+            self.event("edge-1 serves 1.0.0 again")
+
+    async def _snapshot(self, line: LineSimulator, edges: dict[str, EdgeNode], gateway: Gateway) -> Snapshot:
+        tags = {p.name: dict(p.values) for p in line.pumps}
+        nodes = {}
+        for device, edge in edges.items():
+            pipeline = edge.slots["main"].pipeline
+            status = pipeline.status
+            outputs = {}
+            for name in ("anomaly_score", "remaining_life"):
+                dv = (
+                    edge.server.read_attribute_value(node_id(f"InferenceServer.Pipelines.main.Outputs.{name}", 1))
+                    if edge.server
+                    else None
+                )
+                status_name = dv.StatusCode.name if dv is not None and dv.StatusCode is not None else ""
+                outputs[name] = (dv.Value.Value if dv is not None and dv.Value else None, status_name)
+            nodes[device] = {
+                "pump": DEVICES[device],
+                "version": status.version,
+                "state": status.state.name,
+                "inferences": status.inference_count,
+                "latency_ms": status.last_latency_ms,
+                "outputs": outputs,
+            }
+        deployments = [
+            {"id": r.id, "version": r.version, "targets": r.targets, "state": r.state}
+            for r in await gateway.store.deployments()
+        ]
+        return Snapshot(time.monotonic() - self._start, tags, nodes, deployments, list(self.report.events[-6:]))
