@@ -165,11 +165,13 @@ class Demo:
             script = asyncio.create_task(self._script(gateway, manager, ml)) if self.scripted else None
             stack.callback(lambda: script.cancel() if script else None)
             started = time.monotonic()
-            while duration_s is None or time.monotonic() - started < duration_s:
-                if show is not None:
-                    show(await self._snapshot(line, edges, gateway))
-                await asyncio.sleep(0.5)
-            self.report.predictions = {d: e.slots["main"].pipeline.status.inference_count for d, e in edges.items()}
+            try:
+                while duration_s is None or time.monotonic() - started < duration_s:
+                    if show is not None:
+                        show(await self._snapshot(line, edges, gateway))
+                    await asyncio.sleep(0.5)
+            finally:  # also when stopped with Ctrl-C: the summary counts what ran
+                self.report.predictions = {d: e.slots["main"].pipeline.status.inference_count for d, e in edges.items()}
         return self.report
 
     async def _deploy(self, manager: Any, ml: int, version: str, device: str) -> str:
