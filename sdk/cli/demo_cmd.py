@@ -98,7 +98,14 @@ def _dashboard(snapshot: object) -> Group:
         rollouts.add_column(column)
     for d in s.deployments:  # type: ignore[attr-defined]
         rollouts.add_row(d["id"], d["version"], ", ".join(d["targets"]), d["state"])
-    return Group(tags, nodes, rollouts, Text("\n".join(s.events)), Text("Ctrl-C to stop", style="dim"))  # type: ignore[attr-defined]
+    where = Text("\n".join(f"{name:<22} {url}" for name, url in s.endpoints.items()))  # type: ignore[attr-defined]
+    paths = Text(
+        "Browse: edge  Objects/InferenceServer/Pipelines/main/Outputs/...   "
+        "gateway  Objects/ModelManager/Devices/<edge>/Predictions/main/...",
+        style="dim",
+    )
+    events = Text("\n".join(s.events))  # type: ignore[attr-defined]
+    return Group(tags, nodes, rollouts, events, where, paths, Text("Ctrl-C to stop", style="dim"))
 
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:

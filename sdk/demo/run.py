@@ -55,6 +55,7 @@ class Snapshot:
     nodes: dict[str, dict[str, Any]]
     deployments: list[dict[str, Any]]
     events: list[str]
+    endpoints: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -238,4 +239,11 @@ class Demo:
             {"id": r.id, "version": r.version, "targets": r.targets, "state": r.state}
             for r in await gateway.store.deployments()
         ]
-        return Snapshot(time.monotonic() - self._start, tags, nodes, deployments, list(self.report.events[-6:]))
+        return Snapshot(
+            time.monotonic() - self._start,
+            tags,
+            nodes,
+            deployments,
+            list(self.report.events[-6:]),
+            dict(self.report.endpoints),
+        )
