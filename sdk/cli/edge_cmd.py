@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import signal
 from pathlib import Path
 
 from edge_node.binding import Binding
@@ -101,22 +100,12 @@ async def _edge(args: argparse.Namespace, out: Output) -> int:
         trust_dir=args.trust,
         slots=args.slots,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # a service manager stops us with SIGTERM: clean up all the same
-        loop.add_signal_handler(sig, stop.set)
     async with EdgeNode(settings) as node:
         out.note(f"edge node {settings.device_id} serving at {settings.endpoint} (Ctrl-C to stop)")
         for name, slot in node.slots.items():
             current = slot.state.current
             out.note(f"  slot {name}: {f'{current.name} {current.version}' if current else 'no model installed'}")
-        serving = asyncio.ensure_future(node.wait_closed())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (serving, stopping):
-            task.cancel()
-        if serving.done() and not serving.cancelled() and serving.exception() is not None:
-            raise serving.exception()  # type: ignore[misc]
+        await node.serve_until_signalled()
         out.note("stopping")
     return 0
 

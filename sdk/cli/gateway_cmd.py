@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 from asyncua import ua
@@ -68,14 +67,10 @@ async def _gateway(args: argparse.Namespace, out: Output) -> int:
     settings = load_settings(
         GatewaySettings, args.config, endpoint=args.endpoint, data_dir=args.data_dir, trust_dir=args.trust
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     async with Gateway(settings) as gateway:
         versions = await gateway.repository.records()
         out.note(f"gateway serving at {settings.endpoint} with {len(versions)} model version(s) (Ctrl-C to stop)")
-        await stop.wait()
+        await gateway.serve_until_signalled()
         out.note("stopping")
     return 0
 
