@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edge_node.binding import Binding
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
-from gateway.store.base import AuditEntry, DeploymentRecord, Store, TargetRecord
+from gateway.store.base import AuditEntry, DeploymentRecord, ModelVersionRecord, Store, TargetRecord
 from sdk.di_client import UpdateFailed, set_binding
 from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND, ModelLineError
 from sdk.opcua.status import StatusError
@@ -140,8 +140,8 @@ class DeploymentService:
         self._start(record.id, options.start_at)
         return record.id
 
-    async def _repository_version(self, model: str, version: str) -> Any:
-        return next((r for r in await self._repository.records() if (r.name, r.version) == (model, version)), None)
+    async def _repository_version(self, model: str, version: str) -> ModelVersionRecord | None:
+        return await self._store.model_version(model, version)
 
     def _start(self, deployment_id: str, start_at: datetime | None = None) -> None:
         if self._group is None:
@@ -255,9 +255,12 @@ class DeploymentService:
         targets = {t.device_id: t for t in await self._store.targets(deployment_id)}
         size = options.waves or len(record.targets)
         waves = [record.targets[i : i + size] for i in range(0, len(record.targets), size)]
-        package = (
-            None if fallback else self._repository.path(await self._repository_version(record.model, record.version))
-        )
+        package = None
+        if not fallback:
+            stored = await self._repository_version(record.model, record.version)
+            if stored is None:
+                raise ModelLineError(f"{record.model} {record.version} is no longer stored on the gateway")
+            package = self._repository.path(stored)
         for number, wave in enumerate(waves, start=1):
             todo = [d for d in wave if targets[d].state != ACTIVE]
             results = await asyncio.gather(
