@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,3 +97,16 @@ def write_members(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]]
         for name, data in members:
             zf.writestr(name, data)
     return path
+
+
+INTEROP = Path(__file__).parent / "interop"
+
+
+@pytest.fixture(scope="session")
+def node_opcua() -> Path:
+    """The interop folder, with node-opcua installed; fails (not skips) when it is missing."""
+    if shutil.which("node") is None:
+        pytest.fail("Node.js is not installed: the interop tests need it (see README, Development)")
+    if not (INTEROP / "node_modules" / "node-opcua-client").is_dir():
+        pytest.fail("node-opcua is not installed: run 'npm ci --prefix tests/interop' (the README test command does)")
+    return INTEROP
