@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +23,7 @@ class GatewaySettings(BaseSettings):
     anonymous_role: str = Field("Observer", description="Role of clients that do not log in; empty refuses them.")
     max_byte_string: int = Field(1 << 20, ge=4096, le=8 << 20, description="Largest ByteString served, in bytes.")
     edge_user: str | None = Field(None, description="Login the gateway uses on edge nodes (needs the Engineer role).")
-    edge_password_file: Path | None = Field(None, description="File holding that login's password.")
+    edge_password_file: FilePath | None = Field(None, description="File holding that login's password.")
 
     sagemaker_groups: list[str] = Field(
         default_factory=list, description="Model package groups to import new Approved versions from (empty: off)."

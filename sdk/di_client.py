@@ -22,10 +22,10 @@ from asyncua.ua import uaerrors
 
 from sdk.errors import (
     BAD_NOT_FOUND,
-    ModelLineError,
     NotFound,
     PackageRejected,
     SourceError,
+    UpdateFailed,
     UsageError,
 )
 from sdk.file_client import upload
@@ -37,12 +37,6 @@ HAS_ADD_IN = 17604
 PENDING = 1  # SoftwareVersionFileType.Pending
 
 Progress = Callable[[int, int | None], None]
-
-
-class UpdateFailed(ModelLineError):
-    """The device refused or failed the update; the message is its UpdateStatus or reason."""
-
-    exit_code = 6
 
 
 @dataclass(frozen=True)

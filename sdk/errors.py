@@ -23,6 +23,21 @@ BAD_COMMUNICATION_ERROR = 0x80050000
 BAD_USER_ACCESS_DENIED = 0x801F0000
 
 
+# What each `modelline` exit code means (the README and `modelline --help` list these; a test
+# checks that every error class below uses one of them).
+EXIT_CODES: dict[int, str] = {
+    0: "ok",
+    1: "failure",
+    2: "bad usage or input",
+    3: "package rejected",
+    4: "not found",
+    5: "cloud source failed",
+    6: "a device refused or failed an update",
+    70: "internal error",
+    130: "interrupted",
+}
+
+
 class ModelLineError(Exception):
     """Root of every error ModelLine reports to a user; the message is one line."""
 
@@ -138,6 +153,12 @@ class SourceError(ModelLineError):
 
     status = BAD_COMMUNICATION_ERROR
     exit_code = 5
+
+
+class UpdateFailed(ModelLineError):
+    """A device refused or failed a software update; the message is its UpdateStatus or reason."""
+
+    exit_code = 6
 
 
 class CredentialsMissing(SourceError):

@@ -1,16 +1,20 @@
-"""Options several commands share: JSON output, signing key and passphrase."""
+"""Options several commands share: JSON output, signing key and passphrase, logins."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.errors import NotFound
+from sdk.errors import NotFound, UsageError
 from sdk.keys import PASSPHRASE_ENV, load_private_key
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+PASSWORD_ENV = "MODELLINE_PASSWORD"
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -64,3 +68,32 @@ def signing_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
     if args.key is None:
         return None
     return load_private_key(args.key, read_passphrase(args))
+
+
+def add_users_file(parser: argparse.ArgumentParser) -> None:
+    """--users-file for the servers (logins and roles; without it only anonymous clients)."""
+    parser.add_argument(
+        "--users-file", type=Path, metavar="FILE", help="logins and roles (modelline users add); else anonymous only"
+    )
+
+
+def add_login(parser: argparse.ArgumentParser) -> None:
+    """--user and --password-file (changing anything needs the Engineer role)."""
+    parser.add_argument("--user", help="log in as this user (changing anything needs the Engineer role)")
+    parser.add_argument(
+        "--password-file", type=Path, metavar="FILE", help=f"file holding the user's password (or set ${PASSWORD_ENV})"
+    )
+
+
+def password_of(args: argparse.Namespace) -> str | None:
+    """The password of --user: from --password-file, else the environment, else asked at the terminal."""
+    if args.password_file is not None:
+        try:
+            return str(args.password_file.read_text(encoding="utf-8")).rstrip("\r\n")
+        except FileNotFoundError:
+            raise NotFound(f"password file {args.password_file} does not exist") from None
+    if not args.user or PASSWORD_ENV in os.environ:
+        return os.environ.get(PASSWORD_ENV)
+    if not sys.stdin.isatty():
+        raise UsageError(f"no password for user {args.user!r}: give --password-file or set {PASSWORD_ENV}")
+    return getpass.getpass(f"password for {args.user}: ")

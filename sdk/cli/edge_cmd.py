@@ -6,17 +6,14 @@ import argparse
 import asyncio
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 from edge_node.binding import Binding
-from sdk.cli.common import add_json
+from sdk.cli.common import add_json, add_login, add_users_file, password_of
 from sdk.cli.output import Output
 from sdk.di_client import SoftwareUpdateClient, connect, set_binding
-from sdk.errors import NotFound, UsageError
+from sdk.errors import UsageError
 from sdk.package.verify import read_package
-
-PASSWORD_ENV = "MODELLINE_PASSWORD"
 
 _EDGE_EXAMPLE = """Examples:
   modelline edge --trust trust/ --data-dir /var/lib/modelline/edge --endpoint opc.tcp://0.0.0.0:4841/modelline/edge/
@@ -55,6 +52,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     edge.add_argument("--data-dir", type=Path, metavar="DIR", help="where packages and slot state are kept")
     edge.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
     edge.add_argument("--slot", action="append", dest="slots", metavar="NAME", help="a model slot (repeat for more)")
+    add_users_file(edge)
     edge.set_defaults(handler=_edge)
 
     install = commands.add_parser(
@@ -99,6 +97,7 @@ async def _edge(args: argparse.Namespace, out: Output) -> int:
         data_dir=args.data_dir,
         trust_dir=args.trust,
         slots=args.slots,
+        users_file=args.users_file,
     )
     async with EdgeNode(settings) as node:
         out.note(f"edge node {settings.device_id} serving at {settings.endpoint} (Ctrl-C to stop)")
@@ -151,21 +150,3 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
         + f"\n{status}",
     )
     return 0
-
-
-def add_login(parser: argparse.ArgumentParser) -> None:
-    """--user and --password-file (changing anything needs the Engineer role)."""
-    parser.add_argument("--user", help="log in as this user (changing anything needs the Engineer role)")
-    parser.add_argument(
-        "--password-file", type=Path, metavar="FILE", help=f"file holding the user's password (or set ${PASSWORD_ENV})"
-    )
-
-
-def password_of(args: argparse.Namespace) -> str | None:
-    """The password from --password-file or the environment."""
-    if args.password_file is not None:
-        try:
-            return str(args.password_file.read_text(encoding="utf-8")).rstrip("\r\n")
-        except FileNotFoundError:
-            raise NotFound(f"password file {args.password_file} does not exist") from None
-    return os.environ.get(PASSWORD_ENV)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from asyncua import ua
 
-from sdk.cli.common import add_json
-from sdk.cli.edge_cmd import add_login, password_of
+from sdk.cli.common import add_json, add_login, add_users_file, password_of
 from sdk.cli.output import Output
 from sdk.di_client import MODELLINE_URI, connect
 from sdk.errors import PackageRejected, UsageError
@@ -45,6 +44,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     gateway.add_argument("--endpoint", metavar="URL", help="opc.tcp:// URL to listen on")
     gateway.add_argument("--data-dir", type=Path, metavar="DIR", help="database and package store")
     gateway.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
+    add_users_file(gateway)
     gateway.set_defaults(handler=_gateway)
 
     push = commands.add_parser(
@@ -65,7 +65,12 @@ async def _gateway(args: argparse.Namespace, out: Output) -> int:
 
     logging.getLogger("asyncua.common.xmlimporter").setLevel(logging.ERROR)
     settings = load_settings(
-        GatewaySettings, args.config, endpoint=args.endpoint, data_dir=args.data_dir, trust_dir=args.trust
+        GatewaySettings,
+        args.config,
+        endpoint=args.endpoint,
+        data_dir=args.data_dir,
+        trust_dir=args.trust,
+        users_file=args.users_file,
     )
     async with Gateway(settings) as gateway:
         versions = await gateway.repository.records()

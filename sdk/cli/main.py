@@ -1,8 +1,6 @@
 """`modelline`: one command, subcommands per task, one-line errors with meaningful exit codes.
 
-Exit codes: 0 ok, 1 failure, 2 bad usage or input, 3 package rejected by
-verification, 4 something named does not exist, 5 cloud source failed,
-70 internal error, 130 interrupted.
+Exit codes are listed once, in ``sdk.errors.EXIT_CODES``; the error classes carry them.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from asyncua import ua
 from sdk import __version__
 from sdk.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, rollout_cmd, users_cmd
 from sdk.cli.output import Output
-from sdk.errors import ModelLineError, PackageRejected
+from sdk.errors import EXIT_CODES, ModelLineError, PackageRejected
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -40,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         epilog="Example:\n  modelline keys generate --out keys\n  modelline package build model.onnx "
         "--name pump-health --version 1.0.0 --key keys/signing.key -o pump-health.mlpkg\n\n"
-        "Run 'modelline COMMAND --help' for each command's options and a worked example.",
+        "Run 'modelline COMMAND --help' for each command's options and a worked example.\n\n"
+        "Exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + ".",
     )
     parser.add_argument("--version", action="version", version=f"modelline {__version__}")
     parser.add_argument(

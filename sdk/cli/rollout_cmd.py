@@ -13,8 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_node.binding import Binding
-from sdk.cli.common import add_json
-from sdk.cli.edge_cmd import add_login, password_of
+from sdk.cli.common import add_json, add_login, password_of
 from sdk.cli.output import Output
 from sdk.di_client import MODELLINE_URI, connect
 from sdk.errors import NotFound, SourceError, UsageError

@@ -15,7 +15,8 @@ from asyncua import Client, ua
 
 from edge_node.runtime.pipeline import PipelineState
 from sdk import errors
-from sdk.di_client import SoftwareUpdateClient, UpdateFailed, set_binding
+from sdk.di_client import SoftwareUpdateClient, set_binding
+from sdk.errors import UpdateFailed
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import (
     HEALTHY,

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from sdk.cli.main import main
 from sdk.package.verify import verify_package
+from tests.aws_harness import (
+    AWS_VARIABLES_TO_CLEAR,
+    BUCKET,
+    REGION,
+    aws_client,
+    offline_aws_env,
+    register_model_group,
+    reset_moto,
+    start_moto,
+    tarball,
+)
 from tests.conftest import Signer
 
 pytestmark = pytest.mark.e2e
 
-BUCKET = "ml-artifacts"
-REGION = "eu-central-1"
-
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    server, url = start_moto()
     try:
-        yield f"http://{host}:{port}"
+        yield url
     finally:
         server.stop()
 
@@ -38,71 +39,12 @@ def moto_url() -> Iterator[str]:
 @pytest.fixture
 def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """Fresh moto state and test credentials that reach nothing but the moto server."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10).close()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+    reset_moto(moto_url)
+    for name in AWS_VARIABLES_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name, value in offline_aws_env(str(tmp_path)).items():
+        monkeypatch.setenv(name, value)
     return moto_url
-
-
-def _client(service: str, url: str) -> Any:
-    return boto3.client(service, endpoint_url=url, region_name=REGION)
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _register(url: str, group: str, artifacts: list[tuple[str, bytes, str]], metrics: bool = True) -> None:
-    """A bucket with the artifacts and a model package group with one version per artifact."""
-    s3, sm = _client("s3", url), _client("sagemaker", url)
-    try:
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    s3.put_object(
-        Bucket=BUCKET,
-        Key=f"{group}/metrics.json",
-        Body=json.dumps({"regression_metrics": {"mae": {"value": 12.5, "standard_deviation": 0.4}}}).encode(),
-    )
-    sm.create_model_package_group(ModelPackageGroupName=group)
-    for index, (key, body, status) in enumerate(artifacts, start=1):
-        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-        extra: dict[str, Any] = {}
-        if metrics:
-            extra["CustomerMetadataProperties"] = {"accuracy": "0.97", "owner": "data-science"}
-            extra["ModelMetrics"] = {
-                "ModelQuality": {
-                    "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{group}/metrics.json"}
-                }
-            }
-        sm.create_model_package(
-            ModelPackageGroupName=group,
-            ModelPackageDescription=f"{group} training run {index}",
-            ModelApprovalStatus=status,
-            InferenceSpecification={
-                "Containers": [
-                    {
-                        "Image": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/onnx:1",
-                        "ModelDataUrl": f"s3://{BUCKET}/{key}",
-                    }
-                ],
-                "SupportedContentTypes": ["application/json"],
-                "SupportedResponseMIMETypes": ["application/json"],
-            },
-            **extra,
-        )
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any] | None, str]:
@@ -140,11 +82,11 @@ def _pull_sm(url: str, signer: Signer, out: Path, *extra: str) -> list[str]:
 def test_latest_approved_version_becomes_a_verified_package(
     aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes, example: Path
 ) -> None:
-    tarball = _tar({"model.onnx": onnx_bytes, "code/inference.py": b"print('unused')\n"})
-    _register(
+    archive = tarball({"model.onnx": onnx_bytes, "code/inference.py": b"print('unused')\n"})
+    register_model_group(
         aws,
         "pump-health",
-        [("v1/model.tar.gz", tarball, "Approved"), ("v2/model.tar.gz", tarball, "PendingManualApproval")],
+        [("v1/model.tar.gz", archive, "Approved"), ("v2/model.tar.gz", archive, "PendingManualApproval")],
     )
     out = tmp_path / "pump.mlpkg"
     code, data, err = _cli(
@@ -171,8 +113,10 @@ def test_latest_approved_version_becomes_a_verified_package(
 def test_unapproved_version_needs_an_explicit_flag(
     aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes
 ) -> None:
-    tarball = _tar({"model.onnx": onnx_bytes})
-    _register(aws, "press", [("p1/model.tar.gz", tarball, "Approved"), ("p2/model.tar.gz", tarball, "Rejected")])
+    archive = tarball({"model.onnx": onnx_bytes})
+    register_model_group(
+        aws, "press", [("p1/model.tar.gz", archive, "Approved"), ("p2/model.tar.gz", archive, "Rejected")]
+    )
     out = tmp_path / "press.mlpkg"
     code, _, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "press", "--version", "2"))
     assert code == 2
@@ -223,14 +167,14 @@ def test_registry_errors(
     message: str,
 ) -> None:
     tarballs = {
-        "ok": _tar({"model.onnx": onnx_bytes}),
-        "pending": _tar({"model.onnx": onnx_bytes}),
-        "no-onnx": _tar({"weights.bin": b"\x00" * 10, "code/train.py": b""}),
-        "two-onnx": _tar({"a/model.onnx": onnx_bytes, "b/model.onnx": onnx_bytes}),
-        "unsafe": _tar({"../model.onnx": onnx_bytes}),
+        "ok": tarball({"model.onnx": onnx_bytes}),
+        "pending": tarball({"model.onnx": onnx_bytes}),
+        "no-onnx": tarball({"weights.bin": b"\x00" * 10, "code/train.py": b""}),
+        "two-onnx": tarball({"a/model.onnx": onnx_bytes, "b/model.onnx": onnx_bytes}),
+        "unsafe": tarball({"../model.onnx": onnx_bytes}),
     }
     if setup != "none":
-        _register(
+        register_model_group(
             aws,
             "line",
             [("l/model.tar.gz", tarballs[setup], "PendingManualApproval" if setup == "pending" else "Approved")],
@@ -247,8 +191,10 @@ def test_registry_errors(
 def test_model_file_picks_one_of_several(
     aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes
 ) -> None:
-    _register(
-        aws, "line", [("l/model.tar.gz", _tar({"a/model.onnx": onnx_bytes, "./b/model.onnx": onnx_bytes}), "Approved")]
+    register_model_group(
+        aws,
+        "line",
+        [("l/model.tar.gz", tarball({"a/model.onnx": onnx_bytes, "./b/model.onnx": onnx_bytes}), "Approved")],
     )
     out = tmp_path / "x.mlpkg"
     code, _, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "line", "--model-file", "b/model.onnx"))
@@ -289,10 +235,10 @@ def _pull_s3(url: str, signer: Signer, out: Path, uri: str, *extra: str) -> list
 def test_s3_bare_onnx_and_tarball(
     aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, onnx_bytes: bytes
 ) -> None:
-    s3 = _client("s3", aws)
+    s3 = aws_client("s3", aws)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=BUCKET, Key="models/pump.onnx", Body=onnx_bytes)
-    s3.put_object(Bucket=BUCKET, Key="models/pump.tar.gz", Body=_tar({"model/pump.onnx": onnx_bytes}))
+    s3.put_object(Bucket=BUCKET, Key="models/pump.tar.gz", Body=tarball({"model/pump.onnx": onnx_bytes}))
 
     out = tmp_path / "bare.mlpkg"
     code, data, err = _cli(capsys, *_pull_s3(aws, signer, out, f"s3://{BUCKET}/models/pump.onnx"))
@@ -327,7 +273,7 @@ def test_s3_bare_onnx_and_tarball(
 def test_s3_errors(
     aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, uri: str, code: int, message: str
 ) -> None:
-    _client("s3", aws).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    aws_client("s3", aws).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     got, _, err = _cli(capsys, *_pull_s3(aws, signer, tmp_path / "x.mlpkg", uri))
     assert (got, err) == (code, message)
 
@@ -335,7 +281,7 @@ def test_s3_errors(
 def test_download_reports_progress_up_to_the_object_size(aws: str, tmp_path: Path) -> None:
     from sdk.sources.s3 import download
 
-    s3 = _client("s3", aws)
+    s3 = aws_client("s3", aws)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     body = bytes(range(256)) * 12_000  # about 3 MiB: several chunks
     s3.put_object(Bucket=BUCKET, Key="big.bin", Body=body)

@@ -1,0 +1,478 @@
+"""The README's guides, run as written: every `modelline` command they show, in their order.
+
+The guides describe a small plant: an engineering PC (keys, packages, cloud pulls, installs and
+rollouts), two edge devices (pump-station-3 and pump-station-4), the gateway's machine
+(model-manager) and a PLC (plc-line3). Here each machine is a folder and every server listens on
+127.0.0.1: a command's absolute paths (/etc/modelline, /var/lib/modelline) are taken inside its
+machine's folder, and each host:port it names (0.0.0.0 meaning the machine itself) becomes a free
+loopback port. Nothing else of a command changes, and the example files are used as shipped,
+with the same two substitutions. The PLC serves exactly the tags that the example binding names;
+S3 and SageMaker Model Registry are moto in server mode. Error messages the README quotes are
+provoked along the way and compared with what the commands print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import zipfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, Node, Server, ua
+
+from edge_node.binding import Binding
+from sdk.examples import example_dir
+from tests import readme
+from tests.aws_harness import AWS_VARIABLES_TO_CLEAR, offline_aws_env, register_model_group, start_moto, tarball
+from tests.edge_harness import HEALTHY, wait_for
+from tests.opcua_servers import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MODELLINE = str(Path(sys.executable).parent / "modelline")
+PASSWORD = "pump-station-secret"
+PC = "engineering-pc"
+URL = re.compile(r"opc\.tcp://([\w.-]+):(\d+)")
+ABSOLUTE = re.compile(r"(?<![\w./~-])(/etc/modelline|/var/lib/modelline)")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Plant:
+    """The README's machines as folders on this host, with their ports on 127.0.0.1."""
+
+    root: Path
+    moto_url: str
+    ports: dict[tuple[str, int], int] = field(default_factory=dict)
+    servers: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    ran: set[str] = field(default_factory=set)
+    machines: set[str] = field(default_factory=set)
+
+    def port(self, host: str, port: int) -> int:
+        return self.ports.setdefault((host, port), free_port())
+
+    def url(self, host: str, port: int, path: str) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port(host, port)}{path}"
+
+    def folder(self, machine: str) -> Path:
+        path = self.root / machine
+        if machine not in self.machines:
+            self.machines.add(machine)
+            path.mkdir(parents=True, exist_ok=True)
+            for source in example_dir().parent.rglob("*"):  # the shipped examples, localized for this machine
+                target = path / "examples" / source.relative_to(example_dir().parent)
+                if source.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif source.suffix == ".toml":
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(self.localize(source.read_text(encoding="utf-8"), machine), encoding="utf-8")
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+        return path
+
+    def localize(self, text: str, machine: str) -> str:
+        """The text as it reads on ``machine`` of this one-host plant."""
+        text = URL.sub(
+            lambda m: f"opc.tcp://127.0.0.1:{self.port(machine if m[1] == '0.0.0.0' else m[1], int(m[2]))}", text
+        )
+        return ABSOLUTE.sub(lambda m: f"{self.root / machine}{m[1]}", text)
+
+    def path(self, machine: str, path: str) -> Path:
+        return Path(self.localize(path, machine))
+
+    def env(self, machine: str, **extra: str) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if k not in AWS_VARIABLES_TO_CLEAR and not k.startswith("MODELLINE_")
+        }
+        env |= offline_aws_env(str(self.root)) | {"AWS_ENDPOINT_URL": self.moto_url}
+        if machine == PC:
+            env["MODELLINE_PASSWORD"] = PASSWORD
+        return env | extra
+
+    def argv(self, command: readme.Command | list[str], machine: str) -> list[str]:
+        if isinstance(command, readme.Command):
+            self.ran.add(command.text)
+            command = command.argv
+        return [MODELLINE, *(self.localize(arg, machine) for arg in command)]
+
+    async def run(
+        self,
+        command: readme.Command | list[str],
+        machine: str = PC,
+        stdin: str = "",
+        env: dict[str, str] | None = None,
+        expect: int = 0,
+    ) -> Result:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv(command, machine),
+            cwd=self.folder(machine),
+            env=env or self.env(machine),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # no controlling terminal: prompts read stdin
+        )
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 180)
+        result = Result(proc.returncode or 0, out.decode(), err.decode())
+        assert result.code == expect, (
+            f"{command}: exit {result.code}, not {expect}\n{result.out[-2000:]}\n{result.err[-2000:]}"
+        )
+        return result
+
+    async def start(self, name: str, command: readme.Command, machine: str, url: str, **env: str) -> None:
+        """Start a server command and wait until it answers at ``url``."""
+        log = (self.folder(machine) / f"{name}.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv(command, machine),
+            cwd=self.folder(machine),
+            env=self.env(machine, **env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        self.servers[name] = proc
+
+        async def up() -> bool:
+            assert proc.returncode is None, f"{name} exited with {proc.returncode}: {self.log(name)}"
+            try:
+                async with Client(url, timeout=2):
+                    return True
+            except (OSError, TimeoutError, ua.UaError):
+                return False
+
+        await wait_for(up, timeout=90, what=f"{name} to listen at {url}")
+
+    def log(self, name: str) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.root.glob(f"*/{name}.log"))
+
+    async def stop_all(self) -> dict[str, int | None]:
+        """SIGTERM every server; their exit codes (None if one had to be killed)."""
+        codes: dict[str, int | None] = {}
+        for name, proc in self.servers.items():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                codes[name] = await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                codes[name] = None
+        return codes
+
+
+@asynccontextmanager
+async def plc_serving(plant: Plant, binding_file: Path) -> AsyncIterator[None]:
+    """The PLC plc-line3: every tag the binding names, as Double, with healthy values that keep moving."""
+    binding = Binding.load(binding_file)
+    server = Server()
+    await server.init()
+    endpoints = {ref.endpoint for ref in binding.inputs.values()}
+    assert len(endpoints) == 1, endpoints
+    server.set_endpoint(endpoints.pop())
+    nodes = {}
+    for name, ref in binding.inputs.items():
+        nodeid = ua.NodeId.from_string(ref.node_id)
+        while len(await server.get_namespace_array()) <= nodeid.NamespaceIndex:  # a PLC's namespaces, up to this one
+            await server.register_namespace(f"urn:plc-line3:ns{len(await server.get_namespace_array())}")
+        nodes[name] = await server.nodes.objects.add_variable(nodeid, f"{nodeid.NamespaceIndex}:{name}", HEALTHY[name])
+    await server.start()
+
+    async def keep_moving() -> None:
+        rng = random.Random(7)
+        while True:
+            for name, node in nodes.items():
+                await node.write_value(HEALTHY[name] * (1 + rng.uniform(-0.01, 0.01)))
+            await asyncio.sleep(0.3)
+
+    mover = asyncio.create_task(keep_moving())
+    try:
+        yield
+    finally:
+        mover.cancel()
+        with suppress(asyncio.CancelledError):
+            await mover
+        await server.stop()
+
+
+async def child(node: Node, path: str) -> Node:
+    """The node at a browse path of names (any namespace) below ``node``."""
+    for name in path.split("/"):
+        for candidate in await node.get_children():
+            if (await candidate.read_browse_name()).Name == name:
+                node = candidate
+                break
+        else:
+            raise AssertionError(f"no {name!r} on the way to {path!r}")
+    return node
+
+
+def tampered(package: Path, out: Path, change: str) -> Path:
+    """A copy of ``package`` with model.onnx changed in one byte, or with an extra file."""
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if change == "byte" and item.filename == "model.onnx":
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.writestr(item, data)
+        if change == "extra":
+            dst.writestr("payload.sh", b"#!/bin/sh\n")
+    return out
+
+
+async def status(plant: Plant) -> dict[str, Any]:
+    gateway = readme.command("Roll a model out", "status")
+    result = await plant.run([*gateway.argv, "--json"])
+    return dict(json.loads(result.out))
+
+
+async def settled(plant: Plant, deployment: str) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        now = await status(plant)
+        row = next((d for d in now["deployments"] if d["id"] == deployment), None)
+        assert row is not None, f"no {deployment}: {now}"
+        assert row["State"] != "Failed", f"{deployment} failed: {row['LastError']}\n{plant.log('gateway')}"
+        return now if row["State"] == "Active" else None
+
+    return await wait_for(done, timeout=150, what=f"{deployment} to become Active")
+
+
+@pytest.fixture
+def moto_url() -> Any:
+    server, url = start_moto()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(600)
+async def test_every_guide_command_works_as_written(tmp_path: Path, moto_url: str) -> None:
+    plant = Plant(tmp_path, moto_url)
+    pc = plant.folder(PC)
+    try:
+        await _walk_through(plant, pc)
+    finally:
+        codes = await plant.stop_all()
+    assert all(code == 0 for code in codes.values()), f"servers did not stop cleanly: {codes}"
+    shown = {c.text for c in readme.commands()}
+    assert shown - plant.ran == set(), "README guide commands that no test ran"
+
+
+async def _walk_through(plant: Plant, pc: Path) -> None:
+    # Create a signing key; package a model from a file; look inside and verify.
+    await plant.run(readme.command("Create a signing key", "keys", "generate"))
+    assert (pc / "keys/signing.key").stat().st_mode & 0o777 == 0o600
+    await plant.run(readme.command("Package a model from a file", "package", "build"))
+    inspect = await plant.run(readme.command("Look inside", "package", "inspect"))
+    assert "pump-health" in inspect.out and "anomaly_score" in inspect.out
+    verify = readme.command("Look inside", "package", "verify")
+    await plant.run(verify)
+
+    # The refusals the README quotes, as verify prints them.
+    build = readme.command("Package a model from a file", "package", "build").argv
+    unsigned = [a for a in build if a not in ("--key", "keys/signing.key")]
+    unsigned[unsigned.index("pump-health-1.0.0.mlpkg")] = "unsigned.mlpkg"
+    await plant.run(unsigned)
+    refused = await plant.run(["package", "verify", "unsigned.mlpkg", "--trust", "keys/"], expect=3)
+    readme.assert_documented(refused.err, "package is not signed (no signature.json)")
+    readme.assert_documented(refused.err, "package rejected: package is not signed")
+    await plant.run(["keys", "generate", "--out", "other-keys"])
+    refused = await plant.run(["package", "verify", "pump-health-1.0.0.mlpkg", "--trust", "other-keys/"], expect=3)
+    readme.assert_documented(refused.err, "package rejected: signed by key")
+    readme.assert_documented(refused.err, "signed by key …, which is not in the trust store …")
+    for change, key in (("byte", "(changed after signing)"), ("extra", "payload.sh")):
+        copy = tampered(pc / "pump-health-1.0.0.mlpkg", pc / f"{change}.mlpkg", change)
+        refused = await plant.run(["package", "verify", copy.name, "--trust", "keys/"], expect=3)
+        readme.assert_documented(refused.err, key)
+        if change == "byte":
+            readme.assert_documented(refused.err, "package rejected: file 'model.onnx'")
+
+    # The package format: the signature checked with openssl alone, by the README's own lines.
+    shutil.copyfile(pc / "pump-health-1.0.0.mlpkg", pc / "pkg.mlpkg")
+    script = re.search(r"\n  ```bash\n(.*?)\n  ```", readme.text(), re.S)
+    assert script, "README shows no openssl check"
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        script[1],
+        cwd=pc,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and b"Signature Verified Successfully" in out, out.decode()
+
+    # Package a model from SageMaker Model Registry or S3 (moto; AWS_ENDPOINT_URL points there).
+    model = (example_dir() / "model.onnx").read_bytes()
+    statuses = ["Approved", "PendingManualApproval", "Approved", "Approved", "Approved", "Approved", "Approved"]
+    register_model_group(
+        plant.moto_url,
+        "pump-health",
+        [("pump-health/model.tar.gz", tarball({"model.onnx": model}), s) for s in statuses],
+    )
+    for pull in [c for c in readme.commands() if c.argv[0] == "pull"]:
+        await plant.run(pull)
+        assert (pc / pull.argv[pull.argv.index("-o") + 1]).is_file()
+    refused = await plant.run(
+        "pull sagemaker --group pump-health --version 2 --key keys/signing.key -o p2.mlpkg".split(), expect=2
+    )
+    readme.assert_documented(refused.err, "PendingManualApproval")
+    no_credentials = {
+        k: v for k, v in plant.env(PC).items() if not k.startswith("AWS_ACCESS") and not k.startswith("AWS_SECRET")
+    }
+    refused = await plant.run(
+        readme.command("Package a model from Sage", "pull", "sagemaker", "--group", "pump-health", "--version"),
+        env=no_credentials,
+        expect=5,
+    )
+    readme.assert_documented(refused.err, "no AWS credentials found")
+
+    async with plc_serving(plant, pc / "examples/pump_health/binding.toml"):
+        await _edge_nodes_and_gateway(plant, pc)
+
+
+async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
+    # Run an edge node: pump-station-3 with flags, pump-station-4 from the example settings file.
+    users = [
+        readme.command("Run an edge node", "users", "add", "--file", "/etc/modelline/users.toml", "--name", n)
+        for n in ("alice", "model-manager")
+    ]
+    edge_flags = readme.command("Run an edge node", "edge", "--trust")
+    edge_config = readme.command("Run an edge node", "edge", "--config")
+    for machine in ("pump-station-3", "pump-station-4"):
+        trust = plant.path(machine, "/etc/modelline/trust")
+        trust.mkdir(parents=True)
+        shutil.copyfile(pc / "keys/signing.pub", trust / "signing.pub")
+        plant.path(machine, "/etc/modelline").chmod(0o700)
+        for user in users:
+            await plant.run(user, machine, stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    station3 = plant.url("pump-station-3", 4841, "/modelline/edge/")
+    await plant.start("edge", edge_flags, "pump-station-3", station3)
+    await plant.start(
+        "edge",
+        edge_config,
+        "pump-station-4",
+        plant.url("pump-station-4", 4841, "/modelline/edge/"),
+        MODELLINE_EDGE_DEVICE_ID="pump-station-4",
+    )
+
+    # Install a model on an edge node: refused without a login, done with one.
+    install = readme.command("Install a model", "install")
+    anonymous = [a for a in install.argv if a not in ("--user", "alice")]
+    refused = await plant.run(anonymous, expect=6)
+    readme.assert_documented(refused.err, "(BadUserAccessDenied)")
+    await plant.run(install)
+
+    # Read predictions: the NodeId and browse paths the README gives, on the running node.
+    async with Client(station3, timeout=10) as client:
+        shown = re.search(
+            r"\(`urn:modelline:edge:<device id>`\), e\.g\. `(ns=1;s=[^`]+)`", readme.section("Run an edge node")
+        )
+        assert shown, "README shows no example NodeId"
+        assert (await client.get_namespace_array())[1] == "urn:modelline:edge:pump-station-3"
+        prediction = client.get_node(shown[1])
+
+        async def good() -> bool:
+            value = await prediction.read_data_value(raise_on_bad_status=False)
+            return bool(value.StatusCode.is_good() and value.Value.Value is not None)
+
+        await wait_for(good, timeout=30, what=f"a Good prediction at {shown[1]}")
+        names = {"<device id>": "pump-station-3", "<slot>": "pump1", "<input>": "speed", "<output>": "anomaly_score"}
+        for row in readme.table("Run an edge node"):
+            path = re.sub(r"<[^>]+>", lambda m: names[m[0]], row[0].strip("`"))
+            node = await child(client.nodes.objects, path)
+            for name in re.findall(r"`(\w+)`", row[1]):
+                await child(node, name)
+
+    # Run a gateway and store packages in it.
+    gateway_machine = "model-manager"
+    trust = plant.path(gateway_machine, "/etc/modelline/trust")
+    trust.mkdir(parents=True)
+    shutil.copyfile(pc / "keys/signing.pub", trust / "signing.pub")
+    await plant.run(readme.command("Run a gateway", "users", "add"), gateway_machine, stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    login = plant.path(gateway_machine, "/etc/modelline/edge-login.pw")
+    login.write_text(PASSWORD + "\n")
+    login.chmod(0o600)
+    await plant.start(
+        "gateway",
+        readme.command("Run a gateway", "gateway"),
+        gateway_machine,
+        plant.url(gateway_machine, 4840, "/modelline/"),
+    )
+    pushes = [c for c in readme.commands() if c.argv[0] == "push"]
+    for push in pushes:
+        await plant.run(push)
+    elsewhere = [
+        a if not a.startswith("opc.tcp://") else f"opc.tcp://127.0.0.1:{free_port()}/modelline/" for a in pushes[0].argv
+    ]
+    refused = await plant.run(elsewhere, expect=5)
+    readme.assert_documented(refused.err, "cannot connect to")
+    other = [a for a in unsigned_build() if a not in ("--spec", "examples/pump_health/spec.toml")] + [
+        "--key",
+        "keys/signing.key",
+    ]
+    await plant.run(other)
+    refused = await plant.run(["push", "other.mlpkg", *pushes[0].argv[2:]], expect=2)
+    readme.assert_documented(refused.err, "versions cannot change")
+
+    # Roll a model out to edge devices, and back.
+    for add in [c for c in readme.commands() if c.argv[:2] == ["devices", "add"]]:
+        await plant.run(add)
+    deploys = [c for c in readme.commands() if c.argv[0] == "deploy"]
+    assert len(deploys) == 2
+    first = await plant.run(deploys[0])
+    assert "deploy-0001" in first.out
+    await settled(plant, "deploy-0001")
+    assert "deploy-0002" in (await plant.run(deploys[1])).out
+    now = await settled(plant, "deploy-0002")
+    assert {d["id"]: d["ActiveVersion"] for d in now["devices"]} == {
+        "pump-station-3": "1.2.0",
+        "pump-station-4": "1.2.0",
+    }
+    table = await plant.run(readme.command("Roll a model out", "status"))
+    assert "deploy-0002" in table.out and "pump-station-4" in table.out
+    rollback = await plant.run(readme.command("Roll a model out", "rollback"))
+    back = re.search(r"deploy-\d{4}", rollback.out)
+    assert back, rollback.out
+    now = await settled(plant, back[0])
+    assert {d["id"]: d["ActiveVersion"] for d in now["devices"]} == {
+        "pump-station-3": "1.0.0",
+        "pump-station-4": "1.0.0",
+    }
+    assert next(d for d in now["deployments"] if d["id"] == "deploy-0002")["State"] == "RolledBack"
+
+    # Users and roles: the same command as on the devices, run once more on its own.
+    await plant.run(
+        readme.command("Users and roles", "users", "add"), "model-manager", stdin=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+
+
+def unsigned_build() -> list[str]:
+    """The guide's build command, writing other.mlpkg without a key."""
+    argv = [
+        a
+        for a in readme.command("Package a model from a file", "package", "build").argv
+        if a not in ("--key", "keys/signing.key")
+    ]
+    argv[argv.index("pump-health-1.0.0.mlpkg")] = "other.mlpkg"
+    return argv
