@@ -26,6 +26,7 @@ from tests.edge_harness import (
     wait_for,
 )
 from tests.opcua_servers import free_port
+from tests.readme import assert_documented
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -143,6 +144,7 @@ async def test_binding_changes_need_no_reinstall(healthy: Line) -> None:
     del partial["inputs"]["flow_rate"]
     await set_binding(healthy.client, "main", json.dumps(partial))
     assert healthy.pipeline.status.reason == "binding does not fit the model: input 'flow_rate' is not bound"
+    assert_documented(healthy.pipeline.status.reason, "binding does not fit the model")
     await healthy.bind()
     await healthy.status_becomes("Good")
     shown = json.loads(

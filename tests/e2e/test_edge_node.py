@@ -30,6 +30,7 @@ from tests.edge_harness import (
     wait_for,
     with_wrong_samples,
 )
+from tests.readme import assert_documented
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -169,8 +170,9 @@ async def test_sample_mismatch_is_an_error_and_the_old_model_keeps_serving(
         pending = await su.transfer(bad)  # signature and hashes are fine: only running it shows the problem
         with pytest.raises(
             UpdateFailed, match="install of pump-health 1.1.0 failed: model does not reproduce its samples"
-        ):
+        ) as refused:
             await su.install(pending)
+        assert_documented(str(refused.value), "install of … failed")
         assert await su.installation_state() == "Error"
         assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
         assert (await su.version("Current")).revision == "1.0.0"

@@ -27,6 +27,7 @@ from tests.edge_harness import (
     with_wrong_samples,
 )
 from tests.opcua_servers import free_port
+from tests.readme import assert_documented
 
 pytestmark = pytest.mark.e2e
 
@@ -335,6 +336,7 @@ async def test_unhealthy_install_is_not_confirmed_and_the_device_reverts(
         upgrade = await p.deploy("2.0.0", ["edge-a"], binding=broken, confirmation_timeout_s=3, health_check_s=1)
         failed = await p.settled(upgrade, "Failed")
         assert "no healthy predictions within 1 s of the install" in failed["LastError"]
+        assert_documented(failed["LastError"], "no healthy predictions")
         slot = p.edges["edge-a"].slots["main"]
 
         async def reverted() -> bool:

@@ -15,6 +15,7 @@ from sdk.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from sdk.package.signature import sign_manifest
 from sdk.package.verify import verify_package
 from tests.conftest import Signer, read_members, write_members
+from tests.readme import assert_documented
 
 
 def _flip_last_byte(data: bytes) -> bytes:
@@ -32,10 +33,11 @@ def _resigned(package: Path, out: Path, signer: Signer, edit: object) -> Path:
     return write_members(out, list(members.items()))
 
 
-def _reject(path: Path, signer: Signer, error: type[errors.PackageRejected], match: str, **kw: object) -> None:
+def _reject(path: Path, signer: Signer, error: type[errors.PackageRejected], match: str, **kw: object) -> str:
     with pytest.raises(error, match=match) as info:
         verify_package(path, signer.trust, **kw)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+    return str(info.value)
 
 
 def test_valid_package_verifies_and_reports_signer_and_digest(package: Path, signer: Signer) -> None:
@@ -58,14 +60,16 @@ def test_tampered_model_byte(package: Path, signer: Signer, tmp_path: Path) -> N
     members = read_members(package)
     members["model.onnx"] = _flip_last_byte(members["model.onnx"])
     bad = write_members(tmp_path / "bad.mlpkg", list(members.items()))
-    _reject(bad, signer, errors.FileMismatch, r"'model.onnx' does not match its SHA-256")
+    message = _reject(bad, signer, errors.FileMismatch, r"'model.onnx' does not match its SHA-256")
+    assert_documented(message, "(changed after signing)")
 
 
 def test_tampered_manifest_byte(package: Path, signer: Signer, tmp_path: Path) -> None:
     members = read_members(package)
     members[MANIFEST_NAME] = members[MANIFEST_NAME].replace(b'"1.0.0"', b'"1.0.1"', 1)
     bad = write_members(tmp_path / "bad.mlpkg", list(members.items()))
-    _reject(bad, signer, errors.SignatureInvalid, "signature does not match the manifest")
+    message = _reject(bad, signer, errors.SignatureInvalid, "signature does not match the manifest")
+    assert_documented(message, "signature does not match the manifest")
 
 
 def test_signature_swapped_from_another_package(build: object, package: Path, signer: Signer, tmp_path: Path) -> None:
@@ -98,7 +102,8 @@ def test_missing_signature(build: object, signer: Signer, tmp_path: Path) -> Non
 def test_extra_file(package: Path, signer: Signer, tmp_path: Path) -> None:
     members = list(read_members(package).items()) + [("payload.sh", b"#!/bin/sh\n")]
     bad = write_members(tmp_path / "bad.mlpkg", members)
-    _reject(bad, signer, errors.FileMismatch, "'payload.sh' is in the package but not in the manifest")
+    message = _reject(bad, signer, errors.FileMismatch, "'payload.sh' is in the package but not in the manifest")
+    assert_documented(message, "payload.sh")
 
 
 def test_missing_file(package: Path, signer: Signer, tmp_path: Path) -> None:
@@ -126,7 +131,9 @@ def test_size_mismatch(package: Path, signer: Signer, tmp_path: Path) -> None:
 def test_zip_slip_entries(package: Path, signer: Signer, tmp_path: Path, name: str, reason: str) -> None:
     members = list(read_members(package).items()) + [(name, b"x")]
     bad = write_members(tmp_path / "bad.mlpkg", members)
-    _reject(bad, signer, errors.UnsafeArchiveEntry, reason)
+    message = _reject(bad, signer, errors.UnsafeArchiveEntry, reason)
+    if name == "../evil.onnx":
+        assert_documented(message, "unsafe entry")
     assert not (tmp_path.parent / "evil.onnx").exists()
 
 
@@ -151,7 +158,8 @@ def test_zip_bomb_ratio(package: Path, signer: Signer, tmp_path: Path) -> None:
     members = list(read_members(package).items()) + [("zeros.bin", bytes(64 << 20))]
     bad = write_members(tmp_path / "bomb.mlpkg", members)
     assert bad.stat().st_size < 1 << 20
-    _reject(bad, signer, errors.ArchiveTooLarge, "compressed .*:1, over the 100:1 limit")
+    message = _reject(bad, signer, errors.ArchiveTooLarge, "compressed .*:1, over the 100:1 limit")
+    assert_documented(message, "zip bomb guard")
 
 
 def test_oversized_entry(package: Path, signer: Signer, tmp_path: Path) -> None:
@@ -168,7 +176,8 @@ def test_not_a_zip(signer: Signer, tmp_path: Path) -> None:
 
 def test_manifest_schema_error_even_when_signed(package: Path, signer: Signer, tmp_path: Path) -> None:
     bad = _resigned(package, tmp_path / "bad.mlpkg", signer, lambda m: m.update(version="one"))
-    _reject(bad, signer, errors.ManifestInvalid, r"manifest.json is invalid \(version: .*semantic version")
+    message = _reject(bad, signer, errors.ManifestInvalid, r"manifest.json is invalid \(version: .*semantic version")
+    assert_documented(message, "manifest.json is invalid")
 
 
 def test_model_onnxruntime_cannot_load(package: Path, signer: Signer, tmp_path: Path) -> None:
@@ -182,12 +191,16 @@ def test_model_onnxruntime_cannot_load(package: Path, signer: Signer, tmp_path: 
     members = read_members(bad)
     members["model.onnx"] = junk
     write_members(bad, list(members.items()))
-    _reject(bad, signer, errors.ModelLoadFailed, "onnxruntime cannot load model.onnx")
+    message = _reject(bad, signer, errors.ModelLoadFailed, "onnxruntime cannot load model.onnx")
+    assert_documented(message, "onnxruntime cannot load")
 
 
 def test_interface_differs_from_manifest(package: Path, signer: Signer, tmp_path: Path) -> None:
     bad = _resigned(package, tmp_path / "bad.mlpkg", signer, lambda m: m["outputs"][0].update(name="health"))
-    _reject(bad, signer, errors.InterfaceMismatch, "model outputs are .*anomaly_score.* the manifest says .*health")
+    message = _reject(
+        bad, signer, errors.InterfaceMismatch, "model outputs are .*anomaly_score.* the manifest says .*health"
+    )
+    assert_documented(message, "model outputs are")
 
 
 def test_sample_outputs_do_not_reproduce(package: Path, signer: Signer, tmp_path: Path) -> None:
@@ -195,7 +208,8 @@ def test_sample_outputs_do_not_reproduce(package: Path, signer: Signer, tmp_path
         manifest["samples"][1]["outputs"]["remaining_life"] = [[123456.0]]
 
     bad = _resigned(package, tmp_path / "bad.mlpkg", signer, edit)
-    _reject(bad, signer, errors.SampleMismatch, "sample 2, output 'remaining_life': differs by up to")
+    message = _reject(bad, signer, errors.SampleMismatch, "sample 2, output 'remaining_life': differs by up to")
+    assert_documented(message, "model does not reproduce its samples: sample")
     verify_package(bad, signer.trust, run_samples=False)  # everything else about it is fine
 
 
