@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import tarfile
 import urllib.request
 from typing import Any
@@ -75,6 +76,7 @@ def register_model_group(url: str, group: str, artifacts: list[tuple[str, bytes,
 
 def start_moto() -> tuple[ThreadedMotoServer, str]:
     """A moto server on a free loopback port, and its URL."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -22,7 +22,7 @@ from asyncua.common.instantiate_util import instantiate
 from edge_node.binding import Binding
 from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, output_dims
 from nodesets import Namespaces
-from sdk.opcua.ids import data_value, node_id, path_id, qname, status_code, text_of
+from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.status import arg, status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.package.manifest import ElementType, Manifest, TensorSpec
@@ -160,7 +160,7 @@ class PipelineNodes:
         for name in list(self._outputs):
             if name not in wanted or self._layout(wanted[name]) != self._outputs[name][1:]:
                 node = self._outputs.pop(name)[0]
-                await self.server.delete_nodes([node], recursive=True)
+                await delete_subtree(node)
         for name, spec in wanted.items():
             if name not in self._outputs:
                 self._outputs[name] = (await self._add_output(spec), *self._layout(spec))
@@ -245,7 +245,7 @@ class PipelineNodes:
         wanted = set(binding.inputs) if binding else set()
         for name in list(self._inputs):
             if name not in wanted:
-                await self.server.delete_nodes([self._inputs.pop(name)], recursive=True)
+                await delete_subtree(self._inputs.pop(name))
         folder = self._vars["Inputs"]
         for name in sorted(wanted - set(self._inputs)):
             tag = binding.inputs[name] if binding else None

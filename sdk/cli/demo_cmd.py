@@ -142,10 +142,13 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
         print(f"  {device}: {count} predictions")
     upgrade, rollback = ("done" if ok else "not done" for ok in (report.upgraded, report.rolled_back))
     print(f"  upgrade: {upgrade}; rollback: {rollback}")
+    if report.continuity is not None:
+        print(f"  edge-1 during upgrade and rollback: {report.continuity.describe()}")
     for event in report.events:
         print(f"  {event}")
     flowing = len(report.predictions) == 2 and all(n > 0 for n in report.predictions.values())
-    scripted_ok = args.no_upgrade or (report.upgraded and report.rolled_back)
+    seamless = report.continuity is not None and report.continuity.updates > 0 and not report.continuity.not_good
+    scripted_ok = args.no_upgrade or (report.upgraded and report.rolled_back and seamless)
     if stopped:  # the user stopped it: a clean stop, whatever had run by then
         return 0
     return 0 if flowing and scripted_ok else 1

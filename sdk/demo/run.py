@@ -27,6 +27,7 @@ from edge_node.settings import EdgeSettings
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
 from sdk.demo.line import LineSimulator
+from sdk.demo.watch import Continuity, PredictionWatch
 from sdk.di_client import MODELLINE_URI
 from sdk.examples import example_dir
 from sdk.file_client import upload
@@ -67,6 +68,7 @@ class DemoReport:
     events: list[str] = field(default_factory=list)
     upgraded: bool = False
     rolled_back: bool = False
+    continuity: Continuity | None = None  # edge-1, upgrade start to rollback end
 
 
 class Demo:
@@ -79,6 +81,7 @@ class Demo:
         self.report = DemoReport()
         self._start = time.monotonic()
         self.line: LineSimulator
+        self.watch: PredictionWatch
 
     def event(self, text: str) -> None:
         """Record and show a step of the demo."""
@@ -163,6 +166,10 @@ class Demo:
             for deployment in first:
                 await self._settled(gateway, deployment)
             self.event("pump-health 1.0.0 active on edge-1 (Pump1) and edge-2 (Pump2)")
+            watched = await stack.enter_async_context(Client(edges["edge-1"].url))
+            output = node_id("InferenceServer.Pipelines.main.Outputs.anomaly_score", 1)
+            self.watch = await PredictionWatch(watched, output).start()  # as an HMI sees edge-1's prediction
+            stack.push_async_callback(self.watch.stop)
             script = asyncio.create_task(self._script(gateway, manager, ml)) if self.scripted else None
             stack.callback(lambda: script.cancel() if script else None)
             started = time.monotonic()
@@ -200,6 +207,7 @@ class Demo:
 
     async def _script(self, gateway: Gateway, manager: Any, ml: int) -> None:
         await asyncio.sleep(8)
+        self.watch.window()
         self.event("upgrading edge-1 to pump-health 1.1.0 (edge-2 keeps 1.0.0)")
         upgrade = await self._deploy(manager, ml, "1.1.0", "edge-1")
         if await self._settled(gateway, upgrade) == "Active":
@@ -211,6 +219,9 @@ class Demo:
         if await self._settled(gateway, back) == "Active":
             self.report.rolled_back = True
             self.event("edge-1 serves 1.0.0 again")
+        self.report.continuity = continuity = self.watch.result()
+        if continuity is not None:
+            self.event(f"edge-1 during upgrade and rollback: {continuity.describe()}")
 
     async def _snapshot(self, line: LineSimulator, edges: dict[str, EdgeNode], gateway: Gateway) -> Snapshot:
         tags = {p.name: dict(p.values) for p in line.pumps}

@@ -27,7 +27,7 @@ from asyncua import Node, Server, ua
 
 from sdk.opcua import sessions
 from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
-from sdk.opcua.ids import auto_id, path_id, qname
+from sdk.opcua.ids import auto_id, delete_subtree, path_id, qname
 from sdk.opcua.status import StatusError, arg, status_on_error
 from sdk.opcua.users import Role, current_role
 
@@ -210,7 +210,7 @@ class TemporaryFileTransfer:
     async def _discard(self, transfer: _Transfer) -> None:
         await transfer.file.release()
         transfer.file.path.unlink(missing_ok=True)
-        await self.server.delete_nodes([transfer.file.node], recursive=True)
+        await delete_subtree(transfer.file.node)
 
     async def _session_closed(self, session_id: ua.NodeId) -> None:
         for handle, transfer in list(self._transfers.items()):

@@ -55,6 +55,39 @@ def text_of(node: ua.NodeId) -> str:
     return identifier.decode() if isinstance(identifier, bytes) else str(identifier)
 
 
+async def delete_subtree(node: Node) -> None:
+    """Delete ``node`` and everything below it, and the references that lead into them.
+
+    asyncua's DeleteNodes with DeleteTargetReferences (OPC 10000-4 5.7.5) looks through every
+    reference of every node in the server once per deleted node: tens of milliseconds per node
+    on a ModelLine server, on the event loop, while predictions wait. The references into the
+    subtree are the inverse halves stored on its own nodes, so those are removed with
+    DeleteReferences (5.7.4) and the nodes deleted without the scan.
+    """
+    nodes: list[Node] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        nodes.append(current)
+        pending.extend(await current.get_children())
+    inside = {n.nodeid for n in nodes}
+    leading_in = [
+        ua.DeleteReferencesItem(
+            SourceNodeId=ref.NodeId,
+            ReferenceTypeId=ref.ReferenceTypeId,
+            IsForward=True,
+            TargetNodeId=n.nodeid,
+            DeleteBidirectional=False,
+        )
+        for n in nodes
+        for ref in await n.get_references(direction=ua.BrowseDirection.Inverse)
+        if ref.NodeId not in inside
+    ]
+    if leading_in:
+        await node.session.delete_references(leading_in)
+    await delete_nodes(node.session, nodes, recursive=False, delete_target_references=False)
+
+
 async def instantiate_in_place(node: Node, type_id: ua.NodeId, optional: bool = True) -> Node:
     """Replace an object created by instantiate() with a full instance of its type, same NodeId and name.
 
@@ -66,7 +99,7 @@ async def instantiate_in_place(node: Node, type_id: ua.NodeId, optional: bool = 
     if parent is None:
         raise ValueError(f"{node} has no parent")
     nodeid, bname = node.nodeid, await node.read_browse_name()
-    await delete_nodes(node.session, [node], recursive=True)
+    await delete_subtree(node)
     new = await instantiate(
         parent, Node(node.session, type_id), nodeid=nodeid, bname=bname, instantiate_optional=optional
     )

@@ -40,6 +40,11 @@ async def test_headless_demo_runs_upgrades_rolls_back_and_cleans_up(tmp_path: Pa
     assert set(counts) == {"edge-1", "edge-2"} and min(counts.values()) > 10  # predictions flowing on both
     assert "upgrade: done; rollback: done" in summary
     assert "edge-1 serves 1.1.0" in summary and "edge-1 serves 1.0.0 again" in summary
+    # An HMI subscribed to edge-1's prediction saw it keep coming, always Good, through both swaps.
+    seen = re.search(
+        r"^  edge-1 during upgrade and rollback: (\d+) prediction updates, not Good: (.+?), longest", summary, re.M
+    )
+    assert seen and int(seen[1]) > 10 and seen[2] == "none", summary
     assert "Traceback" not in out + err
     ports = [int(p) for p in re.findall(r"opc\.tcp://127\.0\.0\.1:(\d+)/", summary)]
     assert len(ports) == 4

@@ -8,22 +8,22 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
+from tests.aws_harness import REGION, register_model_group, tarball
 from tests.conftest import Signer
-from tests.e2e.test_pull_moto import REGION, _register, _tar, aws, moto_url  # noqa: F401 - fixtures
 from tests.opcua_servers import free_port
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.timeout(120)
-async def test_new_approved_versions_are_imported_once(aws: str, tmp_path: Path, signer: Signer, example: Path) -> None:  # noqa: F811
+async def test_new_approved_versions_are_imported_once(aws: str, tmp_path: Path, signer: Signer, example: Path) -> None:
     onnx = (example / "model.onnx").read_bytes()
-    _register(
+    register_model_group(
         aws,
         "press-line",
         [
-            ("p1/model.tar.gz", _tar({"model.onnx": onnx}), "Approved"),
-            ("p2/model.tar.gz", _tar({"model.onnx": onnx}), "PendingManualApproval"),
+            ("p1/model.tar.gz", tarball({"model.onnx": onnx}), "Approved"),
+            ("p2/model.tar.gz", tarball({"model.onnx": onnx}), "PendingManualApproval"),
         ],
     )
     settings = GatewaySettings(

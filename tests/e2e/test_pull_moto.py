@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,39 +11,15 @@ import pytest
 from sdk.cli.main import main
 from sdk.package.verify import verify_package
 from tests.aws_harness import (
-    AWS_VARIABLES_TO_CLEAR,
     BUCKET,
     REGION,
     aws_client,
-    offline_aws_env,
     register_model_group,
-    reset_moto,
-    start_moto,
     tarball,
 )
 from tests.conftest import Signer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server, url = start_moto()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """Fresh moto state and test credentials that reach nothing but the moto server."""
-    reset_moto(moto_url)
-    for name in AWS_VARIABLES_TO_CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in offline_aws_env(str(tmp_path)).items():
-        monkeypatch.setenv(name, value)
-    return moto_url
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any] | None, str]:

@@ -34,7 +34,7 @@ from asyncua import Client, Node, Server, ua
 from edge_node.binding import Binding
 from sdk.examples import example_dir
 from tests import readme
-from tests.aws_harness import AWS_VARIABLES_TO_CLEAR, offline_aws_env, register_model_group, start_moto, tarball
+from tests.aws_harness import AWS_VARIABLES_TO_CLEAR, offline_aws_env, register_model_group, tarball
 from tests.edge_harness import HEALTHY, wait_for
 from tests.opcua_servers import free_port
 
@@ -252,15 +252,6 @@ async def settled(plant: Plant, deployment: str) -> dict[str, Any]:
         return now if row["State"] == "Active" else None
 
     return await wait_for(done, timeout=150, what=f"{deployment} to become Active")
-
-
-@pytest.fixture
-def moto_url() -> Any:
-    server, url = start_moto()
-    try:
-        yield url
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(600)
