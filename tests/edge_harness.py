@@ -16,6 +16,7 @@ from asyncua import Client, Server, ua
 
 from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
+from sdk.opcua.shelf import init_server
 from sdk.package.build import BuildResult, build_package
 from sdk.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from sdk.package.signature import sign_manifest
@@ -68,7 +69,7 @@ class SimulatedPlc:
 
     async def start(self) -> SimulatedPlc:
         server = Server()
-        await server.init()
+        await init_server(server)
         server.set_endpoint(self.url)
         ns = await server.register_namespace("urn:test:plc")
         assert ns == 2

@@ -18,6 +18,7 @@ import numpy as np
 from asyncua import Node, Server, ua
 
 from sdk.opcua.ids import data_value, node_id, qname
+from sdk.opcua.shelf import init_server
 
 TAGS = ["vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"]
 NAMESPACE = "urn:modelline:demo:line"
@@ -91,7 +92,7 @@ class LineSimulator:
 
     async def start(self) -> LineSimulator:
         """Create the address space and start serving (call ``run`` for the simulation)."""
-        await self.server.init()
+        await init_server(self.server)
         self.server.set_endpoint(self.endpoint)
         self.server.set_server_name("ModelLine demo line (simulated PLC)")
         self.ns = await self.server.register_namespace(NAMESPACE)

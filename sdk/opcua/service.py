@@ -17,6 +17,7 @@ import nodesets
 from sdk import __version__
 from sdk.opcua import sessions
 from sdk.opcua.ids import node_id
+from sdk.opcua.shelf import init_server
 from sdk.opcua.users import UserStore
 
 _log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ async def new_server(
     MaxByteStringLength advertised; returns it, the model namespaces and its own instance namespace."""
     sessions.install()
     server = Server(user_manager=UserStore.load(users_file, anonymous_role or None))
-    await server.init()
+    await init_server(server)
     server.set_endpoint(endpoint)
     server.set_server_name(name)
     await server.set_application_uri(application_uri)

@@ -33,6 +33,7 @@ from asyncua import Client, Node, Server, ua
 
 from edge_node.binding import Binding
 from sdk.examples import example_dir
+from sdk.opcua.shelf import init_server
 from tests import readme
 from tests.aws_harness import AWS_VARIABLES_TO_CLEAR, offline_aws_env, register_model_group, tarball
 from tests.edge_harness import HEALTHY, wait_for
@@ -183,7 +184,7 @@ async def plc_serving(plant: Plant, binding_file: Path) -> AsyncIterator[None]:
     """The PLC plc-line3: every tag the binding names, as Double, with healthy values that keep moving."""
     binding = Binding.load(binding_file)
     server = Server()
-    await server.init()
+    await init_server(server)
     endpoints = {ref.endpoint for ref in binding.inputs.values()}
     assert len(endpoints) == 1, endpoints
     server.set_endpoint(endpoints.pop())

@@ -10,6 +10,7 @@ from asyncua import Server, ua
 import nodesets
 from nodesets import generate
 from nodesets.model import PIPELINE_STATE
+from sdk.opcua.shelf import init_server
 
 
 def test_committed_nodeset_matches_its_declarations() -> None:
@@ -30,7 +31,7 @@ def test_exactly_the_nine_design_tool_nodes_are_dropped() -> None:
 @pytest.mark.e2e
 async def test_both_models_load_into_asyncua() -> None:
     server = Server()
-    await server.init()
+    await init_server(server)
     ns = await nodesets.load(server)
     assert ns.di != ns.modelline
     for number, name in ((1, "SoftwareUpdateType"), (171, "CachedLoadingType"), (249, "InstallationStateMachineType")):

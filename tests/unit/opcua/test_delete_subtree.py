@@ -5,11 +5,12 @@ from __future__ import annotations
 from asyncua import Server, ua
 
 from sdk.opcua.ids import delete_subtree
+from sdk.opcua.shelf import init_server
 
 
 async def test_subtree_and_every_reference_into_it_are_gone() -> None:
     server = Server()
-    await server.init()
+    await init_server(server)
     ns = await server.register_namespace("urn:test:delete")
     objects = server.nodes.objects
     keep = await objects.add_object(ua.NodeId("Keep", ns), f"{ns}:Keep")

@@ -16,6 +16,7 @@ from asyncua.common.instantiate_util import instantiate
 from sdk import errors
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.filetype import APPEND, ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
+from sdk.opcua.shelf import init_server
 from tests.opcua_servers import client, free_port
 
 # One server for the module (asyncua builds its standard address space in about 2.5 s); ``rig`` resets it per test.
@@ -46,7 +47,7 @@ class Rig:
 async def shared_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     tmp_path = tmp_path_factory.mktemp("files")
     server = Server()
-    await server.init()
+    await init_server(server)
     url = f"opc.tcp://127.0.0.1:{free_port()}/files/"
     server.set_endpoint(url)
     ns = await server.register_namespace("urn:test:files")
