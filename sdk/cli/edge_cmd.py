@@ -16,7 +16,9 @@ from sdk.errors import UsageError
 from sdk.package.verify import read_package
 
 _EDGE_EXAMPLE = """Examples:
-  modelline edge --trust trust/ --data-dir /var/lib/modelline/edge --endpoint opc.tcp://0.0.0.0:4841/modelline/edge/
+  modelline edge --trust /etc/modelline/trust --data-dir /var/lib/modelline/edge \\
+      --users-file /etc/modelline/users.toml --endpoint opc.tcp://0.0.0.0:4841/modelline/edge/ \\
+      --device-id pump-station-3 --slot pump1
   modelline edge --config examples/edge.toml
 
 Settings come from the config file (TOML, see examples/edge.toml), then MODELLINE_EDGE_* environment

@@ -18,7 +18,7 @@ from sdk.package.verify import read_package
 
 _GATEWAY_EXAMPLE = """Examples:
   modelline gateway --trust /etc/modelline/trust --data-dir /var/lib/modelline/gateway \\
-      --endpoint opc.tcp://0.0.0.0:4840/modelline/
+      --users-file /etc/modelline/users.toml --endpoint opc.tcp://0.0.0.0:4840/modelline/
   modelline gateway --config examples/gateway.toml
 
 Settings come from the config file (TOML), then MODELLINE_GATEWAY_* environment variables, then these
