@@ -238,6 +238,14 @@ def tampered(package: Path, out: Path, change: str) -> Path:
     return out
 
 
+def built_as(out: str, *left_out: str) -> list[str]:
+    """The guide's build command writing ``out``, without the options (and their values) in ``left_out``."""
+    argv = readme.command("Package a model from a file", "package", "build").argv
+    argv = [a for a in argv if a not in left_out]
+    argv[argv.index("pump-health-1.0.0.mlpkg")] = out
+    return argv
+
+
 async def status(plant: Plant) -> dict[str, Any]:
     gateway = readme.command("Roll a model out", "status")
     result = await plant.run([*gateway.argv, "--json"])
@@ -279,10 +287,7 @@ async def _walk_through(plant: Plant, pc: Path) -> None:
     await plant.run(verify)
 
     # The refusals the README quotes, as verify prints them.
-    build = readme.command("Package a model from a file", "package", "build").argv
-    unsigned = [a for a in build if a not in ("--key", "keys/signing.key")]
-    unsigned[unsigned.index("pump-health-1.0.0.mlpkg")] = "unsigned.mlpkg"
-    await plant.run(unsigned)
+    await plant.run(built_as("unsigned.mlpkg", "--key", "keys/signing.key"))
     refused = await plant.run(["package", "verify", "unsigned.mlpkg", "--trust", "keys/"], expect=3)
     readme.assert_documented(refused.err, "package is not signed (no signature.json)")
     readme.assert_documented(refused.err, "package rejected: package is not signed")
@@ -420,11 +425,7 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     ]
     refused = await plant.run(elsewhere, expect=5)
     readme.assert_documented(refused.err, "cannot connect to")
-    other = [a for a in unsigned_build() if a not in ("--spec", "examples/pump_health/spec.toml")] + [
-        "--key",
-        "keys/signing.key",
-    ]
-    await plant.run(other)
+    await plant.run(built_as("other.mlpkg", "--spec", "examples/pump_health/spec.toml"))  # other content, 1.0.0
     refused = await plant.run(["push", "other.mlpkg", *pushes[0].argv[2:]], expect=2)
     readme.assert_documented(refused.err, "versions cannot change")
 
@@ -458,14 +459,3 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     await plant.run(
         readme.command("Users and roles", "users", "add"), "model-manager", stdin=f"{PASSWORD}\n{PASSWORD}\n"
     )
-
-
-def unsigned_build() -> list[str]:
-    """The guide's build command, writing other.mlpkg without a key."""
-    argv = [
-        a
-        for a in readme.command("Package a model from a file", "package", "build").argv
-        if a not in ("--key", "keys/signing.key")
-    ]
-    argv[argv.index("pump-health-1.0.0.mlpkg")] = "other.mlpkg"
-    return argv
