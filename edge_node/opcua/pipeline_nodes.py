@@ -11,7 +11,6 @@ configurations that pin them survive restarts and reinstalls.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +21,7 @@ from asyncua.common.instantiate_util import instantiate
 from edge_node.binding import Binding
 from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, output_dims
 from nodesets import Namespaces
+from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.status import arg, status_on_error
 from sdk.opcua.users import Role, requires
@@ -45,7 +45,6 @@ VARIANT_TYPES: dict[ElementType, ua.VariantType] = {
     ElementType.BOOL: ua.VariantType.Boolean,
     ElementType.STRING: ua.VariantType.String,
 }
-_ZERO: dict[ua.VariantType, Any] = {ua.VariantType.Boolean: False, ua.VariantType.String: ""}
 
 # Unit symbols used in specs -> UN/CEFACT Recommendation 20 common codes (OPC 10000-8 5.6.3).
 UNECE_CODES = {
@@ -170,57 +169,25 @@ class PipelineNodes:
 
     async def _add_output(self, spec: TensorSpec) -> Node:
         kind, dims = self._layout(spec)
-        zero = _ZERO.get(kind, 0)
-        value = ua.Variant([zero] * math.prod(dims) if dims else zero, kind)
-        folder = self._vars["Outputs"]
+        analog = kind not in (ua.VariantType.Boolean, ua.VariantType.String)
+        layout = VariableLayout(
+            kind=kind,
+            dims=tuple(dims),
+            label=spec.label or spec.name,
+            units=eu_information(spec.units) if spec.units and analog else None,
+            eu_range=ua.Range(
+                Low=spec.valid.min if spec.valid.min is not None else -1e38,
+                High=spec.valid.max if spec.valid.max is not None else 1e38,
+            )
+            if analog
+            else None,
+        )
         output_id = self._path("Outputs", spec.name)
         bname = qname(spec.name, self.node.nodeid.NamespaceIndex)
-        analog = kind not in (ua.VariantType.Boolean, ua.VariantType.String)
-        node = await folder.add_variable(output_id, bname, value, varianttype=kind, datatype=node_id(kind.value))
-        if analog:  # an AnalogItemType (OPC 10000-8 5.3.2): EURange and EngineeringUnits are added below
-            await node.delete_reference(
-                node_id(ua.ObjectIds.BaseDataVariableType),
-                ua.ObjectIds.HasTypeDefinition,
-                forward=True,
-                bidirectional=False,
-            )
-            await node.add_reference(
-                node_id(ua.ObjectIds.AnalogItemType),
-                ua.ObjectIds.HasTypeDefinition,
-                forward=True,
-                bidirectional=False,
-            )
-        await node.write_attribute(
-            ua.AttributeIds.ValueRank, ua.DataValue(ua.Variant(1 if dims else -1, ua.VariantType.Int32))
-        )
-        if dims:
-            await node.write_attribute(
-                ua.AttributeIds.ArrayDimensions, ua.DataValue(ua.Variant(dims, ua.VariantType.UInt32))
-            )
-        await node.write_attribute(
-            ua.AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(spec.label or spec.name)))
-        )
-        if analog:
-            await self._analog_properties(node, spec)
+        node = await add_prediction_variable(self._vars["Outputs"], output_id, bname, layout)
         # Until the first prediction: nothing to trust yet.
-        await self._write(node, data_value(value, ua.StatusCodes.BadWaitingForInitialData))
+        await self._write(node, data_value(layout.zero(), ua.StatusCodes.BadWaitingForInitialData))
         return node
-
-    async def _analog_properties(self, node: Node, spec: TensorSpec) -> None:
-        low = spec.valid.min if spec.valid.min is not None else -1e38
-        high = spec.valid.max if spec.valid.max is not None else 1e38
-        existing = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
-        eu_range = ua.Variant(ua.Range(Low=low, High=high), ua.VariantType.ExtensionObject)
-        if "EURange" in existing:
-            await existing["EURange"].write_value(eu_range)
-        else:
-            await node.add_property(path_id(node.nodeid, "EURange"), "0:EURange", eu_range)
-        if spec.units:
-            await node.add_property(
-                path_id(node.nodeid, "EngineeringUnits"),
-                "0:EngineeringUnits",
-                ua.Variant(eu_information(spec.units), ua.VariantType.ExtensionObject),
-            )
 
     async def _write(self, node: Node, value: ua.DataValue) -> None:
         await self.server.write_attribute_value(node.nodeid, value)

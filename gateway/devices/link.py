@@ -18,6 +18,7 @@ from typing import Any
 from asyncua import Client, Node, ua
 
 from sdk.di_client import DI_URI, HAS_ADD_IN, MODELLINE_URI, SoftwareUpdateClient
+from sdk.opcua.analog import VariableLayout, read_layout
 from sdk.opcua.ids import node_id
 
 _log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Prediction:
     status: int
     source_time: datetime | None
     server_time: datetime | None
+    layout: VariableLayout  # as the device shows the output: data type, shape, units, range
 
 
 Listener = Callable[["DeviceLink"], Awaitable[None]]
@@ -183,12 +185,12 @@ class DeviceLink:
         slot_component = owners[0]
         watched[(await slot_component.get_child(f"{di}:Model")).nodeid] = self._on_model
         folder = await client.nodes.objects.get_child([f"{ml}:InferenceServer", f"{ml}:Pipelines"])
-        outputs: dict[ua.NodeId, tuple[str, str]] = {}
+        outputs: dict[ua.NodeId, tuple[str, str, VariableLayout]] = {}
         for pipeline in await folder.get_children():
             name = str((await pipeline.read_browse_name()).Name)
             watched[(await pipeline.get_child(f"{ml}:State")).nodeid] = self._pipeline_state(name)
             for out in await (await pipeline.get_child(f"{ml}:Outputs")).get_children():
-                outputs[out.nodeid] = (name, str((await out.read_browse_name()).Name))
+                outputs[out.nodeid] = (name, str((await out.read_browse_name()).Name), await read_layout(out))
         link = self
 
         class Handler:
@@ -198,7 +200,7 @@ class DeviceLink:
                 if node.nodeid in watched:
                     await watched[node.nodeid](dv)
                 elif node.nodeid in outputs:
-                    pipeline, output = outputs[node.nodeid]
+                    pipeline, output, layout = outputs[node.nodeid]
                     prediction = Prediction(
                         pipeline,
                         output,
@@ -206,6 +208,7 @@ class DeviceLink:
                         dv.StatusCode.value if dv.StatusCode else 0,
                         dv.SourceTimestamp,
                         dv.ServerTimestamp,
+                        layout,
                     )
                     if prediction.status == 0:  # received now: the gateway's clock, not the device's
                         link.view.last_good[pipeline] = datetime.now(UTC)

@@ -16,7 +16,8 @@ from asyncua.common.instantiate_util import instantiate
 
 from gateway.devices.link import DeviceLink, Prediction
 from nodesets import Namespaces
-from sdk.opcua.ids import data_value, node_id, path_id, qname
+from sdk.opcua.analog import VariableLayout, add_prediction_variable
+from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname
 
 _log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class DeviceNodes:
         self.ns = ns
         self.folder = folder
         self._devices: dict[str, dict[str, Node]] = {}
-        self._predictions: dict[tuple[str, str, str], Node] = {}
+        self._predictions: dict[tuple[str, str, str], tuple[Node, VariableLayout]] = {}
         self._folders: dict[tuple[str, str], Node] = {}
 
     async def _device(self, device_id: str) -> dict[str, Node]:
@@ -71,7 +72,10 @@ class DeviceNodes:
     async def mirror(self, link: DeviceLink, prediction: Prediction) -> None:
         """Copy one prediction under Predictions/<pipeline>/<output>."""
         key = (link.device_id, prediction.pipeline, prediction.output)
-        node = self._predictions.get(key)
+        node, layout = self._predictions.get(key, (None, None))
+        if node is not None and layout != prediction.layout:  # a new model changed the output: replace it
+            await delete_subtree(node)
+            node = None
         if node is None:
             nodes = await self._device(link.device_id)
             folder = self._folders.get(key[:2])
@@ -82,15 +86,11 @@ class DeviceNodes:
                     path_id(parent.nodeid, prediction.pipeline), qname(prediction.pipeline, ns_index)
                 )
                 self._folders[key[:2]] = folder
-            node = await folder.add_variable(
-                path_id(folder.nodeid, prediction.output),
-                qname(prediction.output, ns_index),
-                ua.Variant(0.0, ua.VariantType.Double),
-                datatype=node_id(ua.ObjectIds.Double),
+            node = await add_prediction_variable(
+                folder, path_id(folder.nodeid, prediction.output), qname(prediction.output, ns_index), prediction.layout
             )
-            self._predictions[key] = node
-        value = prediction.value
-        variant = ua.Variant(float(value), ua.VariantType.Double) if isinstance(value, int | float) else ua.Variant()
+            self._predictions[key] = (node, prediction.layout)
+        variant = prediction.layout.variant(prediction.value)
         await self.server.write_attribute_value(
             node.nodeid, data_value(variant, prediction.status, prediction.source_time, prediction.server_time)
         )

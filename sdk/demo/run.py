@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -33,18 +32,12 @@ from sdk.examples import example_dir
 from sdk.file_client import upload
 from sdk.keys import generate_key_pair, load_private_key
 from sdk.opcua.ids import node_id
+from sdk.opcua.ports import free_port
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
 
 DEVICES = {"edge-1": "Pump1", "edge-2": "Pump2"}
 S = ua.VariantType.String
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -16,6 +16,7 @@ from edge_node.app import EdgeNode
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
 from sdk.file_client import upload
+from sdk.opcua.analog import read_layout
 from tests.conftest import Signer
 from tests.edge_harness import (
     HEALTHY,
@@ -136,6 +137,16 @@ async def test_push_deploy_to_both_and_predictions_are_mirrored(tmp_path: Path, 
                 return dv.StatusCode.is_good() and abs(dv.Value.Value - expected) < 1e-3
 
             await wait_for(mirrored, what=f"{device} prediction mirrored on the gateway")
+            # The mirror looks like the device's own output: same data type, units, range and label.
+            mirror = await node.get_child([f"{p.ml}:Predictions", "1:main", "1:remaining_life"])
+            layout = await read_layout(mirror)
+            async with Client(p.edges[device].url) as edge_client:
+                source = edge_client.get_node("ns=1;s=InferenceServer.Pipelines.main.Outputs.remaining_life")
+                assert layout == await read_layout(source)
+            assert layout.kind is ua.VariantType.Float and layout.units is not None
+            assert layout.units.DisplayName.Text == "h" and layout.eu_range is not None
+            type_definition = await mirror.read_type_definition()
+            assert type_definition == ua.NodeId(ua.ObjectIds.AnalogItemType)
             state = await (await node.get_child(f"{p.ml}:State")).read_value()
             assert state == 0  # Online
             assert await (await node.get_child(f"{p.ml}:ActiveVersion")).read_value() == "1.0.0"
