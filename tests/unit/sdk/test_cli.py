@@ -250,3 +250,15 @@ def test_installed_console_script(tmp_path: Path, signer: object) -> None:
     assert done.stderr == f"modelline: package {tmp_path}/x.mlpkg does not exist\n"
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60, check=True)
     assert version.stdout.startswith("modelline ")
+
+
+def test_a_login_without_a_password_says_where_to_give_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELLINE_PASSWORD", raising=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)  # a script: nobody to ask
+    code = main(["status", "--gateway", "opc.tcp://127.0.0.1:4840/modelline/", "--user", "alice"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "modelline: no password for user 'alice': give --password-file or set MODELLINE_PASSWORD\n"
+    )
