@@ -66,6 +66,7 @@ class Gateway(Service):
             users_file=s.users_file,
             anonymous_role=s.anonymous_role,
             max_byte_string=s.max_byte_string,
+            pki_dir=s.data_dir / "pki",
         )
         manager = (
             await instantiate(

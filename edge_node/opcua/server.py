@@ -37,6 +37,7 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
         users_file=settings.users_file,
         anonymous_role=settings.anonymous_role,
         max_byte_string=settings.max_byte_string,
+        pki_dir=settings.data_dir / "pki",
     )
 
 

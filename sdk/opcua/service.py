@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,6 +17,7 @@ from asyncua import Server, ua
 import nodesets
 from sdk import __version__
 from sdk.opcua import sessions
+from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.ids import node_id
 from sdk.opcua.shelf import init_server
 from sdk.opcua.users import UserStore
@@ -33,13 +35,31 @@ async def new_server(
     users_file: Path | None = None,
     anonymous_role: str | None = "Observer",
     max_byte_string: int = 1 << 20,
+    pki_dir: Path | None = None,
 ) -> tuple[Server, nodesets.Namespaces, int]:
     """An initialised, not yet started server with DI and ModelLine loaded, logins and roles, and
-    MaxByteStringLength advertised; returns it, the model namespaces and its own instance namespace."""
+    MaxByteStringLength advertised; returns it, the model namespaces and its own instance namespace.
+
+    With ``pki_dir`` the server has its own certificate (made on first start, sdk.opcua.certificate)
+    and offers Basic256Sha256 Sign and SignAndEncrypt endpoints beside the unencrypted one, on which
+    clients must encrypt passwords with that certificate."""
     sessions.install()
     server = Server(user_manager=UserStore.load(users_file, anonymous_role or None))
     await init_server(server)
     server.set_endpoint(endpoint)
+    if pki_dir is not None:
+        cert, key = await asyncio.to_thread(
+            ensure_certificate, pki_dir / "own", application_uri, socket.gethostname(), name
+        )
+        await server.load_certificate(cert)
+        await server.load_private_key(key)
+        server.set_security_policy(
+            [
+                ua.SecurityPolicyType.NoSecurity,
+                ua.SecurityPolicyType.Basic256Sha256_Sign,
+                ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+            ]
+        )
     server.set_server_name(name)
     await server.set_application_uri(application_uri)
     await server.set_build_info(
