@@ -21,6 +21,7 @@ from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 
 from edge_node.runtime.pipeline import Pipeline, Reading
+from sdk.cancel import honour_cancel
 
 _log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class Source:
                     await self._deliver(node_id, Reading(None, status=result.value))
             await self._mark_stale(False)
             while not lost.is_set():
-                event = await sub.next_event(timeout=1.0)
+                event = await sub.next_event(timeout=1.0)  # asyncio.wait_for inside
+                honour_cancel()
                 if event is None:
                     continue
                 if isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():

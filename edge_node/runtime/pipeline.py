@@ -24,6 +24,7 @@ import numpy as np
 from edge_node.binding import Binding, TriggerMode
 from edge_node.runtime import quality
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
+from sdk.cancel import honour_cancel
 from sdk.package.manifest import ElementType, Feature, Manifest, TensorSpec
 from sdk.package.onnx_model import NUMPY_DTYPES, one_sample_shape
 
@@ -231,6 +232,7 @@ class Pipeline:
                 await asyncio.wait_for(self._wake.wait(), timeout=period)
             except TimeoutError:
                 self._triggers += 1
+            honour_cancel()
             self._wake.clear()
             taken, self._triggers = self._triggers, 0
             if taken == 0:

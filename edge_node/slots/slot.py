@@ -27,6 +27,7 @@ from edge_node.binding import Binding
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
 from edge_node.runtime.pipeline import Pipeline
 from edge_node.slots.store import InstalledVersion, SlotState, SlotStore
+from sdk.cancel import honour_cancel
 from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND, ModelLineError
 from sdk.keys import TrustStore
 from sdk.opcua.status import StatusError
@@ -284,6 +285,7 @@ class ModelSlot:
                 await asyncio.wait_for(self._work.wait(), timeout)
             except TimeoutError:
                 pass
+            honour_cancel()
             self._work.clear()
             if self._deadline is not None and loop.time() >= self._deadline and self.state.awaiting_confirmation:
                 timeout_s = self.state.confirmation_timeout_s

@@ -32,7 +32,12 @@ async def test_headless_demo_runs_upgrades_rolls_back_and_cleans_up(tmp_path: Pa
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out_bytes, err_bytes = await asyncio.wait_for(proc.communicate(), 200)
+    try:
+        out_bytes, err_bytes = await asyncio.wait_for(proc.communicate(), 200)
+    finally:
+        if proc.returncode is None:  # never leave a demo running behind a failed test
+            proc.kill()
+            await proc.wait()
     out, err = out_bytes.decode(), err_bytes.decode()
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
     summary = out.split("\nSummary\n", 1)[1]
@@ -96,5 +101,10 @@ async def test_node_opcua_receives_predictions_from_the_demo(node_opcua: Path, t
         assert len(updates) >= 3 and all(isinstance(u["value"], float) and u["value"] >= 0 for u in updates)
     finally:
         demo.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(demo.communicate(), 60)
+        try:
+            await asyncio.wait_for(demo.communicate(), 60)
+        finally:
+            if demo.returncode is None:  # never leave a demo running behind a failed test
+                demo.kill()
+                await demo.wait()
     assert demo.returncode == 0
