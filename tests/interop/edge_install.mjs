@@ -15,27 +15,15 @@ import {
   ClientMonitoredItem,
   ClientSubscription,
   DataType,
-  OPCUAClient,
   StatusCodes,
   TimestampsToReturn,
-  makeBrowsePath,
 } from "node-opcua-client";
+import { connect, fail, resolve } from "./common.mjs";
 
 const [endpoint, packagePath, bindingPath] = process.argv.slice(2);
 const DI = "http://opcfoundation.org/UA/DI/";
 const ML = "http://modelline.io/UA/";
 const HAS_ADD_IN = "ns=0;i=17604";
-
-function fail(message) {
-  console.error(message);
-  process.exit(1);
-}
-
-async function resolve(session, start, path) {
-  const [result] = await session.translateBrowsePath([makeBrowsePath(start, path)]);
-  if (result.statusCode !== StatusCodes.Good) fail(`cannot resolve ${path}: ${result.statusCode.toString()}`);
-  return result.targets[0].targetId;
-}
 
 async function call(session, objectId, methodName, ns, inputArguments) {
   const methodId = await resolve(session, objectId, `/${ns}:${methodName}`);
@@ -49,9 +37,7 @@ async function value(session, nodeId) {
   return dv.value.value;
 }
 
-const client = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
-await client.connect(endpoint);
-const session = await client.createSession();
+const { client, session } = await connect(endpoint);
 const namespaces = await session.readNamespaceArray();
 const di = namespaces.indexOf(DI);
 const ml = namespaces.indexOf(ML);

@@ -7,21 +7,11 @@
 // Models/<name>/<version>/Package and prints a JSON summary (the last line). Exits non-zero on failure.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { AttributeIds, BrowseDirection, DataType, OPCUAClient, StatusCodes, makeBrowsePath } from "node-opcua-client";
+import { AttributeIds, BrowseDirection, DataType, StatusCodes } from "node-opcua-client";
+import { connect, fail, resolve } from "./common.mjs";
 
 const [endpoint, packagePath, deviceId, bindingPath] = process.argv.slice(2);
 const ML = "http://modelline.io/UA/";
-
-function fail(message) {
-  console.error(message);
-  process.exit(1);
-}
-
-async function resolve(session, start, path) {
-  const [result] = await session.translateBrowsePath([makeBrowsePath(start, path)]);
-  if (result.statusCode !== StatusCodes.Good) fail(`cannot resolve ${path}: ${result.statusCode.toString()}`);
-  return result.targets[0].targetId;
-}
 
 async function call(session, objectId, methodId, inputArguments) {
   const result = await session.call({ objectId, methodId, inputArguments });
@@ -29,9 +19,7 @@ async function call(session, objectId, methodId, inputArguments) {
   return result.outputArguments.map((a) => a.value);
 }
 
-const client = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
-await client.connect(endpoint);
-const session = await client.createSession();
+const { client, session } = await connect(endpoint);
 const ml = (await session.readNamespaceArray()).indexOf(ML);
 const manager = await resolve(session, "ObjectsFolder", `/${ml}:ModelManager`);
 const browse = async (nodeId) => (await session.browse({

@@ -1,13 +1,12 @@
 // Subscribe to one variable with node-opcua and print the first N Good updates as JSON.
 //
 //   node subscribe.mjs <endpoint> <nodeId> <count>
-import { AttributeIds, ClientMonitoredItem, ClientSubscription, OPCUAClient, TimestampsToReturn } from "node-opcua-client";
+import { AttributeIds, ClientMonitoredItem, ClientSubscription, TimestampsToReturn } from "node-opcua-client";
+import { connect } from "./common.mjs";
 
 const [endpoint, nodeId, countText] = process.argv.slice(2);
 const count = Number(countText);
-const client = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
-await client.connect(endpoint);
-const session = await client.createSession();
+const { client, session } = await connect(endpoint);
 const subscription = ClientSubscription.create(session, {
   requestedPublishingInterval: 100, requestedMaxKeepAliveCount: 20, requestedLifetimeCount: 200, publishingEnabled: true,
 });
