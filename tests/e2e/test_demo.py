@@ -11,10 +11,11 @@ import json
 import re
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.processes import MODELLINE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.mark.timeout(240)
 async def test_headless_demo_runs_upgrades_rolls_back_and_cleans_up(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "modelline"),
+        MODELLINE,
         "demo",
         "--headless",
         "--duration",
@@ -63,7 +64,7 @@ async def test_headless_demo_runs_upgrades_rolls_back_and_cleans_up(tmp_path: Pa
 @pytest.mark.timeout(240)
 async def test_node_opcua_receives_predictions_from_the_demo(node_opcua: Path, tmp_path: Path) -> None:
     demo = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "modelline"),
+        MODELLINE,
         "demo",
         "--headless",
         "--no-upgrade",

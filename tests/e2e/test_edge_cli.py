@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,11 @@ from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, direct_prediction, output_node, wait_for
 from tests.opcua_servers import free_port
+from tests.processes import MODELLINE, run_modelline
 
 pytestmark = pytest.mark.e2e
 
-MODELLINE = str(Path(sys.executable).parent / "modelline")
-
-
-async def _run(*argv: str, timeout: float = 120) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        MODELLINE, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode or 0, out.decode(), err.decode()
+_run = run_modelline
 
 
 @pytest.mark.timeout(180)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sdk.package.build import build_package
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import build_pump
 from tests.opcua_servers import free_port
+from tests.processes import run_modelline
 
 pytestmark = pytest.mark.e2e
 
@@ -152,18 +154,9 @@ async def test_uploads_need_the_engineer_role(tmp_path: Path, signer: Signer, ex
 
 @pytest.mark.timeout(120)
 async def test_push_command(tmp_path: Path, signer: Signer, other_signer: Signer, example: Path) -> None:
-    import asyncio
     import json
-    import sys
 
-    modelline = str(Path(sys.executable).parent / "modelline")
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            modelline, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(), err.decode()
+    run = partial(run_modelline, timeout=60)
 
     package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
     foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path

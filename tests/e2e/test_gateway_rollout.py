@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.edge_harness import (
     with_wrong_samples,
 )
 from tests.opcua_servers import free_port
+from tests.processes import run_modelline
 from tests.readme import assert_documented
 
 pytestmark = pytest.mark.e2e
@@ -280,17 +282,7 @@ async def _serving(p: Plant, device: str, version: str) -> bool:
 
 @pytest.mark.timeout(300)
 async def test_cli_drives_the_gateway(tmp_path: Path, signer: Signer, example: Path) -> None:
-    import asyncio
-    import sys
-
-    modelline = str(Path(sys.executable).parent / "modelline")
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            modelline, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(), err.decode()
+    run = partial(run_modelline, timeout=60)
 
     package = build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path
     async with plant(tmp_path, signer) as p:

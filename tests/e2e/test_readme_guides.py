@@ -20,7 +20,6 @@ import random
 import re
 import shutil
 import signal
-import sys
 import zipfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -38,10 +37,10 @@ from tests import readme
 from tests.aws_harness import AWS_VARIABLES_TO_CLEAR, offline_aws_env, register_model_group, tarball
 from tests.edge_harness import HEALTHY, wait_for
 from tests.opcua_servers import free_port
+from tests.processes import MODELLINE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-MODELLINE = str(Path(sys.executable).parent / "modelline")
 PASSWORD = "pump-station-secret"
 PC = "engineering-pc"
 URL = re.compile(r"opc\.tcp://([\w.-]+):(\d+)")
