@@ -93,7 +93,7 @@ def table(title: str) -> list[list[str]]:
     return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows[2:]]
 
 
-def _messages() -> list[str]:
+def messages() -> list[str]:
     """Every example message quoted in the verification and troubleshooting tables."""
     quoted = [row[1] for row in table("Look inside a package")] + [row[0] for row in table("Troubleshooting")]
     return [span for cell in quoted for span in re.findall(r"`([^`]+)`", cell)[-1:] if " " in span]
@@ -106,7 +106,7 @@ def pattern(message: str) -> re.Pattern[str]:
 
 def documented(key: str) -> re.Pattern[str]:
     """The pattern of the one quoted message that contains ``key``."""
-    matches = [m for m in _messages() if m == key] or [m for m in _messages() if key in m]
+    matches = [m for m in messages() if m == key] or [m for m in messages() if key in m]
     assert len(matches) == 1, f"{len(matches)} README messages contain {key!r}: {matches}"
     return pattern(matches[0])
 
@@ -115,11 +115,6 @@ def assert_documented(output: str, key: str) -> None:
     """``output`` says what the README quotes for the message containing ``key``."""
     expected = documented(key)
     assert expected.search(output), f"README quotes {expected.pattern!r}, the code said: {output.strip()[-600:]}"
-
-
-def messages() -> list[str]:
-    """The quoted messages (for the check that each one is asserted by some test)."""
-    return _messages()
 
 
 def exit_codes() -> dict[int, str]:

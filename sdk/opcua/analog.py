@@ -8,6 +8,7 @@ prediction with the same layout, so a central HMI shows the same units as the li
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,7 @@ class VariableLayout:
     def zero(self) -> ua.Variant:
         """The value a new variable starts with."""
         zero = _ZERO.get(self.kind, 0)
-        count = 1
-        for dim in self.dims:
-            count *= dim
-        return ua.Variant([zero] * count if self.dims else zero, self.kind)
+        return ua.Variant([zero] * math.prod(self.dims) if self.dims else zero, self.kind)
 
 
 async def add_prediction_variable(
