@@ -14,7 +14,6 @@ from typing import Any
 from asyncua import Node, Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 
-from edge_node.binding import Binding
 from edge_node.opcua.inputs import InputHub
 from edge_node.opcua.pipeline_nodes import PipelineNodes, create_inference_server
 from edge_node.opcua.server import DeviceHealth, create_device, create_server
@@ -24,6 +23,7 @@ from edge_node.runtime.pipeline import Pipeline, PipelineState, PipelineStatus
 from edge_node.settings import EdgeSettings
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotStore
+from sdk.binding import Binding
 from sdk.di_client import MODELLINE_URI, connect
 from sdk.errors import ModelLineError
 from sdk.keys import TrustStore

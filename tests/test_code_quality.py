@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ["sdk", "gateway", "edge_node", "nodesets"]
+PRODUCT = ["nodesets", "sdk", "edge_node", "gateway", "modelline"]
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -18,9 +18,9 @@ from typing import Any
 from asyncua import Node, Server, ua
 from asyncua.common.instantiate_util import instantiate
 
-from edge_node.binding import Binding
 from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, output_dims
 from nodesets import Namespaces
+from sdk.binding import Binding
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.status import arg, status_on_error

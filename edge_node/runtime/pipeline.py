@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge_node.binding import Binding, TriggerMode
 from edge_node.runtime import quality
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
+from sdk.binding import Binding, TriggerMode
 from sdk.cancel import honour_cancel
 from sdk.package.manifest import ElementType, Feature, Manifest, TensorSpec
 from sdk.package.onnx_model import NUMPY_DTYPES, one_sample_shape

@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 
-from edge_node.binding import Binding
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
 from edge_node.runtime.pipeline import Pipeline
 from edge_node.slots.store import InstalledVersion, SlotState, SlotStore
+from sdk.binding import Binding
 from sdk.cancel import honour_cancel
 from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND, ModelLineError
 from sdk.keys import TrustStore

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_node.binding import Binding
+from sdk.binding import Binding
 from sdk.package.verify import PackageInfo
 
 MANUFACTURER_URI_PREFIX = "urn:modelline:model:"

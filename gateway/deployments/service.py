@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_node.binding import Binding
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
 from gateway.store.base import AuditEntry, DeploymentRecord, ModelVersionRecord, Store, TargetRecord
+from sdk.binding import Binding
 from sdk.di_client import set_binding
 from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND, ModelLineError, UpdateFailed
 from sdk.opcua.status import StatusError

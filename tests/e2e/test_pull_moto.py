@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sdk.cli.main import main
+from modelline.cli.main import main
 from sdk.package.verify import verify_package
 from tests.aws_harness import (
     BUCKET,

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from asyncua import Client, Node, Server, ua
 
-from edge_node.binding import Binding
+from sdk.binding import Binding
 from sdk.examples import example_dir
 from sdk.opcua.shelf import init_server
 from tests import readme

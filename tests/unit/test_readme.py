@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from asyncua import ua
 
-from edge_node.binding import Binding
 from edge_node.runtime import quality
-from sdk.cli.main import EXIT_INTERNAL, EXIT_INTERRUPTED, build_parser
+from modelline.cli.main import EXIT_INTERNAL, EXIT_INTERRUPTED, build_parser
+from sdk.binding import Binding
 from sdk.errors import EXIT_CODES, ModelLineError
 from sdk.examples import example_dir
 from tests import readme

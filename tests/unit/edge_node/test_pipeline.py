@@ -10,11 +10,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_node.binding import Binding
 from edge_node.opcua.software_update import version_kind
 from edge_node.runtime.model import InferenceRuntime
 from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus, Reading
 from edge_node.slots.slot import VersionKind
+from sdk.binding import Binding
 from sdk.opcua.status import StatusError
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from asyncua.crypto.permission_rules import UserRole
 
+from modelline.cli.main import main
 from sdk import errors
-from sdk.cli.main import main
 from sdk.opcua.users import Role, RoleUser, UserStore, check_password, hash_password
 
 

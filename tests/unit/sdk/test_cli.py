@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sdk.cli.main import build_parser, main
+from modelline.cli.main import build_parser, main
 from tests.conftest import read_members, write_members
 
 

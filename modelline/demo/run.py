@@ -25,8 +25,8 @@ from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
-from sdk.demo.line import LineSimulator
-from sdk.demo.watch import Continuity, PredictionWatch
+from modelline.demo.line import LineSimulator
+from modelline.demo.watch import Continuity, PredictionWatch
 from sdk.di_client import MODELLINE_URI
 from sdk.examples import example_dir
 from sdk.file_client import upload

@@ -8,9 +8,9 @@ import hashlib
 import logging
 from pathlib import Path
 
-from edge_node.binding import Binding
-from sdk.cli.common import add_json, add_login, add_users_file, password_of
-from sdk.cli.output import Output
+from modelline.cli.common import add_json, add_login, add_users_file, password_of
+from modelline.cli.output import Output
+from sdk.binding import Binding
 from sdk.di_client import SoftwareUpdateClient, connect, set_binding
 from sdk.errors import UsageError
 from sdk.package.verify import read_package

@@ -9,8 +9,8 @@ import os
 import tomllib
 from pathlib import Path
 
-from sdk.cli.common import add_json
-from sdk.cli.output import Output
+from modelline.cli.common import add_json
+from modelline.cli.output import Output
 from sdk.errors import UsageError
 from sdk.opcua.users import Role, UserStore, hash_password
 

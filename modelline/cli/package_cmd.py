@@ -10,8 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from sdk.cli.common import add_json, add_output_and_spec, add_signing, signing_key
-from sdk.cli.output import Output
+from modelline.cli.common import add_json, add_output_and_spec, add_signing, signing_key
+from modelline.cli.output import Output
 from sdk.errors import PackageRejected, UsageError
 from sdk.keys import TrustStore
 from sdk.package.build import build_package

@@ -12,9 +12,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from edge_node.binding import Binding
-from sdk.cli.common import add_json, add_login, password_of
-from sdk.cli.output import Output
+from modelline.cli.common import add_json, add_login, password_of
+from modelline.cli.output import Output
+from sdk.binding import Binding
 from sdk.di_client import MODELLINE_URI, connect
 from sdk.errors import NotFound, SourceError, UsageError
 

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from sdk.cli.output import Output
+from modelline.cli.output import Output
 
 _EXAMPLE = """Examples:
   modelline demo                               # live dashboard until Ctrl-C
@@ -55,7 +55,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 def _dashboard(snapshot: object) -> Group:
-    s = snapshot  # a sdk.demo.run.Snapshot
+    s = snapshot  # a modelline.demo.run.Snapshot
     tags = Table(title="Line (simulated PLC tags)", title_justify="left")
     tags.add_column("pump")
     for tag in ("vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"):
@@ -109,7 +109,7 @@ def _dashboard(snapshot: object) -> Group:
 
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:
-    from sdk.demo.run import Demo  # the servers load only for this command
+    from modelline.demo.run import Demo  # the servers load only for this command
 
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # expected disconnects during rollback are no news
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="modelline-demo-"))

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from asyncua import ua
 
+from modelline.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, rollout_cmd, users_cmd
+from modelline.cli.output import Output
 from sdk import __version__
-from sdk.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, rollout_cmd, users_cmd
-from sdk.cli.output import Output
 from sdk.errors import EXIT_CODES, ModelLineError, PackageRejected
 
 EXIT_INTERNAL = 70

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from asyncua import ua
 
-from sdk.cli.common import add_json, add_login, add_users_file, password_of
-from sdk.cli.output import Output
+from modelline.cli.common import add_json, add_login, add_users_file, password_of
+from modelline.cli.output import Output
 from sdk.di_client import MODELLINE_URI, connect
 from sdk.errors import PackageRejected, UsageError
 from sdk.file_client import upload

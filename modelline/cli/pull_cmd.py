@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sdk.cli.common import add_json, add_output_and_spec, add_signing, signing_key
-from sdk.cli.output import Output
+from modelline.cli.common import add_json, add_output_and_spec, add_signing, signing_key
+from modelline.cli.output import Output
 from sdk.package.build import BuildResult
 from sdk.package.spec import PackageSpec
 from sdk.pull import PullTarget, pull_s3, pull_sagemaker

@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from sdk.cli.common import add_json, add_passphrase, read_passphrase
-from sdk.cli.output import Output
+from modelline.cli.common import add_json, add_passphrase, read_passphrase
+from modelline.cli.output import Output
 from sdk.errors import UsageError
 from sdk.keys import PASSPHRASE_ENV, generate_key_pair
 
