@@ -6,9 +6,9 @@ async with EdgeNode(settings) as node:     # server started, saved models servin
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from asyncua import Node, Server, ua
@@ -16,18 +16,19 @@ from asyncua.common.callback import CallbackType, ServerItemCallback
 
 from edge_node.opcua.inputs import InputHub
 from edge_node.opcua.pipeline_nodes import PipelineNodes, create_inference_server
-from edge_node.opcua.server import DeviceHealth, create_device, create_server
+from edge_node.opcua.server import create_device, create_server
 from edge_node.opcua.software_update import SlotNodes
 from edge_node.runtime.model import InferenceRuntime
-from edge_node.runtime.pipeline import Pipeline, PipelineState, PipelineStatus
+from edge_node.runtime.pipeline import Pipeline, PipelineStatus
 from edge_node.settings import EdgeSettings
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotStore
+from nodesets.ids import MODELLINE_URI, DeviceHealth, PipelineState
 from sdk.binding import Binding
-from sdk.di_client import MODELLINE_URI, connect
-from sdk.errors import ModelLineError
+from sdk.di_client import connect
 from sdk.keys import TrustStore
 from sdk.opcua.service import Service
+from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
 
@@ -95,27 +96,23 @@ class EdgeNode(Service):
         if "0.0.0.0" in endpoint:
             endpoint = endpoint.replace("0.0.0.0", socket.getfqdn())
         password = s.gateway_password_file.read_text(encoding="utf-8").strip() if s.gateway_password_file else None
-        delay = 1.0
-        while True:
+
+        async def register(connected: Callable[[], None]) -> None:
+            client = await connect(s.gateway_url or "", s.gateway_user, password)
+            connected()
             try:
-                client = await connect(s.gateway_url or "", s.gateway_user, password)
-                try:
-                    ml = await client.get_namespace_index(MODELLINE_URI)
-                    manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
-                    await manager.call_method(
-                        f"{ml}:RegisterDevice",
-                        ua.Variant(s.device_id, ua.VariantType.String),
-                        ua.Variant(endpoint, ua.VariantType.String),
-                    )
-                finally:
-                    await client.disconnect()
-            except (ModelLineError, ua.UaError, OSError, TimeoutError) as exc:
-                _log.warning("registering with gateway %s: %s; retrying in %.0f s", s.gateway_url, exc, delay)
-            else:
-                _log.info("registered with gateway %s as %s at %s", s.gateway_url, s.device_id, endpoint)
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+                ml = await client.get_namespace_index(MODELLINE_URI)
+                manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+                await manager.call_method(
+                    f"{ml}:RegisterDevice",
+                    ua.Variant(s.device_id, ua.VariantType.String),
+                    ua.Variant(endpoint, ua.VariantType.String),
+                )
+            finally:
+                await client.disconnect()
+            _log.info("registered with gateway %s as %s at %s", s.gateway_url, s.device_id, endpoint)
+
+        await reconnecting(f"registering with gateway {s.gateway_url}", register, first_s=1.0, cap_s=60.0, logger=_log)
 
     async def _on_write(self, event: ServerItemCallback, dispatcher: Any) -> None:
         for item, result in zip(event.request_params.NodesToWrite, event.response_params, strict=False):

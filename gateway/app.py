@@ -19,13 +19,16 @@ from asyncua import Server
 from asyncua.common.instantiate_util import instantiate
 
 from gateway.deployments.service import DeploymentService
+from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
+from gateway.opcua.device_link import DeviceLink
 from gateway.opcua.devices import DeviceNodes
 from gateway.opcua.manager import ManagerNodes
 from gateway.opcua.models import ModelNodes
 from gateway.settings import GatewaySettings
 from gateway.store.sqlite import SqliteStore
+from nodesets.ids import ModelLine
 from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore, load_private_key
 from sdk.opcua.ids import node_id, qname
@@ -36,7 +39,6 @@ from sdk.sources.sagemaker import find_model
 
 _log = logging.getLogger(__name__)
 
-MODEL_MANAGER_TYPE = 1010
 INSTANCE_URI = "urn:modelline:gateway"
 
 
@@ -71,16 +73,21 @@ class Gateway(Service):
         manager = (
             await instantiate(
                 server.nodes.objects,
-                server.get_node(node_id(MODEL_MANAGER_TYPE, ns.modelline)),
+                server.get_node(node_id(ModelLine.MODEL_MANAGER_TYPE, ns.modelline)),
                 nodeid=node_id("ModelManager", instance_ns),
                 bname=qname("ModelManager", ns.modelline),
             )
         )[0]
         password = s.edge_password_file.read_text(encoding="utf-8").strip() if s.edge_password_file else None
-        self.devices = DeviceRegistry(self.store, user=s.edge_user, password=password)
         self.device_nodes = DeviceNodes(server, ns, await manager.get_child(f"{ns.modelline}:Devices"))
+
+        def new_link(device_id: str, endpoint: str) -> Device:
+            link = DeviceLink(device_id, endpoint, user=s.edge_user, password=password)
+            link.prediction_listeners.append(self.device_nodes.mirror)
+            return link
+
+        self.devices = DeviceRegistry(self.store, new_link)
         self.devices.listeners.append(self.device_nodes.show)
-        self.devices.prediction_listeners.append(self.device_nodes.mirror)
         await self.devices.load()
         for link in self.devices.links.values():
             await self.device_nodes.show(link)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from asyncua import Server
+from nodesets.ids import DI_URI, MODELLINE_URI
 
-from nodesets.model import DI_URI, MODELLINE_URI
+if TYPE_CHECKING:  # the OPC UA stack is needed only by servers, not by what imports the identifiers
+    from asyncua import Server
 
 HERE = Path(__file__).parent
 DI_NODESET = HERE / "Opc.Ua.Di.NodeSet2.xml"

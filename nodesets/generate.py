@@ -1,22 +1,31 @@
-"""Write ModelLine.NodeSet2.xml from the declarations in ``nodesets/model.py``.
+"""Write ModelLine.NodeSet2.xml and ids.py from the declarations in ``nodesets/model.py``.
 
 The NodeSet is the one definition of ModelLine's OPC UA types; this script only
-saves writing its XML by hand. Run it after changing ``model.py``:
+saves writing its XML by hand. ``ids.py`` is the one place Python code finds
+identities: namespace URIs, the NodeIds of ModelLine's types and of the DI parts it
+uses (looked up by browse path in the DI NodeSet), and the enumerations (ModelLine's
+and DI's, and the states of DI's state machines). Run it after changing ``model.py``:
 
     python -m nodesets.generate
 
-A test regenerates the file and fails when the committed copy differs.
+A test regenerates both files and fails when a committed copy differs.
 NodeIds are fixed by the declarations (types, enumerations) and by position
 (children), so adding children at the end keeps every existing NodeId.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from nodesets.model import (
+    DI_ENUMS,
+    DI_NODES,
+    DI_STATE_MACHINES,
     DI_URI,
     ENUMS,
     MODELLINE_URI,
@@ -32,6 +41,10 @@ from nodesets.model import (
 )
 
 TARGET = Path(__file__).with_name("ModelLine.NodeSet2.xml")
+IDS_TARGET = Path(__file__).with_name("ids.py")
+DI_SOURCE = Path(__file__).with_name("Opc.Ua.Di.NodeSet2.xml")
+_UA = "{http://opcfoundation.org/UA/2011/03/UANodeSet.xsd}"
+_STATE_TYPES = {"i=2307", "i=2309"}  # StateType, InitialStateType (OPC 10000-16)
 
 _RULES = {"M": "i=78", "O": "i=80"}
 _HEADER = """<?xml version="1.0" encoding="utf-8"?>
@@ -199,15 +212,120 @@ def render() -> str:
     return "".join(parts)
 
 
+# --- ids.py ------------------------------------------------------------------------------------
+
+
+def _upper_snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()
+
+
+class _DiModel:
+    """The DI NodeSet, indexed for look-ups by browse path."""
+
+    def __init__(self, path: Path) -> None:
+        root = ET.parse(path).getroot()
+        self.nodes = [el for el in root if el.get("NodeId")]
+        self.by_id = {el.get("NodeId"): el for el in self.nodes}
+
+    @staticmethod
+    def number(element: ET.Element) -> int:
+        return int(str(element.get("NodeId")).rsplit("=", 1)[1])
+
+    @staticmethod
+    def name(element: ET.Element) -> str:
+        return str(element.get("BrowseName")).split(":", 1)[-1]
+
+    def find(self, browse_path: str) -> ET.Element:
+        """The node at ``A/B/C``: A has no parent, each next one's ParentNodeId is the one before."""
+        parent: str | None = None
+        found: ET.Element | None = None
+        for part in browse_path.split("/"):
+            matches = [el for el in self.nodes if self.name(el) == part and (el.get("ParentNodeId") == parent)]
+            if len(matches) != 1:
+                raise LookupError(f"DI NodeSet: {browse_path!r} matches {len(matches)} nodes at {part!r}")
+            found = matches[0]
+            parent = found.get("NodeId")
+        assert found is not None
+        return found
+
+    def enum_fields(self, data_type: str) -> list[tuple[str, int]]:
+        definition = self.find(data_type).find(f"{_UA}Definition")
+        assert definition is not None
+        return [(str(f.get("Name")), int(str(f.get("Value")))) for f in definition.findall(f"{_UA}Field")]
+
+    def states(self, machine_type: str) -> list[tuple[str, int, int]]:
+        """(name, StateNumber, NodeId number) of each state of a state machine type, by StateNumber."""
+        type_id = self.find(machine_type).get("NodeId")
+        states = []
+        for el in self.nodes:
+            if el.get("ParentNodeId") != type_id or el.tag != f"{_UA}UAObject":
+                continue
+            refs = el.find(f"{_UA}References")
+            types = {
+                r.text for r in (refs if refs is not None else []) if r.get("ReferenceType") == "HasTypeDefinition"
+            }
+            if not types & _STATE_TYPES:
+                continue
+            number = next(
+                child
+                for child in self.nodes
+                if child.get("ParentNodeId") == el.get("NodeId") and self.name(child) == "StateNumber"
+            )
+            value = number.find(f"{_UA}Value")
+            assert value is not None
+            states.append((self.name(el), int("".join(value.itertext()).strip()), self.number(el)))
+        return sorted(states, key=lambda s: s[1])
+
+
+def _enum_class(name: str, doc: str, members: Sequence[tuple[str, int, int | None]]) -> str:
+    lines = [f"class {name}(NodeSetEnum):", f'    """{doc}"""', ""]
+    for label, value, node in members:
+        extra = f", {node}" if node is not None else ""
+        lines.append(f'    {_upper_snake(label)} = {value}, "{label}"{extra}')
+    return "\n".join(lines) + "\n"
+
+
+def render_ids() -> str:
+    """The whole ids.py module."""
+    di = _DiModel(DI_SOURCE)
+    out = [
+        '"""Identity, generated by nodesets/generate.py from nodesets/model.py and the DI NodeSet: edit those, '
+        "not this file.\n\nNumbers are numeric NodeId identifiers: ``ModelLine.*`` in the ModelLine namespace, "
+        '``DI.*`` in the DI\nnamespace; a server resolves each namespace\'s index once at start.\n"""\n',
+        "from __future__ import annotations\n",
+        "from nodesets.enums import NodeSetEnum\n",
+        f'MODELLINE_URI = "{MODELLINE_URI}"',
+        f'DI_URI = "{DI_URI}"\n\n',
+        "class ModelLine:",
+        '    """NodeIds of ModelLine\'s types and enumerations (namespace MODELLINE_URI)."""\n',
+    ]
+    out += [f"    {_upper_snake(t.name)} = {t.number}" for t in OBJECT_TYPES]
+    out += [f"    {_upper_snake(e.name)} = {e.number}" for e in ENUMS]
+    out += ["\n", "class DI:", '    """NodeIds of the DI parts ModelLine uses (namespace DI_URI, OPC 10000-100)."""\n']
+    out += [f"    {name} = {di.number(di.find(path))}  # {path}" for name, path in DI_NODES.items()]
+    out.append("\n")
+    for e in ENUMS:
+        out.append(_enum_class(e.name, e.description, [(n, v, None) for v, (n, _) in enumerate(e.values)]) + "\n")
+    for py_name, data_type in DI_ENUMS.items():
+        out.append(
+            _enum_class(py_name, f"DI {data_type}.", [(n, v, None) for n, v in di.enum_fields(data_type)]) + "\n"
+        )
+    for py_name, machine in DI_STATE_MACHINES.items():
+        doc = f"States of DI {machine}: StateNumber, name, state object NodeId (for CurrentState/Id)."
+        out.append(_enum_class(py_name, doc, di.states(machine)) + "\n")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
 def main() -> int:
-    """Write the NodeSet; with --check, only report whether the committed file is current."""
-    text = render()
+    """Write the NodeSet and ids.py; with --check, only report whether the committed files are current."""
+    outputs = {TARGET: render(), IDS_TARGET: render_ids()}
     if "--check" in sys.argv:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
-        print("up to date" if current == text else f"{TARGET.name} is stale: run python -m nodesets.generate")
-        return 0 if current == text else 1
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
+        stale = [p.name for p, text in outputs.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+        print(f"{', '.join(stale)} stale: run python -m nodesets.generate" if stale else "up to date")
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 

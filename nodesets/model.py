@@ -136,6 +136,28 @@ ENUMS = [PIPELINE_STATE, DEVICE_STATE, DEPLOYMENT_STATE]
 
 PIPELINE_STATE_NODE = f"ns=1;i={PIPELINE_STATE.number}"
 
+# What ModelLine uses of the DI model (OPC 10000-100): Python name -> browse path in Opc.Ua.Di.NodeSet2.xml.
+# generate.py looks each up in that file and writes its NodeId into ids.py, so no DI number is typed by hand.
+DI_NODES = {
+    "DEVICE_SET": "DeviceSet",
+    "DEVICE_TYPE": "DeviceType",
+    "SOFTWARE_TYPE": "SoftwareType",
+    "SOFTWARE_UPDATE_TYPE": "SoftwareUpdateType",
+    "CACHED_LOADING_TYPE": "CachedLoadingType",
+    "SOFTWARE_VERSION_TYPE": "SoftwareVersionType",
+    "INSTALLATION_STATE_MACHINE_TYPE": "InstallationStateMachineType",
+    "INSTALL_SOFTWARE_PACKAGE": "InstallationStateMachineType/InstallSoftwarePackage",
+    "CONFIRMATION_STATE_MACHINE_TYPE": "ConfirmationStateMachineType",
+    "DEVICE_HEALTH_ENUMERATION": "DeviceHealthEnumeration",
+}
+# DI enumeration DataTypes, generated as Python enums: Python name -> DataType browse name.
+DI_ENUMS = {"DeviceHealth": "DeviceHealthEnumeration", "SoftwareVersionFileType": "SoftwareVersionFileType"}
+# DI state machine types whose states are generated as Python enums (StateNumber, name, state NodeId).
+DI_STATE_MACHINES = {
+    "InstallationState": "InstallationStateMachineType",
+    "ConfirmationState": "ConfirmationStateMachineType",
+}
+
 INFERENCE_SERVER_TYPE = ObjectType(
     1001,
     "InferenceServerType",

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
 from asyncua.ua import uaerrors
 
+from nodesets.ids import DI_URI, MODELLINE_URI, SoftwareVersionFileType
 from sdk.errors import (
     BAD_NOT_FOUND,
     NotFound,
@@ -29,28 +29,9 @@ from sdk.errors import (
     UsageError,
 )
 from sdk.file_client import upload
-from sdk.opcua.ids import node_id
-
-DI_URI = "http://opcfoundation.org/UA/DI/"
-MODELLINE_URI = "http://modelline.io/UA/"
-HAS_ADD_IN = 17604
-PENDING = 1  # SoftwareVersionFileType.Pending
+from sdk.versions import VersionInfo
 
 Progress = Callable[[int, int | None], None]
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """A SoftwareVersionType as read from a device."""
-
-    manufacturer_uri: str
-    revision: str
-    hash: bytes
-
-    @property
-    def empty(self) -> bool:
-        """No version in this place."""
-        return not self.revision
 
 
 def _status(exc: ua.UaStatusCodeError) -> int:
@@ -75,7 +56,7 @@ class SoftwareUpdateClient:
             slots: dict[str, Node] = {}
             for component in await device_node.get_children(nodeclassmask=ua.NodeClass.Object):
                 add_ins = await component.get_referenced_nodes(
-                    refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Forward
+                    refs=ua.ObjectIds.HasAddIn, direction=ua.BrowseDirection.Forward
                 )
                 for add_in in add_ins:
                     if (await add_in.read_browse_name()).Name == "SoftwareUpdate":
@@ -88,7 +69,9 @@ class SoftwareUpdateClient:
 
     async def slot_name(self) -> str:
         """The name of the slot (the component that owns this SoftwareUpdate AddIn)."""
-        owners = await self.update.get_referenced_nodes(refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Inverse)
+        owners = await self.update.get_referenced_nodes(
+            refs=ua.ObjectIds.HasAddIn, direction=ua.BrowseDirection.Inverse
+        )
         return str((await owners[0].read_browse_name()).Name)
 
     async def _node(self, *path: str) -> Node:
@@ -97,9 +80,9 @@ class SoftwareUpdateClient:
     async def _method(self, parent: Node, name: str, *args: ua.Variant) -> Any:
         return await parent.call_method((await parent.get_child(f"{self.di}:{name}")).nodeid, *args)
 
-    async def version(self, which: str = "Current") -> VersionInfo:
+    async def version(self, which: SoftwareVersionFileType = SoftwareVersionFileType.CURRENT) -> VersionInfo:
         """Current, Pending or Fallback version as the device reports it."""
-        node = await self._node("Loading", f"{which}Version")
+        node = await self._node("Loading", f"{which.label}Version")
         uri = await (await node.get_child(f"{self.di}:ManufacturerUri")).read_value()
         revision = await (await node.get_child(f"{self.di}:SoftwareRevision")).read_value()
         try:
@@ -124,14 +107,20 @@ class SoftwareUpdateClient:
         data = await asyncio.to_thread(package.read_bytes)
         transfer = await self._node("Loading", "FileTransfer")
         try:
-            await upload(self.client, transfer, data, ua.Variant(PENDING, ua.VariantType.Int32), progress)
+            await upload(
+                self.client,
+                transfer,
+                data,
+                ua.Variant(int(SoftwareVersionFileType.PENDING), ua.VariantType.Int32),
+                progress,
+            )
         except ua.UaStatusCodeError as exc:
             if _status(exc) == ua.StatusCodes.BadUserAccessDenied:
                 raise UpdateFailed(f"the device refused the transfer ({type(exc).__name__}): {_hint(exc)}") from None
             reason = await (await self._node("Loading", "ErrorMessage")).read_value()
             text = getattr(reason, "Text", None) or await self.update_status() or str(exc)
             raise PackageRejected(f"the device rejected the package ({type(exc).__name__}): {text}") from None
-        pending = await self.version("Pending")
+        pending = await self.version(SoftwareVersionFileType.PENDING)
         if pending.hash and pending.hash != hashlib.sha256(data).digest():
             raise UpdateFailed("PendingVersion does not show the package that was sent (another client wrote one?)")
         return pending

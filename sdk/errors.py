@@ -21,6 +21,9 @@ BAD_NOT_SUPPORTED = 0x803D0000
 BAD_CONFIGURATION_ERROR = 0x80890000
 BAD_COMMUNICATION_ERROR = 0x80050000
 BAD_USER_ACCESS_DENIED = 0x801F0000
+BAD_INVALID_STATE = 0x80AF0000
+BAD_OUT_OF_MEMORY = 0x80030000
+BAD_RESOURCE_UNAVAILABLE = 0x80040000
 
 
 # What each `modelline` exit code means (the README and `modelline --help` list these; a test
@@ -57,6 +60,19 @@ class NotFound(ModelLineError):
 
     status = BAD_NOT_FOUND
     exit_code = 4
+
+
+class InvalidState(ModelLineError):
+    """The request is valid but cannot be carried out in the present state (e.g. nothing waits for Confirm)."""
+
+    status = BAD_INVALID_STATE
+
+
+class AccessDenied(ModelLineError):
+    """The caller's role does not allow the request."""
+
+    status = BAD_USER_ACCESS_DENIED
+    exit_code = 2
 
 
 # --- keys -------------------------------------------------------------------------------------

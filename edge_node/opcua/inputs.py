@@ -22,6 +22,7 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 
 from edge_node.runtime.pipeline import Pipeline, Reading
 from sdk.cancel import honour_cancel
+from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
 
@@ -67,22 +68,20 @@ class Source:
 
     async def run(self) -> None:
         """Connect, subscribe, deliver; reconnect with backoff; forever."""
-        delay = self._backoff[0]
-        while True:
-            try:
-                await self._session()
-                delay = self._backoff[0]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure of the source: report it, wait, retry
-                _log.warning("source %s: %s: %s; retrying in %.1f s", self.endpoint, type(exc).__name__, exc, delay)
-            if self.connected:
-                self.connected = False
-            await self._mark_stale(True)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff[1])
+        await reconnecting(
+            f"source {self.endpoint}",
+            self._session,
+            first_s=self._backoff[0],
+            cap_s=self._backoff[1],
+            on_down=self._down,
+            logger=_log,
+        )
 
-    async def _session(self) -> None:
+    async def _down(self, reason: str) -> None:
+        self.connected = False
+        await self._mark_stale(True)
+
+    async def _session(self, connected: Callable[[], None]) -> None:
         client = Client(self.endpoint, timeout=self._timeout, watchdog_intervall=1.0)
         lost = asyncio.Event()
 
@@ -91,6 +90,7 @@ class Source:
 
         client.connection_lost_callback = on_lost
         await client.connect()
+        connected()
         try:
             params = ua.CreateSubscriptionParameters(
                 RequestedPublishingInterval=float(self.publishing_interval_ms),

@@ -20,6 +20,7 @@ from asyncua.common.instantiate_util import instantiate
 
 from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, output_dims
 from nodesets import Namespaces
+from nodesets.ids import ModelLine
 from sdk.binding import Binding
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
@@ -28,8 +29,6 @@ from sdk.opcua.users import Role, requires
 from sdk.package.manifest import ElementType, Manifest, TensorSpec
 
 _log = logging.getLogger(__name__)
-
-INFERENCE_SERVER_TYPE, PIPELINE_TYPE = 1001, 1002
 
 VARIANT_TYPES: dict[ElementType, ua.VariantType] = {
     ElementType.FLOAT32: ua.VariantType.Float,
@@ -126,7 +125,7 @@ class PipelineNodes:
         node = (
             await instantiate(
                 pipelines_folder,
-                server.get_node(node_id(PIPELINE_TYPE, ns.modelline)),
+                server.get_node(node_id(ModelLine.PIPELINE_TYPE, ns.modelline)),
                 nodeid=pipeline_id,
                 bname=qname(name, instance_ns),
             )
@@ -273,7 +272,7 @@ async def create_inference_server(server: Server, ns: Namespaces, instance_ns: i
     node = (
         await instantiate(
             server.nodes.objects,
-            server.get_node(node_id(INFERENCE_SERVER_TYPE, ns.modelline)),
+            server.get_node(node_id(ModelLine.INFERENCE_SERVER_TYPE, ns.modelline)),
             nodeid=node_id("InferenceServer", instance_ns),
             bname=qname("InferenceServer", ns.modelline),
         )

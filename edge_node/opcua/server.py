@@ -10,20 +10,12 @@ from asyncua.common.instantiate_util import instantiate
 
 import nodesets
 from edge_node.settings import EdgeSettings
+from nodesets.ids import DI, DeviceHealth, ModelLine
 from sdk import __version__
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.service import new_server
 
 _log = logging.getLogger(__name__)
-
-INFERENCE_DEVICE_TYPE = 1003  # ModelLine namespace
-DEVICE_SET, DEVICE_HEALTH_ENUMERATION = 5001, 6244  # DI namespace
-
-
-class DeviceHealth:
-    """DeviceHealthEnumeration values (OPC 10000-100 5.5.4)."""
-
-    NORMAL, FAILURE, CHECK_FUNCTION, OFF_SPEC, MAINTENANCE_REQUIRED = 0, 1, 2, 3, 4
 
 
 async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namespaces, int]:
@@ -43,11 +35,11 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
 
 async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: int, settings: EdgeSettings) -> Node:
     """``DeviceSet/<device id>``: a DI DeviceType with its identification and DeviceHealth."""
-    device_set = server.get_node(node_id(DEVICE_SET, ns.di))
+    device_set = server.get_node(node_id(DI.DEVICE_SET, ns.di))
     device = (
         await instantiate(
             device_set,
-            server.get_node(node_id(INFERENCE_DEVICE_TYPE, ns.modelline)),
+            server.get_node(node_id(ModelLine.INFERENCE_DEVICE_TYPE, ns.modelline)),
             nodeid=node_id(settings.device_id, instance_ns),
             bname=qname(settings.device_id, instance_ns),
             instantiate_optional=False,
@@ -69,6 +61,6 @@ async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: in
         node_id(f"{settings.device_id}.DeviceHealth", instance_ns),
         qname("DeviceHealth", ns.di),
         ua.Variant(DeviceHealth.NORMAL, ua.VariantType.Int32),
-        datatype=node_id(DEVICE_HEALTH_ENUMERATION, ns.di),
+        datatype=node_id(DI.DEVICE_HEALTH_ENUMERATION, ns.di),
     )
     return device

@@ -25,44 +25,29 @@ from asyncua import Node, Server, ua
 from asyncua.common.copy_node_util import copy_node
 from asyncua.common.instantiate_util import instantiate
 
-from edge_node.slots.slot import InstallState, ModelSlot, VersionKind
+from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import InstalledVersion
 from nodesets import Namespaces
-from sdk.errors import BAD_INVALID_ARGUMENT
+from nodesets.ids import DI, ConfirmationState, SoftwareVersionFileType
+from sdk.errors import UsageError
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.ids import node_id, qname, text_of
-from sdk.opcua.status import StatusError, arg, status_on_error
+from sdk.opcua.status import arg, status_on_error
 from sdk.opcua.users import Role, requires
 
 _log = logging.getLogger(__name__)
 
-# DI NodeIds (Opc.Ua.Di.NodeSet2.xml), numeric parts in the DI namespace.
-SOFTWARE_TYPE = 15106
-SOFTWARE_UPDATE_TYPE = 1
-CACHED_LOADING_TYPE = 171
-SOFTWARE_VERSION_TYPE = 212
-INSTALLATION_STATE_MACHINE_TYPE = 249
-CONFIRMATION_STATE_MACHINE_TYPE = 307
-INSTALL_SOFTWARE_PACKAGE = 265  # the optional method's declaration on InstallationStateMachineType
-STATE_IDS = {  # state objects of the two state machine types, for CurrentState.Id
-    InstallState.IDLE: 271,
-    InstallState.INSTALLING: 273,
-    InstallState.ERROR: 275,
-}
-NOT_WAITING_FOR_CONFIRM, WAITING_FOR_CONFIRM = 323, 325
-HAS_ADD_IN = 17604
 KEEPS_PARAMETERS = 0x1  # UpdateBehavior bit 0 (8.5.2); no WillDisconnect, RequiresPowerCycle, WillReboot
 
-_VERSION_KINDS = {0: VersionKind.CURRENT, 1: VersionKind.PENDING, 2: VersionKind.FALLBACK}
 
-
-def version_kind(value: Any) -> VersionKind:
+def version_kind(value: Any) -> SoftwareVersionFileType:
     """generateOptions as SoftwareVersionFileType (DI 8.5.1); Null means Pending (OPC 10000-20 4.4.4)."""
     if value is None:
-        return VersionKind.PENDING
-    if isinstance(value, int) and not isinstance(value, bool) and value in _VERSION_KINDS:
-        return _VERSION_KINDS[value]
-    raise StatusError(BAD_INVALID_ARGUMENT, f"generateOptions {value!r} is not a SoftwareVersionFileType (0, 1, 2)")
+        return SoftwareVersionFileType.PENDING
+    if isinstance(value, int) and not isinstance(value, bool) and value in set(SoftwareVersionFileType):
+        return SoftwareVersionFileType(value)
+    choices = ", ".join(f"{int(k)} {k.label}" for k in SoftwareVersionFileType)
+    raise UsageError(f"generateOptions {value!r} is not a SoftwareVersionFileType ({choices})")
 
 
 @dataclass
@@ -100,7 +85,7 @@ class SlotNodes:
         self.component = (
             await instantiate(
                 device,
-                server.get_node(self._di(SOFTWARE_TYPE)),
+                server.get_node(self._di(DI.SOFTWARE_TYPE)),
                 nodeid=node_id(base, instance_ns),
                 bname=qname(slot.name, instance_ns),
                 instantiate_optional=False,
@@ -109,7 +94,7 @@ class SlotNodes:
         update = (
             await instantiate(
                 self.component,
-                server.get_node(self._di(SOFTWARE_UPDATE_TYPE)),
+                server.get_node(self._di(DI.SOFTWARE_UPDATE_TYPE)),
                 nodeid=node_id(f"{base}.SoftwareUpdate", instance_ns),
                 bname=self._qn("SoftwareUpdate"),
                 instantiate_optional=False,
@@ -117,24 +102,32 @@ class SlotNodes:
         )[0]
         # An AddIn hangs off its owner by HasAddIn (OPC 10000-3 / DI 8.4.1), not HasComponent.
         await self.component.delete_reference(update, ua.ObjectIds.HasComponent, forward=True, bidirectional=True)
-        await self.component.add_reference(update, node_id(HAS_ADD_IN), forward=True, bidirectional=True)
+        await self.component.add_reference(update, ua.ObjectIds.HasAddIn, forward=True, bidirectional=True)
 
-        loading = await self._add(update, CACHED_LOADING_TYPE, f"{base}.SoftwareUpdate.Loading", "Loading", instance_ns)
+        loading = await self._add(
+            update, DI.CACHED_LOADING_TYPE, f"{base}.SoftwareUpdate.Loading", "Loading", instance_ns
+        )
         await self._add(
             loading,
-            SOFTWARE_VERSION_TYPE,
+            DI.SOFTWARE_VERSION_TYPE,
             f"{base}.SoftwareUpdate.Loading.FallbackVersion",
             "FallbackVersion",
             instance_ns,
         )
-        self.versions = {kind: await self._version_nodes(loading, kind.value + "Version") for kind in VersionKind}
+        self.versions = {
+            kind: await self._version_nodes(loading, kind.label + "Version") for kind in SoftwareVersionFileType
+        }
         self.error_message = await self._child(loading, "ErrorMessage")
         installation = await self._add(
-            update, INSTALLATION_STATE_MACHINE_TYPE, f"{base}.SoftwareUpdate.Installation", "Installation", instance_ns
+            update,
+            DI.INSTALLATION_STATE_MACHINE_TYPE,
+            f"{base}.SoftwareUpdate.Installation",
+            "Installation",
+            instance_ns,
         )
         install_method = await copy_node(
             installation,
-            server.get_node(self._di(INSTALL_SOFTWARE_PACKAGE)),
+            server.get_node(self._di(DI.INSTALL_SOFTWARE_PACKAGE)),
             nodeid=node_id(f"{base}.SoftwareUpdate.Installation.InstallSoftwarePackage", instance_ns),
         )
         self.percent = await installation.add_variable(
@@ -144,7 +137,11 @@ class SlotNodes:
         )
         self.install_state = await installation.get_child("0:CurrentState")
         confirmation = await self._add(
-            update, CONFIRMATION_STATE_MACHINE_TYPE, f"{base}.SoftwareUpdate.Confirmation", "Confirmation", instance_ns
+            update,
+            DI.CONFIRMATION_STATE_MACHINE_TYPE,
+            f"{base}.SoftwareUpdate.Confirmation",
+            "Confirmation",
+            instance_ns,
         )
         self.confirm_state = await confirmation.get_child("0:CurrentState")
         self.confirmation_timeout = await self._child(confirmation, "ConfirmationTimeout")
@@ -220,13 +217,13 @@ class SlotNodes:
         await (await self._child(self.component, "Manufacturer")).write_value(
             ua.LocalizedText(f"signed by {current.signer}" if current else "")
         )
-        await self._state(self.install_state, slot.install_state.value, self._di(STATE_IDS[slot.install_state]))
-        waiting = slot.awaiting_confirmation
-        await self._state(
-            self.confirm_state,
-            "WaitingForConfirm" if waiting else "NotWaitingForConfirm",
-            self._di(WAITING_FOR_CONFIRM if waiting else NOT_WAITING_FOR_CONFIRM),
+        await self._state(self.install_state, slot.install_state.label, self._di(slot.install_state.node))
+        waiting = (
+            ConfirmationState.WAITING_FOR_CONFIRM
+            if slot.awaiting_confirmation
+            else ConfirmationState.NOT_WAITING_FOR_CONFIRM
         )
+        await self._state(self.confirm_state, waiting.label, self._di(waiting.node))
         await self.percent.write_value(ua.Variant(slot.percent_complete, ua.VariantType.Byte))
         await self.update_status.write_value(ua.LocalizedText(slot.update_status))
 
@@ -250,9 +247,9 @@ class SlotNodes:
 
     # --- transfer -------------------------------------------------------------------------------
 
-    async def _commit(self, path: Path, kind: VersionKind) -> None:
-        if kind is not VersionKind.PENDING:
-            raise StatusError(BAD_INVALID_ARGUMENT, f"only the Pending version can be written, not {kind.value}")
+    async def _commit(self, path: Path, kind: SoftwareVersionFileType) -> None:
+        if kind is not SoftwareVersionFileType.PENDING:
+            raise UsageError(f"only the Pending version can be written, not {kind.label}")
         try:
             await self.slot.stage_pending(path)
         except Exception as exc:
@@ -260,7 +257,7 @@ class SlotNodes:
             raise
         await self.error_message.write_value(ua.LocalizedText(""))
 
-    async def _read_source(self, kind: VersionKind) -> Path:
+    async def _read_source(self, kind: SoftwareVersionFileType) -> Path:
         return self.slot.package_file(kind)
 
     # --- methods --------------------------------------------------------------------------------

@@ -16,13 +16,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import IntEnum
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge_node.runtime import quality
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
+from nodesets.ids import PipelineState
 from sdk.binding import Binding, TriggerMode
 from sdk.cancel import honour_cancel
 from sdk.package.manifest import ElementType, Feature, Manifest, TensorSpec
@@ -34,16 +34,6 @@ _log = logging.getLogger(__name__)
 def utc_now() -> datetime:
     """Now, in UTC."""
     return datetime.now(UTC)
-
-
-class PipelineState(IntEnum):
-    """The PipelineState enumeration of ModelLine.NodeSet2.xml (same values)."""
-
-    NO_MODEL = 0
-    UNBOUND = 1
-    RUNNING = 2
-    DEGRADED = 3
-    FAULTED = 4
 
 
 @dataclass(frozen=True)

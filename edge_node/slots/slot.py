@@ -20,38 +20,19 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from pathlib import Path
 
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
 from edge_node.runtime.pipeline import Pipeline
 from edge_node.slots.store import InstalledVersion, SlotState, SlotStore
+from nodesets.ids import InstallationState, SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.cancel import honour_cancel
-from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND, ModelLineError
+from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
 from sdk.keys import TrustStore
-from sdk.opcua.status import StatusError
 from sdk.package.verify import verify_package
 
 _log = logging.getLogger(__name__)
-
-BAD_INVALID_STATE = 0x80AF0000
-
-
-class InstallState(StrEnum):
-    """InstallationStateMachineType states (DI 8.4.9)."""
-
-    IDLE = "Idle"
-    INSTALLING = "Installing"
-    ERROR = "Error"
-
-
-class VersionKind(StrEnum):
-    """SoftwareVersionFileType (DI 8.5.1): which version a file transfer means."""
-
-    CURRENT = "Current"
-    PENDING = "Pending"
-    FALLBACK = "Fallback"
 
 
 Listener = Callable[["ModelSlot"], Awaitable[None]]
@@ -69,7 +50,7 @@ class ModelSlot:
         self._runtime = runtime
         self._trust = trust
         self.state = SlotState()
-        self.install_state = InstallState.IDLE
+        self.install_state = InstallationState.IDLE
         self.update_status = ""
         self.percent_complete = 0
         self._listeners: list[Listener] = []
@@ -95,19 +76,19 @@ class ModelSlot:
         """Whether the current version still needs Confirm."""
         return self.state.awaiting_confirmation
 
-    def version(self, kind: VersionKind) -> InstalledVersion | None:
+    def version(self, kind: SoftwareVersionFileType) -> InstalledVersion | None:
         """The Current, Pending or Fallback version."""
         return {
-            VersionKind.CURRENT: self.state.current,
-            VersionKind.PENDING: self.state.pending,
-            VersionKind.FALLBACK: self.state.fallback,
+            SoftwareVersionFileType.CURRENT: self.state.current,
+            SoftwareVersionFileType.PENDING: self.state.pending,
+            SoftwareVersionFileType.FALLBACK: self.state.fallback,
         }[kind]
 
-    def package_file(self, kind: VersionKind) -> Path:
+    def package_file(self, kind: SoftwareVersionFileType) -> Path:
         """The package file of a version, for GenerateFileForRead; NotFound when there is none."""
         version = self.version(kind)
         if version is None:
-            raise StatusError(BAD_NOT_FOUND, f"slot {self.name} has no {kind.value} version")
+            raise NotFound(f"slot {self.name} has no {kind.label} version")
         return self.store.package_path(version.sha256)
 
     # --- start --------------------------------------------------------------------------------
@@ -157,10 +138,10 @@ class ModelSlot:
 
     async def request_install(self, manufacturer_uri: str, revision: str, digest: bytes) -> InstalledVersion:
         """InstallSoftwarePackage: check the request, enter Installing, install in the background."""
-        if self.install_state is not InstallState.IDLE:
-            raise StatusError(BAD_INVALID_STATE, f"installation is {self.install_state.value}, not Idle")
+        if self.install_state is not InstallationState.IDLE:
+            raise InvalidState(f"installation is {self.install_state.label}, not Idle")
         if self.state.awaiting_confirmation:
-            raise StatusError(BAD_INVALID_STATE, "the last install is waiting for Confirm")
+            raise InvalidState("the last install is waiting for Confirm")
         target = next(
             (
                 v
@@ -170,13 +151,12 @@ class ModelSlot:
             None,
         )
         if target is None:
-            raise StatusError(BAD_NOT_FOUND, f"no Pending or Fallback version {manufacturer_uri} {revision}")
+            raise NotFound(f"no Pending or Fallback version {manufacturer_uri} {revision}")
         if digest and digest != bytes.fromhex(target.sha256):
-            raise StatusError(
-                BAD_INVALID_ARGUMENT,
+            raise UsageError(
                 f"hash {digest.hex()[:16]}... does not match {target.version} ({target.sha256[:16]}...)",
             )
-        self.install_state = InstallState.INSTALLING
+        self.install_state = InstallationState.INSTALLING
         self.percent_complete = 0
         self.update_status = f"installing {target.name} {target.version}"
         self._job = target
@@ -188,7 +168,7 @@ class ModelSlot:
         try:
             candidate = await self._load(target)
         except ModelLineError as exc:
-            self.install_state = InstallState.ERROR
+            self.install_state = InstallationState.ERROR
             self.update_status = f"install of {target.name} {target.version} failed: {exc}"
             _log.warning("slot %s: %s", self.name, self.update_status)
             await self._changed()
@@ -206,7 +186,7 @@ class ModelSlot:
         )
         await self._save(new_state)  # written before the swap: a crash now reverts at start
         await self._swap(candidate)
-        self.install_state = InstallState.IDLE
+        self.install_state = InstallationState.IDLE
         self.percent_complete = 100
         timeout = self.state.confirmation_timeout_s
         self.update_status = f"{target.name} {target.version} installed" + (
@@ -226,7 +206,7 @@ class ModelSlot:
     async def confirm(self) -> None:
         """Confirm: keep the current version."""
         if not self.state.awaiting_confirmation:
-            raise StatusError(BAD_INVALID_STATE, "nothing is waiting for Confirm")
+            raise InvalidState("nothing is waiting for Confirm")
         await self._save(self.state.model_copy(update={"awaiting_confirmation": False}))
         self._deadline = None
         current = self.state.current
@@ -236,9 +216,9 @@ class ModelSlot:
 
     async def resume(self) -> None:
         """Resume: leave the Error state."""
-        if self.install_state is not InstallState.ERROR:
-            raise StatusError(BAD_INVALID_STATE, f"installation is {self.install_state.value}, not Error")
-        self.install_state = InstallState.IDLE
+        if self.install_state is not InstallationState.ERROR:
+            raise InvalidState(f"installation is {self.install_state.label}, not Error")
+        self.install_state = InstallationState.IDLE
         self.percent_complete = 0
         await self._changed()
 
@@ -297,6 +277,6 @@ class ModelSlot:
                         await self._install(job)
                     except Exception:  # the slot keeps serving; the failure is reported, not fatal
                         _log.exception("slot %s: install of %s failed unexpectedly", self.name, job.version)
-                        self.install_state = InstallState.ERROR
+                        self.install_state = InstallationState.ERROR
                         self.update_status = f"install of {job.version} failed: internal error, see the edge node log"
                         await self._changed()

@@ -16,28 +16,25 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
 from gateway.store.base import AuditEntry, DeploymentRecord, ModelVersionRecord, Store, TargetRecord
+from nodesets.ids import DeploymentState, DeviceHealth, PipelineState, SoftwareVersionFileType
 from sdk.binding import Binding
-from sdk.di_client import set_binding
-from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND, ModelLineError, UpdateFailed
-from sdk.opcua.status import StatusError
+from sdk.errors import InvalidState, NotFound, UpdateFailed, UsageError
 
 _log = logging.getLogger(__name__)
 
-PENDING, TRANSFERRING, INSTALLING, CONFIRMING = "Pending", "Transferring", "Installing", "Confirming"
-ACTIVE, FAILED, ROLLED_BACK = "Active", "Failed", "RolledBack"
-STATES = [PENDING, TRANSFERRING, INSTALLING, CONFIRMING, ACTIVE, FAILED, ROLLED_BACK]
+PENDING, TRANSFERRING, INSTALLING = DeploymentState.PENDING, DeploymentState.TRANSFERRING, DeploymentState.INSTALLING
+CONFIRMING, ACTIVE, FAILED = DeploymentState.CONFIRMING, DeploymentState.ACTIVE, DeploymentState.FAILED
+ROLLED_BACK = DeploymentState.ROLLED_BACK
 FINAL = {ACTIVE, FAILED, ROLLED_BACK}
-BAD_INVALID_STATE = 0x80AF0000
-DEVICE_NORMAL, DEVICE_FAILURE, DEVICE_CHECK = 0, 1, 2  # DeviceHealthEnumeration
-PIPELINE_RUNNING = 2
-PIPELINE_STATES = ["NoModel", "Unbound", "Running", "Degraded", "Faulted"]
 
 
 class DeployOptions(BaseModel):
@@ -47,9 +44,15 @@ class DeployOptions(BaseModel):
 
     binding: Binding | None = Field(None, description="Input binding set on every target after the install.")
     slot: str | None = Field(None, description="Model slot on the devices; needed only when they have several.")
-    confirmation_timeout_s: float = Field(60.0, ge=0, description="The device reverts unless confirmed in time.")
+    confirmation_timeout_s: float = Field(
+        60.0, ge=0, le=86_400, allow_inf_nan=False, description="The device reverts unless confirmed in time."
+    )
     health_check_s: float = Field(
-        15.0, ge=0, le=600, description="How long a target may take to show healthy predictions before it fails."
+        15.0,
+        ge=0,
+        le=600,
+        allow_inf_nan=False,
+        description="How long a target may take to show healthy predictions before it fails.",
     )
     start_at: datetime | None = Field(
         None, description="Maintenance window: do not start before (ISO 8601, with zone)."
@@ -58,7 +61,7 @@ class DeployOptions(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> DeployOptions:
-        """From OptionsJson; Bad_InvalidArgument naming the first problem."""
+        """From OptionsJson; UsageError naming the first problem."""
         if not text.strip():
             return cls()
         try:
@@ -66,7 +69,7 @@ class DeployOptions(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise StatusError(BAD_INVALID_ARGUMENT, f"OptionsJson {where}: {first['msg']}") from None
+            raise UsageError(f"OptionsJson {where}: {first['msg']}") from None
 
 
 Listener = Callable[[DeploymentRecord, list[TargetRecord]], Awaitable[None]]
@@ -111,13 +114,13 @@ class DeploymentService:
         """Validate, save as Pending, start (or schedule); returns the deployment id."""
         options = DeployOptions.parse(options_json)
         if await self._repository_version(model, version) is None:
-            raise StatusError(BAD_NOT_FOUND, f"no stored model version {model} {version} (push it first)")
+            raise NotFound(f"no stored model version {model} {version} (push it first)")
         if not targets or len(set(targets)) != len(targets):
-            raise StatusError(BAD_INVALID_ARGUMENT, "Targets must name one or more devices, each once")
+            raise UsageError("Targets must name one or more devices, each once")
         for device in targets:
             self._devices.get(device)
         if options.start_at is not None and options.start_at.tzinfo is None:
-            raise StatusError(BAD_INVALID_ARGUMENT, "start_at needs a time zone, e.g. 2026-12-01T02:00:00+01:00")
+            raise UsageError("start_at needs a time zone, e.g. 2026-12-01T02:00:00+01:00")
         now = self._clock()
         record = DeploymentRecord(
             id=await self._next_id(),
@@ -161,7 +164,7 @@ class DeploymentService:
             self._group = group
             for record in await self._store.deployments():
                 if record.state not in FINAL and record.id not in self._backlog:
-                    _log.info("deployment %s: resuming (%s)", record.id, record.state)
+                    _log.info("deployment %s: resuming (%s)", record.id, record.state.label)
                     self._backlog.append(record.id)
             for deployment_id in self._backlog:
                 record = await self._record(deployment_id)
@@ -178,7 +181,7 @@ class DeploymentService:
         """Stop an unfinished deployment; devices already updated keep their model."""
         record = await self._record(deployment_id)
         if record.state in FINAL:
-            raise StatusError(BAD_INVALID_STATE, f"{deployment_id} is {record.state} already")
+            raise InvalidState(f"{deployment_id} is {record.state.label} already")
         task = self._runs.pop(deployment_id, None)
         if task is not None:
             task.cancel()
@@ -231,7 +234,7 @@ class DeploymentService:
         for record in await self._store.deployments():
             if record.id == deployment_id:
                 return record
-        raise StatusError(BAD_NOT_FOUND, f"no deployment {deployment_id!r}")
+        raise NotFound(f"no deployment {deployment_id!r}")
 
     # --- running ----------------------------------------------------------------------------------
 
@@ -259,7 +262,7 @@ class DeploymentService:
         if not fallback:
             stored = await self._repository_version(record.model, record.version)
             if stored is None:
-                raise ModelLineError(f"{record.model} {record.version} is no longer stored on the gateway")
+                raise NotFound(f"{record.model} {record.version} is no longer stored on the gateway")
             package = self._repository.path(stored)
         for number, wave in enumerate(waves, start=1):
             todo = [d for d in wave if targets[d].state != ACTIVE]
@@ -281,7 +284,9 @@ class DeploymentService:
         await self._save(record.model_copy(update={"state": ACTIVE, "progress": 100.0, "last_error": ""}), [])
         _log.info("deployment %s active on %s", deployment_id, ", ".join(record.targets))
 
-    async def _step(self, record: DeploymentRecord, target: TargetRecord, state: str, error: str = "") -> TargetRecord:
+    async def _step(
+        self, record: DeploymentRecord, target: TargetRecord, state: DeploymentState, error: str = ""
+    ) -> TargetRecord:
         target = target.model_copy(update={"state": state, "last_error": error, "updated_at": self._clock()})
         current = await self._record(record.id)
         done = sum(
@@ -295,21 +300,21 @@ class DeploymentService:
         return target
 
     async def _target(
-        self, record: DeploymentRecord, target: TargetRecord, options: DeployOptions, package: Any
+        self, record: DeploymentRecord, target: TargetRecord, options: DeployOptions, package: Path | None
     ) -> TargetRecord:
         link = self._devices.get(target.device_id)
         await link.wait_online()  # an offline device keeps the deployment Pending until it returns
         su = await link.software_update(options.slot)
         if package is None:  # rollback to the device's fallback version
-            fallback = await su.version("Fallback")
+            fallback = await su.version(SoftwareVersionFileType.FALLBACK)
             if fallback.empty:
-                raise ModelLineError("the device has no fallback version")
+                raise UpdateFailed("the device has no fallback version")
             target = await self._step(record, target, INSTALLING)
             await su.set_confirmation_timeout(0)
             await su.install(fallback)
             link.refresh()
             return await self._step(record, target, ACTIVE)
-        current = await su.version("Current")
+        current = await su.version(SoftwareVersionFileType.CURRENT)
         if current.revision == record.version and current.hash.hex() == package.stem:
             return await self._step(record, target, ACTIVE)  # already there (a resumed deployment)
         target = await self._step(record, target, TRANSFERRING)
@@ -324,7 +329,7 @@ class DeploymentService:
         slot = options.slot or await su.slot_name()
         installed_at = self._clock()
         if options.binding is not None:
-            await set_binding(link.client, slot, options.binding.to_json())  # type: ignore[arg-type]
+            await link.set_binding(slot, options.binding.to_json())
         link.refresh()
         target = await self._step(record, target, CONFIRMING)
         await self._watch(link, options, slot, installed_at)
@@ -332,15 +337,15 @@ class DeploymentService:
             await su.confirm()
         return await self._step(record, target, ACTIVE)
 
-    async def _watch(self, link: Any, options: DeployOptions, slot: str, since: datetime) -> None:
+    async def _watch(self, link: Device, options: DeployOptions, slot: str, since: datetime) -> None:
         """Before Confirm: with a binding, the slot must publish a Good prediction made after the install
         within health_check_s; without one, the device must not report FAILURE. Anything less is not
         confirmed, and the device reverts by itself when its ConfirmationTimeout runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + options.health_check_s
         while True:
-            if link.view.health == DEVICE_FAILURE:
-                raise ModelLineError("the device reports FAILURE after the install")
+            if link.view.health is DeviceHealth.FAILURE:
+                raise UpdateFailed("the device reports FAILURE after the install")
             if options.binding is None:
                 if loop.time() >= min(deadline, loop.time() + 0.5):
                     return
@@ -349,9 +354,9 @@ class DeploymentService:
                 if good is not None and good > since:
                     return
             if loop.time() >= deadline:
-                state = PIPELINE_STATES[link.view.pipelines.get(slot, 0)]
-                raise ModelLineError(
+                state = link.view.pipelines.get(slot, PipelineState.NO_MODEL)
+                raise UpdateFailed(
                     f"no healthy predictions within {options.health_check_s:g} s of the install "
-                    f"(pipeline {slot}: {state})"
+                    f"(pipeline {slot}: {state.label})"
                 )
             await asyncio.sleep(0.1)

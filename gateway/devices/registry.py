@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from gateway.devices.link import DeviceLink, Listener, PredictionListener
+from gateway.devices.device import Device, DeviceFactory
 from gateway.store.base import AuditEntry, DeviceRecord, Store
-from sdk.errors import BAD_INVALID_ARGUMENT, BAD_NOT_FOUND
-from sdk.opcua.status import StatusError
+from sdk.errors import NotFound, UsageError
 from sdk.package.manifest import check_name
 
 _log = logging.getLogger(__name__)
+
+Listener = Callable[[Device], Awaitable[None]]
 
 
 class DeviceRegistry:
@@ -22,26 +23,23 @@ class DeviceRegistry:
     def __init__(
         self,
         store: Store,
+        factory: DeviceFactory,
         *,
-        user: str | None = None,
-        password: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
-        self._user, self._password = user, password
+        self._factory = factory
         self._clock = clock
-        self.links: dict[str, DeviceLink] = {}
+        self.links: dict[str, Device] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self.listeners: list[Listener] = []
-        self.prediction_listeners: list[PredictionListener] = []
-        self._ready = asyncio.Event()
 
-    def get(self, device_id: str) -> DeviceLink:
-        """The link of a registered device; Bad_NotFound otherwise."""
+    def get(self, device_id: str) -> Device:
+        """A registered device; NotFound otherwise."""
         link = self.links.get(device_id)
         if link is None:
-            raise StatusError(BAD_NOT_FOUND, f"no device {device_id!r} is registered (RegisterDevice first)")
+            raise NotFound(f"no device {device_id!r} is registered (RegisterDevice first)")
         return link
 
     async def load(self) -> None:
@@ -49,23 +47,22 @@ class DeviceRegistry:
         for record in await self._store.devices():
             self._add_link(record.id, record.endpoint)
 
-    def _add_link(self, device_id: str, endpoint: str) -> DeviceLink:
-        link = DeviceLink(device_id, endpoint, user=self._user, password=self._password)
+    def _add_link(self, device_id: str, endpoint: str) -> Device:
+        link = self._factory(device_id, endpoint)
         link.listeners.extend(self.listeners)
-        link.prediction_listeners.extend(self.prediction_listeners)
         self.links[device_id] = link
         if self._group is not None:
             self._tasks[device_id] = self._group.create_task(link.run(), name=f"device {device_id}")
         return link
 
-    async def register(self, device_id: str, endpoint: str, actor: str = "") -> DeviceLink:
+    async def register(self, device_id: str, endpoint: str, actor: str = "") -> Device:
         """Add a device or move it to a new endpoint; saved before it is answered."""
         try:
             check_name(device_id, "device id")
         except ValueError as exc:
-            raise StatusError(BAD_INVALID_ARGUMENT, str(exc)) from None
+            raise UsageError(str(exc)) from None
         if not endpoint.startswith("opc.tcp://"):
-            raise StatusError(BAD_INVALID_ARGUMENT, f"endpoint {endpoint!r} must be an opc.tcp:// URL")
+            raise UsageError(f"endpoint {endpoint!r} must be an opc.tcp:// URL")
         existing = self.links.get(device_id)
         if existing is not None and existing.endpoint == endpoint:
             return existing
@@ -90,5 +87,4 @@ class DeviceRegistry:
             self._group = group
             for device_id, link in self.links.items():
                 self._tasks[device_id] = group.create_task(link.run(), name=f"device {device_id}")
-            self._ready.set()
             await asyncio.Event().wait()

@@ -22,13 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.store.base import AuditEntry, ModelVersionRecord, Store
+from sdk.errors import InvalidState
 from sdk.keys import TrustStore
-from sdk.opcua.status import StatusError
 from sdk.package.verify import verify_package
 
 _log = logging.getLogger(__name__)
-
-BAD_INVALID_STATE = 0x80AF0000
 
 
 def utc_now() -> datetime:
@@ -59,8 +57,7 @@ class PackageRepository:
             existing = await self._store.model_version(m.name, m.version)
             if existing is not None:
                 if existing.sha256 != verified.sha256:
-                    raise StatusError(
-                        BAD_INVALID_STATE,
+                    raise InvalidState(
                         f"{m.name} {m.version} is already stored with other content; versions cannot change, "
                         "build a new version",
                     )

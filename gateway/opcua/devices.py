@@ -14,15 +14,14 @@ import logging
 from asyncua import Node, Server, ua
 from asyncua.common.instantiate_util import instantiate
 
-from gateway.devices.link import DeviceLink, Prediction
+from gateway.devices.device import Device
+from gateway.opcua.device_link import DeviceLink, Prediction
 from nodesets import Namespaces
+from nodesets.ids import ModelLine
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname
 
 _log = logging.getLogger(__name__)
-
-EDGE_DEVICE_TYPE = 1013
-DEVICE_STATES = {"Online": 0, "Offline": 1, "Degraded": 2}
 
 
 class DeviceNodes:
@@ -43,7 +42,7 @@ class DeviceNodes:
             device = (
                 await instantiate(
                     self.folder,
-                    self.server.get_node(node_id(EDGE_DEVICE_TYPE, self.ns.modelline)),
+                    self.server.get_node(node_id(ModelLine.EDGE_DEVICE_TYPE, self.ns.modelline)),
                     nodeid=path_id(self.folder.nodeid, device_id),
                     bname=qname(device_id, ns_index),
                 )
@@ -52,11 +51,11 @@ class DeviceNodes:
             self._devices[device_id] = nodes
         return nodes
 
-    async def show(self, link: DeviceLink) -> None:
+    async def show(self, link: Device) -> None:
         """Write what the link knows about its device."""
         nodes = await self._device(link.device_id)
         view = link.view
-        await nodes["State"].write_value(ua.Variant(DEVICE_STATES[view.state], ua.VariantType.Int32))
+        await nodes["State"].write_value(ua.Variant(int(view.state), ua.VariantType.Int32))
         await nodes["Endpoint"].write_value(ua.Variant(link.endpoint, ua.VariantType.String))
         await nodes["ActiveModel"].write_value(ua.Variant(view.active_model, ua.VariantType.String))
         await nodes["ActiveVersion"].write_value(ua.Variant(view.active_version, ua.VariantType.String))

@@ -13,11 +13,12 @@ from typing import Any
 from asyncua import Node, Server, ua
 from asyncua.common.instantiate_util import instantiate
 
-from gateway.deployments.service import STATES, DeploymentService
+from gateway.deployments.service import DeploymentService
 from gateway.devices.registry import DeviceRegistry
 from gateway.opcua.devices import DeviceNodes
 from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets import Namespaces
+from nodesets.ids import ModelLine
 from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, path_id, qname
 from sdk.opcua.status import StatusError, arg, status_on_error
@@ -25,7 +26,6 @@ from sdk.opcua.users import Role, requires
 
 _log = logging.getLogger(__name__)
 
-DEPLOYMENT_TYPE = 1014
 S = ua.VariantType.String
 
 
@@ -76,7 +76,7 @@ class ManagerNodes:
             node = (
                 await instantiate(
                     self.folder,
-                    self.server.get_node(node_id(DEPLOYMENT_TYPE, self.ns.modelline)),
+                    self.server.get_node(node_id(ModelLine.DEPLOYMENT_TYPE, self.ns.modelline)),
                     nodeid=path_id(self.folder.nodeid, record.id),
                     bname=qname(record.id, ns_index),
                 )
@@ -89,7 +89,7 @@ class ManagerNodes:
             "Model": ua.Variant(record.model, S),
             "Version": ua.Variant(record.version, S),
             "Targets": ua.Variant(record.targets, S),
-            "State": ua.Variant(STATES.index(record.state), ua.VariantType.Int32),
+            "State": ua.Variant(int(record.state), ua.VariantType.Int32),
             "Progress": ua.Variant(record.progress, ua.VariantType.Double),
             "LastError": ua.Variant(record.last_error, S),
         }

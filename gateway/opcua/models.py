@@ -20,6 +20,7 @@ from asyncua.common.instantiate_util import instantiate
 from gateway.models.repository import PackageRepository
 from gateway.store.base import ModelVersionRecord
 from nodesets import Namespaces
+from nodesets.ids import ModelLine
 from sdk.opcua import sessions
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.filetype import FileNode
@@ -29,7 +30,6 @@ from sdk.package.manifest import Manifest, Range, TensorSpec
 
 _log = logging.getLogger(__name__)
 
-MODEL_TYPE, MODEL_VERSION_TYPE = 1011, 1012
 PACKAGE_MIME = "application/vnd.modelline.package+zip"
 
 
@@ -109,7 +109,7 @@ class ModelNodes:
             model = (
                 await instantiate(
                     self.folder,
-                    self.server.get_node(node_id(MODEL_TYPE, self.ns.modelline)),
+                    self.server.get_node(node_id(ModelLine.MODEL_TYPE, self.ns.modelline)),
                     nodeid=path_id(self.folder.nodeid, record.name),
                     bname=qname(record.name, ns_index),
                 )
@@ -119,7 +119,7 @@ class ModelNodes:
         version = (
             await instantiate(
                 model,
-                self.server.get_node(node_id(MODEL_VERSION_TYPE, self.ns.modelline)),
+                self.server.get_node(node_id(ModelLine.MODEL_VERSION_TYPE, self.ns.modelline)),
                 nodeid=path_id(model.nodeid, record.version),
                 bname=qname(record.version, ns_index),
             )

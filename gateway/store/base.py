@@ -12,6 +12,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodesets.ids import DeploymentState
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -47,7 +49,7 @@ class DeploymentRecord(_Record):
     version: str
     targets: list[str]
     options_json: str
-    state: str
+    state: DeploymentState
     progress: float = 0.0
     last_error: str = ""
     created_at: datetime
@@ -59,7 +61,7 @@ class TargetRecord(_Record):
 
     deployment_id: str
     device_id: str
-    state: str
+    state: DeploymentState
     last_error: str = ""
     updated_at: datetime
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.store.base import AuditEntry, DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
+from nodesets.ids import DeploymentState
 from sdk.errors import ModelLineError
 
 MIGRATIONS: list[str] = [
@@ -174,7 +175,7 @@ class SqliteStore:
                 record.version,
                 json.dumps(record.targets),
                 record.options_json,
-                record.state,
+                record.state.label,  # stored by name: readable, and stable if values were ever renumbered
                 record.progress,
                 record.last_error,
                 _ts(record.created_at),
@@ -185,7 +186,7 @@ class SqliteStore:
             await self._db.execute(
                 "INSERT INTO deployment_targets VALUES (?, ?, ?, ?, ?) ON CONFLICT(deployment_id, device_id) DO "
                 "UPDATE SET state = excluded.state, last_error = excluded.last_error, updated_at = excluded.updated_at",
-                (t.deployment_id, t.device_id, t.state, t.last_error, _ts(t.updated_at)),
+                (t.deployment_id, t.device_id, t.state.label, t.last_error, _ts(t.updated_at)),
             )
         await self._db.commit()
 
@@ -199,7 +200,7 @@ class SqliteStore:
                 version=r["version"],
                 targets=json.loads(r["targets"]),
                 options_json=r["options_json"],
-                state=r["state"],
+                state=DeploymentState.from_label(r["state"]),
                 progress=r["progress"],
                 last_error=r["last_error"],
                 created_at=_dt(r["created_at"]),
@@ -217,7 +218,7 @@ class SqliteStore:
             TargetRecord(
                 deployment_id=r["deployment_id"],
                 device_id=r["device_id"],
-                state=r["state"],
+                state=DeploymentState.from_label(r["state"]),
                 last_error=r["last_error"],
                 updated_at=_dt(r["updated_at"]),
             )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from modelline.cli.common import add_json, add_login, add_users_file, password_of
 from modelline.cli.output import Output
+from nodesets.ids import SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.di_client import SoftwareUpdateClient, connect, set_binding
 from sdk.errors import UsageError
@@ -135,7 +136,7 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
             await set_binding(client, args.slot or await su.slot_name(), binding_json)
         if confirm_within > 0:
             await su.confirm()
-        current = await su.version("Current")
+        current = await su.version(SoftwareVersionFileType.CURRENT)
     finally:
         await client.disconnect()
     out.result(

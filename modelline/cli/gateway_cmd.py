@@ -11,7 +11,8 @@ from asyncua import ua
 
 from modelline.cli.common import add_json, add_login, add_users_file, password_of
 from modelline.cli.output import Output
-from sdk.di_client import MODELLINE_URI, connect
+from nodesets.ids import MODELLINE_URI
+from sdk.di_client import connect
 from sdk.errors import PackageRejected, UsageError
 from sdk.file_client import upload
 from sdk.package.verify import read_package

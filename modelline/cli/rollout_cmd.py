@@ -14,12 +14,11 @@ from rich.text import Text
 
 from modelline.cli.common import add_json, add_login, password_of
 from modelline.cli.output import Output
+from nodesets.ids import MODELLINE_URI, DeploymentState, DeviceState
 from sdk.binding import Binding
-from sdk.di_client import MODELLINE_URI, connect
+from sdk.di_client import connect
 from sdk.errors import NotFound, SourceError, UsageError
 
-DEVICE_STATES = ["Online", "Offline", "Degraded"]
-DEPLOYMENT_STATES = ["Pending", "Transferring", "Installing", "Confirming", "Active", "Failed", "RolledBack"]
 S = ua.VariantType.String
 
 _EXAMPLES = """Examples:
@@ -127,7 +126,7 @@ async def _devices(manager: Node, ml: int) -> list[dict[str, Any]]:
         await manager.get_child(f"{ml}:Devices"), ml, ["State", "Endpoint", "ActiveModel", "ActiveVersion", "LastSeen"]
     )
     for row in rows:
-        row["State"] = DEVICE_STATES[row["State"]] if isinstance(row["State"], int) else row["State"]
+        row["State"] = DeviceState(row["State"]).label if row["State"] in set(DeviceState) else row["State"]
     return rows
 
 
@@ -138,7 +137,7 @@ async def _deployments(manager: Node, ml: int) -> list[dict[str, Any]]:
         ["Model", "Version", "Targets", "State", "Progress", "LastError"],
     )
     for row in rows:
-        row["State"] = DEPLOYMENT_STATES[row["State"]] if isinstance(row["State"], int) else row["State"]
+        row["State"] = DeploymentState(row["State"]).label if row["State"] in set(DeploymentState) else row["State"]
     return rows
 
 

@@ -27,7 +27,7 @@ from gateway.app import Gateway
 from gateway.settings import GatewaySettings
 from modelline.demo.line import LineSimulator
 from modelline.demo.watch import Continuity, PredictionWatch
-from sdk.di_client import MODELLINE_URI
+from nodesets.ids import MODELLINE_URI, DeploymentState
 from sdk.examples import example_dir
 from sdk.file_client import upload
 from sdk.keys import generate_key_pair, load_private_key
@@ -191,10 +191,10 @@ class Demo:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             record = next(r for r in await gateway.store.deployments() if r.id == deployment)
-            if record.state in ("Active", "Failed"):
-                if record.state == "Failed":
+            if record.state in (DeploymentState.ACTIVE, DeploymentState.FAILED):
+                if record.state is DeploymentState.FAILED:
                     self.event(f"{deployment} failed: {record.last_error}")
-                return record.state
+                return record.state.label
             await asyncio.sleep(0.2)
         return "timed out"
 
@@ -240,7 +240,7 @@ class Demo:
                 "outputs": outputs,
             }
         deployments = [
-            {"id": r.id, "version": r.version, "targets": r.targets, "state": r.state}
+            {"id": r.id, "version": r.version, "targets": r.targets, "state": r.state.label}
             for r in await gateway.store.deployments()
         ]
         return Snapshot(

@@ -12,7 +12,7 @@ import pytest_asyncio
 from asyncua import Client, ua
 
 from edge_node.app import EdgeNode
-from edge_node.runtime.pipeline import PipelineState
+from nodesets.ids import PipelineState
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.examples import example_dir
 from tests.conftest import _signer

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 
-from edge_node.runtime.pipeline import PipelineState
+from nodesets.ids import PipelineState, SoftwareVersionFileType
 from sdk import errors
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.errors import UpdateFailed
@@ -75,11 +75,11 @@ async def test_install_confirm_and_predict_exactly_what_onnxruntime_returns(
         status = await _install(client, v1, confirm_within=30)
         assert "pump-health 1.0.0 installed" in status
         su = await SoftwareUpdateClient.find(client)
-        current = await su.version("Current")
+        current = await su.version(SoftwareVersionFileType.CURRENT)
         assert current.revision == "1.0.0"
         assert current.manufacturer_uri == "urn:modelline:model:pump-health"
         assert current.hash == hashlib.sha256(v1.read_bytes()).digest()  # as transferred
-        assert (await su.version("Pending")).empty
+        assert (await su.version(SoftwareVersionFileType.PENDING)).empty
 
         before = await _read(client, "anomaly_score")
         assert before.StatusCode.name == "BadConfigurationError"  # installed, not bound yet
@@ -126,8 +126,8 @@ async def test_tampered_package_rejected_at_commit_and_nothing_changes(
         su = await SoftwareUpdateClient.find(client)
         with pytest.raises(errors.PackageRejected, match="does not match its SHA-256"):
             await su.transfer(tampered)
-        assert (await su.version("Pending")).empty
-        assert (await su.version("Current")).revision == "1.0.0"
+        assert (await su.version(SoftwareVersionFileType.PENDING)).empty
+        assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"
         transfers = node.slots["main"].store.root / "transfers"
         assert list(transfers.iterdir()) == []
         packages = {p.name for p in node.slots["main"].store.packages.iterdir()}
@@ -175,7 +175,7 @@ async def test_sample_mismatch_is_an_error_and_the_old_model_keeps_serving(
         assert_documented(str(refused.value), "install of … failed")
         assert await su.installation_state() == "Error"
         assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
-        assert (await su.version("Current")).revision == "1.0.0"
+        assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"
         await su.resume()
         assert await su.installation_state() == "Idle"
 
@@ -188,13 +188,13 @@ async def test_unconfirmed_install_reverts_to_the_fallback(
         await _install(client, v1)
         su = await SoftwareUpdateClient.find(client)
         await _install(client, v2, confirm_within=1.0, confirm=False)
-        assert (await su.version("Current")).revision == "2.0.0"
-        assert (await su.version("Fallback")).revision == "1.0.0"
+        assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "2.0.0"
+        assert (await su.version(SoftwareVersionFileType.FALLBACK)).revision == "1.0.0"
         confirmation = await (await su.update.get_child(f"{su.di}:Confirmation")).get_child("0:CurrentState")
         assert (await confirmation.read_value()).Text == "WaitingForConfirm"
 
         async def reverted() -> bool:
-            return (await su.version("Current")).revision == "1.0.0"
+            return (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"
 
         await wait_for(reverted, timeout=10, what="revert to 1.0.0")
         assert "not confirmed within 1 s; reverted to 1.0.0" in await su.update_status()
@@ -213,7 +213,7 @@ async def test_confirmed_install_stays_and_read_back_matches(
         await _install(client, v2, confirm_within=1.0)
         su = await SoftwareUpdateClient.find(client)
         await asyncio.sleep(1.5)  # past the confirmation timeout: a confirmed install must not revert
-        assert (await su.version("Current")).revision == "2.0.0"
+        assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "2.0.0"
         transfer = await su.update.get_child([f"{su.di}:Loading", f"{su.di}:FileTransfer"])
         for kind, package in ((0, v2), (2, v1)):  # Current, Fallback
             file_id, handle, _ = await transfer.call_method(
@@ -266,7 +266,7 @@ async def test_restart_while_waiting_for_confirm_reverts(
         await _install(client, v2, confirm_within=600, confirm=False)
     async with running_edge(settings) as node, Client(node.url) as client:
         su = await SoftwareUpdateClient.find(client)
-        assert (await su.version("Current")).revision == "1.0.0"
+        assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"
         assert "restarted before the install was confirmed" in await su.update_status()
         assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
 
@@ -341,7 +341,7 @@ async def test_roles_decide_who_may_change_what(plc: SimulatedPlc, v1: Path, sig
     async with running_edge(settings) as node:
         async with Client(node.url) as anonymous:  # reads, but changes nothing
             su = await SoftwareUpdateClient.find(anonymous)
-            assert (await su.version("Current")).empty
+            assert (await su.version(SoftwareVersionFileType.CURRENT)).empty
             with pytest.raises(UpdateFailed, match="BadUserAccessDenied"):
                 await su.transfer(v1)
             with pytest.raises(UpdateFailed, match="BadUserAccessDenied"):

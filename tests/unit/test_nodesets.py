@@ -8,13 +8,36 @@ import pytest
 from asyncua import Server, ua
 
 import nodesets
-from nodesets import generate
+from nodesets import generate, ids
 from nodesets.model import PIPELINE_STATE
 from sdk.opcua.shelf import init_server
 
 
 def test_committed_nodeset_matches_its_declarations() -> None:
     assert generate.TARGET.read_text(encoding="utf-8") == generate.render(), "run: python -m nodesets.generate"
+
+
+def test_committed_identifiers_match_the_nodesets() -> None:
+    assert generate.IDS_TARGET.read_text(encoding="utf-8") == generate.render_ids(), "run: python -m nodesets.generate"
+
+
+def test_generated_identifiers_name_what_the_nodesets_say() -> None:
+    assert [(m.label, int(m)) for m in ids.PipelineState] == [(n, i) for i, (n, _) in enumerate(PIPELINE_STATE.values)]
+    assert [m.label for m in ids.DeviceHealth] == [
+        "NORMAL",
+        "FAILURE",
+        "CHECK_FUNCTION",
+        "OFF_SPEC",
+        "MAINTENANCE_REQUIRED",
+    ]
+    assert [(m.label, int(m), m.node) for m in ids.InstallationState] == [
+        ("Idle", 1, 271),
+        ("Installing", 2, 273),
+        ("Error", 3, 275),
+    ]
+    assert ids.DeploymentState.from_label("RolledBack") is ids.DeploymentState.ROLLED_BACK
+    with pytest.raises(ValueError, match="not a DeploymentState"):
+        ids.DeploymentState.from_label("Done")
 
 
 def test_exactly_the_nine_design_tool_nodes_are_dropped() -> None:

@@ -13,9 +13,9 @@ from onnx import TensorProto, helper, numpy_helper
 from edge_node.opcua.software_update import version_kind
 from edge_node.runtime.model import InferenceRuntime
 from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus, Reading
-from edge_node.slots.slot import VersionKind
+from nodesets.ids import SoftwareVersionFileType
 from sdk.binding import Binding
-from sdk.opcua.status import StatusError
+from sdk.errors import UsageError
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
 from tests.conftest import Signer
@@ -106,8 +106,13 @@ async def test_triggers_faster_than_inference_skip_to_the_newest(tmp_path: Path,
 
 
 def test_generate_options_mean_a_software_version_file_type() -> None:
-    assert version_kind(None) is VersionKind.PENDING  # Null means Pending (OPC 10000-20 allows BaseDataType options)
-    assert [version_kind(i) for i in (0, 1, 2)] == [VersionKind.CURRENT, VersionKind.PENDING, VersionKind.FALLBACK]
+    # Null means Pending (OPC 10000-20 allows BaseDataType options)
+    assert version_kind(None) is SoftwareVersionFileType.PENDING
+    assert [version_kind(i) for i in (0, 1, 2)] == [
+        SoftwareVersionFileType.CURRENT,
+        SoftwareVersionFileType.PENDING,
+        SoftwareVersionFileType.FALLBACK,
+    ]
     for bad in (3, -1, "1", True, 1.0):
-        with pytest.raises(StatusError):
+        with pytest.raises(UsageError, match="not a SoftwareVersionFileType"):
             version_kind(bad)

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.store.base import AuditEntry, DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
 from gateway.store.sqlite import MIGRATIONS, SqliteStore, StoreError
+from nodesets.ids import DeploymentState
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -39,12 +40,13 @@ async def test_new_database_gets_the_current_schema_and_records_survive_reopen(t
             version="1.0.0",
             targets=["edge-1"],
             options_json="{}",
-            state="Pending",
+            state=DeploymentState.PENDING,
             created_at=NOW,
             updated_at=NOW,
         )
         await store.put_deployment(
-            deployment, [TargetRecord(deployment_id="d1", device_id="edge-1", state="Pending", updated_at=NOW)]
+            deployment,
+            [TargetRecord(deployment_id="d1", device_id="edge-1", state=DeploymentState.PENDING, updated_at=NOW)],
         )
         await store.audit(AuditEntry(at=NOW, actor="alice", action="deploy", detail="d1"))
     async with SqliteStore.open(path) as store:  # a restart: everything acknowledged is there
@@ -53,7 +55,7 @@ async def test_new_database_gets_the_current_schema_and_records_survive_reopen(t
         assert await store.model_version("pump-health", "9.9.9") is None
         assert [d.id for d in await store.devices()] == ["edge-1"]
         [deployment] = await store.deployments()
-        assert deployment.targets == ["edge-1"] and deployment.state == "Pending"
+        assert deployment.targets == ["edge-1"] and deployment.state is DeploymentState.PENDING
         assert [t.device_id for t in await store.targets("d1")] == ["edge-1"]
         assert [e.action for e in await store.audit_entries()] == ["deploy"]
 
@@ -75,20 +77,27 @@ async def test_updates_replace_state_and_versions_are_unique(tmp_path: Path) -> 
             version="1.0.0",
             targets=["a", "b"],
             options_json="{}",
-            state="Pending",
+            state=DeploymentState.PENDING,
             created_at=NOW,
             updated_at=NOW,
         )
         await store.put_deployment(
-            record, [TargetRecord(deployment_id="d1", device_id=d, state="Pending", updated_at=NOW) for d in ("a", "b")]
+            record,
+            [
+                TargetRecord(deployment_id="d1", device_id=d, state=DeploymentState.PENDING, updated_at=NOW)
+                for d in ("a", "b")
+            ],
         )
         await store.put_deployment(
-            record.model_copy(update={"state": "Failed", "last_error": "x"}),
-            [TargetRecord(deployment_id="d1", device_id="a", state="Failed", updated_at=NOW)],
+            record.model_copy(update={"state": DeploymentState.FAILED, "last_error": "x"}),
+            [TargetRecord(deployment_id="d1", device_id="a", state=DeploymentState.FAILED, updated_at=NOW)],
         )
         [stored] = await store.deployments()
-        assert (stored.state, stored.last_error) == ("Failed", "x")
-        assert {t.device_id: t.state for t in await store.targets("d1")} == {"a": "Failed", "b": "Pending"}
+        assert (stored.state, stored.last_error) == (DeploymentState.FAILED, "x")
+        assert {t.device_id: t.state for t in await store.targets("d1")} == {
+            "a": DeploymentState.FAILED,
+            "b": DeploymentState.PENDING,
+        }
 
 
 async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:

@@ -11,35 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Client, Node, ua
 
-from sdk.di_client import DI_URI, HAS_ADD_IN, MODELLINE_URI, SoftwareUpdateClient
+from gateway.devices.device import Device, DeviceView
+from nodesets.ids import DI_URI, MODELLINE_URI, DeviceHealth, DeviceState, PipelineState
+from sdk.di_client import SoftwareUpdateClient, set_binding
+from sdk.errors import UpdateFailed
 from sdk.opcua.analog import VariableLayout, read_layout
-from sdk.opcua.ids import node_id
+from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
-
-ONLINE, OFFLINE, DEGRADED = "Online", "Offline", "Degraded"
-DEVICE_HEALTH_NORMAL = 0
-PIPELINE_RUNNING, PIPELINE_NO_MODEL = 2, 0
-
-
-@dataclass
-class DeviceView:
-    """What the gateway last saw of a device."""
-
-    state: str = OFFLINE
-    last_seen: datetime | None = None
-    health: int | None = None
-    active_model: str = ""
-    active_version: str = ""
-    pipelines: dict[str, int] = field(default_factory=dict)  # pipeline -> PipelineState value
-    reason: str = "not connected yet"
-    last_good: dict[str, datetime] = field(default_factory=dict)  # pipeline -> when its last Good output arrived
 
 
 @dataclass(frozen=True)
@@ -55,7 +40,7 @@ class Prediction:
     layout: VariableLayout  # as the device shows the output: data type, shape, units, range
 
 
-Listener = Callable[["DeviceLink"], Awaitable[None]]
+Listener = Callable[[Device], Awaitable[None]]
 PredictionListener = Callable[["DeviceLink", Prediction], Awaitable[None]]
 
 
@@ -108,31 +93,37 @@ class DeviceLink:
 
     async def software_update(self, slot: str | None = None) -> SoftwareUpdateClient:
         """The DI software update of a slot, over this link's session (connected first)."""
+        return await SoftwareUpdateClient.find(self._client(), None, slot)
+
+    async def set_binding(self, slot: str, binding_json: str) -> None:
+        """SetBinding on the slot's pipeline."""
+        await set_binding(self._client(), slot, binding_json)
+
+    def _client(self) -> Client:
         if self.client is None or not self.online:
-            raise ConnectionError(f"device {self.device_id} is not connected")
-        return await SoftwareUpdateClient.find(self.client, None, slot)
+            raise UpdateFailed(f"device {self.device_id} is not connected")
+        return self.client
 
     async def run(self) -> None:
         """Stay connected, forever."""
-        delay = self._backoff[0]
-        while True:
-            try:
-                await self._session()
-                delay = self._backoff[0]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure of the device: show it offline, retry
-                self.view.reason = f"{type(exc).__name__}: {exc}".strip(": ")
-                _log.info("device %s: %s; retrying in %.1f s", self.device_id, self.view.reason, delay)
-            self._connected.clear()
-            self.client = None
-            if self.view.state != OFFLINE:
-                self.view.state = OFFLINE
-                await self._changed()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff[1])
+        await reconnecting(
+            f"device {self.device_id}",
+            self._session,
+            first_s=self._backoff[0],
+            cap_s=self._backoff[1],
+            on_down=self._down,
+            logger=_log,
+        )
 
-    async def _session(self) -> None:
+    async def _down(self, reason: str) -> None:
+        self.view.reason = reason
+        self._connected.clear()
+        self.client = None
+        if self.view.state is not DeviceState.OFFLINE:
+            self.view.state = DeviceState.OFFLINE
+            await self._changed()
+
+    async def _session(self, connected: Callable[[], None]) -> None:
         client = Client(self.endpoint, timeout=10, watchdog_intervall=1.0)
         if self._user:
             client.set_user(self._user)
@@ -144,6 +135,7 @@ class DeviceLink:
 
         client.connection_lost_callback = on_lost
         await client.connect()
+        connected()
         try:
             self.client = client
             while True:
@@ -181,7 +173,7 @@ class DeviceLink:
         watched[
             (await su.update.get_child([f"{di}:Loading", f"{di}:CurrentVersion", f"{di}:SoftwareRevision"])).nodeid
         ] = self._on_version
-        owners = await su.update.get_referenced_nodes(refs=node_id(HAS_ADD_IN), direction=ua.BrowseDirection.Inverse)
+        owners = await su.update.get_referenced_nodes(refs=ua.ObjectIds.HasAddIn, direction=ua.BrowseDirection.Inverse)
         slot_component = owners[0]
         watched[(await slot_component.get_child(f"{di}:Model")).nodeid] = self._on_model
         folder = await client.nodes.objects.get_child([f"{ml}:InferenceServer", f"{ml}:Pipelines"])
@@ -225,7 +217,8 @@ class DeviceLink:
         return sub
 
     async def _on_health(self, dv: ua.DataValue) -> None:
-        self.view.health = dv.Value.Value if dv.Value is not None else None
+        value = dv.Value.Value if dv.Value is not None else None
+        self.view.health = DeviceHealth(value) if value in set(DeviceHealth) else None
         await self._evaluate()
 
     async def _on_version(self, dv: ua.DataValue) -> None:
@@ -239,17 +232,17 @@ class DeviceLink:
 
     def _pipeline_state(self, name: str) -> Callable[[ua.DataValue], Awaitable[None]]:
         async def update(dv: ua.DataValue) -> None:
-            self.view.pipelines[name] = (
-                int(dv.Value.Value) if dv.Value is not None and dv.Value.Value is not None else 0
-            )
+            value = dv.Value.Value if dv.Value is not None else None
+            self.view.pipelines[name] = PipelineState(value) if value in set(PipelineState) else PipelineState.FAULTED
             await self._evaluate()
 
         return update
 
     async def _evaluate(self) -> None:
-        troubled = [p for p, s in self.view.pipelines.items() if s not in (PIPELINE_RUNNING, PIPELINE_NO_MODEL)]
-        healthy = self.view.health in (None, DEVICE_HEALTH_NORMAL) and not troubled
-        state = ONLINE if healthy else DEGRADED
+        fine = (PipelineState.RUNNING, PipelineState.NO_MODEL)
+        troubled = [p for p, s in self.view.pipelines.items() if s not in fine]
+        healthy = self.view.health in (None, DeviceHealth.NORMAL) and not troubled
+        state = DeviceState.ONLINE if healthy else DeviceState.DEGRADED
         reason = "" if healthy else (f"pipeline(s) {', '.join(troubled)} not running" if troubled else "device health")
         self.view.state, self.view.reason = state, reason
         await self._changed()  # health, versions and pipeline states change rarely: show each change at once
