@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 from collections.abc import Coroutine
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from asyncua import Server, ua
+from asyncua.common.connection import TransportLimits
 
 import nodesets
 from sdk import __version__
@@ -23,6 +25,40 @@ from sdk.opcua.shelf import init_server
 from sdk.opcua.users import UserStore
 
 _log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 65535  # asyncua's default send and receive buffer (one message chunk)
+
+
+def transport_limits(max_byte_string: int) -> TransportLimits:
+    """Limits on what one client may send in one message: a Write request carrying one
+    MaxByteStringLength chunk must fit with room to spare, and nothing much larger.
+
+    asyncua's defaults accept 100 MB messages from any client, logged in or not, and hold every
+    chunk of one in memory until it is complete (``SecureConnection._receive`` in
+    asyncua/common/connection.py). With these limits a longer message, or one of more chunks, is
+    refused there with Bad_RequestTooLarge: the server sends an Error message and closes the
+    connection (``UaProcessor.process``), having held at most ``max_message_size`` for it."""
+    max_message = 2 * max_byte_string + (64 << 10)
+    # Each chunk's body is its size less headers, signature and padding; 1 KiB per chunk covers those.
+    chunks = math.ceil(max_message / (CHUNK_BYTES - 1024)) + 1
+    return TransportLimits(
+        max_recv_buffer=CHUNK_BYTES, max_send_buffer=CHUNK_BYTES, max_chunk_count=chunks, max_message_size=max_message
+    )
+
+
+async def set_limits(server: Server, max_byte_string: int) -> None:
+    """Apply ``transport_limits`` (before the server starts) and advertise what clients may send.
+
+    Advertised so clients size file transfer chunks to it (node-opcua reads MaxByteStringLength, INTEROP.md);
+    asyncua leaves MaxStringLength and MaxArrayLength null, which clients read as "no limit"."""
+    server.limits = transport_limits(max_byte_string)
+    for number in (
+        ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength,
+        ua.ObjectIds.Server_ServerCapabilities_MaxStringLength,
+        # The same bound for strings and arrays keeps any one such value well within one message.
+        ua.ObjectIds.Server_ServerCapabilities_MaxArrayLength,
+    ):
+        await server.get_node(node_id(number)).write_value(ua.Variant(max_byte_string, ua.VariantType.UInt32))
 
 
 async def new_server(
@@ -38,7 +74,8 @@ async def new_server(
     pki_dir: Path | None = None,
 ) -> tuple[Server, nodesets.Namespaces, int]:
     """An initialised, not yet started server with DI and ModelLine loaded, logins and roles, and
-    MaxByteStringLength advertised; returns it, the model namespaces and its own instance namespace.
+    transport limits set from ``max_byte_string`` and advertised (``set_limits``); returns it, the
+    model namespaces and its own instance namespace.
 
     With ``pki_dir`` the server has its own certificate (made on first start, sdk.opcua.certificate)
     and offers Basic256Sha256 Sign and SignAndEncrypt endpoints beside the unencrypted one, on which
@@ -72,10 +109,7 @@ async def new_server(
     )
     ns = await nodesets.load(server)
     instance_ns = await server.register_namespace(application_uri)
-    # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
-    await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
-        ua.Variant(max_byte_string, ua.VariantType.UInt32)
-    )
+    await set_limits(server, max_byte_string)
     return server, ns, instance_ns
 
 
