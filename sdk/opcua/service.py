@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import signal
 import socket
 from collections.abc import Coroutine
@@ -14,51 +13,16 @@ from pathlib import Path
 from typing import Any, Self
 
 from asyncua import Server, ua
-from asyncua.common.connection import TransportLimits
 
 import nodesets
 from sdk import __version__
 from sdk.opcua import sessions
 from sdk.opcua.certificate import ensure_certificate
-from sdk.opcua.ids import node_id
 from sdk.opcua.shelf import init_server
+from sdk.opcua.transport import set_limits
 from sdk.opcua.users import UserStore
 
 _log = logging.getLogger(__name__)
-
-CHUNK_BYTES = 65535  # asyncua's default send and receive buffer (one message chunk)
-
-
-def transport_limits(max_byte_string: int) -> TransportLimits:
-    """Limits on what one client may send in one message: a Write request carrying one
-    MaxByteStringLength chunk must fit with room to spare, and nothing much larger.
-
-    asyncua's defaults accept 100 MB messages from any client, logged in or not, and hold every
-    chunk of one in memory until it is complete (``SecureConnection._receive`` in
-    asyncua/common/connection.py). With these limits a longer message, or one of more chunks, is
-    refused there with Bad_RequestTooLarge: the server sends an Error message and closes the
-    connection (``UaProcessor.process``), having held at most ``max_message_size`` for it."""
-    max_message = 2 * max_byte_string + (64 << 10)
-    # Each chunk's body is its size less headers, signature and padding; 1 KiB per chunk covers those.
-    chunks = math.ceil(max_message / (CHUNK_BYTES - 1024)) + 1
-    return TransportLimits(
-        max_recv_buffer=CHUNK_BYTES, max_send_buffer=CHUNK_BYTES, max_chunk_count=chunks, max_message_size=max_message
-    )
-
-
-async def set_limits(server: Server, max_byte_string: int) -> None:
-    """Apply ``transport_limits`` (before the server starts) and advertise what clients may send.
-
-    Advertised so clients size file transfer chunks to it (node-opcua reads MaxByteStringLength, INTEROP.md);
-    asyncua leaves MaxStringLength and MaxArrayLength null, which clients read as "no limit"."""
-    server.limits = transport_limits(max_byte_string)
-    for number in (
-        ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength,
-        ua.ObjectIds.Server_ServerCapabilities_MaxStringLength,
-        # The same bound for strings and arrays keeps any one such value well within one message.
-        ua.ObjectIds.Server_ServerCapabilities_MaxArrayLength,
-    ):
-        await server.get_node(node_id(number)).write_value(ua.Variant(max_byte_string, ua.VariantType.UInt32))
 
 
 async def new_server(
