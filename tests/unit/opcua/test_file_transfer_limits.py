@@ -18,9 +18,12 @@ from asyncua import Client, Server, ua
 from asyncua.common.instantiate_util import instantiate
 from asyncua.ua.ua_binary import uatcp_to_binary
 
+from edge_node.settings import EdgeSettings
+from gateway.settings import GatewaySettings
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.filetype import READ, WRITE, FileNode, new_file_object
 from sdk.opcua.ids import node_id
+from sdk.opcua.service import new_server
 from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 from tests.opcua_servers import client, free_port
@@ -317,3 +320,23 @@ async def test_argument_counts(rig: Rig, obj: str, method: str, args: tuple[ua.V
     async with client(rig.url) as c:
         assert await _status(c, obj, method, *args) == error
     assert rig.transfer.active == 0 and list(rig.work.iterdir()) == []
+
+
+# --- every ModelLine server ----------------------------------------------------------------------------
+
+
+async def test_every_server_gets_limits_from_its_settings() -> None:
+    settings = EdgeSettings(max_byte_string=1 << 20)
+    assert settings.max_package_bytes == GatewaySettings().max_package_bytes == 512 << 20
+    server, _, _ = await new_server(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/x/",
+        name="x",
+        application_uri="urn:test:x",
+        product="x",
+        max_byte_string=settings.max_byte_string,
+    )
+    assert server.limits.max_message_size == 2 * (1 << 20) + (64 << 10)
+    assert server.limits.max_recv_buffer == 65535
+    assert server.limits.max_chunk_count * (65535 - 1024) >= server.limits.max_message_size
+    capabilities = ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength
+    assert await server.get_node(node_id(capabilities)).read_value() == 1 << 20
