@@ -66,7 +66,7 @@ class EdgeNode(Service):
             slot = ModelSlot(name, SlotStore(s.data_dir / "slots" / name), pipeline, runtime, trust)
             sink.on_set_binding = slot.set_binding
             nodes = SlotNodes(server, ns, slot)
-            await nodes.build(device, instance_ns, s.max_byte_string)
+            await nodes.build(device, instance_ns, s.max_byte_string, max_package_bytes=s.max_package_bytes)
             self.slots[name], self.slot_nodes[name] = slot, nodes
             pipelines.append(pipeline)
         hub = InputHub(pipelines)
@@ -76,6 +76,9 @@ class EdgeNode(Service):
         server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
 
         await self._stack.enter_async_context(server)
+        for nodes in self.slot_nodes.values():
+            if nodes.transfer is not None:
+                self._stack.push_async_callback(nodes.transfer.release)  # before the server stops
         for name, slot in self.slots.items():
             await slot.start()
             if slot.state.binding is None and name in s.bindings:

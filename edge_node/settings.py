@@ -29,7 +29,18 @@ class EdgeSettings(BaseSettings):
     )
     inference_threads: int = Field(2, ge=1, le=64, description="Worker threads for onnxruntime.")
     max_byte_string: int = Field(
-        1 << 20, ge=4096, le=8 << 20, description="Largest ByteString served (file transfer chunk), in bytes."
+        1 << 20,
+        ge=4096,
+        le=8 << 20,
+        description="Largest ByteString served or accepted (file transfer chunk), in bytes; also sets the largest "
+        "message a client may send (twice this plus 64 KiB).",
+    )
+    max_package_bytes: int = Field(
+        512 << 20,
+        ge=1 << 20,
+        le=16 << 30,
+        description="Largest package accepted by one transfer (DI FileTransfer), in bytes; a Write beyond it is "
+        "refused (BadResourceUnavailable) and the transfer abandoned.",
     )
     manufacturer: str = Field("ModelLine", description="DI Manufacturer of the device.")
     gateway_url: str | None = Field(

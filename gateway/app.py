@@ -96,10 +96,17 @@ class Gateway(Service):
         for record in await self.store.deployments():
             await self.manager.show(record, await self.store.targets(record.id))
         self.models = await ModelNodes(
-            server, ns, manager, self.repository, s.data_dir / "uploads", s.max_byte_string
+            server,
+            ns,
+            manager,
+            self.repository,
+            s.data_dir / "uploads",
+            s.max_byte_string,
+            max_package_bytes=s.max_package_bytes,
         ).bind()
         self.server = server
         await self._stack.enter_async_context(server)
+        self._stack.push_async_callback(self.models.upload.release)  # before the server stops
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.deployments.scheduler = self.scheduler
         self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)

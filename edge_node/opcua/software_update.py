@@ -30,7 +30,7 @@ from edge_node.slots.store import InstalledVersion
 from nodesets import Namespaces
 from nodesets.ids import DI, ConfirmationState, SoftwareVersionFileType
 from sdk.errors import UsageError
-from sdk.opcua.file_transfer import TemporaryFileTransfer
+from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
 from sdk.opcua.ids import node_id, qname, text_of
 from sdk.opcua.status import arg, status_on_error
 from sdk.opcua.users import Role, requires
@@ -78,7 +78,14 @@ class SlotNodes:
     async def _child(self, node: Node, *path: str) -> Node:
         return await node.get_child([f"{self.ns.di}:{p}" if ":" not in p else p for p in path])
 
-    async def build(self, device: Node, instance_ns: int, max_byte_string: int) -> None:
+    async def build(
+        self,
+        device: Node,
+        instance_ns: int,
+        max_byte_string: int,
+        *,
+        max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
+    ) -> None:
         """Create the nodes under ``device`` and bind them to the slot."""
         server, slot = self.server, self.slot
         base = f"{text_of(device.nodeid)}.{slot.name}"
@@ -169,6 +176,7 @@ class SlotNodes:
             read_source=self._read_source,
             check_options=version_kind,
             max_byte_string=max_byte_string,
+            max_package_bytes=max_package_bytes,
             mime_type="application/vnd.modelline.package+zip",
             role=Role.ENGINEER,
         ).bind()

@@ -22,7 +22,7 @@ from gateway.store.base import ModelVersionRecord
 from nodesets import Namespaces
 from nodesets.ids import ModelLine
 from sdk.opcua import sessions
-from sdk.opcua.file_transfer import TemporaryFileTransfer
+from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
 from sdk.opcua.filetype import FileNode
 from sdk.opcua.ids import instantiate_in_place, node_id, path_id, qname
 from sdk.opcua.users import Role
@@ -63,6 +63,7 @@ class ModelNodes:
         repository: PackageRepository,
         work_dir: Path,
         max_byte_string: int,
+        max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
     ) -> None:
         self.server = server
         self.ns = ns
@@ -70,6 +71,7 @@ class ModelNodes:
         self.repository = repository
         self.work_dir = work_dir
         self.max_byte_string = max_byte_string
+        self.max_package_bytes = max_package_bytes
         self._models: dict[str, Node] = {}
         self._versions: dict[tuple[str, str], FileNode] = {}
 
@@ -89,6 +91,7 @@ class ModelNodes:
             self.work_dir,
             commit=self._commit,
             max_byte_string=self.max_byte_string,
+            max_package_bytes=self.max_package_bytes,
             mime_type=PACKAGE_MIME,
             role=Role.ENGINEER,
         ).bind()

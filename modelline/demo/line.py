@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 import numpy as np
 from asyncua import Node, Server, ua
 
+from sdk.opcua.filetype import DEFAULT_MAX_BYTE_STRING
 from sdk.opcua.ids import data_value, node_id, qname
 from sdk.opcua.shelf import init_server
+from sdk.opcua.transport import set_limits
 
 TAGS = ["vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"]
 NAMESPACE = "urn:modelline:demo:line"
@@ -94,6 +96,7 @@ class LineSimulator:
         """Create the address space and start serving (call ``run`` for the simulation)."""
         await init_server(self.server)
         self.server.set_endpoint(self.endpoint)
+        await set_limits(self.server, DEFAULT_MAX_BYTE_STRING)  # like every ModelLine server (sdk.opcua.transport)
         self.server.set_server_name("ModelLine demo line (simulated PLC)")
         self.ns = await self.server.register_namespace(NAMESPACE)
         line = await self.server.nodes.objects.add_object(node_id("Line1", self.ns), qname("Line1", self.ns))

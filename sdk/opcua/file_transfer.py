@@ -6,15 +6,22 @@ session and returns the handle; the client writes chunks and calls CloseAndCommi
 which hands the finished file to the owner's ``commit`` callback. A commit that
 raises a ModelLineError is answered with that error's StatusCode and leaves
 nothing behind. GenerateFileForRead does the same for reading a file the owner
-names. Transfers are abandoned when their session ends or when the client is
-silent for longer than ClientProcessingTimeout.
+names. A transfer and its temporary file are released on CloseAndCommit, when
+the client closes the temporary file, when its session ends, when a Write would
+make the package larger than ``max_package_bytes``, and when the client is
+silent for longer than ClientProcessingTimeout (a watch task started by
+``bind`` and stopped by ``release`` sees to the last without waiting for
+another call). The methods also answer when called by the type's method
+NodeIds with this object as ObjectId (sdk.opcua.type_methods).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -25,15 +32,23 @@ from typing import Any
 
 from asyncua import Node, Server, ua
 
-from sdk.opcua import sessions
+from sdk.opcua import sessions, type_methods
 from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
 from sdk.opcua.ids import auto_id, delete_subtree, path_id, qname
-from sdk.opcua.status import StatusError, arg, status_on_error
+from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 from sdk.opcua.users import Role, current_role
 
 _log = logging.getLogger(__name__)
 _S = ua.StatusCodes
 _numbers = itertools.count(1)
+DEFAULT_MAX_PACKAGE_BYTES = 512 << 20
+
+# TemporaryFileTransferType's methods (OPC 10000-20 4.4.2 to 4.4.4): type method NodeId, declared InputArguments.
+_METHODS = {
+    "GenerateFileForRead": (ua.ObjectIds.TemporaryFileTransferType_GenerateFileForRead, ("GenerateOptions",)),
+    "GenerateFileForWrite": (ua.ObjectIds.TemporaryFileTransferType_GenerateFileForWrite, ("GenerateOptions",)),
+    "CloseAndCommit": (ua.ObjectIds.TemporaryFileTransferType_CloseAndCommit, ("FileHandle",)),
+}
 
 Commit = Callable[[Path, Any], Awaitable[None]]
 """Takes the written file (moved or copied away before returning) and the generateOptions value."""
@@ -64,6 +79,7 @@ class TemporaryFileTransfer:
         check_options: Callable[[Any], Any] = lambda value: value,
         client_processing_timeout_s: float = 120.0,
         max_byte_string: int = 1 << 20,
+        max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
         mime_type: str = "application/octet-stream",
         role: Role = Role.OBSERVER,
     ) -> None:
@@ -76,9 +92,13 @@ class TemporaryFileTransfer:
         self._check_options = check_options
         self.timeout_s = client_processing_timeout_s
         self.max_byte_string = max_byte_string
+        self.max_package_bytes = max_package_bytes
         self.mime_type = mime_type
         self._transfers: dict[int, _Transfer] = {}
         self._unlisten: Callable[[], None] | None = None
+        self._unserve: Callable[[], None] | None = None
+        self._started = asyncio.Event()  # wakes the watch task when a transfer starts
+        self._watch: asyncio.Task[None] | None = None
 
     async def bind(self) -> TemporaryFileTransfer:
         """Link GenerateFileForRead/Write and CloseAndCommit; returns self."""
@@ -94,18 +114,32 @@ class TemporaryFileTransfer:
         for child in await self.node.get_children():
             name = (await child.read_browse_name()).Name
             if name in handlers:
-                self.server.link_method(child, handlers.pop(name))
+                self.server.link_method(child, type_methods.bound_to(self.node.nodeid, handlers[name]))
             elif name == "ClientProcessingTimeout":
                 await child.write_value(ua.Variant(self.timeout_s * 1000.0, ua.VariantType.Double))
-        if handlers:
-            raise RuntimeError(f"{self.node} lacks methods {sorted(handlers)}")
+        missing = set(handlers) - {(await c.read_browse_name()).Name for c in await self.node.get_children()}
+        if missing:
+            raise RuntimeError(f"{self.node} lacks methods {sorted(missing)}")
+        self._unserve = type_methods.serve(
+            self.server, self.node.nodeid, {_METHODS[name][0]: handler for name, handler in handlers.items()}
+        )
         self._unlisten = sessions.on_session_closed(self._session_closed)
+        self._watch = asyncio.create_task(self._watch_timeouts(), name=f"transfer timeouts {self.node.nodeid}")
         return self
 
     async def release(self) -> None:
-        """Abandon every transfer (server shutdown)."""
+        """Stop the watch task and abandon every transfer (server shutdown)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if self._unserve:
+            self._unserve()
+            self._unserve = None
         if self._unlisten:
             self._unlisten()
+            self._unlisten = None
         for handle in list(self._transfers):
             await self._abandon(handle)
 
@@ -133,14 +167,39 @@ class TemporaryFileTransfer:
             max_byte_string=self.max_byte_string,
             mime_type=self.mime_type,
             on_close=self._file_closed,
+            max_size=self.max_package_bytes if writable else None,
+            on_too_large=self._too_large,
         ).bind()
+
+    def _temp_path(self, prefix: str, suffix: str = "") -> Path:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=self.work_dir)
+        os.close(fd)  # FileNode opens the file per handle; mkstemp's own descriptor would stay open for ever
+        return Path(name)
 
     async def _expire(self) -> None:
         now = time.monotonic()
         for handle, transfer in list(self._transfers.items()):
-            if now - transfer.file.last_activity > self.timeout_s:
-                _log.warning("transfer %d: no call for %.0f s, abandoned", handle, self.timeout_s)
+            if now - transfer.file.last_activity >= self.timeout_s:
+                _log.warning("transfer %d: no call for %.1f s, abandoned", handle, self.timeout_s)
                 await self._abandon(handle)
+
+    async def _watch_timeouts(self) -> None:
+        """Abandon each transfer once ClientProcessingTimeout has passed since its last call."""
+        while True:
+            if not self._transfers:
+                self._started.clear()
+                await self._started.wait()
+                continue
+            oldest = min(transfer.file.last_activity for transfer in self._transfers.values())
+            wait = oldest + self.timeout_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                await self._expire()
+            except Exception:  # keep watching: one failed clean-up must not leave every later transfer for ever
+                _log.exception("transfer object %s: abandoning timed-out transfers failed", self.node.nodeid)
+                await asyncio.sleep(1.0)
 
     def _authorize(self) -> None:
         if current_role() < self.role:
@@ -148,32 +207,42 @@ class TemporaryFileTransfer:
 
     @status_on_error
     async def _generate_for_write(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["GenerateFileForWrite"][1])
         self._authorize()
-        await self._expire()
-        options = self._check_options(args[0].Value if args and isinstance(args[0], ua.Variant) else None)
-        path = Path(tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.work_dir)[1])
-        file = await self._new_temp_file(path, writable=True)
+        options = self._check_options(args[0].Value if isinstance(args[0], ua.Variant) else args[0])
+        path = self._temp_path("upload-", ".part")
+        try:
+            file = await self._new_temp_file(path, writable=True)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         session = sessions.current_session_id()
         handle = await file.open_handle(WRITE | ERASE_EXISTING, session)
         self._transfers[handle] = _Transfer(file, handle, session, options, writing=True)
+        self._started.set()
         _log.info("transfer %d: write started by session %s", handle, session)
         return [ua.Variant(file.node.nodeid, ua.VariantType.NodeId), ua.Variant(handle, ua.VariantType.UInt32)]
 
     @status_on_error
     async def _generate_for_read(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["GenerateFileForRead"][1])
         self._authorize()
-        await self._expire()
         if self._read_source is None:
             raise StatusError(_S.BadNotSupported, "this transfer object serves no files for reading")
-        options = self._check_options(args[0].Value if args and isinstance(args[0], ua.Variant) else None)
+        options = self._check_options(args[0].Value if isinstance(args[0], ua.Variant) else args[0])
         source = await self._read_source(options)
         # A private copy: the source may be replaced while the client reads.
-        path = Path(tempfile.mkstemp(prefix="download-", dir=self.work_dir)[1])
-        await asyncio.to_thread(shutil.copyfile, source, path)
-        file = await self._new_temp_file(path, writable=False)
+        path = self._temp_path("download-")
+        try:
+            await asyncio.to_thread(shutil.copyfile, source, path)
+            file = await self._new_temp_file(path, writable=False)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         session = sessions.current_session_id()
         handle = await file.open_handle(READ, session)
         self._transfers[handle] = _Transfer(file, handle, session, options, writing=False)
+        self._started.set()
         return [
             ua.Variant(file.node.nodeid, ua.VariantType.NodeId),
             ua.Variant(handle, ua.VariantType.UInt32),
@@ -182,6 +251,7 @@ class TemporaryFileTransfer:
 
     @status_on_error
     async def _close_and_commit(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["CloseAndCommit"][1])
         number = arg(args, 0, (ua.VariantType.UInt32,), "fileHandle")
         transfer = self._transfers.get(number)
         if transfer is None or transfer.session != sessions.current_session_id() or not transfer.writing:
@@ -195,12 +265,21 @@ class TemporaryFileTransfer:
         return [ua.Variant(ua.NodeId(), ua.VariantType.NodeId)]
 
     async def _file_closed(self, file: FileNode, wrote: bool) -> None:
-        """A read transfer ends when the client closes the temporary file (4.4.3)."""
+        """A read transfer ends when the client closes the temporary file (4.4.3); a write transfer whose
+        file is closed instead of committed can never be committed (its handle is gone): abandon it."""
+        for handle, transfer in list(self._transfers.items()):
+            if transfer.file is file and file.open_count == 0:
+                if transfer.writing:
+                    _log.info("transfer %d: file closed without CloseAndCommit, abandoned", handle)
+                del self._transfers[handle]
+                await self._discard(transfer)
+
+    async def _too_large(self, file: FileNode) -> None:
+        """Abandon at once, so that the disk space is free before the Write is refused."""
         for handle, transfer in list(self._transfers.items()):
             if transfer.file is file:
-                if not transfer.writing and file.open_count == 0:
-                    del self._transfers[handle]
-                    await self._discard(transfer)
+                _log.warning("transfer %d: package over %d bytes, abandoned", handle, self.max_package_bytes)
+                await self._abandon(handle)
 
     async def _abandon(self, handle: int) -> None:
         transfer = self._transfers.pop(handle, None)

@@ -3,9 +3,12 @@
 asyncua ships only a FileType client. ``FileNode`` serves one FileType object
 backed by a file on disk: Open with the Read / Write / EraseExisting / Append
 bits, Close, Read, Write, GetPosition and SetPosition, bound to the instance's own
-method nodes, and keeps Size, Writable, UserWritable, OpenCount and
-MaxByteStringLength current. Handles belong to the session that opened them and
-are released when it ends. Many readers may share a file; a writer has it alone.
+method nodes and to FileType's own method nodes (sdk.opcua.type_methods: generic
+clients call those with the file as ObjectId), and keeps Size, Writable,
+UserWritable, OpenCount and MaxByteStringLength current. Handles belong to the
+session that opened them and are released when it ends. Many readers may share a
+file; a writer has it alone. A Write longer than MaxByteStringLength is refused,
+and so is one that would make the file larger than ``max_size``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from typing import Any, BinaryIO
 from asyncua import Node, Server, ua
 from asyncua.common.instantiate_util import instantiate
 
-from sdk.opcua import sessions
-from sdk.opcua.status import StatusError, arg, status_on_error
+from sdk.opcua import sessions, type_methods
+from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 
 _log = logging.getLogger(__name__)
 
@@ -51,6 +54,18 @@ class _Handle:
 
 OnClose = Callable[["FileNode", bool], Awaitable[None]]
 """Called after a handle is closed, with whether it had been open for writing."""
+OnTooLarge = Callable[["FileNode"], Awaitable[None]]
+"""Called when a Write would make the file larger than ``max_size``, before the Write is refused."""
+
+# FileType's methods (OPC 10000-20 4.2.1 to 4.2.6): type method NodeId and declared InputArguments.
+_METHODS = {
+    "Open": (ua.ObjectIds.FileType_Open, ("Mode",)),
+    "Close": (ua.ObjectIds.FileType_Close, ("FileHandle",)),
+    "Read": (ua.ObjectIds.FileType_Read, ("FileHandle", "Length")),
+    "Write": (ua.ObjectIds.FileType_Write, ("FileHandle", "Data")),
+    "GetPosition": (ua.ObjectIds.FileType_GetPosition, ("FileHandle",)),
+    "SetPosition": (ua.ObjectIds.FileType_SetPosition, ("FileHandle", "Position")),
+}
 
 
 async def new_file_object(server: Server, parent: Node, node_id: ua.NodeId, name: ua.QualifiedName) -> Node:
@@ -72,6 +87,8 @@ class FileNode:
         max_byte_string: int = DEFAULT_MAX_BYTE_STRING,
         mime_type: str = "application/octet-stream",
         on_close: OnClose | None = None,
+        max_size: int | None = None,
+        on_too_large: OnTooLarge | None = None,
     ) -> None:
         self.server = server
         self.node = node
@@ -80,13 +97,16 @@ class FileNode:
         self.max_byte_string = max_byte_string
         self.mime_type = mime_type
         self._on_close = on_close
+        self.max_size = max_size
+        self._on_too_large = on_too_large
         self._handles: dict[int, _Handle] = {}
         self._props: dict[str, Node] = {}
         self._unlisten: Callable[[], None] | None = None
+        self._unserve: Callable[[], None] | None = None
         self.last_activity = time.monotonic()
 
     async def bind(self) -> FileNode:
-        """Link the instance's method nodes and publish the properties; returns self."""
+        """Link the instance's and the type's method nodes and publish the properties; returns self."""
         handlers = {
             "Open": self._open,
             "Close": self._close,
@@ -98,12 +118,15 @@ class FileNode:
         for child in await self.node.get_children():
             name = (await child.read_browse_name()).Name
             if name in handlers:
-                self.server.link_method(child, handlers[name])
+                self.server.link_method(child, type_methods.bound_to(self.node.nodeid, handlers[name]))
             else:
                 self._props[name] = child
         missing = set(handlers) - {(await c.read_browse_name()).Name for c in await self.node.get_children()}
         if missing:
             raise RuntimeError(f"{self.node} lacks FileType methods {sorted(missing)}")
+        self._unserve = type_methods.serve(
+            self.server, self.node.nodeid, {_METHODS[name][0]: handler for name, handler in handlers.items()}
+        )
         self._unlisten = sessions.on_session_closed(self._session_closed)
         await self._set("Writable", self.writable, ua.VariantType.Boolean)
         await self._set("UserWritable", self.writable, ua.VariantType.Boolean)
@@ -113,7 +136,10 @@ class FileNode:
         return self
 
     async def release(self) -> None:
-        """Close every handle and stop listening for session ends (before the node is deleted)."""
+        """Close every handle, stop serving calls and listening for session ends (before the node is deleted)."""
+        if self._unserve:
+            self._unserve()
+            self._unserve = None
         if self._unlisten:
             self._unlisten()
             self._unlisten = None
@@ -174,7 +200,8 @@ class FileNode:
         await self._drop(self._handle(number))
 
     async def _drop(self, handle: _Handle) -> None:
-        self._handles.pop(handle.number, None)
+        if self._handles.pop(handle.number, None) is None:
+            return  # already dropped, e.g. by an on_close callback that released the whole file
         await asyncio.to_thread(handle.fh.close)
         await self.refresh()
         if self._on_close is not None:
@@ -203,17 +230,20 @@ class FileNode:
 
     @status_on_error
     async def _open(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["Open"][1])
         mode = arg(args, 0, (ua.VariantType.Byte,), "mode")
         number = await self.open_handle(mode, sessions.current_session_id())
         return [ua.Variant(number, ua.VariantType.UInt32)]
 
     @status_on_error
     async def _close(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["Close"][1])
         await self.close_handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
         return []
 
     @status_on_error
     async def _read(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["Read"][1])
         handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
         length = arg(args, 1, (ua.VariantType.Int32,), "length")
         if length <= 0:
@@ -226,20 +256,34 @@ class FileNode:
 
     @status_on_error
     async def _write(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["Write"][1])
         handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
         data = arg(args, 1, (ua.VariantType.ByteString,), "data", optional=True) or b""
         if not handle.writes:
             raise StatusError(_S.BadInvalidState, "the file was not opened for writing")
+        if len(data) > self.max_byte_string:
+            # The advertised MaxByteStringLength (OPC 10000-5 6.3.2 ServerCapabilities, and this file's own
+            # property) is an encoding limit: a ByteString over it is refused with Bad_EncodingLimitsExceeded
+            # (OPC 10000-6 5.2.2.7 ByteString decoding; OPC 10000-4 7.38.2 common StatusCodes), not cut.
+            raise StatusError(
+                _S.BadEncodingLimitsExceeded, f"{len(data)} bytes exceed MaxByteStringLength {self.max_byte_string}"
+            )
+        if self.max_size is not None and handle.fh.tell() + len(data) > self.max_size:
+            if self._on_too_large is not None:
+                await self._on_too_large(self)
+            raise StatusError(_S.BadResourceUnavailable, f"the file would exceed the limit of {self.max_size} bytes")
         await asyncio.to_thread(handle.fh.write, data)
         return []
 
     @status_on_error
     async def _get_position(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["GetPosition"][1])
         handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
         return [ua.Variant(handle.fh.tell(), ua.VariantType.UInt64)]
 
     @status_on_error
     async def _set_position(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+        expect_args(args, _METHODS["SetPosition"][1])
         handle = self._handle(arg(args, 0, (ua.VariantType.UInt32,), "fileHandle"))
         position = arg(args, 1, (ua.VariantType.UInt64,), "position")
         size = await asyncio.to_thread(lambda: os.fstat(handle.fh.fileno()).st_size)

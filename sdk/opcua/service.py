@@ -18,8 +18,8 @@ import nodesets
 from sdk import __version__
 from sdk.opcua import sessions
 from sdk.opcua.certificate import ensure_certificate
-from sdk.opcua.ids import node_id
 from sdk.opcua.shelf import init_server
+from sdk.opcua.transport import set_limits
 from sdk.opcua.users import UserStore
 
 _log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ async def new_server(
     pki_dir: Path | None = None,
 ) -> tuple[Server, nodesets.Namespaces, int]:
     """An initialised, not yet started server with DI and ModelLine loaded, logins and roles, and
-    MaxByteStringLength advertised; returns it, the model namespaces and its own instance namespace.
+    transport limits set from ``max_byte_string`` and advertised (``set_limits``); returns it, the
+    model namespaces and its own instance namespace.
 
     With ``pki_dir`` the server has its own certificate (made on first start, sdk.opcua.certificate)
     and offers Basic256Sha256 Sign and SignAndEncrypt endpoints beside the unencrypted one, on which
@@ -72,10 +73,7 @@ async def new_server(
     )
     ns = await nodesets.load(server)
     instance_ns = await server.register_namespace(application_uri)
-    # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
-    await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
-        ua.Variant(max_byte_string, ua.VariantType.UInt32)
-    )
+    await set_limits(server, max_byte_string)
     return server, ns, instance_ns
 
 

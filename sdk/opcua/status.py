@@ -66,3 +66,16 @@ def arg(
             f"argument {name} must be {' or '.join(k.name for k in kinds)}, not {value.VariantType.name}",
         )
     return value.Value
+
+
+def expect_args(args: tuple[Any, ...], names: tuple[str, ...]) -> None:
+    """Refuse a call whose argument count differs from the method's declared InputArguments ``names``.
+
+    OPC 10000-4 5.11.2 (Call): too many arguments answer Bad_TooManyArguments, too few
+    Bad_ArgumentsMissing; asyncua passes whatever the client sent.
+    """
+    if len(args) > len(names):
+        expected = f"{len(names)} expected ({', '.join(names)})" if names else "none expected"
+        raise StatusError(ua.StatusCodes.BadTooManyArguments, f"{len(args)} arguments given, {expected}")
+    if len(args) < len(names):
+        raise StatusError(ua.StatusCodes.BadArgumentsMissing, f"argument {names[len(args)]} is missing")

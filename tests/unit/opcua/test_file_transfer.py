@@ -85,6 +85,7 @@ async def shared_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     rig_holder["rig"] = rig
     async with server:
         yield rig
+        await transfer.release()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
