@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -42,9 +43,16 @@ class ModelSlot:
     """One model slot: its versions, its pipeline, its update state."""
 
     def __init__(
-        self, name: str, store: SlotStore, pipeline: Pipeline, runtime: InferenceRuntime, trust: TrustStore
+        self,
+        name: str,
+        store: SlotStore,
+        pipeline: Pipeline,
+        runtime: InferenceRuntime,
+        trust: TrustStore,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self._clock = clock  # seconds, for the confirmation deadline; tests pass a clock they move
         self.store = store
         self.pipeline = pipeline
         self._runtime = runtime
@@ -192,7 +200,7 @@ class ModelSlot:
         self.update_status = f"{target.name} {target.version} installed" + (
             f"; waiting {timeout:g} s for Confirm" if waiting else ""
         )
-        self._deadline = asyncio.get_running_loop().time() + timeout if waiting else None
+        self._deadline = self._clock() + timeout if waiting else None
         await asyncio.to_thread(self.store.prune, self._referenced())
         _log.info("slot %s: %s", self.name, self.update_status)
         await self._changed()
@@ -256,18 +264,21 @@ class ModelSlot:
 
     # --- worker -------------------------------------------------------------------------------
 
+    def check_deadline(self) -> None:
+        """Look at the confirmation deadline again now (the worker also does so when it falls due)."""
+        self._work.set()
+
     async def run(self) -> None:
         """Runs installs and the confirmation deadline, forever."""
-        loop = asyncio.get_running_loop()
         while True:
-            timeout = None if self._deadline is None else max(0.0, self._deadline - loop.time())
+            timeout = None if self._deadline is None else max(0.0, self._deadline - self._clock())
             try:
                 await asyncio.wait_for(self._work.wait(), timeout)
             except TimeoutError:
                 pass
             honour_cancel()
             self._work.clear()
-            if self._deadline is not None and loop.time() >= self._deadline and self.state.awaiting_confirmation:
+            if self._deadline is not None and self._clock() >= self._deadline and self.state.awaiting_confirmation:
                 timeout_s = self.state.confirmation_timeout_s
                 await self._revert(f"not confirmed within {timeout_s:g} s")
             if self._job is not None:

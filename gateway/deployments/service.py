@@ -343,11 +343,12 @@ class DeploymentService:
         confirmed, and the device reverts by itself when its ConfirmationTimeout runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + options.health_check_s
+        settled = loop.time() + min(0.5, options.health_check_s)  # without a binding: a short look at its health
         while True:
             if link.view.health is DeviceHealth.FAILURE:
                 raise UpdateFailed("the device reports FAILURE after the install")
             if options.binding is None:
-                if loop.time() >= min(deadline, loop.time() + 0.5):
+                if loop.time() >= settled:
                     return
             else:
                 good = link.view.last_good.get(slot)

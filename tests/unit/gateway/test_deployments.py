@@ -1,0 +1,192 @@
+"""The deployment service against fake devices on an injected clock: the rollout rules without any network."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.deployments.service import DeploymentService
+from gateway.devices.device import Device, DeviceView, SlotUpdate
+from gateway.devices.registry import DeviceRegistry
+from gateway.models.repository import PackageRepository
+from gateway.store.base import DeploymentRecord
+from gateway.store.sqlite import SqliteStore
+from nodesets.ids import DeploymentState, DeviceState, SoftwareVersionFileType
+from sdk.errors import UpdateFailed
+from sdk.versions import VersionInfo
+from tests.conftest import Signer
+from tests.edge_harness import wait_for
+
+
+class Clock:
+    """UTC time that moves only when the test (or a fake device) says so."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class FakeSlot:
+    """A slot's DI software update as a fake device runs it; records every call."""
+
+    device: FakeDevice
+    calls: list[str] = field(default_factory=list)
+    versions: dict[SoftwareVersionFileType, VersionInfo] = field(default_factory=dict)
+
+    async def slot_name(self) -> str:
+        return "main"
+
+    async def version(self, which: SoftwareVersionFileType) -> VersionInfo:
+        return self.versions.get(which, VersionInfo("", "", b""))
+
+    async def set_confirmation_timeout(self, seconds: float) -> None:
+        self.calls.append(f"timeout {seconds:g}")
+
+    async def transfer(self, package: Path) -> VersionInfo:
+        self.calls.append("transfer")
+        digest = hashlib.sha256(package.read_bytes()).digest()
+        pending = VersionInfo("urn:modelline:model:pump-health", "1.0.0", digest)
+        self.versions[SoftwareVersionFileType.PENDING] = pending
+        return pending
+
+    async def install(self, version: VersionInfo) -> str:
+        self.calls.append(f"install {version.revision}")
+        if self.device.install_fails:
+            raise UpdateFailed("samples do not reproduce on this device")
+        self.versions[SoftwareVersionFileType.CURRENT] = version
+        return "installed"
+
+    async def resume(self) -> None:
+        self.calls.append("resume")
+
+    async def confirm(self) -> None:
+        self.calls.append("confirm")
+
+
+class FakeDevice:
+    """An edge device that is always online and answers as told; a Good prediction follows each binding."""
+
+    def __init__(self, device_id: str, endpoint: str, clock: Clock) -> None:
+        self.device_id, self.endpoint = device_id, endpoint
+        self.view = DeviceView(state=DeviceState.ONLINE)
+        self.listeners: list[Callable[[Device], Awaitable[None]]] = []
+        self.clock = clock
+        self.slot = FakeSlot(self)
+        self.install_fails = False
+        self.predicts = True
+
+    @property
+    def online(self) -> bool:
+        return True
+
+    async def wait_online(self, within_s: float | None = None) -> bool:
+        return True
+
+    async def software_update(self, slot: str | None = None) -> SlotUpdate:
+        return self.slot
+
+    async def set_binding(self, slot: str, binding_json: str) -> None:
+        self.slot.calls.append("bind")
+        if self.predicts:  # the new model's first Good output, a second after the binding
+            self.view.last_good[slot] = self.clock() + timedelta(seconds=1)
+
+    def refresh(self) -> None:
+        pass
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+
+@dataclass
+class Plant:
+    service: DeploymentService
+    devices: dict[str, FakeDevice]
+    store: SqliteStore
+
+
+@pytest.fixture
+async def plant(tmp_path: Path, signer: Signer, package: Path) -> AsyncIterator[Plant]:
+    clock = Clock()
+    fakes: dict[str, FakeDevice] = {}
+
+    def factory(device_id: str, endpoint: str) -> Device:
+        fakes[device_id] = FakeDevice(device_id, endpoint, clock)
+        return fakes[device_id]
+
+    async with SqliteStore.open(tmp_path / "gw.sqlite3") as store:
+        repository = PackageRepository(store, tmp_path / "packages", signer.trust, clock)
+        upload = tmp_path / "upload.mlpkg"
+        upload.write_bytes(package.read_bytes())
+        await repository.add(upload)
+        registry = DeviceRegistry(store, factory, clock=clock)
+        for name in ("edge-a", "edge-b", "edge-c"):
+            await registry.register(name, f"opc.tcp://127.0.0.1:4841/{name}/")
+        service = DeploymentService(store, repository, registry, clock)
+        runner = asyncio.create_task(service.run())
+        try:
+            yield Plant(service, fakes, store)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+
+
+async def _finished(plant: Plant, deployment_id: str) -> DeploymentRecord:
+    async def final() -> DeploymentRecord | None:
+        record = next(r for r in await plant.store.deployments() if r.id == deployment_id)
+        done = (DeploymentState.ACTIVE, DeploymentState.FAILED)
+        return record if record.state in done else None
+
+    return await wait_for(final, what=f"{deployment_id} to finish")
+
+
+BINDING = {"inputs": {"x": {"endpoint": "opc.tcp://127.0.0.1:4842/", "node_id": "ns=2;s=X"}}}
+
+
+async def test_each_target_is_transferred_installed_bound_health_checked_and_confirmed(plant: Plant) -> None:
+    options = '{"binding": %s, "confirmation_timeout_s": 30}' % str(BINDING).replace("'", '"')
+    deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a", "edge-b"], options, "alice")
+    record = await _finished(plant, deployment)
+    assert (record.state, record.progress, record.last_error) == (DeploymentState.ACTIVE, 100.0, "")
+    for name in ("edge-a", "edge-b"):
+        assert plant.devices[name].slot.calls == ["timeout 30", "transfer", "install 1.0.0", "bind", "confirm"]
+    assert plant.devices["edge-c"].slot.calls == []
+    assert {t.state for t in await plant.store.targets(deployment)} == {DeploymentState.ACTIVE}
+
+
+async def test_a_failed_install_fails_the_wave_resumes_the_device_and_spares_later_waves(plant: Plant) -> None:
+    plant.devices["edge-b"].install_fails = True
+    deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a", "edge-b", "edge-c"], '{"waves": 2}')
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.FAILED
+    assert record.last_error == "wave 1, device edge-b: samples do not reproduce on this device"
+    assert plant.devices["edge-b"].slot.calls[-2:] == ["install 1.0.0", "resume"]
+    assert "confirm" not in plant.devices["edge-b"].slot.calls
+    assert plant.devices["edge-c"].slot.calls == []  # the second wave is never touched
+
+
+async def test_no_good_prediction_after_the_install_is_never_confirmed(plant: Plant) -> None:
+    plant.devices["edge-a"].predicts = False
+    options = '{"binding": %s, "health_check_s": 0.3}' % str(BINDING).replace("'", '"')
+    deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options)
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.FAILED
+    assert "no healthy predictions within 0.3 s of the install" in record.last_error
+    assert "confirm" not in plant.devices["edge-a"].slot.calls  # left to revert by itself
+
+
+async def test_a_prediction_older_than_the_install_does_not_count(plant: Plant) -> None:
+    device = plant.devices["edge-a"]
+    device.predicts = False
+    device.view.last_good["main"] = device.clock() - timedelta(seconds=5)  # made by the model before
+    options = '{"binding": %s, "health_check_s": 0.3}' % str(BINDING).replace("'", '"')
+    record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
+    assert record.state is DeploymentState.FAILED and "confirm" not in device.slot.calls
