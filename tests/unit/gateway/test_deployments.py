@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -151,8 +152,12 @@ async def _finished(plant: Plant, deployment_id: str) -> DeploymentRecord:
 BINDING = {"inputs": {"x": {"endpoint": "opc.tcp://127.0.0.1:4842/", "node_id": "ns=2;s=X"}}}
 
 
+def _options(**values: object) -> str:
+    return json.dumps(values)
+
+
 async def test_each_target_is_transferred_installed_bound_health_checked_and_confirmed(plant: Plant) -> None:
-    options = '{"binding": %s, "confirmation_timeout_s": 30}' % str(BINDING).replace("'", '"')
+    options = _options(binding=BINDING, confirmation_timeout_s=30)
     deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a", "edge-b"], options, "alice")
     record = await _finished(plant, deployment)
     assert (record.state, record.progress, record.last_error) == (DeploymentState.ACTIVE, 100.0, "")
@@ -175,7 +180,7 @@ async def test_a_failed_install_fails_the_wave_resumes_the_device_and_spares_lat
 
 async def test_no_good_prediction_after_the_install_is_never_confirmed(plant: Plant) -> None:
     plant.devices["edge-a"].predicts = False
-    options = '{"binding": %s, "health_check_s": 0.3}' % str(BINDING).replace("'", '"')
+    options = _options(binding=BINDING, health_check_s=0.3)
     deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options)
     record = await _finished(plant, deployment)
     assert record.state is DeploymentState.FAILED
@@ -187,6 +192,6 @@ async def test_a_prediction_older_than_the_install_does_not_count(plant: Plant) 
     device = plant.devices["edge-a"]
     device.predicts = False
     device.view.last_good["main"] = device.clock() - timedelta(seconds=5)  # made by the model before
-    options = '{"binding": %s, "health_check_s": 0.3}' % str(BINDING).replace("'", '"')
+    options = _options(binding=BINDING, health_check_s=0.3)
     record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
     assert record.state is DeploymentState.FAILED and "confirm" not in device.slot.calls
