@@ -115,7 +115,7 @@ class EdgeNode(Service):
                 await client.disconnect()
             _log.info("registered with gateway %s as %s at %s", s.gateway_url, s.device_id, endpoint)
 
-        await reconnecting(f"registering with gateway {s.gateway_url}", register, first_s=1.0, cap_s=60.0, logger=_log)
+        await reconnecting(f"registering with gateway {s.gateway_url}", register, (1.0, 60.0), logger=_log)
 
     async def _on_write(self, event: ServerItemCallback, dispatcher: Any) -> None:
         for item, result in zip(event.request_params.NodesToWrite, event.response_params, strict=False):

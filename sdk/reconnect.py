@@ -22,16 +22,16 @@ raise when the link fails or is lost."""
 async def reconnecting(
     what: str,
     session: Session,
+    backoff: tuple[float, float] = (0.5, 30.0),
     *,
-    first_s: float = 0.5,
-    cap_s: float = 30.0,
     on_down: Callable[[str], Awaitable[None]] | None = None,
     logger: logging.Logger = _log,
 ) -> None:
     """Run ``session`` until it returns; after each failure, call ``on_down(reason)``, wait, and try again.
 
     Expected failures (a peer that is down or goes away) are logged as one WARNING line with the
-    reason and the wait, never with a traceback."""
+    reason and the wait, never with a traceback. ``backoff`` is the first and the longest wait, in seconds."""
+    first_s, cap_s = backoff
     delay = first_s
     while True:
         up = False

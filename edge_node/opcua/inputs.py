@@ -22,6 +22,7 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 
 from edge_node.runtime.pipeline import Pipeline, Reading
 from sdk.cancel import honour_cancel
+from sdk.opcua.client import watched_session
 from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
@@ -68,14 +69,7 @@ class Source:
 
     async def run(self) -> None:
         """Connect, subscribe, deliver; reconnect with backoff; forever."""
-        await reconnecting(
-            f"source {self.endpoint}",
-            self._session,
-            first_s=self._backoff[0],
-            cap_s=self._backoff[1],
-            on_down=self._down,
-            logger=_log,
-        )
+        await reconnecting(f"source {self.endpoint}", self._session, self._backoff, on_down=self._down, logger=_log)
 
     async def _down(self, reason: str) -> None:
         self.connected = False
@@ -83,56 +77,44 @@ class Source:
 
     async def _session(self, connected: Callable[[], None]) -> None:
         client = Client(self.endpoint, timeout=self._timeout, watchdog_intervall=1.0)
-        lost = asyncio.Event()
+        async with watched_session(client, connected, f"source {self.endpoint}") as lost:
+            await self._serve(client, lost)
 
-        async def on_lost(exc: Exception) -> None:
-            lost.set()
-
-        client.connection_lost_callback = on_lost
-        await client.connect()
-        connected()
-        try:
-            params = ua.CreateSubscriptionParameters(
-                RequestedPublishingInterval=float(self.publishing_interval_ms),
-                RequestedLifetimeCount=300,
-                RequestedMaxKeepAliveCount=10,
-                PublishingEnabled=True,
-            )
-            sub = await client.create_subscription(
-                params, queue_maxsize=QUEUE_SIZE, overflow=OverflowPolicy.DROP_OLDEST
-            )
-            node_ids = list(self.targets)
-            nodes = [client.get_node(ua.NodeId.from_string(n)) for n in node_ids]
-            results = await sub.subscribe_data_change(nodes, queuesize=1)
-            self.connected = True
-            _log.info("source %s: connected, %d tag(s)", self.endpoint, len(nodes))
-            for node_id, result in zip(node_ids, results if isinstance(results, list) else [results], strict=False):
-                if isinstance(result, ua.StatusCode) and not result.is_good():
-                    await self._deliver(node_id, Reading(None, status=result.value))
-            await self._mark_stale(False)
-            while not lost.is_set():
-                event = await sub.next_event(timeout=1.0)  # asyncio.wait_for inside
-                honour_cancel()
-                if event is None:
-                    continue
-                if isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():
-                    raise ConnectionError(f"subscription status {event.notification.Status.name}")
-                if isinstance(event, DataChangeEvent):
-                    dv = event.data.monitored_item.Value
-                    await self._deliver(
-                        event.node.nodeid.to_string(),
-                        Reading(
-                            dv.Value.Value if dv.Value is not None else None,
-                            status=dv.StatusCode.value if dv.StatusCode is not None else 0,
-                            source_time=dv.SourceTimestamp or dv.ServerTimestamp,
-                        ),
-                    )
-            raise ConnectionError("connection lost")
-        finally:
-            try:
-                await asyncio.wait_for(client.disconnect(), 2.0)
-            except Exception:  # the server may be gone already
-                _log.debug("source %s: disconnect failed", self.endpoint, exc_info=True)
+    async def _serve(self, client: Client, lost: asyncio.Event) -> None:
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=float(self.publishing_interval_ms),
+            RequestedLifetimeCount=300,
+            RequestedMaxKeepAliveCount=10,
+            PublishingEnabled=True,
+        )
+        sub = await client.create_subscription(params, queue_maxsize=QUEUE_SIZE, overflow=OverflowPolicy.DROP_OLDEST)
+        node_ids = list(self.targets)
+        nodes = [client.get_node(ua.NodeId.from_string(n)) for n in node_ids]
+        results = await sub.subscribe_data_change(nodes, queuesize=1)
+        self.connected = True
+        _log.info("source %s: connected, %d tag(s)", self.endpoint, len(nodes))
+        for node_id, result in zip(node_ids, results if isinstance(results, list) else [results], strict=False):
+            if isinstance(result, ua.StatusCode) and not result.is_good():
+                await self._deliver(node_id, Reading(None, status=result.value))
+        await self._mark_stale(False)
+        while not lost.is_set():
+            event = await sub.next_event(timeout=1.0)  # asyncio.wait_for inside
+            honour_cancel()
+            if event is None:
+                continue
+            if isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():
+                raise ConnectionError(f"subscription status {event.notification.Status.name}")
+            if isinstance(event, DataChangeEvent):
+                dv = event.data.monitored_item.Value
+                await self._deliver(
+                    event.node.nodeid.to_string(),
+                    Reading(
+                        dv.Value.Value if dv.Value is not None else None,
+                        status=dv.StatusCode.value if dv.StatusCode is not None else 0,
+                        source_time=dv.SourceTimestamp or dv.ServerTimestamp,
+                    ),
+                )
+        raise ConnectionError("connection lost")
 
     async def _deliver(self, node_id: str, reading: Reading) -> None:
         for target in self.targets.get(node_id, []):

@@ -22,6 +22,7 @@ from nodesets.ids import DI_URI, MODELLINE_URI, DeviceHealth, DeviceState, Pipel
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.errors import UpdateFailed
 from sdk.opcua.analog import VariableLayout, read_layout
+from sdk.opcua.client import watched_session
 from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
@@ -106,14 +107,7 @@ class DeviceLink:
 
     async def run(self) -> None:
         """Stay connected, forever."""
-        await reconnecting(
-            f"device {self.device_id}",
-            self._session,
-            first_s=self._backoff[0],
-            cap_s=self._backoff[1],
-            on_down=self._down,
-            logger=_log,
-        )
+        await reconnecting(f"device {self.device_id}", self._session, self._backoff, on_down=self._down, logger=_log)
 
     async def _down(self, reason: str) -> None:
         self.view.reason = reason
@@ -128,35 +122,27 @@ class DeviceLink:
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")
-        lost = asyncio.Event()
-
-        async def on_lost(exc: Exception) -> None:
-            lost.set()
-
-        client.connection_lost_callback = on_lost
-        await client.connect()
-        connected()
-        try:
-            self.client = client
-            while True:
-                self._refresh.clear()
-                sub = await self._subscribe(client)
-                self._connected.set()
-                await self._changed()
-                refreshed = asyncio.ensure_future(self._refresh.wait())
-                gone = asyncio.ensure_future(lost.wait())
-                done, pending = await asyncio.wait({refreshed, gone}, return_when=asyncio.FIRST_COMPLETED)
-                for task in pending:
-                    task.cancel()
-                if gone in done:
-                    raise ConnectionError("connection lost")
-                await sub.delete()  # refresh: subscribe again to what the device offers now
-        finally:
-            self._connected.clear()
+        async with watched_session(client, connected, f"device {self.device_id}") as lost:
             try:
-                await asyncio.wait_for(client.disconnect(), 2.0)
-            except Exception:
-                _log.debug("device %s: disconnect failed", self.device_id, exc_info=True)
+                await self._serve(client, lost)
+            finally:
+                self._connected.clear()
+
+    async def _serve(self, client: Client, lost: asyncio.Event) -> None:
+        self.client = client
+        while True:
+            self._refresh.clear()
+            sub = await self._subscribe(client)
+            self._connected.set()
+            await self._changed()
+            refreshed = asyncio.ensure_future(self._refresh.wait())
+            gone = asyncio.ensure_future(lost.wait())
+            done, pending = await asyncio.wait({refreshed, gone}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            if gone in done:
+                raise ConnectionError("connection lost")
+            await sub.delete()  # refresh: subscribe again to what the device offers now
 
     async def _subscribe(self, client: Client) -> Any:
         di = await client.get_namespace_index(DI_URI)
