@@ -21,6 +21,7 @@ from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.ids import node_id
 from sdk.opcua.shelf import init_server
 from sdk.opcua.users import UserStore
+from sdk.opcua.values import fill_null_values
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ async def new_server(
         build_date=ua.get_win_epoch(),
     )
     ns = await nodesets.load(server)
+    # Standard and DI instances outside the Server object (DeviceTopology/OnlineAccess, Aliases/LastChange)
+    # come without values: give them their DataType's default, as every ModelLine instance gets.
+    for child in await server.nodes.objects.get_children():
+        if child.nodeid != server.nodes.server.nodeid:
+            await fill_null_values(child)
     instance_ns = await server.register_namespace(application_uri)
     # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
     await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(
