@@ -28,7 +28,7 @@ import {
   VariantArrayType,
   resolveNodeId,
 } from "node-opcua-client";
-import { connect, fail } from "./common.mjs";
+import { connect, dataTypes, fail } from "./common.mjs";
 
 const [endpoint, maxNodesArg] = process.argv.slice(2);
 if (!endpoint) fail("usage: node crawl.mjs <endpoint> [maxNodes]");
@@ -96,12 +96,6 @@ const SERVER_FAULTS = new Set(
   ["BadInternalError", "BadUnexpectedError", "BadOutOfMemory", "BadEncodingError", "BadEncodingLimitsExceeded",
     "BadAttributeIdInvalid", "BadNodeIdUnknown", "BadNodeIdInvalid", "BadDataEncodingInvalid"],
 );
-// Built-in types an abstract numeric DataType covers (OPC 10000-3 8.29 ff.).
-const SIGNED = [DataType.SByte, DataType.Int16, DataType.Int32, DataType.Int64];
-const UNSIGNED = [DataType.Byte, DataType.UInt16, DataType.UInt32, DataType.UInt64];
-const NUMBER = [...SIGNED, ...UNSIGNED, DataType.Float, DataType.Double];
-const NUMBER_ID = 26, INTEGER_ID = 27, UINTEGER_ID = 28, ENUMERATION_ID = 29, BASE_DATA_TYPE_ID = 24;
-
 const problems = [];
 const problem = (kind, node, detail, attribute) => {
   problems.push({ kind, nodeId: node?.id, path: node?.path, attribute: ATTRIBUTE_NAMES[attribute], detail });
@@ -255,42 +249,7 @@ for (let i = 0; i < items.length; i++) {
 
 // --- 3. check --------------------------------------------------------------------------------------
 
-const dataTypeCache = new Map();
-async function supertypeOf(id) {
-  if (supertypes.has(id)) return supertypes.get(id);
-  browseRequests++;
-  const [result] = await session.browse([{ nodeId: resolveNodeId(id), referenceTypeId: resolveNodeId(HAS_SUBTYPE),
-    includeSubtypes: false, browseDirection: BrowseDirection.Inverse, nodeClassMask: 0, resultMask: 0x3f }]);
-  const parent = result.references?.[0] ? key(result.references[0].nodeId) : null;
-  supertypes.set(id, parent);
-  return parent;
-}
-
-// The built-in type id (1..29) a DataType is encoded as, or null when it cannot be resolved.
-async function builtInOf(dataTypeId) {
-  if (dataTypeCache.has(dataTypeId)) return dataTypeCache.get(dataTypeId);
-  let id = dataTypeId;
-  let builtIn = null;
-  for (let depth = 0; id && depth < 32; depth++) {
-    const match = /^ns=0;i=(\d+)$/.exec(id);
-    if (match && Number(match[1]) >= 1 && Number(match[1]) <= 29) {
-      builtIn = Number(match[1]);
-      break;
-    }
-    id = await supertypeOf(id);
-  }
-  dataTypeCache.set(dataTypeId, builtIn);
-  return builtIn;
-}
-
-function accepts(builtIn, variantType) {
-  if (builtIn === BASE_DATA_TYPE_ID) return variantType !== DataType.Null;
-  if (builtIn === NUMBER_ID) return NUMBER.includes(variantType);
-  if (builtIn === INTEGER_ID) return SIGNED.includes(variantType) || UNSIGNED.includes(variantType);
-  if (builtIn === UINTEGER_ID) return UNSIGNED.includes(variantType);
-  if (builtIn === ENUMERATION_ID) return variantType === DataType.Int32;
-  return builtIn === variantType;
-}
+const { builtInOf, accepts } = dataTypes(session, supertypes);
 
 function rankAccepts(valueRank, arrayType) {
   const scalar = arrayType === VariantArrayType.Scalar;

@@ -18,12 +18,11 @@ import {
   StatusCodes,
   TimestampsToReturn,
 } from "node-opcua-client";
-import { connect, fail, resolve } from "./common.mjs";
+import { connect, fail, findSoftwareUpdate, resolve } from "./common.mjs";
 
 const [endpoint, packagePath, bindingPath] = process.argv.slice(2);
 const DI = "http://opcfoundation.org/UA/DI/";
 const ML = "http://modelline.io/UA/";
-const HAS_ADD_IN = "ns=0;i=17604";
 
 async function call(session, objectId, methodName, ns, inputArguments) {
   const methodId = await resolve(session, objectId, `/${ns}:${methodName}`);
@@ -44,25 +43,9 @@ const ml = namespaces.indexOf(ML);
 if (di < 0 || ml < 0) fail(`namespaces missing: ${namespaces.join(", ")}`);
 
 // 1. Browse DeviceSet for a device whose component has a SoftwareUpdate AddIn.
-const deviceSet = await resolve(session, "ObjectsFolder", `/${di}:DeviceSet`);
-let update = null;
-let device = null;
-let slot = null;
-for (const dev of (await session.browse({ nodeId: deviceSet, browseDirection: BrowseDirection.Forward })).references) {
-  const components = await session.browse({ nodeId: dev.nodeId, browseDirection: BrowseDirection.Forward });
-  for (const component of components.references) {
-    const addIns = await session.browse({
-      nodeId: component.nodeId, referenceTypeId: HAS_ADD_IN, browseDirection: BrowseDirection.Forward,
-    });
-    const found = addIns.references.find((r) => r.browseName.name === "SoftwareUpdate");
-    if (found) {
-      update = found.nodeId;
-      device = dev.browseName.name;
-      slot = component.browseName.name;
-    }
-  }
-}
-if (!update) fail("no device with a SoftwareUpdate AddIn under DeviceSet");
+const found = await findSoftwareUpdate(session, di);
+if (!found) fail("no device with a SoftwareUpdate AddIn under DeviceSet");
+const { device, slot, update } = found;
 console.log(`EVENT found ${device}/${slot}`);
 
 const loading = await resolve(session, update, `/${di}:Loading`);
