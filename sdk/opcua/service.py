@@ -72,11 +72,10 @@ async def new_server(
         build_date=ua.get_win_epoch(),
     )
     ns = await nodesets.load(server)
-    # Standard and DI instances outside the Server object (DeviceTopology/OnlineAccess, Aliases/LastChange)
-    # come without values: give them their DataType's default, as every ModelLine instance gets.
-    for child in await server.nodes.objects.get_children():
-        if child.nodeid != server.nodes.server.nodeid:
-            await fill_null_values(child)
+    # The standard and DI instances (the Server object's capabilities and diagnostics, DeviceTopology/
+    # OnlineAccess, Aliases/LastChange...) come partly without values: give them their DataType's
+    # default, as every ModelLine instance gets (sdk/opcua/values.py).
+    await fill_null_values(server.nodes.objects)
     instance_ns = await server.register_namespace(application_uri)
     # Advertised so clients size file transfer chunks to it (node-opcua reads this capability, INTEROP.md).
     await server.get_node(node_id(ua.ObjectIds.Server_ServerCapabilities_MaxByteStringLength)).write_value(

@@ -58,24 +58,42 @@ def default_variant(kind: ua.VariantType, array: bool = False) -> ua.Variant | N
         return ua.Variant(0.0, kind)
     if kind in _DEFAULTS:
         return ua.Variant(_DEFAULTS[kind], kind)
-    return None  # Variant (abstract types), ExtensionObject, DataValue...: no value to make up
+    return None  # Variant (abstract types), ExtensionObject, DataValue...: no value to make up here
+
+
+async def _structure_class(data_type: Node) -> type | None:
+    """asyncua's class for a structured DataType: registered ones, else the standard class of that name."""
+    registered = ua.extension_objects_by_datatype.get(data_type.nodeid)
+    if registered is not None:
+        return registered
+    standard = getattr(ua, (await data_type.read_browse_name()).Name or "", None)
+    return standard if isinstance(standard, type) and getattr(standard, "data_type", None) == data_type.nodeid else None
 
 
 async def fill_null_values(node: Node) -> int:
     """Give every variable at or below ``node`` whose value is null its DataType's default; returns how many."""
     filled = 0
     pending = [node]
+    seen = {node.nodeid}
     while pending:
         current = pending.pop()
-        pending.extend(await current.get_children())
+        for child in await current.get_children():
+            if child.nodeid not in seen:
+                seen.add(child.nodeid)
+                pending.append(child)
         if await current.read_node_class() != ua.NodeClass.Variable:
             continue
         dv = await current.read_data_value(raise_on_bad_status=False)
         if dv.Value is not None and dv.Value.Value is not None:
             continue
-        kind = await data_type_to_variant_type(Node(current.session, await current.read_data_type()))
+        data_type = await current.read_data_type()
+        kind = await data_type_to_variant_type(Node(current.session, data_type))
         rank = await current.read_value_rank()
         default = default_variant(kind, array=rank >= 0)
+        if default is None and kind is ua.VariantType.ExtensionObject and rank < 0:
+            structure = await _structure_class(Node(current.session, data_type))
+            if structure is not None:  # a structure: its fields' defaults
+                default = ua.Variant(structure(), ua.VariantType.ExtensionObject)
         if default is not None:
             await current.write_value(default)
             filled += 1

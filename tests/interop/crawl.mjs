@@ -15,7 +15,7 @@
 //    to its built-in type, OPC 10000-6 5.1.2: an Enumeration is an Int32 on the wire, a Structure an
 //    ExtensionObject, abstract BaseDataType / Number / Integer / UInteger accept what they cover) or
 //    its ValueRank (OPC 10000-3 5.6.2); a null Value with a Good status (counted, not failed, in
-//    type declarations and in the stack's own Server object); an attribute of the wrong
+//    type declarations); an attribute of the wrong
 //    built-in type; a browse result whose TypeDefinition, NodeClass or BrowseName differs from the
 //    target's own.
 // Prints a JSON summary on stdout; exits 1 when there are problems.
@@ -263,7 +263,7 @@ function rankAccepts(valueRank, arrayType) {
 
 const typeName = (t) => DataType[t] ?? String(t);
 let badValues = 0;
-const tolerated = { types: 0, serverObject: 0 }; // Variables with a Good null Value
+let nullDeclarations = 0; // Variables in types with a Good null Value
 for (const [node, attributeId, mandatory, type] of items) {
   const dv = node.attributes[attributeId];
   if (!dv) continue; // the request failed: reported already
@@ -300,11 +300,9 @@ for (const node of all) {
     const variant = dv.value;
     if (variant.dataType === DataType.Null) {
       // An instance's Good Value must be a value of its DataType. Instance declarations in types are
-      // templates, and the Server object is the stack's own: those are counted, not failed.
-      const where = node.path.startsWith("/TypesFolder/") ? "types"
-        : node.path.startsWith("/ObjectsFolder/Server/") ? "serverObject" : null;
+      // templates (a null Value there says "no default"): those are counted, not failed.
       if (node.nodeClass === NodeClass.VariableType) continue;
-      if (where) tolerated[where]++;
+      if (node.path.startsWith("/TypesFolder/")) nullDeclarations++;
       else problem("nullValue", node, "Good status with a null Variant", A.Value);
       continue;
     }
@@ -350,7 +348,7 @@ for (const node of all) {
 }
 const summary = JSON.stringify({
   endpoint, nodes: nodes.size, byClass, attributesRead: items.length, readRequests, browseRequests,
-  badValues, nullValues: tolerated, truncated, problems, paths: all.filter((n) => n.nodeId.namespace !== 0).map((n) => n.path),
+  badValues, nullDeclarations, truncated, problems, paths: all.filter((n) => n.nodeId.namespace !== 0).map((n) => n.path),
 });
 // Exit only once the summary is written: a pipe takes 64 KiB at a time.
 process.stdout.write(`${summary}\n`, () => process.exit(problems.length ? 1 : 0));
