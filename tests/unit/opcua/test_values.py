@@ -32,13 +32,14 @@ async def test_a_new_instance_has_no_null_value() -> None:
     file = await new_instance(
         server.nodes.objects, server.get_node(ua.ObjectIds.FileType), node_id("File", ns), qname("File", ns)
     )
-    values = {}
+    values: dict[str, ua.DataValue] = {}
     for child in await file.get_children():
         if await child.read_node_class() == ua.NodeClass.Variable:
-            values[(await child.read_browse_name()).Name] = await child.read_data_value()
+            values[str((await child.read_browse_name()).Name)] = await child.read_data_value()
     assert {"Size", "Writable", "OpenCount", "LastModifiedTime", "MimeType"} <= set(values)
     for name, dv in values.items():
         assert dv.Value is not None and dv.Value.Value is not None, name
         variant_to_binary(dv.Value)
-    assert values["LastModifiedTime"].Value.Value == NO_DATE
+    modified = values["LastModifiedTime"].Value
+    assert modified is not None and modified.Value == NO_DATE
     assert values["Size"].Value == ua.Variant(0, ua.VariantType.UInt64)
