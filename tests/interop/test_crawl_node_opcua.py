@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import ua
+from asyncua import Server, ua
 
 from edge_node.binding import Binding
+from sdk.opcua.ids import node_id, qname
+from sdk.opcua.shelf import init_server
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import Plant, plant
 from tests.edge_harness import HEALTHY, WORN, SimulatedPlc, build_pump, edge_settings, running_edge, wait_for
@@ -114,3 +116,39 @@ async def _mirrored(p: Plant) -> bool:
         return False
     status = (await output.read_data_value(raise_on_bad_status=False)).StatusCode
     return status is not None and status.is_good()
+
+
+@pytest.mark.timeout(60)
+async def test_the_crawl_reports_what_breaks_clients(node_opcua: Path) -> None:
+    """The check itself: a server with each defect the crawl exists for gets each one reported."""
+    server = Server()
+    await init_server(server)
+    url = f"opc.tcp://127.0.0.1:{free_port()}/broken/"
+    server.set_endpoint(url)
+    ns = await server.register_namespace("urn:test:broken")
+    broken = await server.nodes.objects.add_object(node_id("Broken", ns), qname("Broken", ns))
+    await broken.add_variable(node_id("NoDate", ns), qname("NoDate", ns), ua.Variant(None, ua.VariantType.DateTime))
+    await broken.add_variable(
+        node_id("Null", ns), qname("Null", ns), ua.Variant(), datatype=node_id(ua.ObjectIds.String)
+    )
+    await broken.add_variable(
+        node_id("Mistyped", ns), qname("Mistyped", ns), ua.Variant(1.5), datatype=node_id(ua.ObjectIds.Int32)
+    )
+    retyped = await broken.add_variable(node_id("Retyped", ns), qname("Retyped", ns), 1.5)
+    base, analog = node_id(ua.ObjectIds.BaseDataVariableType), node_id(ua.ObjectIds.AnalogItemType)
+    await retyped.delete_reference(base, ua.ObjectIds.HasTypeDefinition, forward=True, bidirectional=False)
+    await retyped.add_reference(analog, ua.ObjectIds.HasTypeDefinition, forward=True, bidirectional=False)
+    async with server:
+        proc = await asyncio.create_subprocess_exec(
+            "node", str(node_opcua / "crawl.mjs"), url, stdout=asyncio.subprocess.PIPE, cwd=node_opcua
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 50)
+    assert proc.returncode == 1
+    summary = json.loads(next(line for line in out.decode().splitlines() if line.startswith("{")))
+    found = {(p["nodeId"], p["kind"]) for p in summary["problems"] if p["nodeId"] and f"ns={ns};" in p["nodeId"]}
+    assert found == {
+        (f"ns={ns};s=NoDate", "readRequestFailed"),  # the whole Read failed: found by reading alone
+        (f"ns={ns};s=Null", "nullValue"),
+        (f"ns={ns};s=Mistyped", "valueType"),
+        (f"ns={ns};s=Retyped", "browseTypeDefinition"),
+    }
