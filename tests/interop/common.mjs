@@ -1,6 +1,6 @@
 // What the node-opcua interop scripts share: failing with a message, resolving browse paths,
 // connecting the way an ordinary client does, finding a DI SoftwareUpdate and checking value types.
-import { BrowseDirection, DataType, OPCUAClient, StatusCodes, makeBrowsePath } from "node-opcua-client";
+import { AttributeIds, BrowseDirection, DataType, OPCUAClient, StatusCodes, makeBrowsePath } from "node-opcua-client";
 
 export function fail(message) {
   console.error(message);
@@ -73,4 +73,36 @@ export function dataTypes(session, known = new Map()) {
     return builtIn === variantType;
   }
   return { builtInOf, accepts };
+}
+
+// Calls a method found by browse name under objectId; fails unless it answers Good.
+export async function call(session, objectId, methodName, ns, inputArguments) {
+  const methodId = await resolve(session, objectId, `/${ns}:${methodName}`);
+  const result = await session.call({ objectId, methodId, inputArguments });
+  if (result.statusCode !== StatusCodes.Good) fail(`${methodName}: ${result.statusCode.toString()}`);
+  return result.outputArguments;
+}
+
+// Writes a package to PendingVersion through Loading/FileTransfer: GenerateFileForWrite with
+// SoftwareVersionFileType Pending (DI 8.5.1), Write in chunks of the server's MaxByteStringLength,
+// CloseAndCommit (OPC 10000-20 4.4 TemporaryFileTransferType).
+export async function transferToPending(session, loading, di, data) {
+  const transfer = await resolve(session, loading, `/${di}:FileTransfer`);
+  const [fileNodeId, fileHandle] = (await call(session, transfer, "GenerateFileForWrite", 0, [
+    { dataType: DataType.Int32, value: 1 },
+  ])).map((v) => v.value);
+  const maxByteString = (await session.read({ nodeId: "ns=0;i=12911", attributeId: AttributeIds.Value })).value.value;
+  const chunk = Math.min(maxByteString || 65536, 1 << 20);
+  const writeId = await resolve(session, fileNodeId, "/Write");
+  for (let start = 0; start < data.length; start += chunk) {
+    const result = await session.call({
+      objectId: fileNodeId, methodId: writeId,
+      inputArguments: [
+        { dataType: DataType.UInt32, value: fileHandle },
+        { dataType: DataType.ByteString, value: data.subarray(start, start + chunk) },
+      ],
+    });
+    if (result.statusCode !== StatusCodes.Good) fail(`Write: ${result.statusCode.toString()}`);
+  }
+  await call(session, transfer, "CloseAndCommit", 0, [{ dataType: DataType.UInt32, value: fileHandle }]);
 }

@@ -13,7 +13,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { AttributeIds, BrowseDirection, DataType, StatusCodes, VariantArrayType } from "node-opcua-client";
-import { connect, dataTypes, fail, findSoftwareUpdate, resolve } from "./common.mjs";
+import { call, connect, dataTypes, fail, findSoftwareUpdate, resolve, transferToPending } from "./common.mjs";
 
 const [endpoint, packagePath] = process.argv.slice(2);
 const DI = "http://opcfoundation.org/UA/DI/";
@@ -85,40 +85,17 @@ async function readVersions(step) {
   return out;
 }
 
-async function call(objectId, methodName, ns, inputArguments) {
-  const methodId = await resolve(session, objectId, `/${ns}:${methodName}`);
-  const result = await session.call({ objectId, methodId, inputArguments });
-  if (result.statusCode !== StatusCodes.Good) fail(`${methodName}: ${result.statusCode.toString()}`);
-  return result.outputArguments;
-}
-
 const before = await readVersions("before");
 
-// Transfer to PendingVersion: TemporaryFileTransferType (OPC 10000-20 4.4), generateOptions 1 = Pending.
+// Transfer to PendingVersion (Cached-Loading, 8.3.3).
 const data = readFileSync(packagePath);
-const transfer = await resolve(session, loading, `/${di}:FileTransfer`);
-const [fileNodeId, fileHandle] = (await call(transfer, "GenerateFileForWrite", 0, [
-  { dataType: DataType.Int32, value: 1 },
-])).map((v) => v.value);
-const writeId = await resolve(session, fileNodeId, "/Write");
-const chunk = 256 * 1024;
-for (let start = 0; start < data.length; start += chunk) {
-  const result = await session.call({
-    objectId: fileNodeId, methodId: writeId,
-    inputArguments: [
-      { dataType: DataType.UInt32, value: fileHandle },
-      { dataType: DataType.ByteString, value: data.subarray(start, start + chunk) },
-    ],
-  });
-  if (result.statusCode !== StatusCodes.Good) fail(`Write: ${result.statusCode.toString()}`);
-}
-await call(transfer, "CloseAndCommit", 0, [{ dataType: DataType.UInt32, value: fileHandle }]);
+await transferToPending(session, loading, di, data);
 const afterTransfer = await readVersions("after transfer");
 
 // InstallSoftwarePackage (8.4.9) with the Pending version's identity and the SHA-256 of the file.
 const pending = afterTransfer.PendingVersion;
 const installation = await resolve(session, update, `/${di}:Installation`);
-await call(installation, "InstallSoftwarePackage", di, [
+await call(session, installation, "InstallSoftwarePackage", di, [
   { dataType: DataType.String, value: pending.ManufacturerUri },
   { dataType: DataType.String, value: pending.SoftwareRevision },
   { dataType: DataType.String, arrayType: VariantArrayType.Array, value: [] },
@@ -135,7 +112,7 @@ for (let i = 0; ; i++) {
 const confirmation = await resolve(session, update, `/${di}:Confirmation`);
 const confirmState = await resolve(session, confirmation, "/CurrentState");
 const waiting = (await session.read({ nodeId: confirmState, attributeId: AttributeIds.Value })).value.value.text;
-if (waiting === "WaitingForConfirm") await call(confirmation, "Confirm", di, []);
+if (waiting === "WaitingForConfirm") await call(session, confirmation, "Confirm", di, []);
 const afterInstall = await readVersions("after install");
 
 await session.close();
