@@ -15,16 +15,15 @@
 //    to its built-in type, OPC 10000-6 5.1.2: an Enumeration is an Int32 on the wire, a Structure an
 //    ExtensionObject, abstract BaseDataType / Number / Integer / UInteger accept what they cover) or
 //    its ValueRank (OPC 10000-3 5.6.2); a null Value with a Good status (counted, not failed, in
-//    type declarations); an attribute of the wrong
-//    built-in type; a browse result whose TypeDefinition, NodeClass or BrowseName differs from the
-//    target's own.
+//    type declarations, whose Values are optional templates); an attribute of the wrong built-in
+//    type; a browse result whose TypeDefinition, NodeClass or BrowseName differs from the target's
+//    own.
 // Prints a JSON summary on stdout; exits 1 when there are problems.
 import {
   AttributeIds,
   BrowseDirection,
   DataType,
   NodeClass,
-  StatusCodes,
   VariantArrayType,
   resolveNodeId,
 } from "node-opcua-client";
