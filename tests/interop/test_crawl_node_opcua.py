@@ -85,7 +85,7 @@ async def _predicted(node: Any) -> bool:
     return bool(node.slots["main"].pipeline.status.inference_count > 0)
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(60)
 async def test_gateway_with_models_devices_and_deployments_reads_everywhere(
     node_opcua: Path, tmp_path: Path, signer: Signer, example: Path
 ) -> None:
