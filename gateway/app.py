@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from asyncua import Server
-from asyncua.common.instantiate_util import instantiate
 
 from gateway.deployments.service import DeploymentService
 from gateway.devices.device import Device
@@ -33,6 +32,7 @@ from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore, load_private_key
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.service import Service, new_server
+from sdk.opcua.values import new_instance
 from sdk.pull import PullTarget, pull_sagemaker
 from sdk.sources.aws import AwsOptions
 from sdk.sources.sagemaker import find_model
@@ -70,14 +70,12 @@ class Gateway(Service):
             max_byte_string=s.max_byte_string,
             pki_dir=s.data_dir / "pki",
         )
-        manager = (
-            await instantiate(
-                server.nodes.objects,
-                server.get_node(node_id(ModelLine.MODEL_MANAGER_TYPE, ns.modelline)),
-                nodeid=node_id("ModelManager", instance_ns),
-                bname=qname("ModelManager", ns.modelline),
-            )
-        )[0]
+        manager = await new_instance(
+            server.nodes.objects,
+            server.get_node(node_id(ModelLine.MODEL_MANAGER_TYPE, ns.modelline)),
+            nodeid=node_id("ModelManager", instance_ns),
+            bname=qname("ModelManager", ns.modelline),
+        )
         password = s.edge_password_file.read_text(encoding="utf-8").strip() if s.edge_password_file else None
         self.device_nodes = DeviceNodes(server, ns, await manager.get_child(f"{ns.modelline}:Devices"))
 

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Node, Server, ua
-from asyncua.common.instantiate_util import instantiate
 
 from edge_node.runtime.pipeline import OutputValue, PipelineStatus, Reading, output_dims
 from nodesets import Namespaces
@@ -26,6 +25,7 @@ from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.status import arg, status_on_error
 from sdk.opcua.users import Role, requires
+from sdk.opcua.values import new_instance
 from sdk.package.manifest import ElementType, Manifest, TensorSpec
 
 _log = logging.getLogger(__name__)
@@ -122,14 +122,12 @@ class PipelineNodes:
     ) -> PipelineNodes:
         """Instantiate ``Pipelines/<name>`` and bind SetBinding."""
         pipeline_id = node_id(f"{text_of(pipelines_folder.nodeid)}.{name}", instance_ns)
-        node = (
-            await instantiate(
-                pipelines_folder,
-                server.get_node(node_id(ModelLine.PIPELINE_TYPE, ns.modelline)),
-                nodeid=pipeline_id,
-                bname=qname(name, instance_ns),
-            )
-        )[0]
+        node = await new_instance(
+            pipelines_folder,
+            server.get_node(node_id(ModelLine.PIPELINE_TYPE, ns.modelline)),
+            nodeid=pipeline_id,
+            bname=qname(name, instance_ns),
+        )
         self = cls(server, node)
         for child in await node.get_children():
             self._vars[str((await child.read_browse_name()).Name)] = child
@@ -269,12 +267,10 @@ class PipelineNodes:
 
 async def create_inference_server(server: Server, ns: Namespaces, instance_ns: int) -> Node:
     """``Objects/InferenceServer`` with its ``Pipelines`` folder; returns the folder."""
-    node = (
-        await instantiate(
-            server.nodes.objects,
-            server.get_node(node_id(ModelLine.INFERENCE_SERVER_TYPE, ns.modelline)),
-            nodeid=node_id("InferenceServer", instance_ns),
-            bname=qname("InferenceServer", ns.modelline),
-        )
-    )[0]
+    node = await new_instance(
+        server.nodes.objects,
+        server.get_node(node_id(ModelLine.INFERENCE_SERVER_TYPE, ns.modelline)),
+        nodeid=node_id("InferenceServer", instance_ns),
+        bname=qname("InferenceServer", ns.modelline),
+    )
     return await node.get_child(f"{ns.modelline}:Pipelines")

@@ -6,7 +6,6 @@ import logging
 import platform
 
 from asyncua import Node, Server, ua
-from asyncua.common.instantiate_util import instantiate
 
 import nodesets
 from edge_node.settings import EdgeSettings
@@ -14,6 +13,7 @@ from nodesets.ids import DI, DeviceHealth, ModelLine
 from sdk import __version__
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.service import new_server
+from sdk.opcua.values import new_instance
 
 _log = logging.getLogger(__name__)
 
@@ -36,15 +36,13 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
 async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: int, settings: EdgeSettings) -> Node:
     """``DeviceSet/<device id>``: a DI DeviceType with its identification and DeviceHealth."""
     device_set = server.get_node(node_id(DI.DEVICE_SET, ns.di))
-    device = (
-        await instantiate(
-            device_set,
-            server.get_node(node_id(ModelLine.INFERENCE_DEVICE_TYPE, ns.modelline)),
-            nodeid=node_id(settings.device_id, instance_ns),
-            bname=qname(settings.device_id, instance_ns),
-            instantiate_optional=False,
-        )
-    )[0]
+    device = await new_instance(
+        device_set,
+        server.get_node(node_id(ModelLine.INFERENCE_DEVICE_TYPE, ns.modelline)),
+        nodeid=node_id(settings.device_id, instance_ns),
+        bname=qname(settings.device_id, instance_ns),
+        optional=False,
+    )
     values = {
         "Manufacturer": ua.Variant(ua.LocalizedText(settings.manufacturer), ua.VariantType.LocalizedText),
         "Model": ua.Variant(ua.LocalizedText("ModelLine Edge Inference Server"), ua.VariantType.LocalizedText),

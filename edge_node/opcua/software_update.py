@@ -23,7 +23,6 @@ from typing import Any
 
 from asyncua import Node, Server, ua
 from asyncua.common.copy_node_util import copy_node
-from asyncua.common.instantiate_util import instantiate
 
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import InstalledVersion
@@ -34,6 +33,7 @@ from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTran
 from sdk.opcua.ids import node_id, qname, text_of
 from sdk.opcua.status import arg, status_on_error
 from sdk.opcua.users import Role, requires
+from sdk.opcua.values import NO_DATE, new_instance
 
 _log = logging.getLogger(__name__)
 
@@ -89,24 +89,20 @@ class SlotNodes:
         """Create the nodes under ``device`` and bind them to the slot."""
         server, slot = self.server, self.slot
         base = f"{text_of(device.nodeid)}.{slot.name}"
-        self.component = (
-            await instantiate(
-                device,
-                server.get_node(self._di(DI.SOFTWARE_TYPE)),
-                nodeid=node_id(base, instance_ns),
-                bname=qname(slot.name, instance_ns),
-                instantiate_optional=False,
-            )
-        )[0]
-        update = (
-            await instantiate(
-                self.component,
-                server.get_node(self._di(DI.SOFTWARE_UPDATE_TYPE)),
-                nodeid=node_id(f"{base}.SoftwareUpdate", instance_ns),
-                bname=self._qn("SoftwareUpdate"),
-                instantiate_optional=False,
-            )
-        )[0]
+        self.component = await new_instance(
+            device,
+            server.get_node(self._di(DI.SOFTWARE_TYPE)),
+            nodeid=node_id(base, instance_ns),
+            bname=qname(slot.name, instance_ns),
+            optional=False,
+        )
+        update = await new_instance(
+            self.component,
+            server.get_node(self._di(DI.SOFTWARE_UPDATE_TYPE)),
+            nodeid=node_id(f"{base}.SoftwareUpdate", instance_ns),
+            bname=self._qn("SoftwareUpdate"),
+            optional=False,
+        )
         # An AddIn hangs off its owner by HasAddIn (OPC 10000-3 / DI 8.4.1), not HasComponent.
         await self.component.delete_reference(update, ua.ObjectIds.HasComponent, forward=True, bidirectional=True)
         await self.component.add_reference(update, ua.ObjectIds.HasAddIn, forward=True, bidirectional=True)
@@ -186,14 +182,13 @@ class SlotNodes:
         slot.listen(self._refresh)
 
     async def _add(self, parent: Node, type_number: int, child_id: str, name: str, ns_index: int) -> Node:
-        nodes = await instantiate(
+        return await new_instance(
             parent,
             self.server.get_node(self._di(type_number)),
             nodeid=node_id(child_id, ns_index),
             bname=self._qn(name),
-            instantiate_optional=False,
+            optional=False,
         )
-        return nodes[0]
 
     async def _version_nodes(self, loading: Node, name: str) -> _VersionNodes:
         version = await self._child(loading, name)
@@ -208,7 +203,7 @@ class SlotNodes:
             manufacturer_uri=await self._child(version, "ManufacturerUri"),
             revision=await self._child(version, "SoftwareRevision"),
             hash=await prop("Hash", ua.Variant(b"", ua.VariantType.ByteString)),
-            release_date=await prop("ReleaseDate", ua.Variant(None, ua.VariantType.DateTime)),
+            release_date=await prop("ReleaseDate", ua.Variant(NO_DATE, ua.VariantType.DateTime)),
             patch_ids=await prop("PatchIdentifiers", ua.Variant([], ua.VariantType.String)),
         )
 
@@ -242,7 +237,10 @@ class SlotNodes:
         await nodes.hash.write_value(
             ua.Variant(bytes.fromhex(version.sha256) if version else b"", ua.VariantType.ByteString)
         )
-        await nodes.release_date.write_value(ua.Variant(version.created if version else None, ua.VariantType.DateTime))
+        # ReleaseDate (DI 8.4.11): the package's creation time from its manifest; NO_DATE while the slot is empty.
+        await nodes.release_date.write_value(
+            ua.Variant(version.created if version else NO_DATE, ua.VariantType.DateTime)
+        )
 
     async def _state(self, current_state: Node, name: str, state_id: ua.NodeId) -> None:
         await current_state.write_value(ua.LocalizedText(name))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 from asyncua import Node, Server, ua
-from asyncua.common.instantiate_util import instantiate
 
 from gateway.devices.device import Device
 from gateway.opcua.device_link import DeviceLink, Prediction
@@ -20,6 +19,7 @@ from nodesets import Namespaces
 from nodesets.ids import ModelLine
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname
+from sdk.opcua.values import new_instance
 
 _log = logging.getLogger(__name__)
 
@@ -39,14 +39,12 @@ class DeviceNodes:
         nodes = self._devices.get(device_id)
         if nodes is None:
             ns_index = self.folder.nodeid.NamespaceIndex
-            device = (
-                await instantiate(
-                    self.folder,
-                    self.server.get_node(node_id(ModelLine.EDGE_DEVICE_TYPE, self.ns.modelline)),
-                    nodeid=path_id(self.folder.nodeid, device_id),
-                    bname=qname(device_id, ns_index),
-                )
-            )[0]
+            device = await new_instance(
+                self.folder,
+                self.server.get_node(node_id(ModelLine.EDGE_DEVICE_TYPE, self.ns.modelline)),
+                nodeid=path_id(self.folder.nodeid, device_id),
+                bname=qname(device_id, ns_index),
+            )
             nodes = {str((await c.read_browse_name()).Name): c for c in await device.get_children()}
             self._devices[device_id] = nodes
         return nodes

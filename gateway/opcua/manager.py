@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from asyncua import Node, Server, ua
-from asyncua.common.instantiate_util import instantiate
 
 from gateway.deployments.service import DeploymentService
 from gateway.devices.registry import DeviceRegistry
@@ -23,6 +22,7 @@ from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, path_id, qname
 from sdk.opcua.status import StatusError, arg, status_on_error
 from sdk.opcua.users import Role, requires
+from sdk.opcua.values import new_instance
 
 _log = logging.getLogger(__name__)
 
@@ -73,14 +73,12 @@ class ManagerNodes:
         nodes = self._nodes.get(record.id)
         if nodes is None:
             ns_index = self.folder.nodeid.NamespaceIndex
-            node = (
-                await instantiate(
-                    self.folder,
-                    self.server.get_node(node_id(ModelLine.DEPLOYMENT_TYPE, self.ns.modelline)),
-                    nodeid=path_id(self.folder.nodeid, record.id),
-                    bname=qname(record.id, ns_index),
-                )
-            )[0]
+            node = await new_instance(
+                self.folder,
+                self.server.get_node(node_id(ModelLine.DEPLOYMENT_TYPE, self.ns.modelline)),
+                nodeid=path_id(self.folder.nodeid, record.id),
+                bname=qname(record.id, ns_index),
+            )
             nodes = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
             self._nodes[record.id] = nodes
             for device in record.targets:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Node, Server, ua
-from asyncua.common.instantiate_util import instantiate
 
 from gateway.models.repository import PackageRepository
 from gateway.store.base import ModelVersionRecord
@@ -26,6 +25,7 @@ from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTran
 from sdk.opcua.filetype import FileNode
 from sdk.opcua.ids import instantiate_in_place, node_id, path_id, qname
 from sdk.opcua.users import Role
+from sdk.opcua.values import new_instance
 from sdk.package.manifest import Manifest, Range, TensorSpec
 
 _log = logging.getLogger(__name__)
@@ -109,24 +109,20 @@ class ModelNodes:
         ns_index = self.folder.nodeid.NamespaceIndex
         model = self._models.get(record.name)
         if model is None:
-            model = (
-                await instantiate(
-                    self.folder,
-                    self.server.get_node(node_id(ModelLine.MODEL_TYPE, self.ns.modelline)),
-                    nodeid=path_id(self.folder.nodeid, record.name),
-                    bname=qname(record.name, ns_index),
-                )
-            )[0]
+            model = await new_instance(
+                self.folder,
+                self.server.get_node(node_id(ModelLine.MODEL_TYPE, self.ns.modelline)),
+                nodeid=path_id(self.folder.nodeid, record.name),
+                bname=qname(record.name, ns_index),
+            )
             self._models[record.name] = model
         await (await model.get_child(f"{self.ns.modelline}:Description")).write_value(manifest.description)
-        version = (
-            await instantiate(
-                model,
-                self.server.get_node(node_id(ModelLine.MODEL_VERSION_TYPE, self.ns.modelline)),
-                nodeid=path_id(model.nodeid, record.version),
-                bname=qname(record.version, ns_index),
-            )
-        )[0]
+        version = await new_instance(
+            model,
+            self.server.get_node(node_id(ModelLine.MODEL_VERSION_TYPE, self.ns.modelline)),
+            nodeid=path_id(model.nodeid, record.version),
+            bname=qname(record.version, ns_index),
+        )
         values = {
             "Version": ua.Variant(record.version, ua.VariantType.String),
             "Sha256": ua.Variant(record.sha256, ua.VariantType.String),

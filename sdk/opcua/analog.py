@@ -48,20 +48,39 @@ class VariableLayout:
 async def add_prediction_variable(
     parent: Node, nodeid: ua.NodeId, bname: ua.QualifiedName, layout: VariableLayout
 ) -> Node:
-    """A variable under ``parent`` with ``layout`` (its value: ``layout.zero()``)."""
+    """A variable under ``parent`` with ``layout`` (its value: ``layout.zero()``).
+
+    Created by one AddNodes item that carries its TypeDefinition (OPC 10000-4 5.7.2): asyncua
+    stores the TypeDefinition a Browse reports on the parent's reference when the node is added,
+    so a type definition changed afterwards would browse as BaseDataVariableType.
+    """
     kind = layout.kind
-    node = await parent.add_variable(nodeid, bname, layout.zero(), varianttype=kind, datatype=node_id(kind.value))
-    if layout.analog:  # AnalogItemType (OPC 10000-8 5.3.2); its properties are added below
-        base, analog = node_id(ua.ObjectIds.BaseDataVariableType), node_id(ua.ObjectIds.AnalogItemType)
-        await node.delete_reference(base, ua.ObjectIds.HasTypeDefinition, forward=True, bidirectional=False)
-        await node.add_reference(analog, ua.ObjectIds.HasTypeDefinition, forward=True, bidirectional=False)
-    rank = ua.Variant(1 if layout.dims else -1, ua.VariantType.Int32)
-    await node.write_attribute(ua.AttributeIds.ValueRank, ua.DataValue(rank))
-    if layout.dims:
-        dims = ua.Variant(list(layout.dims), ua.VariantType.UInt32)
-        await node.write_attribute(ua.AttributeIds.ArrayDimensions, ua.DataValue(dims))
-    label = ua.Variant(ua.LocalizedText(layout.label or bname.Name))
-    await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(label))
+    type_definition = ua.ObjectIds.AnalogItemType if layout.analog else ua.ObjectIds.BaseDataVariableType
+    attrs = ua.VariableAttributes(
+        DisplayName=ua.LocalizedText(bname.Name),
+        Description=ua.LocalizedText(layout.label or bname.Name),
+        Value=layout.zero(),
+        DataType=node_id(kind.value),
+        ValueRank=1 if layout.dims else -1,
+        ArrayDimensions=list(layout.dims) if layout.dims else None,  # type: ignore[arg-type]
+        AccessLevel=ua.AccessLevel.CurrentRead.mask,
+        UserAccessLevel=ua.AccessLevel.CurrentRead.mask,
+        WriteMask=0,
+        UserWriteMask=0,
+        Historizing=False,
+    )
+    item = ua.AddNodesItem(
+        ParentNodeId=parent.nodeid,
+        ReferenceTypeId=node_id(ua.ObjectIds.HasComponent),
+        RequestedNewNodeId=nodeid,
+        BrowseName=bname,
+        NodeClass=ua.NodeClass.Variable,
+        NodeAttributes=attrs,
+        TypeDefinition=node_id(type_definition),
+    )
+    [result] = await parent.session.add_nodes([item])
+    result.StatusCode.check()
+    node = Node(parent.session, result.AddedNodeId)
     if layout.analog:
         eu_range = layout.eu_range or ua.Range(Low=-1e38, High=1e38)
         await node.add_property(

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from asyncua import Node, Server, ua
-from asyncua.common.instantiate_util import instantiate
 
 from sdk.opcua import sessions, type_methods
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
+from sdk.opcua.values import NO_DATE, new_instance
 
 _log = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ _METHODS = {
 
 async def new_file_object(server: Server, parent: Node, node_id: ua.NodeId, name: ua.QualifiedName) -> Node:
     """Instantiate a FileType object with its own method nodes under ``parent``."""
-    nodes = await instantiate(parent, server.get_node(ua.ObjectIds.FileType), nodeid=node_id, bname=name)
-    return nodes[0]
+    return await new_instance(parent, server.get_node(ua.ObjectIds.FileType), nodeid=node_id, bname=name)
 
 
 class FileNode:
@@ -222,9 +221,8 @@ class FileNode:
         size = self.path.stat().st_size if self.path.exists() else 0
         await self._set("Size", size, ua.VariantType.UInt64)
         await self._set("OpenCount", len(self._handles), ua.VariantType.UInt16)
-        if self.path.exists():
-            modified = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
-            await self._set("LastModifiedTime", modified, ua.VariantType.DateTime)
+        modified = datetime.fromtimestamp(self.path.stat().st_mtime, UTC) if self.path.exists() else NO_DATE
+        await self._set("LastModifiedTime", modified, ua.VariantType.DateTime)
 
     # --- method handlers (OPC 10000-20 4.2.1 to 4.2.6) ---------------------------------------
 

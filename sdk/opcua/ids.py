@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from asyncua import Node, ua
-from asyncua.common.instantiate_util import instantiate
 from asyncua.common.manage_nodes import delete_nodes
+
+from sdk.opcua.values import new_instance
 
 
 def node_id(identifier: int | str, namespace: int = 0) -> ua.NodeId:
@@ -100,7 +101,4 @@ async def instantiate_in_place(node: Node, type_id: ua.NodeId, optional: bool = 
         raise ValueError(f"{node} has no parent")
     nodeid, bname = node.nodeid, await node.read_browse_name()
     await delete_subtree(node)
-    new = await instantiate(
-        parent, Node(node.session, type_id), nodeid=nodeid, bname=bname, instantiate_optional=optional
-    )
-    return new[0]
+    return await new_instance(parent, Node(node.session, type_id), nodeid=nodeid, bname=bname, optional=optional)

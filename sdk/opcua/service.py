@@ -21,6 +21,7 @@ from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 from sdk.opcua.users import UserStore
+from sdk.opcua.values import fill_null_values
 
 _log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ async def new_server(
         build_date=ua.get_win_epoch(),
     )
     ns = await nodesets.load(server)
+    # The standard and DI instances (the Server object's capabilities and diagnostics, DeviceTopology/
+    # OnlineAccess, Aliases/LastChange...) come partly without values: give them their DataType's
+    # default, as every ModelLine instance gets (sdk/opcua/values.py).
+    await fill_null_values(server.nodes.objects)
     instance_ns = await server.register_namespace(application_uri)
     await set_limits(server, max_byte_string)
     return server, ns, instance_ns

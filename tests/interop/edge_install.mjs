@@ -18,19 +18,11 @@ import {
   StatusCodes,
   TimestampsToReturn,
 } from "node-opcua-client";
-import { connect, fail, resolve } from "./common.mjs";
+import { call, connect, fail, findSoftwareUpdate, resolve, transferToPending } from "./common.mjs";
 
 const [endpoint, packagePath, bindingPath] = process.argv.slice(2);
 const DI = "http://opcfoundation.org/UA/DI/";
 const ML = "http://modelline.io/UA/";
-const HAS_ADD_IN = "ns=0;i=17604";
-
-async function call(session, objectId, methodName, ns, inputArguments) {
-  const methodId = await resolve(session, objectId, `/${ns}:${methodName}`);
-  const result = await session.call({ objectId, methodId, inputArguments });
-  if (result.statusCode !== StatusCodes.Good) fail(`${methodName}: ${result.statusCode.toString()}`);
-  return result.outputArguments;
-}
 
 async function value(session, nodeId) {
   const dv = await session.read({ nodeId, attributeId: AttributeIds.Value });
@@ -44,25 +36,9 @@ const ml = namespaces.indexOf(ML);
 if (di < 0 || ml < 0) fail(`namespaces missing: ${namespaces.join(", ")}`);
 
 // 1. Browse DeviceSet for a device whose component has a SoftwareUpdate AddIn.
-const deviceSet = await resolve(session, "ObjectsFolder", `/${di}:DeviceSet`);
-let update = null;
-let device = null;
-let slot = null;
-for (const dev of (await session.browse({ nodeId: deviceSet, browseDirection: BrowseDirection.Forward })).references) {
-  const components = await session.browse({ nodeId: dev.nodeId, browseDirection: BrowseDirection.Forward });
-  for (const component of components.references) {
-    const addIns = await session.browse({
-      nodeId: component.nodeId, referenceTypeId: HAS_ADD_IN, browseDirection: BrowseDirection.Forward,
-    });
-    const found = addIns.references.find((r) => r.browseName.name === "SoftwareUpdate");
-    if (found) {
-      update = found.nodeId;
-      device = dev.browseName.name;
-      slot = component.browseName.name;
-    }
-  }
-}
-if (!update) fail("no device with a SoftwareUpdate AddIn under DeviceSet");
+const found = await findSoftwareUpdate(session, di);
+if (!found) fail("no device with a SoftwareUpdate AddIn under DeviceSet");
+const { device, slot, update } = found;
 console.log(`EVENT found ${device}/${slot}`);
 
 const loading = await resolve(session, update, `/${di}:Loading`);
@@ -71,24 +47,7 @@ const currentBefore = await revision("CurrentVersion");
 
 // 2. Transfer to PendingVersion (OPC 10000-100 Cached-Loading, OPC 10000-20 TemporaryFileTransferType).
 const data = readFileSync(packagePath);
-const transfer = await resolve(session, loading, `/${di}:FileTransfer`);
-const [fileNodeId, fileHandle] = (await call(session, transfer, "GenerateFileForWrite", 0, [
-  { dataType: DataType.Int32, value: 1 }, // SoftwareVersionFileType.Pending
-])).map((v) => v.value);
-const maxByteString = await value(session, "ns=0;i=12911");
-const chunk = Math.min(maxByteString || 65536, 1 << 20);
-const writeId = await resolve(session, fileNodeId, "/Write");
-for (let start = 0; start < data.length; start += chunk) {
-  const result = await session.call({
-    objectId: fileNodeId, methodId: writeId,
-    inputArguments: [
-      { dataType: DataType.UInt32, value: fileHandle },
-      { dataType: DataType.ByteString, value: data.subarray(start, start + chunk) },
-    ],
-  });
-  if (result.statusCode !== StatusCodes.Good) fail(`Write: ${result.statusCode.toString()}`);
-}
-await call(session, transfer, "CloseAndCommit", 0, [{ dataType: DataType.UInt32, value: fileHandle }]);
+await transferToPending(session, loading, di, data);
 const pending = await resolve(session, loading, `/${di}:PendingVersion`);
 const pendingUri = await value(session, await resolve(session, pending, `/${di}:ManufacturerUri`));
 const pendingRevision = await value(session, await resolve(session, pending, `/${di}:SoftwareRevision`));
