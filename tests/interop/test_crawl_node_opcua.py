@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from asyncua import Server, ua
-from edge_node.binding import Binding
 
+from nodesets.ids import InstallationState
+from sdk.binding import Binding
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.shelf import init_server
 from tests.conftest import Signer
@@ -78,7 +79,7 @@ async def test_edge_node_serving_a_model_reads_everywhere(
 
 
 async def _idle(slot: Any) -> bool:
-    return bool(slot.install_state.value == "Idle" and slot.state.current is not None)
+    return bool(slot.install_state is InstallationState.IDLE and slot.state.current is not None)
 
 
 async def _predicted(node: Any) -> bool:
