@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
 from asyncua.ua import uaerrors
 
-from nodesets.ids import DI_URI, MODELLINE_URI, SoftwareVersionFileType
+from nodesets.ids import DI_URI, MODELLINE_URI, ConfirmationState, InstallationState, SoftwareVersionFileType
 from sdk.errors import (
     BAD_NOT_FOUND,
+    ConnectionLost,
+    ModelLineError,
     NotFound,
     PackageRejected,
-    SourceError,
+    Unreachable,
     UpdateFailed,
     UsageError,
 )
@@ -34,8 +37,49 @@ from sdk.versions import VersionInfo
 Progress = Callable[[int, int | None], None]
 
 
+# Status codes that say the link failed, not the request: the step may be tried again (OPC 10000-4 7.39).
+_LINK_FAILURES = {
+    ua.StatusCodes.BadConnectionClosed,
+    ua.StatusCodes.BadSecureChannelClosed,
+    ua.StatusCodes.BadSecureChannelIdInvalid,
+    ua.StatusCodes.BadSessionClosed,
+    ua.StatusCodes.BadSessionIdInvalid,
+    ua.StatusCodes.BadSessionNotActivated,
+    ua.StatusCodes.BadTimeout,
+    ua.StatusCodes.BadRequestTimeout,
+    ua.StatusCodes.BadServerNotConnected,
+    ua.StatusCodes.BadNotConnected,
+    ua.StatusCodes.BadCommunicationError,
+    ua.StatusCodes.BadNoCommunication,
+    ua.StatusCodes.BadDisconnect,
+    ua.StatusCodes.BadShutdown,
+    ua.StatusCodes.BadServerHalted,
+    ua.StatusCodes.BadTcpInternalError,
+}
+
+
 def _status(exc: ua.UaStatusCodeError) -> int:
     return int(exc.code)
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) and str(exc) != type(exc).__name__ else type(exc).__name__
+
+
+@asynccontextmanager
+async def during(step: str) -> AsyncIterator[None]:
+    """Turn a lost link inside ``step`` into ConnectionLost naming the step and the cause (the caller may retry);
+    a refusal by the device itself passes through."""
+    try:
+        yield
+    except ModelLineError:
+        raise
+    except ua.UaStatusCodeError as exc:
+        if _status(exc) in _LINK_FAILURES:
+            raise ConnectionLost(f"connection lost during {step}: {_cause(exc)}") from None
+        raise
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        raise ConnectionLost(f"connection lost during {step}: {_cause(exc)}") from None
 
 
 class SoftwareUpdateClient:
@@ -96,11 +140,19 @@ class SoftwareUpdateClient:
         value = await (await self._node("UpdateStatus")).read_value()
         return str(getattr(value, "Text", value) or "")
 
-    async def installation_state(self) -> str:
+    async def installation_state(self) -> InstallationState:
         """Installation CurrentState: Idle, Installing or Error."""
         value = await (await self._node("Installation")).get_child("0:CurrentState")
         text = await value.read_value()
-        return str(getattr(text, "Text", text) or "")
+        return InstallationState.from_label(str(getattr(text, "Text", text) or ""))
+
+    async def awaiting_confirmation(self) -> bool:
+        """Whether the Confirmation state machine waits for Confirm (the device reverts unless it comes in time)."""
+        value = await (await self._node("Confirmation")).get_child("0:CurrentState")
+        text = await value.read_value()
+        return ConfirmationState.from_label(str(getattr(text, "Text", text) or "")) is (
+            ConfirmationState.WAITING_FOR_CONFIRM
+        )
 
     async def transfer(self, package: Path, progress: Progress | None = None) -> VersionInfo:
         """Write the package to PendingVersion; the device verifies it on CloseAndCommit."""
@@ -115,11 +167,17 @@ class SoftwareUpdateClient:
                 progress,
             )
         except ua.UaStatusCodeError as exc:
+            if _status(exc) in _LINK_FAILURES:
+                raise ConnectionLost(f"connection lost during the transfer: {_cause(exc)}") from None
             if _status(exc) == ua.StatusCodes.BadUserAccessDenied:
                 raise UpdateFailed(f"the device refused the transfer ({type(exc).__name__}): {_hint(exc)}") from None
+            # ErrorMessage is set by the refusal of this very transfer (and cleared by a good one), unlike
+            # UpdateStatus, which may still tell of an earlier install.
             reason = await (await self._node("Loading", "ErrorMessage")).read_value()
-            text = getattr(reason, "Text", None) or await self.update_status() or str(exc)
+            text = getattr(reason, "Text", None) or type(exc).__name__
             raise PackageRejected(f"the device rejected the package ({type(exc).__name__}): {text}") from None
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise ConnectionLost(f"connection lost during the transfer: {_cause(exc)}") from None
         pending = await self.version(SoftwareVersionFileType.PENDING)
         if pending.hash and pending.hash != hashlib.sha256(data).digest():
             raise UpdateFailed("PendingVersion does not show the package that was sent (another client wrote one?)")
@@ -149,15 +207,19 @@ class SoftwareUpdateClient:
             if _status(exc) == BAD_NOT_FOUND:
                 raise NotFound(f"the device has no Pending or Fallback version {version.revision}") from None
             raise UpdateFailed(f"InstallSoftwarePackage refused: {type(exc).__name__}") from None
+        return await self.wait_installed(timeout_s, poll_s)
+
+    async def wait_installed(self, timeout_s: float = 120.0, poll_s: float = 0.1) -> str:
+        """Wait until the Installation state machine leaves Installing: Idle returns UpdateStatus, Error raises."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
             state = await self.installation_state()
-            if state == "Idle":
+            if state is InstallationState.IDLE:
                 return await self.update_status()
-            if state == "Error":
+            if state is InstallationState.ERROR:
                 raise UpdateFailed(await self.update_status() or "installation failed")
             if asyncio.get_running_loop().time() > deadline:
-                raise UpdateFailed(f"installation still {state} after {timeout_s:g} s")
+                raise UpdateFailed(f"installation still {state.label} after {timeout_s:g} s")
             await asyncio.sleep(poll_s)
 
     async def confirm(self) -> None:
@@ -219,5 +281,5 @@ async def connect(
             f"{url} refused the login" + (f" of user {user!r}" if user else " of anonymous clients")
         ) from None
     except (OSError, TimeoutError, ua.UaError) as exc:
-        raise SourceError(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
+        raise Unreachable(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
     return client

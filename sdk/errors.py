@@ -22,6 +22,7 @@ BAD_CONFIGURATION_ERROR = 0x80890000
 BAD_COMMUNICATION_ERROR = 0x80050000
 BAD_USER_ACCESS_DENIED = 0x801F0000
 BAD_INVALID_STATE = 0x80AF0000
+BAD_CONNECTION_CLOSED = 0x80AE0000
 BAD_OUT_OF_MEMORY = 0x80030000
 BAD_RESOURCE_UNAVAILABLE = 0x80040000
 
@@ -36,6 +37,7 @@ EXIT_CODES: dict[int, str] = {
     4: "not found",
     5: "cloud source failed",
     6: "a device refused or failed an update",
+    7: "a server or device cannot be reached, or the connection was lost",
     70: "internal error",
     130: "interrupted",
 }
@@ -175,6 +177,19 @@ class UpdateFailed(ModelLineError):
     """A device refused or failed a software update; the message is its UpdateStatus or reason."""
 
     exit_code = 6
+
+
+class Unreachable(ModelLineError):
+    """An OPC UA server or edge device cannot be reached (nothing answers, or it refuses the connection)."""
+
+    status = BAD_COMMUNICATION_ERROR
+    exit_code = 7
+
+
+class ConnectionLost(Unreachable):
+    """The connection to a device was lost during a step; the message names the step and the cause."""
+
+    status = BAD_CONNECTION_CLOSED
 
 
 class CredentialsMissing(SourceError):

@@ -15,19 +15,19 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.devices.device import Device
+from gateway.deployments.target import TargetPlan, TargetRollout
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
 from gateway.store.base import AuditEntry, DeploymentRecord, ModelVersionRecord, Store, TargetRecord
-from nodesets.ids import DeploymentState, DeviceHealth, PipelineState, SoftwareVersionFileType
+from nodesets.ids import DeploymentState
 from sdk.binding import Binding
-from sdk.errors import InvalidState, NotFound, UpdateFailed, UsageError
+from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +58,13 @@ class DeployOptions(BaseModel):
         None, description="Maintenance window: do not start before (ISO 8601, with zone)."
     )
     waves: int | None = Field(None, ge=1, description="Devices per wave; all at once when not given.")
+    retry_for_s: float = Field(
+        600.0,
+        ge=0,
+        le=7 * 86_400,
+        allow_inf_nan=False,
+        description="How long a target keeps retrying after the link to its device is lost before it fails.",
+    )
 
     @classmethod
     def parse(cls, text: str) -> DeployOptions:
@@ -258,21 +265,33 @@ class DeploymentService:
         targets = {t.device_id: t for t in await self._store.targets(deployment_id)}
         size = options.waves or len(record.targets)
         waves = [record.targets[i : i + size] for i in range(0, len(record.targets), size)]
-        package = None
+        plan = TargetPlan(
+            package=None,
+            sha256="",
+            slot=options.slot,
+            binding=options.binding,
+            confirmation_timeout_s=options.confirmation_timeout_s,
+            health_check_s=options.health_check_s,
+            retry_for_s=options.retry_for_s,
+        )
         if not fallback:
             stored = await self._repository_version(record.model, record.version)
             if stored is None:
                 raise NotFound(f"{record.model} {record.version} is no longer stored on the gateway")
-            package = self._repository.path(stored)
+            plan = replace(plan, package=self._repository.path(stored), sha256=stored.sha256)
         for number, wave in enumerate(waves, start=1):
-            todo = [d for d in wave if targets[d].state != ACTIVE]
+            todo = [d for d in wave if targets[d].state is not ACTIVE]
             results = await asyncio.gather(
-                *(self._target(record, targets[d], options, package) for d in todo), return_exceptions=True
+                *(self._target(record, targets[d], plan) for d in todo), return_exceptions=True
             )
+            for device, result in zip(todo, results, strict=True):
+                if isinstance(result, BaseException) and not isinstance(result, ModelLineError):
+                    raise result  # a defect, not a device's answer: reported as an internal error by _run
+                if not isinstance(result, BaseException):
+                    targets[device] = result
             failures = [(d, r) for d, r in zip(todo, results, strict=True) if isinstance(r, BaseException)]
-            for device, target_state in zip(todo, results, strict=True):
-                if not isinstance(target_state, BaseException):
-                    targets[device] = target_state
+            for device, error in failures:
+                await self._fail_target(record, device, str(error))
             if failures:
                 device, error = failures[0]
                 message = f"wave {number}, device {device}: {error}"
@@ -283,6 +302,11 @@ class DeploymentService:
         record = await self._record(deployment_id)
         await self._save(record.model_copy(update={"state": ACTIVE, "progress": 100.0, "last_error": ""}), [])
         _log.info("deployment %s active on %s", deployment_id, ", ".join(record.targets))
+
+    async def _fail_target(self, record: DeploymentRecord, device: str, reason: str) -> None:
+        target = next(t for t in await self._store.targets(record.id) if t.device_id == device)
+        failed = target.model_copy(update={"state": FAILED, "last_error": reason, "updated_at": self._clock()})
+        await self._save(await self._record(record.id), [failed])
 
     async def _step(
         self, record: DeploymentRecord, target: TargetRecord, state: DeploymentState, error: str = ""
@@ -299,65 +323,9 @@ class DeploymentService:
         )
         return target
 
-    async def _target(
-        self, record: DeploymentRecord, target: TargetRecord, options: DeployOptions, package: Path | None
-    ) -> TargetRecord:
-        link = self._devices.get(target.device_id)
-        await link.wait_online()  # an offline device keeps the deployment Pending until it returns
-        su = await link.software_update(options.slot)
-        if package is None:  # rollback to the device's fallback version
-            fallback = await su.version(SoftwareVersionFileType.FALLBACK)
-            if fallback.empty:
-                raise UpdateFailed("the device has no fallback version")
-            target = await self._step(record, target, INSTALLING)
-            await su.set_confirmation_timeout(0)
-            await su.install(fallback)
-            link.refresh()
-            return await self._step(record, target, ACTIVE)
-        current = await su.version(SoftwareVersionFileType.CURRENT)
-        if current.revision == record.version and current.hash.hex() == package.stem:
-            return await self._step(record, target, ACTIVE)  # already there (a resumed deployment)
-        target = await self._step(record, target, TRANSFERRING)
-        await su.set_confirmation_timeout(options.confirmation_timeout_s)
-        pending = await su.transfer(package)
-        target = await self._step(record, target, INSTALLING)
-        try:
-            await su.install(pending)
-        except UpdateFailed:
-            await su.resume()  # leave the device Idle, serving its previous model
-            raise
-        slot = options.slot or await su.slot_name()
-        installed_at = self._clock()
-        if options.binding is not None:
-            await link.set_binding(slot, options.binding.to_json())
-        link.refresh()
-        target = await self._step(record, target, CONFIRMING)
-        await self._watch(link, options, slot, installed_at)
-        if options.confirmation_timeout_s > 0:
-            await su.confirm()
-        return await self._step(record, target, ACTIVE)
+    async def _target(self, record: DeploymentRecord, target: TargetRecord, plan: TargetPlan) -> TargetRecord:
+        async def step(current: TargetRecord, state: DeploymentState) -> TargetRecord:
+            return await self._step(record, current, state)
 
-    async def _watch(self, link: Device, options: DeployOptions, slot: str, since: datetime) -> None:
-        """Before Confirm: with a binding, the slot must publish a Good prediction made after the install
-        within health_check_s; without one, the device must not report FAILURE. Anything less is not
-        confirmed, and the device reverts by itself when its ConfirmationTimeout runs out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + options.health_check_s
-        settled = loop.time() + min(0.5, options.health_check_s)  # without a binding: a short look at its health
-        while True:
-            if link.view.health is DeviceHealth.FAILURE:
-                raise UpdateFailed("the device reports FAILURE after the install")
-            if options.binding is None:
-                if loop.time() >= settled:
-                    return
-            else:
-                good = link.view.last_good.get(slot)
-                if good is not None and good > since:
-                    return
-            if loop.time() >= deadline:
-                state = link.view.pipelines.get(slot, PipelineState.NO_MODEL)
-                raise UpdateFailed(
-                    f"no healthy predictions within {options.health_check_s:g} s of the install "
-                    f"(pipeline {slot}: {state.label})"
-                )
-            await asyncio.sleep(0.1)
+        device = self._devices.get(target.device_id)
+        return await TargetRollout(record, plan, device, step, self._clock).run(target)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from nodesets.ids import DeviceHealth, DeviceState, PipelineState, SoftwareVersionFileType
+from nodesets.ids import DeviceHealth, DeviceState, InstallationState, PipelineState, SoftwareVersionFileType
 from sdk.versions import VersionInfo
 
 
@@ -28,7 +29,10 @@ class DeviceView:
 
 
 class SlotUpdate(Protocol):
-    """The DI software update (Cached-Loading, OPC 10000-100 8.3) of one model slot."""
+    """The DI software update (Cached-Loading, OPC 10000-100 8.3) of one model slot.
+
+    A lost link raises sdk.errors.ConnectionLost naming the step (the caller may retry); a refusal
+    by the device raises UpdateFailed or PackageRejected with the device's reason."""
 
     async def slot_name(self) -> str:
         """The slot's name (its pipeline's name too)."""
@@ -44,6 +48,15 @@ class SlotUpdate(Protocol):
 
     async def install(self, version: VersionInfo) -> str:
         """Install a Pending or Fallback version and wait for the result; returns UpdateStatus."""
+
+    async def installation_state(self) -> InstallationState:
+        """Idle, Installing or Error."""
+
+    async def wait_installed(self) -> str:
+        """Wait until an install under way ends: Idle returns UpdateStatus, Error raises UpdateFailed."""
+
+    async def awaiting_confirmation(self) -> bool:
+        """Whether the installed version waits for Confirm (and reverts without it)."""
 
     async def resume(self) -> None:
         """Leave the installation Error state."""
@@ -67,8 +80,8 @@ class Device(Protocol):
     async def wait_online(self, within_s: float | None = None) -> bool:
         """Wait until connected; False when ``within_s`` passes first."""
 
-    async def software_update(self, slot: str | None = None) -> SlotUpdate:
-        """The update of a slot (the only one when None)."""
+    def update_session(self, slot: str | None = None) -> AbstractAsyncContextManager[SlotUpdate]:
+        """A session for updating a slot (the only one when None), closed at the end of the ``async with``."""
 
     async def set_binding(self, slot: str, binding_json: str) -> None:
         """Bind a slot's pipeline inputs."""

@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import Client, Node, ua
 
-from gateway.devices.device import Device, DeviceView
+from gateway.devices.device import Device, DeviceView, SlotUpdate
+from gateway.opcua.guarded_update import GuardedUpdate
 from nodesets.ids import DI_URI, MODELLINE_URI, DeviceHealth, DeviceState, PipelineState
-from sdk.di_client import SoftwareUpdateClient, set_binding
-from sdk.errors import UpdateFailed
+from sdk.di_client import SoftwareUpdateClient, during, set_binding
+from sdk.errors import ConnectionLost
 from sdk.opcua.analog import VariableLayout, read_layout
 from sdk.opcua.client import watched_session
 from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
+
+UPDATE_REQUEST_TIMEOUT_S = 120.0  # a CloseAndCommit verifies the whole package before it answers
+UPDATE_PROBE_S = 30.0  # the update session's liveness probe: longer than any single update call takes
 
 
 @dataclass(frozen=True)
@@ -92,18 +97,35 @@ class DeviceLink:
         for listener in self.listeners:
             await listener(self)
 
-    async def software_update(self, slot: str | None = None) -> SoftwareUpdateClient:
-        """The DI software update of a slot, over this link's session (connected first)."""
-        return await SoftwareUpdateClient.find(self._client(), None, slot)
+    @asynccontextmanager
+    async def update_session(self, slot: str | None = None) -> AsyncIterator[SlotUpdate]:
+        """The DI software update of a slot over a session of its own, closed at the end.
+
+        Not over the kept-open link: a server answers one connection's requests in order, and a
+        CloseAndCommit that verifies a large package takes longer than the link's one-second
+        liveness probe, which would then drop the link in the middle of the install (INTEROP.md)."""
+        client = Client(self.endpoint, timeout=UPDATE_REQUEST_TIMEOUT_S, watchdog_intervall=UPDATE_PROBE_S)
+        if self._user:
+            client.set_user(self._user)
+            client.set_password(self._password or "")
+        async with during("connecting for the update"):
+            await client.connect()
+        try:
+            async with during("finding the software update"):
+                su = await SoftwareUpdateClient.find(client, None, slot)
+            yield GuardedUpdate(su)
+        finally:
+            try:
+                await asyncio.wait_for(client.disconnect(), 2.0)
+            except Exception:  # the device may be gone already
+                _log.debug("device %s: closing the update session failed", self.device_id, exc_info=True)
 
     async def set_binding(self, slot: str, binding_json: str) -> None:
         """SetBinding on the slot's pipeline."""
-        await set_binding(self._client(), slot, binding_json)
-
-    def _client(self) -> Client:
         if self.client is None or not self.online:
-            raise UpdateFailed(f"device {self.device_id} is not connected")
-        return self.client
+            raise ConnectionLost(f"device {self.device_id} is not connected")
+        async with during("setting the binding"):
+            await set_binding(self.client, slot, binding_json)
 
     async def run(self) -> None:
         """Stay connected, forever."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _FLOOR = 20000
+_handed_out: set[int] = set()  # never the same port twice from one process, even before its server binds it
 
 
 def _ephemeral_start() -> int:
@@ -32,10 +33,13 @@ def free_port(host: str = "127.0.0.1") -> int:
             return int(sock.getsockname()[1])
     for _ in range(200):
         port = random.randrange(_FLOOR, top)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     raise OSError(f"no free port on {host} between {_FLOOR} and {top}")

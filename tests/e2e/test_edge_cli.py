@@ -94,7 +94,7 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
             await wait_for(predicted, what="prediction through the CLI-installed model")
 
         code, _, err = await _run("install", str(package), "--edge", f"opc.tcp://127.0.0.1:{free_port()}/none/")
-        assert code == 5 and err.startswith("modelline: cannot connect to ") and err.count("\n") == 1
+        assert code == 7 and err.startswith("modelline: cannot connect to ") and err.count("\n") == 1
     finally:
         edge.send_signal(signal.SIGTERM)
         _, err_bytes = await asyncio.wait_for(edge.communicate(), 30)

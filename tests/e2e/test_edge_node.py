@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 
-from nodesets.ids import PipelineState, SoftwareVersionFileType
+from nodesets.ids import InstallationState, PipelineState, SoftwareVersionFileType
 from sdk import errors
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.errors import UpdateFailed
@@ -155,7 +155,7 @@ async def test_install_checks_hash_and_version(plc: SimulatedPlc, v1: Path, sign
 
         assert await call(pending.manufacturer_uri, pending.revision, b"\x00" * 32) == "BadInvalidArgument"
         assert await call(pending.manufacturer_uri, "9.9.9", pending.hash) == "BadNotFound"
-        assert await su.installation_state() == "Idle"
+        assert await su.installation_state() is InstallationState.IDLE
         assert node.slots["main"].pipeline.model is None  # nothing was installed
 
 
@@ -173,11 +173,11 @@ async def test_sample_mismatch_is_an_error_and_the_old_model_keeps_serving(
         ) as refused:
             await su.install(pending)
         assert_documented(str(refused.value), "install of … failed")
-        assert await su.installation_state() == "Error"
+        assert await su.installation_state() is InstallationState.ERROR
         assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
         assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"
         await su.resume()
-        assert await su.installation_state() == "Idle"
+        assert await su.installation_state() is InstallationState.IDLE
 
 
 @pytest.mark.timeout(120)

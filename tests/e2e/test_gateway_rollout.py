@@ -16,6 +16,7 @@ from asyncua import Client, Node, ua
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
+from nodesets.ids import DeploymentState
 from sdk.file_client import upload
 from sdk.opcua.analog import read_layout
 from tests.conftest import Signer
@@ -69,9 +70,7 @@ class Plant:
         values = {}
         for name in ("State", "Progress", "LastError", "Version", "Targets"):
             values[name] = await (await node.get_child(f"{self.ml}:{name}")).read_value()
-        values["State"] = ["Pending", "Transferring", "Installing", "Confirming", "Active", "Failed", "RolledBack"][
-            values["State"]
-        ]
+        values["State"] = DeploymentState(values["State"]).label
         return values
 
     async def settled(self, deployment_id: str, state: str, within: float = 120) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +17,10 @@ from gateway.deployments.service import DeploymentService
 from gateway.devices.device import Device, DeviceView, SlotUpdate
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
-from gateway.store.base import DeploymentRecord
+from gateway.store.base import DeploymentRecord, TargetRecord
 from gateway.store.sqlite import SqliteStore
-from nodesets.ids import DeploymentState, DeviceState, SoftwareVersionFileType
-from sdk.errors import UpdateFailed
+from nodesets.ids import DeploymentState, DeviceState, InstallationState, SoftwareVersionFileType
+from sdk.errors import ConnectionLost, UpdateFailed
 from sdk.versions import VersionInfo
 from tests.conftest import Signer
 from tests.edge_harness import wait_for
@@ -42,6 +43,9 @@ class FakeSlot:
     device: FakeDevice
     calls: list[str] = field(default_factory=list)
     versions: dict[SoftwareVersionFileType, VersionInfo] = field(default_factory=dict)
+    state: InstallationState = InstallationState.IDLE
+    timeout: float = 0.0
+    waiting: bool = False
 
     async def slot_name(self) -> str:
         return "main"
@@ -51,9 +55,13 @@ class FakeSlot:
 
     async def set_confirmation_timeout(self, seconds: float) -> None:
         self.calls.append(f"timeout {seconds:g}")
+        self.timeout = seconds
 
     async def transfer(self, package: Path) -> VersionInfo:
         self.calls.append("transfer")
+        if self.device.link_drops:
+            self.device.link_drops -= 1
+            raise ConnectionLost("connection lost during the transfer: BadConnectionClosed")
         digest = hashlib.sha256(package.read_bytes()).digest()
         pending = VersionInfo("urn:modelline:model:pump-health", "1.0.0", digest)
         self.versions[SoftwareVersionFileType.PENDING] = pending
@@ -62,15 +70,28 @@ class FakeSlot:
     async def install(self, version: VersionInfo) -> str:
         self.calls.append(f"install {version.revision}")
         if self.device.install_fails:
+            self.state = InstallationState.ERROR
             raise UpdateFailed("samples do not reproduce on this device")
         self.versions[SoftwareVersionFileType.CURRENT] = version
+        self.waiting = self.timeout > 0
         return "installed"
+
+    async def installation_state(self) -> InstallationState:
+        return self.state
+
+    async def wait_installed(self) -> str:
+        return "installed"
+
+    async def awaiting_confirmation(self) -> bool:
+        return self.waiting
 
     async def resume(self) -> None:
         self.calls.append("resume")
+        self.state = InstallationState.IDLE
 
     async def confirm(self) -> None:
         self.calls.append("confirm")
+        self.waiting = False
 
 
 class FakeDevice:
@@ -84,6 +105,7 @@ class FakeDevice:
         self.slot = FakeSlot(self)
         self.install_fails = False
         self.predicts = True
+        self.link_drops = 0  # how many transfers lose the link before one gets through
 
     @property
     def online(self) -> bool:
@@ -92,8 +114,9 @@ class FakeDevice:
     async def wait_online(self, within_s: float | None = None) -> bool:
         return True
 
-    async def software_update(self, slot: str | None = None) -> SlotUpdate:
-        return self.slot
+    @asynccontextmanager
+    async def update_session(self, slot: str | None = None) -> AsyncIterator[SlotUpdate]:
+        yield self.slot
 
     async def set_binding(self, slot: str, binding_json: str) -> None:
         self.slot.calls.append("bind")
@@ -112,10 +135,29 @@ class Plant:
     service: DeploymentService
     devices: dict[str, FakeDevice]
     store: SqliteStore
+    sha256: str
+    runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.runner = asyncio.create_task(self.service.run())
 
 
 @pytest.fixture
 async def plant(tmp_path: Path, signer: Signer, package: Path) -> AsyncIterator[Plant]:
+    """A running deployment service over three fake devices."""
+    async with _plant(tmp_path, signer, package, start=True) as running:
+        yield running
+
+
+@pytest.fixture
+async def stopped(tmp_path: Path, signer: Signer, package: Path) -> AsyncIterator[Plant]:
+    """The same, not started yet: the test stores what a killed gateway left, then calls start()."""
+    async with _plant(tmp_path, signer, package, start=False) as waiting:
+        yield waiting
+
+
+@asynccontextmanager
+async def _plant(tmp_path: Path, signer: Signer, package: Path, start: bool) -> AsyncIterator[Plant]:
     clock = Clock()
     fakes: dict[str, FakeDevice] = {}
 
@@ -127,17 +169,19 @@ async def plant(tmp_path: Path, signer: Signer, package: Path) -> AsyncIterator[
         repository = PackageRepository(store, tmp_path / "packages", signer.trust, clock)
         upload = tmp_path / "upload.mlpkg"
         upload.write_bytes(package.read_bytes())
-        await repository.add(upload)
+        stored, _ = await repository.add(upload)
         registry = DeviceRegistry(store, factory, clock=clock)
         for name in ("edge-a", "edge-b", "edge-c"):
             await registry.register(name, f"opc.tcp://127.0.0.1:4841/{name}/")
-        service = DeploymentService(store, repository, registry, clock)
-        runner = asyncio.create_task(service.run())
+        plant = Plant(DeploymentService(store, repository, registry, clock), fakes, store, stored.sha256)
+        if start:
+            plant.start()
         try:
-            yield Plant(service, fakes, store)
+            yield plant
         finally:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+            if plant.runner is not None:
+                plant.runner.cancel()
+                await asyncio.gather(plant.runner, return_exceptions=True)
 
 
 async def _finished(plant: Plant, deployment_id: str) -> DeploymentRecord:
@@ -162,7 +206,7 @@ async def test_each_target_is_transferred_installed_bound_health_checked_and_con
     record = await _finished(plant, deployment)
     assert (record.state, record.progress, record.last_error) == (DeploymentState.ACTIVE, 100.0, "")
     for name in ("edge-a", "edge-b"):
-        assert plant.devices[name].slot.calls == ["timeout 30", "transfer", "install 1.0.0", "bind", "confirm"]
+        assert plant.devices[name].slot.calls == ["transfer", "timeout 30", "install 1.0.0", "bind", "confirm"]
     assert plant.devices["edge-c"].slot.calls == []
     assert {t.state for t in await plant.store.targets(deployment)} == {DeploymentState.ACTIVE}
 
@@ -195,3 +239,77 @@ async def test_a_prediction_older_than_the_install_does_not_count(plant: Plant) 
     options = _options(binding=BINDING, health_check_s=0.3)
     record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
     assert record.state is DeploymentState.FAILED and "confirm" not in device.slot.calls
+
+
+async def test_a_lost_link_is_retried_and_the_target_completes(plant: Plant) -> None:
+    plant.devices["edge-a"].link_drops = 1
+    deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], _options(retry_for_s=30))
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.ACTIVE
+    assert plant.devices["edge-a"].slot.calls.count("transfer") == 2
+
+
+async def test_a_link_that_stays_lost_fails_the_target_with_the_step_and_the_cause(plant: Plant) -> None:
+    plant.devices["edge-a"].link_drops = 100
+    deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], _options(retry_for_s=1.5))
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.FAILED
+    assert record.last_error == (
+        "wave 1, device edge-a: connection lost during the transfer: BadConnectionClosed "
+        "(gave up after 1.5 s of retries)"
+    )
+    [target] = await plant.store.targets(deployment)
+    assert target.state is DeploymentState.FAILED and "gave up" in target.last_error
+
+
+async def _stored_confirming(plant: Plant) -> str:
+    """A deployment as a gateway killed during Confirming left it: target Confirming, nothing confirmed yet."""
+    now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    record = DeploymentRecord(
+        id="deploy-0001",
+        model="pump-health",
+        version="1.0.0",
+        targets=["edge-a"],
+        options_json=_options(binding=BINDING),
+        state=DeploymentState.CONFIRMING,
+        created_at=now,
+        updated_at=now,
+    )
+    target = TargetRecord(deployment_id=record.id, device_id="edge-a", state=DeploymentState.CONFIRMING, updated_at=now)
+    await plant.store.put_deployment(record, [target])
+    return record.id
+
+
+async def test_resume_of_a_confirming_target_confirms_only_after_a_fresh_health_check(stopped: Plant) -> None:
+    plant = stopped
+    device = plant.devices["edge-a"]
+    installed = VersionInfo("urn:modelline:model:pump-health", "1.0.0", bytes.fromhex(plant.sha256))
+    device.slot.versions[SoftwareVersionFileType.CURRENT] = installed
+    device.slot.waiting = True  # the device still waits for Confirm
+    device.view.last_good["main"] = device.clock() + timedelta(seconds=3)  # a Good prediction after the restart
+    deployment = await _stored_confirming(plant)
+    plant.start()
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.ACTIVE
+    assert device.slot.calls == ["confirm"]  # no second transfer or install, and confirmed: not assumed
+
+
+async def test_resume_of_a_confirming_target_that_reverted_meanwhile_reports_the_revert(stopped: Plant) -> None:
+    plant = stopped
+    device = plant.devices["edge-a"]
+    device.slot.versions[SoftwareVersionFileType.CURRENT] = VersionInfo("urn:x", "0.9.0", b"\x01" * 32)
+    deployment = await _stored_confirming(plant)
+    plant.start()
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.FAILED
+    assert "the device reverted to 0.9.0 before the install was confirmed" in record.last_error
+    assert device.slot.calls == []
+
+
+async def test_a_package_already_pending_is_installed_without_a_second_transfer(plant: Plant) -> None:
+    device = plant.devices["edge-a"]
+    pending = VersionInfo("urn:modelline:model:pump-health", "1.0.0", bytes.fromhex(plant.sha256))
+    device.slot.versions[SoftwareVersionFileType.PENDING] = pending
+    record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], ""))
+    assert record.state is DeploymentState.ACTIVE
+    assert device.slot.calls == ["timeout 60", "install 1.0.0", "confirm"]
