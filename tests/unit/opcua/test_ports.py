@@ -25,6 +25,15 @@ def test_a_taken_port_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> No
         taken.listen()
         busy = taken.getsockname()[1]
         other = ports.free_port()
+        ports._handed_out.discard(other)  # as if another process had handed it out
         picks = iter([busy, busy, other])
         monkeypatch.setattr(ports.random, "randrange", lambda *_: next(picks))
         assert ports.free_port() == other
+
+
+def test_one_process_never_gets_the_same_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = ports.free_port()
+    second = ports.free_port()
+    picks = iter([first, second, first, second + 1 if second + 1 != first else second + 2])
+    monkeypatch.setattr(ports.random, "randrange", lambda *_: next(picks))
+    assert ports.free_port() not in {first, second}  # both still free (no server bound them yet), yet skipped
