@@ -24,7 +24,7 @@ from nodesets.ids import DI_URI, MODELLINE_URI, DeviceHealth, DeviceState, Pipel
 from sdk.di_client import SoftwareUpdateClient, during, set_binding
 from sdk.errors import ConnectionLost
 from sdk.opcua.analog import VariableLayout, read_layout
-from sdk.opcua.client import watched_session
+from sdk.opcua.client import quiet_lost_links, watched_session
 from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class DeviceLink:
         Not over the kept-open link: a server answers one connection's requests in order, and a
         CloseAndCommit that verifies a large package takes longer than the link's one-second
         liveness probe, which would then drop the link in the middle of the install (INTEROP.md)."""
+        quiet_lost_links()
         client = Client(self.endpoint, timeout=UPDATE_REQUEST_TIMEOUT_S, watchdog_intervall=UPDATE_PROBE_S)
         if self._user:
             client.set_user(self._user)
