@@ -80,7 +80,13 @@ class Gateway(Service):
         self.device_nodes = DeviceNodes(server, ns, await manager.get_child(f"{ns.modelline}:Devices"))
 
         def new_link(device_id: str, endpoint: str) -> Device:
-            link = DeviceLink(device_id, endpoint, user=s.edge_user, password=password)
+            link = DeviceLink(
+                device_id,
+                endpoint,
+                user=s.edge_user,
+                password=password,
+                update_timeouts=(s.device_call_timeout_s, s.device_probe_s),
+            )
             link.prediction_listeners.append(self.device_nodes.mirror)
             return link
 

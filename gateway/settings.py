@@ -37,6 +37,15 @@ class GatewaySettings(BaseSettings):
     )
     edge_user: str | None = Field(None, description="Login the gateway uses on edge nodes (needs the Engineer role).")
     edge_password_file: FilePath | None = Field(None, description="File holding that login's password.")
+    device_call_timeout_s: float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="How long one update call to a device may take (a CloseAndCommit verifies the whole package).",
+    )
+    device_probe_s: float = Field(
+        30.0, ge=1, le=600, description="Liveness probe of a device's update session: a link silent this long is lost."
+    )
 
     sagemaker_groups: list[str] = Field(
         default_factory=list, description="Model package groups to import new Approved versions from (empty: off)."

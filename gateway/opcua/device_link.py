@@ -29,8 +29,6 @@ from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
 
-UPDATE_REQUEST_TIMEOUT_S = 120.0  # a CloseAndCommit verifies the whole package before it answers
-UPDATE_PROBE_S = 30.0  # the update session's liveness probe: longer than any single update call takes
 
 
 @dataclass(frozen=True)
@@ -62,12 +60,16 @@ class DeviceLink:
         password: str | None = None,
         mirror_interval_ms: int = 250,
         backoff: tuple[float, float] = (0.5, 15.0),
+        update_timeouts: tuple[float, float] = (120.0, 30.0),
     ) -> None:
         self.device_id = device_id
         self.endpoint = endpoint
         self._user, self._password = user, password
         self.mirror_interval_ms = mirror_interval_ms
         self._backoff = backoff
+        # An update call may take long (CloseAndCommit verifies the whole package); its session's probe must
+        # outlast any one call, since a server answers one connection's requests in order.
+        self._update_timeouts = update_timeouts
         self.view = DeviceView()
         self.client: Client | None = None
         self._connected = asyncio.Event()
@@ -105,7 +107,8 @@ class DeviceLink:
         CloseAndCommit that verifies a large package takes longer than the link's one-second
         liveness probe, which would then drop the link in the middle of the install (INTEROP.md)."""
         quiet_lost_links()
-        client = Client(self.endpoint, timeout=UPDATE_REQUEST_TIMEOUT_S, watchdog_intervall=UPDATE_PROBE_S)
+        call_s, probe_s = self._update_timeouts
+        client = Client(self.endpoint, timeout=call_s, watchdog_intervall=probe_s)
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")
