@@ -23,7 +23,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sdk.errors import NotFound, UsageError
-from sdk.names import EndpointUrl, Name
+from sdk.names import EndpointUrl, Name, first_problem
 from sdk.package.manifest import Manifest
 
 
@@ -103,7 +103,7 @@ class Binding(_Model):
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
-            raise UsageError(f"{source}: {_first(exc)}") from None
+            raise UsageError(f"{source}: {first_problem(exc)}") from None
 
     @classmethod
     def load(cls, path: Path) -> Binding:
@@ -119,10 +119,3 @@ class Binding(_Model):
                 raise UsageError(f"binding file {path} is not valid TOML: {exc}") from None
             text = json.dumps(data)
         return cls.parse(text, source=f"binding file {path}")
-
-
-def _first(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message

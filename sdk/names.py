@@ -12,9 +12,9 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, ValidationError
 
-from sdk.package.manifest import check_name
+from sdk.package.manifest import check_name, check_version
 
 MAX_URL_LENGTH = 512
 # A DNS host name: RFC 1123 labels (and '_', as container names use it); IP literals go to ipaddress.
@@ -61,8 +61,19 @@ def _endpoint_problem(value: str) -> str:
     return ""
 
 
+def first_problem(exc: ValidationError) -> str:
+    """'where: what' of the first validation error, for a one-line refusal."""
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
 Name = Annotated[str, AfterValidator(lambda value: check_name(value, "name"))]
 """A plain name (device id, model name, slot): a letter, then letters, digits, '_', '.', '-'; 64 at most."""
+
+Version = Annotated[str, AfterValidator(check_version)]
+"""A semantic version like 1.2.0 (semver.org 2.0.0), at most 64 characters."""
 
 EndpointUrl = Annotated[str, AfterValidator(check_endpoint_url)]
 """An opc.tcp:// URL with a valid host, an optional port in 1..65535, and at most 512 characters."""

@@ -70,6 +70,7 @@ class SlotNodes:
         self.ns = ns
         self.slot = slot
         self.transfer: TemporaryFileTransfer | None = None
+        self._timeout_shown = 0.0
 
     def _di(self, number: int) -> ua.NodeId:
         return node_id(number, self.ns.di)
@@ -179,9 +180,8 @@ class SlotNodes:
             mime_type="application/vnd.modelline.package+zip",
             role=Role.ENGINEER,
         ).bind()
-        await self.confirmation_timeout.write_value(
-            ua.Variant(slot.state.confirmation_timeout_s * 1000.0, ua.VariantType.Double)
-        )
+        self._timeout_shown = slot.state.confirmation_timeout_s * 1000.0
+        await self.confirmation_timeout.write_value(ua.Variant(self._timeout_shown, ua.VariantType.Double))
         slot.listen(self._refresh)
 
     async def _add(self, parent: Node, type_number: int, child_id: str, name: str, ns_index: int) -> Node:
@@ -233,6 +233,10 @@ class SlotNodes:
         await self._state(self.confirm_state, waiting.label, self._di(waiting.node))
         await self.percent.write_value(ua.Variant(slot.percent_complete, ua.VariantType.Byte))
         await self.update_status.write_value(ua.LocalizedText(slot.update_status))
+        timeout_ms = slot.state.confirmation_timeout_s * 1000.0
+        if timeout_ms != self._timeout_shown:  # the saved value, once loaded at start (build runs before that)
+            await self.confirmation_timeout.write_value(ua.Variant(timeout_ms, ua.VariantType.Double))
+            self._timeout_shown = timeout_ms
 
     async def _write_version(self, nodes: _VersionNodes, version: InstalledVersion | None) -> None:
         await nodes.manufacturer.write_value(ua.LocalizedText(version.name if version else ""))
@@ -255,8 +259,9 @@ class SlotNodes:
 
     async def confirmation_timeout_written(self) -> None:
         """A client wrote ConfirmationTimeout (milliseconds): keep it for the next install."""
-        value = await self.confirmation_timeout.read_value()
-        await self.slot.set_confirmation_timeout(float(value or 0.0) / 1000.0)
+        value = float(await self.confirmation_timeout.read_value() or 0.0)
+        await self.slot.set_confirmation_timeout(value / 1000.0)
+        self._timeout_shown = value
 
     # --- transfer -------------------------------------------------------------------------------
 

@@ -18,12 +18,13 @@ from gateway.devices.registry import DeviceRegistry
 from gateway.opcua.devices import DeviceNodes
 from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets import Namespaces
-from nodesets.ids import ModelLine
+from nodesets.ids import DeploymentState, ModelLine
 from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, path_id, qname
 from sdk.opcua.methods import Handler, bind_method
 from sdk.opcua.status import status_on_error
 from sdk.opcua.users import Role, requires
+from sdk.package.manifest import check_name
 
 _log = logging.getLogger(__name__)
 
@@ -74,21 +75,37 @@ class ManagerNodes:
         self.service.listeners.append(self.show)
         return self
 
+    async def _deployment(self, deployment_id: str) -> tuple[dict[str, Node], bool]:
+        nodes = self._nodes.get(deployment_id)
+        if nodes is not None:
+            return nodes, False
+        ns_index = self.folder.nodeid.NamespaceIndex
+        node = (
+            await instantiate(
+                self.folder,
+                self.server.get_node(node_id(ModelLine.DEPLOYMENT_TYPE, self.ns.modelline)),
+                nodeid=path_id(self.folder.nodeid, deployment_id),
+                bname=qname(deployment_id, ns_index),
+            )
+        )[0]
+        nodes = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
+        self._nodes[deployment_id] = nodes
+        return nodes, True
+
+    async def show_unreadable(self, deployment_id: str, reason: str) -> None:
+        """A stored deployment whose record does not validate: State Failed, LastError says why."""
+        try:
+            check_name(deployment_id, "deployment id")
+        except ValueError:
+            return  # the id itself is the bad part: no node can carry it; the log names it
+        nodes, _ = await self._deployment(deployment_id)
+        await nodes["State"].write_value(ua.Variant(int(DeploymentState.FAILED), ua.VariantType.Int32))
+        await nodes["LastError"].write_value(ua.Variant(f"stored record unreadable: {reason}", S))
+
     async def show(self, record: DeploymentRecord, targets: list[TargetRecord]) -> None:
         """Create or update Deployments/<id>."""
-        nodes = self._nodes.get(record.id)
-        if nodes is None:
-            ns_index = self.folder.nodeid.NamespaceIndex
-            node = (
-                await instantiate(
-                    self.folder,
-                    self.server.get_node(node_id(ModelLine.DEPLOYMENT_TYPE, self.ns.modelline)),
-                    nodeid=path_id(self.folder.nodeid, record.id),
-                    bname=qname(record.id, ns_index),
-                )
-            )[0]
-            nodes = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
-            self._nodes[record.id] = nodes
+        nodes, new = await self._deployment(record.id)
+        if new:
             for device in record.targets:
                 await self.device_nodes.desired(device, record.model, record.version)
         values = {

@@ -66,6 +66,16 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+def check_version(value: str) -> str:
+    """Return ``value`` if it is a semantic version (semver.org 2.0.0) of at most 64 characters."""
+    if not isinstance(value, str) or len(value) > MAX_VERSION_LENGTH or not _SEMVER.fullmatch(value):
+        raise ValueError(
+            f"version {str(value)[:80]!r} is not a semantic version like 1.2.0 "
+            f"(at most {MAX_VERSION_LENGTH} characters)"
+        )
+    return value
+
+
 class Range(_Model):
     """Valid range of a value; readings outside it are out of range for the model."""
 
@@ -240,11 +250,7 @@ class Manifest(_Model):
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:
-        if len(value) > MAX_VERSION_LENGTH or not _SEMVER.fullmatch(value):
-            raise ValueError(
-                f"version {value!r} is not a semantic version like 1.2.0 (at most {MAX_VERSION_LENGTH} characters)"
-            )
-        return value
+        return check_version(value)
 
     @field_validator("created")
     @classmethod
