@@ -144,6 +144,10 @@ class DeploymentService:
 
     async def undeploy(self, deployment_id: str, actor: str = "") -> None:
         """Stop an unfinished deployment; devices already updated keep their model."""
+        try:
+            check_name(deployment_id, "DeploymentId")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         record = await self._record(deployment_id)
         if record.state in FINAL:
             raise InvalidState(f"{deployment_id} is {record.state.label} already")
