@@ -84,22 +84,26 @@ class ArgumentSpec:
         return f"{kinds}{'[]' if self.array else ''}"
 
 
-async def _kinds(server: Server, data_type: ua.NodeId) -> frozenset[ua.VariantType]:
-    base = (await get_base_data_type(server.get_node(data_type))).nodeid
+async def _kinds(method: Node, data_type: ua.NodeId) -> frozenset[ua.VariantType]:
+    base = (await get_base_data_type(Node(method.session, data_type))).nodeid
     number = base.Identifier if isinstance(base.Identifier, int) else 0
     if number in _ABSTRACT:
         return _ABSTRACT[number]
     return frozenset({ua.VariantType(number)})
 
 
-async def read_signature(server: Server, method: Node) -> list[ArgumentSpec]:
-    """The method's InputArguments property as ArgumentSpecs; a method without the property takes none."""
+async def read_signature(method: Node) -> list[ArgumentSpec]:
+    """The method's InputArguments property as ArgumentSpecs; a method without the property takes none.
+
+    Works on a server's node and on a client's alike (DataTypes are resolved to their
+    built-in base type by browsing, OPC 10000-3 5.8.3).
+    """
     try:
         prop = await method.get_child("0:InputArguments")
     except ua.UaStatusCodeError:
         return []
     arguments: list[ua.Argument] = await prop.read_value() or []
-    return [ArgumentSpec(a.Name, await _kinds(server, a.DataType), a.ValueRank) for a in arguments]
+    return [ArgumentSpec(a.Name, await _kinds(method, a.DataType), a.ValueRank) for a in arguments]
 
 
 def check_call(signature: list[ArgumentSpec], args: tuple[Any, ...]) -> ua.CallMethodResult | None:
@@ -127,7 +131,7 @@ def _mismatches(signature: list[ArgumentSpec], refusal: ua.CallMethodResult) -> 
 
 async def bind_method(server: Server, method: Node, handler: Handler) -> list[ArgumentSpec]:
     """Link ``handler`` to ``method``; calls whose arguments do not match InputArguments never reach it."""
-    signature = await read_signature(server, method)
+    signature = await read_signature(method)
     name = getattr(handler, "__name__", "method")
 
     async def checked(parent: ua.NodeId, *args: Any) -> Any:

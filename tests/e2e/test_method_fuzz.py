@@ -172,21 +172,11 @@ async def _methods(client: Client, server: str, skip: set[ua.NodeId]) -> list[_M
             node_class = await child.read_node_class()
             if node_class == ua.NodeClass.Method:
                 if child.nodeid not in skip:
-                    signature = await read_signature(_ClientServer(client), child)  # type: ignore[arg-type]
+                    signature = await read_signature(child)
                     found.append(_Method(f"{path}/{name}", node.nodeid, child.nodeid, signature))
             elif node_class == ua.NodeClass.Object:
                 pending.append((child, f"{path}/{name}"))
     return found
-
-
-class _ClientServer:
-    """What read_signature needs of a server (get_node), served by a client."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def get_node(self, node_id: ua.NodeId) -> Node:
-        return self.client.get_node(node_id)
 
 
 @dataclass
