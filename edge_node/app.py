@@ -28,6 +28,7 @@ from sdk.binding import Binding
 from sdk.di_client import connect
 from sdk.keys import TrustStore
 from sdk.opcua.service import Service
+from sdk.opcua.writes import WriteChecks
 from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
@@ -60,13 +61,14 @@ class EdgeNode(Service):
         runtime = InferenceRuntime(threads=s.inference_threads)
         self._stack.callback(runtime.close)
         pipelines = []
+        writes = WriteChecks(server)
         for name in s.slots:
             sink = await PipelineNodes.create(server, ns, pipelines_folder, name, instance_ns)
             pipeline = Pipeline(name, runtime, _HealthWatch(sink, self._update_health))
             slot = ModelSlot(name, SlotStore(s.data_dir / "slots" / name), pipeline, runtime, trust)
             sink.on_set_binding = slot.set_binding
             nodes = SlotNodes(server, ns, slot)
-            await nodes.build(device, instance_ns, s.max_byte_string, max_package_bytes=s.max_package_bytes)
+            await nodes.build(device, instance_ns, s.max_byte_string, writes, max_package_bytes=s.max_package_bytes)
             self.slots[name], self.slot_nodes[name] = slot, nodes
             pipelines.append(pipeline)
         hub = InputHub(pipelines)

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sdk.names import EndpointUrl
 from sdk.package.manifest import check_name
 
 
@@ -16,7 +17,7 @@ class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELLINE_EDGE_", frozen=True, extra="forbid")
 
     device_id: str = Field("edge-1", description="Name of this device under DeviceSet; also its serial number.")
-    endpoint: str = Field(
+    endpoint: EndpointUrl = Field(
         "opc.tcp://127.0.0.1:4841/modelline/edge/",
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )
@@ -43,10 +44,10 @@ class EdgeSettings(BaseSettings):
         "refused (BadResourceUnavailable) and the transfer abandoned.",
     )
     manufacturer: str = Field("ModelLine", description="DI Manufacturer of the device.")
-    gateway_url: str | None = Field(
+    gateway_url: EndpointUrl | None = Field(
         None, description="A ModelLine gateway to register with at start (RegisterDevice), retried until it answers."
     )
-    advertised_endpoint: str | None = Field(
+    advertised_endpoint: EndpointUrl | None = Field(
         None, description="The endpoint the gateway should use to reach this node (default: endpoint)."
     )
     gateway_user: str | None = Field(None, description="Login for RegisterDevice on the gateway (Engineer role).")

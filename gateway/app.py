@@ -91,6 +91,7 @@ class Gateway(Service):
             return link
 
         self.devices = DeviceRegistry(self.store, new_link)
+        self.devices.preparers.append(self.device_nodes.prepare)
         self.devices.listeners.append(self.device_nodes.show)
         await self.devices.load()
         for link in self.devices.links.values():
@@ -108,6 +109,7 @@ class Gateway(Service):
             s.max_byte_string,
             max_package_bytes=s.max_package_bytes,
         ).bind()
+        await self._report_unreadable()
         self.server = server
         await self._stack.enter_async_context(server)
         self._stack.push_async_callback(self.models.upload.release)  # before the server stops
@@ -131,6 +133,14 @@ class Gateway(Service):
         self._spawn(self.deployments.run(), "deployments")
         _log.info("gateway serving at %s with %s", s.endpoint, self.models.describe())
 
+    async def _report_unreadable(self) -> None:
+        """Stored rows that do not validate were left out (and logged by the store); show them where a node can."""
+        for bad in self.store.unreadable():
+            if bad.kind == "device":
+                await self.device_nodes.show_unreadable(bad.key, bad.reason)
+            elif bad.kind == "deployment":
+                await self.manager.show_unreadable(bad.key, bad.reason)
+
     async def _sweep(self) -> None:
         """State and LastSeen of every device, including those that went quiet."""
         for link in list(self.devices.links.values()):
@@ -150,9 +160,8 @@ class Gateway(Service):
                 out = s.data_dir / "uploads" / f"sagemaker-{group}-{found.version}.mlpkg"
                 target = PullTarget(out_path=out, private_key=key)
                 await asyncio.to_thread(pull_sagemaker, group, aws, target, found.version)
-                record, new = await self.repository.add(out, actor="sagemaker sync")
+                record, new = await self.models.store_package(out, actor="sagemaker sync")
                 if new:
-                    await self.models.add_version(record)
                     added.append(f"{record.name} {record.version}")
             except ModelLineError as exc:  # one group's trouble does not stop the others, nor the gateway
                 _log.warning("sagemaker sync of %s: %s", group, exc)

@@ -7,13 +7,15 @@ from pathlib import Path
 from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sdk.names import EndpointUrl
+
 
 class GatewaySettings(BaseSettings):
     """Everything the Model Manager needs at start; see examples/gateway.toml."""
 
     model_config = SettingsConfigDict(env_prefix="MODELLINE_GATEWAY_", frozen=True, extra="forbid")
 
-    endpoint: str = Field(
+    endpoint: EndpointUrl = Field(
         "opc.tcp://127.0.0.1:4840/modelline/",
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )

@@ -184,7 +184,13 @@ PIPELINE_TYPE = ObjectType(
         Method(
             "SetBinding",
             "Bind the model inputs to tags and choose the trigger; takes effect at once, no reinstall.",
-            inputs=[Arg("BindingJson", STRING, "The binding as JSON (see the ModelLine README); empty clears it.")],
+            inputs=[
+                Arg(
+                    "BindingJson",
+                    STRING,
+                    "The binding as JSON (see the ModelLine README); an explicit empty String clears it.",
+                )
+            ],
         ),
     ],
 )

@@ -23,6 +23,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sdk.errors import NotFound, UsageError
+from sdk.names import EndpointUrl, Name, first_problem
 from sdk.package.manifest import Manifest
 
 
@@ -33,15 +34,8 @@ class _Model(BaseModel):
 class TagRef(_Model):
     """An OPC UA variable on a source server (usually a PLC)."""
 
-    endpoint: str = Field(description="opc.tcp:// URL of the source server")
-    node_id: str = Field(description="NodeId of the variable, e.g. ns=2;s=Pump1.Speed")
-
-    @field_validator("endpoint")
-    @classmethod
-    def _opc_tcp(cls, value: str) -> str:
-        if not value.startswith("opc.tcp://"):
-            raise ValueError(f"endpoint {value!r} must be an opc.tcp:// URL")
-        return value
+    endpoint: EndpointUrl = Field(description="opc.tcp:// URL of the source server")
+    node_id: str = Field(max_length=4096, description="NodeId of the variable, e.g. ns=2;s=Pump1.Speed")
 
     @field_validator("node_id")
     @classmethod
@@ -82,7 +76,7 @@ class Trigger(_Model):
 class Binding(_Model):
     """Input feature name -> source tag, plus the trigger and subscription settings."""
 
-    inputs: dict[str, TagRef]
+    inputs: dict[Name, TagRef] = Field(max_length=1024)
     trigger: Trigger = Trigger()
     publishing_interval_ms: int = Field(50, ge=10, le=60_000, description="subscription publishing interval")
 
@@ -109,7 +103,7 @@ class Binding(_Model):
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
-            raise UsageError(f"{source}: {_first(exc)}") from None
+            raise UsageError(f"{source}: {first_problem(exc)}") from None
 
     @classmethod
     def load(cls, path: Path) -> Binding:
@@ -125,10 +119,3 @@ class Binding(_Model):
                 raise UsageError(f"binding file {path} is not valid TOML: {exc}") from None
             text = json.dumps(data)
         return cls.parse(text, source=f"binding file {path}")
-
-
-def _first(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message

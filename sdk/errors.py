@@ -25,6 +25,7 @@ BAD_INVALID_STATE = 0x80AF0000
 BAD_CONNECTION_CLOSED = 0x80AE0000
 BAD_OUT_OF_MEMORY = 0x80030000
 BAD_RESOURCE_UNAVAILABLE = 0x80040000
+BAD_TYPE_MISMATCH = 0x80740000
 
 
 # What each `modelline` exit code means (the README and `modelline --help` list these; a test
@@ -55,6 +56,18 @@ class UsageError(ModelLineError):
 
     status = BAD_INVALID_ARGUMENT
     exit_code = 2
+
+
+class OutOfRange(UsageError):
+    """A number (or a count, a length) outside what can be kept and used again after a restart."""
+
+    status = BAD_OUT_OF_RANGE
+
+
+class TypeMismatch(UsageError):
+    """A value of the wrong type, or an array where one value belongs (or the reverse)."""
+
+    status = BAD_TYPE_MISMATCH
 
 
 class NotFound(ModelLineError):

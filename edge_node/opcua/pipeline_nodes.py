@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from asyncua import Node, Server, ua
 
@@ -23,7 +22,8 @@ from nodesets.ids import ModelLine
 from sdk.binding import Binding
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
-from sdk.opcua.status import arg, status_on_error
+from sdk.opcua.methods import bind_method
+from sdk.opcua.status import status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import ElementType, Manifest, TensorSpec
@@ -121,7 +121,7 @@ class PipelineNodes:
         cls, server: Server, ns: Namespaces, pipelines_folder: Node, name: str, instance_ns: int
     ) -> PipelineNodes:
         """Instantiate ``Pipelines/<name>`` and bind SetBinding."""
-        pipeline_id = node_id(f"{text_of(pipelines_folder.nodeid)}.{name}", instance_ns)
+        pipeline_id = node_id(text_of(path_id(pipelines_folder.nodeid, name)), instance_ns)
         node = await new_instance(
             pipelines_folder,
             server.get_node(node_id(ModelLine.PIPELINE_TYPE, ns.modelline)),
@@ -131,7 +131,7 @@ class PipelineNodes:
         self = cls(server, node)
         for child in await node.get_children():
             self._vars[str((await child.read_browse_name()).Name)] = child
-        server.link_method(self._vars["SetBinding"], self._set_binding)
+        await bind_method(server, self._vars["SetBinding"], self._set_binding)
         await self.status_changed(PipelineStatus())
         await self._vars["Binding"].write_value("")
         return self
@@ -141,8 +141,8 @@ class PipelineNodes:
 
     @status_on_error
     @requires(Role.ENGINEER)
-    async def _set_binding(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
-        text = arg(args, 0, (ua.VariantType.String,), "BindingJson", optional=True) or ""
+    async def _set_binding(self, parent: ua.NodeId, binding_json: ua.Variant) -> list[ua.Variant]:
+        text = binding_json.Value or ""  # an explicit empty String clears the binding
         binding = Binding.parse(text, source="BindingJson") if text.strip() else None
         if self.on_set_binding is not None:
             await self.on_set_binding(binding)

@@ -11,7 +11,7 @@ import nodesets
 from edge_node.settings import EdgeSettings
 from nodesets.ids import DI, DeviceHealth, ModelLine
 from sdk import __version__
-from sdk.opcua.ids import node_id, qname
+from sdk.opcua.ids import escape_part, node_id, path_id, qname
 from sdk.opcua.service import new_server
 from sdk.opcua.values import new_instance
 
@@ -39,7 +39,7 @@ async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: in
     device = await new_instance(
         device_set,
         server.get_node(node_id(ModelLine.INFERENCE_DEVICE_TYPE, ns.modelline)),
-        nodeid=node_id(settings.device_id, instance_ns),
+        nodeid=node_id(escape_part(settings.device_id), instance_ns),
         bname=qname(settings.device_id, instance_ns),
         optional=False,
     )
@@ -56,7 +56,7 @@ async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: in
     for name, value in values.items():
         await (await device.get_child(f"{ns.di}:{name}")).write_value(value)
     await device.add_variable(
-        node_id(f"{settings.device_id}.DeviceHealth", instance_ns),
+        path_id(device.nodeid, "DeviceHealth"),
         qname("DeviceHealth", ns.di),
         ua.Variant(DeviceHealth.NORMAL, ua.VariantType.Int32),
         datatype=node_id(DI.DEVICE_HEALTH_ENUMERATION, ns.di),

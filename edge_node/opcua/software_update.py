@@ -28,12 +28,14 @@ from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import InstalledVersion
 from nodesets import Namespaces
 from nodesets.ids import DI, ConfirmationState, SoftwareVersionFileType
-from sdk.errors import UsageError
+from sdk.errors import TypeMismatch, UsageError
 from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
-from sdk.opcua.ids import node_id, qname, text_of
-from sdk.opcua.status import arg, status_on_error
+from sdk.opcua.ids import node_id, path_id, qname, text_of
+from sdk.opcua.methods import bind_method
+from sdk.opcua.status import status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import NO_DATE, new_instance
+from sdk.opcua.writes import WriteChecks
 
 _log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class SlotNodes:
         self.ns = ns
         self.slot = slot
         self.transfer: TemporaryFileTransfer | None = None
+        self._timeout_shown = 0.0
 
     def _di(self, number: int) -> ua.NodeId:
         return node_id(number, self.ns.di)
@@ -83,12 +86,13 @@ class SlotNodes:
         device: Node,
         instance_ns: int,
         max_byte_string: int,
+        writes: WriteChecks,
         *,
         max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
     ) -> None:
         """Create the nodes under ``device`` and bind them to the slot."""
         server, slot = self.server, self.slot
-        base = f"{text_of(device.nodeid)}.{slot.name}"
+        base = text_of(path_id(device.nodeid, slot.name))
         self.component = await new_instance(
             device,
             server.get_node(self._di(DI.SOFTWARE_TYPE)),
@@ -149,6 +153,11 @@ class SlotNodes:
         self.confirm_state = await confirmation.get_child("0:CurrentState")
         self.confirmation_timeout = await self._child(confirmation, "ConfirmationTimeout")
         await self.confirmation_timeout.set_writable(True)
+        # One Duration in milliseconds (DI 8.4.10); asyncua would otherwise let an array be written into it.
+        await self.confirmation_timeout.write_attribute(
+            ua.AttributeIds.ValueRank, ua.DataValue(ua.Variant(int(ua.ValueRank.Scalar), ua.VariantType.Int32))
+        )
+        writes.add(self.confirmation_timeout.nodeid, self._check_confirmation_timeout)
         # Only Engineers write it (they are asyncua Admins, which write any writable value): users see it read-only.
         await self.confirmation_timeout.write_attribute(
             ua.AttributeIds.UserAccessLevel,
@@ -160,10 +169,10 @@ class SlotNodes:
             ua.Variant(ua.LocalizedText(""), ua.VariantType.LocalizedText),
         )
 
-        server.link_method(install_method[0], self._install)
-        server.link_method(await self._child(installation, "Resume"), self._resume)
-        server.link_method(await self._child(confirmation, "Confirm"), self._confirm)
-        server.link_method(await self._child(loading, "GetUpdateBehavior"), self._get_update_behavior)
+        await bind_method(server, install_method[0], self._install)
+        await bind_method(server, await self._child(installation, "Resume"), self._resume)
+        await bind_method(server, await self._child(confirmation, "Confirm"), self._confirm)
+        await bind_method(server, await self._child(loading, "GetUpdateBehavior"), self._get_update_behavior)
         self.transfer = await TemporaryFileTransfer(
             server,
             await self._child(loading, "FileTransfer"),
@@ -176,9 +185,8 @@ class SlotNodes:
             mime_type="application/vnd.modelline.package+zip",
             role=Role.ENGINEER,
         ).bind()
-        await self.confirmation_timeout.write_value(
-            ua.Variant(slot.state.confirmation_timeout_s * 1000.0, ua.VariantType.Double)
-        )
+        self._timeout_shown = slot.state.confirmation_timeout_s * 1000.0
+        await self.confirmation_timeout.write_value(ua.Variant(self._timeout_shown, ua.VariantType.Double))
         slot.listen(self._refresh)
 
     async def _add(self, parent: Node, type_number: int, child_id: str, name: str, ns_index: int) -> Node:
@@ -229,6 +237,10 @@ class SlotNodes:
         await self._state(self.confirm_state, waiting.label, self._di(waiting.node))
         await self.percent.write_value(ua.Variant(slot.percent_complete, ua.VariantType.Byte))
         await self.update_status.write_value(ua.LocalizedText(slot.update_status))
+        timeout_ms = slot.state.confirmation_timeout_s * 1000.0
+        if timeout_ms != self._timeout_shown:  # the saved value, once loaded at start (build runs before that)
+            await self.confirmation_timeout.write_value(ua.Variant(timeout_ms, ua.VariantType.Double))
+            self._timeout_shown = timeout_ms
 
     async def _write_version(self, nodes: _VersionNodes, version: InstalledVersion | None) -> None:
         await nodes.manufacturer.write_value(ua.LocalizedText(version.name if version else ""))
@@ -246,10 +258,17 @@ class SlotNodes:
         await current_state.write_value(ua.LocalizedText(name))
         await (await current_state.get_child("0:Id")).write_value(ua.Variant(state_id, ua.VariantType.NodeId))
 
+    async def _check_confirmation_timeout(self, value: ua.Variant) -> None:
+        """Before a client's Write is applied: a scalar Double the slot state can keep (ms -> s)."""
+        if value.VariantType != ua.VariantType.Double or value.is_array or value.Value is None:
+            raise TypeMismatch(f"ConfirmationTimeout is one Double (milliseconds), not {value.VariantType.name}")
+        self.slot.check_confirmation_timeout(float(value.Value) / 1000.0)
+
     async def confirmation_timeout_written(self) -> None:
         """A client wrote ConfirmationTimeout (milliseconds): keep it for the next install."""
-        value = await self.confirmation_timeout.read_value()
-        await self.slot.set_confirmation_timeout(float(value or 0.0) / 1000.0)
+        value = float(await self.confirmation_timeout.read_value() or 0.0)
+        await self.slot.set_confirmation_timeout(value / 1000.0)
+        self._timeout_shown = value
 
     # --- transfer -------------------------------------------------------------------------------
 
@@ -270,25 +289,25 @@ class SlotNodes:
 
     @status_on_error
     @requires(Role.ENGINEER)
-    async def _install(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
-        uri = arg(args, 0, (ua.VariantType.String,), "ManufacturerUri")
-        revision = arg(args, 1, (ua.VariantType.String,), "SoftwareRevision")
-        digest = arg(args, 3, (ua.VariantType.ByteString,), "Hash", optional=True) or b""
-        await self.slot.request_install(uri or "", revision or "", digest)
+    async def _install(
+        self, parent: ua.NodeId, uri: ua.Variant, revision: ua.Variant, patches: ua.Variant, digest: ua.Variant
+    ) -> list[ua.Variant]:
+        await self.slot.request_install(uri.Value or "", revision.Value or "", digest.Value or b"")
         return []
 
     @status_on_error
     @requires(Role.OPERATOR)
-    async def _resume(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+    async def _resume(self, parent: ua.NodeId) -> list[ua.Variant]:
         await self.slot.resume()
         return []
 
     @status_on_error
     @requires(Role.ENGINEER)
-    async def _confirm(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+    async def _confirm(self, parent: ua.NodeId) -> list[ua.Variant]:
         await self.slot.confirm()
         return []
 
     @status_on_error
-    async def _get_update_behavior(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
+    async def _get_update_behavior(self, parent: ua.NodeId, *version: ua.Variant) -> list[ua.Variant]:
+        # The same answer for every version: installing a model keeps the device's parameters.
         return [ua.Variant(KEEPS_PARAMETERS, ua.VariantType.UInt32)]

@@ -23,13 +23,15 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
 from edge_node.runtime.pipeline import Pipeline
-from edge_node.slots.store import InstalledVersion, SlotState, SlotStore
+from edge_node.slots.store import MAX_CONFIRMATION_TIMEOUT_S, InstalledVersion, SlotState, SlotStore, StateUnreadable
 from nodesets.ids import InstallationState, SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.cancel import honour_cancel
-from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
+from sdk.errors import InvalidState, ModelLineError, NotFound, OutOfRange, UsageError
 from sdk.keys import TrustStore
 from sdk.package.verify import verify_package
 
@@ -104,7 +106,12 @@ class ModelSlot:
     async def start(self) -> None:
         """Restore the saved state and serve Current at once (verified again before loading)."""
         await asyncio.to_thread(self.store.clear_work)
-        self.state = await asyncio.to_thread(self.store.load_state)
+        try:
+            self.state = await asyncio.to_thread(self.store.load_state)
+        except StateUnreadable as exc:  # one bad slot must not keep the node (and its other slots) down
+            self.state = SlotState()
+            self.update_status = str(exc)
+            _log.error("slot %s: %s", self.name, exc)
         await self.pipeline.set_binding(self.state.binding)
         if self.state.awaiting_confirmation:
             await self._revert("the node restarted before the install was confirmed")
@@ -252,9 +259,19 @@ class ModelSlot:
 
     # --- settings ------------------------------------------------------------------------------
 
+    def check_confirmation_timeout(self, seconds: float) -> SlotState:
+        """The state with this ConfirmationTimeout, validated by the model that stores it; OutOfRange if not."""
+        try:
+            return self.state.updated(confirmation_timeout_s=seconds)
+        except ValidationError:
+            raise OutOfRange(
+                f"ConfirmationTimeout must be a finite number of seconds in 0..{MAX_CONFIRMATION_TIMEOUT_S:g}, "
+                f"not {seconds!r}"
+            ) from None
+
     async def set_confirmation_timeout(self, seconds: float) -> None:
-        """ConfirmationTimeout, kept for the next install."""
-        await self._save(self.state.model_copy(update={"confirmation_timeout_s": max(0.0, seconds)}))
+        """ConfirmationTimeout, kept for the next install; OutOfRange (nothing saved) when it could not be kept."""
+        await self._save(self.check_confirmation_timeout(seconds))
 
     async def set_binding(self, binding: Binding | None) -> None:
         """A new input binding, saved and taken at once; no reinstall."""

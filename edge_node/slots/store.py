@@ -13,15 +13,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdk.binding import Binding
+from sdk.errors import BAD_CONFIGURATION_ERROR, ModelLineError
 from sdk.package.verify import PackageInfo
 
 MANUFACTURER_URI_PREFIX = "urn:modelline:model:"
+MAX_CONFIRMATION_TIMEOUT_S = 86_400.0  # a day: longer than any rollout waits, short enough to mean something
 
 
 class InstalledVersion(BaseModel):
@@ -55,8 +58,24 @@ class SlotState(BaseModel):
     pending: InstalledVersion | None = None
     fallback: InstalledVersion | None = None
     binding: Binding | None = None
-    confirmation_timeout_s: float = Field(0.0, ge=0, description="DI ConfirmationTimeout; 0: no confirmation needed")
+    confirmation_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        le=MAX_CONFIRMATION_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="DI ConfirmationTimeout in seconds; 0: no confirmation needed",
+    )
     awaiting_confirmation: bool = False
+
+    def updated(self, **changes: Any) -> SlotState:
+        """A copy with ``changes``, validated as the state file will be read back (ValidationError if not)."""
+        return SlotState.model_validate({**self.model_dump(), **changes})
+
+
+class StateUnreadable(ModelLineError):
+    """The slot's state file cannot be read back; it was moved aside and the slot starts empty."""
+
+    status = BAD_CONFIGURATION_ERROR
 
 
 class SlotStore:
@@ -75,13 +94,31 @@ class SlotStore:
         return self.root / "state.json"
 
     def load_state(self) -> SlotState:
-        """The saved state, or an empty slot."""
+        """The saved state, or an empty slot (blocking).
+
+        A state file that does not validate is moved aside to ``state.unreadable-<time>.json``
+        (kept for a person to look at, not lost) and StateUnreadable raised, so the node
+        starts with this slot empty instead of not at all.
+        """
         if not self.state_path.exists():
             return SlotState()
-        return SlotState.model_validate_json(self.state_path.read_bytes())
+        try:
+            return SlotState.model_validate_json(self.state_path.read_bytes())
+        except ValidationError as exc:
+            kept = self.root / f"state.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json"
+            os.replace(self.state_path, kept)
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise StateUnreadable(
+                f"stored state unreadable ({where}: {error['msg']}); kept as {kept.name}, slot started empty"
+            ) from None
 
     def save_state(self, state: SlotState) -> None:
-        """Replace the state file atomically (blocking: call from a worker thread)."""
+        """Replace the state file atomically, after checking it reads back (blocking: call from a worker thread)."""
+        SlotState.model_validate_json(state.model_dump_json())
+        self._write_state(state)
+
+    def _write_state(self, state: SlotState) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -12,22 +12,23 @@ begins, so a restarted gateway resumes unfinished deployments where they stood.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from gateway.deployments.options import DeployOptions, StoredOptions
 from gateway.deployments.target import TargetPlan, TargetRollout
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
 from gateway.store.base import AuditEntry, DeploymentRecord, ModelVersionRecord, Store, TargetRecord
 from nodesets.ids import DeploymentState
-from sdk.binding import Binding
 from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
+from sdk.names import first_problem
+from sdk.package.manifest import check_name, check_version
 
 _log = logging.getLogger(__name__)
 
@@ -35,48 +36,9 @@ PENDING, TRANSFERRING, INSTALLING = DeploymentState.PENDING, DeploymentState.TRA
 CONFIRMING, ACTIVE, FAILED = DeploymentState.CONFIRMING, DeploymentState.ACTIVE, DeploymentState.FAILED
 ROLLED_BACK = DeploymentState.ROLLED_BACK
 FINAL = {ACTIVE, FAILED, ROLLED_BACK}
-
-
-class DeployOptions(BaseModel):
-    """OptionsJson of Deploy."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    binding: Binding | None = Field(None, description="Input binding set on every target after the install.")
-    slot: str | None = Field(None, description="Model slot on the devices; needed only when they have several.")
-    confirmation_timeout_s: float = Field(
-        60.0, ge=0, le=86_400, allow_inf_nan=False, description="The device reverts unless confirmed in time."
-    )
-    health_check_s: float = Field(
-        15.0,
-        ge=0,
-        le=600,
-        allow_inf_nan=False,
-        description="How long a target may take to show healthy predictions before it fails.",
-    )
-    start_at: datetime | None = Field(
-        None, description="Maintenance window: do not start before (ISO 8601, with zone)."
-    )
-    waves: int | None = Field(None, ge=1, description="Devices per wave; all at once when not given.")
-    retry_for_s: float = Field(
-        600.0,
-        ge=0,
-        le=7 * 86_400,
-        allow_inf_nan=False,
-        description="How long a target keeps retrying after the link to its device is lost before it fails.",
-    )
-
-    @classmethod
-    def parse(cls, text: str) -> DeployOptions:
-        """From OptionsJson; UsageError naming the first problem."""
-        if not text.strip():
-            return cls()
-        try:
-            return cls.model_validate_json(text)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise UsageError(f"OptionsJson {where}: {first['msg']}") from None
+# How far a maintenance window may lie from now: a day back (clocks differ), a year ahead.
+START_AT_PAST = timedelta(days=1)
+START_AT_FUTURE = timedelta(days=366)
 
 
 Listener = Callable[[DeploymentRecord, list[TargetRecord]], Awaitable[None]]
@@ -115,30 +77,31 @@ class DeploymentService:
         return record
 
     async def _next_id(self) -> str:
-        return f"deploy-{len(await self._store.deployments()) + 1:04d}"
+        taken = set(await self._store.deployment_ids())  # unreadable rows too: their ids are not free
+        number = len(taken) + 1
+        while f"deploy-{number:04d}" in taken:
+            number += 1
+        return f"deploy-{number:04d}"
+
+    async def _new_record(self, **fields: Any) -> DeploymentRecord:
+        """A Pending deployment record, validated by the model that stores it; UsageError naming the problem."""
+        now = self._clock()
+        try:
+            return DeploymentRecord(id=await self._next_id(), state=PENDING, created_at=now, updated_at=now, **fields)
+        except ValidationError as exc:
+            raise UsageError(first_problem(exc)) from None
 
     async def deploy(self, model: str, version: str, targets: list[str], options_json: str, actor: str = "") -> str:
         """Validate, save as Pending, start (or schedule); returns the deployment id."""
         options = DeployOptions.parse(options_json)
+        record = await self._new_record(model=model, version=version, targets=targets, options_json=options.to_json())
         if await self._repository_version(model, version) is None:
             raise NotFound(f"no stored model version {model} {version} (push it first)")
-        if not targets or len(set(targets)) != len(targets):
-            raise UsageError("Targets must name one or more devices, each once")
         for device in targets:
             self._devices.get(device)
-        if options.start_at is not None and options.start_at.tzinfo is None:
-            raise UsageError("start_at needs a time zone, e.g. 2026-12-01T02:00:00+01:00")
-        now = self._clock()
-        record = DeploymentRecord(
-            id=await self._next_id(),
-            model=model,
-            version=version,
-            targets=list(targets),
-            options_json=options.model_dump_json(exclude_none=True),
-            state=PENDING,
-            created_at=now,
-            updated_at=now,
-        )
+        now = record.created_at
+        if options.start_at is not None and not now - START_AT_PAST <= options.start_at <= now + START_AT_FUTURE:
+            raise UsageError(f"start_at {options.start_at.isoformat()} is not between a day ago and a year from now")
         await self._save(
             record, [TargetRecord(deployment_id=record.id, device_id=d, state=PENDING, updated_at=now) for d in targets]
         )
@@ -175,17 +138,16 @@ class DeploymentService:
                     self._backlog.append(record.id)
             for deployment_id in self._backlog:
                 record = await self._record(deployment_id)
-                self._start(
-                    deployment_id,
-                    DeployOptions.model_validate(
-                        {k: v for k, v in json.loads(record.options_json or "{}").items() if k != "fallback"}
-                    ).start_at,
-                )
+                self._start(deployment_id, record.options.start_at)
             self._backlog.clear()
             await asyncio.Event().wait()
 
     async def undeploy(self, deployment_id: str, actor: str = "") -> None:
         """Stop an unfinished deployment; devices already updated keep their model."""
+        try:
+            check_name(deployment_id, "DeploymentId")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         record = await self._record(deployment_id)
         if record.state in FINAL:
             raise InvalidState(f"{deployment_id} is {record.state.label} already")
@@ -199,6 +161,12 @@ class DeploymentService:
 
     async def rollback(self, target: str, version: str, actor: str = "") -> str:
         """Back to each device's fallback (version empty) or to a named stored version."""
+        try:
+            check_name(target, "Target")
+            if version:
+                check_version(version)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         if target in self._devices.links:
             devices, origin = [target], None
         else:
@@ -208,17 +176,13 @@ class DeploymentService:
             model = origin.model if origin else self._devices.get(target).view.active_model
             deployment_id = await self.deploy(model, version, devices, "", actor)
         else:
-            now = self._clock()
-            record = DeploymentRecord(
-                id=await self._next_id(),
+            record = await self._new_record(
                 model=origin.model if origin else "",
                 version="fallback",
                 targets=devices,
-                options_json=json.dumps({"fallback": True}),
-                state=PENDING,
-                created_at=now,
-                updated_at=now,
+                options_json=StoredOptions(fallback=True).to_json(),
             )
+            now = record.created_at
             await self._save(
                 record,
                 [TargetRecord(deployment_id=record.id, device_id=d, state=PENDING, updated_at=now) for d in devices],
@@ -259,9 +223,8 @@ class DeploymentService:
 
     async def _rollout(self, deployment_id: str) -> None:
         record = await self._record(deployment_id)
-        raw = json.loads(record.options_json or "{}")
-        fallback = bool(raw.pop("fallback", False))
-        options = DeployOptions.model_validate(raw)
+        options = record.options
+        fallback = options.fallback
         targets = {t.device_id: t for t in await self._store.targets(deployment_id)}
         size = options.waves or len(record.targets)
         waves = [record.targets[i : i + size] for i in range(0, len(record.targets), size)]

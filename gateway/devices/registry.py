@@ -7,14 +7,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from gateway.devices.device import Device, DeviceFactory
 from gateway.store.base import AuditEntry, DeviceRecord, Store
 from sdk.errors import NotFound, UsageError
-from sdk.package.manifest import check_name
+from sdk.names import first_problem
 
 _log = logging.getLogger(__name__)
 
 Listener = Callable[[Device], Awaitable[None]]
+Preparer = Callable[[str], Awaitable[None]]
 
 
 class DeviceRegistry:
@@ -34,6 +37,7 @@ class DeviceRegistry:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self.listeners: list[Listener] = []
+        self.preparers: list[Preparer] = []  # run before a new device is saved (its nodes): a failure saves nothing
 
     def get(self, device_id: str) -> Device:
         """A registered device; NotFound otherwise."""
@@ -56,18 +60,22 @@ class DeviceRegistry:
         return link
 
     async def register(self, device_id: str, endpoint: str, actor: str = "") -> Device:
-        """Add a device or move it to a new endpoint; saved before it is answered."""
+        """Add a device or move it to a new endpoint; saved before it is answered.
+
+        The record is validated by the model that stores it, and the device's nodes are
+        made, before anything is saved: a refused device leaves nothing behind.
+        """
+        now = self._clock()
         try:
-            check_name(device_id, "device id")
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if not endpoint.startswith("opc.tcp://"):
-            raise UsageError(f"endpoint {endpoint!r} must be an opc.tcp:// URL")
+            record = DeviceRecord(id=device_id, endpoint=endpoint, registered_at=now)
+        except ValidationError as exc:
+            raise UsageError(first_problem(exc)) from None
         existing = self.links.get(device_id)
         if existing is not None and existing.endpoint == endpoint:
             return existing
-        now = self._clock()
-        await self._store.put_device(DeviceRecord(id=device_id, endpoint=endpoint, registered_at=now))
+        for prepare in self.preparers:
+            await prepare(record.id)
+        await self._store.put_device(record)
         await self._store.audit(
             AuditEntry(at=now, actor=actor, action="register device", detail=f"{device_id} {endpoint}")
         )

@@ -17,13 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from gateway.store.base import AuditEntry, ModelVersionRecord, Store
-from sdk.errors import InvalidState
+from sdk.errors import InvalidState, ManifestInvalid
 from sdk.keys import TrustStore
+from sdk.names import first_problem
 from sdk.package.verify import verify_package
 
 _log = logging.getLogger(__name__)
@@ -49,8 +52,17 @@ class PackageRepository:
         """The package file of a stored version."""
         return self.folder / f"{record.sha256}.mlpkg"
 
-    async def add(self, upload: Path, actor: str = "") -> tuple[ModelVersionRecord, bool]:
-        """Verify and keep an uploaded package; returns its record and whether it is new."""
+    async def add(
+        self,
+        upload: Path,
+        actor: str = "",
+        before_store: Callable[[ModelVersionRecord], Awaitable[None]] | None = None,
+    ) -> tuple[ModelVersionRecord, bool]:
+        """Verify and keep an uploaded package; returns its record and whether it is new.
+
+        ``before_store`` (the version's nodes) runs after the record validated and before
+        anything is kept: if it fails, nothing is stored.
+        """
         verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False)
         m = verified.manifest
         async with self._lock:
@@ -62,16 +74,23 @@ class PackageRepository:
                         "build a new version",
                     )
                 return existing, False
-            record = ModelVersionRecord(
-                name=m.name,
-                version=m.version,
-                sha256=verified.sha256,
-                size=verified.size,
-                signer=verified.signer,
-                created=m.created,
-                stored_at=self._clock(),
-                manifest_json=verified.manifest_bytes.decode(),
-            )
+            if await self._store.has_model_version(m.name, m.version):
+                raise InvalidState(f"{m.name} {m.version} is stored but unreadable (see the gateway log); not replaced")
+            try:
+                record = ModelVersionRecord(
+                    name=m.name,
+                    version=m.version,
+                    sha256=verified.sha256,
+                    size=verified.size,
+                    signer=verified.signer,
+                    created=m.created,
+                    stored_at=self._clock(),
+                    manifest_json=verified.manifest_bytes.decode(),
+                )
+            except ValidationError as exc:
+                raise ManifestInvalid(f"the package cannot be stored: {first_problem(exc)}") from None
+            if before_store is not None:
+                await before_store(record)
             target = self.path(record)
             await asyncio.to_thread(os.replace, upload, target)
             try:

@@ -30,7 +30,6 @@ from sdk.reconnect import reconnecting
 _log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Prediction:
     """One mirrored output value."""

@@ -20,6 +20,7 @@ from nodesets.ids import ModelLine
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname
 from sdk.opcua.values import new_instance
+from sdk.package.manifest import check_name
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +49,22 @@ class DeviceNodes:
             nodes = {str((await c.read_browse_name()).Name): c for c in await device.get_children()}
             self._devices[device_id] = nodes
         return nodes
+
+    async def prepare(self, device_id: str) -> None:
+        """Make the device's nodes (before its record is saved, so a failure here saves nothing)."""
+        await self._device(device_id)
+
+    async def show_unreadable(self, device_id: str, reason: str) -> None:
+        """A stored device whose record does not validate: its State is Bad_ConfigurationError, with the reason."""
+        try:
+            check_name(device_id, "device id")
+        except ValueError:
+            return  # the id itself is the bad part: no node can carry it; the log names it
+        nodes = await self._device(device_id)
+        await self.server.write_attribute_value(
+            nodes["State"].nodeid, data_value(status=ua.StatusCodes.BadConfigurationError)
+        )
+        await nodes["Endpoint"].write_value(ua.Variant(f"stored record unreadable: {reason}", ua.VariantType.String))
 
     async def show(self, link: Device) -> None:
         """Write what the link knows about its device."""

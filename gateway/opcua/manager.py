@@ -1,14 +1,14 @@
 """The ModelManager's methods and its Deployments folder.
 
-Handlers translate, services decide: each checks the caller's role and its
-arguments (asyncua does not) and answers Bad_InvalidArgument, Bad_NotFound or
-Bad_InvalidState with the service's reason logged, never an exception trace.
+Handlers translate, services decide: ``bind_method`` refuses calls whose arguments
+do not match the method's InputArguments; each handler checks the caller's role
+and hands the values to a service, whose refusals answer Bad_InvalidArgument,
+Bad_NotFound or Bad_InvalidState with the reason logged, never an exception trace.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from asyncua import Node, Server, ua
 
@@ -17,16 +17,23 @@ from gateway.devices.registry import DeviceRegistry
 from gateway.opcua.devices import DeviceNodes
 from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets import Namespaces
-from nodesets.ids import ModelLine
+from nodesets.ids import DeploymentState, ModelLine
 from sdk.opcua import sessions
 from sdk.opcua.ids import node_id, path_id, qname
-from sdk.opcua.status import StatusError, arg, status_on_error
+from sdk.opcua.methods import Handler, bind_method
+from sdk.opcua.status import status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import new_instance
+from sdk.package.manifest import check_name
 
 _log = logging.getLogger(__name__)
 
 S = ua.VariantType.String
+
+
+def _text(value: ua.Variant) -> str:
+    """A String argument (bind_method has checked its type); a null String is empty."""
+    return str(value.Value or "")
 
 
 def _actor() -> str:
@@ -57,30 +64,46 @@ class ManagerNodes:
     async def bind(self) -> ManagerNodes:
         """Link the methods; show stored deployments."""
         self.folder = await self.manager.get_child(f"{self.ns.modelline}:Deployments")
-        handlers = {
+        handlers: dict[str, Handler] = {
             "Deploy": self._deploy,
             "Undeploy": self._undeploy,
             "Rollback": self._rollback,
             "RegisterDevice": self._register,
         }
         for name, handler in handlers.items():
-            self.server.link_method(await self.manager.get_child(f"{self.ns.modelline}:{name}"), handler)
+            await bind_method(self.server, await self.manager.get_child(f"{self.ns.modelline}:{name}"), handler)
         self.service.listeners.append(self.show)
         return self
 
+    async def _deployment(self, deployment_id: str) -> tuple[dict[str, Node], bool]:
+        nodes = self._nodes.get(deployment_id)
+        if nodes is not None:
+            return nodes, False
+        ns_index = self.folder.nodeid.NamespaceIndex
+        node = await new_instance(
+            self.folder,
+            self.server.get_node(node_id(ModelLine.DEPLOYMENT_TYPE, self.ns.modelline)),
+            nodeid=path_id(self.folder.nodeid, deployment_id),
+            bname=qname(deployment_id, ns_index),
+        )
+        nodes = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
+        self._nodes[deployment_id] = nodes
+        return nodes, True
+
+    async def show_unreadable(self, deployment_id: str, reason: str) -> None:
+        """A stored deployment whose record does not validate: State Failed, LastError says why."""
+        try:
+            check_name(deployment_id, "deployment id")
+        except ValueError:
+            return  # the id itself is the bad part: no node can carry it; the log names it
+        nodes, _ = await self._deployment(deployment_id)
+        await nodes["State"].write_value(ua.Variant(int(DeploymentState.FAILED), ua.VariantType.Int32))
+        await nodes["LastError"].write_value(ua.Variant(f"stored record unreadable: {reason}", S))
+
     async def show(self, record: DeploymentRecord, targets: list[TargetRecord]) -> None:
         """Create or update Deployments/<id>."""
-        nodes = self._nodes.get(record.id)
-        if nodes is None:
-            ns_index = self.folder.nodeid.NamespaceIndex
-            node = await new_instance(
-                self.folder,
-                self.server.get_node(node_id(ModelLine.DEPLOYMENT_TYPE, self.ns.modelline)),
-                nodeid=path_id(self.folder.nodeid, record.id),
-                bname=qname(record.id, ns_index),
-            )
-            nodes = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
-            self._nodes[record.id] = nodes
+        nodes, new = await self._deployment(record.id)
+        if new:
             for device in record.targets:
                 await self.device_nodes.desired(device, record.model, record.version)
         values = {
@@ -96,33 +119,27 @@ class ManagerNodes:
 
     @status_on_error
     @requires(Role.ENGINEER)
-    async def _deploy(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
-        model = arg(args, 0, (S,), "Model")
-        version = arg(args, 1, (S,), "Version")
-        targets = args[2].Value if len(args) > 2 and isinstance(args[2], ua.Variant) else None
-        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise StatusError(ua.StatusCodes.BadInvalidArgument, "Targets must be an array of device ids (String[])")
-        options = arg(args, 3, (S,), "OptionsJson", optional=True) or ""
-        deployment_id = await self.service.deploy(model or "", version or "", targets, options, _actor())
+    async def _deploy(
+        self, parent: ua.NodeId, model: ua.Variant, version: ua.Variant, targets: ua.Variant, options: ua.Variant
+    ) -> list[ua.Variant]:
+        deployment_id = await self.service.deploy(
+            _text(model), _text(version), [t or "" for t in targets.Value or []], _text(options), _actor()
+        )
         return [ua.Variant(deployment_id, S)]
 
     @status_on_error
     @requires(Role.ENGINEER)
-    async def _undeploy(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
-        await self.service.undeploy(arg(args, 0, (S,), "DeploymentId") or "", _actor())
+    async def _undeploy(self, parent: ua.NodeId, deployment_id: ua.Variant) -> list[ua.Variant]:
+        await self.service.undeploy(_text(deployment_id), _actor())
         return []
 
     @status_on_error
     @requires(Role.ENGINEER)
-    async def _rollback(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
-        target = arg(args, 0, (S,), "Target") or ""
-        version = arg(args, 1, (S,), "Version", optional=True) or ""
-        return [ua.Variant(await self.service.rollback(target, version, _actor()), S)]
+    async def _rollback(self, parent: ua.NodeId, target: ua.Variant, version: ua.Variant) -> list[ua.Variant]:
+        return [ua.Variant(await self.service.rollback(_text(target), _text(version), _actor()), S)]
 
     @status_on_error
     @requires(Role.ENGINEER)
-    async def _register(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
-        await self.devices.register(
-            arg(args, 0, (S,), "DeviceId") or "", arg(args, 1, (S,), "EndpointUrl") or "", _actor()
-        )
+    async def _register(self, parent: ua.NodeId, device_id: ua.Variant, endpoint: ua.Variant) -> list[ua.Variant]:
+        await self.devices.register(_text(device_id), _text(endpoint), _actor())
         return []

@@ -23,7 +23,7 @@ from nodesets.ids import ModelLine
 from sdk.opcua import sessions
 from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
 from sdk.opcua.filetype import FileNode
-from sdk.opcua.ids import instantiate_in_place, node_id, path_id, qname
+from sdk.opcua.ids import delete_subtree, instantiate_in_place, node_id, path_id, qname
 from sdk.opcua.users import Role
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import Manifest, Range, TensorSpec
@@ -74,6 +74,7 @@ class ModelNodes:
         self.max_package_bytes = max_package_bytes
         self._models: dict[str, Node] = {}
         self._versions: dict[tuple[str, str], FileNode] = {}
+        self._version_nodes: dict[tuple[str, str], Node] = {}
 
     async def bind(self) -> ModelNodes:
         """Show every stored version and accept uploads."""
@@ -99,9 +100,22 @@ class ModelNodes:
 
     async def _commit(self, path: Path, options: Any) -> None:
         user = sessions.current_user()
-        record, new = await self.repository.add(path, actor=getattr(user, "name", None) or "anonymous")
-        if new:
+        await self.store_package(path, actor=getattr(user, "name", None) or "anonymous")
+
+    async def store_package(self, path: Path, actor: str) -> tuple[ModelVersionRecord, bool]:
+        """Verify and keep a package, its nodes made before it is stored (and removed if storing fails)."""
+        shown: list[ModelVersionRecord] = []
+
+        async def show(record: ModelVersionRecord) -> None:
             await self.add_version(record)
+            shown.append(record)
+
+        try:
+            return await self.repository.add(path, actor=actor, before_store=show)
+        except BaseException:
+            for record in shown:
+                await self.remove_version(record)
+            raise
 
     async def add_version(self, record: ModelVersionRecord) -> None:
         """``Models/<name>/<version>`` with its variables and Package file."""
@@ -136,6 +150,7 @@ class ModelNodes:
         package = await instantiate_in_place(
             await version.get_child(f"{self.ns.modelline}:Package"), node_id(ua.ObjectIds.FileType)
         )
+        self._version_nodes[(record.name, record.version)] = version
         self._versions[(record.name, record.version)] = await FileNode(
             self.server,
             package,
@@ -145,6 +160,13 @@ class ModelNodes:
             mime_type=PACKAGE_MIME,
         ).bind()
         _log.info("model version %s %s in the address space", record.name, record.version)
+
+    async def remove_version(self, record: ModelVersionRecord) -> None:
+        """Take ``Models/<name>/<version>`` out again (its package could not be stored)."""
+        self._versions.pop((record.name, record.version), None)
+        node = self._version_nodes.pop((record.name, record.version), None)
+        if node is not None:
+            await delete_subtree(node)
 
     def describe(self) -> str:
         """The versions shown, for logs."""

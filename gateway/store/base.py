@@ -8,11 +8,16 @@ change is durable, so nothing the gateway has acknowledged is lost on a crash.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.deployments.options import StoredOptions
 from nodesets.ids import DeploymentState
+from sdk.names import EndpointUrl, Name, Version
+from sdk.package.manifest import Manifest
+
+MAX_TARGETS = 1000  # devices in one deployment
 
 
 class _Record(BaseModel):
@@ -22,21 +27,28 @@ class _Record(BaseModel):
 class ModelVersionRecord(_Record):
     """A stored, verified package."""
 
-    name: str
-    version: str
-    sha256: str
+    name: Name
+    version: Version
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # pydantic regexes are Rust: "$" is the very end
     size: int
     signer: str
     created: datetime
     stored_at: datetime
     manifest_json: str = Field(description="The package's manifest.json, as signed.")
 
+    @model_validator(mode="after")
+    def _manifest_matches(self) -> Self:
+        manifest = Manifest.model_validate_json(self.manifest_json)
+        if (manifest.name, manifest.version) != (self.name, self.version):
+            raise ValueError(f"manifest_json is of {manifest.name} {manifest.version}, not {self.name} {self.version}")
+        return self
+
 
 class DeviceRecord(_Record):
     """A registered edge device."""
 
-    id: str
-    endpoint: str
+    id: Name
+    endpoint: EndpointUrl
     registered_at: datetime
     last_seen: datetime | None = None
 
@@ -44,23 +56,53 @@ class DeviceRecord(_Record):
 class DeploymentRecord(_Record):
     """A deployment and how far it got."""
 
-    id: str
-    model: str
-    version: str
-    targets: list[str]
-    options_json: str
+    id: Name
+    model: Name | Literal[""] = Field(description="Empty only for a rollback of a device with no known model.")
+    version: Version | Literal["fallback"]
+    targets: list[Name] = Field(min_length=1, max_length=MAX_TARGETS)
+    options_json: str = Field(description="StoredOptions as JSON; validated, so it always reads back.")
     state: DeploymentState
     progress: float = 0.0
     last_error: str = ""
     created_at: datetime
     updated_at: datetime
 
+    @field_validator("options_json")
+    @classmethod
+    def _options_read_back(cls, value: str) -> str:
+        StoredOptions.model_validate_json(value or "{}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError("targets must name each device once")
+        if (self.options.waves or 0) > len(self.targets):
+            raise ValueError(f"waves {self.options.waves} is more than the {len(self.targets)} targets")
+        return self
+
+    @property
+    def options(self) -> StoredOptions:
+        """The options, as validated when the record was made."""
+        return StoredOptions.model_validate_json(self.options_json or "{}")
+
+
+RecordKind = Literal["model version", "device", "deployment", "deployment target"]
+
+
+class UnreadableRecord(_Record):
+    """A stored row that no longer validates: left out of what the store returns, reported instead."""
+
+    kind: RecordKind
+    key: str = Field(description="The row's key as stored (it may itself be the invalid part).")
+    reason: str
+
 
 class TargetRecord(_Record):
     """One target device of a deployment."""
 
-    deployment_id: str
-    device_id: str
+    deployment_id: Name
+    device_id: Name
     state: DeploymentState
     last_error: str = ""
     updated_at: datetime
@@ -87,6 +129,9 @@ class Store(Protocol):
     async def model_version(self, name: str, version: str) -> ModelVersionRecord | None:
         """One model version, or None."""
 
+    async def has_model_version(self, name: str, version: str) -> bool:
+        """Whether a row holds this name and version, readable or not."""
+
     async def put_device(self, record: DeviceRecord) -> None:
         """Add or update a device."""
 
@@ -99,11 +144,17 @@ class Store(Protocol):
     async def deployments(self) -> list[DeploymentRecord]:
         """Every deployment, oldest first."""
 
+    async def deployment_ids(self) -> list[str]:
+        """The id of every deployment row, readable or not."""
+
     async def targets(self, deployment_id: str) -> list[TargetRecord]:
         """The targets of a deployment."""
 
     async def audit(self, entry: AuditEntry) -> None:
         """Append to the audit trail."""
+
+    def unreadable(self) -> list[UnreadableRecord]:
+        """Stored rows met so far that do not validate (left out of every answer above)."""
 
     async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries, newest first."""

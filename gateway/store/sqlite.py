@@ -8,17 +8,32 @@ date at open, one never seen before is created from migration 1.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
+from pydantic import ValidationError
 
-from gateway.store.base import AuditEntry, DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
+from gateway.store.base import (
+    AuditEntry,
+    DeploymentRecord,
+    DeviceRecord,
+    ModelVersionRecord,
+    RecordKind,
+    TargetRecord,
+    UnreadableRecord,
+)
 from nodesets.ids import DeploymentState
 from sdk.errors import ModelLineError
+from sdk.names import first_problem
+
+_log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 MIGRATIONS: list[str] = [
     # 1: the first release
@@ -60,11 +75,75 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
 
 
+def _device(r: aiosqlite.Row) -> DeviceRecord:
+    return DeviceRecord(
+        id=r["id"], endpoint=r["endpoint"], registered_at=_dt(r["registered_at"]), last_seen=_dt(r["last_seen"])
+    )
+
+
+def _deployment(r: aiosqlite.Row) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=r["id"],
+        model=r["model"],
+        version=r["version"],
+        targets=json.loads(r["targets"]),
+        options_json=r["options_json"],
+        state=DeploymentState.from_label(r["state"]),
+        progress=r["progress"],
+        last_error=r["last_error"],
+        created_at=_dt(r["created_at"]),
+        updated_at=_dt(r["updated_at"]),
+    )
+
+
+def _target(r: aiosqlite.Row) -> TargetRecord:
+    return TargetRecord(
+        deployment_id=r["deployment_id"],
+        device_id=r["device_id"],
+        state=DeploymentState.from_label(r["state"]),
+        last_error=r["last_error"],
+        updated_at=_dt(r["updated_at"]),
+    )
+
+
+def _model_version(r: aiosqlite.Row) -> ModelVersionRecord:
+    return ModelVersionRecord(
+        name=r["name"],
+        version=r["version"],
+        sha256=r["sha256"],
+        size=r["size"],
+        signer=r["signer"],
+        created=_dt(r["created"]),
+        stored_at=_dt(r["stored_at"]),
+        manifest_json=r["manifest_json"],
+    )
+
+
 class SqliteStore:
     """Store on one SQLite file."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._unreadable: dict[tuple[str, str], UnreadableRecord] = {}
+
+    def _read(self, kind: RecordKind, key: str, build: Callable[[], R]) -> R | None:
+        """One row as its record, or None (logged once, and kept in ``unreadable``) when it does not validate.
+
+        A row written by hand, by an older release or before a check existed must not
+        stop the gateway from starting: it is left out and reported, the rest is served.
+        """
+        try:
+            return build()
+        except (ValidationError, ValueError, TypeError, KeyError) as exc:
+            reason = first_problem(exc) if isinstance(exc, ValidationError) else str(exc) or type(exc).__name__
+            if (kind, key) not in self._unreadable:
+                _log.error("stored %s %r is unreadable and left out: %s", kind, key, reason)
+            self._unreadable[(kind, key)] = UnreadableRecord(kind=kind, key=key, reason=reason)
+            return None
+
+    def unreadable(self) -> list[UnreadableRecord]:
+        """Stored rows met so far that do not validate."""
+        return list(self._unreadable.values())
 
     @classmethod
     @asynccontextmanager
@@ -117,28 +196,23 @@ class SqliteStore:
         )
         await self._db.commit()
 
-    @staticmethod
-    def _model_version(row: aiosqlite.Row) -> ModelVersionRecord:
-        return ModelVersionRecord(
-            name=row["name"],
-            version=row["version"],
-            sha256=row["sha256"],
-            size=row["size"],
-            signer=row["signer"],
-            created=_dt(row["created"]),
-            stored_at=_dt(row["stored_at"]),
-            manifest_json=row["manifest_json"],
-        )
+    def _model_version(self, row: aiosqlite.Row) -> ModelVersionRecord | None:
+        return self._read("model version", f"{row['name']} {row['version']}", partial(_model_version, row))
 
     async def model_versions(self) -> list[ModelVersionRecord]:
-        """Every stored model version, oldest first."""
+        """Every stored model version that validates, oldest first."""
         rows = await self._rows("SELECT * FROM model_versions ORDER BY stored_at, name, version")
-        return [self._model_version(r) for r in rows]
+        return [r for r in map(self._model_version, rows) if r is not None]
 
     async def model_version(self, name: str, version: str) -> ModelVersionRecord | None:
-        """One model version, or None."""
+        """One model version, or None (also when its row does not validate)."""
         rows = await self._rows("SELECT * FROM model_versions WHERE name = ? AND version = ?", name, version)
         return self._model_version(rows[0]) if rows else None
+
+    async def has_model_version(self, name: str, version: str) -> bool:
+        """Whether a row holds this name and version, readable or not."""
+        rows = await self._rows("SELECT 1 FROM model_versions WHERE name = ? AND version = ?", name, version)
+        return bool(rows)
 
     # --- devices --------------------------------------------------------------------------------
 
@@ -154,12 +228,8 @@ class SqliteStore:
     async def devices(self) -> list[DeviceRecord]:
         """Every registered device."""
         rows = await self._rows("SELECT * FROM devices ORDER BY id")
-        return [
-            DeviceRecord(
-                id=r["id"], endpoint=r["endpoint"], registered_at=_dt(r["registered_at"]), last_seen=_dt(r["last_seen"])
-            )
-            for r in rows
-        ]
+        records = [self._read("device", str(r["id"]), partial(_device, r)) for r in rows]
+        return [r for r in records if r is not None]
 
     # --- deployments ----------------------------------------------------------------------------
 
@@ -193,37 +263,22 @@ class SqliteStore:
     async def deployments(self) -> list[DeploymentRecord]:
         """Every deployment, oldest first."""
         rows = await self._rows("SELECT * FROM deployments ORDER BY created_at, id")
-        return [
-            DeploymentRecord(
-                id=r["id"],
-                model=r["model"],
-                version=r["version"],
-                targets=json.loads(r["targets"]),
-                options_json=r["options_json"],
-                state=DeploymentState.from_label(r["state"]),
-                progress=r["progress"],
-                last_error=r["last_error"],
-                created_at=_dt(r["created_at"]),
-                updated_at=_dt(r["updated_at"]),
-            )
-            for r in rows
-        ]
+        records = [self._read("deployment", str(r["id"]), partial(_deployment, r)) for r in rows]
+        return [r for r in records if r is not None]
+
+    async def deployment_ids(self) -> list[str]:
+        """The id of every deployment row, readable or not (new ids must not reuse them)."""
+        return [str(r["id"]) for r in await self._rows("SELECT id FROM deployments")]
 
     async def targets(self, deployment_id: str) -> list[TargetRecord]:
         """The targets of a deployment."""
         rows = await self._rows(
             "SELECT * FROM deployment_targets WHERE deployment_id = ? ORDER BY device_id", deployment_id
         )
-        return [
-            TargetRecord(
-                deployment_id=r["deployment_id"],
-                device_id=r["device_id"],
-                state=DeploymentState.from_label(r["state"]),
-                last_error=r["last_error"],
-                updated_at=_dt(r["updated_at"]),
-            )
-            for r in rows
+        records = [
+            self._read("deployment target", f"{r['deployment_id']} {r['device_id']}", partial(_target, r)) for r in rows
         ]
+        return [r for r in records if r is not None]
 
     # --- audit ----------------------------------------------------------------------------------
 

@@ -20,9 +20,27 @@ def auto_id(namespace: int) -> ua.NodeId:
     return ua.NodeId(NamespaceIndex=namespace)  # type: ignore[arg-type]
 
 
+ESCAPE = "%"
+
+
+def escape_part(name: str) -> str:
+    """One part of a path NodeId: '%' and '.' written as %25 and %2E, so the part holds no separator.
+
+    Parts are joined with '.', so without this ``("p", "1.0.0-x.1.2.3")`` and
+    ``("p.1.0.0-x", "1.2.3")`` would give the same NodeId. Escaped parts never hold a
+    '.', hence splitting a path at '.' gives back the parts: different name tuples can
+    never give the same NodeId. Names without '.' or '%' stay as they are.
+    """
+    return name.replace(ESCAPE, "%25").replace(".", "%2E")
+
+
 def path_id(parent: ua.NodeId, *names: str) -> ua.NodeId:
-    """The string NodeId ``<parent>.<name>...`` in the parent's namespace (the ids asyncua gives instance children)."""
-    return node_id(".".join([str(parent.Identifier), *names]), parent.NamespaceIndex)
+    """The string NodeId ``<parent>.<name>...`` in the parent's namespace, each name escaped (``escape_part``).
+
+    asyncua gives instance children the id ``<parent>.<browse name>``; the browse
+    names of type children hold no '.', so they cannot meet an escaped user name.
+    """
+    return node_id(".".join([text_of(parent), *(escape_part(n) for n in names)]), parent.NamespaceIndex)
 
 
 def qname(name: str, namespace: int) -> ua.QualifiedName:

@@ -49,7 +49,8 @@ def arg(
     """The value of input argument ``index``, checked against the allowed Variant types.
 
     asyncua does not check method arguments against InputArguments: a missing or
-    wrongly typed one reaches the handler, so every handler checks here.
+    wrongly typed one reaches the handler. Methods bound with ``sdk.opcua.methods.bind_method``
+    are checked before their handler runs; this is for handlers linked directly.
     """
     if index >= len(args):
         if optional:

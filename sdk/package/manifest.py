@@ -25,8 +25,9 @@ _SEMVER = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
+MAX_VERSION_LENGTH = 64  # a version is a browse name and part of a NodeId
 # Model and feature names become OPC UA browse names and file names: keep them plain.
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -57,10 +58,20 @@ Dim = int | str | None
 
 def check_name(value: str, what: str) -> str:
     """Return ``value`` if it is a plain name usable as an OPC UA browse name and file name."""
-    if not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):  # fullmatch: '$' lets a final newline in
         raise ValueError(
             f"{what} {value!r} must start with a letter and hold only letters, digits, '_', '.', '-' "
             "(at most 64 characters)"
+        )
+    return value
+
+
+def check_version(value: str) -> str:
+    """Return ``value`` if it is a semantic version (semver.org 2.0.0) of at most 64 characters."""
+    if not isinstance(value, str) or len(value) > MAX_VERSION_LENGTH or not _SEMVER.fullmatch(value):
+        raise ValueError(
+            f"version {str(value)[:80]!r} is not a semantic version like 1.2.0 "
+            f"(at most {MAX_VERSION_LENGTH} characters)"
         )
     return value
 
@@ -182,7 +193,7 @@ class FileEntry(_Model):
     @field_validator("sha256")
     @classmethod
     def _hex(cls, value: str) -> str:
-        if not _SHA256.match(value):
+        if not _SHA256.fullmatch(value):
             raise ValueError("sha256 must be 64 lower-case hex digits")
         return value
 
@@ -239,9 +250,7 @@ class Manifest(_Model):
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:
-        if not _SEMVER.match(value):
-            raise ValueError(f"version {value!r} is not a semantic version like 1.2.0")
-        return value
+        return check_version(value)
 
     @field_validator("created")
     @classmethod

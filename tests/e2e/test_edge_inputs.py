@@ -163,8 +163,12 @@ async def test_invalid_binding_is_refused_with_a_reason(healthy: Line) -> None:
     for text in ("{not json", json.dumps({"inputs": {"speed": {"endpoint": "http://x", "node_id": "i=1"}}})):
         with pytest.raises(ua.UaStatusCodeError, match="BadInvalidArgument"):
             await pipeline.call_method(method, ua.Variant(text, ua.VariantType.String))
-    with pytest.raises(ua.UaStatusCodeError, match="BadTypeMismatch"):
+    # A wrong type is refused before the handler runs (OPC 10000-4 5.11.2): the operation answers
+    # BadInvalidArgument and the argument's own result is BadTypeMismatch; no argument: BadArgumentsMissing.
+    with pytest.raises(ua.UaStatusCodeError, match="BadInvalidArgument"):
         await pipeline.call_method(method, ua.Variant(5, ua.VariantType.Int32))
+    with pytest.raises(ua.UaStatusCodeError, match="BadArgumentsMissing"):
+        await pipeline.call_method(method)
     assert healthy.pipeline.binding is not None  # the old binding stays
 
 

@@ -259,8 +259,9 @@ async def test_methods_refuse_bad_arguments_with_precise_codes(tmp_path: Path, s
                 ua.Variant(["edge-a"], arr),
                 ua.Variant("", s),
             )
-            == "BadTypeMismatch"
+            == "BadInvalidArgument"  # OPC 10000-4 5.11.2: the argument's own result says BadTypeMismatch
         )
+        assert await refused("Undeploy", ua.Variant("deploy-9999", s), ua.Variant("", s)) == "BadTooManyArguments"
         assert await refused("Undeploy", ua.Variant("deploy-9999", s)) == "BadNotFound"
         assert await refused("Rollback", ua.Variant("deploy-9999", s), ua.Variant("", s)) == "BadNotFound"
         assert (

@@ -11,28 +11,38 @@ import pytest
 from gateway.store.base import AuditEntry, DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
 from gateway.store.sqlite import MIGRATIONS, SqliteStore, StoreError
 from nodesets.ids import DeploymentState
+from sdk.package.manifest import MANIFEST_NAME
+from tests.conftest import read_members
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def _version(name: str = "pump-health", version: str = "1.0.0") -> ModelVersionRecord:
+@pytest.fixture
+def manifest_json(package: Path) -> str:
+    """The manifest of a real package (pump-health 1.0.0): a record is checked against its manifest."""
+    return read_members(package)[MANIFEST_NAME].decode()
+
+
+def _version(manifest_json: str) -> ModelVersionRecord:
     return ModelVersionRecord(
-        name=name,
-        version=version,
+        name="pump-health",
+        version="1.0.0",
         sha256="a" * 64,
         size=10,
         signer="k" * 32,
         created=NOW,
         stored_at=NOW,
-        manifest_json="{}",
+        manifest_json=manifest_json,
     )
 
 
-async def test_new_database_gets_the_current_schema_and_records_survive_reopen(tmp_path: Path) -> None:
+async def test_new_database_gets_the_current_schema_and_records_survive_reopen(
+    tmp_path: Path, manifest_json: str
+) -> None:
     path = tmp_path / "gw.sqlite3"
     async with SqliteStore.open(path) as store:
         assert await store.schema_version() == len(MIGRATIONS)
-        await store.put_model_version(_version())
+        await store.put_model_version(_version(manifest_json))
         await store.put_device(DeviceRecord(id="edge-1", endpoint="opc.tcp://a:4841/", registered_at=NOW))
         deployment = DeploymentRecord(
             id="d1",
@@ -50,8 +60,8 @@ async def test_new_database_gets_the_current_schema_and_records_survive_reopen(t
         )
         await store.audit(AuditEntry(at=NOW, actor="alice", action="deploy", detail="d1"))
     async with SqliteStore.open(path) as store:  # a restart: everything acknowledged is there
-        assert await store.model_versions() == [_version()]
-        assert await store.model_version("pump-health", "1.0.0") == _version()
+        assert await store.model_versions() == [_version(manifest_json)]
+        assert await store.model_version("pump-health", "1.0.0") == _version(manifest_json)
         assert await store.model_version("pump-health", "9.9.9") is None
         assert [d.id for d in await store.devices()] == ["edge-1"]
         [deployment] = await store.deployments()
@@ -60,11 +70,11 @@ async def test_new_database_gets_the_current_schema_and_records_survive_reopen(t
         assert [e.action for e in await store.audit_entries()] == ["deploy"]
 
 
-async def test_updates_replace_state_and_versions_are_unique(tmp_path: Path) -> None:
+async def test_updates_replace_state_and_versions_are_unique(tmp_path: Path, manifest_json: str) -> None:
     async with SqliteStore.open(tmp_path / "gw.sqlite3") as store:
-        await store.put_model_version(_version())
+        await store.put_model_version(_version(manifest_json))
         with pytest.raises(sqlite3.IntegrityError):
-            await store.put_model_version(_version())  # a version is immutable once stored
+            await store.put_model_version(_version(manifest_json))  # a version is immutable once stored
         await store.put_device(DeviceRecord(id="edge-1", endpoint="opc.tcp://a:4841/", registered_at=NOW))
         await store.put_device(
             DeviceRecord(id="edge-1", endpoint="opc.tcp://b:4841/", registered_at=NOW, last_seen=NOW)
@@ -107,3 +117,29 @@ async def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> Non
     with pytest.raises(StoreError, match="written by a newer ModelLine"):
         async with SqliteStore.open(path):
             pass
+
+
+async def test_rows_that_do_not_validate_are_left_out_and_reported(tmp_path: Path, manifest_json: str) -> None:
+    path = tmp_path / "gw.sqlite3"
+    async with SqliteStore.open(path) as store:
+        await store.put_model_version(_version(manifest_json))
+        await store.put_device(DeviceRecord(id="edge-1", endpoint="opc.tcp://a:4841/", registered_at=NOW))
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO devices VALUES ('edge-2', 'opc.tcp://::::/', ?, NULL)", (NOW.isoformat(),))
+        db.execute(
+            "INSERT INTO deployments VALUES ('d1', 'pump-health', '1.0.0', '[\"edge-1\"]', "
+            "'{\"confirmation_timeout_s\": null}', 'Pending', 0, '', ?, ?)",
+            (NOW.isoformat(), NOW.isoformat()),
+        )
+        db.execute("UPDATE model_versions SET version = '1.0' WHERE name = 'pump-health'")
+    async with SqliteStore.open(path) as store:
+        assert [d.id for d in await store.devices()] == ["edge-1"]
+        assert await store.deployments() == []
+        assert await store.deployment_ids() == ["d1"]  # its id is still taken
+        assert await store.model_versions() == []
+        assert await store.has_model_version("pump-health", "1.0")
+        assert {(u.kind, u.key) for u in store.unreadable()} == {
+            ("device", "edge-2"),
+            ("deployment", "d1"),
+            ("model version", "pump-health 1.0"),
+        }

@@ -1,0 +1,61 @@
+"""Checks a client's Write must pass before asyncua applies it.
+
+asyncua checks only the Variant type of a written value (and lets an array into
+a scalar variable); it offers no hook that can refuse a Write: a value setter
+cannot return a status, and PreWrite callbacks cannot change the result. So the
+server's attribute service is wrapped once: a Write of the Value of a checked
+node runs that node's check first, and a refused value is answered with the
+check's StatusCode (e.g. Bad_OutOfRange, Bad_TypeMismatch; OPC 10000-4 5.10.4.4)
+and never stored, so the node keeps its old value. Writes of other nodes and
+attributes go through unchanged. A check only validates; whatever the write
+changes is saved after asyncua accepted it (a PostWrite callback), so the
+access checks asyncua runs still come first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asyncua import Server, ua
+
+from sdk.errors import ModelLineError
+from sdk.opcua.ids import status_code
+from sdk.opcua.status import status_of
+
+_log = logging.getLogger(__name__)
+
+Check = Callable[[ua.Variant], Awaitable[None]]
+"""Raises a ModelLineError (whose StatusCode is the answer) when the value must not be written."""
+
+
+class WriteChecks:
+    """Per-node checks on client Writes of the Value attribute."""
+
+    def __init__(self, server: Server) -> None:
+        self._checks: dict[ua.NodeId, Check] = {}
+        service = server.iserver.attribute_service
+        self._write = service.write
+        service.write = self._checked_write  # type: ignore[method-assign]
+
+    def add(self, node: ua.NodeId, check: Check) -> None:
+        """Run ``check`` on every client Write of the Value of ``node``."""
+        self._checks[node] = check
+
+    async def _checked_write(self, params: ua.WriteParameters, *args: Any, **kwargs: Any) -> list[ua.StatusCode]:
+        refused: dict[int, ua.StatusCode] = {}
+        for index, item in enumerate(params.NodesToWrite):
+            check = self._checks.get(item.NodeId)
+            if check is None or item.AttributeId != ua.AttributeIds.Value:
+                continue
+            try:
+                await check(item.Value.Value if item.Value.Value is not None else ua.Variant())
+            except ModelLineError as exc:
+                refused[index] = status_code(status_of(exc))
+                _log.info("write of %s refused: %s (%s)", item.NodeId.to_string(), exc, refused[index].name)
+        if not refused:
+            return await self._write(params, *args, **kwargs)
+        passed = [item for i, item in enumerate(params.NodesToWrite) if i not in refused]
+        results = iter(await self._write(ua.WriteParameters(NodesToWrite=passed), *args, **kwargs) if passed else [])
+        return [refused[i] if i in refused else next(results) for i in range(len(params.NodesToWrite))]
