@@ -16,6 +16,8 @@ from asyncua import Client, Node, ua
 
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
+from gateway.store.base import MAX_TARGETS
+from nodesets.ids import DeploymentState
 from sdk.file_client import upload
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
@@ -27,7 +29,6 @@ pytestmark = pytest.mark.e2e
 
 ML = "http://modelline.io/UA/"
 S = ua.VariantType.String
-STATES = ["Pending", "Transferring", "Installing", "Confirming", "Active", "Failed", "RolledBack"]
 
 
 def _settings(tmp_path: Path, signer: Signer) -> GatewaySettings:
@@ -165,7 +166,7 @@ async def test_deploy_arguments_that_would_brick_are_refused_before_anything_is_
             (json.dumps({"start_at": "2026-12-01T02:00:00"}), None),
             ("{}", []),
             ("{}", ["edge-a", "edge-a"]),
-            ("{}", [f"edge-{i}" for i in range(1001)]),
+            ("{}", [f"edge-{i}" for i in range(MAX_TARGETS + 1)]),
             ("{}", ["bad id"]),
         ):
             code = await m.refused("Deploy", *deploy(options, targets))
@@ -178,7 +179,7 @@ async def test_deploy_arguments_that_would_brick_are_refused_before_anything_is_
     async with _running(settings) as (gateway, m):  # restarts cleanly, the valid deployment still waiting
         deployments = await m.children("Deployments")
         assert list(deployments) == [waiting]
-        assert STATES[await m.value(deployments[waiting], "State")] == "Pending"
+        assert DeploymentState(await m.value(deployments[waiting], "State")) is DeploymentState.PENDING
         assert gateway.store.unreadable() == []
 
 
@@ -216,9 +217,9 @@ async def test_gateway_starts_with_bad_rows_reports_them_and_serves_the_rest(
             assert sorted(await m.children("Models", "1:pump-health")) == ["1.0.0", "Description"]
             deployments = await m.children("Deployments")
             assert sorted(deployments) == [good, bad]
-            assert STATES[await m.value(deployments[good], "State")] == "Pending"
+            assert DeploymentState(await m.value(deployments[good], "State")) is DeploymentState.PENDING
             # the bad ones are reported on their nodes
-            assert STATES[await m.value(deployments[bad], "State")] == "Failed"
+            assert DeploymentState(await m.value(deployments[bad], "State")) is DeploymentState.FAILED
             assert "stored record unreadable" in await m.value(deployments[bad], "LastError")
             devices = await m.children("Devices")
             assert sorted(devices) == ["edge-a", "edge-z"]  # 'bad id!' cannot be a node; the log names it

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
+from nodesets.ids import DeploymentState
 from sdk.file_client import upload
 from sdk.opcua.methods import ArgumentSpec, read_signature
 from tests.conftest import Signer
@@ -232,8 +233,8 @@ async def _plant(stack: AsyncExitStack, root: Path, signer: Signer, example: Pat
 
     async def active() -> bool:
         (record,) = await gateway.store.deployments()
-        assert record.state.label not in ("Failed", "RolledBack"), record.last_error
-        return record.state.label == "Active"
+        assert record.state not in (DeploymentState.FAILED, DeploymentState.ROLLED_BACK), record.last_error
+        return record.state is DeploymentState.ACTIVE
 
     await wait_for(active, timeout=60, what=f"{deployment} Active")
     return _Plant(edge, gateway, plc, edge_client, spare_client, gateway_client)

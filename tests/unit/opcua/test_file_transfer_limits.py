@@ -145,7 +145,8 @@ async def test_abandoned_transfers_leave_no_descriptors_and_no_files(rig: Rig) -
         for _ in range(100):
             file_id, handle = await _call(c, QUICK, "GenerateFileForWrite", OPTIONS)
             await _call(c, file_id, "Write", ua.Variant(handle, U32), ua.Variant(b"x" * 4000, BS))
-        await _until(lambda: rig.quick.active == 0)
+        # Abandoned by the timeout watch: gone from the count first, then released and deleted.
+        await _until(lambda: rig.quick.active == 0 and not any(rig.quick_work.iterdir()))
     links = _open_descriptors()
     ours = (str(rig.work), str(rig.quick_work))
     assert [link for link in links if link.startswith(ours)] == []  # "<path> (deleted)" before the fix
