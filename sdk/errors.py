@@ -36,6 +36,7 @@ EXIT_CODES: dict[int, str] = {
     4: "not found",
     5: "cloud source failed",
     6: "a device refused or failed an update",
+    7: "the gateway's database is missing or damaged",
     70: "internal error",
     130: "interrupted",
 }
@@ -66,6 +67,13 @@ class InvalidState(ModelLineError):
     """The request is valid but cannot be carried out in the present state (e.g. nothing waits for Confirm)."""
 
     status = BAD_INVALID_STATE
+
+
+class DatabaseUnusable(ModelLineError):
+    """The gateway's database is missing (while packages exist), damaged, or unreadable; recovery is a command away."""
+
+    status = BAD_CONFIGURATION_ERROR
+    exit_code = 7
 
 
 class AccessDenied(ModelLineError):
