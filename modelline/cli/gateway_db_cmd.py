@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from gateway.settings import GatewaySettings
 from gateway.store import files
@@ -83,6 +84,14 @@ def register(gateway: argparse.ArgumentParser, formatter: type[argparse.HelpForm
     restore.set_defaults(handler=_restore)
 
 
+def _result(out: Output, data: dict[str, Any], lines: list[str]) -> None:
+    """The result as JSON, or as lines of plain text: paths and reasons are never wrapped or read as markup."""
+    if out.as_json:
+        out.result(data)
+    else:
+        out.out.print("\n".join(lines), soft_wrap=True, markup=False)
+
+
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="the gateway's data folder")
     parser.add_argument("--config", type=Path, metavar="FILE", help="the gateway's settings file (TOML)")
@@ -98,7 +107,6 @@ async def _recover(args: argparse.Namespace, out: Output) -> int:
     s = _settings(args)
     if not s.data_dir.is_dir():
         raise UsageError(f"data folder {s.data_dir} does not exist")
-    trust = await asyncio.to_thread(TrustStore.load, s.trust_dir)
     lock = await asyncio.to_thread(files.lock_data_dir, s.data_dir, "recovering its database")
     try:
         problem = await asyncio.to_thread(files.problem, s.db_path) if s.db_path.exists() else "missing"
@@ -107,6 +115,7 @@ async def _recover(args: argparse.Namespace, out: Output) -> int:
                 f"the database of data folder {s.data_dir} is healthy; recover would replace it and forget its "
                 "devices and deployments: pass --force to rebuild it anyway"
             )
+        trust = await asyncio.to_thread(TrustStore.load, s.trust_dir)
         with out.transfer("verifying packages") as bar:
             report = await recover(
                 s.data_dir,
@@ -129,7 +138,8 @@ async def _recover(args: argparse.Namespace, out: Output) -> int:
         f"recovered {len(report.recovered)} model version(s) from {report.packages} package(s) into "
         f"{report.database}; {len(failed)} package(s) failed verification and were left in place"
     )
-    out.result(
+    _result(
+        out,
         {
             "ok": True,
             "database": str(report.database),
@@ -142,7 +152,7 @@ async def _recover(args: argparse.Namespace, out: Output) -> int:
             "devices_recovered": False,
             "note": lost,
         },
-        "\n".join(lines),
+        lines,
     )
     return 0
 
@@ -152,9 +162,10 @@ async def _backup(args: argparse.Namespace, out: Output) -> int:
     folder = args.to or s.backups_dir
     path = await asyncio.to_thread(files.backup, s.db_path, folder)
     size = path.stat().st_size
-    out.result(
+    _result(
+        out,
         {"ok": True, "database": str(s.db_path), "backup": str(path), "bytes": size},
-        f"backed up {s.db_path} to {path} ({size} bytes)",
+        [f"backed up {s.db_path} to {path} ({size} bytes)"],
     )
     return 0
 
@@ -181,7 +192,8 @@ async def _restore(args: argparse.Namespace, out: Output) -> int:
             f"them (modelline push {unknown[0]} --gateway URL)"
         )
     lines.append(f"restored {args.source} into {s.db_path}")
-    out.result(
+    _result(
+        out,
         {
             "ok": True,
             "database": str(s.db_path),
@@ -189,6 +201,6 @@ async def _restore(args: argparse.Namespace, out: Output) -> int:
             "kept_aside": str(aside) if aside else None,
             "packages_not_in_backup": [str(p) for p in unknown],
         },
-        "\n".join(lines),
+        lines,
     )
     return 0
