@@ -170,11 +170,16 @@ async def _backup(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _unknown_packages(data_dir: Path) -> list[Path]:
-    """Packages in the store that the (restored) database does not list: pushed after the backup was made."""
+def _compare_with_store(data_dir: Path) -> tuple[list[Path], list[str]]:
+    """Packages in the store that the (restored) database does not list (pushed after the backup), and versions
+    it lists whose package file is not in the store (a backup from another data folder)."""
     with closing(sqlite3.connect(f"file:{data_dir / files.DB_NAME}?mode=ro", uri=True)) as db:
-        known = {row[0] for row in db.execute("SELECT sha256 FROM model_versions")}
-    return [p for p in files.package_files(data_dir) if p.stem not in known]
+        listed = {
+            row[0]: f"{row[1]} {row[2]}" for row in db.execute("SELECT sha256, name, version FROM model_versions")
+        }
+    stored = files.package_files(data_dir)
+    present = {p.stem for p in stored}
+    return [p for p in stored if p.stem not in listed], [v for sha, v in listed.items() if sha not in present]
 
 
 async def _restore(args: argparse.Namespace, out: Output) -> int:
@@ -182,7 +187,7 @@ async def _restore(args: argparse.Namespace, out: Output) -> int:
     lock = await asyncio.to_thread(files.lock_data_dir, s.data_dir, "restoring its database")
     try:
         aside = await asyncio.to_thread(files.restore, s.data_dir, args.source)
-        unknown = await asyncio.to_thread(_unknown_packages, s.data_dir)
+        unknown, missing = await asyncio.to_thread(_compare_with_store, s.data_dir)
     finally:
         lock.close()
     lines = [f"the replaced database was kept as {aside}"] if aside else []
@@ -190,6 +195,11 @@ async def _restore(args: argparse.Namespace, out: Output) -> int:
         lines.append(
             f"{len(unknown)} package(s) in {s.packages_dir} are newer than this backup; push them again to serve "
             f"them (modelline push {unknown[0]} --gateway URL)"
+        )
+    if missing:
+        lines.append(
+            f"{len(missing)} version(s) of this backup have no package file in {s.packages_dir} "
+            f"({', '.join(missing[:3])}): copy the packages folder that belongs to this backup"
         )
     lines.append(f"restored {args.source} into {s.db_path}")
     _result(
@@ -200,6 +210,7 @@ async def _restore(args: argparse.Namespace, out: Output) -> int:
             "restored_from": str(args.source),
             "kept_aside": str(aside) if aside else None,
             "packages_not_in_backup": [str(p) for p in unknown],
+            "versions_without_package": missing,
         },
         lines,
     )

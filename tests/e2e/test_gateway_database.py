@@ -150,21 +150,29 @@ async def test_backup_and_restore_round_trip(tmp_path: Path, signer: Signer, exa
         assert code == 1, err  # never under a running gateway
         readme.assert_documented(err, "a gateway is running on data folder")
         assert not list(settings.data_dir.glob("gateway.sqlite3.replaced-*"))
+        later = build_pump(example, signer, tmp_path / "later.mlpkg", "1.1.0")
+        await _push(client, later.path)  # after the backup: in the package store, not in the backup
 
     settings.db_path.unlink()
     err = await _refused(settings)
     readme.assert_documented(err, "is missing, but its package store holds")
-    assert "holds 1 package(s)" in err
+    assert "holds 2 package(s)" in err
 
     code, out, err = await run_modelline(
         "gateway", "restore", "--data-dir", str(settings.data_dir), "--from", str(backup)
     )
     assert code == 0, err
     assert out.splitlines()[-1] == f"restored {backup} into {settings.db_path}"
+    stored_later = settings.packages_dir / f"{later.sha256}.mlpkg"
+    assert f"1 package(s) in {settings.packages_dir} are newer than this backup" in out
+    assert f"modelline push {stored_later} --gateway URL" in out
     assert backup.exists()  # the backup stays a backup
     digest = hashlib.sha256(package.read_bytes()).hexdigest()
     async with _gateway_process(settings) as url:
         assert await _served(url) == ({"pump-health 1.0.0": digest}, {"press-7"})
+        code, _, err = await run_modelline("push", str(stored_later), "--gateway", url)  # as the restore says
+        assert code == 0, err
+        assert (await _served(url))[0] == {"pump-health 1.0.0": digest, "pump-health 1.1.0": later.sha256}
 
     # a second restore keeps the database it replaces
     code, out, err = await run_modelline(
