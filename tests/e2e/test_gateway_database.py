@@ -150,6 +150,8 @@ async def test_backup_and_restore_round_trip(tmp_path: Path, signer: Signer, exa
         assert code == 1, err  # never under a running gateway
         readme.assert_documented(err, "a gateway is running on data folder")
         assert not list(settings.data_dir.glob("gateway.sqlite3.replaced-*"))
+        code, _, err = await run_modelline(*_gateway_argv(settings), timeout=60)
+        assert code == 1 and "stop it before starting another" in err, err  # one gateway per data folder
         later = build_pump(example, signer, tmp_path / "later.mlpkg", "1.1.0")
         await _push(client, later.path)  # after the backup: in the package store, not in the backup
 
