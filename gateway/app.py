@@ -5,7 +5,9 @@
 
 Background work (one session per edge device, one task per running deployment)
 is owned by the gateway and stopped with it; apscheduler starts deployments at
-their maintenance window and refreshes each device's State and LastSeen.
+their maintenance window, refreshes each device's State and LastSeen, and backs
+the database up. The gateway holds its data folder's lock while it runs and
+refuses a database that is missing or damaged (gateway/store/files.py).
 """
 
 from __future__ import annotations

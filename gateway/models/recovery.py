@@ -81,6 +81,8 @@ async def recover(
             record = await asyncio.to_thread(_record, path, trust)
         except ModelLineError as exc:
             report.failed[path] = str(exc)
+        except OSError as exc:  # unreadable file: report it like a refused package, go on with the others
+            report.failed[path] = f"cannot be read: {exc.strerror or exc}"
         else:
             earlier = by_version.get((record.name, record.version))
             if earlier is not None:  # versions are immutable: two contents under one version cannot both be true
@@ -118,5 +120,5 @@ async def recover(
     finally:
         await asyncio.to_thread(files.discard, temporary)
     for path, reason in report.failed.items():
-        _log.warning("recover: %s left in place: %s", path.name, reason)
+        _log.info("recover: %s left in place: %s", path.name, reason)  # the command reports them
     return report

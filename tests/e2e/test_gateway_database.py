@@ -221,10 +221,6 @@ async def test_recover_rebuilds_every_version_from_the_package_store(
         before, _ = await _served(settings.endpoint)
         code, _, err = await run_modelline("gateway", "recover", "--data-dir", str(settings.data_dir))
         assert code == 1 and "stop it before recovering its database" in err, err
-    # a package this gateway does not trust, put into the store by hand: reported, left in place
-    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg", "3.0.0")
-    stray = settings.packages_dir / f"{foreign.sha256}.mlpkg"
-    stray.write_bytes(foreign.path.read_bytes())
 
     code, _, err = await run_modelline(
         "gateway", "recover", "--data-dir", str(settings.data_dir), "--trust", str(signer.trust_dir)
@@ -233,6 +229,15 @@ async def test_recover_rebuilds_every_version_from_the_package_store(
 
     settings.db_path.unlink()
     await _refused(settings)
+    code, _, err = await run_modelline(
+        "gateway", "recover", "--data-dir", str(settings.data_dir), "--trust", str(other_signer.trust_dir)
+    )
+    assert code == 2 and "verified against the trust store" in err and "check --trust" in err, err
+    assert not settings.db_path.exists()  # nothing written that would start empty
+    # a package this gateway does not trust, put into the store by hand: reported, left in place
+    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg", "3.0.0")
+    stray = settings.packages_dir / f"{foreign.sha256}.mlpkg"
+    stray.write_bytes(foreign.path.read_bytes())
     code, out, err = await run_modelline(
         "gateway", "recover", "--data-dir", str(settings.data_dir), "--trust", str(signer.trust_dir), "--json"
     )
