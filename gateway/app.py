@@ -5,7 +5,9 @@
 
 Background work (one session per edge device, one task per running deployment)
 is owned by the gateway and stopped with it; apscheduler starts deployments at
-their maintenance window and refreshes each device's State and LastSeen.
+their maintenance window, refreshes each device's State and LastSeen, and backs
+the database up. The gateway holds its data folder's lock while it runs and
+refuses a database that is missing or damaged (gateway/store/files.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from asyncua import Server
@@ -26,6 +29,7 @@ from gateway.opcua.devices import DeviceNodes
 from gateway.opcua.manager import ManagerNodes
 from gateway.opcua.models import ModelNodes
 from gateway.settings import GatewaySettings
+from gateway.store import files
 from gateway.store.sqlite import SqliteStore
 from nodesets.ids import ModelLine
 from sdk.errors import ModelLineError, UsageError
@@ -58,6 +62,7 @@ class Gateway(Service):
     async def _start(self) -> None:
         s = self.settings
         trust = TrustStore.load(s.trust_dir)
+        await self._check_data_dir()
         self.store = await self._stack.enter_async_context(SqliteStore.open(s.db_path))
         self.repository = PackageRepository(self.store, s.packages_dir, trust)
         server, ns, instance_ns = await new_server(
@@ -116,6 +121,10 @@ class Gateway(Service):
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.deployments.scheduler = self.scheduler
         self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
+        if s.backup_interval_s:
+            self.scheduler.add_job(
+                self.backup_database, "interval", seconds=s.backup_interval_s, id="database backup", max_instances=1
+            )
         if s.sagemaker_groups:
             if s.signing_key is None:
                 raise UsageError("sagemaker_groups needs signing_key: imported models are signed by the gateway")
@@ -140,6 +149,30 @@ class Gateway(Service):
                 await self.device_nodes.show_unreadable(bad.key, bad.reason)
             elif bad.kind == "deployment":
                 await self.manager.show_unreadable(bad.key, bad.reason)
+
+    async def _check_data_dir(self) -> None:
+        """Hold the data folder for this process, and refuse a database that is missing or damaged.
+
+        Starting empty on a folder whose database is gone would serve none of the stored packages
+        and forget every device, silently: refusing names the recovery command instead."""
+        lock = await asyncio.to_thread(files.lock_data_dir, self.settings.data_dir, "starting another")
+        self._stack.callback(lock.close)
+        await asyncio.to_thread(files.check_before_start, self.settings.data_dir)
+
+    async def backup_database(self) -> Path | None:
+        """Back the database up with SQLite's online backup API and keep the newest ``backup_keep``.
+
+        A failed backup (full disk, say) is logged and tried again at the next interval; it never
+        stops the gateway."""
+        s = self.settings
+        try:
+            path = await asyncio.to_thread(files.backup, s.db_path, s.backups_dir)
+            pruned = await asyncio.to_thread(files.prune, s.backups_dir, s.backup_keep)
+        except (ModelLineError, OSError) as exc:
+            _log.warning("database backup into %s failed: %s", s.backups_dir, exc)
+            return None
+        _log.info("database backed up to %s (%d older backup(s) deleted)", path, len(pruned))
+        return path
 
     async def _sweep(self) -> None:
         """State and LastSeen of every device, including those that went quiet."""

@@ -58,11 +58,28 @@ class GatewaySettings(BaseSettings):
     signing_key: Path | None = Field(
         None, description="Private key that signs imported models; its public key must be in trust_dir."
     )
+    backup_interval_s: int = Field(
+        3600,
+        ge=0,
+        description="How often the database is backed up (SQLite online backup API, safe while serving), in "
+        "seconds; 0 turns scheduled backups off.",
+    )
+    backup_dir: Path | None = Field(
+        None, description="Folder of the database backups; default <data_dir>/backups (better: another disk)."
+    )
+    backup_keep: int = Field(
+        24, ge=1, description="How many of the newest backups to keep; older ones are deleted after each backup."
+    )
 
     @property
     def db_path(self) -> Path:
         """The SQLite database."""
         return self.data_dir / "gateway.sqlite3"
+
+    @property
+    def backups_dir(self) -> Path:
+        """Where database backups go."""
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
 
     @property
     def packages_dir(self) -> Path:

@@ -39,6 +39,7 @@ EXIT_CODES: dict[int, str] = {
     5: "cloud source failed",
     6: "a device refused or failed an update",
     7: "a server or device cannot be reached, or the connection was lost",
+    8: "the gateway's database is missing or damaged",
     70: "internal error",
     130: "interrupted",
 }
@@ -81,6 +82,13 @@ class InvalidState(ModelLineError):
     """The request is valid but cannot be carried out in the present state (e.g. nothing waits for Confirm)."""
 
     status = BAD_INVALID_STATE
+
+
+class DatabaseUnusable(ModelLineError):
+    """The gateway's database is missing (while packages exist), damaged, or unreadable; recovery is a command away."""
+
+    status = BAD_CONFIGURATION_ERROR
+    exit_code = 8
 
 
 class AccessDenied(ModelLineError):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from asyncua import ua
 
+from modelline.cli import gateway_db_cmd
 from modelline.cli.common import add_json, add_login, add_users_file, password_of
 from modelline.cli.output import Output
 from nodesets.ids import MODELLINE_URI
@@ -47,6 +48,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     gateway.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
     add_users_file(gateway)
     gateway.set_defaults(handler=_gateway)
+    gateway_db_cmd.register(gateway, formatter)
 
     push = commands.add_parser(
         "push", help="upload a package to the gateway", formatter_class=formatter, epilog=_PUSH_EXAMPLE

@@ -422,7 +422,7 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     elsewhere = [
         a if not a.startswith("opc.tcp://") else f"opc.tcp://127.0.0.1:{free_port()}/modelline/" for a in pushes[0].argv
     ]
-    refused = await plant.run(elsewhere, expect=5)
+    refused = await plant.run(elsewhere, expect=7)
     readme.assert_documented(refused.err, "cannot connect to")
     await plant.run(built_as("other.mlpkg", "--spec", "examples/pump_health/spec.toml"))  # other content, 1.0.0
     refused = await plant.run(["push", "other.mlpkg", *pushes[0].argv[2:]], expect=2)
@@ -458,3 +458,30 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     await plant.run(
         readme.command("Users and roles", "users", "add"), "model-manager", stdin=f"{PASSWORD}\n{PASSWORD}\n"
     )
+
+    # Back up, restore and recover the gateway's database: a backup while it serves, then the database lost.
+    guide = "Back up, restore and recover"
+    made = await plant.run(readme.command(guide, "gateway", "backup"), gateway_machine)
+    backup = Path(re.findall(r" to (/\S+\.sqlite3) \(", made.out)[0])
+    gateway = plant.servers[f"{gateway_machine}/gateway"]
+    gateway.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(gateway.wait(), 30) == 0
+    database = plant.path(gateway_machine, "/var/lib/modelline/gateway/gateway.sqlite3")
+    database.unlink()
+    refused = await plant.run(readme.command("Run a gateway", "gateway"), gateway_machine, expect=8)
+    readme.assert_documented(refused.err, "is missing, but its package store holds")
+    recovered = await plant.run(readme.command(guide, "gateway", "recover"), gateway_machine)
+    assert "recovered 2 model version(s) from 2 package(s)" in recovered.out.splitlines()[-1]
+    restore = readme.command(guide, "gateway", "restore")
+    shown = plant.path(gateway_machine, restore.argv[restore.argv.index("--from") + 1])
+    shutil.copyfile(backup, shown)  # the README names a backup by an example time
+    restored = await plant.run(restore, gateway_machine)
+    assert "the replaced database was kept as" in restored.out
+    await plant.start(
+        "gateway",
+        readme.command("Run a gateway", "gateway"),
+        gateway_machine,
+        plant.url(gateway_machine, 4840, "/modelline/"),
+    )
+    table = await plant.run(readme.command("Roll a model out", "status"))
+    assert "pump-station-3" in table.out and "deploy-0002" in table.out  # devices and deployments are back
