@@ -14,10 +14,12 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
+from asyncua.common.subscription import DataChangeEvent
 from asyncua.ua import uaerrors
 
 from sdk.errors import (
@@ -183,13 +185,62 @@ class SoftwareUpdateClient:
         await self._method(await self._node("Installation"), "Resume")
 
 
-async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
-    """Call SetBinding on ``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node."""
+async def _pipeline(client: Client, pipeline: str) -> tuple[Node, int]:
+    """``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node, and ModelLine's namespace index."""
     ml = await client.get_namespace_index(MODELLINE_URI)
     server = await client.nodes.objects.get_child(f"{ml}:InferenceServer")
     folder = await server.get_child(f"{ml}:Pipelines")
     pipelines = {str((await n.read_browse_name()).Name): n for n in await folder.get_children()}
-    node = pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")]
+    return pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")], ml
+
+
+async def server_time(client: Client) -> datetime:
+    """The server's own clock (Server/ServerStatus/CurrentTime), to compare with its timestamps."""
+    value = await client.get_node(ua.ObjectIds.Server_ServerStatus_CurrentTime).read_value()
+    if not isinstance(value, datetime):
+        return datetime.now(UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def pipeline_binding(client: Client, pipeline: str) -> str:
+    """The binding JSON the pipeline uses now ("" when it has none)."""
+    node, ml = await _pipeline(client, pipeline)
+    return str(await (await node.get_child(f"{ml}:Binding")).read_value() or "")
+
+
+async def wait_for_good_prediction(client: Client, pipeline: str, since: datetime, timeout_s: float) -> str:
+    """Wait up to ``timeout_s`` for an output of the pipeline to publish a Good value made after ``since``
+    (server clock); "" when one came, else the pipeline's state and reason in a few words."""
+    node, ml = await _pipeline(client, pipeline)
+    outputs = await (await node.get_child(f"{ml}:Outputs")).get_children()
+    if outputs:
+        sub = await client.create_subscription(50, None, queue_maxsize=256)
+        async with sub:
+            await sub.subscribe_data_change(outputs)
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                event = await sub.next_event(timeout=left)
+                if isinstance(event, DataChangeEvent) and _made_good_after(event.data.monitored_item.Value, since):
+                    return ""
+    reason = str(await (await node.get_child(f"{ml}:StateReason")).read_value() or "")
+    statuses = []
+    for output in outputs:
+        dv = await output.read_data_value(raise_on_bad_status=False)
+        status = dv.StatusCode.name if dv.StatusCode is not None else "Good"
+        statuses.append(f"{(await output.read_browse_name()).Name} {status}")
+    return "; ".join(filter(None, [", ".join(statuses), reason])) or "no outputs"
+
+
+def _made_good_after(value: ua.DataValue, since: datetime) -> bool:
+    made = value.ServerTimestamp or value.SourceTimestamp
+    if made is None or not (value.StatusCode is None or value.StatusCode.is_good()):
+        return False
+    return (made if made.tzinfo else made.replace(tzinfo=UTC)) >= since
+
+
+async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
+    """Call SetBinding on ``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node."""
+    node, ml = await _pipeline(client, pipeline)
     try:
         await node.call_method(
             (await node.get_child(f"{ml}:SetBinding")).nodeid, ua.Variant(binding_json, ua.VariantType.String)

@@ -13,7 +13,17 @@ from asyncua import Client
 
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
-from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, direct_prediction, output_node, wait_for
+from tests.edge_harness import (
+    HEALTHY,
+    SimulatedPlc,
+    build_pump,
+    direct_prediction,
+    edge_settings,
+    output_node,
+    running_edge,
+    running_plc,
+    wait_for,
+)
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
 
@@ -62,6 +72,7 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
         code, out, err = await _run("install", str(package), "--edge", url)  # anonymous clients are Observers
         assert code == 6 and "log in as a user with the Engineer role" in err, err
         (tmp_path / "pw").write_text("s3cret\n")
+        await plc.write_all(HEALTHY)  # the install is confirmed only after a Good prediction
         code, out, err = await _run(
             "install",
             str(package),
@@ -102,3 +113,47 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
     assert edge.returncode == 0, err_bytes.decode()[-2000:]
     assert "stopping" in err_bytes.decode()
     assert "Traceback" not in err_bytes.decode()
+
+
+@pytest.mark.timeout(180)
+async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, signer: Signer, example: Path) -> None:
+    """--confirm-within confirms a model that predicts Good; one whose inputs are out of range, or that has no
+    binding, is left unconfirmed with exit code 6 and the node reverts by itself."""
+    v1 = build_pump(example, signer, tmp_path / "v1.mlpkg").path
+    v2 = build_pump(example, signer, tmp_path / "v2.mlpkg", version="1.1.0").path
+    async with (
+        running_plc() as plc,
+        running_edge(edge_settings(tmp_path, signer.trust_dir, slots=["pump1", "pump2"])) as node,
+    ):
+        binding = tmp_path / "binding.json"
+        binding.write_text(json.dumps(plc.binding()))
+        url = node.settings.endpoint
+        await plc.write_all(HEALTHY)
+        code, out, err = await _run(
+            "install", str(v1), "--edge", url, "--slot", "pump1", "--binding", str(binding), "--confirm-within", "20"
+        )
+        assert code == 0, err
+        assert "pump-health 1.0.0 installed on" in out and "and confirmed" in out
+        assert not node.slots["pump1"].awaiting_confirmation
+
+        await plc.write("vibration_rms", 100.0)  # valid range 0..45: every prediction is Bad_OutOfRange
+        code, out, err = await _run("install", str(v2), "--edge", url, "--slot", "pump1", "--confirm-within", "4")
+        assert code == 6, err
+        line = err.strip().splitlines()[-1]  # progress notes, then the one-line error
+        assert line.startswith("modelline: 1.1.0 installed but not confirmed: no Good prediction within 3 s"), line
+        assert "BadOutOfRange" in line and "reverts to its previous model within 4 s" in line, line
+
+        async def reverted() -> bool:
+            current = node.slots["pump1"].state.current
+            return current is not None and current.version == "1.0.0" and not node.slots["pump1"].awaiting_confirmation
+
+        await wait_for(reverted, timeout=15, what="the unconfirmed install to revert to 1.0.0")
+
+        code, out, err = await _run("install", str(v1), "--edge", url, "--slot", "pump2", "--confirm-within", "4")
+        assert code == 6, err
+        assert "pipeline pump2 has no binding" in err and "give --binding, or --no-confirm" in err, err
+
+        async def unbound_reverted() -> bool:
+            return node.slots["pump2"].state.current is None and not node.slots["pump2"].awaiting_confirmation
+
+        await wait_for(unbound_reverted, timeout=15, what="the unbound install to revert")
