@@ -15,13 +15,12 @@ import logging
 import signal
 import tempfile
 from pathlib import Path
-
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from modelline.cli.output import Output
+
+if TYPE_CHECKING:  # rich and the servers load when the demo runs, not for --help
+    from rich.console import Group
 
 _EXAMPLE = """Examples:
   modelline demo                               # live dashboard until Ctrl-C
@@ -55,6 +54,10 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 def _dashboard(snapshot: object) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     s = snapshot  # a modelline.demo.run.Snapshot
     tags = Table(title="Line (simulated PLC tags)", title_justify="left")
     tags.add_column("pump")
@@ -109,6 +112,8 @@ def _dashboard(snapshot: object) -> Group:
 
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:
+    from rich.live import Live
+
     from modelline.demo.run import Demo  # the servers load only for this command
 
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # expected disconnects during rollback are no news

@@ -1,6 +1,8 @@
 """`modelline`: one command, subcommands per task, one-line errors with meaningful exit codes.
 
 Exit codes are listed once, in ``sdk.errors.EXIT_CODES``; the error classes carry them.
+Command modules import what a command needs only when it runs (asyncua, onnxruntime, numpy,
+boto3, rich, cryptography), so ``--version`` and ``--help`` start at once.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-
-from asyncua import ua
 
 from modelline.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, rollout_cmd, users_cmd
 from modelline.cli.output import Output
@@ -62,6 +62,15 @@ def _report(exc: ModelLineError, out: Output) -> int:
     return exc.exit_code
 
 
+def _is_status_error(exc: Exception) -> bool:
+    """An OPC UA Bad status raised by asyncua (loaded only if the command used OPC UA)."""
+    if "asyncua" not in sys.modules:
+        return False
+    from asyncua import ua
+
+    return isinstance(exc, ua.UaStatusCodeError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code."""
     parser = build_parser()
@@ -77,16 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(result or 0)
     except ModelLineError as exc:
         return _report(exc, out)
-    except ua.UaStatusCodeError as exc:
-        print(
-            f"modelline: the OPC UA server answered {type(exc).__name__}: {exc.__doc__ or exc}".rstrip(),
-            file=sys.stderr,
-        )
-        return 1
     except KeyboardInterrupt:
         print("modelline: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
+        if _is_status_error(exc):
+            print(
+                f"modelline: the OPC UA server answered {type(exc).__name__}: {exc.__doc__ or exc}".rstrip(),
+                file=sys.stderr,
+            )
+            return 1
         if args.debug:
             _log.exception("internal error")
         print(
