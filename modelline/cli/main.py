@@ -25,6 +25,9 @@ EXIT_INTERRUPTED = 130
 
 _log = logging.getLogger("modelline")
 
+QUIET_LIBRARIES = ("asyncua", "apscheduler", "aiosqlite", "botocore", "boto3")
+"""Loggers kept to errors unless --log-level DEBUG."""
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the worked examples in epilogs as written."""
@@ -76,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level != "DEBUG":  # asyncua's own warnings are noise for a user; our messages say what matters
-        logging.getLogger("asyncua").setLevel(logging.ERROR)
+    if args.log_level != "DEBUG":  # libraries' own warnings are noise for a user; our messages say what matters
+        for library in QUIET_LIBRARIES:
+            logging.getLogger(library).setLevel(logging.ERROR)
     out = Output(as_json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
     try:
         result = args.handler(args, out)

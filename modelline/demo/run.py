@@ -10,14 +10,16 @@ folders under the data folder, free loopback ports, no cloud account.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import shutil
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncua import Client, ua
 
@@ -25,7 +27,7 @@ from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
-from modelline.demo.line import LineSimulator
+from modelline.demo.line import ON_PURPOSE, LineSimulator
 from modelline.demo.watch import Continuity, PredictionWatch
 from sdk.di_client import MODELLINE_URI
 from sdk.examples import example_dir
@@ -33,11 +35,36 @@ from sdk.file_client import upload
 from sdk.keys import generate_key_pair, load_private_key
 from sdk.opcua.ids import node_id
 from sdk.opcua.ports import free_port
+from sdk.opcua.shelf import cache_dir, is_cached
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
 
+_log = logging.getLogger(__name__)
+
 DEVICES = {"edge-1": "Pump1", "edge-2": "Pump2"}
 S = ua.VariantType.String
+T = TypeVar("T")
+TICK_S = 5.0
+"""How often a set-up step that takes long says that it still runs."""
+
+
+Stop = Callable[[], Awaitable[Any]]
+
+
+async def _started(stops: list[Stop], server: AbstractAsyncContextManager[T]) -> T:
+    """Enter a server's context; ``_stop_together`` leaves it."""
+    entered = await server.__aenter__()
+    stops.append(functools.partial(server.__aexit__, None, None, None))
+    return entered
+
+
+async def _stop_together(stops: list[Stop]) -> None:
+    """Stop the line, the gateway and the edge nodes at the same time: each asyncua server takes up to 1 s
+    to stop (its clock task sleeps a second), so one after the other would take seconds."""
+    results = await asyncio.gather(*(stop() for stop in stops), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            _log.warning("a demo server did not stop cleanly: %s", result)
 
 
 @dataclass
@@ -62,19 +89,41 @@ class DemoReport:
     upgraded: bool = False
     rolled_back: bool = False
     continuity: Continuity | None = None  # edge-1, upgrade start to rollback end
+    fault_probability: dict[str, float | None] = field(default_factory=dict)  # the latest, per device
 
 
 class Demo:
     """Sets the line up, runs it, and reports."""
 
-    def __init__(self, data_dir: Path, scripted: bool = True, note: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        scripted: bool = True,
+        note: Callable[[str], None] = print,
+        progress: Callable[[str], None] | None = None,
+        started: float | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.scripted = scripted
         self.note = note
+        self.progress = progress or note
         self.report = DemoReport()
-        self._start = time.monotonic()
+        self._start = time.monotonic() if started is None else started  # time.monotonic() at the start
+        self._step = ""
+        self._step_since = self._start
         self.line: LineSimulator
         self.watch: PredictionWatch
+
+    def step(self, text: str) -> None:
+        """Say which set-up step runs now (a ticker repeats it while it takes long)."""
+        self._step, self._step_since = text, time.monotonic()
+        self.progress(text)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            if self._step:
+                self.progress(f"{self._step} (still working, {time.monotonic() - self._step_since:.0f} s)")
 
     def event(self, text: str) -> None:
         """Record and show a step of the demo."""
@@ -108,16 +157,42 @@ class Demo:
         return out[0], out[1]
 
     async def run(self, duration_s: float | None, show: Callable[[Snapshot], None] | None = None) -> DemoReport:
-        """Run until ``duration_s`` passes (forever when None, until cancelled)."""
+        """Run until ``duration_s`` after the demo was created (forever when None, until cancelled).
+
+        The duration counts from the start, set-up included, so that the whole run takes about that long.
+        """
+        ticker = asyncio.create_task(self._ticker(), name="set-up ticker")
+        try:
+            return await self._run(duration_s, show, ticker)
+        finally:
+            ticker.cancel()
+
+    async def _run(
+        self, duration_s: float | None, show: Callable[[Snapshot], None] | None, ticker: asyncio.Task[None]
+    ) -> DemoReport:
+        self.step("building and signing pump-health 1.0.0 and 1.1.0")
         v1, v2 = await asyncio.to_thread(self._packages)
         trust = self.data_dir / "trust"
         line = self.line = LineSimulator(f"opc.tcp://127.0.0.1:{free_port()}/line/")
+        for pump, why in ON_PURPOSE.items():
+            self.note(f"note: {pump} {why}")
+        if not is_cached():
+            self.step(
+                f"first start: building the standard OPC UA address space once and keeping it in {cache_dir()} "
+                "(up to half a minute; later starts take a second)"
+            )
+        else:
+            self.step("starting the simulated line")
+        servers: list[Stop] = []
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(_stop_together, servers)  # all at once, for a quick exit
             await line.start()
-            stack.push_async_callback(line.stop)
+            servers.append(line.stop)
             line_task = asyncio.create_task(line.run(), name="line")
             stack.callback(line_task.cancel)
-            gateway = await stack.enter_async_context(
+            self.step("starting the gateway")
+            gateway = await _started(
+                servers,
                 Gateway(
                     GatewaySettings(
                         endpoint=f"opc.tcp://127.0.0.1:{free_port()}/modelline/",
@@ -125,11 +200,13 @@ class Demo:
                         trust_dir=trust,
                         anonymous_role="Engineer",  # the demo serves on loopback only
                     )
-                )
+                ),
             )
             edges = {}
             for device in DEVICES:
-                edges[device] = await stack.enter_async_context(
+                self.step(f"starting edge node {device}")
+                edges[device] = await _started(
+                    servers,
                     EdgeNode(
                         EdgeSettings(
                             device_id=device,
@@ -138,7 +215,7 @@ class Demo:
                             trust_dir=trust,
                             anonymous_role="Engineer",
                         )
-                    )
+                    ),
                 )
             self.report.endpoints = {
                 "line (simulated PLC)": line.endpoint,
@@ -152,6 +229,7 @@ class Demo:
             manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
             for device, edge in edges.items():
                 await manager.call_method(f"{ml}:RegisterDevice", ua.Variant(device, S), ua.Variant(edge.url, S))
+            self.step("pushing the packages and deploying pump-health 1.0.0 to both edge nodes")
             for package in (v1, v2):
                 await upload(client, await manager.get_child(f"{ml}:Upload"), package.read_bytes(), ua.Variant())
             self.event("pushed pump-health 1.0.0 and 1.1.0 to the gateway")
@@ -159,18 +237,24 @@ class Demo:
             for deployment in first:
                 await self._settled(gateway, deployment)
             self.event("pump-health 1.0.0 active on edge-1 (Pump1) and edge-2 (Pump2)")
+            self._step = ""
+            ticker.cancel()
             watched = await stack.enter_async_context(Client(edges["edge-1"].url))
             output = node_id("InferenceServer.Pipelines.main.Outputs.anomaly_score", 1)
             self.watch = await PredictionWatch(watched, output).start()  # as an HMI sees edge-1's prediction
             stack.push_async_callback(self.watch.stop)
             script = asyncio.create_task(self._script(gateway, manager, ml)) if self.scripted else None
             stack.callback(lambda: script.cancel() if script else None)
-            started = time.monotonic()
+            end = None if duration_s is None else self._start + duration_s
             try:
-                while duration_s is None or time.monotonic() - started < duration_s:
+                while end is None or time.monotonic() < end:
+                    snapshot = await self._snapshot(line, edges, gateway)
+                    self.report.fault_probability = {
+                        d: n["outputs"]["anomaly_score"][0] for d, n in snapshot.nodes.items()
+                    }
                     if show is not None:
-                        show(await self._snapshot(line, edges, gateway))
-                    await asyncio.sleep(0.5)
+                        show(snapshot)
+                    await asyncio.sleep(0.5 if end is None else max(0.0, min(0.5, end - time.monotonic())))
             finally:  # also when stopped with Ctrl-C: the summary counts what ran
                 self.report.predictions = {d: e.slots["main"].pipeline.status.inference_count for d, e in edges.items()}
         return self.report
@@ -216,6 +300,14 @@ class Demo:
         if continuity is not None:
             self.event(f"edge-1 during upgrade and rollback: {continuity.describe()}")
 
+    @staticmethod
+    def _served(record: Any, nodes: dict[str, dict[str, Any]]) -> str:
+        """The version a deployment serves: a rollback to the fallback shows the version its targets returned to."""
+        if not json.loads(record.options_json or "{}").get("fallback"):
+            return str(record.version)
+        served = sorted({nodes[t]["version"] for t in record.targets if t in nodes})
+        return f"{', '.join(served)} (fallback)" if record.state == "Active" and served else "fallback"
+
     async def _snapshot(self, line: LineSimulator, edges: dict[str, EdgeNode], gateway: Gateway) -> Snapshot:
         tags = {p.name: dict(p.values) for p in line.pumps}
         nodes = {}
@@ -240,7 +332,7 @@ class Demo:
                 "outputs": outputs,
             }
         deployments = [
-            {"id": r.id, "version": r.version, "targets": r.targets, "state": r.state}
+            {"id": r.id, "version": self._served(r, nodes), "targets": r.targets, "state": r.state}
             for r in await gateway.store.deployments()
         ]
         return Snapshot(

@@ -132,6 +132,15 @@ async def test_rejected_uploads_leave_no_trace(
 
 
 @pytest.mark.timeout(120)
+async def test_scheduler_jobs_run_late_rather_than_warn_and_skip(tmp_path: Path, signer: Signer) -> None:
+    """A busy loop (first start, a large upload) delays the periodic jobs: they run once, late, without a warning."""
+    async with _gateway(_settings(tmp_path, signer)) as (gateway, _):
+        jobs = gateway.scheduler.get_jobs()
+        assert jobs
+        assert all(job.coalesce and job.misfire_grace_time is None for job in jobs), jobs
+
+
+@pytest.mark.timeout(120)
 async def test_restart_rebuilds_the_address_space_from_the_store(tmp_path: Path, signer: Signer, example: Path) -> None:
     settings = _settings(tmp_path, signer)
     async with _gateway(settings) as (_, client):

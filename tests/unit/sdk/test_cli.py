@@ -315,3 +315,12 @@ def test_a_login_without_a_password_says_where_to_give_one(
     assert capsys.readouterr().err == (
         "modelline: no password for user 'alice': give --password-file or set MODELLINE_PASSWORD\n"
     )
+
+
+def test_library_loggers_stay_quiet_unless_debugging(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import logging
+
+    code, _, _ = _run(capsys, "users", "anonymous", "--file", str(tmp_path / "u.toml"), "--role", "Observer")
+    assert code == 0
+    for library in ("asyncua", "apscheduler"):  # e.g. apscheduler's "Run time of job ... was missed"
+        assert logging.getLogger(library).getEffectiveLevel() == logging.ERROR
