@@ -46,6 +46,8 @@ async def test_headless_demo_runs_upgrades_rolls_back_and_cleans_up() -> None:
     assert wall_s < 30 + 10, f"--duration 30 ran {wall_s:.1f} s"
     data_dir = re.search(r"^ModelLine demo: data in (\S+) \(a temporary folder, removed on exit", out, re.M)
     assert data_dir and not Path(data_dir[1]).exists(), "the demo left its temporary folder behind"
+    setup = out.split("\nline (simulated PLC) ", 1)[0]  # set-up steps are shown before the endpoints
+    assert "starting the gateway" in setup and "starting edge node edge-2" in setup, setup
     assert "Pump2 starts with a worn bearing" in out and "rises on purpose" in out  # said, not left to guess
     assert re.search(r"^  edge-2: latest fault probability \d\.\d{3}", out, re.M), out
     assert "was missed" not in out + err and "apscheduler" not in out + err
