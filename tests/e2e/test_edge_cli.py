@@ -26,6 +26,7 @@ from tests.edge_harness import (
 )
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
+from tests.readme import assert_documented
 
 pytestmark = pytest.mark.e2e
 
@@ -140,8 +141,11 @@ async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, sig
         code, out, err = await _run("install", str(v2), "--edge", url, "--slot", "pump1", "--confirm-within", "4")
         assert code == 6, err
         line = err.strip().splitlines()[-1]  # progress notes, then the one-line error
-        assert line.startswith("modelline: 1.1.0 installed but not confirmed: no Good prediction within 3 s"), line
-        assert "BadOutOfRange" in line and "reverts to its previous model within 4 s" in line, line
+        assert line.startswith(
+            "modelline: pump-health 1.1.0 installed but not confirmed: no Good prediction within 3 s"
+        ), line
+        assert "BadOutOfRange" in line and "the edge node reverts by itself within 4 s" in line, line
+        assert_documented(line, "installed but not confirmed: no Good prediction")
 
         async def reverted() -> bool:
             current = node.slots["pump1"].state.current
@@ -152,6 +156,7 @@ async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, sig
         code, out, err = await _run("install", str(v1), "--edge", url, "--slot", "pump2", "--confirm-within", "4")
         assert code == 6, err
         assert "pipeline pump2 has no binding" in err and "give --binding, or --no-confirm" in err, err
+        assert_documented(err, "installed but not confirmed: pipeline")
 
         async def unbound_reverted() -> bool:
             return node.slots["pump2"].state.current is None and not node.slots["pump2"].awaiting_confirmation
