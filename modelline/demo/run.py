@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -109,21 +110,23 @@ class Demo:
         self.progress = progress or note
         self.report = DemoReport()
         self._start = time.monotonic() if started is None else started  # time.monotonic() at the start
-        self._step = ""
-        self._step_since = self._start
+        self._step: tuple[str, float] | None = None  # what set-up does now, since when (read by the ticker thread)
+        self._set_up = threading.Event()
         self.line: LineSimulator
         self.watch: PredictionWatch
 
     def step(self, text: str) -> None:
         """Say which set-up step runs now (a ticker repeats it while it takes long)."""
-        self._step, self._step_since = text, time.monotonic()
+        self._step = (text, time.monotonic())
         self.progress(text)
 
-    async def _ticker(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            if self._step:
-                self.progress(f"{self._step} (still working, {time.monotonic() - self._step_since:.0f} s)")
+    def _ticker(self) -> None:
+        """A thread, not a task: building the address space on a first start blocks the event loop."""
+        while not self._set_up.wait(TICK_S):
+            if self._step is not None:
+                text, since = self._step
+                if (took := time.monotonic() - since) >= TICK_S:
+                    self.progress(f"{text} (still working, {took:.0f} s)")
 
     def event(self, text: str) -> None:
         """Record and show a step of the demo."""
@@ -161,15 +164,14 @@ class Demo:
 
         The duration counts from the start, set-up included, so that the whole run takes about that long.
         """
-        ticker = asyncio.create_task(self._ticker(), name="set-up ticker")
+        ticker = threading.Thread(target=self._ticker, name="set-up ticker", daemon=True)
+        ticker.start()
         try:
-            return await self._run(duration_s, show, ticker)
+            return await self._run(duration_s, show)
         finally:
-            ticker.cancel()
+            self._set_up.set()
 
-    async def _run(
-        self, duration_s: float | None, show: Callable[[Snapshot], None] | None, ticker: asyncio.Task[None]
-    ) -> DemoReport:
+    async def _run(self, duration_s: float | None, show: Callable[[Snapshot], None] | None) -> DemoReport:
         self.step("building and signing pump-health 1.0.0 and 1.1.0")
         v1, v2 = await asyncio.to_thread(self._packages)
         trust = self.data_dir / "trust"
@@ -237,8 +239,7 @@ class Demo:
             for deployment in first:
                 await self._settled(gateway, deployment)
             self.event("pump-health 1.0.0 active on edge-1 (Pump1) and edge-2 (Pump2)")
-            self._step = ""
-            ticker.cancel()
+            self._set_up.set()
             watched = await stack.enter_async_context(Client(edges["edge-1"].url))
             output = node_id("InferenceServer.Pipelines.main.Outputs.anomaly_score", 1)
             self.watch = await PredictionWatch(watched, output).start()  # as an HMI sees edge-1's prediction

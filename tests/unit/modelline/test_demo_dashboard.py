@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from modelline.cli.demo_cmd import _dashboard
+from modelline.demo import run
 from modelline.demo.run import Demo, Snapshot
 
 
@@ -53,3 +57,25 @@ def test_high_fault_probability_is_highlighted_and_pump2_explained() -> None:
     low = next(line for line in styled.splitlines() if "edge-1" in line and "Pump1" in line)
     assert "41m1.000" in high, high  # white on red
     assert "0.020" in low and "41m" not in low, low
+
+
+def test_a_long_set_up_step_keeps_saying_that_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ticker is a thread: a first start's address-space build blocks the event loop for many seconds."""
+    monkeypatch.setattr(run, "TICK_S", 0.05)
+    said: list[str] = []
+    repeated = threading.Event()
+
+    def progress(text: str) -> None:
+        said.append(text)
+        if "(still working, " in text:
+            repeated.set()
+
+    demo = Demo(tmp_path, note=lambda text: None, progress=progress)
+    demo.step("first start: building the standard OPC UA address space")
+    ticker = threading.Thread(target=demo._ticker, daemon=True)
+    ticker.start()
+    assert repeated.wait(5)  # said while this thread (standing in for the blocked event loop) waits
+    demo._set_up.set()
+    ticker.join(2)
+    assert said[0] == "first start: building the standard OPC UA address space"
+    assert any(text.startswith(said[0] + " (still working, ") for text in said[1:]), said
