@@ -21,7 +21,7 @@ from asyncua.common.instantiate_util import instantiate
 from gateway.models.repository import PackageRepository
 from gateway.store.base import ModelVersionRecord
 from nodesets import Namespaces
-from sdk.errors import PackageRejected
+from sdk.errors import ModelLineError
 from sdk.opcua import sessions
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.filetype import FileNode
@@ -103,7 +103,7 @@ class ModelNodes:
         actor = getattr(user, "name", None) or "anonymous"
         try:
             record, new = await self.repository.add(path, actor=actor)
-        except PackageRejected as exc:  # a StatusCode cannot say why: UploadError does, as DI's ErrorMessage
+        except ModelLineError as exc:  # a StatusCode cannot say why: UploadError does, as DI's ErrorMessage
             _log.warning("upload by %s refused: %s", actor, exc)
             await self.upload_error.write_value(ua.Variant(str(exc), ua.VariantType.String))
             raise
