@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,23 +193,20 @@ async def _pipeline(client: Client, pipeline: str) -> tuple[Node, int]:
     return pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")], ml
 
 
-async def server_time(client: Client) -> datetime:
-    """The server's own clock (Server/ServerStatus/CurrentTime), to compare with its timestamps."""
-    value = await client.get_node(ua.ObjectIds.Server_ServerStatus_CurrentTime).read_value()
-    if not isinstance(value, datetime):
-        return datetime.now(UTC)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 async def pipeline_binding(client: Client, pipeline: str) -> str:
     """The binding JSON the pipeline uses now ("" when it has none)."""
     node, ml = await _pipeline(client, pipeline)
     return str(await (await node.get_child(f"{ml}:Binding")).read_value() or "")
 
 
-async def wait_for_good_prediction(client: Client, pipeline: str, since: datetime, timeout_s: float) -> str:
-    """Wait up to ``timeout_s`` for an output of the pipeline to publish a Good value made after ``since``
-    (server clock); "" when one came, else the pipeline's state and reason in a few words."""
+async def wait_for_good_prediction(client: Client, pipeline: str, timeout_s: float) -> str:
+    """After an install: wait up to ``timeout_s`` for an output of the pipeline to hold a Good value; "" when
+    one did, else the outputs' status and the pipeline's StateReason in a few words.
+
+    Call it once the install has reported Idle: the edge node swaps models before that and runs the new
+    one on the latest inputs at once, so the value an output holds from then on is the new model's (a
+    clock comparison would not do: the server's CurrentTime advances once a second).
+    """
     node, ml = await _pipeline(client, pipeline)
     outputs = await (await node.get_child(f"{ml}:Outputs")).get_children()
     if outputs:
@@ -220,7 +216,7 @@ async def wait_for_good_prediction(client: Client, pipeline: str, since: datetim
             deadline = asyncio.get_running_loop().time() + timeout_s
             while (left := deadline - asyncio.get_running_loop().time()) > 0:
                 event = await sub.next_event(timeout=left)
-                if isinstance(event, DataChangeEvent) and _made_good_after(event.data.monitored_item.Value, since):
+                if isinstance(event, DataChangeEvent) and _good(event.data.monitored_item.Value):
                     return ""
     reason = str(await (await node.get_child(f"{ml}:StateReason")).read_value() or "")
     statuses = []
@@ -231,11 +227,12 @@ async def wait_for_good_prediction(client: Client, pipeline: str, since: datetim
     return "; ".join(filter(None, [", ".join(statuses), reason])) or "no outputs"
 
 
-def _made_good_after(value: ua.DataValue, since: datetime) -> bool:
-    made = value.ServerTimestamp or value.SourceTimestamp
-    if made is None or not (value.StatusCode is None or value.StatusCode.is_good()):
-        return False
-    return (made if made.tzinfo else made.replace(tzinfo=UTC)) >= since
+def _good(value: ua.DataValue) -> bool:
+    return (
+        value.Value is not None
+        and value.Value.Value is not None
+        and (value.StatusCode is None or value.StatusCode.is_good())
+    )
 
 
 async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:

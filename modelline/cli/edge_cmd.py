@@ -146,8 +146,7 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
         if binding_json is not None:
             await set_binding(client, slot, binding_json)
         if confirm_within > 0:
-            installed = f"{info.manifest.name} {pending.revision}"
-            await _confirm_when_healthy(client, su, slot, installed, confirm_within, out)
+            await _confirm_when_healthy(client, su, slot, (info.manifest.name, pending.revision), confirm_within, out)
         current = await su.version("Current")
     finally:
         await client.disconnect()
@@ -168,12 +167,18 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _confirm_when_healthy(
-    client: Client, su: SoftwareUpdateClient, slot: str, installed: str, confirm_within: float, out: Output
+    client: Client,
+    su: SoftwareUpdateClient,
+    slot: str,
+    model: tuple[str, str],
+    confirm_within: float,
+    out: Output,
 ) -> None:
     """Confirm only once the new model has published a Good prediction, as the gateway does; else leave the
     install unconfirmed (the node reverts by itself when its ConfirmationTimeout runs out) and say so."""
-    from sdk.di_client import pipeline_binding, server_time, wait_for_good_prediction
+    from sdk.di_client import pipeline_binding, wait_for_good_prediction
 
+    installed = " ".join(model)
     reverts = f"the edge node reverts by itself within {confirm_within:g} s"
     if not await pipeline_binding(client, slot):
         raise UpdateFailed(
@@ -182,7 +187,7 @@ async def _confirm_when_healthy(
         )
     window = min(HEALTH_CHECK_S, 0.75 * confirm_within)
     out.note(f"installed {installed}; waiting up to {window:g} s for a Good prediction before confirming")
-    problem = await wait_for_good_prediction(client, slot, await server_time(client), window)
+    problem = await wait_for_good_prediction(client, slot, window)
     if problem:
         raise UpdateFailed(
             f"{installed} installed but not confirmed: no Good prediction within {window:g} s "

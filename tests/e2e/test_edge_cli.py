@@ -12,6 +12,8 @@ import pytest
 from asyncua import Client
 
 from sdk.opcua.users import hash_password
+from sdk.package.build import build_package
+from sdk.package.spec import PackageSpec
 from tests.conftest import Signer
 from tests.edge_harness import (
     HEALTHY,
@@ -118,10 +120,22 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
 
 @pytest.mark.timeout(180)
 async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, signer: Signer, example: Path) -> None:
-    """--confirm-within confirms a model that predicts Good; one whose inputs are out of range, or that has no
-    binding, is left unconfirmed with exit code 6 and the node reverts by itself."""
+    """--confirm-within confirms a model that predicts Good; one whose inputs are out of range (also while the
+    old model predicted Good), or that has no binding, is left unconfirmed with exit code 6 and the node
+    reverts by itself."""
     v1 = build_pump(example, signer, tmp_path / "v1.mlpkg").path
     v2 = build_pump(example, signer, tmp_path / "v2.mlpkg", version="1.1.0").path
+    spec = PackageSpec.load(example / "spec.toml")
+    sensors = spec.inputs["sensors"]
+    features = [f.model_copy(update={"max": 2.0}) if f.name == "vibration_rms" else f for f in sensors.features]
+    narrow = build_package(  # vibration_rms valid only up to 2.0: the healthy 2.1 is out of its range
+        example / "model.onnx",
+        tmp_path / "narrow.mlpkg",
+        name="pump-health",
+        version="1.2.0",
+        spec=spec.model_copy(update={"inputs": {"sensors": sensors.model_copy(update={"features": features})}}),
+        private_key=signer.private_key,
+    ).path
     async with (
         running_plc() as plc,
         running_edge(edge_settings(tmp_path, signer.trust_dir, slots=["pump1", "pump2"])) as node,
@@ -152,6 +166,25 @@ async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, sig
             return current is not None and current.version == "1.0.0" and not node.slots["pump1"].awaiting_confirmation
 
         await wait_for(reverted, timeout=15, what="the unconfirmed install to revert to 1.0.0")
+
+        # Tags that do not change: the only prediction of the new model is the one made at the swap, before
+        # install returns; it counts (the binding set above stays, so no --binding this time).
+        await plc.write("vibration_rms", HEALTHY["vibration_rms"])
+        code, out, err = await _run("install", str(v2), "--edge", url, "--slot", "pump1", "--confirm-within", "20")
+        assert code == 0, err
+        assert "pump-health 1.1.0 installed on" in out and "and confirmed" in out
+        assert node.slots["pump1"].state.current.version == "1.1.0"  # type: ignore[union-attr]
+
+        # The old model predicts Good right up to the swap; the new one, with a narrower valid range, never does.
+        code, out, err = await _run("install", str(narrow), "--edge", url, "--slot", "pump1", "--confirm-within", "4")
+        assert code == 6, err
+        assert "pump-health 1.2.0 installed but not confirmed" in err and "BadOutOfRange" in err, err
+
+        async def back_to_1_1_0() -> bool:
+            current = node.slots["pump1"].state.current
+            return current is not None and current.version == "1.1.0" and not node.slots["pump1"].awaiting_confirmation
+
+        await wait_for(back_to_1_1_0, timeout=15, what="the install of the narrow model to revert to 1.1.0")
 
         code, out, err = await _run("install", str(v1), "--edge", url, "--slot", "pump2", "--confirm-within", "4")
         assert code == 6, err
