@@ -175,18 +175,22 @@ async def _run_demo(args: argparse.Namespace, out: Output, data_dir: Path, start
         demo.run(args.duration, (lambda snap: live.update(_dashboard(snap))) if live else None)
     )
 
-    def stop() -> None:  # say so at once: stopping four servers takes a moment
-        if task.done() or task.cancelling():
-            return
-        if live:
-            live.console.print("stopping…")
-        else:
-            print("stopping…", flush=True)
-        task.cancel()
-
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        # A plain signal handler, not the loop's: it runs at once even while a first start's address-space
+        # build keeps the event loop busy, so the user sees the Ctrl-C taken; the loop stops the demo next.
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            if live:
+                live.console.print("stopping…")
+            else:
+                print("stopping…", flush=True)
+        loop.call_soon_threadsafe(lambda: None if task.done() else task.cancel())
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     stopped = False
     try:
         if live:
@@ -199,8 +203,8 @@ async def _run_demo(args: argparse.Namespace, out: Output, data_dir: Path, start
         stopped = True
         print("stopped")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("\nSummary")
     for name, url in report.endpoints.items():
         print(f"  {name:<22} {url}")

@@ -60,8 +60,8 @@ async def _started(stops: list[Stop], server: AbstractAsyncContextManager[T]) ->
 
 
 async def _stop_together(stops: list[Stop]) -> None:
-    """Stop the line, the gateway and the edge nodes at the same time: each asyncua server takes up to 1 s
-    to stop (its clock task sleeps a second), so one after the other would take seconds."""
+    """Stop the gateway and the edge nodes at the same time: each asyncua server takes up to 1 s to stop
+    (its clock task sleeps a second), so one after the other would take seconds."""
     results = await asyncio.gather(*(stop() for stop in stops), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
@@ -187,11 +187,11 @@ class Demo:
             self.step("starting the simulated line")
         servers: list[Stop] = []
         async with AsyncExitStack() as stack:
-            stack.push_async_callback(_stop_together, servers)  # all at once, for a quick exit
             await line.start()
-            servers.append(line.stop)
+            stack.push_async_callback(line.stop)  # the line goes last: edge nodes would report its loss
             line_task = asyncio.create_task(line.run(), name="line")
             stack.callback(line_task.cancel)
+            stack.push_async_callback(_stop_together, servers)  # all at once, for a quick exit
             self.step("starting the gateway")
             gateway = await _started(
                 servers,
