@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelline.cli.common import add_json, add_login, add_users_file, password_of
 from modelline.cli.output import Output
 from sdk.errors import PackageRejected, UsageError
+
+if TYPE_CHECKING:  # the OPC UA client loads only when a command runs
+    from asyncua import Node
 
 _GATEWAY_EXAMPLE = """Examples:
   modelline gateway --trust /etc/modelline/trust --data-dir /var/lib/modelline/gateway \\
@@ -103,8 +107,8 @@ async def _push(args: argparse.Namespace, out: Output) -> int:
                         f"the gateway already has {info.manifest.name} {info.manifest.version} with other content; "
                         "versions cannot change"
                     ) from None
-                reason = await (await manager.get_child(f"{ml}:UploadError")).read_value()
-                raise PackageRejected(reason or f"the gateway refused the package ({name})") from None
+                reason = await _upload_error(manager, ml) or f"the gateway refused the package ({name})"
+                raise PackageRejected(reason) from None
     finally:
         await client.disconnect()
     m = info.manifest
@@ -113,3 +117,13 @@ async def _push(args: argparse.Namespace, out: Output) -> int:
         f"{m.name} {m.version} stored on {args.gateway} (sha256 {info.sha256})",
     )
     return 0
+
+
+async def _upload_error(manager: Node, ml: int) -> str:
+    """Why the gateway refused the upload (ModelManager/UploadError), or "" from a gateway without it."""
+    from asyncua import ua
+
+    try:
+        return str(await (await manager.get_child(f"{ml}:UploadError")).read_value() or "")
+    except ua.UaStatusCodeError:
+        return ""
