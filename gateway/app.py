@@ -118,7 +118,8 @@ class Gateway(Service):
         self.server = server
         await self._stack.enter_async_context(server)
         self._stack.push_async_callback(self.models.upload.release)  # before the server stops
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # Periodic jobs run late rather than not at all when the loop was busy, and only once for all missed runs.
+        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None})
         self.deployments.scheduler = self.scheduler
         self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
         if s.backup_interval_s:

@@ -254,6 +254,12 @@ MODEL_MANAGER_TYPE = ObjectType(
                 Arg("EndpointUrl", STRING, "The edge node's opc.tcp:// endpoint."),
             ],
         ),
+        Var(
+            "UploadError",
+            STRING,
+            "Why the last package uploaded through Upload was refused, in one line (as 'package verify' says it); "
+            "empty after a package was stored.",
+        ),
     ],
 )
 

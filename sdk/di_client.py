@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
+from asyncua.common.subscription import DataChangeEvent
 from asyncua.ua import uaerrors
 
 from nodesets.ids import DI_URI, MODELLINE_URI, ConfirmationState, InstallationState, SoftwareVersionFileType
@@ -234,13 +235,60 @@ class SoftwareUpdateClient:
         await self._method(await self._node("Installation"), "Resume")
 
 
-async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
-    """Call SetBinding on ``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node."""
+async def _pipeline(client: Client, pipeline: str) -> tuple[Node, int]:
+    """``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node, and ModelLine's namespace index."""
     ml = await client.get_namespace_index(MODELLINE_URI)
     server = await client.nodes.objects.get_child(f"{ml}:InferenceServer")
     folder = await server.get_child(f"{ml}:Pipelines")
     pipelines = {str((await n.read_browse_name()).Name): n for n in await folder.get_children()}
-    node = pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")]
+    return pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")], ml
+
+
+async def pipeline_binding(client: Client, pipeline: str) -> str:
+    """The binding JSON the pipeline uses now ("" when it has none)."""
+    node, ml = await _pipeline(client, pipeline)
+    return str(await (await node.get_child(f"{ml}:Binding")).read_value() or "")
+
+
+async def wait_for_good_prediction(client: Client, pipeline: str, timeout_s: float) -> str:
+    """After an install: wait up to ``timeout_s`` for an output of the pipeline to hold a Good value; "" when
+    one did, else the outputs' status and the pipeline's StateReason in a few words.
+
+    Call it once the install has reported Idle: the edge node swaps models before that and runs the new
+    one on the latest inputs at once, so the value an output holds from then on is the new model's (a
+    clock comparison would not do: the server's CurrentTime advances once a second).
+    """
+    node, ml = await _pipeline(client, pipeline)
+    outputs = await (await node.get_child(f"{ml}:Outputs")).get_children()
+    if outputs:
+        sub = await client.create_subscription(50, None, queue_maxsize=256)
+        async with sub:
+            await sub.subscribe_data_change(outputs)
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                event = await sub.next_event(timeout=left)
+                if isinstance(event, DataChangeEvent) and _good(event.data.monitored_item.Value):
+                    return ""
+    reason = str(await (await node.get_child(f"{ml}:StateReason")).read_value() or "")
+    statuses = []
+    for output in outputs:
+        dv = await output.read_data_value(raise_on_bad_status=False)
+        status = dv.StatusCode.name if dv.StatusCode is not None else "Good"
+        statuses.append(f"{(await output.read_browse_name()).Name} {status}")
+    return "; ".join(filter(None, [", ".join(statuses), reason])) or "no outputs"
+
+
+def _good(value: ua.DataValue) -> bool:
+    return (
+        value.Value is not None
+        and value.Value.Value is not None
+        and (value.StatusCode is None or value.StatusCode.is_good())
+    )
+
+
+async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
+    """Call SetBinding on ``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node."""
+    node, ml = await _pipeline(client, pipeline)
     try:
         await node.call_method(
             (await node.get_child(f"{ml}:SetBinding")).nodeid, ua.Variant(binding_json, ua.VariantType.String)

@@ -12,10 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from sdk.errors import KeyFileError, NotFound, UsageError
 
@@ -23,9 +20,14 @@ PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
 PASSPHRASE_ENV = "MODELLINE_KEY_PASSPHRASE"
 
+if TYPE_CHECKING:  # cryptography loads when a key is used, so that `modelline --help` starts at once
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """The stable fingerprint of a public key: 32 hex digits."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:32]
 
@@ -49,6 +51,9 @@ def generate_key_pair(out_dir: Path, name: str = "signing", passphrase: bytes | 
     public_path = out_dir / f"{name}{PUBLIC_SUFFIX}"
     if private_path.exists():
         raise UsageError(f"{private_path} already exists; choose another --name or folder")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
@@ -67,6 +72,10 @@ def generate_key_pair(out_dir: Path, name: str = "signing", passphrase: bytes | 
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
     """Read an Ed25519 private key; the passphrase falls back to $MODELLINE_KEY_PASSPHRASE."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     if passphrase is None and os.environ.get(PASSPHRASE_ENV):
         passphrase = os.environ[PASSPHRASE_ENV].encode()
     try:
@@ -92,6 +101,10 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """Read an Ed25519 public key from a PEM file."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except FileNotFoundError:

@@ -3,8 +3,9 @@
 Packages come in through ``ModelManager/Upload`` (TemporaryFileTransferType,
 OPC 10000-20 4.4): CloseAndCommit hands the file to the repository, which
 verifies it before storing; a refused package answers with the reason's
-StatusCode and leaves nothing behind. Each version's ``Package`` is a read-only
-FileType (OPC 10000-20 4.2) serving the stored bytes.
+StatusCode, leaves nothing behind, and ``ModelManager/UploadError`` says why in
+one line. Each version's ``Package`` is a read-only FileType (OPC 10000-20 4.2)
+serving the stored bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.models.repository import PackageRepository
 from gateway.store.base import ModelVersionRecord
 from nodesets import Namespaces
 from nodesets.ids import ModelLine
+from sdk.errors import ModelLineError
 from sdk.opcua import sessions
 from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
 from sdk.opcua.filetype import FileNode
@@ -79,6 +81,8 @@ class ModelNodes:
     async def bind(self) -> ModelNodes:
         """Show every stored version and accept uploads."""
         self.folder = await self.manager.get_child(f"{self.ns.modelline}:Models")
+        self.upload_error = await self.manager.get_child(f"{self.ns.modelline}:UploadError")
+        await self.upload_error.write_value(ua.Variant("", ua.VariantType.String))
         for record in await self.repository.records():
             await self.add_version(record)
         upload = await instantiate_in_place(
@@ -100,7 +104,14 @@ class ModelNodes:
 
     async def _commit(self, path: Path, options: Any) -> None:
         user = sessions.current_user()
-        await self.store_package(path, actor=getattr(user, "name", None) or "anonymous")
+        actor = getattr(user, "name", None) or "anonymous"
+        try:
+            await self.store_package(path, actor=actor)
+        except ModelLineError as exc:  # a StatusCode cannot say why: UploadError does, as DI's ErrorMessage
+            _log.warning("upload by %s refused: %s", actor, exc)
+            await self.upload_error.write_value(ua.Variant(str(exc), ua.VariantType.String))
+            raise
+        await self.upload_error.write_value(ua.Variant("", ua.VariantType.String))
 
     async def store_package(self, path: Path, actor: str) -> tuple[ModelVersionRecord, bool]:
         """Verify and keep a package, its nodes made before it is stored (and removed if storing fails)."""

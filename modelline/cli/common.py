@@ -7,11 +7,13 @@ import getpass
 import os
 import sys
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from sdk.errors import NotFound, UsageError
-from sdk.keys import PASSPHRASE_ENV, load_private_key
+from sdk.keys import PASSPHRASE_ENV
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 PASSWORD_ENV = "MODELLINE_PASSWORD"
@@ -67,6 +69,8 @@ def signing_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
     """The private key named by --key, or None."""
     if args.key is None:
         return None
+    from sdk.keys import load_private_key
+
     return load_private_key(args.key, read_passphrase(args))
 
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
-
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from modelline.cli.output import Output
+
+if TYPE_CHECKING:  # rich and the servers load when the demo runs, not for --help
+    from rich.console import Group
 
 _EXAMPLE = """Examples:
   modelline demo                               # live dashboard until Ctrl-C
@@ -46,17 +47,42 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         epilog=_EXAMPLE,
     )
     demo.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="keep keys, packages and state here (default: temporary)"
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep keys, packages and state here (default: a temporary folder, removed on exit)",
     )
-    demo.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    demo.add_argument(
+        "--duration", type=float, metavar="S", help="stop by itself S seconds after the start (set-up included)"
+    )
     demo.add_argument("--headless", action="store_true", help="print events and a summary instead of the dashboard")
     demo.add_argument("--no-upgrade", action="store_true", help="leave out the scripted upgrade and rollback")
     demo.set_defaults(handler=_demo)
 
 
+HIGH_FAULT = 0.8
+"""A fault probability from here on is shown as an alarm."""
+
+
+def _fault_style(score: float) -> str:
+    return "bold white on red" if score >= HIGH_FAULT else "bold yellow" if score >= 0.5 else ""
+
+
 def _dashboard(snapshot: object) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from modelline.demo.line import ON_PURPOSE
+
     s = snapshot  # a modelline.demo.run.Snapshot
-    tags = Table(title="Line (simulated PLC tags)", title_justify="left")
+    tags = Table(
+        title="Line (simulated PLC tags)",
+        title_justify="left",
+        caption="\n".join(f"{pump} {why}" for pump, why in ON_PURPOSE.items()),
+        caption_justify="left",
+        caption_style="italic",
+    )
     tags.add_column("pump")
     for tag in ("vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"):
         tags.add_column(tag, justify="right")
@@ -88,7 +114,7 @@ def _dashboard(snapshot: object) -> Group:
             n["pump"],
             n["version"],
             n["state"],
-            f"{score:.3f}" if isinstance(score, float) else score_status,
+            Text(f"{score:.3f}", style=_fault_style(score)) if isinstance(score, float) else score_status,
             f"{life:.0f}" if isinstance(life, float) else life_status,
             str(n["inferences"]),
             f"{n['latency_ms']:.3f}",
@@ -109,21 +135,62 @@ def _dashboard(snapshot: object) -> Group:
 
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:
+    started = time.monotonic()  # --duration is the wall time from here to the exit
+    if args.data_dir is not None:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        return await _run_demo(args, out, args.data_dir, started)
+    data_dir = Path(tempfile.mkdtemp(prefix="modelline-demo-"))
+    try:
+        return await _run_demo(args, out, data_dir, started)
+    finally:  # a temporary folder goes with the demo; --data-dir keeps one
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _run_demo(args: argparse.Namespace, out: Output, data_dir: Path, started: float) -> int:
+    from rich.live import Live
+    from rich.text import Text
+
     from modelline.demo.run import Demo  # the servers load only for this command
 
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # expected disconnects during rollback are no news
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="modelline-demo-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
     live_view = not args.headless and out.out.is_terminal
-    live = Live(console=out.out, refresh_per_second=2, transient=False) if live_view else None
-    demo = Demo(data_dir, scripted=not args.no_upgrade, note=(lambda text: None) if live else print)
-    print(f"ModelLine demo: data in {data_dir}")
+    live = Live(console=out.out, refresh_per_second=4, transient=False) if live_view else None
+    kept = "" if args.data_dir else " (a temporary folder, removed on exit; --data-dir DIR keeps one)"
+    print(f"ModelLine demo: data in {data_dir}{kept}", flush=True)
+
+    def progress(text: str) -> None:
+        if live:
+            live.update(Text(f"Starting: {text}", style="dim"))
+        else:
+            print(text, flush=True)
+
+    demo = Demo(
+        data_dir,
+        scripted=not args.no_upgrade,
+        note=(lambda text: None) if live else lambda text: print(text, flush=True),
+        progress=progress,
+        started=started,
+    )
     task = asyncio.ensure_future(
         demo.run(args.duration, (lambda snap: live.update(_dashboard(snap))) if live else None)
     )
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        # A plain signal handler, not the loop's: it runs at once even while a first start's address-space
+        # build keeps the event loop busy, so the user sees the Ctrl-C taken; the loop stops the demo next.
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            if live:
+                live.console.print("stopping…")
+            else:
+                print("stopping…", flush=True)
+        loop.call_soon_threadsafe(lambda: None if task.done() else task.cancel())
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     stopped = False
     try:
         if live:
@@ -135,11 +202,20 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
         report = demo.report
         stopped = True
         print("stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("\nSummary")
     for name, url in report.endpoints.items():
         print(f"  {name:<22} {url}")
     for device, count in report.predictions.items():
         print(f"  {device}: {count} predictions")
+    for device, score in report.fault_probability.items():
+        if isinstance(score, float):
+            alarm = "  HIGH" if score >= HIGH_FAULT else ""
+            print(f"  {device}: latest fault probability {score:.3f}{alarm}")
+    for pump, why in _on_purpose().items():
+        print(f"  {pump} {why}")
     upgrade, rollback = ("done" if ok else "not done" for ok in (report.upgraded, report.rolled_back))
     print(f"  upgrade: {upgrade}; rollback: {rollback}")
     if report.continuity is not None:
@@ -152,3 +228,9 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
     if stopped:  # the user stopped it: a clean stop, whatever had run by then
         return 0
     return 0 if flowing and scripted_ok else 1
+
+
+def _on_purpose() -> dict[str, str]:
+    from modelline.demo.line import ON_PURPOSE
+
+    return ON_PURPOSE

@@ -7,14 +7,20 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelline.cli.common import add_json, add_login, add_users_file, password_of
 from modelline.cli.output import Output
 from nodesets.ids import SoftwareVersionFileType
-from sdk.binding import Binding
-from sdk.di_client import SoftwareUpdateClient, connect, set_binding
-from sdk.errors import UsageError
-from sdk.package.verify import read_package
+from sdk.errors import UpdateFailed, UsageError
+
+if TYPE_CHECKING:  # the OPC UA client loads only when a command runs (fast --help and --version)
+    from asyncua import Client
+
+    from sdk.di_client import SoftwareUpdateClient
+
+HEALTH_CHECK_S = 15.0
+"""Longest wait for a Good prediction before confirming (the gateway's default health_check_s)."""
 
 _EDGE_EXAMPLE = """Examples:
   modelline edge --trust /etc/modelline/trust --data-dir /var/lib/modelline/edge \\
@@ -31,9 +37,10 @@ _INSTALL_EXAMPLE = """Example:
       --binding examples/pump_health/binding.toml --confirm-within 60 --user alice --password-file ~/.modelline-pw
 
 Transfers the package to the slot's PendingVersion (OPC UA DI software update, Cached-Loading), installs
-it with its SHA-256, waits for the result, sets the input binding and confirms the install. With
---confirm-within N the node reverts by itself unless the install is confirmed within N seconds;
---no-confirm leaves the confirmation to you (call Confirm on the slot's SoftwareUpdate.Confirmation)."""
+it with its SHA-256, waits for the result and sets the input binding. With --confirm-within N it confirms
+the install only after the new model has published a Good prediction (waiting at most 15 s, or 3/4 of N);
+otherwise it leaves the install unconfirmed, exits with code 6, and the node reverts by itself within N
+seconds. --no-confirm leaves the confirmation to you (call Confirm on the slot's SoftwareUpdate.Confirmation)."""
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
@@ -75,7 +82,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         type=float,
         default=60.0,
         metavar="S",
-        help="revert unless confirmed within S seconds (default 60); confirmed at once when healthy",
+        help="revert unless confirmed within S seconds (default 60); confirmed after a Good prediction",
     )
     timing.add_argument(
         "--no-confirm", action="store_true", help="install with ConfirmationTimeout 0 and do not confirm"
@@ -113,6 +120,10 @@ async def _edge(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _install(args: argparse.Namespace, out: Output) -> int:
+    from sdk.binding import Binding
+    from sdk.di_client import SoftwareUpdateClient, connect, set_binding
+    from sdk.package.verify import read_package
+
     info = await asyncio.to_thread(read_package, args.package)
     binding_json = None
     if args.binding is not None:
@@ -132,10 +143,11 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
             raise UsageError("the device shows another package as Pending")
         out.note(f"transferred and verified: {pending.revision}; installing")
         status = await su.install(pending)
+        slot = args.slot or await su.slot_name()
         if binding_json is not None:
-            await set_binding(client, args.slot or await su.slot_name(), binding_json)
+            await set_binding(client, slot, binding_json)
         if confirm_within > 0:
-            await su.confirm()
+            await _confirm_when_healthy(client, su, slot, (info.manifest.name, pending.revision), confirm_within, out)
         current = await su.version(SoftwareVersionFileType.CURRENT)
     finally:
         await client.disconnect()
@@ -153,3 +165,33 @@ async def _install(args: argparse.Namespace, out: Output) -> int:
         + f"\n{status}",
     )
     return 0
+
+
+async def _confirm_when_healthy(
+    client: Client,
+    su: SoftwareUpdateClient,
+    slot: str,
+    model: tuple[str, str],
+    confirm_within: float,
+    out: Output,
+) -> None:
+    """Confirm only once the new model has published a Good prediction, as the gateway does; else leave the
+    install unconfirmed (the node reverts by itself when its ConfirmationTimeout runs out) and say so."""
+    from sdk.di_client import pipeline_binding, wait_for_good_prediction
+
+    installed = " ".join(model)
+    reverts = f"the edge node reverts by itself within {confirm_within:g} s"
+    if not await pipeline_binding(client, slot):
+        raise UpdateFailed(
+            f"{installed} installed but not confirmed: pipeline {slot} has no binding, so no prediction can show "
+            f"that the model works; {reverts} (give --binding, or --no-confirm to install without confirmation)"
+        )
+    window = min(HEALTH_CHECK_S, 0.75 * confirm_within)
+    out.note(f"installed {installed}; waiting up to {window:g} s for a Good prediction before confirming")
+    problem = await wait_for_good_prediction(client, slot, window)
+    if problem:
+        raise UpdateFailed(
+            f"{installed} installed but not confirmed: no Good prediction within {window:g} s "
+            f"(pipeline {slot}: {problem}); {reverts}"
+        )
+    await su.confirm()

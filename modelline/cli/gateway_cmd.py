@@ -6,17 +6,15 @@ import argparse
 import asyncio
 import logging
 from pathlib import Path
-
-from asyncua import ua
+from typing import TYPE_CHECKING
 
 from modelline.cli import gateway_db_cmd
 from modelline.cli.common import add_json, add_login, add_users_file, password_of
 from modelline.cli.output import Output
-from nodesets.ids import MODELLINE_URI
-from sdk.di_client import connect
 from sdk.errors import PackageRejected, UsageError
-from sdk.file_client import upload
-from sdk.package.verify import read_package
+
+if TYPE_CHECKING:  # the OPC UA client loads only when a command runs
+    from asyncua import Node
 
 _GATEWAY_EXAMPLE = """Examples:
   modelline gateway --trust /etc/modelline/trust --data-dir /var/lib/modelline/gateway \\
@@ -30,7 +28,8 @@ _PUSH_EXAMPLE = """Example:
   modelline push pump-health-1.0.0.mlpkg --gateway opc.tcp://model-manager:4840/modelline/ --user alice
 
 The gateway verifies the package against its own trust store before storing it; a refused package
-leaves nothing behind and the command says why."""
+leaves nothing behind and the command says why in one line, as 'modelline package verify' would (the
+gateway shows it in Objects/ModelManager/UploadError and logs it)."""
 
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
@@ -84,6 +83,13 @@ async def _gateway(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _push(args: argparse.Namespace, out: Output) -> int:
+    from asyncua import ua
+
+    from nodesets.ids import MODELLINE_URI
+    from sdk.di_client import connect
+    from sdk.file_client import upload
+    from sdk.package.verify import read_package
+
     info = await asyncio.to_thread(read_package, args.package)
     data = await asyncio.to_thread(args.package.read_bytes)
     client = await connect(args.gateway, args.user, password_of(args))
@@ -104,7 +110,8 @@ async def _push(args: argparse.Namespace, out: Output) -> int:
                         f"the gateway already has {info.manifest.name} {info.manifest.version} with other content; "
                         "versions cannot change"
                     ) from None
-                raise PackageRejected(f"the gateway refused the package ({name})") from None
+                reason = await _upload_error(manager, ml) or f"the gateway refused the package ({name})"
+                raise PackageRejected(reason) from None
     finally:
         await client.disconnect()
     m = info.manifest
@@ -113,3 +120,13 @@ async def _push(args: argparse.Namespace, out: Output) -> int:
         f"{m.name} {m.version} stored on {args.gateway} (sha256 {info.sha256})",
     )
     return 0
+
+
+async def _upload_error(manager: Node, ml: int) -> str:
+    """Why the gateway refused the upload (ModelManager/UploadError), or "" from a gateway without it."""
+    from asyncua import ua
+
+    try:
+        return str(await (await manager.get_child(f"{ml}:UploadError")).read_value() or "")
+    except ua.UaStatusCodeError:
+        return ""

@@ -14,7 +14,14 @@ from sdk.keys import PASSPHRASE_ENV, generate_key_pair
 
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
     """Add `keys generate`."""
-    keys = commands.add_parser("keys", help="create signing keys", formatter_class=formatter)
+    keys = commands.add_parser(
+        "keys",
+        help="create signing keys",
+        formatter_class=formatter,
+        epilog="Examples:\n  modelline keys generate --out keys\n"
+        "  modelline keys generate --out keys --name line3 --passphrase-file secret.txt\n\n"
+        "Copy the .pub file into the trust store folder of every gateway and edge node; keep the .key secret.",
+    )
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     gen = sub.add_parser(
         "generate",

@@ -1,6 +1,8 @@
 """`modelline`: one command, subcommands per task, one-line errors with meaningful exit codes.
 
 Exit codes are listed once, in ``sdk.errors.EXIT_CODES``; the error classes carry them.
+Command modules import what a command needs only when it runs (asyncua, onnxruntime, numpy,
+boto3, rich, cryptography), so ``--version`` and ``--help`` start at once.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from asyncua import ua
-
 from modelline.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, rollout_cmd, users_cmd
 from modelline.cli.output import Output
 from sdk import __version__
@@ -24,6 +24,9 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 _log = logging.getLogger("modelline")
+
+QUIET_LIBRARIES = ("asyncua", "apscheduler", "aiosqlite", "botocore", "boto3")
+"""Loggers kept to errors unless --log-level DEBUG."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -62,13 +65,23 @@ def _report(exc: ModelLineError, out: Output) -> int:
     return exc.exit_code
 
 
+def _is_status_error(exc: Exception) -> bool:
+    """An OPC UA Bad status raised by asyncua (loaded only if the command used OPC UA)."""
+    if "asyncua" not in sys.modules:
+        return False
+    from asyncua import ua
+
+    return isinstance(exc, ua.UaStatusCodeError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level != "DEBUG":  # asyncua's own warnings are noise for a user; our messages say what matters
-        logging.getLogger("asyncua").setLevel(logging.ERROR)
+    if args.log_level != "DEBUG":  # libraries' own warnings are noise for a user; our messages say what matters
+        for library in QUIET_LIBRARIES:
+            logging.getLogger(library).setLevel(logging.ERROR)
     out = Output(as_json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
     try:
         result = args.handler(args, out)
@@ -77,16 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(result or 0)
     except ModelLineError as exc:
         return _report(exc, out)
-    except ua.UaStatusCodeError as exc:
-        print(
-            f"modelline: the OPC UA server answered {type(exc).__name__}: {exc.__doc__ or exc}".rstrip(),
-            file=sys.stderr,
-        )
-        return 1
     except KeyboardInterrupt:
         print("modelline: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
+        if _is_status_error(exc):
+            print(
+                f"modelline: the OPC UA server answered {type(exc).__name__}: {exc.__doc__ or exc}".rstrip(),
+                file=sys.stderr,
+            )
+            return 1
         if args.debug:
             _log.exception("internal error")
         print(

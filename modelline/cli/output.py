@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+if TYPE_CHECKING:  # rich loads when something is printed, not when the command line is parsed
+    from rich.console import Console
 
-from sdk.sources.s3 import Progress as ProgressCallback
+ProgressCallback = Callable[[int, int | None], None]
+"""Called with (bytes so far, total bytes or None)."""
 
 
 class Output:
@@ -20,10 +22,23 @@ class Output:
     def __init__(self, as_json: bool = False, quiet: bool = False) -> None:
         self.as_json = as_json
         self.quiet = quiet
-        self.out = Console(highlight=False)
-        if not self.out.is_terminal:  # piped to a file or a script: do not cut hashes at 80 columns
-            self.out = Console(highlight=False, width=160)
-        self.err = Console(stderr=True, highlight=False)
+
+    @cached_property
+    def out(self) -> Console:
+        """stdout."""
+        from rich.console import Console
+
+        out = Console(highlight=False)
+        if not out.is_terminal:  # piped to a file or a script: do not cut hashes at 80 columns
+            out = Console(highlight=False, width=160)
+        return out
+
+    @cached_property
+    def err(self) -> Console:
+        """stderr."""
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False)
 
     def result(self, data: dict[str, Any], human: Any = None) -> None:
         """Print the command's result: ``data`` as JSON, or ``human`` (text or a rich renderable)."""
@@ -40,6 +55,15 @@ class Output:
     @contextmanager
     def transfer(self, label: str) -> Iterator[ProgressCallback]:
         """A byte progress bar on stderr (shown only on a terminal, never with --json/--quiet)."""
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         show = self.err.is_terminal and not (self.as_json or self.quiet)
         progress = Progress(
             TextColumn("{task.description}"),

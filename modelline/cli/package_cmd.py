@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from modelline.cli.common import add_json, add_output_and_spec, add_signing, signing_key
 from modelline.cli.output import Output
-from sdk.errors import PackageRejected, UsageError
-from sdk.keys import TrustStore
-from sdk.package.build import build_package
-from sdk.package.manifest import Range, TensorSpec
-from sdk.package.signature import verify_manifest
-from sdk.package.spec import PackageSpec
-from sdk.package.verify import PackageInfo, read_package, sign_package, verify_package
+from sdk.errors import NotFound, PackageRejected, UsageError
+
+if TYPE_CHECKING:  # onnxruntime, numpy and rich load when a command runs, not for --help
+    from rich.table import Table
+
+    from sdk.package.manifest import Range, TensorSpec
+    from sdk.package.verify import PackageInfo
+
+_EXAMPLES = """Examples:
+  modelline package build examples/pump_health/model.onnx --name pump-health --version 1.0.0 \\
+      --spec examples/pump_health/spec.toml --key keys/signing.key -o pump-health-1.0.0.mlpkg
+  modelline package inspect pump-health-1.0.0.mlpkg
+  modelline package verify pump-health-1.0.0.mlpkg --trust keys/
+  modelline package sign pump-health-1.0.0.mlpkg --key keys/signing.key
+
+Run 'modelline package ACTION --help' for each action's options."""
 
 _BUILD_EXAMPLE = """Example:
   modelline package build examples/pump_health/model.onnx --name pump-health --version 1.0.0 \\
@@ -31,7 +36,7 @@ training CSV (for drift reference statistics) to what the ONNX graph declares.""
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
     """Add `package build|inspect|verify|sign`."""
     package = commands.add_parser(
-        "package", help="build, inspect, verify and sign model packages", formatter_class=formatter
+        "package", help="build, inspect, verify and sign model packages", formatter_class=formatter, epilog=_EXAMPLES
     )
     sub = package.add_subparsers(dest="package_command", metavar="ACTION", required=True)
 
@@ -99,6 +104,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 def _build(args: argparse.Namespace, out: Output) -> int:
+    from sdk.package.build import build_package
+    from sdk.package.spec import PackageSpec
+
     spec = PackageSpec.load(args.spec) if args.spec else None
     key = signing_key(args)
     result = build_package(
@@ -142,10 +150,14 @@ def _range(r: Range) -> str:
 
 def _row(table: Table, *cells: str | None) -> None:
     """Add a row of plain text: names and labels come from users and may hold '[' (rich markup)."""
+    from rich.text import Text
+
     table.add_row(*(Text(c or "") for c in cells))
 
 
 def _ports_table(title: str, tensors: list[TensorSpec]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in ("name", "type", "shape", "label", "units", "valid range"):
         table.add_column(column)
@@ -162,6 +174,9 @@ def _signature_state(info: PackageInfo, trust_dir: Path | None) -> tuple[str, bo
         return "not signed", False
     if trust_dir is None:
         return f"key {info.signature.key_id} (not checked: give --trust, or run 'verify')", None
+    from sdk.keys import TrustStore
+    from sdk.package.signature import verify_manifest
+
     try:
         verify_manifest(info.manifest_bytes, info.signature, TrustStore.load(trust_dir))
     except PackageRejected as exc:
@@ -170,6 +185,11 @@ def _signature_state(info: PackageInfo, trust_dir: Path | None) -> tuple[str, bo
 
 
 def _inspect(args: argparse.Namespace, out: Output) -> int:
+    from rich.console import Group
+    from rich.table import Table
+
+    from sdk.package.verify import read_package
+
     info = read_package(args.package)
     m = info.manifest
     signer_text, signature_ok = _signature_state(info, args.trust)
@@ -212,6 +232,11 @@ def _inspect(args: argparse.Namespace, out: Output) -> int:
 
 
 def _verify(args: argparse.Namespace, out: Output) -> int:
+    from sdk.keys import TrustStore
+    from sdk.package.verify import verify_package
+
+    if not args.package.is_file():  # the package first: its absence matters more than the trust store's
+        raise NotFound(f"package {args.package} does not exist")
     pkg = verify_package(args.package, TrustStore.load(args.trust), run_samples=not args.skip_samples)
     m = pkg.manifest
     samples = "skipped" if args.skip_samples else f"{len(m.samples)} reproduced"
@@ -235,6 +260,8 @@ def _sign(args: argparse.Namespace, out: Output) -> int:
     key = signing_key(args)
     if key is None:
         raise UsageError("--key is required")
+    from sdk.package.verify import sign_package
+
     target = args.output or args.package
     signature = sign_package(args.package, key, args.output)
     out.result(

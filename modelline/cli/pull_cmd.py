@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from modelline.cli.common import add_json, add_output_and_spec, add_signing, signing_key
 from modelline.cli.output import Output
-from sdk.package.build import BuildResult
-from sdk.package.spec import PackageSpec
-from sdk.pull import PullTarget, pull_s3, pull_sagemaker
-from sdk.sources.aws import AwsOptions
+
+if TYPE_CHECKING:  # boto3, onnxruntime and numpy load when a pull runs, not for --help
+    from sdk.package.build import BuildResult
+    from sdk.pull import PullTarget
+    from sdk.sources.aws import AwsOptions
+
+_PULL_EXAMPLES = """Examples:
+  modelline pull sagemaker --group pump-health --latest-approved --region eu-central-1 \\
+      --key keys/signing.key --spec examples/pump_health/spec.toml -o pump-health.mlpkg
+  modelline pull s3 s3://ml-artifacts/pump-health/model.tar.gz --name pump-health --version 1.2.0 \\
+      --key keys/signing.key -o pump-health-1.2.0.mlpkg
+
+Run 'modelline pull SOURCE --help' for each source's options."""
 
 _SAGEMAKER_EXAMPLE = """Examples:
   modelline pull sagemaker --group pump-health --latest-approved --region eu-central-1 \\
@@ -42,7 +52,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(commands: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:  # type: ignore[type-arg]
     """Add `pull sagemaker` and `pull s3`."""
     pull = commands.add_parser(
-        "pull", help="package a model from SageMaker Model Registry or S3", formatter_class=formatter
+        "pull",
+        help="package a model from SageMaker Model Registry or S3",
+        formatter_class=formatter,
+        epilog=_PULL_EXAMPLES,
     )
     sub = pull.add_subparsers(dest="pull_command", metavar="SOURCE", required=True)
 
@@ -77,6 +90,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 def _target(args: argparse.Namespace) -> PullTarget:
+    from sdk.package.spec import PackageSpec
+    from sdk.pull import PullTarget
+
     return PullTarget(
         out_path=args.output,
         private_key=signing_key(args),
@@ -88,6 +104,8 @@ def _target(args: argparse.Namespace) -> PullTarget:
 
 
 def _aws(args: argparse.Namespace) -> AwsOptions:
+    from sdk.sources.aws import AwsOptions
+
     return AwsOptions(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
 
 
@@ -109,6 +127,8 @@ def _report(out: Output, result: BuildResult, extra: dict[str, object]) -> None:
 
 
 def _sagemaker(args: argparse.Namespace, out: Output) -> int:
+    from sdk.pull import pull_sagemaker
+
     target = _target(args)
     with out.transfer("downloading model artifact") as progress:
         found, result = pull_sagemaker(
@@ -134,6 +154,8 @@ def _sagemaker(args: argparse.Namespace, out: Output) -> int:
 
 
 def _s3(args: argparse.Namespace, out: Output) -> int:
+    from sdk.pull import pull_s3
+
     target = _target(args)
     with out.transfer(f"downloading {args.uri}") as progress:
         result = pull_s3(args.uri, _aws(args), target, progress=progress)

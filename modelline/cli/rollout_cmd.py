@@ -5,21 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
-
-from asyncua import Client, Node, ua
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from modelline.cli.common import add_json, add_login, password_of
 from modelline.cli.output import Output
-from nodesets.ids import MODELLINE_URI, DeploymentState, DeviceState
-from sdk.binding import Binding
-from sdk.di_client import connect
+from nodesets.ids import DeploymentState, DeviceState
 from sdk.errors import NotFound, SourceError, UsageError
 
-S = ua.VariantType.String
+if TYPE_CHECKING:  # the OPC UA client and rich load when a command runs, not for --help
+    from asyncua import Client, Node, ua
+    from rich.table import Table
+
+
+def _s(value: str | list[str]) -> ua.Variant:
+    """A String (or String array) argument."""
+    from asyncua import ua
+
+    return ua.Variant(value, ua.VariantType.String)
+
 
 _EXAMPLES = """Examples:
   modelline devices add edge-line3 opc.tcp://edge-line3:4841/modelline/edge/ --gateway opc.tcp://mm:4840/modelline/
@@ -85,6 +88,11 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 
 
 async def _manager(args: argparse.Namespace) -> tuple[Client, Node, int]:
+    from asyncua import ua
+
+    from nodesets.ids import MODELLINE_URI
+    from sdk.di_client import connect
+
     client = await connect(args.gateway, args.user, password_of(args))
     try:
         ml = await client.get_namespace_index(MODELLINE_URI)
@@ -96,6 +104,8 @@ async def _manager(args: argparse.Namespace) -> tuple[Client, Node, int]:
 
 
 async def _call(manager: Node, ml: int, method: str, *args: ua.Variant) -> Any:
+    from asyncua import ua
+
     try:
         return await manager.call_method(f"{ml}:{method}", *args)
     except ua.UaStatusCodeError as exc:
@@ -111,6 +121,8 @@ async def _call(manager: Node, ml: int, method: str, *args: ua.Variant) -> Any:
 
 
 async def _read_children(parent: Node, ml: int, names: list[str]) -> list[dict[str, Any]]:
+    from asyncua import ua
+
     rows = []
     for child in await parent.get_children(nodeclassmask=ua.NodeClass.Object):
         row: dict[str, Any] = {"id": str((await child.read_browse_name()).Name)}
@@ -142,6 +154,9 @@ async def _deployments(manager: Node, ml: int) -> list[dict[str, Any]]:
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, title_justify="left")
     for column in ["id", *columns]:
         table.add_column(column)
@@ -157,7 +172,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
 async def _devices_add(args: argparse.Namespace, out: Output) -> int:
     client, manager, ml = await _manager(args)
     try:
-        await _call(manager, ml, "RegisterDevice", ua.Variant(args.device_id, S), ua.Variant(args.endpoint, S))
+        await _call(manager, ml, "RegisterDevice", _s(args.device_id), _s(args.endpoint))
     finally:
         await client.disconnect()
     out.result(
@@ -180,6 +195,8 @@ async def _devices_list(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _deploy(args: argparse.Namespace, out: Output) -> int:
+    from sdk.binding import Binding
+
     options: dict[str, Any] = {}
     if args.binding is not None:
         options["binding"] = json.loads(Binding.load(args.binding).to_json())
@@ -196,10 +213,10 @@ async def _deploy(args: argparse.Namespace, out: Output) -> int:
             manager,
             ml,
             "Deploy",
-            ua.Variant(args.model, S),
-            ua.Variant(args.version, S),
-            ua.Variant(targets, S),
-            ua.Variant(json.dumps(options), S),
+            _s(args.model),
+            _s(args.version),
+            _s(targets),
+            _s(json.dumps(options)),
         )
     finally:
         await client.disconnect()
@@ -214,7 +231,7 @@ async def _deploy(args: argparse.Namespace, out: Output) -> int:
 async def _rollback(args: argparse.Namespace, out: Output) -> int:
     client, manager, ml = await _manager(args)
     try:
-        deployment = await _call(manager, ml, "Rollback", ua.Variant(args.target, S), ua.Variant(args.version, S))
+        deployment = await _call(manager, ml, "Rollback", _s(args.target), _s(args.version))
     finally:
         await client.disconnect()
     out.result(
@@ -225,6 +242,8 @@ async def _rollback(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _status(args: argparse.Namespace, out: Output) -> int:
+    from rich.console import Group
+
     client, manager, ml = await _manager(args)
     try:
         devices, deployments = await _devices(manager, ml), await _deployments(manager, ml)

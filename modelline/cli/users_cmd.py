@@ -12,7 +12,6 @@ from pathlib import Path
 from modelline.cli.common import add_json
 from modelline.cli.output import Output
 from sdk.errors import UsageError
-from sdk.opcua.users import Role, UserStore, hash_password
 
 _EXAMPLE = """Examples:
   modelline users add --file /etc/modelline/users.toml --name alice --role Engineer
@@ -48,6 +47,8 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 def _read(path: Path) -> dict[str, object]:
     if not path.exists():
         return {"anonymous": "Observer", "users": {}}
+    from sdk.opcua.users import UserStore
+
     UserStore.load(path)  # refuse to edit a file that does not load
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
@@ -75,6 +76,8 @@ def _write(path: Path, data: dict[str, object]) -> None:
 
 
 def _add(args: argparse.Namespace, out: Output) -> int:
+    from sdk.opcua.users import Role, hash_password  # asyncua: only when a user is added
+
     role = Role.parse(args.role)
     if args.password_file is not None:
         password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
@@ -94,6 +97,8 @@ def _add(args: argparse.Namespace, out: Output) -> int:
 
 
 def _anonymous(args: argparse.Namespace, out: Output) -> int:
+    from sdk.opcua.users import Role
+
     label = Role.parse(args.role).label if args.role else ""
     data = _read(args.file)
     data["anonymous"] = label

@@ -23,6 +23,8 @@ from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 
 TAGS = ["vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"]
+ON_PURPOSE = {"Pump2": "starts with a worn bearing that wears out further: its fault probability rises on purpose"}
+"""What the simulation does to a pump on purpose, for the screen."""
 NAMESPACE = "urn:modelline:demo:line"
 
 

@@ -10,14 +10,17 @@ folders under the data folder, free loopback ports, no cloud account.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import shutil
+import threading
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncua import Client, ua
 
@@ -25,7 +28,7 @@ from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
-from modelline.demo.line import LineSimulator
+from modelline.demo.line import ON_PURPOSE, LineSimulator
 from modelline.demo.watch import Continuity, PredictionWatch
 from nodesets.ids import MODELLINE_URI, DeploymentState
 from sdk.examples import example_dir
@@ -33,11 +36,36 @@ from sdk.file_client import upload
 from sdk.keys import generate_key_pair, load_private_key
 from sdk.opcua.ids import node_id
 from sdk.opcua.ports import free_port
+from sdk.opcua.shelf import cache_dir, is_cached
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
 
+_log = logging.getLogger(__name__)
+
 DEVICES = {"edge-1": "Pump1", "edge-2": "Pump2"}
 S = ua.VariantType.String
+T = TypeVar("T")
+TICK_S = 5.0
+"""How often a set-up step that takes long says that it still runs."""
+
+
+Stop = Callable[[], Awaitable[Any]]
+
+
+async def _started(stops: list[Stop], server: AbstractAsyncContextManager[T]) -> T:
+    """Enter a server's context; ``_stop_together`` leaves it."""
+    entered = await server.__aenter__()
+    stops.append(functools.partial(server.__aexit__, None, None, None))
+    return entered
+
+
+async def _stop_together(stops: list[Stop]) -> None:
+    """Stop the gateway and the edge nodes at the same time: each asyncua server takes up to 1 s to stop
+    (its clock task sleeps a second), so one after the other would take seconds."""
+    results = await asyncio.gather(*(stop() for stop in stops), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            _log.warning("a demo server did not stop cleanly: %s", result)
 
 
 @dataclass
@@ -62,19 +90,43 @@ class DemoReport:
     upgraded: bool = False
     rolled_back: bool = False
     continuity: Continuity | None = None  # edge-1, upgrade start to rollback end
+    fault_probability: dict[str, float | None] = field(default_factory=dict)  # the latest, per device
 
 
 class Demo:
     """Sets the line up, runs it, and reports."""
 
-    def __init__(self, data_dir: Path, scripted: bool = True, note: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        scripted: bool = True,
+        note: Callable[[str], None] = print,
+        progress: Callable[[str], None] | None = None,
+        started: float | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.scripted = scripted
         self.note = note
+        self.progress = progress or note
         self.report = DemoReport()
-        self._start = time.monotonic()
+        self._start = time.monotonic() if started is None else started  # time.monotonic() at the start
+        self._step: tuple[str, float] | None = None  # what set-up does now, since when (read by the ticker thread)
+        self._set_up = threading.Event()
         self.line: LineSimulator
         self.watch: PredictionWatch
+
+    def step(self, text: str) -> None:
+        """Say which set-up step runs now (a ticker repeats it while it takes long)."""
+        self._step = (text, time.monotonic())
+        self.progress(text)
+
+    def _ticker(self) -> None:
+        """A thread, not a task: building the address space on a first start blocks the event loop."""
+        while not self._set_up.wait(TICK_S):
+            if self._step is not None:
+                text, since = self._step
+                if (took := time.monotonic() - since) >= TICK_S:
+                    self.progress(f"{text} (still working, {took:.0f} s)")
 
     def event(self, text: str) -> None:
         """Record and show a step of the demo."""
@@ -108,16 +160,41 @@ class Demo:
         return out[0], out[1]
 
     async def run(self, duration_s: float | None, show: Callable[[Snapshot], None] | None = None) -> DemoReport:
-        """Run until ``duration_s`` passes (forever when None, until cancelled)."""
+        """Run until ``duration_s`` after the demo was created (forever when None, until cancelled).
+
+        The duration counts from the start, set-up included, so that the whole run takes about that long.
+        """
+        ticker = threading.Thread(target=self._ticker, name="set-up ticker", daemon=True)
+        ticker.start()
+        try:
+            return await self._run(duration_s, show)
+        finally:
+            self._set_up.set()
+
+    async def _run(self, duration_s: float | None, show: Callable[[Snapshot], None] | None) -> DemoReport:
+        self.step("building and signing pump-health 1.0.0 and 1.1.0")
         v1, v2 = await asyncio.to_thread(self._packages)
         trust = self.data_dir / "trust"
         line = self.line = LineSimulator(f"opc.tcp://127.0.0.1:{free_port()}/line/")
+        for pump, why in ON_PURPOSE.items():
+            self.note(f"note: {pump} {why}")
+        if not is_cached():
+            self.step(
+                f"first start: building the standard OPC UA address space once and keeping it in {cache_dir()} "
+                "(up to half a minute; later starts take a second)"
+            )
+        else:
+            self.step("starting the simulated line")
+        servers: list[Stop] = []
         async with AsyncExitStack() as stack:
             await line.start()
-            stack.push_async_callback(line.stop)
+            stack.push_async_callback(line.stop)  # the line goes last: edge nodes would report its loss
             line_task = asyncio.create_task(line.run(), name="line")
             stack.callback(line_task.cancel)
-            gateway = await stack.enter_async_context(
+            stack.push_async_callback(_stop_together, servers)  # all at once, for a quick exit
+            self.step("starting the gateway")
+            gateway = await _started(
+                servers,
                 Gateway(
                     GatewaySettings(
                         endpoint=f"opc.tcp://127.0.0.1:{free_port()}/modelline/",
@@ -125,11 +202,13 @@ class Demo:
                         trust_dir=trust,
                         anonymous_role="Engineer",  # the demo serves on loopback only
                     )
-                )
+                ),
             )
             edges = {}
             for device in DEVICES:
-                edges[device] = await stack.enter_async_context(
+                self.step(f"starting edge node {device}")
+                edges[device] = await _started(
+                    servers,
                     EdgeNode(
                         EdgeSettings(
                             device_id=device,
@@ -138,7 +217,7 @@ class Demo:
                             trust_dir=trust,
                             anonymous_role="Engineer",
                         )
-                    )
+                    ),
                 )
             self.report.endpoints = {
                 "line (simulated PLC)": line.endpoint,
@@ -152,6 +231,7 @@ class Demo:
             manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
             for device, edge in edges.items():
                 await manager.call_method(f"{ml}:RegisterDevice", ua.Variant(device, S), ua.Variant(edge.url, S))
+            self.step("pushing the packages and deploying pump-health 1.0.0 to both edge nodes")
             for package in (v1, v2):
                 await upload(client, await manager.get_child(f"{ml}:Upload"), package.read_bytes(), ua.Variant())
             self.event("pushed pump-health 1.0.0 and 1.1.0 to the gateway")
@@ -159,18 +239,23 @@ class Demo:
             for deployment in first:
                 await self._settled(gateway, deployment)
             self.event("pump-health 1.0.0 active on edge-1 (Pump1) and edge-2 (Pump2)")
+            self._set_up.set()
             watched = await stack.enter_async_context(Client(edges["edge-1"].url))
             output = node_id("InferenceServer.Pipelines.main.Outputs.anomaly_score", 1)
             self.watch = await PredictionWatch(watched, output).start()  # as an HMI sees edge-1's prediction
             stack.push_async_callback(self.watch.stop)
             script = asyncio.create_task(self._script(gateway, manager, ml)) if self.scripted else None
             stack.callback(lambda: script.cancel() if script else None)
-            started = time.monotonic()
+            end = None if duration_s is None else self._start + duration_s
             try:
-                while duration_s is None or time.monotonic() - started < duration_s:
+                while end is None or time.monotonic() < end:
+                    snapshot = await self._snapshot(line, edges, gateway)
+                    self.report.fault_probability = {
+                        d: n["outputs"]["anomaly_score"][0] for d, n in snapshot.nodes.items()
+                    }
                     if show is not None:
-                        show(await self._snapshot(line, edges, gateway))
-                    await asyncio.sleep(0.5)
+                        show(snapshot)
+                    await asyncio.sleep(0.5 if end is None else max(0.0, min(0.5, end - time.monotonic())))
             finally:  # also when stopped with Ctrl-C: the summary counts what ran
                 self.report.predictions = {d: e.slots["main"].pipeline.status.inference_count for d, e in edges.items()}
         return self.report
@@ -187,34 +272,43 @@ class Demo:
             )
         )
 
-    async def _settled(self, gateway: Gateway, deployment: str, within_s: float = 90) -> str:
+    async def _settled(self, gateway: Gateway, deployment: str, within_s: float = 90) -> DeploymentState | None:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             record = next(r for r in await gateway.store.deployments() if r.id == deployment)
             if record.state in (DeploymentState.ACTIVE, DeploymentState.FAILED):
                 if record.state is DeploymentState.FAILED:
                     self.event(f"{deployment} failed: {record.last_error}")
-                return record.state.label
+                return record.state
             await asyncio.sleep(0.2)
-        return "timed out"
+        self.event(f"{deployment} did not finish within {within_s:g} s")
+        return None
 
     async def _script(self, gateway: Gateway, manager: Any, ml: int) -> None:
         await asyncio.sleep(8)
         self.watch.window()
         self.event("upgrading edge-1 to pump-health 1.1.0 (edge-2 keeps 1.0.0)")
         upgrade = await self._deploy(manager, ml, "1.1.0", "edge-1")
-        if await self._settled(gateway, upgrade) == "Active":
+        if await self._settled(gateway, upgrade) is DeploymentState.ACTIVE:
             self.report.upgraded = True
             self.event("edge-1 serves 1.1.0")
         await asyncio.sleep(6)
         self.event("rolling edge-1 back to its fallback version")
         back = str(await manager.call_method(f"{ml}:Rollback", ua.Variant(upgrade, S), ua.Variant("", S)))
-        if await self._settled(gateway, back) == "Active":
+        if await self._settled(gateway, back) is DeploymentState.ACTIVE:
             self.report.rolled_back = True
             self.event("edge-1 serves 1.0.0 again")
         self.report.continuity = continuity = self.watch.result()
         if continuity is not None:
             self.event(f"edge-1 during upgrade and rollback: {continuity.describe()}")
+
+    @staticmethod
+    def _served(record: Any, nodes: dict[str, dict[str, Any]]) -> str:
+        """The version a deployment serves: a rollback to the fallback shows the version its targets returned to."""
+        if not record.options.fallback:
+            return str(record.version)
+        served = sorted({nodes[t]["version"] for t in record.targets if t in nodes})
+        return f"{', '.join(served)} (fallback)" if record.state is DeploymentState.ACTIVE and served else "fallback"
 
     async def _snapshot(self, line: LineSimulator, edges: dict[str, EdgeNode], gateway: Gateway) -> Snapshot:
         tags = {p.name: dict(p.values) for p in line.pumps}
@@ -240,7 +334,7 @@ class Demo:
                 "outputs": outputs,
             }
         deployments = [
-            {"id": r.id, "version": r.version, "targets": r.targets, "state": r.state.label}
+            {"id": r.id, "version": self._served(r, nodes), "targets": r.targets, "state": r.state.label}
             for r in await gateway.store.deployments()
         ]
         return Snapshot(

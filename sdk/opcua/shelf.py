@@ -61,6 +61,11 @@ def _publish(build: Path, folder: Path) -> None:
         shutil.rmtree(build, ignore_errors=True)
 
 
+def is_cached() -> bool:
+    """Whether the standard address space is cached already (else the next server start builds it)."""
+    return (_folder() / NAME).is_file()
+
+
 async def init_server(server: Server) -> None:
     """``server.init()``, taking the standard address space from the cache (and filling the cache)."""
     folder = _folder()

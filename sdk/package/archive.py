@@ -86,7 +86,9 @@ class PackageArchive:
         except FileNotFoundError:
             raise NotFound(f"package {path} does not exist") from None
         except (zipfile.BadZipFile, OSError) as exc:
-            raise NotAPackage(f"{path} is not a ModelLine package (not a zip archive: {exc})") from None
+            # Refusal messages name the package, never a path: on a server the file is a temporary upload.
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).replace(str(path), "")
+            raise NotAPackage(f"the file is not a ModelLine package (not a zip archive: {why})") from None
         try:
             self._infos = self._check_entries()
         except BaseException:

@@ -152,7 +152,7 @@ def build_package(
         raise BuildError(str(exc)) from None
 
     feature_names = [f.name for t in inputs for f in t.features] or [t.name for t in inputs]
-    data = TrainingData.read_csv(spec.training_csv, feature_names) if spec.training_csv else None
+    data = TrainingData.read_csv(spec.training_csv, feature_names, spec.columns) if spec.training_csv else None
     reference = data.stats(spec.histogram_bins) if data else {}
     samples = make_samples(session, inputs, data, spec.sample_count)
 

@@ -74,6 +74,7 @@ def load_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped exceptions for every load failure
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = reason.replace(str(model_path), model_path.name)  # the package's file name, not a server path
         raise ModelLoadFailed(f"onnxruntime cannot load {model_path.name}: {reason}") from None
 
 

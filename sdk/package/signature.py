@@ -57,7 +57,10 @@ def verify_manifest(manifest_bytes: bytes, signature: Signature, trust: TrustSto
     """Check the signature against the trust store; returns the signer's key id."""
     public_key = trust.get(signature.key_id)
     if public_key is None:
-        raise UntrustedKey(f"signed by key {signature.key_id}, which is not in the trust store {trust.source}".rstrip())
+        trusted = ", ".join(trust.key_ids) or "none"
+        raise UntrustedKey(  # the trust store's keys, not its folder: on a server that is a path of the server
+            f"signed by key {signature.key_id}, which is not in the trust store (trusted keys: {trusted})"
+        )
     try:
         raw = base64.b64decode(signature.signature, validate=True)
         public_key.verify(raw, manifest_bytes)

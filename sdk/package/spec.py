@@ -12,6 +12,13 @@ the training CSV for reference statistics. Example (examples/pump_health/spec.to
       { name = "vibration_rms", label = "Vibration (RMS)", units = "mm/s", min = 0, max = 50 },
     ]
 
+A feature's ``name`` becomes a browse name and a binding key, so it stays a plain
+name (letters, digits, '_', '.', '-'). Its ``label`` is free printable text, and
+``column`` names its column in the training CSV when that differs, as with public
+datasets::
+
+    { name = "od280_od315", label = "OD280/OD315 of diluted wines", column = "od280/od315_of_diluted_wines" }
+
     [outputs.anomaly_score]
     label = "Fault probability"
     min = 0
@@ -33,11 +40,15 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_LABEL = 200
+
+
 class FeatureSpec(_Spec):
     """One named feature of an input tensor."""
 
-    name: str
-    label: str | None = None
+    name: str = Field(description="Plain name: the browse name and binding key of the feature.")
+    label: str | None = Field(None, description="What a person reads: any printable text.")
+    column: str | None = Field(None, description="Its column in the training CSV, when not named like the feature.")
     units: str | None = None
     min: float | None = None
     max: float | None = None
@@ -45,7 +56,19 @@ class FeatureSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        return check_name(value, "feature name")
+        try:
+            return check_name(value, "feature name")
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}; keep a name like this as label = {value!r} (and column = {value!r} for the training CSV)"
+            ) from None
+
+    @field_validator("label", "column")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable() or len(value) > MAX_LABEL):
+            raise ValueError(f"{value!r} must be printable text of 1 to {MAX_LABEL} characters")
+        return value
 
     def to_feature(self) -> Feature:
         """The manifest form of this feature."""
@@ -71,6 +94,11 @@ class PackageSpec(_Spec):
     histogram_bins: int = Field(10, ge=2, le=100)
     inputs: dict[str, TensorOverride] = Field(default_factory=dict)
     outputs: dict[str, TensorOverride] = Field(default_factory=dict)
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Training CSV column of each input feature that names one (feature name -> column)."""
+        return {f.name: f.column for t in self.inputs.values() for f in t.features if f.column is not None}
 
     @classmethod
     def load(cls, path: Path) -> PackageSpec:

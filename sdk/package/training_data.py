@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +20,20 @@ from sdk.package.manifest import FeatureStats
 
 
 class TrainingData:
-    """Numeric columns of a training CSV, by column name."""
+    """Numeric columns of a training CSV, by feature name."""
 
     def __init__(self, columns: dict[str, np.ndarray], source: str = "") -> None:
         self.columns = columns
         self.source = source
 
     @classmethod
-    def read_csv(cls, path: Path, wanted: Sequence[str]) -> TrainingData:
-        """Read the ``wanted`` columns that the CSV has; other columns are ignored."""
+    def read_csv(cls, path: Path, wanted: Sequence[str], columns: Mapping[str, str] | None = None) -> TrainingData:
+        """Read the ``wanted`` features that the CSV has, by feature name; other columns are ignored.
+
+        A feature's column is named like the feature unless ``columns`` maps it to another header
+        (such a mapping was asked for, so a CSV without that column is an error).
+        """
+        column_of = {name: (columns or {}).get(name, name) for name in wanted}
         try:
             fh = open(path, newline="", encoding="utf-8")
         except FileNotFoundError:
@@ -36,21 +41,27 @@ class TrainingData:
         with fh:
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
-            present = [name for name in wanted if name in header]
+            for name, column in column_of.items():
+                if name != column and column not in header:
+                    raise BuildError(
+                        f"training CSV {path} has no column {column!r} (the column of feature {name}); "
+                        f"its header is: {', '.join(header) or 'empty'}"
+                    )
+            present = [name for name in wanted if column_of[name] in header]
             if not present:
                 raise BuildError(
                     f"training CSV {path} has none of the model's feature columns "
-                    f"({', '.join(wanted)}); its header is: {', '.join(header) or 'empty'}"
+                    f"({', '.join(column_of[n] for n in wanted)}); its header is: {', '.join(header) or 'empty'}"
                 )
             values: dict[str, list[float]] = {name: [] for name in present}
             for line, row in enumerate(reader, start=2):
                 for name in present:
-                    cell = (row.get(name) or "").strip()
+                    cell = (row.get(column_of[name]) or "").strip()
                     try:
                         values[name].append(float(cell) if cell else math.nan)
                     except ValueError:
                         raise BuildError(
-                            f"training CSV {path}, line {line}, column {name}: {cell!r} is not a number"
+                            f"training CSV {path}, line {line}, column {column_of[name]}: {cell!r} is not a number"
                         ) from None
         return cls({name: np.asarray(v, dtype=np.float64) for name, v in values.items()}, source=str(path))
 

@@ -135,6 +135,26 @@ async def test_tampered_package_rejected_at_commit_and_nothing_changes(
 
 
 @pytest.mark.timeout(120)
+async def test_refusal_reasons_name_the_package_not_a_server_path(
+    plc: SimulatedPlc, signer: Signer, other_signer: Signer, example: Path, tmp_path: Path
+) -> None:
+    """Loading/ErrorMessage says why in the words of 'package verify', without the node's own file paths."""
+    junk = tmp_path / "junk.mlpkg"
+    junk.write_bytes(b"not a package" * 10)
+    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        for package, reason in ((junk, "not a ModelLine package"), (foreign, "which is not in the trust store")):
+            with pytest.raises(errors.PackageRejected, match=reason) as refused:
+                await su.transfer(package)
+            loading = await su.update.get_child(f"{su.di}:Loading")
+            message = (await (await loading.get_child(f"{su.di}:ErrorMessage")).read_value()).Text
+            assert reason in message and message in str(refused.value)
+            for server_path in (str(node.settings.data_dir), str(signer.trust_dir), "upload-", ".part"):
+                assert server_path not in message, message
+
+
+@pytest.mark.timeout(120)
 async def test_install_checks_hash_and_version(plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path) -> None:
     async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
         su = await SoftwareUpdateClient.find(client)

@@ -107,6 +107,7 @@ async def test_rejected_uploads_leave_no_trace(
         description="retrained",
     )
     async with _gateway(_settings(tmp_path, signer)) as (gateway, client):
+        manager, ml = await _manager(client)
         for bad, code in (
             (tampered, "BadSecurityChecksFailed"),
             (foreign, "BadCertificateUntrusted"),
@@ -116,15 +117,27 @@ async def test_rejected_uploads_leave_no_trace(
                 bad.write_bytes(b"not a package")
             with pytest.raises(ua.UaStatusCodeError, match=code):
                 await _push(client, bad)
+            reason = await (await manager.get_child(f"{ml}:UploadError")).read_value()
+            assert reason and str(gateway.settings.data_dir) not in reason and "upload-" not in reason, reason
         assert await _versions(client) == {}
         assert list(gateway.settings.packages_dir.iterdir()) == []
         assert list((gateway.settings.data_dir / "uploads").iterdir()) == []
         assert await gateway.store.model_versions() == []
         await _push(client, package)
+        assert await (await manager.get_child(f"{ml}:UploadError")).read_value() == ""
         assert same_version.sha256 != hashlib.sha256(package.read_bytes()).hexdigest()
         with pytest.raises(ua.UaStatusCodeError, match="BadInvalidState"):
             await _push(client, same_version.path)  # a version cannot change
         assert len(list(gateway.settings.packages_dir.iterdir())) == 1
+
+
+@pytest.mark.timeout(120)
+async def test_scheduler_jobs_run_late_rather_than_warn_and_skip(tmp_path: Path, signer: Signer) -> None:
+    """A busy loop (first start, a large upload) delays the periodic jobs: they run once, late, without a warning."""
+    async with _gateway(_settings(tmp_path, signer)) as (gateway, _):
+        jobs = gateway.scheduler.get_jobs()
+        assert jobs
+        assert all(job.coalesce and job.misfire_grace_time is None for job in jobs), jobs
 
 
 @pytest.mark.timeout(120)
@@ -153,22 +166,30 @@ async def test_uploads_need_the_engineer_role(tmp_path: Path, signer: Signer, ex
 
 
 @pytest.mark.timeout(120)
-async def test_push_command(tmp_path: Path, signer: Signer, other_signer: Signer, example: Path) -> None:
+async def test_push_command(
+    tmp_path: Path, signer: Signer, other_signer: Signer, example: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import json
 
     run = partial(run_modelline, timeout=60)
 
     package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
     foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path
+    members = read_members(package)
+    members["model.onnx"] = members["model.onnx"][:-1] + bytes([members["model.onnx"][-1] ^ 1])
+    tampered = write_members(tmp_path / "tampered.mlpkg", list(members.items()))
     async with _gateway(_settings(tmp_path, signer)) as (gateway, _):
         code, out, err = await run("push", str(package), "--gateway", gateway.url, "--json")
         assert code == 0, err
         assert json.loads(out)["version"] == "1.0.0"
-        code, _, err = await run("push", str(foreign), "--gateway", gateway.url)
-        assert (
-            code == 3
-            and err == "modelline: package rejected: the gateway refused the package (BadCertificateUntrusted)\n"
-        )
+        for refused in (foreign, tampered):  # the same one line as 'package verify' against the gateway's trust
+            _, _, verify_err = await run("package", "verify", str(refused), "--trust", str(signer.trust_dir))
+            caplog.clear()
+            code, _, err = await run("push", str(refused), "--gateway", gateway.url)
+            assert code == 3 and err == verify_err and err.count("\n") == 1, (err, verify_err)
+            reason = err.removeprefix("modelline: package rejected: ").strip()
+            warnings = [r for r in caplog.records if r.levelname == "WARNING" and reason in r.getMessage()]
+            assert warnings, [r.getMessage() for r in caplog.records]
     async with _gateway(_settings(tmp_path / "observer", signer, anonymous_role="Observer")) as (gateway, _):
         code, _, err = await run("push", str(package), "--gateway", gateway.url)
         assert code == 2 and "log in as a user with the Engineer role" in err

@@ -47,6 +47,7 @@ async def test_node_opcua_uploads_deploys_and_downloads(
             "Rollback",
             "Undeploy",
             "Upload",
+            "UploadError",
         ]
         assert summary["deviceState"] in (0, 2)  # Online (or Degraded while unbound)
         assert (summary["model"], summary["version"]) == ("pump-health", "1.0.0")

@@ -102,3 +102,23 @@ def test_prediction_status_codes_are_the_ones_the_edge_node_sets() -> None:
         value = getattr(ua.StatusCodes, code.replace("_", ""), None)
         assert value is not None, f"{code} is not an OPC UA StatusCode"
         assert value in used, f"the README lists {code}, which the edge node never sets"
+
+
+def test_quick_start_keeps_its_two_commands_and_puts_modelline_on_the_path() -> None:
+    quick = readme.text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    lines = [
+        line for block in re.findall(r"^```bash\n(.*?)^```", quick, flags=re.M | re.S) for line in block.splitlines()
+    ]
+    assert len([line for line in lines if line and not line.startswith("#")]) == 2
+    assert "source .venv/bin/activate" in quick.rsplit("```", 1)[1]  # said after the two commands
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["keys/signing.key", "keys/signing.pub", "pump-health-1.0.0.mlpkg", "pump-health.mlpkg", "sig.bin", "demo-data/x"],
+)
+def test_what_the_guides_write_in_the_clone_is_ignored_by_git(path: str) -> None:
+    import subprocess
+
+    done = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False, timeout=30)
+    assert done.returncode == 0, f"{path} would show up as untracked (add it to .gitignore)"

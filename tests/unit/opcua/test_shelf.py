@@ -8,7 +8,7 @@ import pytest
 from asyncua import Server, ua
 
 from sdk.opcua import shelf
-from sdk.opcua.shelf import CACHE_ENV, NAME, init_server
+from sdk.opcua.shelf import CACHE_ENV, NAME, init_server, is_cached
 
 
 async def _server_works(server: Server) -> None:
@@ -23,9 +23,11 @@ async def _server_works(server: Server) -> None:
 
 async def test_built_once_then_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert not is_cached()  # the demo says the first start takes longer
     first = Server()
     await init_server(first)
     await _server_works(first)
+    assert is_cached()
     (folder,) = (tmp_path / "cache").iterdir()
     assert (folder / NAME).is_file() and folder.stat().st_mode & 0o077 == 0
     second = Server()

@@ -230,3 +230,66 @@ def test_builds_are_reproducible(example: Path, signer: Signer, tmp_path: Path) 
     )
     assert first.sha256 == second.sha256  # same inputs, same key, same time: the same bytes
     assert (tmp_path / "a.mlpkg").read_bytes() == (tmp_path / "b.mlpkg").read_bytes()
+
+
+def _wine_model(path: Path) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["features"], ["score"], keepdims=1)],
+        "wine",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_features_keep_a_plain_name_with_a_dataset_label_and_csv_column(tmp_path: Path, signer: Signer) -> None:
+    """A public dataset's column name (with '/') is the label and the CSV column; the node-safe name stays plain."""
+    model = _wine_model(tmp_path / "wine.onnx")
+    (tmp_path / "wine.csv").write_text("alcohol,od280/od315_of_diluted_wines\n14.2,3.92\n13.2,3.4\n12.4,2.1\n")
+    (tmp_path / "spec.toml").write_text(
+        'training_csv = "wine.csv"\n'
+        "[inputs.features]\n"
+        "features = [\n"
+        '  { name = "alcohol", label = "Alcohol (% vol)" },\n'
+        '  { name = "od280_od315", label = "OD280/OD315 of diluted wines", column = "od280/od315_of_diluted_wines" },\n'
+        "]\n"
+    )
+    spec = PackageSpec.load(tmp_path / "spec.toml")
+    result = build_package(
+        model, tmp_path / "wine.mlpkg", name="wine", version="1.0.0", spec=spec, private_key=signer.private_key
+    )
+    features = result.manifest.inputs[0].features
+    assert [(f.name, f.label) for f in features] == [
+        ("alcohol", "Alcohol (% vol)"),
+        ("od280_od315", "OD280/OD315 of diluted wines"),
+    ]
+    stats = result.manifest.reference_stats["od280_od315"]
+    assert (stats.count, stats.min, stats.max) == (3, pytest.approx(2.1), pytest.approx(3.92))
+    np.testing.assert_allclose(result.manifest.samples[0].inputs["features"], [[14.2, 3.92]], rtol=1e-6)
+    verify_package(result.path, signer.trust)
+
+    (tmp_path / "bad.toml").write_text(
+        '[inputs.features]\nfeatures = [{ name = "alcohol" }, { name = "od280/od315_of_diluted_wines" }]\n'
+    )
+    with pytest.raises(errors.BuildError, match=r"keep a name like this as label = 'od280/od315_of_diluted_wines'"):
+        PackageSpec.load(tmp_path / "bad.toml")
+    (tmp_path / "typo.toml").write_text(
+        'training_csv = "wine.csv"\n[inputs.features]\n'
+        'features = [{ name = "alcohol" }, { name = "od280", column = "od280/od315" }]\n'
+    )
+    with pytest.raises(errors.BuildError, match=r"has no column 'od280/od315' \(the column of feature od280\)"):
+        build_package(
+            model, tmp_path / "t.mlpkg", name="t", version="1.0.0", spec=PackageSpec.load(tmp_path / "typo.toml")
+        )
+    with pytest.raises(errors.BuildError, match="label: Value error, 'tab\\\\there' must be printable text"):
+        PackageSpec.load(
+            _written(tmp_path / "tab.toml", '[inputs.features]\nfeatures = [{ name = "a", label = "tab\\there" }]\n')
+        )
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

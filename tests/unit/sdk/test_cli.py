@@ -53,6 +53,54 @@ def test_every_leaf_command_has_help_with_an_example() -> None:
         assert f"modelline {' '.join(path)}" in text.split("Example", 1)[1], path
 
 
+def test_every_command_group_has_help_with_worked_examples() -> None:
+    groups = [
+        (p, sp)
+        for p, sp in _all_parsers(build_parser())
+        if any(isinstance(a, argparse._SubParsersAction) for a in sp._actions)
+    ]
+    assert {" ".join(p) for p, _ in groups} >= {"", "keys", "package", "pull", "devices", "users"}
+    for path, parser in groups:
+        text = parser.format_help()
+        assert "Example" in text, f"'modelline {' '.join(path)} --help' has no example"
+        examples = text.split("Example", 1)[1]
+        actions = [name for a in parser._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices]
+        for action in actions if path else actions[:1]:  # a group shows each of its actions at work
+            assert f"modelline {' '.join((*path, action))} " in examples, (path, action)
+
+
+HEAVY = ("asyncua", "onnxruntime", "numpy", "boto3", "botocore", "onnx", "rich", "cryptography")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--help"]]
+    + [
+        [*path, "--help"]
+        for path, _ in _all_parsers(build_parser())
+        if path  # every command and action
+    ],
+    ids=lambda argv: " ".join(argv),
+)
+def test_version_and_help_load_no_heavy_library(argv: list[str]) -> None:
+    """`modelline --version` and every --help start at once: they import no OPC UA, ML, cloud or UI library."""
+    wrapper = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.__stderr__.write('MODULES ' + ' '.join(sorted(sys.modules)) + '\\n'))\n"
+        "from modelline.cli.main import run\n"
+        "sys.argv = ['modelline', *sys.argv[1:]]\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "modelline" in done.stdout
+    loaded = done.stderr.rsplit("MODULES ", 1)[1].split()
+    heavy = sorted({name for name in loaded if name.split(".")[0] in HEAVY})
+    assert heavy == [], f"modelline {' '.join(argv)} imported {heavy[:8]}"
+
+
 def test_keys_build_inspect_verify_flow(capsys: pytest.CaptureFixture[str], tmp_path: Path, example: Path) -> None:
     code, out, _ = _run(capsys, "keys", "generate", "--out", str(tmp_path / "keys"), "--json")
     assert code == 0
@@ -169,6 +217,11 @@ def test_inspect_with_wrong_trust_exits_3(
             4,
             "trust store {tmp}/none does not exist",
         ),
+        (  # the missing package is the first thing to say, before any trust store problem
+            ["package", "verify", "{tmp}/nosuch.mlpkg", "--trust", "{tmp}/x"],
+            4,
+            "package {tmp}/nosuch.mlpkg does not exist",
+        ),
         (
             ["keys", "generate", "--out", "{tmp}/k", "--encrypt"],
             2,
@@ -262,3 +315,12 @@ def test_a_login_without_a_password_says_where_to_give_one(
     assert capsys.readouterr().err == (
         "modelline: no password for user 'alice': give --password-file or set MODELLINE_PASSWORD\n"
     )
+
+
+def test_library_loggers_stay_quiet_unless_debugging(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import logging
+
+    code, _, _ = _run(capsys, "users", "anonymous", "--file", str(tmp_path / "u.toml"), "--role", "Observer")
+    assert code == 0
+    for library in ("asyncua", "apscheduler"):  # e.g. apscheduler's "Run time of job ... was missed"
+        assert logging.getLogger(library).getEffectiveLevel() == logging.ERROR
