@@ -20,6 +20,9 @@ _GATEWAY_EXAMPLE = """Examples:
   modelline gateway --trust /etc/modelline/trust --data-dir /var/lib/modelline/gateway \\
       --users-file /etc/modelline/users.toml --endpoint opc.tcp://0.0.0.0:4840/modelline/
   modelline gateway --config examples/gateway.toml
+  modelline gateway backup --data-dir /var/lib/modelline/gateway            # while it runs
+  modelline gateway restore --data-dir /var/lib/modelline/gateway --from BACKUP   # gateway stopped
+  modelline gateway recover --data-dir /var/lib/modelline/gateway --trust /etc/modelline/trust
 
 Settings come from the config file (TOML), then MODELLINE_GATEWAY_* environment variables, then these
 flags. Clients find models under Objects/ModelManager/Models/<name>/<version>."""

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from rich.console import Console
 
+from gateway.store.base import DeploymentRecord
 from modelline.cli.demo_cmd import _dashboard
 from modelline.demo import run
 from modelline.demo.run import Demo, Snapshot
+from nodesets.ids import DeploymentState
 
 
-def _record(version: str, state: str, targets: list[str], **options: Any) -> SimpleNamespace:
-    return SimpleNamespace(version=version, state=state, targets=targets, options_json=json.dumps(options))
+def _record(version: str, state: str, targets: list[str], **options: Any) -> DeploymentRecord:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    return DeploymentRecord(
+        id="deploy-0002",
+        model="pump-health",
+        version=version,
+        targets=targets,
+        options_json=json.dumps(options),
+        state=DeploymentState.from_label(state),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _node(version: str, score: float | None) -> dict[str, Any]:
