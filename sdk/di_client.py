@@ -22,6 +22,7 @@ from asyncua.ua import uaerrors
 from nodesets.ids import DI_URI, MODELLINE_URI, SoftwareVersionFileType
 from sdk.errors import (
     BAD_NOT_FOUND,
+    DiskFull,
     NotFound,
     PackageRejected,
     SourceError,
@@ -119,6 +120,8 @@ class SoftwareUpdateClient:
                 raise UpdateFailed(f"the device refused the transfer ({type(exc).__name__}): {_hint(exc)}") from None
             reason = await (await self._node("Loading", "ErrorMessage")).read_value()
             text = getattr(reason, "Text", None) or await self.update_status() or str(exc)
+            if _status(exc) == DiskFull.status:
+                raise DiskFull(f"the device has no disk space for the package: {text}") from None
             raise PackageRejected(f"the device rejected the package ({type(exc).__name__}): {text}") from None
         pending = await self.version(SoftwareVersionFileType.PENDING)
         if pending.hash and pending.hash != hashlib.sha256(data).digest():

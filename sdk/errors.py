@@ -177,6 +177,16 @@ class UpdateFailed(ModelLineError):
     exit_code = 6
 
 
+class DiskFull(UpdateFailed):
+    """Not enough free disk space for a transfer or an install; the message says how much is needed and free.
+
+    OPC UA has no StatusCode for a full disk: Bad_OutOfMemory ("not enough memory to complete the
+    operation") is the nearest, and no other refusal of a transfer uses it, so a client can tell it apart.
+    """
+
+    status = BAD_OUT_OF_MEMORY
+
+
 class CredentialsMissing(SourceError):
     """No AWS credentials were found."""
 

@@ -38,7 +38,8 @@ from edge_node.slots.store import InstalledVersion, SlotSnapshot, SlotState, Slo
 from nodesets.ids import InstallationState, SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.cancel import honour_cancel
-from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
+from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes, is_disk_full, megabytes
+from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, UsageError
 from sdk.keys import TrustStore
 from sdk.package.verify import verify_package
 
@@ -59,9 +60,12 @@ class ModelSlot:
         runtime: InferenceRuntime,
         trust: TrustStore,
         clock: Callable[[], float] = time.monotonic,
+        free_space: FreeSpace = free_bytes,
     ) -> None:
         self.name = name
         self._clock = clock  # seconds, for the confirmation deadline; tests pass a clock they move
+        self.free_space = free_space  # asked before transfers and installs fill the disk; tests simulate a full one
+        self.reserve_bytes = DEFAULT_RESERVE_BYTES  # left free by every transfer (EdgeSettings.disk_reserve_bytes)
         self.store = store
         self.pipeline = pipeline
         self._runtime = runtime
@@ -129,6 +133,23 @@ class ModelSlot:
     async def _load(self, version: InstalledVersion) -> LoadedModel:
         return await self._runtime.load(self.store.package_path(version.sha256), self._trust, self.store.unpack_dir())
 
+    async def _load_new(self, version: InstalledVersion) -> LoadedModel:
+        """Load a version to install; DiskFull when there is no room to unpack it (the package size is a floor)."""
+        await ensure_free(self.store.work, version.size, self.free_space)
+        try:
+            return await self._load(version)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            free = await asyncio.to_thread(self.free_space, self.store.work)
+            raise DiskFull(f"the disk filled up while unpacking ({megabytes(free)} free)") from None
+
+    async def report(self, status: str) -> None:
+        """Show a one-line status (UpdateStatus) about something the slot did not do."""
+        self.update_status = status
+        _log.warning("slot %s: %s", self.name, status)
+        await self._changed()
+
     # --- transfer -----------------------------------------------------------------------------
 
     async def stage_pending(self, upload: Path) -> InstalledVersion:
@@ -181,7 +202,7 @@ class ModelSlot:
 
     async def _install(self, target: InstalledVersion) -> None:
         try:
-            candidate = await self._load(target)
+            candidate = await self._load_new(target)
         except ModelLineError as exc:
             self.install_state = InstallationState.ERROR
             self.update_status = f"install of {target.name} {target.version} failed: {exc}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -13,7 +14,16 @@ from asyncua import Client
 
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
-from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, direct_prediction, output_node, wait_for
+from tests.edge_harness import (
+    HEALTHY,
+    SimulatedPlc,
+    build_pump,
+    direct_prediction,
+    edge_settings,
+    output_node,
+    running_edge,
+    wait_for,
+)
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
 
@@ -102,3 +112,17 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
     assert edge.returncode == 0, err_bytes.decode()[-2000:]
     assert "stopping" in err_bytes.decode()
     assert "Traceback" not in err_bytes.decode()
+
+
+@pytest.mark.timeout(120)
+async def test_install_on_a_full_disk_says_so(tmp_path: Path, signer: Signer, example: Path) -> None:
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    # A reserve larger than any disk here: the node's real free-space check refuses the transfer.
+    settings = edge_settings(tmp_path, signer.trust_dir, disk_reserve_bytes=1 << 50)
+    async with running_edge(settings) as node:
+        code, _, err = await _run("install", str(package), "--edge", node.url)
+        transfers = node.slots["main"].store.root / "transfers"
+        assert list(transfers.iterdir()) == []
+    assert code == 6, err
+    pattern = r"modelline: the device has no disk space for the package: needs 1125899907 MB, \d+(\.\d)? [kM]B free\n"
+    assert re.fullmatch(pattern, err), err

@@ -16,6 +16,7 @@ from asyncua import Client, ua
 from nodesets.ids import PipelineState, SoftwareVersionFileType
 from sdk import errors
 from sdk.di_client import SoftwareUpdateClient, set_binding
+from sdk.diskspace import free_bytes
 from sdk.errors import UpdateFailed
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import (
@@ -484,3 +485,38 @@ async def test_restart_while_waiting_for_confirm_restores_the_binding(
             "speed"
         )
         await wait_for(lambda: _good(client), what="Good outputs after the restart")
+
+
+@pytest.mark.timeout(120)
+async def test_a_full_disk_refuses_transfers_and_installs_with_how_much_is_missing(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    settings = edge_settings(tmp_path, signer.trust_dir, disk_reserve_bytes=30_000_000)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        slot = node.slots["main"]
+        transfers = slot.store.root / "transfers"
+        su = await SoftwareUpdateClient.find(client)
+        error_message = await su.update.get_child([f"{su.di}:Loading", f"{su.di}:ErrorMessage"])
+        await _install(client, v1)
+
+        slot.free_space = lambda folder: 12_000_000  # less than the reserve: GenerateFileForWrite is refused
+        with pytest.raises(errors.DiskFull, match="no disk space for the package: needs 30 MB, 12 MB free"):
+            await su.transfer(v2)
+        assert (await error_message.read_value()).Text == "needs 30 MB, 12 MB free"
+        assert await su.update_status() == "transfer refused: needs 30 MB, 12 MB free"
+        assert list(transfers.iterdir()) == []
+
+        size = v2.stat().st_size  # room for the reserve, not for the package: the first Write is refused
+        slot.free_space = lambda folder: 30_000_000 + size // 2
+        with pytest.raises(errors.DiskFull, match="no disk space for the package: needs 30 MB, 30 MB free"):
+            await su.transfer(v2)
+        assert list(transfers.iterdir()) == []  # released at once, not when the session ends
+
+        slot.free_space = free_bytes  # a real check: the package fits now
+        pending = await su.transfer(v2)
+        slot.free_space = lambda folder: 1_000  # no room to unpack it
+        with pytest.raises(UpdateFailed, match=r"install of pump-health 2.0.0 failed: needs \d+ kB, 1 kB free"):
+            await su.install(pending)
+        await su.resume()
+        assert await _version(node, "1.0.0")  # the old model keeps serving
+        assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"
