@@ -186,6 +186,18 @@ PIPELINE_TYPE = ObjectType(
             "Bind the model inputs to tags and choose the trigger; takes effect at once, no reinstall.",
             inputs=[Arg("BindingJson", STRING, "The binding as JSON (see the ModelLine README); empty clears it.")],
         ),
+        Var(
+            "Configuration",
+            STRING,
+            "What serves now, as '<model> <version> binding <digest> #<change>': a new value for every change "
+            "of model or binding, written before the first prediction it makes; empty without a model.",
+        ),
+        Var(
+            "GoodConfiguration",
+            STRING,
+            "The Configuration that made the newest Good prediction: evidence that this model version with "
+            "this binding predicts well (an update client confirms only on its own Configuration).",
+        ),
     ],
 )
 
