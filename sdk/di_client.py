@@ -175,13 +175,27 @@ class SoftwareUpdateClient:
         await self._method(await self._node("Installation"), "Resume")
 
 
-async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
-    """Call SetBinding on ``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node."""
+async def _pipeline(client: Client, pipeline: str) -> tuple[Node, int]:
     ml = await client.get_namespace_index(MODELLINE_URI)
     server = await client.nodes.objects.get_child(f"{ml}:InferenceServer")
     folder = await server.get_child(f"{ml}:Pipelines")
     pipelines = {str((await n.read_browse_name()).Name): n for n in await folder.get_children()}
-    node = pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")]
+    return pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")], ml
+
+
+async def pipeline_text(client: Client, pipeline: str, variable: str) -> str:
+    """A String variable of ``InferenceServer/Pipelines/<pipeline>`` (Binding, Configuration, ...)."""
+    node, ml = await _pipeline(client, pipeline)
+    try:
+        value = await (await node.get_child(f"{ml}:{variable}")).read_value()
+    except ua.UaStatusCodeError as exc:
+        raise UpdateFailed(f"pipeline {pipeline} has no readable {variable} ({type(exc).__name__})") from None
+    return str(value or "")
+
+
+async def set_binding(client: Client, pipeline: str, binding_json: str) -> None:
+    """Call SetBinding on ``InferenceServer/Pipelines/<pipeline>`` of a ModelLine edge node."""
+    node, ml = await _pipeline(client, pipeline)
     try:
         await node.call_method(
             (await node.get_child(f"{ml}:SetBinding")).nodeid, ua.Variant(binding_json, ua.VariantType.String)

@@ -3,7 +3,13 @@
 Per target: wait until the device is reachable (an offline device keeps the
 deployment Pending until it returns), transfer the package to PendingVersion,
 InstallSoftwarePackage with the package hash, set the binding, watch the
-device's health and first predictions, then Confirm. Targets go in waves of
+device's health and first predictions, then Confirm. With a binding, only a
+Good prediction made by the new version with that binding counts: the pipeline's
+Configuration, read right after SetBinding, must name both, and the device must
+report that very Configuration as the one behind its newest Good prediction
+(GoodConfiguration; see edge_node/runtime/pipeline.py). A deployment of the
+version a device already serves applies a different binding alone and checks it
+the same way (``_rebind``). Targets go in waves of
 ``waves`` devices (all at once by default) and the rollout stops at the first
 failure: later waves are left untouched. Every step is saved before the next
 begins, so a restarted gateway resumes unfinished deployments where they stood.
@@ -316,6 +322,9 @@ class DeploymentService:
             return await self._step(record, target, ACTIVE)
         current = await su.version(SoftwareVersionFileType.CURRENT)
         if current.revision == record.version and current.hash.hex() == package.stem:
+            if options.binding is not None:  # already there: only a different binding is new
+                slot = options.slot or await su.slot_name()
+                target = await self._rebind(link, record, target, options, options.binding, slot)
             return await self._step(record, target, ACTIVE)  # already there (a resumed deployment)
         target = await self._step(record, target, TRANSFERRING)
         await su.set_confirmation_timeout(options.confirmation_timeout_s)
@@ -327,37 +336,74 @@ class DeploymentService:
             await su.resume()  # leave the device Idle, serving its previous model
             raise
         slot = options.slot or await su.slot_name()
-        installed_at = self._clock()
+        configuration = None
         if options.binding is not None:
             await link.set_binding(slot, options.binding.to_json())
+            configuration = await self._configuration(link, record, options.binding, slot)
         link.refresh()
         target = await self._step(record, target, CONFIRMING)
-        await self._watch(link, options, slot, installed_at)
+        await self._watch(link, options, slot, configuration)
         if options.confirmation_timeout_s > 0:
             await su.confirm()
         return await self._step(record, target, ACTIVE)
 
-    async def _watch(self, link: Device, options: DeployOptions, slot: str, since: datetime) -> None:
-        """Before Confirm: with a binding, the slot must publish a Good prediction made after the install
-        within health_check_s; without one, the device must not report FAILURE. Anything less is not
-        confirmed, and the device reverts by itself when its ConfirmationTimeout runs out."""
+    async def _rebind(
+        self,
+        link: Device,
+        record: DeploymentRecord,
+        target: TargetRecord,
+        options: DeployOptions,
+        binding: Binding,
+        slot: str,
+    ) -> TargetRecord:
+        """The version serves already: apply the deployment's binding if it differs and health-check it.
+
+        Nothing is installed, so no ConfirmationTimeout would undo a bad binding: a failed check puts
+        the previous binding back here, and the target fails with the reason.
+        """
+        previous = await link.binding(slot)
+        if previous and Binding.parse(previous).to_json() == binding.to_json():
+            return target
+        target = await self._step(record, target, CONFIRMING)
+        await link.set_binding(slot, binding.to_json())
+        try:
+            configuration = await self._configuration(link, record, binding, slot)
+            await self._watch(link, options, slot, configuration, after="the binding change")
+        except UpdateFailed as exc:
+            await link.set_binding(slot, previous)
+            raise UpdateFailed(f"{exc}; the previous binding was restored") from None
+        return target
+
+    async def _configuration(self, link: Device, record: DeploymentRecord, binding: Binding, slot: str) -> str:
+        """The slot's Configuration after SetBinding; it must name the deployed version and binding."""
+        configuration = await link.configuration(slot)
+        expected = f"{record.model} {record.version} binding {binding.digest()} #"
+        if not configuration.startswith(expected):
+            raise UpdateFailed(f"pipeline {slot} serves {configuration or 'nothing'!r}, not {expected[:-2]!r}")
+        return configuration
+
+    async def _watch(
+        self, link: Device, options: DeployOptions, slot: str, configuration: str | None, after: str = "the install"
+    ) -> None:
+        """Before Confirm: with a binding, the device must report a Good prediction made by ``configuration``
+        (the new version with the deployment's binding) within health_check_s; without one, it must not
+        report FAILURE. Anything less is not confirmed, and the device reverts by itself when its
+        ConfirmationTimeout runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + options.health_check_s
         settled = loop.time() + min(0.5, options.health_check_s)  # without a binding: a short look at its health
         while True:
             if link.view.health is DeviceHealth.FAILURE:
                 raise UpdateFailed("the device reports FAILURE after the install")
-            if options.binding is None:
+            if configuration is None:
                 if loop.time() >= settled:
                     return
-            else:
-                good = link.view.last_good.get(slot)
-                if good is not None and good > since:
-                    return
+            elif link.view.good_configuration.get(slot) == configuration:
+                return
             if loop.time() >= deadline:
                 state = link.view.pipelines.get(slot, PipelineState.NO_MODEL)
                 raise UpdateFailed(
-                    f"no healthy predictions within {options.health_check_s:g} s of the install "
+                    f"no healthy predictions within {options.health_check_s:g} s of {after} "
                     f"(pipeline {slot}: {state.label})"
                 )
             await asyncio.sleep(0.1)

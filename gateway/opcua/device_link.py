@@ -19,7 +19,7 @@ from asyncua import Client, Node, ua
 
 from gateway.devices.device import Device, DeviceView
 from nodesets.ids import DI_URI, MODELLINE_URI, DeviceHealth, DeviceState, PipelineState
-from sdk.di_client import SoftwareUpdateClient, set_binding
+from sdk.di_client import SoftwareUpdateClient, pipeline_text, set_binding
 from sdk.errors import UpdateFailed
 from sdk.opcua.analog import VariableLayout, read_layout
 from sdk.opcua.client import watched_session
@@ -100,6 +100,14 @@ class DeviceLink:
         """SetBinding on the slot's pipeline."""
         await set_binding(self._client(), slot, binding_json)
 
+    async def binding(self, slot: str) -> str:
+        """The pipeline's Binding variable."""
+        return await pipeline_text(self._client(), slot, "Binding")
+
+    async def configuration(self, slot: str) -> str:
+        """The pipeline's Configuration variable (read after SetBinding: requests are answered in order)."""
+        return await pipeline_text(self._client(), slot, "Configuration")
+
     def _client(self) -> Client:
         if self.client is None or not self.online:
             raise UpdateFailed(f"device {self.device_id} is not connected")
@@ -167,6 +175,7 @@ class DeviceLink:
         for pipeline in await folder.get_children():
             name = str((await pipeline.read_browse_name()).Name)
             watched[(await pipeline.get_child(f"{ml}:State")).nodeid] = self._pipeline_state(name)
+            watched[(await pipeline.get_child(f"{ml}:GoodConfiguration")).nodeid] = self._good_configuration(name)
             for out in await (await pipeline.get_child(f"{ml}:Outputs")).get_children():
                 outputs[out.nodeid] = (name, str((await out.read_browse_name()).Name), await read_layout(out))
         link = self
@@ -221,6 +230,12 @@ class DeviceLink:
             value = dv.Value.Value if dv.Value is not None else None
             self.view.pipelines[name] = PipelineState(value) if value in set(PipelineState) else PipelineState.FAULTED
             await self._evaluate()
+
+        return update
+
+    def _good_configuration(self, name: str) -> Callable[[ua.DataValue], Awaitable[None]]:
+        async def update(dv: ua.DataValue) -> None:
+            self.view.good_configuration[name] = str(dv.Value.Value or "") if dv.Value is not None else ""
 
         return update
 
