@@ -26,6 +26,7 @@ from tests.edge_harness import (
 )
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
+from tests.readme import assert_documented
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +127,4 @@ async def test_install_on_a_full_disk_says_so(tmp_path: Path, signer: Signer, ex
     assert code == 6, err
     pattern = r"modelline: the device has no disk space for the package: needs 1125899907 MB, \d+(\.\d)? [kM]B free\n"
     assert re.fullmatch(pattern, err), err
+    assert_documented(err, "no disk space for the package")

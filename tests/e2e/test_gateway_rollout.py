@@ -378,6 +378,7 @@ async def test_redeploying_the_running_version_applies_a_new_binding(
         failed = await p.settled(await p.deploy("1.0.0", ["edge-a"], binding=broken, health_check_s=1), "Failed")
         assert "no healthy predictions within 1 s of the binding change" in failed["LastError"]
         assert failed["LastError"].endswith("; the previous binding was restored")
+        assert_documented(failed["LastError"], "the previous binding was restored")
         assert slot.state.binding is not None and json.loads(slot.state.binding.to_json())["trigger"]["mode"] == "tag"
 
 
