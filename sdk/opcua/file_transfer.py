@@ -106,7 +106,7 @@ class TemporaryFileTransfer:
         self.max_package_bytes = max_package_bytes
         self.mime_type = mime_type
         self.reserve_bytes = reserve_bytes  # left free on the disk by every transfer, for state files and unpacking
-        self._free_space = free_space
+        self.free_space = free_space  # injectable: tests simulate a full disk
         self._on_refused = on_refused
         self._transfers: dict[int, _Transfer] = {}
         self._unlisten: Callable[[], None] | None = None
@@ -227,7 +227,7 @@ class TemporaryFileTransfer:
         self._authorize()
         options = self._check_options(args[0].Value if isinstance(args[0], ua.Variant) else args[0])
         try:
-            await ensure_free(self.work_dir, self.reserve_bytes, self._free_space)
+            await ensure_free(self.work_dir, self.reserve_bytes, self.free_space)
         except DiskFull as exc:
             await self._refused(exc)
             raise
@@ -298,7 +298,7 @@ class TemporaryFileTransfer:
     async def _check_space(self, file: FileNode, size: int, new_size: int) -> None:
         """Before a Write: the file as it will be plus the reserve must fit; else abandon it at once."""
         try:
-            await ensure_free(self.work_dir, new_size + self.reserve_bytes, self._free_space, reclaimable=size)
+            await ensure_free(self.work_dir, new_size + self.reserve_bytes, self.free_space, reclaimable=size)
         except DiskFull as exc:
             await self._no_space(file, str(exc))
             raise

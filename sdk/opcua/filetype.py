@@ -214,7 +214,7 @@ class FileNode:
     async def _drop(self, handle: _Handle) -> None:
         if self._handles.pop(handle.number, None) is None:
             return  # already dropped, e.g. by an on_close callback that released the whole file
-        await asyncio.to_thread(handle.fh.close)
+        await asyncio.to_thread(_close, handle.fh)
         await self.refresh()
         if self._on_close is not None:
             await self._on_close(self, handle.writes)
@@ -311,6 +311,15 @@ class FileNode:
         size = await asyncio.to_thread(lambda: os.fstat(handle.fh.fileno()).st_size)
         handle.fh.seek(min(position, size))  # beyond the end: at the end (4.2.6)
         return []
+
+
+def _close(fh: BinaryIO) -> None:
+    """Close; the bytes of a Write the disk refused (already answered with DiskFull) stay unwritten."""
+    try:
+        fh.close()  # the descriptor is closed even when flushing fails
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
 
 
 def _write_through(fh: BinaryIO, data: bytes) -> None:
