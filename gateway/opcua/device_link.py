@@ -175,7 +175,12 @@ class DeviceLink:
         for pipeline in await folder.get_children():
             name = str((await pipeline.read_browse_name()).Name)
             watched[(await pipeline.get_child(f"{ml}:State")).nodeid] = self._pipeline_state(name)
-            watched[(await pipeline.get_child(f"{ml}:GoodConfiguration")).nodeid] = self._good_configuration(name)
+            try:
+                evidence = await pipeline.get_child(f"{ml}:GoodConfiguration")
+            except ua.UaStatusCodeError:  # an edge node from before it: deployments with a binding fail there
+                _log.warning("device %s: pipeline %s shows no GoodConfiguration", self.device_id, name)
+            else:
+                watched[evidence.nodeid] = self._good_configuration(name)
             for out in await (await pipeline.get_child(f"{ml}:Outputs")).get_children():
                 outputs[out.nodeid] = (name, str((await out.read_browse_name()).Name), await read_layout(out))
         link = self
