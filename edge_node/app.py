@@ -66,6 +66,7 @@ class EdgeNode(Service):
             sink = await PipelineNodes.create(server, ns, pipelines_folder, name, instance_ns)
             pipeline = Pipeline(name, runtime, _HealthWatch(sink, self._update_health))
             slot = ModelSlot(name, SlotStore(s.data_dir / "slots" / name), pipeline, runtime, trust)
+            slot.reserve_bytes = s.disk_reserve_bytes
             sink.on_set_binding = slot.set_binding
             nodes = SlotNodes(server, ns, slot)
             await nodes.build(device, instance_ns, s.max_byte_string, writes, max_package_bytes=s.max_package_bytes)

@@ -43,6 +43,13 @@ class EdgeSettings(BaseSettings):
         description="Largest package accepted by one transfer (DI FileTransfer), in bytes; a Write beyond it is "
         "refused (BadResourceUnavailable) and the transfer abandoned.",
     )
+    disk_reserve_bytes: int = Field(
+        64 << 20,
+        ge=0,
+        description="Disk space every package transfer leaves free in data_dir, in bytes: GenerateFileForWrite "
+        "needs it free and each Write needs room for the file plus it (refused with Bad_OutOfMemory, "
+        "'needs 30 MB, 12 MB free').",
+    )
     manufacturer: str = Field("ModelLine", description="DI Manufacturer of the device.")
     gateway_url: EndpointUrl | None = Field(
         None, description="A ModelLine gateway to register with at start (RegisterDevice), retried until it answers."

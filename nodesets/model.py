@@ -192,6 +192,18 @@ PIPELINE_TYPE = ObjectType(
                 )
             ],
         ),
+        Var(
+            "Configuration",
+            STRING,
+            "What serves now, as '<model> <version> binding <digest> #<change>': a new value for every change "
+            "of model or binding, written before the first prediction it makes; empty without a model.",
+        ),
+        Var(
+            "GoodConfiguration",
+            STRING,
+            "The Configuration that made the newest Good prediction: evidence that this model version with "
+            "this binding predicts well (an update client confirms only on its own Configuration).",
+        ),
     ],
 )
 

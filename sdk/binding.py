@@ -14,6 +14,7 @@ edge node's config). Example (TOML)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from enum import StrEnum
@@ -96,6 +97,10 @@ class Binding(_Model):
     def to_json(self) -> str:
         """Compact JSON, as the Binding variable shows it."""
         return self.model_dump_json(exclude_none=True)
+
+    def digest(self) -> str:
+        """A short fingerprint of the binding (12 hex digits of SHA-256 of ``to_json``), the same on every node."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
     @classmethod
     def parse(cls, text: str, source: str = "binding") -> Binding:

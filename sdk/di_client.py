@@ -25,6 +25,7 @@ from nodesets.ids import DI_URI, MODELLINE_URI, ConfirmationState, InstallationS
 from sdk.errors import (
     BAD_NOT_FOUND,
     ConnectionLost,
+    DiskFull,
     ModelLineError,
     NotFound,
     PackageRejected,
@@ -176,6 +177,8 @@ class SoftwareUpdateClient:
             # UpdateStatus, which may still tell of an earlier install.
             reason = await (await self._node("Loading", "ErrorMessage")).read_value()
             text = getattr(reason, "Text", None) or type(exc).__name__
+            if _status(exc) == DiskFull.status:
+                raise DiskFull(f"the device has no disk space for the package: {text}") from None
             raise PackageRejected(f"the device rejected the package ({type(exc).__name__}): {text}") from None
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise ConnectionLost(f"connection lost during the transfer: {_cause(exc)}") from None
@@ -244,10 +247,19 @@ async def _pipeline(client: Client, pipeline: str) -> tuple[Node, int]:
     return pipelines[_pick_name(pipelines, pipeline, "pipeline", "InferenceServer/Pipelines")], ml
 
 
+async def pipeline_text(client: Client, pipeline: str, variable: str) -> str:
+    """A String variable of ``InferenceServer/Pipelines/<pipeline>`` (Binding, Configuration, ...)."""
+    node, ml = await _pipeline(client, pipeline)
+    try:
+        value = await (await node.get_child(f"{ml}:{variable}")).read_value()
+    except ua.UaStatusCodeError as exc:
+        raise UpdateFailed(f"pipeline {pipeline} has no readable {variable} ({type(exc).__name__})") from None
+    return str(value or "")
+
+
 async def pipeline_binding(client: Client, pipeline: str) -> str:
     """The binding JSON the pipeline uses now ("" when it has none)."""
-    node, ml = await _pipeline(client, pipeline)
-    return str(await (await node.get_child(f"{ml}:Binding")).read_value() or "")
+    return await pipeline_text(client, pipeline, "Binding")
 
 
 async def wait_for_good_prediction(client: Client, pipeline: str, timeout_s: float) -> str:

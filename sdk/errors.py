@@ -213,6 +213,16 @@ class ConnectionLost(Unreachable):
     status = BAD_CONNECTION_CLOSED
 
 
+class DiskFull(UpdateFailed):
+    """Not enough free disk space for a transfer or an install; the message says how much is needed and free.
+
+    OPC UA has no StatusCode for a full disk: Bad_OutOfMemory ("not enough memory to complete the
+    operation") is the nearest, and no other refusal of a transfer uses it, so a client can tell it apart.
+    """
+
+    status = BAD_OUT_OF_MEMORY
+
+
 class CredentialsMissing(SourceError):
     """No AWS credentials were found."""
 

@@ -115,6 +115,7 @@ class PipelineNodes:
         self._outputs: dict[str, tuple[Node, ua.VariantType, list[int]]] = {}
         self._inputs: dict[str, Node] = {}
         self._vars: dict[str, Node] = {}
+        self._shown: dict[str, ua.Variant] = {}  # status values as last written: write only what changed
 
     @classmethod
     async def create(
@@ -260,9 +261,13 @@ class PipelineNodes:
             "ErrorCount": ua.Variant(status.error_count, ua.VariantType.UInt64),
             "SkippedCount": ua.Variant(status.skipped_count, ua.VariantType.UInt64),
             "LastLatencyMs": ua.Variant(status.last_latency_ms, ua.VariantType.Double),
+            "Configuration": ua.Variant(status.configuration, ua.VariantType.String),
+            "GoodConfiguration": ua.Variant(status.good_configuration, ua.VariantType.String),
         }
         for name, variant in values.items():
-            await self._write(self._vars[name], ua.DataValue(variant))
+            if self._shown.get(name) != variant:
+                await self._write(self._vars[name], ua.DataValue(variant))
+                self._shown[name] = variant
 
 
 async def create_inference_server(server: Server, ns: Namespaces, instance_ns: int) -> Node:

@@ -184,6 +184,9 @@ class SlotNodes:
             max_package_bytes=max_package_bytes,
             mime_type="application/vnd.modelline.package+zip",
             role=Role.ENGINEER,
+            reserve_bytes=slot.reserve_bytes,
+            free_space=lambda folder: slot.free_space(folder),  # the slot's, even if replaced later
+            on_refused=self._transfer_refused,
         ).bind()
         self._timeout_shown = slot.state.confirmation_timeout_s * 1000.0
         await self.confirmation_timeout.write_value(ua.Variant(self._timeout_shown, ua.VariantType.Double))
@@ -281,6 +284,11 @@ class SlotNodes:
             await self.error_message.write_value(ua.LocalizedText(str(exc)))
             raise
         await self.error_message.write_value(ua.LocalizedText(""))
+
+    async def _transfer_refused(self, reason: str) -> None:
+        """A transfer refused for lack of disk space: ErrorMessage and UpdateStatus say how much is missing."""
+        await self.error_message.write_value(ua.LocalizedText(reason))
+        await self.slot.report(f"transfer refused: {reason}")
 
     async def _read_source(self, kind: SoftwareVersionFileType) -> Path:
         return self.slot.package_file(kind)

@@ -6,6 +6,16 @@ its last run at once and runs the model on the newest values, so inference never
 falls behind and ``skipped_count`` tells how many triggers were folded into a
 later run. Inputs that cannot be trusted give every output a StatusCode saying
 why (see ``quality``), never an exception.
+
+Evidence of health is exact: every change of model or binding gets a new
+``configuration`` (model, version, binding digest and a change number), shown
+before the first prediction it makes, and ``good_configuration`` names the
+configuration that made the newest Good prediction. An inference whose model or
+binding changed while it ran is not published (it runs again), so a Good output
+is never credited to a configuration that did not make it. An update client
+confirms an install only when ``good_configuration`` equals the configuration
+it read after its own SetBinding: Good outputs of the new model with the old
+binding, or of the old model, cannot count.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -69,6 +80,8 @@ class PipelineStatus:
     error_count: int = 0
     skipped_count: int = 0
     last_latency_ms: float = 0.0
+    configuration: str = ""  # model, version, binding digest and change number of what serves now
+    good_configuration: str = ""  # the configuration that made the newest Good prediction
 
 
 class PipelineSink(Protocol):
@@ -123,6 +136,17 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._running = False
         self._published_unbound = False
+        self._changes = 0
+        self._start = secrets.token_hex(3)  # change numbers of an earlier run of the node never match
+
+    def _next_configuration(self) -> str:
+        """A new configuration for the model and binding that serve from now on."""
+        self._changes += 1
+        if self._model is None:
+            return ""
+        m = self._model.manifest
+        binding = self._binding.digest() if self._binding else "none"
+        return f"{m.name} {m.version} binding {binding} #{self._start}-{self._changes}"
 
     @property
     def model(self) -> LoadedModel | None:
@@ -162,7 +186,9 @@ class Pipeline:
             await self._sink.model_changed(model.manifest if model else None)
         self._published_unbound = False
         m = model.manifest if model else None
-        await self._set_status(model=m.name if m else "", version=m.version if m else "")
+        await self._set_status(
+            model=m.name if m else "", version=m.version if m else "", configuration=self._next_configuration()
+        )
         await self._evaluate_configuration()
         self._trigger()
 
@@ -177,6 +203,7 @@ class Pipeline:
         }
         self._values = {k: v for k, v in self._values.items() if k in unchanged}
         self._published_unbound = False
+        await self._set_status(configuration=self._next_configuration())  # before any prediction with it
         await self._sink.binding_changed(binding)
         for feature, reading in self._values.items():  # the mirror shows what is kept
             await self._sink.input_changed(feature, reading)
@@ -322,6 +349,7 @@ class Pipeline:
         if model is None or self._configuration_problem():
             await self._evaluate_configuration()
             return
+        configuration = self._status.configuration
         feeds, status, reason, source_time = self._assemble(model.manifest)
         if quality.is_bad(status):
             await self._publish_status_only(status, source_time)
@@ -340,8 +368,8 @@ class Pipeline:
                 error_count=self._status.error_count + 1,
             )
             return
-        if self._model is not model:  # swapped while running: serve the new model's answer instead
-            self._trigger()
+        if self._model is not model or self._status.configuration != configuration:
+            self._trigger()  # model or binding changed while it ran: serve the new configuration's answer instead
             return
         now = self._clock()
         published = []
@@ -356,4 +384,5 @@ class Pipeline:
             reason=reason,
             inference_count=self._status.inference_count + 1,
             last_latency_ms=latency,
+            good_configuration=configuration if status == quality.GOOD else self._status.good_configuration,
         )

@@ -6,7 +6,16 @@ the package, loads it into onnxruntime beside the serving model, checks it
 against its own recorded samples and only then swaps it in; anything that fails
 leaves the serving model untouched and the Installation state machine in Error
 with UpdateStatus saying why. After a swap with a ConfirmationTimeout, the slot
-reverts to the Fallback by itself unless Confirm arrives in time (8.4.10).
+reverts by itself unless Confirm arrives in time (8.4.10).
+
+A binding is part of what an install changes. Each kept version keeps the
+binding it last ran with: installing the Pending version keeps the slot's
+binding and remembers the old one as the Fallback's; installing the Fallback (a
+Rollback) swaps versions and bindings, so two rollbacks in a row alternate. An
+install that waits for Confirm keeps a snapshot of the Current, the Fallback and
+both bindings from before it; a revert (not confirmed in time, or a restart
+before Confirm) restores that snapshot exactly, undoing any binding set while
+the install was being tried.
 
 What must survive a restart (which package is which, the binding, the timeout,
 whether a confirmation is outstanding) is written before a call is answered.
@@ -27,11 +36,19 @@ from pydantic import ValidationError
 
 from edge_node.runtime.model import InferenceRuntime, LoadedModel
 from edge_node.runtime.pipeline import Pipeline
-from edge_node.slots.store import MAX_CONFIRMATION_TIMEOUT_S, InstalledVersion, SlotState, SlotStore, StateUnreadable
+from edge_node.slots.store import (
+    MAX_CONFIRMATION_TIMEOUT_S,
+    InstalledVersion,
+    SlotSnapshot,
+    SlotState,
+    SlotStore,
+    StateUnreadable,
+)
 from nodesets.ids import InstallationState, SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.cancel import honour_cancel
-from sdk.errors import InvalidState, ModelLineError, NotFound, OutOfRange, UsageError
+from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes, is_disk_full, megabytes
+from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, OutOfRange, UsageError
 from sdk.keys import TrustStore
 from sdk.package.verify import verify_package
 
@@ -52,9 +69,12 @@ class ModelSlot:
         runtime: InferenceRuntime,
         trust: TrustStore,
         clock: Callable[[], float] = time.monotonic,
+        free_space: FreeSpace = free_bytes,
     ) -> None:
         self.name = name
         self._clock = clock  # seconds, for the confirmation deadline; tests pass a clock they move
+        self.free_space = free_space  # asked before transfers and installs fill the disk; tests simulate a full one
+        self.reserve_bytes = DEFAULT_RESERVE_BYTES  # left free by every transfer (EdgeSettings.disk_reserve_bytes)
         self.store = store
         self.pipeline = pipeline
         self._runtime = runtime
@@ -112,10 +132,11 @@ class ModelSlot:
             self.state = SlotState()
             self.update_status = str(exc)
             _log.error("slot %s: %s", self.name, exc)
-        await self.pipeline.set_binding(self.state.binding)
-        if self.state.awaiting_confirmation:
+        if self.state.awaiting_confirmation:  # the revert binds what it restores: never the untrusted binding
             await self._revert("the node restarted before the install was confirmed")
-        elif self.state.current is not None:
+            return
+        await self.pipeline.set_binding(self.state.binding)
+        if self.state.current is not None:
             try:
                 await self.pipeline.set_model(await self._load(self.state.current))
             except ModelLineError as exc:
@@ -125,6 +146,23 @@ class ModelSlot:
 
     async def _load(self, version: InstalledVersion) -> LoadedModel:
         return await self._runtime.load(self.store.package_path(version.sha256), self._trust, self.store.unpack_dir())
+
+    async def _load_new(self, version: InstalledVersion) -> LoadedModel:
+        """Load a version to install; DiskFull when there is no room to unpack it (the package size is a floor)."""
+        await ensure_free(self.store.work, version.size, self.free_space)
+        try:
+            return await self._load(version)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            free = await asyncio.to_thread(self.free_space, self.store.work)
+            raise DiskFull(f"the disk filled up while unpacking ({megabytes(free)} free)") from None
+
+    async def report(self, status: str) -> None:
+        """Show a one-line status (UpdateStatus) about something the slot did not do."""
+        self.update_status = status
+        _log.warning("slot %s: %s", self.name, status)
+        await self._changed()
 
     # --- transfer -----------------------------------------------------------------------------
 
@@ -140,14 +178,11 @@ class ModelSlot:
             pending = InstalledVersion.of(verified, verified.signer)
             await asyncio.to_thread(self.store.keep_package, upload, pending.sha256)
             await self._save(self.state.model_copy(update={"pending": pending}))
-            await asyncio.to_thread(self.store.prune, self._referenced())
+            await asyncio.to_thread(self.store.prune, self.state.referenced())
             self.update_status = f"{pending.name} {pending.version} transferred and verified; ready to install"
             _log.info("slot %s: pending %s %s (%s)", self.name, pending.name, pending.version, pending.sha256[:12])
             await self._changed()
             return pending
-
-    def _referenced(self) -> set[str]:
-        return {v.sha256 for v in (self.state.current, self.state.pending, self.state.fallback) if v is not None}
 
     # --- installation -------------------------------------------------------------------------
 
@@ -181,7 +216,7 @@ class ModelSlot:
 
     async def _install(self, target: InstalledVersion) -> None:
         try:
-            candidate = await self._load(target)
+            candidate = await self._load_new(target)
         except ModelLineError as exc:
             self.install_state = InstallationState.ERROR
             self.update_status = f"install of {target.name} {target.version} failed: {exc}"
@@ -189,18 +224,10 @@ class ModelSlot:
             await self._changed()
             return
         self.percent_complete = 80
-        previous = self.state.current
-        waiting = self.state.confirmation_timeout_s > 0
-        new_state = self.state.model_copy(
-            update={
-                "current": target,
-                "fallback": previous if previous is not None and previous != target else self.state.fallback,
-                "pending": None if self.state.pending == target else self.state.pending,
-                "awaiting_confirmation": waiting,
-            }
-        )
+        new_state = self._installed(target)
         await self._save(new_state)  # written before the swap: a crash now reverts at start
-        await self._swap(candidate)
+        await self._swap(candidate, new_state.binding)
+        waiting = new_state.awaiting_confirmation
         self.install_state = InstallationState.IDLE
         self.percent_complete = 100
         timeout = self.state.confirmation_timeout_s
@@ -208,11 +235,36 @@ class ModelSlot:
             f"; waiting {timeout:g} s for Confirm" if waiting else ""
         )
         self._deadline = self._clock() + timeout if waiting else None
-        await asyncio.to_thread(self.store.prune, self._referenced())
+        await asyncio.to_thread(self.store.prune, self.state.referenced())
         _log.info("slot %s: %s", self.name, self.update_status)
         await self._changed()
 
-    async def _swap(self, model: LoadedModel | None) -> None:
+    def _installed(self, target: InstalledVersion) -> SlotState:
+        """The state once ``target`` serves: versions and bindings move together."""
+        state = self.state
+        previous = state.current
+        waiting = state.confirmation_timeout_s > 0
+        update: dict[str, object] = {
+            "current": target,
+            "pending": None if state.pending == target else state.pending,
+            "awaiting_confirmation": waiting,
+            "undo": state.snapshot() if waiting else None,
+        }
+        if previous is not None and previous != target:
+            rollback = target == state.fallback
+            update |= {
+                "fallback": previous,
+                "fallback_binding": state.binding,
+                # A Rollback runs the Fallback with the binding it ran with (a state from before bindings
+                # were kept per version has none: then the slot's binding stays).
+                "binding": state.fallback_binding if rollback and state.fallback_binding else state.binding,
+            }
+        return state.model_copy(update=update)
+
+    async def _swap(self, model: LoadedModel | None, binding: Binding | None) -> None:
+        """Serve ``model`` with ``binding``; the binding first, so the new model never runs on the old one."""
+        if binding != self.pipeline.binding:
+            await self.pipeline.set_binding(binding)
         old = self.pipeline.model
         await self.pipeline.set_model(model)
         if old is not None and old.package.directory is not None:
@@ -222,7 +274,8 @@ class ModelSlot:
         """Confirm: keep the current version."""
         if not self.state.awaiting_confirmation:
             raise InvalidState("nothing is waiting for Confirm")
-        await self._save(self.state.model_copy(update={"awaiting_confirmation": False}))
+        await self._save(self.state.model_copy(update={"awaiting_confirmation": False, "undo": None}))
+        await asyncio.to_thread(self.store.prune, self.state.referenced())
         self._deadline = None
         current = self.state.current
         self.update_status = f"{current.name} {current.version} confirmed" if current else "confirmed"
@@ -238,23 +291,35 @@ class ModelSlot:
         await self._changed()
 
     async def _revert(self, reason: str) -> None:
-        failed, fallback = self.state.current, self.state.fallback
-        model = None
-        if fallback is not None:
+        """Undo the install that waits for Confirm: its versions and bindings as they were before it."""
+        failed, state = self.state.current, self.state
+        # A state file from before the snapshot existed: back to the Fallback, as then.
+        before = state.undo or SlotSnapshot(current=state.fallback, binding=state.fallback_binding or state.binding)
+        restored, model = before.current, None
+        if restored is not None:
             try:
-                model = await self._load(fallback)
+                model = await self._load(restored)
             except ModelLineError as exc:
-                _log.error("slot %s: fallback %s cannot be loaded: %s", self.name, fallback.version, exc)
-                fallback = None
+                _log.error("slot %s: %s cannot be loaded: %s", self.name, restored.version, exc)
+                restored = None
         await self._save(
-            self.state.model_copy(update={"current": fallback, "fallback": None, "awaiting_confirmation": False})
+            state.model_copy(
+                update={
+                    "current": restored,
+                    "binding": before.binding,
+                    "fallback": before.fallback,
+                    "fallback_binding": before.fallback_binding,
+                    "awaiting_confirmation": False,
+                    "undo": None,
+                }
+            )
         )
-        await self._swap(model)
+        await self._swap(model, before.binding)
         self._deadline = None
-        back_to = f"reverted to {fallback.version}" if fallback else "no fallback: the slot serves no model"
+        back_to = f"reverted to {restored.version}" if restored else "no fallback: the slot serves no model"
         self.update_status = f"{failed.version if failed else 'install'}: {reason}; {back_to}"
         _log.warning("slot %s: %s", self.name, self.update_status)
-        await asyncio.to_thread(self.store.prune, self._referenced())
+        await asyncio.to_thread(self.store.prune, self.state.referenced())
         await self._changed()
 
     # --- settings ------------------------------------------------------------------------------
@@ -274,7 +339,10 @@ class ModelSlot:
         await self._save(self.check_confirmation_timeout(seconds))
 
     async def set_binding(self, binding: Binding | None) -> None:
-        """A new input binding, saved and taken at once; no reinstall."""
+        """A new input binding, saved and taken at once; no reinstall.
+
+        While an install waits for Confirm the binding belongs to that install: a revert undoes it.
+        """
         await self._save(self.state.model_copy(update={"binding": binding}))
         await self.pipeline.set_binding(binding)
         await self._changed()

@@ -51,13 +51,31 @@ class InstalledVersion(BaseModel):
         return cls(name=m.name, version=m.version, sha256=info.sha256, size=info.size, signer=signer, created=m.created)
 
 
+class SlotSnapshot(BaseModel):
+    """What an install changes, as it was before the install: restored exactly when the install reverts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    current: InstalledVersion | None = None
+    binding: Binding | None = None
+    fallback: InstalledVersion | None = None
+    fallback_binding: Binding | None = None
+
+
 class SlotState(BaseModel):
-    """Everything about a slot that must survive a restart."""
+    """Everything about a slot that must survive a restart.
+
+    A binding is part of what an install changes: ``fallback_binding`` is the binding the Fallback
+    version last ran with (a Rollback takes it back), and ``undo`` holds the Current, Fallback and
+    bindings from before an install while that install waits for Confirm. Files written before
+    these fields existed load with them empty (no snapshot: a revert then keeps the binding).
+    """
 
     current: InstalledVersion | None = None
     pending: InstalledVersion | None = None
     fallback: InstalledVersion | None = None
     binding: Binding | None = None
+    fallback_binding: Binding | None = None
     confirmation_timeout_s: float = Field(
         0.0,
         ge=0,
@@ -66,6 +84,19 @@ class SlotState(BaseModel):
         description="DI ConfirmationTimeout in seconds; 0: no confirmation needed",
     )
     awaiting_confirmation: bool = False
+    undo: SlotSnapshot | None = Field(None, description="The state before the install that waits for Confirm.")
+
+    def snapshot(self) -> SlotSnapshot:
+        """What an install would change, as it is now."""
+        return SlotSnapshot(
+            current=self.current, binding=self.binding, fallback=self.fallback, fallback_binding=self.fallback_binding
+        )
+
+    def referenced(self) -> set[str]:
+        """Digests of every package this state may still serve: kept when the store is pruned."""
+        undo = self.undo or SlotSnapshot()
+        versions = (self.current, self.pending, self.fallback, undo.current, undo.fallback)
+        return {v.sha256 for v in versions if v is not None}
 
     def updated(self, **changes: Any) -> SlotState:
         """A copy with ``changes``, validated as the state file will be read back (ValidationError if not)."""

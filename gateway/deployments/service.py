@@ -1,12 +1,11 @@
 """Deployments: a stored model version rolled out to edge devices through the DI software update.
 
-Per target: wait until the device is reachable (an offline device keeps the
-deployment Pending until it returns), transfer the package to PendingVersion,
-InstallSoftwarePackage with the package hash, set the binding, watch the
-device's health and first predictions, then Confirm. Targets go in waves of
-``waves`` devices (all at once by default) and the rollout stops at the first
-failure: later waves are left untouched. Every step is saved before the next
-begins, so a restarted gateway resumes unfinished deployments where they stood.
+Each target is brought to the version by ``target.TargetRollout``: transfer to PendingVersion,
+InstallSoftwarePackage with the package hash, the binding, a health check that counts only a Good
+prediction made by the new version with that binding, then Confirm; every step chosen by what the
+device really runs, and a lost link retried. Targets go in waves of ``waves`` devices (all at once by
+default) and the rollout stops at the first failure: later waves are left untouched. Every step is
+saved before the next begins, so a restarted gateway resumes unfinished deployments where they stood.
 """
 
 from __future__ import annotations

@@ -5,10 +5,16 @@ Confirm, the installation state) and does only what is still missing, so the sam
 new rollout, a retry after a lost link and a gateway restarted in the middle of any step:
 
 - Current is the package and the device waits for Confirm: health check, then Confirm. Never assumed.
-- Current is the package and nothing waits: the target is Active.
+- Current is the package and nothing waits: the target is Active, once a binding that differs from the
+  device's has been applied and checked (and put back if the check fails: no revert would undo it).
 - the target was Confirming and Current is something else: the device reverted by itself; say so.
 - an install is running (a gateway restarted during Installing): wait for its end, then look again.
 - Pending is the package: install it (no second transfer); otherwise transfer it first.
+
+The health check counts only a Good prediction made by the new version with the deployment's
+binding: the pipeline's Configuration, read right after SetBinding, must name both, and the device
+must report that very Configuration behind its newest Good prediction (GoodConfiguration; see
+edge_node/runtime/pipeline.py), so a Good output of the new model with the old binding never counts.
 
 A lost link (ConnectionLost from the device layer) is retried with backoff until ``retry_for_s``
 has passed; refusals by the device (package rejected, install failed, not healthy) fail at once.
@@ -113,8 +119,8 @@ class TargetRollout:
         current = await su.version(SoftwareVersionFileType.CURRENT)
         if current.hash.hex() == self.plan.sha256:
             if await su.awaiting_confirmation():
-                return await self._confirm(target, su, since=self._clock())
-            return await self._save(target, DeploymentState.ACTIVE)
+                return await self._confirm(target, su)
+            return await self._rebind(target, await self._slot(su))
         if target.state is DeploymentState.CONFIRMING:
             raise NotConfirmed(
                 f"the device reverted to {current.revision or 'no model'} before the install was confirmed"
@@ -130,18 +136,21 @@ class TargetRollout:
         except UpdateFailed:
             await su.resume()  # leave the device Idle, serving its previous model
             raise
-        since = self._clock()
-        if self.plan.binding is not None:
-            await self.device.set_binding(await self._slot(su), self.plan.binding.to_json())
-        self.device.refresh()
-        return await self._confirm(target, su, since)
+        return await self._confirm(target, su)
 
     async def _slot(self, su: SlotUpdate) -> str:
         return self.plan.slot or await su.slot_name()
 
-    async def _confirm(self, target: TargetRecord, su: SlotUpdate, since: datetime) -> TargetRecord:
+    async def _confirm(self, target: TargetRecord, su: SlotUpdate) -> TargetRecord:
+        slot = await self._slot(su)
+        configuration = None
+        if self.plan.binding is not None:
+            if await self._binding_differs(slot):  # not yet set (a gateway restarted before it was)
+                await self.device.set_binding(slot, self.plan.binding.to_json())
+            configuration = await self._configuration(slot)
+        self.device.refresh()
         target = await self._save(target, DeploymentState.CONFIRMING)
-        await self._watch(await self._slot(su), since)
+        await self._watch(slot, configuration, after="the install")
         if await su.awaiting_confirmation():
             await su.confirm()
         current = await su.version(SoftwareVersionFileType.CURRENT)
@@ -159,10 +168,42 @@ class TargetRollout:
         self.device.refresh()
         return await self._save(target, DeploymentState.ACTIVE)
 
-    async def _watch(self, slot: str, since: datetime) -> None:
-        """Before Confirm: with a binding, the slot must publish a Good prediction made after ``since``
-        within health_check_s; without one, the device must not report FAILURE for a short look. Anything
-        less is not confirmed, and the device reverts by itself when its ConfirmationTimeout runs out."""
+    async def _binding_differs(self, slot: str) -> bool:
+        assert self.plan.binding is not None
+        current = await self.device.binding(slot)
+        return not current or Binding.parse(current).to_json() != self.plan.binding.to_json()
+
+    async def _rebind(self, target: TargetRecord, slot: str) -> TargetRecord:
+        """The version serves already: apply the deployment's binding if it differs, and check it.
+
+        Nothing is installed, so no ConfirmationTimeout would undo a bad binding: a failed check puts
+        the previous binding back here, and the target fails with the reason."""
+        if self.plan.binding is None or not await self._binding_differs(slot):
+            return await self._save(target, DeploymentState.ACTIVE)
+        previous = await self.device.binding(slot)
+        target = await self._save(target, DeploymentState.CONFIRMING)
+        await self.device.set_binding(slot, self.plan.binding.to_json())
+        try:
+            await self._watch(slot, await self._configuration(slot), after="the binding change")
+        except UpdateFailed as exc:
+            await self.device.set_binding(slot, previous)
+            raise UpdateFailed(f"{exc}; the previous binding was restored") from None
+        return await self._save(target, DeploymentState.ACTIVE)
+
+    async def _configuration(self, slot: str) -> str:
+        """The slot's Configuration after SetBinding; it must name the deployed version and binding."""
+        assert self.plan.binding is not None
+        configuration = await self.device.configuration(slot)
+        expected = f"{self.record.model} {self.record.version} binding {self.plan.binding.digest()} #"
+        if not configuration.startswith(expected):
+            raise UpdateFailed(f"pipeline {slot} serves {configuration or 'nothing'!r}, not {expected[:-2]!r}")
+        return configuration
+
+    async def _watch(self, slot: str, configuration: str | None, after: str) -> None:
+        """Before Confirm: with a binding, the device must report a Good prediction made by ``configuration``
+        (the new version with the deployment's binding) within health_check_s; without one, it must not
+        report FAILURE for a short look. Anything less is not confirmed, and the device reverts by itself
+        when its ConfirmationTimeout runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.plan.health_check_s
         settled = loop.time() + min(0.5, self.plan.health_check_s)
@@ -170,17 +211,15 @@ class TargetRollout:
         while True:
             if view.health is DeviceHealth.FAILURE:
                 raise NotConfirmed("the device reports FAILURE after the install")
-            if self.plan.binding is None:
+            if configuration is None:
                 if loop.time() >= settled:
                     return
-            else:
-                good = view.last_good.get(slot)
-                if good is not None and good > since:
-                    return
+            elif view.good_configuration.get(slot) == configuration:
+                return
             if loop.time() >= deadline:
                 state = view.pipelines.get(slot, PipelineState.NO_MODEL)
                 raise NotConfirmed(
-                    f"no healthy predictions within {self.plan.health_check_s:g} s of the install "
+                    f"no healthy predictions within {self.plan.health_check_s:g} s of {after} "
                     f"(pipeline {slot}: {state.label})"
                 )
             await asyncio.sleep(0.1)

@@ -25,7 +25,8 @@ class DeviceView:
     active_version: str = ""
     pipelines: dict[str, PipelineState] = field(default_factory=dict)
     reason: str = "not connected yet"
-    last_good: dict[str, datetime] = field(default_factory=dict)  # pipeline -> when its last Good output arrived
+    # pipeline -> the Configuration (model, version, binding, change) that made its newest Good prediction
+    good_configuration: dict[str, str] = field(default_factory=dict)
 
 
 class SlotUpdate(Protocol):
@@ -85,6 +86,12 @@ class Device(Protocol):
 
     async def set_binding(self, slot: str, binding_json: str) -> None:
         """Bind a slot's pipeline inputs."""
+
+    async def binding(self, slot: str) -> str:
+        """A slot's pipeline binding as JSON; empty when unbound."""
+
+    async def configuration(self, slot: str) -> str:
+        """A slot's pipeline Configuration now: what its next Good prediction will be credited to."""
 
     def refresh(self) -> None:
         """Re-read what the device offers (after an install changed its outputs)."""

@@ -11,7 +11,11 @@ the client closes the temporary file, when its session ends, when a Write would
 make the package larger than ``max_package_bytes``, and when the client is
 silent for longer than ClientProcessingTimeout (a watch task started by
 ``bind`` and stopped by ``release`` sees to the last without waiting for
-another call). The methods also answer when called by the type's method
+another call). Disk space is checked before it is used: GenerateFileForWrite
+needs ``reserve_bytes`` free in the work folder and every Write needs room for
+the file so far plus the reserve (a new transfer announces no size); a refusal
+(DiskFull, Bad_OutOfMemory, "needs 30 MB, 12 MB free") abandons the transfer at
+once and is reported to the owner's ``on_refused``. The methods also answer when called by the type's method
 NodeIds with this object as ObjectId (sdk.opcua.type_methods).
 """
 
@@ -32,6 +36,8 @@ from typing import Any
 
 from asyncua import Node, Server, ua
 
+from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes
+from sdk.errors import DiskFull
 from sdk.opcua import sessions, type_methods
 from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
 from sdk.opcua.ids import auto_id, delete_subtree, path_id, qname
@@ -54,6 +60,8 @@ Commit = Callable[[Path, Any], Awaitable[None]]
 """Takes the written file (moved or copied away before returning) and the generateOptions value."""
 ReadSource = Callable[[Any], Awaitable[Path]]
 """Names the file a GenerateFileForRead call with these generateOptions should serve."""
+OnRefused = Callable[[str], Awaitable[None]]
+"""Told the one-line reason when a transfer is refused for lack of disk space (to show it to users)."""
 
 
 @dataclass
@@ -82,6 +90,9 @@ class TemporaryFileTransfer:
         max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
         mime_type: str = "application/octet-stream",
         role: Role = Role.OBSERVER,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+        free_space: FreeSpace = free_bytes,
+        on_refused: OnRefused | None = None,
     ) -> None:
         self.server = server
         self.role = role  # needed to start a transfer, either way
@@ -94,6 +105,9 @@ class TemporaryFileTransfer:
         self.max_byte_string = max_byte_string
         self.max_package_bytes = max_package_bytes
         self.mime_type = mime_type
+        self.reserve_bytes = reserve_bytes  # left free on the disk by every transfer, for state files and unpacking
+        self.free_space = free_space  # injectable: tests simulate a full disk
+        self._on_refused = on_refused
         self._transfers: dict[int, _Transfer] = {}
         self._unlisten: Callable[[], None] | None = None
         self._unserve: Callable[[], None] | None = None
@@ -169,6 +183,8 @@ class TemporaryFileTransfer:
             on_close=self._file_closed,
             max_size=self.max_package_bytes if writable else None,
             on_too_large=self._too_large,
+            before_write=self._check_space if writable else None,
+            on_no_space=self._no_space,
         ).bind()
 
     def _temp_path(self, prefix: str, suffix: str = "") -> Path:
@@ -210,6 +226,11 @@ class TemporaryFileTransfer:
         expect_args(args, _METHODS["GenerateFileForWrite"][1])
         self._authorize()
         options = self._check_options(args[0].Value if isinstance(args[0], ua.Variant) else args[0])
+        try:
+            await ensure_free(self.work_dir, self.reserve_bytes, self.free_space)
+        except DiskFull as exc:
+            await self._refused(exc)
+            raise
         path = self._temp_path("upload-", ".part")
         try:
             file = await self._new_temp_file(path, writable=True)
@@ -273,6 +294,27 @@ class TemporaryFileTransfer:
                     _log.info("transfer %d: file closed without CloseAndCommit, abandoned", handle)
                 del self._transfers[handle]
                 await self._discard(transfer)
+
+    async def _check_space(self, file: FileNode, size: int, new_size: int) -> None:
+        """Before a Write: the file as it will be plus the reserve must fit; else abandon it at once."""
+        try:
+            await ensure_free(self.work_dir, new_size + self.reserve_bytes, self.free_space, reclaimable=size)
+        except DiskFull as exc:
+            await self._no_space(file, str(exc))
+            raise
+
+    async def _no_space(self, file: FileNode, reason: str) -> None:
+        """Abandon at once, so that the disk space is free before the Write is refused; tell the owner."""
+        for handle, transfer in list(self._transfers.items()):
+            if transfer.file is file:
+                _log.warning("transfer %d: disk space: %s; abandoned", handle, reason)
+                await self._abandon(handle)
+        await self._refused(DiskFull(reason))
+
+    async def _refused(self, exc: DiskFull) -> None:
+        _log.warning("transfer object %s: refused: %s", self.node.nodeid, exc)
+        if self._on_refused is not None:
+            await self._on_refused(str(exc))
 
     async def _too_large(self, file: FileNode) -> None:
         """Abandon at once, so that the disk space is free before the Write is refused."""

@@ -8,7 +8,10 @@ clients call those with the file as ObjectId), and keeps Size, Writable,
 UserWritable, OpenCount and MaxByteStringLength current. Handles belong to the
 session that opened them and are released when it ends. Many readers may share a
 file; a writer has it alone. A Write longer than MaxByteStringLength is refused,
-and so is one that would make the file larger than ``max_size``.
+and so is one that would make the file larger than ``max_size``, one that the
+owner's ``before_write`` refuses (e.g. too little disk space left), and one the
+filesystem refuses for lack of space (DiskFull; ``on_no_space`` is told first,
+so that the owner can release the file at once).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any, BinaryIO
 
 from asyncua import Node, Server, ua
 
+from sdk.diskspace import is_disk_full
+from sdk.errors import DiskFull
 from sdk.opcua import sessions, type_methods
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 from sdk.opcua.values import NO_DATE, new_instance
@@ -56,6 +61,10 @@ OnClose = Callable[["FileNode", bool], Awaitable[None]]
 """Called after a handle is closed, with whether it had been open for writing."""
 OnTooLarge = Callable[["FileNode"], Awaitable[None]]
 """Called when a Write would make the file larger than ``max_size``, before the Write is refused."""
+BeforeWrite = Callable[["FileNode", int, int], Awaitable[None]]
+"""Called with the file's size before and after a Write; raises (a ModelLineError) to refuse it."""
+OnNoSpace = Callable[["FileNode", str], Awaitable[None]]
+"""Called with the reason when the filesystem refused a Write for lack of space, before it is refused."""
 
 # FileType's methods (OPC 10000-20 4.2.1 to 4.2.6): type method NodeId and declared InputArguments.
 _METHODS = {
@@ -88,6 +97,8 @@ class FileNode:
         on_close: OnClose | None = None,
         max_size: int | None = None,
         on_too_large: OnTooLarge | None = None,
+        before_write: BeforeWrite | None = None,
+        on_no_space: OnNoSpace | None = None,
     ) -> None:
         self.server = server
         self.node = node
@@ -98,6 +109,8 @@ class FileNode:
         self._on_close = on_close
         self.max_size = max_size
         self._on_too_large = on_too_large
+        self._before_write = before_write
+        self._on_no_space = on_no_space
         self._handles: dict[int, _Handle] = {}
         self._props: dict[str, Node] = {}
         self._unlisten: Callable[[], None] | None = None
@@ -201,7 +214,7 @@ class FileNode:
     async def _drop(self, handle: _Handle) -> None:
         if self._handles.pop(handle.number, None) is None:
             return  # already dropped, e.g. by an on_close callback that released the whole file
-        await asyncio.to_thread(handle.fh.close)
+        await asyncio.to_thread(_close, handle.fh)
         await self.refresh()
         if self._on_close is not None:
             await self._on_close(self, handle.writes)
@@ -270,7 +283,18 @@ class FileNode:
             if self._on_too_large is not None:
                 await self._on_too_large(self)
             raise StatusError(_S.BadResourceUnavailable, f"the file would exceed the limit of {self.max_size} bytes")
-        await asyncio.to_thread(handle.fh.write, data)
+        position = handle.fh.tell()
+        if self._before_write is not None:
+            await self._before_write(self, position, position + len(data))
+        try:
+            await asyncio.to_thread(_write_through, handle.fh, data)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            reason = f"the disk filled up at {position + len(data)} bytes ({exc.strerror})"
+            if self._on_no_space is not None:
+                await self._on_no_space(self, reason)
+            raise DiskFull(reason) from None
         return []
 
     @status_on_error
@@ -287,3 +311,18 @@ class FileNode:
         size = await asyncio.to_thread(lambda: os.fstat(handle.fh.fileno()).st_size)
         handle.fh.seek(min(position, size))  # beyond the end: at the end (4.2.6)
         return []
+
+
+def _close(fh: BinaryIO) -> None:
+    """Close; the bytes of a Write the disk refused (already answered with DiskFull) stay unwritten."""
+    try:
+        fh.close()  # the descriptor is closed even when flushing fails
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+
+
+def _write_through(fh: BinaryIO, data: bytes) -> None:
+    """Write and flush, so that a full disk is reported by the Write that hit it, not by a later Close."""
+    fh.write(data)
+    fh.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -195,3 +196,18 @@ async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, sig
             return node.slots["pump2"].state.current is None and not node.slots["pump2"].awaiting_confirmation
 
         await wait_for(unbound_reverted, timeout=15, what="the unbound install to revert")
+
+
+@pytest.mark.timeout(120)
+async def test_install_on_a_full_disk_says_so(tmp_path: Path, signer: Signer, example: Path) -> None:
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    # A reserve larger than any disk here: the node's real free-space check refuses the transfer.
+    settings = edge_settings(tmp_path, signer.trust_dir, disk_reserve_bytes=1 << 50)
+    async with running_edge(settings) as node:
+        code, _, err = await _run("install", str(package), "--edge", node.url)
+        transfers = node.slots["main"].store.root / "transfers"
+        assert list(transfers.iterdir()) == []
+    assert code == 6, err
+    pattern = r"modelline: the device has no disk space for the package: needs 1125899907 MB, \d+(\.\d)? [kM]B free\n"
+    assert re.fullmatch(pattern, err), err
+    assert_documented(err, "no disk space for the package")

@@ -16,6 +16,7 @@ from asyncua import Client, ua
 from nodesets.ids import InstallationState, PipelineState, SoftwareVersionFileType
 from sdk import errors
 from sdk.di_client import SoftwareUpdateClient, set_binding
+from sdk.diskspace import free_bytes
 from sdk.errors import UpdateFailed
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import (
@@ -192,7 +193,7 @@ async def test_sample_mismatch_is_an_error_and_the_old_model_keeps_serving(
             UpdateFailed, match="install of pump-health 1.1.0 failed: model does not reproduce its samples"
         ) as refused:
             await su.install(pending)
-        assert_documented(str(refused.value), "install of … failed")
+        assert_documented(str(refused.value), "failed: model does not reproduce")
         assert await su.installation_state() is InstallationState.ERROR
         assert node.slots["main"].pipeline.model.manifest.version == "1.0.0"
         assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"
@@ -435,3 +436,108 @@ async def test_two_slots_side_by_side_with_a_binding_from_the_config(
         await plc.write("speed", 9999.0)
         await wait_for(lambda: health_is(3), what="DeviceHealth OFF_SPEC while inputs are out of range")
         await plc.write_all(HEALTHY)  # the PLC is shared by this module's tests
+
+
+@pytest.mark.timeout(120)
+async def test_a_revert_restores_model_and_binding_and_two_rollbacks_alternate(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path, example: Path
+) -> None:
+    import json
+
+    v3 = build_pump(example, signer, tmp_path / "pump-3.0.0.mlpkg", "3.0.0").path
+    one, two = plc.binding(), plc.binding(mode="tag", tag="speed")
+    bad = plc.binding()
+    bad["inputs"]["speed"] = {"endpoint": plc.url, "node_id": "ns=2;s=NoSuchTag"}
+    await plc.write_all(HEALTHY)
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        pipeline = node.slots["main"].pipeline
+
+        async def serving(version: str, binding: dict[str, object]) -> bool:
+            bound = pipeline.binding is not None and json.loads(pipeline.binding.to_json()) == json.loads(
+                json.dumps(binding)
+            )
+            return bound and await _version(node, version) and await _good(client)
+
+        await _install(client, v1)
+        await set_binding(client, "main", json.dumps(one))
+        await _install(client, v2)
+        await set_binding(client, "main", json.dumps(two))
+        await wait_for(lambda: serving("2.0.0", two), what="2.0.0 Good with its binding")
+
+        await _install(client, v3, confirm_within=2.0, confirm=False)
+        await set_binding(client, "main", json.dumps(bad))  # the binding the install is tried with
+
+        async def bad_outputs() -> bool:
+            return (await _read(client, "remaining_life")).StatusCode.name == "BadNodeIdUnknown"
+
+        await wait_for(bad_outputs, what="Bad outputs from the broken binding")
+        await wait_for(lambda: serving("2.0.0", two), timeout=15, what="2.0.0 Good with its binding after the revert")
+        assert "not confirmed within 2 s; reverted to 2.0.0" in await su.update_status()
+        assert (await su.version(SoftwareVersionFileType.FALLBACK)).revision == "1.0.0"
+
+        await su.set_confirmation_timeout(0)  # a Rollback, as the gateway's: nothing to confirm
+        for version, binding, fallback in (("1.0.0", one, "2.0.0"), ("2.0.0", two, "1.0.0")):  # two rollbacks
+            await su.install(await su.version(SoftwareVersionFileType.FALLBACK))
+            await wait_for(lambda v=version, b=binding: serving(v, b), what=f"rollback to {version} Good")
+            assert (await su.version(SoftwareVersionFileType.FALLBACK)).revision == fallback
+
+
+@pytest.mark.timeout(120)
+async def test_restart_while_waiting_for_confirm_restores_the_binding(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    import json
+
+    settings = edge_settings(tmp_path, signer.trust_dir)
+    bad = plc.binding()
+    bad["inputs"]["speed"] = {"endpoint": plc.url, "node_id": "ns=2;s=NoSuchTag"}
+    await plc.write_all(HEALTHY)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        await _install(client, v1)
+        await set_binding(client, "main", json.dumps(plc.binding()))
+        await _install(client, v2, confirm_within=600, confirm=False)
+        await set_binding(client, "main", json.dumps(bad))
+    async with running_edge(settings) as node, Client(node.url) as client:
+        assert await _version(node, "1.0.0")
+        binding = node.slots["main"].pipeline.binding
+        assert binding is not None and json.loads(binding.to_json())["inputs"]["speed"]["node_id"] == plc.node_id(
+            "speed"
+        )
+        await wait_for(lambda: _good(client), what="Good outputs after the restart")
+
+
+@pytest.mark.timeout(120)
+async def test_a_full_disk_refuses_transfers_and_installs_with_how_much_is_missing(
+    plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
+) -> None:
+    settings = edge_settings(tmp_path, signer.trust_dir, disk_reserve_bytes=30_000_000)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        slot = node.slots["main"]
+        transfers = slot.store.root / "transfers"
+        su = await SoftwareUpdateClient.find(client)
+        error_message = await su.update.get_child([f"{su.di}:Loading", f"{su.di}:ErrorMessage"])
+        await _install(client, v1)
+
+        slot.free_space = lambda folder: 12_000_000  # less than the reserve: GenerateFileForWrite is refused
+        with pytest.raises(errors.DiskFull, match="no disk space for the package: needs 30 MB, 12 MB free"):
+            await su.transfer(v2)
+        assert (await error_message.read_value()).Text == "needs 30 MB, 12 MB free"
+        assert await su.update_status() == "transfer refused: needs 30 MB, 12 MB free"
+        assert list(transfers.iterdir()) == []
+
+        size = v2.stat().st_size  # room for the reserve, not for the package: the first Write is refused
+        slot.free_space = lambda folder: 30_000_000 + size // 2
+        with pytest.raises(errors.DiskFull, match="no disk space for the package: needs 30 MB, 30 MB free"):
+            await su.transfer(v2)
+        assert list(transfers.iterdir()) == []  # released at once, not when the session ends
+
+        slot.free_space = free_bytes  # a real check: the package fits now
+        pending = await su.transfer(v2)
+        slot.free_space = lambda folder: 1_000  # no room to unpack it
+        with pytest.raises(UpdateFailed, match=r"install of pump-health 2.0.0 failed: needs \d+ kB, 1 kB free") as info:
+            await su.install(pending)
+        assert_documented(str(info.value), "failed: needs")
+        await su.resume()
+        assert await _version(node, "1.0.0")  # the old model keeps serving
+        assert (await su.version(SoftwareVersionFileType.CURRENT)).revision == "1.0.0"

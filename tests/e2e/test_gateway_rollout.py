@@ -347,6 +347,39 @@ async def test_unhealthy_install_is_not_confirmed_and_the_device_reverts(
 
         await wait_for(reverted, timeout=20, what="edge-a reverting to 1.0.0 by itself")
         assert p.serving("edge-a") == "1.0.0" and not slot.awaiting_confirmation
+        # The binding 2.0.0 was tried with is undone with it: 1.0.0 runs with its own binding, Good again.
+        assert slot.state.binding is not None and json.loads(slot.state.binding.to_json()) == p.plc.binding()
+        await p.plc.write_all(HEALTHY)
+
+        async def good_again() -> bool:
+            return slot.pipeline.status.good_configuration == slot.pipeline.status.configuration != ""
+
+        await wait_for(good_again, timeout=20, what="edge-a Good again with its own binding")
+
+
+@pytest.mark.timeout(300)
+async def test_redeploying_the_running_version_applies_a_new_binding(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    async with plant(tmp_path, signer) as p:
+        await p.push(build_pump(example, signer, tmp_path / "1.0.0.mlpkg", "1.0.0").path)
+        await p.plc.write_all(HEALTHY)
+        await p.settled(await p.deploy("1.0.0", ["edge-a"]), "Active")
+        slot = p.edges["edge-a"].slots["main"]
+        status = slot.update_status
+        on_speed = p.plc.binding(mode="tag", tag="speed")
+        rebind = await p.deploy("1.0.0", ["edge-a"], binding=on_speed)
+        await p.settled(rebind, "Active")
+        assert slot.state.binding is not None and json.loads(slot.state.binding.to_json())["trigger"]["mode"] == "tag"
+        assert slot.update_status == status  # nothing was transferred or installed
+
+        broken = p.plc.binding()
+        broken["inputs"]["speed"]["node_id"] = "ns=2;s=Pump1.NoSuchTag"
+        failed = await p.settled(await p.deploy("1.0.0", ["edge-a"], binding=broken, health_check_s=1), "Failed")
+        assert "no healthy predictions within 1 s of the binding change" in failed["LastError"]
+        assert failed["LastError"].endswith("; the previous binding was restored")
+        assert_documented(failed["LastError"], "the previous binding was restored")
+        assert slot.state.binding is not None and json.loads(slot.state.binding.to_json())["trigger"]["mode"] == "tag"
 
 
 @pytest.mark.timeout(120)

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_node.opcua.software_update import version_kind
-from edge_node.runtime.model import InferenceRuntime
+from edge_node.runtime.model import InferenceRuntime, LoadedModel
 from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus, Reading
 from nodesets.ids import SoftwareVersionFileType
 from sdk.binding import Binding
@@ -116,3 +116,72 @@ def test_generate_options_mean_a_software_version_file_type() -> None:
     for bad in (3, -1, "1", True, 1.0):
         with pytest.raises(UsageError, match="not a SoftwareVersionFileType"):
             version_kind(bad)
+
+
+class GatedRuntime(InferenceRuntime):
+    """Holds each answer until the test opens ``gate`` (when one is set): an inference caught mid-run."""
+
+    def __init__(self, threads: int) -> None:
+        super().__init__(threads=threads)
+        self.gate: asyncio.Event | None = None
+        self.held = asyncio.Event()
+
+    async def run(self, model: LoadedModel, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        answer = await super().run(model, feeds)
+        if self.gate is not None:
+            self.held.set()
+            await self.gate.wait()
+        return answer
+
+
+@pytest.mark.timeout(120)
+async def test_good_evidence_names_the_model_and_binding_that_made_it(tmp_path: Path, signer: Signer) -> None:
+    _slow_model(tmp_path / "slow.onnx")
+    spec = PackageSpec.model_validate({"inputs": {"x": {"min": 0, "max": 1000}}, "sample_count": 1})
+    package = build_package(
+        tmp_path / "slow.onnx",
+        tmp_path / "slow.mlpkg",
+        name="slow",
+        version="1.0.0",
+        spec=spec,
+        private_key=signer.private_key,
+    ).path
+    old = Binding.model_validate({"inputs": {"x": {"endpoint": "opc.tcp://plc:4840", "node_id": "ns=2;s=X"}}})
+    new = old.model_copy(update={"publishing_interval_ms": 100})  # the same tag, another binding
+    runtime = GatedRuntime(threads=1)
+    sink = RecordingSink()
+    pipeline = Pipeline("p", runtime, sink)
+    worker = asyncio.create_task(pipeline.run())
+    try:
+        await pipeline.set_model(await runtime.load(package, signer.trust, tmp_path / "unpacked"))
+        await pipeline.set_binding(old)
+        first = pipeline.status.configuration
+        assert first.startswith(f"slow 1.0.0 binding {old.digest()} #")
+        await pipeline.offer("x", Reading(1.0))
+        for _ in range(400):
+            if pipeline.status.good_configuration == first:
+                break
+            await asyncio.sleep(0.01)
+        assert pipeline.status.good_configuration == first
+
+        runtime.gate = asyncio.Event()
+        await pipeline.offer("x", Reading(2.0))
+        await asyncio.wait_for(runtime.held.wait(), 10)  # an inference with the old binding is running now
+        before = pipeline.status.inference_count
+        published = len(sink.outputs)
+        await pipeline.set_binding(new)  # the reading of the kept tag stays: the new binding runs on it
+        runtime.gate.set()
+        second = pipeline.status.configuration
+        assert second != first and second.startswith(f"slow 1.0.0 binding {new.digest()} #")
+        for _ in range(400):
+            if pipeline.status.good_configuration == second:
+                break
+            await asyncio.sleep(0.01)
+        assert pipeline.status.good_configuration == second
+        # The answer that was running when the binding changed was dropped, not published for either
+        # configuration: one inference and one set of outputs since, made with the new binding.
+        assert pipeline.status.inference_count == before + 1
+        assert len(sink.outputs) == published + 1
+    finally:
+        worker.cancel()
+        runtime.close()

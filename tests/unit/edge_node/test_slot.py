@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,8 +15,9 @@ from edge_node.runtime.pipeline import Pipeline
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import InstalledVersion, SlotStore
 from nodesets.ids import InstallationState
+from sdk.binding import Binding
 from tests.conftest import Signer
-from tests.edge_harness import wait_for
+from tests.edge_harness import FEATURES, build_pump, wait_for
 from tests.unit.edge_node.test_pipeline import RecordingSink
 
 
@@ -94,3 +96,144 @@ async def test_a_confirmed_install_stays_however_far_the_clock_moves(
     model_slot.check_deadline()
     await asyncio.sleep(0.1)
     assert model_slot.state.current == installed and not model_slot.state.awaiting_confirmation
+
+
+def _binding(tag: str) -> Binding:
+    """A binding of every example input to tags of one (never contacted) PLC, named ``tag``."""
+    return Binding.model_validate(
+        {"inputs": {f: {"endpoint": "opc.tcp://127.0.0.1:4999/", "node_id": f"ns=2;s={tag}.{f}"} for f in FEATURES}}
+    )
+
+
+@pytest.fixture
+def v2(example: Path, signer: Signer, tmp_path: Path) -> Path:
+    return build_pump(example, signer, tmp_path / "pump-2.0.0.mlpkg", "2.0.0").path
+
+
+async def _reverted(model_slot: ModelSlot) -> None:
+    async def done() -> bool:
+        return not model_slot.state.awaiting_confirmation
+
+    await wait_for(done, what="the revert")
+
+
+async def test_a_revert_restores_the_model_and_the_binding_it_ran_with(
+    slot: tuple[ModelSlot, Clock], package: Path, v2: Path, tmp_path: Path
+) -> None:
+    model_slot, clock = slot
+    good, bad = _binding("good"), _binding("missing")
+    v1 = await _install(model_slot, package, tmp_path)
+    await model_slot.set_binding(good)
+    await model_slot.set_confirmation_timeout(60)
+    new = await _install(model_slot, v2, tmp_path)
+    await model_slot.set_binding(bad)  # set while the install is tried: it belongs to that install
+    assert model_slot.state.undo is not None and model_slot.state.undo.binding == good
+
+    clock.now += 61
+    model_slot.check_deadline()
+    await _reverted(model_slot)
+    state = model_slot.state
+    assert (state.current, state.binding, state.undo) == (v1, good, None)
+    assert model_slot.pipeline.binding == good and model_slot.pipeline.model is not None
+    assert model_slot.pipeline.model.manifest.version == "1.0.0"
+    assert state.fallback is None  # v1 had none: the failed 2.0.0 is not kept as a fallback
+    assert not model_slot.store.package_path(new.sha256).exists()  # the failed package is released
+    assert model_slot.store.package_path(v1.sha256).exists()
+
+
+async def test_a_revert_keeps_the_fallback_the_restored_version_had(
+    slot: tuple[ModelSlot, Clock], package: Path, v2: Path, example: Path, signer: Signer, tmp_path: Path
+) -> None:
+    model_slot, clock = slot
+    v1 = await _install(model_slot, package, tmp_path)
+    await model_slot.set_binding(_binding("one"))
+    v2_installed = await _install(model_slot, v2, tmp_path)
+    await model_slot.set_binding(_binding("two"))
+    await model_slot.set_confirmation_timeout(60)
+    v3 = build_pump(example, signer, tmp_path / "pump-3.0.0.mlpkg", "3.0.0").path
+    await _install(model_slot, v3, tmp_path)
+    await model_slot.set_binding(_binding("three"))
+    clock.now += 61
+    model_slot.check_deadline()
+    await _reverted(model_slot)
+    state = model_slot.state
+    assert (state.current, state.binding) == (v2_installed, _binding("two"))
+    assert (state.fallback, state.fallback_binding) == (v1, _binding("one"))  # a second rollback has a target
+    assert model_slot.store.package_path(v1.sha256).exists()
+
+
+async def test_two_rollbacks_in_a_row_alternate_versions_with_their_bindings(
+    slot: tuple[ModelSlot, Clock], package: Path, v2: Path, tmp_path: Path
+) -> None:
+    model_slot, _ = slot
+    v1 = await _install(model_slot, package, tmp_path)
+    await model_slot.set_binding(_binding("one"))
+    v2_installed = await _install(model_slot, v2, tmp_path)  # an install keeps the slot's binding
+    assert model_slot.state.binding == _binding("one")
+    await model_slot.set_binding(_binding("two"))
+
+    for expected, binding, other, other_binding in [
+        (v1, "one", v2_installed, "two"),
+        (v2_installed, "two", v1, "one"),
+        (v1, "one", v2_installed, "two"),
+    ]:
+        fallback = model_slot.state.fallback
+        assert fallback is not None
+        await model_slot.request_install(fallback.manufacturer_uri, fallback.version, b"")
+
+        async def rolled_back(expected: InstalledVersion = expected) -> bool:
+            return model_slot.install_state is InstallationState.IDLE and model_slot.state.current == expected
+
+        await wait_for(rolled_back, what=f"the rollback to {expected.version}")
+        state = model_slot.state
+        assert (state.binding, state.fallback, state.fallback_binding) == (
+            _binding(binding),
+            other,
+            _binding(other_binding),
+        )
+        assert model_slot.pipeline.binding == _binding(binding)
+
+
+async def test_a_restart_before_confirm_restores_model_and_binding(
+    tmp_path: Path, signer: Signer, package: Path, v2: Path
+) -> None:
+    runtime = InferenceRuntime(threads=1)
+    store = SlotStore(tmp_path / "slot")
+    first = ModelSlot("main", store, Pipeline("main", runtime, RecordingSink()), runtime, signer.trust, Clock())
+    await first.start()
+    worker = asyncio.create_task(first.run())
+    try:
+        v1 = await _install(first, package, tmp_path)
+        await first.set_binding(_binding("good"))
+        await first.set_confirmation_timeout(60)
+        await _install(first, v2, tmp_path)
+        await first.set_binding(_binding("missing"))
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+    pipeline = Pipeline("main", runtime, RecordingSink())
+    restarted = ModelSlot("main", store, pipeline, runtime, signer.trust, Clock())
+    try:
+        await restarted.start()
+        assert (restarted.state.current, restarted.state.binding) == (v1, _binding("good"))
+        assert pipeline.binding == _binding("good") and pipeline.model is not None
+        assert pipeline.model.manifest.version == "1.0.0"
+        assert "restarted before the install was confirmed; reverted to 1.0.0" in restarted.update_status
+    finally:
+        runtime.close()
+
+
+def test_a_state_file_from_before_bindings_were_kept_per_version_loads(tmp_path: Path, package: Path) -> None:
+    store = SlotStore(tmp_path / "slot")
+    old = {
+        "current": None,
+        "pending": None,
+        "fallback": None,
+        "binding": json.loads(_binding("one").to_json()),
+        "confirmation_timeout_s": 60.0,
+        "awaiting_confirmation": True,
+    }
+    store.state_path.write_text(json.dumps(old))
+    state = store.load_state()
+    assert (state.binding, state.fallback_binding, state.undo) == (_binding("one"), None, None)

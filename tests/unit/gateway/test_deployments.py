@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from gateway.models.repository import PackageRepository
 from gateway.store.base import DeploymentRecord, TargetRecord
 from gateway.store.sqlite import SqliteStore
 from nodesets.ids import DeploymentState, DeviceState, InstallationState, SoftwareVersionFileType
+from sdk.binding import Binding
 from sdk.errors import ConnectionLost, UpdateFailed
 from sdk.versions import VersionInfo
 from tests.conftest import Signer
@@ -74,6 +75,9 @@ class FakeSlot:
             raise UpdateFailed("samples do not reproduce on this device")
         self.versions[SoftwareVersionFileType.CURRENT] = version
         self.waiting = self.timeout > 0
+        self.device.changes += 1
+        if self.device.predicts_before_binding:  # the new model's Good output with the binding it found
+            self.device.view.good_configuration["main"] = self.device.current_configuration()
         return "installed"
 
     async def installation_state(self) -> InstallationState:
@@ -95,7 +99,9 @@ class FakeSlot:
 
 
 class FakeDevice:
-    """An edge device that is always online and answers as told; a Good prediction follows each binding."""
+    """An edge device that is always online and answers as told; a Good prediction follows each binding.
+
+    Its pipeline Configuration is '<model> <version> binding <digest> #<change>', as an edge node's."""
 
     def __init__(self, device_id: str, endpoint: str, clock: Clock) -> None:
         self.device_id, self.endpoint = device_id, endpoint
@@ -106,6 +112,14 @@ class FakeDevice:
         self.install_fails = False
         self.predicts = True
         self.link_drops = 0  # how many transfers lose the link before one gets through
+        self.predicts_before_binding = False
+        self.binding_json = ""
+        self.changes = 0
+
+    def current_configuration(self) -> str:
+        current = self.slot.versions.get(SoftwareVersionFileType.CURRENT)
+        digest = Binding.parse(self.binding_json).digest() if self.binding_json else "none"
+        return f"pump-health {current.revision} binding {digest} #{self.changes}" if current else ""
 
     @property
     def online(self) -> bool:
@@ -120,8 +134,16 @@ class FakeDevice:
 
     async def set_binding(self, slot: str, binding_json: str) -> None:
         self.slot.calls.append("bind")
-        if self.predicts:  # the new model's first Good output, a second after the binding
-            self.view.last_good[slot] = self.clock() + timedelta(seconds=1)
+        self.binding_json = binding_json
+        self.changes += 1
+        if self.predicts:  # the first Good output with this binding
+            self.view.good_configuration[slot] = self.current_configuration()
+
+    async def binding(self, slot: str) -> str:
+        return self.binding_json
+
+    async def configuration(self, slot: str) -> str:
+        return self.current_configuration()
 
     def refresh(self) -> None:
         pass
@@ -235,7 +257,7 @@ async def test_no_good_prediction_after_the_install_is_never_confirmed(plant: Pl
 async def test_a_prediction_older_than_the_install_does_not_count(plant: Plant) -> None:
     device = plant.devices["edge-a"]
     device.predicts = False
-    device.view.last_good["main"] = device.clock() - timedelta(seconds=5)  # made by the model before
+    device.view.good_configuration["main"] = "pump-health 0.9.0 binding none #7"  # made by the model before
     options = _options(binding=BINDING, health_check_s=0.3)
     record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
     assert record.state is DeploymentState.FAILED and "confirm" not in device.slot.calls
@@ -286,7 +308,8 @@ async def test_resume_of_a_confirming_target_confirms_only_after_a_fresh_health_
     installed = VersionInfo("urn:modelline:model:pump-health", "1.0.0", bytes.fromhex(plant.sha256))
     device.slot.versions[SoftwareVersionFileType.CURRENT] = installed
     device.slot.waiting = True  # the device still waits for Confirm
-    device.view.last_good["main"] = device.clock() + timedelta(seconds=3)  # a Good prediction after the restart
+    device.binding_json = Binding.parse(json.dumps(BINDING)).to_json()  # bound before the gateway was killed
+    device.view.good_configuration["main"] = device.current_configuration()  # and predicting well since
     deployment = await _stored_confirming(plant)
     plant.start()
     record = await _finished(plant, deployment)
@@ -313,3 +336,60 @@ async def test_a_package_already_pending_is_installed_without_a_second_transfer(
     record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], ""))
     assert record.state is DeploymentState.ACTIVE
     assert device.slot.calls == ["timeout 60", "install 1.0.0", "confirm"]
+
+
+async def test_good_predictions_of_the_new_model_with_the_old_binding_do_not_count(plant: Plant) -> None:
+    device = plant.devices["edge-a"]
+    device.binding_json = json.dumps(
+        {"inputs": {"x": {"endpoint": "opc.tcp://127.0.0.1:4842/", "node_id": "ns=2;s=Old"}}}
+    )
+    device.predicts_before_binding, device.predicts = True, False  # Good only before the deployment's binding
+    options = _options(binding=BINDING, health_check_s=0.3)
+    record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
+    assert device.view.good_configuration["main"].startswith("pump-health 1.0.0 binding ")
+    assert record.state is DeploymentState.FAILED and "no healthy predictions within 0.3 s" in record.last_error
+    assert "confirm" not in device.slot.calls
+
+
+def _running(device: FakeDevice, package: Path, binding: dict[str, object]) -> None:
+    """The device serves the deployed version already, with ``binding``."""
+    digest = hashlib.sha256(package.read_bytes()).digest()
+    device.slot.versions[SoftwareVersionFileType.CURRENT] = VersionInfo(
+        "urn:modelline:model:pump-health", "1.0.0", digest
+    )
+    device.binding_json = json.dumps(binding)
+
+
+OTHER = {"inputs": {"x": {"endpoint": "opc.tcp://127.0.0.1:4842/", "node_id": "ns=2;s=Other"}}}
+
+
+async def test_redeploying_the_running_version_with_a_new_binding_applies_and_checks_it(
+    plant: Plant, package: Path
+) -> None:
+    device = plant.devices["edge-a"]
+    _running(device, package, OTHER)
+    record = await _finished(
+        plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], _options(binding=BINDING))
+    )
+    assert (record.state, record.last_error) == (DeploymentState.ACTIVE, "")
+    assert device.slot.calls == ["bind"]  # nothing transferred, installed or confirmed
+    assert Binding.parse(device.binding_json) == Binding.model_validate(BINDING)
+
+    again = await _finished(
+        plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], _options(binding=BINDING))
+    )
+    assert again.state is DeploymentState.ACTIVE and device.slot.calls == ["bind"]  # the same binding: nothing to do
+
+
+async def test_a_new_binding_for_the_running_version_that_fails_its_check_is_undone(
+    plant: Plant, package: Path
+) -> None:
+    device = plant.devices["edge-a"]
+    _running(device, package, OTHER)
+    device.predicts = False
+    options = _options(binding=BINDING, health_check_s=0.3)
+    record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
+    assert record.state is DeploymentState.FAILED
+    assert "no healthy predictions within 0.3 s of the binding change" in record.last_error
+    assert record.last_error.endswith("; the previous binding was restored")
+    assert device.slot.calls == ["bind", "bind"] and json.loads(device.binding_json) == OTHER

@@ -20,6 +20,7 @@ from asyncua.ua.ua_binary import uatcp_to_binary
 
 from edge_node.settings import EdgeSettings
 from gateway.settings import GatewaySettings
+from sdk.diskspace import free_bytes
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.filetype import READ, WRITE, FileNode, new_file_object
 from sdk.opcua.ids import node_id
@@ -44,6 +45,8 @@ class Rig:
     quick: TemporaryFileTransfer  # ClientProcessingTimeout QUICK_TIMEOUT_S
     work: Path
     quick_work: Path
+    server: Server
+    ns: int
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -89,7 +92,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         max_byte_string=MAX_BYTE_STRING,
     ).bind()
     async with server:
-        yield Rig(url, data_path, transfer, quick, tmp / "work", tmp / "quick")
+        yield Rig(url, data_path, transfer, quick, tmp / "work", tmp / "quick", server, ns)
         await transfer.release()
         await quick.release()
 
@@ -203,6 +206,61 @@ async def test_package_over_max_package_bytes_is_refused_and_its_file_removed_at
         file_id, handle = await _call(c, TRANSFER, "GenerateFileForWrite", OPTIONS)
         await _call(c, file_id, "Write", ua.Variant(handle, U32), chunk)
         await _call(c, TRANSFER, "CloseAndCommit", ua.Variant(handle, U32))
+
+
+async def test_a_full_disk_refuses_the_transfer_and_releases_its_file_at_once(rig: Rig) -> None:
+    chunk = ua.Variant(b"d" * 1000, BS)
+    reserve = rig.transfer.reserve_bytes
+    refusals: list[str] = []
+
+    async def refused(reason: str) -> None:
+        refusals.append(reason)
+
+    def free(written_allowed: int) -> Any:
+        # A disk with room for the reserve plus ``written_allowed`` bytes, less what transfers wrote so far.
+        return lambda folder: reserve + written_allowed - sum(f.stat().st_size for f in rig.work.iterdir())
+
+    rig.transfer._on_refused = refused
+    try:
+        async with client(rig.url) as c:
+            rig.transfer.free_space = free(-12_000_000)  # not even the reserve
+            assert await _status(c, TRANSFER, "GenerateFileForWrite", OPTIONS) == "BadOutOfMemory"
+            assert refusals == [f"needs {reserve // 1_000_000} MB, {(reserve - 12_000_000) // 1_000_000} MB free"]
+            assert rig.transfer.active == 0 and list(rig.work.iterdir()) == []
+
+            rig.transfer.free_space = free(1500)  # the reserve and one chunk
+            file_id, handle = await _call(c, TRANSFER, "GenerateFileForWrite", OPTIONS)
+            await _call(c, file_id, "Write", ua.Variant(handle, U32), chunk)
+            assert await _status(c, file_id, "Write", ua.Variant(handle, U32), chunk) == "BadOutOfMemory"
+            assert rig.transfer.active == 0 and list(rig.work.iterdir()) == []  # released at once
+            assert len(refusals) == 2 and refusals[1].startswith("needs ")
+    finally:
+        rig.transfer.free_space = free_bytes
+        rig.transfer._on_refused = None
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device that is always full")
+async def test_a_write_the_filesystem_refuses_for_space_is_disk_full_and_reported_first(rig: Rig) -> None:
+    reasons: list[str] = []
+
+    async def no_space(file: FileNode, reason: str) -> None:
+        reasons.append(reason)
+
+    node = await new_file_object(
+        rig.server, rig.server.nodes.objects, node_id("Full", rig.ns), ua.QualifiedName("Full", rig.ns)
+    )
+    full = await FileNode(rig.server, node, Path("/dev/full"), writable=True, on_no_space=no_space).bind()
+    try:
+        async with client(rig.url) as c:
+            handle = await _call(c, node.nodeid, "Open", ua.Variant(WRITE, B))
+            assert (
+                await _status(c, node.nodeid, "Write", ua.Variant(handle, U32), ua.Variant(b"x", BS))
+                == "BadOutOfMemory"
+            )
+            assert reasons == ["the disk filled up at 1 bytes (No space left on device)"]
+            await _call(c, node.nodeid, "Close", ua.Variant(handle, U32))
+    finally:
+        await full.release()
 
 
 async def test_message_over_the_max_size_is_refused_and_the_server_serves_on(rig: Rig) -> None:
