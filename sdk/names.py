@@ -61,10 +61,11 @@ def _endpoint_problem(value: str) -> str:
     return ""
 
 
-def first_problem(exc: ValidationError) -> str:
-    """'where: what' of the first validation error, for a one-line refusal."""
+def first_problem(exc: ValidationError, whole: str = "") -> str:
+    """'where: what' of the first validation error, for a one-line refusal (``whole`` names a problem of the
+    whole document, which pydantic locates nowhere)."""
     error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"])
+    where = ".".join(str(p) for p in error["loc"]) or whole
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
 
 from sdk.errors import NotFound, UsageError
+from sdk.names import first_problem
 
 S = TypeVar("S", bound=BaseSettings)
 
@@ -42,7 +43,5 @@ def load_settings(cls: type[S], config: Path | None = None, **overrides: Any) ->
     try:
         settings = _FromFile(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"setting {where}: {first['msg']}" + (f" (in {config})" if config else "")) from None
+        raise UsageError(f"setting {first_problem(exc)}" + (f" (in {config})" if config else "")) from None
     return cls.model_validate(settings.model_dump())

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdk.binding import Binding
 from sdk.errors import BAD_CONFIGURATION_ERROR, ModelLineError
+from sdk.names import first_problem
 from sdk.package.verify import PackageInfo
 
 MANUFACTURER_URI_PREFIX = "urn:modelline:model:"
@@ -138,10 +139,8 @@ class SlotStore:
         except ValidationError as exc:
             kept = self.root / f"state.unreadable-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json"
             os.replace(self.state_path, kept)
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
             raise StateUnreadable(
-                f"stored state unreadable ({where}: {error['msg']}); kept as {kept.name}, slot started empty"
+                f"stored state unreadable ({first_problem(exc)}); kept as {kept.name}, slot started empty"
             ) from None
 
     def save_state(self, state: SlotState) -> None:

@@ -25,8 +25,10 @@ EXIT_INTERRUPTED = 130
 
 _log = logging.getLogger("modelline")
 
-QUIET_LIBRARIES = ("asyncua", "apscheduler", "aiosqlite", "botocore", "boto3")
-"""Loggers kept to errors unless --log-level DEBUG."""
+QUIET_LIBRARIES = ("asyncua", "apscheduler", "aiosqlite", "botocore", "boto3", "asyncio")
+"""Loggers kept to errors unless --log-level DEBUG. asyncio's own warnings come only in its debug mode
+(PYTHONASYNCIODEBUG), e.g. that a command imported its libraries inside the event loop before it
+started serving: a developer's diagnosis, not a user's message."""
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from sdk import __version__
 from sdk.errors import BuildError, NotFound
+from sdk.names import first_problem
 from sdk.package import onnx_model
 from sdk.package.archive import sha256_file, write_package
 from sdk.package.manifest import (
@@ -190,9 +192,4 @@ def build_package(
 
 
 def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"{where}: {first['msg']}" if where else str(first["msg"])
-    return str(exc)
+    return first_problem(exc) if isinstance(exc, ValidationError) else str(exc)

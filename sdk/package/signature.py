@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sdk.errors import SignatureInvalid, UntrustedKey
 from sdk.keys import TrustStore, key_id
+from sdk.names import first_problem
 
 
 class Signature(BaseModel):
@@ -42,9 +43,7 @@ class Signature(BaseModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "file"
-            raise SignatureInvalid(f"signature.json is malformed ({where}: {first['msg']})") from None
+            raise SignatureInvalid(f"signature.json is malformed ({first_problem(exc, 'file')})") from None
 
 
 def sign_manifest(manifest_bytes: bytes, private_key: Ed25519PrivateKey) -> Signature:

@@ -33,6 +33,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sdk.errors import BuildError, NotFound
+from sdk.names import first_problem
 from sdk.package.manifest import Feature, Range, check_name
 
 
@@ -112,9 +113,7 @@ class PackageSpec(_Spec):
         try:
             spec = cls.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise BuildError(f"spec file {path}: {where}: {first['msg']}") from None
+            raise BuildError(f"spec file {path}: {first_problem(exc)}") from None
         if spec.training_csv is not None and not spec.training_csv.is_absolute():
             spec = spec.model_copy(update={"training_csv": path.parent / spec.training_csv})
         return spec

@@ -26,6 +26,7 @@ from sdk.errors import (
     SignatureMissing,
 )
 from sdk.keys import TrustStore
+from sdk.names import first_problem
 from sdk.package import onnx_model
 from sdk.package.archive import DEFAULT_LIMITS, Limits, PackageArchive, private_dir, sha256_file, write_package
 from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
@@ -64,9 +65,7 @@ def parse_manifest(data: bytes) -> Manifest:
     try:
         return Manifest.model_validate_json(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise ManifestInvalid(f"manifest.json is invalid ({where}: {first['msg']})") from None
+        raise ManifestInvalid(f"manifest.json is invalid ({first_problem(exc, 'document')})") from None
 
 
 def _require_signature(signature: Signature | None) -> Signature:

@@ -193,7 +193,7 @@ def test_inspect_with_wrong_trust_exits_3(
         (
             ["package", "build", "{example}/model.onnx", "--name", "a", "--version", "v1", "-o", "{tmp}/x.mlpkg"],
             2,
-            "version: Value error, version 'v1' is not a semantic version like 1.2.0 (at most 64 characters)",
+            "version: version 'v1' is not a semantic version like 1.2.0 (at most 64 characters)",
         ),
         (
             [
