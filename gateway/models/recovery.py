@@ -49,18 +49,8 @@ def _record(path: Path, trust: TrustStore) -> ModelVersionRecord:
     verified = verify_package(path, trust, run_samples=False)
     if path.stem != verified.sha256:  # the store names each file by its content: another name was not put there by us
         raise UsageError(f"its SHA-256 is {verified.sha256}, not the one its name says")
-    m = verified.manifest
-    return ModelVersionRecord(
-        name=m.name,
-        version=m.version,
-        sha256=verified.sha256,
-        size=verified.size,
-        signer=verified.signer,
-        created=m.created,
-        # when the package was stored is not in the package; the file's time is the closest record of it
-        stored_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
-        manifest_json=verified.manifest_bytes.decode(),
-    )
+    # when the package was stored is not in the package; the file's time is the closest record of it
+    return ModelVersionRecord.of(verified, datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
 
 async def recover(

@@ -77,16 +77,7 @@ class PackageRepository:
             if await self._store.has_model_version(m.name, m.version):
                 raise InvalidState(f"{m.name} {m.version} is stored but unreadable (see the gateway log); not replaced")
             try:
-                record = ModelVersionRecord(
-                    name=m.name,
-                    version=m.version,
-                    sha256=verified.sha256,
-                    size=verified.size,
-                    signer=verified.signer,
-                    created=m.created,
-                    stored_at=self._clock(),
-                    manifest_json=verified.manifest_bytes.decode(),
-                )
+                record = ModelVersionRecord.of(verified, self._clock())
             except ValidationError as exc:
                 raise ManifestInvalid(f"the package cannot be stored: {first_problem(exc)}") from None
             if before_store is not None:

@@ -16,6 +16,7 @@ from gateway.deployments.options import StoredOptions
 from nodesets.ids import DeploymentState
 from sdk.names import EndpointUrl, Name, Version
 from sdk.package.manifest import Manifest
+from sdk.package.verify import VerifiedPackage
 
 MAX_TARGETS = 1000  # devices in one deployment
 
@@ -35,6 +36,21 @@ class ModelVersionRecord(_Record):
     created: datetime
     stored_at: datetime
     manifest_json: str = Field(description="The package's manifest.json, as signed.")
+
+    @classmethod
+    def of(cls, verified: VerifiedPackage, stored_at: datetime) -> ModelVersionRecord:
+        """The record of a verified package (ValidationError when the store could not keep it)."""
+        m = verified.manifest
+        return cls(
+            name=m.name,
+            version=m.version,
+            sha256=verified.sha256,
+            size=verified.size,
+            signer=verified.signer,
+            created=m.created,
+            stored_at=stored_at,
+            manifest_json=verified.manifest_bytes.decode(),
+        )
 
     @model_validator(mode="after")
     def _manifest_matches(self) -> Self:
