@@ -8,7 +8,7 @@ change is durable, so nothing the gateway has acknowledged is lost on a crash.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,7 +16,9 @@ from gateway.deployments.options import StoredOptions
 from nodesets.ids import DeploymentState
 from sdk.names import EndpointUrl, Name, Version
 from sdk.package.manifest import Manifest
-from sdk.package.verify import VerifiedPackage
+
+if TYPE_CHECKING:  # verification loads onnxruntime: not for what only reads records (the CLI's help)
+    from sdk.package.verify import VerifiedPackage
 
 MAX_TARGETS = 1000  # devices in one deployment
 
