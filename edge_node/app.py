@@ -6,6 +6,7 @@ async with EdgeNode(settings) as node:     # server started, saved models servin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable
@@ -25,9 +26,10 @@ from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotStore
 from nodesets.ids import MODELLINE_URI, DeviceHealth, PipelineState
 from sdk.binding import Binding
+from sdk.datadir import lock_data_dir
 from sdk.di_client import connect
 from sdk.keys import TrustStore
-from sdk.opcua.service import Service
+from sdk.opcua.service import Service, start_listening
 from sdk.opcua.writes import WriteChecks
 from sdk.reconnect import reconnecting
 
@@ -52,6 +54,9 @@ class EdgeNode(Service):
 
     async def _start(self) -> None:
         s = self.settings
+        # One node per data folder: two would both own its slots' state and packages.
+        lock = await asyncio.to_thread(lock_data_dir, s.data_dir, "edge.lock", "an edge node", "starting another")
+        self._stack.callback(lock.close)
         trust = TrustStore.load(s.trust_dir)
         server, ns, instance_ns = await create_server(s)
         self.server = server
@@ -78,7 +83,7 @@ class EdgeNode(Service):
             slot.listen(_notify(hub))
         server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
 
-        await self._stack.enter_async_context(server)
+        await start_listening(self._stack, server, s.endpoint)
         for nodes in self.slot_nodes.values():
             if nodes.transfer is not None:
                 self._stack.push_async_callback(nodes.transfer.release)  # before the server stops

@@ -35,7 +35,7 @@ from nodesets.ids import ModelLine
 from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore, load_private_key
 from sdk.opcua.ids import node_id, qname
-from sdk.opcua.service import Service, new_server
+from sdk.opcua.service import Service, new_server, start_listening
 from sdk.opcua.values import new_instance
 from sdk.pull import PullTarget, pull_sagemaker
 from sdk.sources.aws import AwsOptions
@@ -116,7 +116,7 @@ class Gateway(Service):
         ).bind()
         await self._report_unreadable()
         self.server = server
-        await self._stack.enter_async_context(server)
+        await start_listening(self._stack, server, s.endpoint)
         self._stack.push_async_callback(self.models.upload.release)  # before the server stops
         # Periodic jobs run late rather than not at all when the loop was busy, and only once for all missed runs.
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None})

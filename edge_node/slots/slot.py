@@ -173,6 +173,7 @@ class ModelSlot:
                 verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False)
             except ModelLineError as exc:  # the transfer layer deletes the upload
                 self.update_status = f"transferred package rejected: {exc}"
+                _log.warning("slot %s: %s", self.name, self.update_status)
                 await self._changed()
                 raise
             pending = InstalledVersion.of(verified, verified.signer)

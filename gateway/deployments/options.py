@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from sdk.binding import Binding
 from sdk.errors import UsageError
@@ -44,7 +44,7 @@ class DeployOptions(BaseModel):
     start_at: datetime | None = Field(
         None, description="Maintenance window: do not start before (ISO 8601, with zone)."
     )
-    waves: int | None = Field(
+    waves: StrictInt | None = Field(
         None, ge=1, le=10_000, description="Devices per wave (at most the number of targets); all at once if not given."
     )
     retry_for_s: float = Field(

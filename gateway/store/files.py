@@ -9,7 +9,6 @@ renamed aside with a timestamp, together with its ``-wal`` and ``-shm`` files.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from pathlib import Path
 from typing import IO
 
 from gateway.store.sqlite import MIGRATIONS
-from sdk.errors import DatabaseUnusable, InvalidState, NotFound
+from sdk import datadir
+from sdk.errors import DatabaseUnusable, NotFound
 
 DB_NAME = "gateway.sqlite3"
 LOCK_NAME = "gateway.lock"
@@ -53,30 +53,8 @@ def package_files(data_dir: Path) -> list[Path]:
 
 
 def lock_data_dir(data_dir: Path, purpose: str) -> IO[str]:
-    """Take ``<data_dir>/gateway.lock`` (held until the returned file is closed); refuse if another process holds it.
-
-    The lock is an ``flock`` on an open file, so the kernel releases it when the holder exits in
-    any way (SIGKILL included): a lock file left behind never blocks a start."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / LOCK_NAME).open("a+", encoding="utf-8")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise InvalidState(
-            f"a gateway is running on data folder {data_dir} ({holder} holds {data_dir / LOCK_NAME}): "
-            f"stop it before {purpose}"
-        ) from None
-    except BaseException:
-        handle.close()
-        raise
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    return handle
+    """Take ``<data_dir>/gateway.lock`` (held until the returned file is closed); refuse if another process holds it."""
+    return datadir.lock_data_dir(data_dir, LOCK_NAME, "a gateway", purpose)
 
 
 @contextmanager

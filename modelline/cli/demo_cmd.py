@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelline.cli.output import Output
+from sdk.errors import ModelLineError
 
 if TYPE_CHECKING:  # rich and the servers load when the demo runs, not for --help
     from rich.console import Group
 
 _EXAMPLE = """Examples:
   modelline demo                               # live dashboard until Ctrl-C
-  modelline demo --headless --duration 30      # a summary after 30 s (for scripts and CI)
+  modelline demo --headless --duration 45      # a summary after 45 s (for scripts and CI)
   modelline demo --data-dir demo-data --no-upgrade
 
 While it runs, open the printed endpoints in UaExpert or any OPC UA client:
@@ -227,7 +228,16 @@ async def _run_demo(args: argparse.Namespace, out: Output, data_dir: Path, start
     scripted_ok = args.no_upgrade or (report.upgraded and report.rolled_back and seamless)
     if stopped:  # the user stopped it: a clean stop, whatever had run by then
         return 0
-    return 0 if flowing and scripted_ok else 1
+    if not flowing:
+        raise ModelLineError("the demo's edge nodes made no predictions (see the events above)")
+    if not scripted_ok:
+        if not (report.upgraded and report.rolled_back):
+            raise ModelLineError(
+                f"the scripted upgrade and rollback did not finish within --duration {args.duration:g}: "
+                "give it at least 45 s, or --no-upgrade"
+            )
+        raise ModelLineError("predictions on edge-1 were interrupted or not Good during the upgrade and rollback")
+    return 0
 
 
 def _on_purpose() -> dict[str, str]:

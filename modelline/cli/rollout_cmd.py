@@ -128,7 +128,9 @@ async def _read_children(parent: Node, ml: int, names: list[str]) -> list[dict[s
         row: dict[str, Any] = {"id": str((await child.read_browse_name()).Name)}
         for name in names:
             value = await (await child.get_child(f"{ml}:{name}")).read_value()
-            row[name] = value.isoformat() if hasattr(value, "isoformat") else value
+            if hasattr(value, "isoformat"):  # OPC UA's "no date" (1601-01-01) means never: say so
+                value = None if value.year <= 1601 else value.isoformat()
+            row[name] = value
         rows.append(row)
     return rows
 
@@ -153,6 +155,10 @@ async def _deployments(manager: Node, ml: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _blank(column: str) -> str:
+    return "never" if column == "LastSeen" else ""
+
+
 def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     from rich.table import Table
     from rich.text import Text
@@ -163,7 +169,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     for row in rows:
         cells = [
             row["id"],
-            *(", ".join(v) if isinstance(v := row[c], list) else ("" if v is None else str(v)) for c in columns),
+            *(", ".join(v) if isinstance(v := row[c], list) else (_blank(c) if v is None else str(v)) for c in columns),
         ]
         table.add_row(*(Text(c) for c in cells))
     return table

@@ -4,6 +4,7 @@ lifecycle that owns its background tasks (started in ``_start``, stopped on exit
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -16,6 +17,7 @@ from asyncua import Server, ua
 
 import nodesets
 from sdk import __version__
+from sdk.errors import UsageError
 from sdk.opcua import sessions
 from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.shelf import init_server
@@ -80,6 +82,32 @@ async def new_server(
     instance_ns = await server.register_namespace(application_uri)
     await set_limits(server, max_byte_string)
     return server, ns, instance_ns
+
+
+class _AddressInUse(logging.Filter):
+    """asyncua logs a traceback when its port is taken; ``start_listening`` reports that in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE)
+
+
+_address_in_use = _AddressInUse()
+
+
+async def start_listening(stack: AsyncExitStack, server: Server, endpoint: str) -> None:
+    """Start ``server`` (stopped when ``stack`` closes); a port in use is a one-line UsageError, not a traceback."""
+    logger = logging.getLogger("asyncua.server.server")
+    if _address_in_use not in logger.filters:
+        logger.addFilter(_address_in_use)
+    try:
+        await stack.enter_async_context(server)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(
+            f"cannot listen on {endpoint}: the address is in use (another edge node or gateway, or another program)"
+        ) from None
 
 
 class Service:

@@ -211,3 +211,28 @@ async def test_install_on_a_full_disk_says_so(tmp_path: Path, signer: Signer, ex
     pattern = r"modelline: the device has no disk space for the package: needs 1125899907 MB, \d+(\.\d)? [kM]B free\n"
     assert re.fullmatch(pattern, err), err
     assert_documented(err, "no disk space for the package")
+
+
+@pytest.mark.timeout(120)
+async def test_a_second_node_on_a_busy_port_or_a_used_data_folder_is_refused_in_one_line(
+    tmp_path: Path, signer: Signer
+) -> None:
+    settings = edge_settings(tmp_path / "first", signer.trust_dir)
+    async with running_edge(settings):
+        port = settings.endpoint.rsplit(":", 1)[1].split("/")[0]
+        common = ["edge", "--trust", str(signer.trust_dir), "--device-id", "edge-2"]
+        code, _, err = await run_modelline(
+            *common, "--endpoint", settings.endpoint, "--data-dir", str(tmp_path / "second"), timeout=60
+        )
+        assert code == 2 and err.count("\n") == 1, err
+        assert err == (
+            f"modelline: cannot listen on {settings.endpoint}: the address is in use "
+            "(another edge node or gateway, or another program)\n"
+        )
+        assert port not in err.replace(settings.endpoint, "")  # said once, no traceback around it
+        elsewhere = f"opc.tcp://127.0.0.1:{free_port()}/edge/"
+        code, _, err = await run_modelline(
+            *common, "--endpoint", elsewhere, "--data-dir", str(settings.data_dir), timeout=60
+        )
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"modelline: an edge node is running on data folder {settings.data_dir} (pid ")

@@ -159,6 +159,7 @@ async def test_deploy_arguments_that_would_brick_are_refused_before_anything_is_
             ('{"health_check_s": -1}', None),
             ('{"waves": 3}', None),
             ('{"waves": 0}', None),
+            ('{"waves": true}', None),
             ('{"slot": "../x"}', None),
             ('{"fallback": true}', None),  # only the gateway's own rollbacks are marked so
             (json.dumps({"start_at": (now + timedelta(days=3650)).isoformat()}), None),
