@@ -157,12 +157,8 @@ class SlotNodes:
         await self.confirmation_timeout.write_attribute(
             ua.AttributeIds.ValueRank, ua.DataValue(ua.Variant(int(ua.ValueRank.Scalar), ua.VariantType.Int32))
         )
-        writes.add(self.confirmation_timeout.nodeid, self._check_confirmation_timeout)
-        # Only Engineers write it (they are asyncua Admins, which write any writable value): users see it read-only.
-        await self.confirmation_timeout.write_attribute(
-            ua.AttributeIds.UserAccessLevel,
-            ua.DataValue(ua.Variant(ua.AccessLevel.CurrentRead.mask, ua.VariantType.Byte)),
-        )
+        # Writable for the session asyncua lets write; the write check lets only Engineers through.
+        writes.add(self.confirmation_timeout.nodeid, self._check_confirmation_timeout, Role.ENGINEER)
         self.update_status = await update.add_variable(
             node_id(f"{base}.SoftwareUpdate.UpdateStatus", instance_ns),
             self._qn("UpdateStatus"),

@@ -11,9 +11,11 @@ anonymous clients::
     role = "Engineer"
     password = "scrypt$16384$8$1$<salt hex>$<hash hex>"   # from: modelline users add ...
 
-asyncua knows only Admin and User: Engineer and SecurityAdmin map to Admin (which
-may write any writable value), the others to User (which may write only values
-whose UserAccessLevel allows it). Method handlers check the ModelLine role.
+asyncua knows only Admin and User, and its Admin may write any attribute of any node
+(a prediction, a version, a hash, the NamespaceArray) and add or delete nodes. So
+every role maps to asyncua's User, which may write only the Value of variables
+whose AccessLevel and UserAccessLevel allow it; method handlers (``requires``) and
+write checks (sdk.opcua.writes) check the ModelLine role.
 """
 
 from __future__ import annotations
@@ -146,8 +148,7 @@ class UserStore(UserManager):
 
     @staticmethod
     def _user(role: Role, name: str | None) -> RoleUser:
-        asyncua_role = UserRole.Admin if role >= Role.ENGINEER else UserRole.User
-        return RoleUser(role=asyncua_role, name=name, modelline_role=role)
+        return RoleUser(role=UserRole.User, name=name, modelline_role=role)
 
 
 def current_role() -> Role:

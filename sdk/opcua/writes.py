@@ -23,31 +23,47 @@ from asyncua import Server, ua
 from sdk.errors import ModelLineError
 from sdk.opcua.ids import status_code
 from sdk.opcua.status import status_of
+from sdk.opcua.users import Role, RoleUser
 
 _log = logging.getLogger(__name__)
 
 Check = Callable[[ua.Variant], Awaitable[None]]
 """Raises a ModelLineError (whose StatusCode is the answer) when the value must not be written."""
 
+_S = ua.StatusCodes
+
 
 class WriteChecks:
     """Per-node checks on client Writes of the Value attribute."""
 
     def __init__(self, server: Server) -> None:
-        self._checks: dict[ua.NodeId, Check] = {}
+        self._checks: dict[ua.NodeId, tuple[Check, Role]] = {}
         service = server.iserver.attribute_service
         self._write = service.write
         service.write = self._checked_write  # type: ignore[method-assign]
 
-    def add(self, node: ua.NodeId, check: Check) -> None:
-        """Run ``check`` on every client Write of the Value of ``node``."""
-        self._checks[node] = check
+    def add(self, node: ua.NodeId, check: Check, role: Role = Role.ENGINEER) -> None:
+        """Let only clients with ``role`` write the Value of ``node``, whole (no IndexRange), and run ``check``.
+
+        asyncua's own access check knows no roles: the node is writable for every session it lets write."""
+        self._checks[node] = (check, role)
 
     async def _checked_write(self, params: ua.WriteParameters, *args: Any, **kwargs: Any) -> list[ua.StatusCode]:
         refused: dict[int, ua.StatusCode] = {}
+        user = kwargs.get("user")
+        # Every client session carries a RoleUser (sdk.opcua.users); a write without one is the server's own.
+        role = user.modelline_role if isinstance(user, RoleUser) else Role.SECURITY_ADMIN
         for index, item in enumerate(params.NodesToWrite):
-            check = self._checks.get(item.NodeId)
-            if check is None or item.AttributeId != ua.AttributeIds.Value:
+            entry = self._checks.get(item.NodeId)
+            if entry is None or item.AttributeId != ua.AttributeIds.Value:
+                continue
+            check, needed = entry
+            if role < needed:
+                refused[index] = status_code(_S.BadUserAccessDenied)
+                _log.info("write of %s refused: needs the %s role", item.NodeId.to_string(), needed.label)
+                continue
+            if item.IndexRange:  # a part of a scalar setting means nothing (OPC 10000-4 7.27)
+                refused[index] = status_code(_S.BadIndexRangeInvalid)
                 continue
             try:
                 await check(item.Value.Value if item.Value.Value is not None else ua.Variant())

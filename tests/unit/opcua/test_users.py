@@ -68,7 +68,9 @@ def test_store_logins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert oct(users.stat().st_mode & 0o777) == "0o600"
     store = UserStore.load(users)
     alice = store.get_user(None, "alice", "s3cret-pass")
-    assert isinstance(alice, RoleUser) and alice.modelline_role is Role.ENGINEER and alice.role == UserRole.Admin
+    assert (
+        isinstance(alice, RoleUser) and alice.modelline_role is Role.ENGINEER and alice.role == UserRole.User
+    )  # never asyncua Admin
     bob = store.get_user(None, "bob", "s3cret-pass")
     assert isinstance(bob, RoleUser) and bob.modelline_role is Role.OPERATOR and bob.role == UserRole.User
     assert store.get_user(None, "alice", "wrong") is None
