@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,18 @@ from tests.readme import assert_documented
 
 pytestmark = pytest.mark.e2e
 
-ACTIVE, FAILED = DeploymentState.ACTIVE, DeploymentState.FAILED
+PENDING, TRANSFERRING, INSTALLING = DeploymentState.PENDING, DeploymentState.TRANSFERRING, DeploymentState.INSTALLING
+CONFIRMING, ACTIVE, FAILED = DeploymentState.CONFIRMING, DeploymentState.ACTIVE, DeploymentState.FAILED
+
+
+def _steps(seen: list[list[int]], target: int) -> list[DeploymentState]:
+    """One target's states in the order notified, each change once."""
+    states = [DeploymentState(values[target]) for values in seen]
+    return [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+
+
+async def _last_is(seen: list[list[int]], states: list[DeploymentState]) -> bool:
+    return bool(seen) and seen[-1] == [int(s) for s in states]
 
 
 async def _per_target(p: Plant, deployment_id: str) -> dict[str, Any]:
@@ -50,7 +62,20 @@ async def test_a_deployment_shows_each_target_and_what_each_device_serves(
     async with plant(tmp_path, signer, edge_options=full_disk) as p:
         for version in ("1.0.0", "2.0.0"):
             await p.push(build_pump(example, signer, tmp_path / f"{version}.mlpkg", version).path)
-        first = await p.deploy("1.0.0", ["edge-a", "edge-b"])
+        # A client subscribed to TargetStates sees each target's steps as they happen. The rollout waits for
+        # a maintenance window 3 s away, so that the subscription is in place while both targets are Pending.
+        seen: list[list[int]] = []
+
+        class Collect:
+            def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+                seen.append(list(value or []))
+
+        first = await p.deploy(
+            "1.0.0", ["edge-a", "edge-b"], start_at=(datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+        )
+        states_node = await p.manager.get_child([f"{p.ml}:Deployments", f"1:{first}", f"{p.ml}:TargetStates"])
+        subscription = await p.client.create_subscription(10, Collect())
+        await subscription.subscribe_data_change(states_node, queuesize=100)
         failed = await p.settled(first, FAILED.label)
         assert failed["LastError"].startswith("wave 1, device edge-b: the device has no disk space for the package")
 
@@ -67,6 +92,10 @@ async def test_a_deployment_shows_each_target_and_what_each_device_serves(
         assert shown["TargetErrors"][1].startswith("the device has no disk space for the package: needs ")
         assert_documented(shown["TargetErrors"][1], "the device has no disk space for the package")
         assert p.serving("edge-a") == "1.0.0" and p.serving("edge-b") is None  # what the devices really run
+        await wait_for(lambda: _last_is(seen, [ACTIVE, FAILED]), what="the final TargetStates notified")
+        assert _steps(seen, 0) == [PENDING, TRANSFERRING, INSTALLING, CONFIRMING, ACTIVE]
+        assert _steps(seen, 1) == [PENDING, TRANSFERRING, FAILED]
+        await subscription.delete()
 
         status = json.loads(await _status(p, "--json"))
         row = next(d for d in status["deployments"] if d["id"] == first)
