@@ -3,7 +3,9 @@ download from a FileType object, in chunks of the server's MaxByteStringLength."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from asyncua import Client, Node, ua
 
@@ -23,23 +25,42 @@ async def max_chunk(client: Client) -> int:
     return min(advertised, MAX_CHUNK) if advertised > 0 else 65536
 
 
+async def _chunks(data: bytes | Path, size: int) -> AsyncIterator[bytes]:
+    """``data`` in pieces of ``size`` bytes; a file is read one piece at a time, in a worker thread."""
+    if isinstance(data, bytes):
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+        return
+    file = await asyncio.to_thread(data.open, "rb")
+    try:
+        while block := await asyncio.to_thread(file.read, size):
+            yield block
+    finally:
+        await asyncio.to_thread(file.close)
+
+
 async def upload(
-    client: Client, transfer: Node, data: bytes, options: ua.Variant, progress: Progress | None = None
+    client: Client, transfer: Node, data: bytes | Path, options: ua.Variant, progress: Progress | None = None
 ) -> None:
-    """GenerateFileForWrite, Write every chunk, CloseAndCommit. Raises UaStatusCodeError as the server answers."""
+    """GenerateFileForWrite, Write every chunk, CloseAndCommit. Raises UaStatusCodeError as the server answers.
+
+    A Path is sent as it is read, one chunk at a time: a gateway sending a large package to a wave of
+    devices holds one chunk per device, not one copy of the package per device."""
+    total = len(data) if isinstance(data, bytes) else (await asyncio.to_thread(data.stat)).st_size
     generate = await transfer.get_child("0:GenerateFileForWrite")
     file_id, handle = await transfer.call_method(generate.nodeid, options)
     file_node = client.get_node(file_id)
     write = await file_node.get_child("0:Write")
-    chunk = await max_chunk(client)
-    for start in range(0, len(data), chunk):
+    sent = 0
+    async for block in _chunks(data, await max_chunk(client)):
         await file_node.call_method(
             write.nodeid,
             ua.Variant(handle, ua.VariantType.UInt32),
-            ua.Variant(data[start : start + chunk], ua.VariantType.ByteString),
+            ua.Variant(block, ua.VariantType.ByteString),
         )
+        sent += len(block)
         if progress:
-            progress(min(start + chunk, len(data)), len(data))
+            progress(sent, total)
     commit = await transfer.get_child("0:CloseAndCommit")
     await transfer.call_method(commit.nodeid, ua.Variant(handle, ua.VariantType.UInt32))
 
