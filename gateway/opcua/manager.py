@@ -124,7 +124,7 @@ class ManagerNodes:
             "LastError": ua.Variant(record.last_error, S),
         }
         by_device = {t.device_id: t for t in targets}
-        mine = [by_device.get(d) for d in record.targets]  # every target has a row; none is Pending until saved
+        mine = [by_device.get(d) for d in record.targets]  # every target has a row from the start; else Pending
         values["TargetStates"] = ua.Variant(
             [int(t.state if t else DeploymentState.PENDING) for t in mine], ua.VariantType.Int32
         )
