@@ -328,6 +328,27 @@ DEPLOYMENT_TYPE = ObjectType(
         ),
         Var("Progress", DOUBLE, "Percent of targets done (0 to 100)."),
         Var("LastError", STRING, "Why the deployment failed, in one line; empty otherwise."),
+        # Per target, in the order of Targets: arrays of the same length, written together.
+        Var(
+            "TargetStates",
+            f"ns=1;i={DEPLOYMENT_STATE.number}",
+            "Each target's own state, in the order of Targets: Pending until the rollout reaches it, then "
+            "Transferring, Installing, Confirming, and Active or Failed.",
+            value_rank=1,
+        ),
+        Var(
+            "ServingVersions",
+            STRING,
+            "The version each target device serves now (as Devices/<id>/ActiveVersion shows it), in the order of "
+            "Targets; empty while the device serves no model or the gateway has not heard from it yet.",
+            value_rank=1,
+        ),
+        Var(
+            "TargetErrors",
+            STRING,
+            "Why each target failed, in one line, in the order of Targets; empty for a target that did not fail.",
+            value_rank=1,
+        ),
     ],
 )
 

@@ -60,6 +60,12 @@ _LINK_FAILURES = {
 }
 
 
+def _sha256(path: Path) -> bytes:
+    """SHA-256 of a file, read in blocks (call it in a worker thread)."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").digest()
+
+
 def _status(exc: ua.UaStatusCodeError) -> int:
     return int(exc.code)
 
@@ -158,13 +164,12 @@ class SoftwareUpdateClient:
 
     async def transfer(self, package: Path, progress: Progress | None = None) -> VersionInfo:
         """Write the package to PendingVersion; the device verifies it on CloseAndCommit."""
-        data = await asyncio.to_thread(package.read_bytes)
         transfer = await self._node("Loading", "FileTransfer")
         try:
             await upload(
                 self.client,
                 transfer,
-                data,
+                package,  # streamed from the file: a wave of large packages is not held in memory
                 ua.Variant(int(SoftwareVersionFileType.PENDING), ua.VariantType.Int32),
                 progress,
             )
@@ -183,7 +188,9 @@ class SoftwareUpdateClient:
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise ConnectionLost(f"connection lost during the transfer: {_cause(exc)}") from None
         pending = await self.version(SoftwareVersionFileType.PENDING)
-        if pending.hash and pending.hash != hashlib.sha256(data).digest():
+        # Off the loop: 100 MB take about 0.1 s to hash, and a gateway hashes once per device of a wave.
+        sent = await asyncio.to_thread(_sha256, package)
+        if pending.hash and pending.hash != sent:
             raise UpdateFailed("PendingVersion does not show the package that was sent (another client wrote one?)")
         return pending
 

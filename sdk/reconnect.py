@@ -30,9 +30,12 @@ async def reconnecting(
     """Run ``session`` until it returns; after each failure, call ``on_down(reason)``, wait, and try again.
 
     Expected failures (a peer that is down or goes away) are logged as one WARNING line with the
-    reason and the wait, never with a traceback. ``backoff`` is the first and the longest wait, in seconds."""
+    reason and the wait, never with a traceback; further tries that fail for the same reason are
+    logged at DEBUG, so a peer that stays away for hours does not fill the log with one line per try.
+    ``backoff`` is the first and the longest wait, in seconds."""
     first_s, cap_s = backoff
     delay = first_s
+    reported = ""  # the reason last logged at WARNING in this outage
     while True:
         up = False
 
@@ -49,8 +52,10 @@ async def reconnecting(
         else:
             return
         if up:
-            delay = first_s
-        logger.warning("%s: %s; retrying in %.1f s", what, reason, delay)
+            delay, reported = first_s, ""
+        level = logging.DEBUG if reason == reported else logging.WARNING
+        logger.log(level, "%s: %s; retrying in %.1f s", what, reason, delay)
+        reported = reason
         if on_down is not None:
             await on_down(reason)
         await asyncio.sleep(delay)

@@ -39,6 +39,12 @@ class DeviceRegistry:
         self.listeners: list[Listener] = []
         self.preparers: list[Preparer] = []  # run before a new device is saved (its nodes): a failure saves nothing
 
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` on every change of every device, registered now or later."""
+        self.listeners.append(listener)
+        for link in self.links.values():
+            link.listeners.append(listener)
+
     def get(self, device_id: str) -> Device:
         """A registered device; NotFound otherwise."""
         link = self.links.get(device_id)

@@ -4,6 +4,11 @@ Handlers translate, services decide: ``bind_method`` refuses calls whose argumen
 do not match the method's InputArguments; each handler checks the caller's role
 and hands the values to a service, whose refusals answer Bad_InvalidArgument,
 Bad_NotFound or Bad_InvalidState with the reason logged, never an exception trace.
+
+Each deployment shows its targets one by one, in the order of Targets: TargetStates and
+TargetErrors follow the stored target records, ServingVersions follows what each device
+reports (its ActiveVersion), so a client sees what the devices really run, not only what the
+rollout last did.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 from asyncua import Node, Server, ua
 
 from gateway.deployments.service import DeploymentService
+from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
 from gateway.opcua.devices import DeviceNodes
 from gateway.store.base import DeploymentRecord, TargetRecord
@@ -60,6 +66,8 @@ class ManagerNodes:
         self.devices = devices
         self.device_nodes = device_nodes
         self._nodes: dict[str, dict[str, Node]] = {}
+        self._targets: dict[str, list[str]] = {}  # deployment id -> its Targets, for device changes
+        self._serving: dict[str, list[str]] = {}  # deployment id -> ServingVersions as written
 
     async def bind(self) -> ManagerNodes:
         """Link the methods; show stored deployments."""
@@ -73,6 +81,7 @@ class ManagerNodes:
         for name, handler in handlers.items():
             await bind_method(self.server, await self.manager.get_child(f"{self.ns.modelline}:{name}"), handler)
         self.service.listeners.append(self.show)
+        self.devices.add_listener(self.device_changed)
         return self
 
     async def _deployment(self, deployment_id: str) -> tuple[dict[str, Node], bool]:
@@ -114,8 +123,32 @@ class ManagerNodes:
             "Progress": ua.Variant(record.progress, ua.VariantType.Double),
             "LastError": ua.Variant(record.last_error, S),
         }
+        by_device = {t.device_id: t for t in targets}
+        mine = [by_device.get(d) for d in record.targets]  # every target has a row from the start; else Pending
+        values["TargetStates"] = ua.Variant(
+            [int(t.state if t else DeploymentState.PENDING) for t in mine], ua.VariantType.Int32
+        )
+        values["TargetErrors"] = ua.Variant([t.last_error if t else "" for t in mine], S)
         for name, value in values.items():
             await nodes[name].write_value(value)
+        self._targets[record.id] = list(record.targets)
+        await self._show_serving(record.id)
+
+    async def device_changed(self, device: Device) -> None:
+        """A device reported a change: ServingVersions of every deployment that targets it."""
+        for deployment_id, targets in self._targets.items():
+            if device.device_id in targets:
+                await self._show_serving(deployment_id)
+
+    async def _show_serving(self, deployment_id: str) -> None:
+        serving = [self._serving_version(d) for d in self._targets[deployment_id]]
+        if self._serving.get(deployment_id) != serving:  # devices report often (health, states): write changes only
+            await self._nodes[deployment_id]["ServingVersions"].write_value(ua.Variant(serving, S))
+            self._serving[deployment_id] = serving
+
+    def _serving_version(self, device_id: str) -> str:
+        link = self.devices.links.get(device_id)
+        return link.view.active_version if link is not None else ""
 
     @status_on_error
     @requires(Role.ENGINEER)

@@ -120,14 +120,25 @@ async def _call(manager: Node, ml: int, method: str, *args: ua.Variant) -> Any:
         raise error(f"the gateway refused {method} ({name}): {hints.get(name, str(exc))}") from None
 
 
-async def _read_children(parent: Node, ml: int, names: list[str]) -> list[dict[str, Any]]:
+async def _read_children(
+    parent: Node, ml: int, names: list[str], optional: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """One row per child object: its id and the values of ``names``; ``optional`` ones that a gateway
+    from before them lacks read as None."""
     from asyncua import ua
 
     rows = []
     for child in await parent.get_children(nodeclassmask=ua.NodeClass.Object):
         row: dict[str, Any] = {"id": str((await child.read_browse_name()).Name)}
         for name in names:
-            value = await (await child.get_child(f"{ml}:{name}")).read_value()
+            try:
+                node = await child.get_child(f"{ml}:{name}")
+            except ua.UaStatusCodeError:
+                if name not in optional:
+                    raise
+                row[name] = None
+                continue
+            value = await node.read_value()
             if hasattr(value, "isoformat"):  # OPC UA's "no date" (1601-01-01) means never: say so
                 value = None if value.year <= 1601 else value.isoformat()
             row[name] = value
@@ -144,14 +155,25 @@ async def _devices(manager: Node, ml: int) -> list[dict[str, Any]]:
     return rows
 
 
+_PER_TARGET = ("TargetStates", "ServingVersions", "TargetErrors")  # arrays in the order of Targets
+
+
+def _state_label(value: Any) -> Any:
+    return DeploymentState(value).label if value in set(DeploymentState) else value
+
+
 async def _deployments(manager: Node, ml: int) -> list[dict[str, Any]]:
     rows = await _read_children(
         await manager.get_child(f"{ml}:Deployments"),
         ml,
-        ["Model", "Version", "Targets", "State", "Progress", "LastError"],
+        ["Model", "Version", "Targets", "State", "Progress", "LastError", *_PER_TARGET],
+        optional=_PER_TARGET,
     )
     for row in rows:
-        row["State"] = DeploymentState(row["State"]).label if row["State"] in set(DeploymentState) else row["State"]
+        row["State"] = _state_label(row["State"])
+        row["TargetStates"] = [_state_label(v) for v in row["TargetStates"] or []]
+        row["ServingVersions"] = list(row["ServingVersions"] or [])
+        row["TargetErrors"] = list(row["TargetErrors"] or [])
     return rows
 
 
@@ -159,13 +181,24 @@ def _blank(column: str) -> str:
     return "never" if column == "LastSeen" else ""
 
 
-def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+def _target_lines(deployment: dict[str, Any], device_states: dict[str, str]) -> str:
+    """One line per target: "<device>: <state> — serving <version>", and "(offline)" when it is."""
+    lines = []
+    for i, device in enumerate(deployment["Targets"] or []):
+        state = deployment["TargetStates"][i] if i < len(deployment["TargetStates"]) else "?"
+        serving = deployment["ServingVersions"][i] if i < len(deployment["ServingVersions"]) else ""
+        offline = " (offline)" if device_states.get(device) == DeviceState.OFFLINE.label else ""
+        lines.append(f"{device}: {state} — serving {serving or 'nothing'}{offline}")
+    return "\n".join(lines)
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str], unwrapped: tuple[str, ...] = ()) -> Table:
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title, title_justify="left")
     for column in ["id", *columns]:
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in unwrapped)
     for row in rows:
         cells = [
             row["id"],
@@ -255,11 +288,18 @@ async def _status(args: argparse.Namespace, out: Output) -> int:
         devices, deployments = await _devices(manager, ml), await _deployments(manager, ml)
     finally:
         await client.disconnect()
+    device_states = {d["id"]: d["State"] for d in devices}
+    shown = [{**d, "Targets": _target_lines(d, device_states)} for d in deployments]
     out.result(
         {"devices": devices, "deployments": deployments},
         Group(
             _table("Devices", devices, ["State", "ActiveModel", "ActiveVersion", "Endpoint", "LastSeen"]),
-            _table("Deployments", deployments, ["Model", "Version", "Targets", "State", "Progress", "LastError"]),
+            _table(
+                "Deployments",
+                shown,
+                ["Model", "Version", "State", "Progress", "Targets", "LastError"],
+                unwrapped=("Targets",),  # one line per target, whole: LastError wraps instead
+            ),
         ),
     )
     return 0

@@ -95,14 +95,21 @@ def _gateway_settings(root: Path, signer: Signer) -> GatewaySettings:
 
 
 @asynccontextmanager
-async def plant(root: Path, signer: Signer, settings: GatewaySettings | None = None) -> AsyncIterator[Plant]:
+async def plant(
+    root: Path,
+    signer: Signer,
+    settings: GatewaySettings | None = None,
+    edge_options: dict[str, dict[str, Any]] | None = None,
+) -> AsyncIterator[Plant]:
+    """A PLC, edge-a and edge-b (with ``edge_options[name]`` as settings overrides), a gateway knowing both."""
     async with AsyncExitStack() as stack:
         plc = await SimulatedPlc().start()
         stack.push_async_callback(plc.stop)
         edges = {}
         for name in ("edge-a", "edge-b"):
+            overrides = (edge_options or {}).get(name, {})
             edges[name] = await stack.enter_async_context(
-                EdgeNode(edge_settings(root / name, signer.trust_dir, device_id=name))
+                EdgeNode(edge_settings(root / name, signer.trust_dir, device_id=name, **overrides))
             )
         gateway = await stack.enter_async_context(Gateway(settings or _gateway_settings(root, signer)))
         client = await stack.enter_async_context(Client(gateway.url))

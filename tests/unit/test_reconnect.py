@@ -29,9 +29,12 @@ async def test_backoff_grows_while_down_and_starts_over_after_a_connected_sessio
     async def down(reason: str) -> None:
         downs.append(reason)
 
-    with caplog.at_level(logging.WARNING, logger="sdk.reconnect"):
+    with caplog.at_level(logging.DEBUG, logger="sdk.reconnect"):
         await reconnecting("plc", session, (0.001, 0.004), on_down=down)
     delays = [float(r.args[2]) for r in caplog.records]  # type: ignore[index]
     assert delays == [0.001, 0.002, 0.004, 0.001, 0.002, 0.004]
+    # Each outage and each new reason is one WARNING; the same reason again is only DEBUG.
+    levels = [r.levelname for r in caplog.records]
+    assert levels == ["WARNING", "DEBUG", "DEBUG", "WARNING", "WARNING", "DEBUG"]
     assert downs[0] == "OSError: connection refused" and downs[3] == "ConnectionError: connection lost"
     assert script == []
