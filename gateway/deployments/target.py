@@ -14,7 +14,9 @@ new rollout, a retry after a lost link and a gateway restarted in the middle of 
 The health check counts only a Good prediction made by the new version with the deployment's
 binding: the pipeline's Configuration, read right after SetBinding, must name both, and the device
 must report that very Configuration behind its newest Good prediction (GoodConfiguration; see
-edge_node/runtime/pipeline.py), so a Good output of the new model with the old binding never counts.
+edge_node/runtime/pipeline.py), so a Good output of the new model with the old binding never counts;
+and that prediction must be the newest (pipeline State Running), so a gateway restarted while Confirming
+does not confirm on a Good prediction the device made before Bad ones.
 
 A lost link (ConnectionLost from the device layer) is retried with backoff until ``retry_for_s``
 has passed; refusals by the device (package rejected, install failed, not healthy) fail at once.
@@ -36,6 +38,8 @@ from sdk.binding import Binding
 from sdk.errors import ConnectionLost, UpdateFailed
 
 _log = logging.getLogger(__name__)
+
+RUNNING = PipelineState.RUNNING
 
 Step = Callable[[TargetRecord, DeploymentState], Awaitable[TargetRecord]]
 """Saves a target's new state (and the deployment's progress); returns the saved target."""
@@ -201,9 +205,10 @@ class TargetRollout:
 
     async def _watch(self, slot: str, configuration: str | None, after: str) -> None:
         """Before Confirm: with a binding, the device must report a Good prediction made by ``configuration``
-        (the new version with the deployment's binding) within health_check_s; without one, it must not
-        report FAILURE for a short look. Anything less is not confirmed, and the device reverts by itself
-        when its ConfirmationTimeout runs out."""
+        (the new version with the deployment's binding) within health_check_s, and it must be the newest
+        prediction (pipeline Running), so evidence from before a gateway restart counts only while it still
+        holds; without a binding, it must not report FAILURE for a short look. Anything less is not
+        confirmed, and the device reverts by itself when its ConfirmationTimeout runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.plan.health_check_s
         settled = loop.time() + min(0.5, self.plan.health_check_s)
@@ -214,7 +219,9 @@ class TargetRollout:
             if configuration is None:
                 if loop.time() >= settled:
                     return
-            elif view.good_configuration.get(slot) == configuration:
+            elif view.good_configuration.get(slot) == configuration and view.pipelines.get(slot) is RUNNING:
+                # Running: the newest prediction is Good, so it is the one GoodConfiguration names. Without
+                # this, a Good prediction made before a gateway restart (and Bad ones since) would confirm.
                 return
             if loop.time() >= deadline:
                 state = view.pipelines.get(slot, PipelineState.NO_MODEL)

@@ -30,7 +30,7 @@ from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotState
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
-from nodesets.ids import DeploymentState, InstallationState
+from nodesets.ids import DeploymentState, InstallationState, PipelineState
 from sdk.file_client import upload
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
@@ -282,6 +282,39 @@ async def test_a_gateway_killed_while_confirming_reports_the_revert_it_finds(
         assert values["State"] is DeploymentState.FAILED
         assert "reverted to no model before the install was confirmed" in values["LastError"], values["LastError"]
         assert plant.slot.state.current is None  # what the device really has
+
+
+@pytest.mark.timeout(120)
+async def test_a_gateway_restarted_while_confirming_does_not_confirm_on_a_good_prediction_from_before(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    async with gateway_process(tmp_path, signer, example) as plant:
+        await _inputs_bad(plant.plc)
+        deployment = await plant.deploy(confirmation_timeout_s=20, health_check_s=5)
+        await plant.reached(deployment, DeploymentState.CONFIRMING)
+        await plant.gateway.kill()
+        # While the gateway is down the new model makes a Good prediction, then only Bad ones: its newest
+        # Good prediction names the deployed configuration, but the device is not healthy now.
+        pipeline = plant.slot.pipeline
+        await plant.plc.write_all(HEALTHY)
+
+        async def good_once() -> bool:
+            status = pipeline.status
+            return bool(status.configuration) and status.good_configuration == status.configuration
+
+        await wait_for(good_once, what="a Good prediction of the new model")
+        await _inputs_bad(plant.plc)
+        await wait_for(lambda: _true(pipeline.status.state is PipelineState.DEGRADED), what="Bad predictions")
+        await plant.kill_and_restart()
+        values = await plant.settled(deployment)
+        assert values["State"] is DeploymentState.FAILED
+        assert "no healthy predictions within 5 s of the install (pipeline main: Degraded)" in values["LastError"]
+        assert plant.slot.awaiting_confirmation  # never confirmed: the device reverts by itself
+
+        async def reverted() -> bool:
+            return plant.slot.state.current is None and not plant.slot.awaiting_confirmation
+
+        await wait_for(reverted, timeout=30, what="the device to revert")
 
 
 async def _true(value: bool) -> bool:
