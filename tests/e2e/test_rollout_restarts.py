@@ -9,9 +9,11 @@ against what the device really has: its slot state, not only what the gateway sa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -87,7 +89,7 @@ async def _deployment(client: Client, deployment_id: str) -> dict[str, Any]:
     return values
 
 
-async def _deploy(client: Client, version: str, **options: Any) -> str:
+async def _deploy(client: Client, version: str, targets: list[str], **options: Any) -> str:
     ml = await client.get_namespace_index(ML)
     manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
     return str(
@@ -95,7 +97,7 @@ async def _deploy(client: Client, version: str, **options: Any) -> str:
             f"{ml}:Deploy",
             ua.Variant("pump-health", ua.VariantType.String),
             ua.Variant(version, ua.VariantType.String),
-            ua.Variant(["edge-a"], ua.VariantType.String),
+            ua.Variant(targets, ua.VariantType.String),
             ua.Variant(json.dumps(options), ua.VariantType.String),
         )
     )
@@ -104,25 +106,43 @@ async def _deploy(client: Client, version: str, **options: Any) -> str:
 # --- the gateway killed ------------------------------------------------------------------------
 
 
+DEVICES = ("edge-a", "edge-b")
+
+
 @dataclass
 class KilledGateway:
-    """A gateway process, an in-process edge node reached through a fault proxy, and a PLC for its inputs."""
+    """A gateway process; in-process edge nodes, each reached through a fault proxy; a PLC for their inputs.
+
+    A test holds edge-a's step in mid-flight; edge-b goes its own pace, so a kill finds it at any step."""
 
     gateway: ServerProcess
     url: str
-    edge: EdgeNode
-    proxy: FaultProxy
+    edges: dict[str, EdgeNode]
+    proxies: dict[str, FaultProxy]
     plc: SimulatedPlc
     package: Path
     sha256: str
 
     @property
+    def edge(self) -> EdgeNode:
+        return self.edges["edge-a"]
+
+    @property
+    def proxy(self) -> FaultProxy:
+        return self.proxies["edge-a"]
+
+    @property
     def slot(self) -> ModelSlot:
         return self.edge.slots["main"]
 
+    @property
+    def slots(self) -> list[ModelSlot]:
+        return [edge.slots["main"] for edge in self.edges.values()]
+
     async def deploy(self, **options: Any) -> str:
+        binding = self.plc.binding(mode="periodic", interval_ms=100)
         async with Client(self.url) as client:
-            return await _deploy(client, "1.0.0", binding=self.plc.binding(mode="periodic", interval_ms=100), **options)
+            return await _deploy(client, "1.0.0", list(self.edges), binding=binding, **options)
 
     async def state(self, deployment_id: str) -> DeploymentState:
         try:
@@ -130,12 +150,6 @@ class KilledGateway:
                 return (await _deployment(client, deployment_id))["State"]
         except (OSError, TimeoutError, ua.UaError):
             return DeploymentState.PENDING  # not answering (yet): nothing to learn
-
-    async def reached(self, deployment_id: str, state: DeploymentState) -> None:
-        async def there() -> bool:
-            return await self.state(deployment_id) is state
-
-        await wait_for(there, timeout=60, what=f"{deployment_id} to be {state.label}")
 
     async def settled(self, deployment_id: str) -> dict[str, Any]:
         async def final() -> dict[str, Any] | None:
@@ -147,27 +161,77 @@ class KilledGateway:
 
     async def kill_and_restart(self, before_restart: Any = None) -> None:
         await self.gateway.kill()
-        self.proxy.blackhole = False
-        self.proxy.reset()  # what the dead gateway left open, as the kernel of a dead host would not
+        for proxy in self.proxies.values():
+            proxy.blackhole = False
+            proxy.reset()  # what the dead gateway left open
         if before_restart is not None:
             await before_restart()
         await self.gateway.start(self.url)
 
     def on_package(self) -> bool:
-        current = self.slot.state.current
-        return current is not None and current.sha256 == self.sha256 and not self.slot.awaiting_confirmation
+        """Every device serves the deployed package, confirmed."""
+        return all(
+            slot.state.current is not None
+            and slot.state.current.sha256 == self.sha256
+            and not slot.awaiting_confirmation
+            for slot in self.slots
+        )
 
     async def no_transfer_files(self) -> bool:
         return not [
-            p for p in (self.edge.settings.data_dir / "slots").rglob("*") if "transfers" in p.parts and p.is_file()
+            p
+            for edge in self.edges.values()
+            for p in (edge.settings.data_dir / "slots").rglob("*")
+            if "transfers" in p.parts and p.is_file()
         ]
+
+    async def all_confirming(self, deployment_id: str) -> None:
+        """Wait until every target waits in Confirming (for a Good prediction the inputs do not allow)."""
+
+        async def confirming() -> bool:
+            return self.targets(deployment_id) == dict.fromkeys(self.edges, DeploymentState.CONFIRMING)
+
+        await wait_for(confirming, timeout=60, what=f"every target of {deployment_id} to be Confirming")
+
+    async def reverted(self) -> bool:
+        """Every device reverted to what it had before: no model."""
+        return all(slot.state.current is None and not slot.awaiting_confirmation for slot in self.slots)
+
+    def targets(self, deployment_id: str) -> dict[str, DeploymentState]:
+        """Each target's stored state."""
+        return _target_states(self.gateway.log.parent / "gateway" / "gateway.sqlite3", deployment_id)
+
+    async def assert_truthful(self, deployment_id: str, expected: DeploymentState) -> None:
+        """Each target's stored state, and the version the gateway shows per device, are what the devices have."""
+        assert self.targets(deployment_id) == dict.fromkeys(self.edges, expected)
+
+        async def shown() -> bool:
+            async with Client(self.url) as client:
+                ml = await client.get_namespace_index(ML)
+                devices = await client.nodes.objects.get_child([f"{ml}:ModelManager", f"{ml}:Devices"])
+                for device, edge in self.edges.items():
+                    node = await devices.get_child([f"1:{device}", f"{ml}:ActiveVersion"])
+                    current = edge.slots["main"].state.current
+                    if await node.read_value() != (current.version if current else ""):
+                        return False
+            return True
+
+        await wait_for(shown, what="the gateway to show the version each device serves")
+
+
+def _target_states(database: Path, deployment_id: str) -> dict[str, DeploymentState]:
+    """Each target's state as the gateway's database keeps it (read-only: the gateway may be running)."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT device_id, state FROM deployment_targets WHERE deployment_id = ?", (deployment_id,)
+        ).fetchall()
+    return {device: DeploymentState.from_label(state) for device, state in rows}
 
 
 @asynccontextmanager
 async def gateway_process(tmp_path: Path, signer: Signer, example: Path) -> AsyncIterator[KilledGateway]:
     package = _padded_pump(example, signer, tmp_path / "pump-health-1.0.0.mlpkg", "1.0.0")
-    port = free_port()
-    url = f"opc.tcp://127.0.0.1:{port}/gateway/"
+    url = f"opc.tcp://127.0.0.1:{free_port()}/gateway/"
     argv = ["gateway", "--endpoint", url, "--data-dir", str(tmp_path / "gateway"), "--trust", str(signer.trust_dir)]
     gateway = ServerProcess(
         "gateway", argv, tmp_path / "gateway.log", _env(MODELLINE_GATEWAY_ANONYMOUS_ROLE="Engineer")
@@ -175,25 +239,27 @@ async def gateway_process(tmp_path: Path, signer: Signer, example: Path) -> Asyn
     async with AsyncExitStack() as stack:
         plc = await stack.enter_async_context(running_plc())
         await plc.write_all(HEALTHY)
-        edge = await stack.enter_async_context(
-            EdgeNode(edge_settings(tmp_path / "edge", signer.trust_dir, device_id="edge-a"))
-        )
-        proxy = await FaultProxy(urlparse(edge.url).port or 0).start()
-        stack.push_async_callback(proxy.stop)
+        edges: dict[str, EdgeNode] = {}
+        proxies: dict[str, FaultProxy] = {}
+        for device in DEVICES:
+            settings = edge_settings(tmp_path / device, signer.trust_dir, device_id=device)
+            edges[device] = await stack.enter_async_context(EdgeNode(settings))
+            proxies[device] = await FaultProxy(urlparse(edges[device].url).port or 0).start()
+            stack.push_async_callback(proxies[device].stop)
         await stack.enter_async_context(_killed_at_the_end(gateway))
         await gateway.start(url)
         async with Client(url) as client:
             ml = await client.get_namespace_index(ML)
             manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
             await upload(client, await manager.get_child(f"{ml}:Upload"), package.read_bytes(), ua.Variant())
-            await manager.call_method(
-                f"{ml}:RegisterDevice",
-                ua.Variant("edge-a", ua.VariantType.String),
-                ua.Variant(proxy.url("/edge/"), ua.VariantType.String),
-            )
-
+            for device, proxy in proxies.items():
+                await manager.call_method(
+                    f"{ml}:RegisterDevice",
+                    ua.Variant(device, ua.VariantType.String),
+                    ua.Variant(proxy.url("/edge/"), ua.VariantType.String),
+                )
         sha256 = hashlib.sha256(package.read_bytes()).hexdigest()
-        yield KilledGateway(gateway, url, edge, proxy, plc, package, sha256)
+        yield KilledGateway(gateway, url, edges, proxies, plc, package, sha256)
 
 
 async def _inputs_bad(plc: SimulatedPlc) -> None:
@@ -206,18 +272,15 @@ async def test_a_gateway_killed_while_transferring_resumes_and_the_device_ends_o
     tmp_path: Path, signer: Signer, example: Path
 ) -> None:
     async with gateway_process(tmp_path, signer, example) as plant:
+        plant.proxy.blackhole_after(plant.package.stat().st_size // 2)  # edge-a's transfer held half-way
         deployment = await plant.deploy(confirmation_timeout_s=60)
-        plant.proxy.blackhole_after(plant.package.stat().st_size // 2)  # the transfer held half-way
-        await plant.reached(deployment, DeploymentState.TRANSFERRING)
-
-        async def held() -> bool:
-            return plant.proxy.blackhole
-
-        await wait_for(held, what="the transfer to be held half-way")
+        await wait_for(lambda: _true(plant.proxy.blackhole), what="the transfer to be held half-way")
+        assert plant.targets(deployment)["edge-a"] is DeploymentState.TRANSFERRING
         await plant.kill_and_restart()
         values = await plant.settled(deployment)
         assert values["State"] is DeploymentState.ACTIVE, values["LastError"]
         assert plant.on_package()
+        await plant.assert_truthful(deployment, DeploymentState.ACTIVE)
         await wait_for(plant.no_transfer_files, what="the abandoned transfer's file to go")
 
 
@@ -237,11 +300,12 @@ async def test_a_gateway_killed_while_installing_resumes_and_confirms_after_a_he
         plant.slot.listen(hold_the_answer)
         deployment = await plant.deploy(confirmation_timeout_s=60)
         await wait_for(lambda: _true(bool(seen)), what="the install to begin")
-        assert await plant.state(deployment) is DeploymentState.INSTALLING
+        assert plant.targets(deployment)["edge-a"] is DeploymentState.INSTALLING
         await plant.kill_and_restart()
         values = await plant.settled(deployment)
         assert values["State"] is DeploymentState.ACTIVE, values["LastError"]
         assert plant.on_package()
+        await plant.assert_truthful(deployment, DeploymentState.ACTIVE)
 
 
 @pytest.mark.timeout(120)
@@ -251,9 +315,10 @@ async def test_a_gateway_killed_while_confirming_confirms_only_after_a_fresh_hea
     async with gateway_process(tmp_path, signer, example) as plant:
         await _inputs_bad(plant.plc)  # no Good prediction: the gateway waits in Confirming
         deployment = await plant.deploy(confirmation_timeout_s=60, health_check_s=60)
-        await plant.reached(deployment, DeploymentState.CONFIRMING)
+        await plant.all_confirming(deployment)
+        assert await plant.state(deployment) is DeploymentState.CONFIRMING  # as clients see it
         await plant.gateway.kill()
-        assert plant.slot.awaiting_confirmation  # the device still waits for Confirm
+        assert all(slot.awaiting_confirmation for slot in plant.slots)  # the devices still wait for Confirm
 
         async def good_inputs() -> None:
             await plant.plc.write_all(HEALTHY)
@@ -262,6 +327,7 @@ async def test_a_gateway_killed_while_confirming_confirms_only_after_a_fresh_hea
         values = await plant.settled(deployment)
         assert values["State"] is DeploymentState.ACTIVE, values["LastError"]
         assert plant.on_package()
+        await plant.assert_truthful(deployment, DeploymentState.ACTIVE)
 
 
 @pytest.mark.timeout(120)
@@ -271,17 +337,16 @@ async def test_a_gateway_killed_while_confirming_reports_the_revert_it_finds(
     async with gateway_process(tmp_path, signer, example) as plant:
         await _inputs_bad(plant.plc)
         deployment = await plant.deploy(confirmation_timeout_s=3, health_check_s=60)
-        await plant.reached(deployment, DeploymentState.CONFIRMING)
+        await plant.all_confirming(deployment)
         await plant.gateway.kill()
-
-        async def reverted() -> bool:
-            return plant.slot.state.current is None and not plant.slot.awaiting_confirmation
-
-        await plant.kill_and_restart(before_restart=lambda: wait_for(reverted, what="the device to revert"))
+        await plant.kill_and_restart(before_restart=lambda: wait_for(plant.reverted, what="the devices to revert"))
         values = await plant.settled(deployment)
         assert values["State"] is DeploymentState.FAILED
-        assert "reverted to no model before the install was confirmed" in values["LastError"], values["LastError"]
-        assert plant.slot.state.current is None  # what the device really has
+        assert values["LastError"] == (
+            "wave 1, device edge-a: the device reverted to no model before the install was confirmed"
+        )
+        assert await plant.reverted()  # what the devices really have
+        await plant.assert_truthful(deployment, DeploymentState.FAILED)
 
 
 @pytest.mark.timeout(120)
@@ -291,30 +356,32 @@ async def test_a_gateway_restarted_while_confirming_does_not_confirm_on_a_good_p
     async with gateway_process(tmp_path, signer, example) as plant:
         await _inputs_bad(plant.plc)
         deployment = await plant.deploy(confirmation_timeout_s=20, health_check_s=5)
-        await plant.reached(deployment, DeploymentState.CONFIRMING)
+        await plant.all_confirming(deployment)
         await plant.gateway.kill()
         # While the gateway is down the new model makes a Good prediction, then only Bad ones: its newest
         # Good prediction names the deployed configuration, but the device is not healthy now.
-        pipeline = plant.slot.pipeline
+        pipelines = [slot.pipeline for slot in plant.slots]
         await plant.plc.write_all(HEALTHY)
 
         async def good_once() -> bool:
-            status = pipeline.status
-            return bool(status.configuration) and status.good_configuration == status.configuration
+            return all(
+                p.status.configuration and p.status.good_configuration == p.status.configuration for p in pipelines
+            )
 
         await wait_for(good_once, what="a Good prediction of the new model")
         await _inputs_bad(plant.plc)
-        await wait_for(lambda: _true(pipeline.status.state is PipelineState.DEGRADED), what="Bad predictions")
+
+        async def bad_since() -> bool:
+            return all(p.status.state is PipelineState.DEGRADED for p in pipelines)
+
+        await wait_for(bad_since, what="Bad predictions")
         await plant.kill_and_restart()
         values = await plant.settled(deployment)
         assert values["State"] is DeploymentState.FAILED
         assert "no healthy predictions within 5 s of the install (pipeline main: Degraded)" in values["LastError"]
-        assert plant.slot.awaiting_confirmation  # never confirmed: the device reverts by itself
-
-        async def reverted() -> bool:
-            return plant.slot.state.current is None and not plant.slot.awaiting_confirmation
-
-        await wait_for(reverted, timeout=30, what="the device to revert")
+        assert all(slot.awaiting_confirmation for slot in plant.slots)  # never confirmed: they revert by themselves
+        await wait_for(plant.reverted, timeout=30, what="the devices to revert")
+        await plant.assert_truthful(deployment, DeploymentState.FAILED)
 
 
 async def _true(value: bool) -> bool:
@@ -339,7 +406,7 @@ class KilledEdge:
     async def deploy(self) -> str:
         # No binding: the health check is a short look at DeviceHealth; retried long enough for any restart.
         async with Client(self.gateway.url) as client:
-            return await _deploy(client, "1.0.0", confirmation_timeout_s=60, retry_for_s=120)
+            return await _deploy(client, "1.0.0", ["edge-a"], confirmation_timeout_s=60, retry_for_s=120)
 
     async def settled(self, deployment_id: str) -> Any:
         async def final() -> Any:
