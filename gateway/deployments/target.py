@@ -10,6 +10,8 @@ new rollout, a retry after a lost link and a gateway restarted in the middle of 
 - the target was Confirming and Current is something else: the device reverted by itself; say so.
 - an install is running (a gateway restarted during Installing): wait for its end, then look again.
 - Pending is the package: install it (no second transfer); otherwise transfer it first.
+- a rollback installs the Fallback it found first (remembered in the target), and once that is Current
+  it is done: resumed after its install, it does not swap the versions back.
 
 The health check counts only a Good prediction made by the new version with the deployment's
 binding: the pipeline's Configuration, read right after SetBinding, must name both, and the device
@@ -114,12 +116,12 @@ class TargetRollout:
             return await self._steps(target, su)
 
     async def _steps(self, target: TargetRecord, su: SlotUpdate) -> TargetRecord:
-        if self.plan.package is None:
-            return await self._to_fallback(target, su)
         while (state := await su.installation_state()) is InstallationState.INSTALLING:
             await su.wait_installed()  # an install started before a restart: let it end, then look again
         if state is InstallationState.ERROR:
             await su.resume()
+        if self.plan.package is None:
+            return await self._to_fallback(target, su)
         current = await su.version(SoftwareVersionFileType.CURRENT)
         if current.hash.hex() == self.plan.sha256:
             if await su.awaiting_confirmation():
@@ -163,10 +165,24 @@ class TargetRollout:
         return await self._save(target, DeploymentState.ACTIVE)
 
     async def _to_fallback(self, target: TargetRecord, su: SlotUpdate) -> TargetRecord:
+        """Install the device's Fallback, remembered (its hash, in the target) before the install starts.
+
+        A rollback swaps Current and Fallback, so "install the Fallback" is not idempotent: a rollback
+        resumed after its install was done (a gateway killed while Installing) finds the version it rolled
+        back from as the Fallback. The remembered hash tells the two apart: Current already, it is done."""
+        if target.sha256:
+            current = await su.version(SoftwareVersionFileType.CURRENT)
+            if current.hash.hex() == target.sha256:
+                self.device.refresh()
+                return await self._save(target, DeploymentState.ACTIVE)
         fallback = await su.version(SoftwareVersionFileType.FALLBACK)
         if fallback.empty:
             raise UpdateFailed("the device has no fallback version")
-        target = await self._save(target, DeploymentState.INSTALLING)
+        if target.sha256 and fallback.hash.hex() != target.sha256:
+            raise UpdateFailed(
+                f"the device's versions changed during the rollback: its fallback is now {fallback.revision}"
+            )
+        target = await self._save(target.model_copy(update={"sha256": fallback.hash.hex()}), DeploymentState.INSTALLING)
         await su.set_confirmation_timeout(0)
         await su.install(fallback)
         self.device.refresh()

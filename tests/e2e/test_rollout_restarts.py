@@ -139,10 +139,22 @@ class KilledGateway:
     def slots(self) -> list[ModelSlot]:
         return [edge.slots["main"] for edge in self.edges.values()]
 
-    async def deploy(self, **options: Any) -> str:
+    async def deploy(self, version: str = "1.0.0", **options: Any) -> str:
         binding = self.plc.binding(mode="periodic", interval_ms=100)
         async with Client(self.url) as client:
-            return await _deploy(client, "1.0.0", list(self.edges), binding=binding, **options)
+            return await _deploy(client, version, list(self.edges), binding=binding, **options)
+
+    async def rollback(self, deployment_id: str) -> str:
+        async with Client(self.url) as client:
+            ml = await client.get_namespace_index(ML)
+            manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+            return str(
+                await manager.call_method(
+                    f"{ml}:Rollback",
+                    ua.Variant(deployment_id, ua.VariantType.String),
+                    ua.Variant("", ua.VariantType.String),
+                )
+            )
 
     async def state(self, deployment_id: str) -> DeploymentState:
         try:
@@ -229,8 +241,11 @@ def _target_states(database: Path, deployment_id: str) -> dict[str, DeploymentSt
 
 
 @asynccontextmanager
-async def gateway_process(tmp_path: Path, signer: Signer, example: Path) -> AsyncIterator[KilledGateway]:
-    package = _padded_pump(example, signer, tmp_path / "pump-health-1.0.0.mlpkg", "1.0.0")
+async def gateway_process(
+    tmp_path: Path, signer: Signer, example: Path, versions: tuple[str, ...] = ("1.0.0",)
+) -> AsyncIterator[KilledGateway]:
+    packages = [_padded_pump(example, signer, tmp_path / f"pump-health-{v}.mlpkg", v) for v in versions]
+    package = packages[0]
     url = f"opc.tcp://127.0.0.1:{free_port()}/gateway/"
     argv = ["gateway", "--endpoint", url, "--data-dir", str(tmp_path / "gateway"), "--trust", str(signer.trust_dir)]
     gateway = ServerProcess(
@@ -251,7 +266,8 @@ async def gateway_process(tmp_path: Path, signer: Signer, example: Path) -> Asyn
         async with Client(url) as client:
             ml = await client.get_namespace_index(ML)
             manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
-            await upload(client, await manager.get_child(f"{ml}:Upload"), package.read_bytes(), ua.Variant())
+            for stored in packages:
+                await upload(client, await manager.get_child(f"{ml}:Upload"), stored.read_bytes(), ua.Variant())
             for device, proxy in proxies.items():
                 await manager.call_method(
                     f"{ml}:RegisterDevice",
@@ -382,6 +398,38 @@ async def test_a_gateway_restarted_while_confirming_does_not_confirm_on_a_good_p
         assert all(slot.awaiting_confirmation for slot in plant.slots)  # never confirmed: they revert by themselves
         await wait_for(plant.reverted, timeout=30, what="the devices to revert")
         await plant.assert_truthful(deployment, DeploymentState.FAILED)
+
+
+@pytest.mark.timeout(120)
+async def test_a_gateway_killed_while_a_rollback_installs_does_not_swap_back_when_resumed(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    async with gateway_process(tmp_path, signer, example, versions=("1.0.0", "1.1.0")) as plant:
+        for version in ("1.0.0", "1.1.0"):
+            values = await plant.settled(await plant.deploy(version, confirmation_timeout_s=60))
+            assert values["State"] is DeploymentState.ACTIVE, values["LastError"]
+        swapped: list[str] = []
+
+        async def hold_the_answer(slot: ModelSlot) -> None:
+            # The rollback's install is done on edge-a (1.0.0 Current again, 1.1.0 its Fallback), but the
+            # answer never reaches the gateway, which is killed with the target still Installing.
+            current = slot.state.current
+            if not swapped and current is not None and current.version == "1.0.0":
+                swapped.append(current.version)
+                plant.proxy.blackhole = True
+
+        plant.slot.listen(hold_the_answer)
+        rollback = await plant.rollback("deploy-0002")
+        await wait_for(lambda: _true(bool(swapped)), what="edge-a to roll back")
+        assert plant.targets(rollback)["edge-a"] is DeploymentState.INSTALLING
+        await plant.kill_and_restart()
+        values = await plant.settled(rollback)
+        assert values["State"] is DeploymentState.ACTIVE, values["LastError"]
+        for device, edge in plant.edges.items():
+            state = edge.slots["main"].state
+            assert state.current is not None and state.fallback is not None
+            assert (state.current.version, state.fallback.version) == ("1.0.0", "1.1.0"), device
+        await plant.assert_truthful(rollback, DeploymentState.ACTIVE)
 
 
 async def _true(value: bool) -> bool:
