@@ -185,6 +185,7 @@ async def test_a_link_reset_during_close_and_commit_installs_the_pending_package
         assert cut_at, "the reset did not happen during CloseAndCommit"
         assert plant.proxy.upstream_bytes - cut_at[0] < size // 2  # the retry installed Pending: no second transfer
         assert _installed(plant)
+        assert plant.edge.slots["main"].state.pending is None  # no stray Pending left behind
         await wait_for(lambda: _no_leftovers(plant), what="temporary transfer files to go")
 
 
