@@ -371,7 +371,7 @@ async def test_a_gateway_restarted_while_confirming_does_not_confirm_on_a_good_p
 ) -> None:
     async with gateway_process(tmp_path, signer, example) as plant:
         await _inputs_bad(plant.plc)
-        deployment = await plant.deploy(confirmation_timeout_s=20, health_check_s=5)
+        deployment = await plant.deploy(confirmation_timeout_s=25, health_check_s=8)
         await plant.all_confirming(deployment)
         await plant.gateway.kill()
         # While the gateway is down the new model makes a Good prediction, then only Bad ones: its newest
@@ -394,7 +394,7 @@ async def test_a_gateway_restarted_while_confirming_does_not_confirm_on_a_good_p
         await plant.kill_and_restart()
         values = await plant.settled(deployment)
         assert values["State"] is DeploymentState.FAILED
-        assert "no healthy predictions within 5 s of the install (pipeline main: Degraded)" in values["LastError"]
+        assert "no healthy predictions within 8 s of the install (pipeline main: Degraded)" in values["LastError"]
         assert all(slot.awaiting_confirmation for slot in plant.slots)  # never confirmed: they revert by themselves
         await wait_for(plant.reverted, timeout=30, what="the devices to revert")
         await plant.assert_truthful(deployment, DeploymentState.FAILED)
