@@ -515,6 +515,7 @@ async def test_an_edge_node_killed_during_the_transfer_gets_the_version_once_it_
         await wait_for(lambda: _true(plant.proxy.blackhole), what="the transfer to be held half-way")
         assert plant.transfer_files(), "no transfer under way on the device"
         await plant.edge.kill()
+        assert [t.state for t in await plant.gateway.store.targets(deployment)] == [DeploymentState.TRANSFERRING]
         plant.proxy.blackhole = False
         plant.proxy.reset()
         await plant.edge.start(plant.url)
@@ -538,6 +539,7 @@ async def test_an_edge_node_killed_during_the_install_gets_the_version_once_it_r
             def datachange_notification(self, node: Node, value: Any, data: Any) -> None:
                 if str(getattr(value, "Text", value)) == InstallationState.INSTALLING.label and not killed:
                     assert edge.proc is not None
+                    plant.proxy.blackhole = True  # the gateway cannot hear the install end and move on
                     edge.proc.kill()  # at once, in the middle of loading and checking the new model
                     killed.append("installing")
 
@@ -558,6 +560,9 @@ async def test_an_edge_node_killed_during_the_install_gets_the_version_once_it_r
             deployment = await plant.deploy()
             await wait_for(lambda: _true(bool(killed)), timeout=60, what="the install to begin")
         await edge.kill()
+        assert [t.state for t in await plant.gateway.store.targets(deployment)] == [DeploymentState.INSTALLING]
+        plant.proxy.blackhole = False
+        plant.proxy.reset()
         await edge.start(plant.url)
         record = await plant.settled(deployment)
         assert record.state is DeploymentState.ACTIVE, record.last_error
