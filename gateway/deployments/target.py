@@ -7,7 +7,8 @@ new rollout, a retry after a lost link and a gateway restarted in the middle of 
 - Current is the package and the device waits for Confirm: health check, then Confirm. Never assumed.
 - Current is the package and nothing waits: the target is Active, once a binding that differs from the
   device's has been applied and checked (and put back if the check fails: no revert would undo it).
-- the target was Confirming and Current is something else: the device reverted by itself; say so.
+- the target was Confirming and Current is something else: the device reverted by itself; say so
+  (or, when this run lost the link meanwhile, install again: the revert followed the lost link).
 - an install is running (a gateway restarted during Installing): wait for its end, then look again.
 - Pending is the package: install it (no second transfer); otherwise transfer it first.
 - a rollback installs the Fallback it found first (remembered in the target), and once that is Current
@@ -76,6 +77,11 @@ class TargetRollout:
         self._step = step
         self._clock = clock
         self.latest: TargetRecord | None = None  # as last saved: where a retry starts from
+        # The link was lost during this run: a revert found afterwards is its consequence (a node restarted
+        # before Confirm reverts, as does one whose ConfirmationTimeout ran out while unreachable), not a
+        # verdict on the version, so the version is installed again. A gateway that restarts instead
+        # reports such a revert: it cannot know what happened while it was down.
+        self._link_lost = False
 
     async def run(self, target: TargetRecord) -> TargetRecord:
         """Advance until Active; retry lost links with backoff until ``retry_for_s`` has passed."""
@@ -86,6 +92,7 @@ class TargetRollout:
             try:
                 return await self._advance(target)
             except ConnectionLost as exc:
+                self._link_lost = True
                 now = loop.time()
                 deadline = deadline if deadline is not None else now + self.plan.retry_for_s
                 if now + delay > deadline:
@@ -128,8 +135,14 @@ class TargetRollout:
                 return await self._confirm(target, su)
             return await self._rebind(target, await self._slot(su))
         if target.state is DeploymentState.CONFIRMING:
-            raise NotConfirmed(
-                f"the device reverted to {current.revision or 'no model'} before the install was confirmed"
+            reverted = f"the device reverted to {current.revision or 'no model'} before the install was confirmed"
+            if not self._link_lost:
+                raise NotConfirmed(reverted)
+            _log.warning(
+                "deployment %s, device %s: %s, while the link was lost; installing again",
+                self.record.id,
+                self.device.device_id,
+                reverted,
             )
         pending = await su.version(SoftwareVersionFileType.PENDING)
         if pending.hash.hex() != self.plan.sha256:
@@ -230,6 +243,8 @@ class TargetRollout:
         settled = loop.time() + min(0.5, self.plan.health_check_s)
         view = self.device.view
         while True:
+            if not self.device.online:  # what the view shows is stale now: retried, not judged on it
+                raise ConnectionLost(f"connection lost during the health check after {after}")
             if view.health is DeviceHealth.FAILURE:
                 raise NotConfirmed("the device reports FAILURE after the install")
             if configuration is None:

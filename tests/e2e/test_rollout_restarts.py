@@ -432,6 +432,31 @@ async def test_a_gateway_killed_while_a_rollback_installs_does_not_swap_back_whe
         await plant.assert_truthful(rollback, DeploymentState.ACTIVE)
 
 
+@pytest.mark.timeout(120)
+async def test_an_edge_node_killed_while_confirming_is_installed_again_once_it_returns(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    async with running_plc() as plc, edge_process(tmp_path, signer, example) as plant:
+        await _inputs_bad(plc)  # no Good prediction: the gateway waits in Confirming
+        deployment = await plant.deploy(binding=plc.binding(mode="periodic", interval_ms=100), health_check_s=60)
+
+        async def confirming() -> bool:
+            targets = await plant.gateway.store.targets(deployment)
+            return [t.state for t in targets] == [DeploymentState.CONFIRMING]
+
+        await wait_for(confirming, timeout=60, what="the target to be Confirming")
+        await plant.edge.kill()
+        assert plant.slot_state().awaiting_confirmation  # killed before Confirm: it reverts when it starts
+        await plc.write_all(HEALTHY)
+        await plant.edge.start(plant.url)
+        record = await plant.settled(deployment)
+        assert record.state is DeploymentState.ACTIVE, record.last_error
+        slot = plant.slot_state()
+        assert slot.current is not None and slot.current.sha256 == plant.sha256
+        assert not slot.awaiting_confirmation and slot.pending is None
+        assert plant.transfer_files() == []
+
+
 async def _true(value: bool) -> bool:
     return value
 
@@ -451,10 +476,11 @@ class KilledEdge:
     package: Path
     sha256: str
 
-    async def deploy(self) -> str:
-        # No binding: the health check is a short look at DeviceHealth; retried long enough for any restart.
+    async def deploy(self, **options: Any) -> str:
+        # No binding unless given: the health check is a short look at DeviceHealth; retried long enough
+        # for any restart.
         async with Client(self.gateway.url) as client:
-            return await _deploy(client, "1.0.0", ["edge-a"], confirmation_timeout_s=60, retry_for_s=120)
+            return await _deploy(client, "1.0.0", ["edge-a"], confirmation_timeout_s=60, retry_for_s=120, **options)
 
     async def settled(self, deployment_id: str) -> Any:
         async def final() -> Any:

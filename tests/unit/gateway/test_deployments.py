@@ -115,6 +115,8 @@ class FakeDevice:
         self.predicts_before_binding = False
         self.binding_json = ""
         self.changes = 0
+        self.restarts_when_bound = 0  # how many health checks see a restart (the install reverts)
+        self.up = True
 
     def current_configuration(self) -> str:
         current = self.slot.versions.get(SoftwareVersionFileType.CURRENT)
@@ -123,9 +125,10 @@ class FakeDevice:
 
     @property
     def online(self) -> bool:
-        return True
+        return self.up
 
     async def wait_online(self, within_s: float | None = None) -> bool:
+        self.up = True  # back at once: the rollout's own retry delay is the wait
         return True
 
     @asynccontextmanager
@@ -148,7 +151,14 @@ class FakeDevice:
         self.view.pipelines[slot] = PipelineState.RUNNING
 
     async def configuration(self, slot: str) -> str:
-        return self.current_configuration()
+        configuration = self.current_configuration()
+        if self.restarts_when_bound:  # then the node restarts before Confirm: it reverts, its link is down
+            self.restarts_when_bound -= 1
+            self.up = False
+            self.slot.versions.clear()
+            self.slot.waiting = False
+            self.binding_json = ""  # the revert restores the binding from before the install
+        return configuration
 
     def refresh(self) -> None:
         pass
@@ -340,6 +350,23 @@ async def test_resume_of_a_confirming_target_does_not_confirm_on_a_good_predicti
     assert record.state is DeploymentState.FAILED
     assert "no healthy predictions within 0.3 s of the install (pipeline main: Degraded)" in record.last_error
     assert device.slot.calls == []  # not confirmed: the device reverts by itself
+
+
+async def test_a_device_that_restarts_during_the_health_check_is_installed_again(plant: Plant) -> None:
+    device = plant.devices["edge-a"]
+    device.restarts_when_bound = 1
+    options = _options(binding=BINDING, retry_for_s=30)
+    record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
+    assert record.state is DeploymentState.ACTIVE, record.last_error
+    assert [c for c in device.slot.calls if not c.startswith("timeout")] == [
+        "transfer",
+        "install 1.0.0",
+        "bind",  # the node restarts: the link is lost during the health check, and the install reverted
+        "transfer",
+        "install 1.0.0",
+        "bind",
+        "confirm",
+    ]
 
 
 async def test_resume_of_a_confirming_target_that_reverted_meanwhile_reports_the_revert(stopped: Plant) -> None:
