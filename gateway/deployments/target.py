@@ -6,7 +6,8 @@ new rollout, a retry after a lost link and a gateway restarted in the middle of 
 
 - Current is the package and the device waits for Confirm: health check, then Confirm. Never assumed.
 - Current is the package and nothing waits: the target is Active, once a binding that differs from the
-  device's has been applied and checked (and put back if the check fails: no revert would undo it).
+  device's has been applied and checked (and put back if the check fails: no revert would undo it), or,
+  if the target was Confirming (interrupted before its check passed), once the health check passes.
 - the target was Confirming and Current is something else: the device reverted by itself; say so
   (or, when this run lost the link meanwhile, install again: the revert followed the lost link).
 - an install is running (a gateway restarted during Installing): wait for its end, then look again.
@@ -210,8 +211,15 @@ class TargetRollout:
         """The version serves already: apply the deployment's binding if it differs, and check it.
 
         Nothing is installed, so no ConfirmationTimeout would undo a bad binding: a failed check puts
-        the previous binding back here, and the target fails with the reason."""
-        if self.plan.binding is None or not await self._binding_differs(slot):
+        the previous binding back here, and the target fails with the reason. A target found Confirming
+        with the binding in place was interrupted (a gateway restart, a lost link) after the binding or a
+        confirmed install was applied but before its health check passed: it is checked now, never assumed
+        (the binding from before is not known any more, so a failure leaves it as it is)."""
+        if self.plan.binding is None:
+            return await self._save(target, DeploymentState.ACTIVE)
+        if not await self._binding_differs(slot):
+            if target.state is DeploymentState.CONFIRMING:
+                await self._watch(slot, await self._configuration(slot), after="resuming")
             return await self._save(target, DeploymentState.ACTIVE)
         previous = await self.device.binding(slot)
         target = await self._save(target, DeploymentState.CONFIRMING)

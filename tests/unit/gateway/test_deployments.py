@@ -369,6 +369,22 @@ async def test_a_device_that_restarts_during_the_health_check_is_installed_again
     ]
 
 
+async def test_resume_of_a_confirming_target_already_confirmed_and_bound_checks_health_again(stopped: Plant) -> None:
+    plant = stopped
+    device = plant.devices["edge-a"]
+    installed = VersionInfo("urn:modelline:model:pump-health", "1.0.0", bytes.fromhex(plant.sha256))
+    device.slot.versions[SoftwareVersionFileType.CURRENT] = installed  # confirmed, or a binding change ...
+    device.binding_json = Binding.parse(json.dumps(BINDING)).to_json()  # ... applied before the gateway died
+    device.view.pipelines["main"] = PipelineState.DEGRADED  # and no Good prediction since
+    device.predicts = False
+    deployment = await _stored_confirming(plant, health_check_s=0.3)
+    plant.start()
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.FAILED
+    assert "no healthy predictions within 0.3 s of resuming (pipeline main: Degraded)" in record.last_error
+    assert device.slot.calls == []
+
+
 async def test_resume_of_a_confirming_target_that_reverted_meanwhile_reports_the_revert(stopped: Plant) -> None:
     plant = stopped
     device = plant.devices["edge-a"]
