@@ -3,6 +3,7 @@
 proxy = await FaultProxy(target_port).start()   # clients connect to proxy.port instead
 proxy.reset_after(2_000_000)                     # reset every connection once 2 MB went upstream
 proxy.blackhole = True                           # forward nothing either way (connections stay open)
+proxy.blackhole_after(2_000_000)                 # the same, once 2 MB more went upstream
 proxy.reset()                                    # reset every connection now
 """
 
@@ -26,6 +27,7 @@ class FaultProxy:
         self.upstream_bytes = 0  # client -> server, over every connection so far
         self.resets = 0
         self._reset_at: int | None = None
+        self._blackhole_at: int | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -51,6 +53,10 @@ class FaultProxy:
     def reset_after(self, upstream_bytes: int) -> None:
         """Reset every connection once, when this many more bytes have gone upstream."""
         self._reset_at = self.upstream_bytes + upstream_bytes
+
+    def blackhole_after(self, upstream_bytes: int) -> None:
+        """Swallow all traffic once this many more bytes have gone upstream: a step held in mid-flight."""
+        self._blackhole_at = self.upstream_bytes + upstream_bytes
 
     def reset(self) -> None:
         """Close every connection with a TCP reset (SO_LINGER 0), as a switch or firewall would."""
@@ -87,6 +93,10 @@ class FaultProxy:
                     continue  # swallowed: the peer waits for an answer that never comes
                 if upstream:
                     self.upstream_bytes += len(data)
+                    if self._blackhole_at is not None and self.upstream_bytes >= self._blackhole_at:
+                        self._blackhole_at = None
+                        self.blackhole = True
+                        continue
                     if self._reset_at is not None and self.upstream_bytes >= self._reset_at:
                         self._reset_at = None
                         self.reset()

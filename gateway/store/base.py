@@ -124,6 +124,9 @@ class TargetRecord(_Record):
     state: DeploymentState
     last_error: str = ""
     updated_at: datetime
+    # The package (SHA-256) this target is brought to, once known: for a rollback, the device's Fallback as
+    # it was when the rollback began, so that a resumed rollback recognises its own work and never swaps back.
+    sha256: str = ""
 
 
 class AuditEntry(_Record):

@@ -60,6 +60,8 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL
     );
     """,
+    # 2: each target remembers the package it is brought to (a resumed rollback must not swap back)
+    "ALTER TABLE deployment_targets ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -103,6 +105,7 @@ def _target(r: aiosqlite.Row) -> TargetRecord:
         state=DeploymentState.from_label(r["state"]),
         last_error=r["last_error"],
         updated_at=_dt(r["updated_at"]),
+        sha256=r["sha256"],
     )
 
 
@@ -254,9 +257,10 @@ class SqliteStore:
         )
         for t in targets:
             await self._db.execute(
-                "INSERT INTO deployment_targets VALUES (?, ?, ?, ?, ?) ON CONFLICT(deployment_id, device_id) DO "
-                "UPDATE SET state = excluded.state, last_error = excluded.last_error, updated_at = excluded.updated_at",
-                (t.deployment_id, t.device_id, t.state.label, t.last_error, _ts(t.updated_at)),
+                "INSERT INTO deployment_targets (deployment_id, device_id, state, last_error, updated_at, sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(deployment_id, device_id) DO UPDATE SET state = excluded.state, "
+                "last_error = excluded.last_error, updated_at = excluded.updated_at, sha256 = excluded.sha256",
+                (t.deployment_id, t.device_id, t.state.label, t.last_error, _ts(t.updated_at), t.sha256),
             )
         await self._db.commit()
 

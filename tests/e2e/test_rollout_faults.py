@@ -21,6 +21,7 @@ from asyncua import Client, Node, ua
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_node.app import EdgeNode
+from edge_node.slots.slot import ModelSlot
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState
@@ -158,6 +159,33 @@ async def test_a_black_hole_during_the_transfer_is_retried_once_the_link_heals(t
         record = await plant.settled(deployment)
         assert record.state is DeploymentState.ACTIVE, record.last_error
         assert _installed(plant)
+        await wait_for(lambda: _no_leftovers(plant), what="temporary transfer files to go")
+
+
+@pytest.mark.timeout(180)
+async def test_a_link_reset_during_close_and_commit_installs_the_pending_package_without_a_second_transfer(
+    tmp_path: Path, signer: Signer
+) -> None:
+    async with line(tmp_path, signer) as plant:
+        await wait_for(lambda: _online(plant), what="the device link")
+        size = plant.package.stat().st_size
+        start = plant.proxy.upstream_bytes
+        cut_at: list[int] = []
+
+        async def reset_once_pending(slot: ModelSlot) -> None:
+            # Called inside CloseAndCommit once the package is verified and Pending, before the reply goes
+            # out: the gateway's call is cut off after the whole package went upstream, as a reset would.
+            if not cut_at and slot.state.pending is not None and plant.proxy.upstream_bytes - start > size:
+                cut_at.append(plant.proxy.upstream_bytes)
+                plant.proxy.reset()
+
+        plant.edge.slots["main"].listen(reset_once_pending)
+        record = await plant.settled(await plant.deploy())
+        assert record.state is DeploymentState.ACTIVE, record.last_error
+        assert cut_at, "the reset did not happen during CloseAndCommit"
+        assert plant.proxy.upstream_bytes - cut_at[0] < size // 2  # the retry installed Pending: no second transfer
+        assert _installed(plant)
+        assert plant.edge.slots["main"].state.pending is None  # no stray Pending left behind
         await wait_for(lambda: _no_leftovers(plant), what="temporary transfer files to go")
 
 

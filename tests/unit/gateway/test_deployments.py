@@ -19,7 +19,7 @@ from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
 from gateway.store.base import DeploymentRecord, TargetRecord
 from gateway.store.sqlite import SqliteStore
-from nodesets.ids import DeploymentState, DeviceState, InstallationState, SoftwareVersionFileType
+from nodesets.ids import DeploymentState, DeviceState, InstallationState, PipelineState, SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.errors import ConnectionLost, UpdateFailed
 from sdk.versions import VersionInfo
@@ -77,7 +77,7 @@ class FakeSlot:
         self.waiting = self.timeout > 0
         self.device.changes += 1
         if self.device.predicts_before_binding:  # the new model's Good output with the binding it found
-            self.device.view.good_configuration["main"] = self.device.current_configuration()
+            self.device.predict_good("main")
         return "installed"
 
     async def installation_state(self) -> InstallationState:
@@ -115,6 +115,8 @@ class FakeDevice:
         self.predicts_before_binding = False
         self.binding_json = ""
         self.changes = 0
+        self.restarts_when_bound = 0  # how many health checks see a restart (the install reverts)
+        self.up = True
 
     def current_configuration(self) -> str:
         current = self.slot.versions.get(SoftwareVersionFileType.CURRENT)
@@ -123,9 +125,10 @@ class FakeDevice:
 
     @property
     def online(self) -> bool:
-        return True
+        return self.up
 
     async def wait_online(self, within_s: float | None = None) -> bool:
+        self.up = True  # back at once: the rollout's own retry delay is the wait
         return True
 
     @asynccontextmanager
@@ -137,13 +140,25 @@ class FakeDevice:
         self.binding_json = binding_json
         self.changes += 1
         if self.predicts:  # the first Good output with this binding
-            self.view.good_configuration[slot] = self.current_configuration()
+            self.predict_good(slot)
 
     async def binding(self, slot: str) -> str:
         return self.binding_json
 
+    def predict_good(self, slot: str) -> None:
+        """A Good prediction of what serves now: the newest, and the one GoodConfiguration names."""
+        self.view.good_configuration[slot] = self.current_configuration()
+        self.view.pipelines[slot] = PipelineState.RUNNING
+
     async def configuration(self, slot: str) -> str:
-        return self.current_configuration()
+        configuration = self.current_configuration()
+        if self.restarts_when_bound:  # then the node restarts before Confirm: it reverts, its link is down
+            self.restarts_when_bound -= 1
+            self.up = False
+            self.slot.versions.clear()
+            self.slot.waiting = False
+            self.binding_json = ""  # the revert restores the binding from before the install
+        return configuration
 
     def refresh(self) -> None:
         pass
@@ -284,7 +299,7 @@ async def test_a_link_that_stays_lost_fails_the_target_with_the_step_and_the_cau
     assert target.state is DeploymentState.FAILED and "gave up" in target.last_error
 
 
-async def _stored_confirming(plant: Plant) -> str:
+async def _stored_confirming(plant: Plant, **options: object) -> str:
     """A deployment as a gateway killed during Confirming left it: target Confirming, nothing confirmed yet."""
     now = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
     record = DeploymentRecord(
@@ -292,7 +307,7 @@ async def _stored_confirming(plant: Plant) -> str:
         model="pump-health",
         version="1.0.0",
         targets=["edge-a"],
-        options_json=_options(binding=BINDING),
+        options_json=_options(binding=BINDING, **options),
         state=DeploymentState.CONFIRMING,
         created_at=now,
         updated_at=now,
@@ -309,12 +324,65 @@ async def test_resume_of_a_confirming_target_confirms_only_after_a_fresh_health_
     device.slot.versions[SoftwareVersionFileType.CURRENT] = installed
     device.slot.waiting = True  # the device still waits for Confirm
     device.binding_json = Binding.parse(json.dumps(BINDING)).to_json()  # bound before the gateway was killed
-    device.view.good_configuration["main"] = device.current_configuration()  # and predicting well since
+    device.predict_good("main")  # and predicting well since
     deployment = await _stored_confirming(plant)
     plant.start()
     record = await _finished(plant, deployment)
     assert record.state is DeploymentState.ACTIVE
     assert device.slot.calls == ["confirm"]  # no second transfer or install, and confirmed: not assumed
+
+
+async def test_resume_of_a_confirming_target_does_not_confirm_on_a_good_prediction_older_than_bad_ones(
+    stopped: Plant,
+) -> None:
+    plant = stopped
+    device = plant.devices["edge-a"]
+    installed = VersionInfo("urn:modelline:model:pump-health", "1.0.0", bytes.fromhex(plant.sha256))
+    device.slot.versions[SoftwareVersionFileType.CURRENT] = installed
+    device.slot.waiting = True
+    device.binding_json = Binding.parse(json.dumps(BINDING)).to_json()
+    device.predict_good("main")  # before the gateway was killed ...
+    device.view.pipelines["main"] = PipelineState.DEGRADED  # ... and only Bad predictions since
+    device.predicts = False
+    deployment = await _stored_confirming(plant, health_check_s=0.3)
+    plant.start()
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.FAILED
+    assert "no healthy predictions within 0.3 s of the install (pipeline main: Degraded)" in record.last_error
+    assert device.slot.calls == []  # not confirmed: the device reverts by itself
+
+
+async def test_a_device_that_restarts_during_the_health_check_is_installed_again(plant: Plant) -> None:
+    device = plant.devices["edge-a"]
+    device.restarts_when_bound = 1
+    options = _options(binding=BINDING, retry_for_s=30)
+    record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
+    assert record.state is DeploymentState.ACTIVE, record.last_error
+    assert [c for c in device.slot.calls if not c.startswith("timeout")] == [
+        "transfer",
+        "install 1.0.0",
+        "bind",  # the node restarts: the link is lost during the health check, and the install reverted
+        "transfer",
+        "install 1.0.0",
+        "bind",
+        "confirm",
+    ]
+
+
+async def test_resume_of_a_confirming_target_already_confirmed_and_bound_checks_health_again(stopped: Plant) -> None:
+    plant = stopped
+    device = plant.devices["edge-a"]
+    installed = VersionInfo("urn:modelline:model:pump-health", "1.0.0", bytes.fromhex(plant.sha256))
+    device.slot.versions[SoftwareVersionFileType.CURRENT] = installed  # confirmed, or a binding change ...
+    device.binding_json = Binding.parse(json.dumps(BINDING)).to_json()  # ... applied before the gateway died
+    device.view.pipelines["main"] = PipelineState.DEGRADED  # and no Good prediction since
+    device.predicts = False
+    deployment = await _stored_confirming(plant, health_check_s=0.3)
+    plant.start()
+    record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.FAILED
+    assert "no healthy predictions within 0.3 s of resuming (pipeline main: Degraded)" in record.last_error
+    assert device.slot.calls == []
 
 
 async def test_resume_of_a_confirming_target_that_reverted_meanwhile_reports_the_revert(stopped: Plant) -> None:

@@ -143,3 +143,31 @@ async def test_rows_that_do_not_validate_are_left_out_and_reported(tmp_path: Pat
             ("deployment", "d1"),
             ("model version", "pump-health 1.0"),
         }
+
+
+async def test_a_database_of_the_first_release_keeps_its_targets_and_learns_their_packages(tmp_path: Path) -> None:
+    path = tmp_path / "gw.sqlite3"
+    with sqlite3.connect(path) as db:  # as the first release left it
+        db.executescript(MIGRATIONS[0])
+        db.execute("INSERT INTO deployment_targets VALUES ('d1', 'edge-1', 'Installing', '', ?)", (NOW.isoformat(),))
+        db.execute("PRAGMA user_version = 1")
+    async with SqliteStore.open(path) as store:
+        assert await store.schema_version() == len(MIGRATIONS)
+        [target] = await store.targets("d1")
+        assert (target.state, target.sha256) == (DeploymentState.INSTALLING, "")  # nothing remembered yet
+        await store.put_deployment(
+            DeploymentRecord(
+                id="d1",
+                model="pump-health",
+                version="fallback",
+                targets=["edge-1"],
+                options_json="{}",
+                state=DeploymentState.INSTALLING,
+                created_at=NOW,
+                updated_at=NOW,
+            ),
+            [target.model_copy(update={"sha256": "b" * 64})],
+        )
+    async with SqliteStore.open(path) as store:
+        [target] = await store.targets("d1")
+        assert target.sha256 == "b" * 64
