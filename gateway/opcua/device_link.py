@@ -58,7 +58,7 @@ class DeviceLink:
         user: str | None = None,
         password: str | None = None,
         mirror_interval_ms: int = 250,
-        backoff: tuple[float, float] = (0.5, 15.0),
+        backoff: tuple[float, float] = (0.5, 5.0),  # a device that comes back is used again within seconds
         update_timeouts: tuple[float, float] = (120.0, 30.0),
     ) -> None:
         self.device_id = device_id
