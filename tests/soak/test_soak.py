@@ -178,6 +178,14 @@ async def _watch_outputs(soak: Soak, watch: Watch, stop: asyncio.Event) -> None:
                     watch.updates[name].append((time.monotonic(), status.name if status else "Good"))
 
 
+async def _sample(samples: list[tuple[float, int, int]], stop: asyncio.Event, every_s: float = 10.0) -> None:
+    """RSS and open descriptors every ``every_s``, for the record (and for finding where memory goes)."""
+    while not stop.is_set():
+        samples.append((time.monotonic(), _rss_kib(), _fds()))
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
 async def _fault(watch: Watch, what: str, action: Callable[[], Awaitable[None]]) -> None:
     start = time.monotonic()
     await action()
@@ -210,7 +218,11 @@ async def _soak(soak: Soak, minutes: float, example: Path) -> tuple[Watch, list[
     await _deploy(soak, example)
     watch, stop = Watch(), asyncio.Event()
     samples: list[tuple[float, int, int]] = []
-    tasks = [asyncio.create_task(_drive_plc(soak, stop)), asyncio.create_task(_watch_outputs(soak, watch, stop))]
+    tasks = [
+        asyncio.create_task(_drive_plc(soak, stop)),
+        asyncio.create_task(_watch_outputs(soak, watch, stop)),
+        asyncio.create_task(_sample(samples, stop)),
+    ]
     try:
         faults: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("PLC outage", lambda: _plc_outage(soak)),
@@ -223,7 +235,6 @@ async def _soak(soak: Soak, minutes: float, example: Path) -> tuple[Watch, list[
         every = minutes * 60 / (count + 1)
         for number in range(count):
             await asyncio.sleep(max(0.0, start + (number + 1) * every - time.monotonic()))
-            samples.append((time.monotonic(), _rss_kib(), _fds()))
             what, action = faults[number % len(faults)]
             await _fault(watch, what, action)
         await asyncio.sleep(max(0.0, end - time.monotonic()))
@@ -243,8 +254,11 @@ def _check(watch: Watch, samples: list[tuple[float, int, int]]) -> str:
         assert updates[-1][1] == "Good", f"{name} ends {updates[-1][1]}"
     kinds = {what for _, _, what in watch.faults}
     assert {"PLC outage", "link reset edge-b", "gateway restart"} <= kinds, kinds
-    (_, rss0, fds0), (_, rss1, fds1) = samples[1 if len(samples) > 2 else 0], samples[-1]  # after warm-up
-    assert rss1 - rss0 < 64 * 1024, f"RSS grew from {rss0} KiB to {rss1} KiB"
+    warm = next((i for i, (t, _, _) in enumerate(samples) if t - samples[0][0] >= 30), 0)  # after warm-up
+    (_, rss0, fds0), (_, rss1, fds1) = samples[warm], samples[-1]
+    series = " ".join(f"{rss // 1024}" for _, rss, _ in samples[:: max(1, len(samples) // 30)])
+    print(f"RSS MiB every ~{(samples[-1][0] - samples[0][0]) / max(1, min(30, len(samples))):.0f} s: {series}")
+    assert rss1 - rss0 < 64 * 1024, f"RSS grew from {rss0} KiB to {rss1} KiB: {series}"
     assert fds1 - fds0 <= 10, f"open descriptors grew from {fds0} to {fds1}"
     updates = sum(len(u) for u in watch.updates.values())
     return (
