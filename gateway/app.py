@@ -117,7 +117,7 @@ class Gateway(Service):
         await self._report_unreadable()
         self.server = server
         await start_listening(self._stack, server, s.endpoint)
-        self._stack.push_async_callback(self.models.upload.release)  # before the server stops
+        self._stack.push_async_callback(self.models.release)  # before the server stops
         # Periodic jobs run late rather than not at all when the loop was busy, and only once for all missed runs.
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None})
         self.deployments.scheduler = self.scheduler

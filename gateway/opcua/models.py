@@ -174,10 +174,19 @@ class ModelNodes:
 
     async def remove_version(self, record: ModelVersionRecord) -> None:
         """Take ``Models/<name>/<version>`` out again (its package could not be stored)."""
-        self._versions.pop((record.name, record.version), None)
+        file = self._versions.pop((record.name, record.version), None)
+        if file is not None:
+            await file.release()
         node = self._version_nodes.pop((record.name, record.version), None)
         if node is not None:
             await delete_subtree(node)
+
+    async def release(self) -> None:
+        """Close every open handle and stop listening for session ends (before the server stops): the
+        process-wide session listeners would otherwise keep this server, and all it holds, alive."""
+        await self.upload.release()
+        for file in self._versions.values():
+            await file.release()
 
     def describe(self) -> str:
         """The versions shown, for logs."""

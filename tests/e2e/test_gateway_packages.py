@@ -193,3 +193,19 @@ async def test_push_command(
     async with _gateway(_settings(tmp_path / "observer", signer, anonymous_role="Observer")) as (gateway, _):
         code, _, err = await run("push", str(package), "--gateway", gateway.url)
         assert code == 2 and "log in as a user with the Engineer role" in err
+
+
+@pytest.mark.timeout(120)
+async def test_a_stopped_gateway_leaves_nothing_alive(tmp_path: Path, signer: Signer, example: Path) -> None:
+    """Process-wide listeners (session ends) must not keep a stopped gateway's server and address space."""
+    from sdk.opcua import sessions
+
+    settings = _settings(tmp_path, signer)
+    async with _gateway(settings) as (_, client):
+        await _push(client, build_pump(example, signer, tmp_path / "pump.mlpkg").path)  # a version: a Package file
+    listeners = len(sessions._listeners)
+    for _ in range(3):
+        async with _gateway(settings):
+            pass
+    # Each listener keeps its server and whole address space alive (about 13 MB a restart, seen in the soak).
+    assert len(sessions._listeners) == listeners
