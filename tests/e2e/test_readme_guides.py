@@ -251,13 +251,17 @@ async def status(plant: Plant) -> dict[str, Any]:
     return dict(json.loads(result.out))
 
 
-async def settled(plant: Plant, deployment: str) -> dict[str, Any]:
+async def settled(plant: Plant, deployment: str, serving: dict[str, str] | None = None) -> dict[str, Any]:
+    """The status once ``deployment`` is Active and, when given, the devices report serving these versions
+    (a device's ActiveVersion follows its own subscription, a moment after the deployment's state)."""
+
     async def done() -> dict[str, Any] | None:
         now = await status(plant)
         row = next((d for d in now["deployments"] if d["id"] == deployment), None)
         assert row is not None, f"no {deployment}: {now}"
         assert row["State"] != "Failed", f"{deployment} failed: {row['LastError']}\n{plant.log('gateway')}"
-        return now if row["State"] == "Active" else None
+        seen = {d["id"]: d["ActiveVersion"] for d in now["devices"] if serving and d["id"] in serving}
+        return now if row["State"] == "Active" and (not serving or seen == serving) else None
 
     return await wait_for(done, timeout=150, what=f"{deployment} to become Active")
 
@@ -437,21 +441,17 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     assert "deploy-0001" in first.out
     await settled(plant, "deploy-0001")
     assert "deploy-0002" in (await plant.run(deploys[1])).out
-    now = await settled(plant, "deploy-0002")
-    assert {d["id"]: d["ActiveVersion"] for d in now["devices"]} == {
-        "pump-station-3": "1.2.0",
-        "pump-station-4": "1.2.0",
-    }
+    upgraded = {"pump-station-3": "1.2.0", "pump-station-4": "1.2.0"}
+    now = await settled(plant, "deploy-0002", upgraded)
+    assert {d["id"]: d["ActiveVersion"] for d in now["devices"]} == upgraded
     table = await plant.run(readme.command("Roll a model out", "status"))
     assert "deploy-0002" in table.out and "pump-station-4" in table.out
     rollback = await plant.run(readme.command("Roll a model out", "rollback"))
     back = re.search(r"deploy-\d{4}", rollback.out)
     assert back, rollback.out
-    now = await settled(plant, back[0])
-    assert {d["id"]: d["ActiveVersion"] for d in now["devices"]} == {
-        "pump-station-3": "1.0.0",
-        "pump-station-4": "1.0.0",
-    }
+    returned = {"pump-station-3": "1.0.0", "pump-station-4": "1.0.0"}
+    now = await settled(plant, back[0], returned)
+    assert {d["id"]: d["ActiveVersion"] for d in now["devices"]} == returned
     assert next(d for d in now["deployments"] if d["id"] == "deploy-0002")["State"] == "RolledBack"
 
     # Users and roles: the same command as on the devices, run once more on its own.
