@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdk.names import EndpointUrl
 from sdk.package.manifest import check_name
+from sdk.settings import MaxByteString, MaxPackageBytes
 
 
 class EdgeSettings(BaseSettings):
@@ -29,20 +30,8 @@ class EdgeSettings(BaseSettings):
         description="Slot -> binding file (TOML or JSON), applied at start to a slot that has no binding yet.",
     )
     inference_threads: int = Field(2, ge=1, le=64, description="Worker threads for onnxruntime.")
-    max_byte_string: int = Field(
-        1 << 20,
-        ge=4096,
-        le=8 << 20,
-        description="Largest ByteString served or accepted (file transfer chunk), in bytes; also sets the largest "
-        "message a client may send (twice this plus 64 KiB).",
-    )
-    max_package_bytes: int = Field(
-        512 << 20,
-        ge=1 << 20,
-        le=16 << 30,
-        description="Largest package accepted by one transfer (DI FileTransfer), in bytes; a Write beyond it is "
-        "refused (BadResourceUnavailable) and the transfer abandoned.",
-    )
+    max_byte_string: MaxByteString = 1 << 20
+    max_package_bytes: MaxPackageBytes = 512 << 20
     disk_reserve_bytes: int = Field(
         64 << 20,
         ge=0,

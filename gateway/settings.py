@@ -8,6 +8,7 @@ from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdk.names import EndpointUrl
+from sdk.settings import MaxByteString, MaxPackageBytes
 
 
 class GatewaySettings(BaseSettings):
@@ -23,20 +24,8 @@ class GatewaySettings(BaseSettings):
     trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
     users_file: Path | None = Field(None, description="Logins and roles (TOML); without it only anonymous clients.")
     anonymous_role: str = Field("Observer", description="Role of clients that do not log in; empty refuses them.")
-    max_byte_string: int = Field(
-        1 << 20,
-        ge=4096,
-        le=8 << 20,
-        description="Largest ByteString served or accepted (file transfer chunk), in bytes; also sets the largest "
-        "message a client may send (twice this plus 64 KiB).",
-    )
-    max_package_bytes: int = Field(
-        512 << 20,
-        ge=1 << 20,
-        le=16 << 30,
-        description="Largest package accepted by one upload, in bytes; a Write beyond it is refused "
-        "(BadResourceUnavailable) and the upload abandoned.",
-    )
+    max_byte_string: MaxByteString = 1 << 20
+    max_package_bytes: MaxPackageBytes = 512 << 20
     edge_user: str | None = Field(None, description="Login the gateway uses on edge nodes (needs the Engineer role).")
     edge_password_file: FilePath | None = Field(None, description="File holding that login's password.")
     device_call_timeout_s: float = Field(

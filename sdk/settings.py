@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
 
 from sdk.errors import NotFound, UsageError
 from sdk.names import first_problem
 
 S = TypeVar("S", bound=BaseSettings)
+
+# Limits both servers take, with the same bounds (edge_node/settings.py, gateway/settings.py).
+MaxByteString = Annotated[
+    int,
+    Field(
+        ge=4096,
+        le=8 << 20,
+        description="Largest ByteString served or accepted (file transfer chunk), in bytes; also sets the largest "
+        "message a client may send (twice this plus 64 KiB).",
+    ),
+]
+MaxPackageBytes = Annotated[
+    int,
+    Field(
+        ge=1 << 20,
+        le=16 << 30,
+        description="Largest package accepted by one transfer (an upload, or DI FileTransfer), in bytes; a Write "
+        "beyond it is refused (BadResourceUnavailable) and the transfer abandoned.",
+    ),
+]
 
 
 def load_settings(cls: type[S], config: Path | None = None, **overrides: Any) -> S:
