@@ -1,1 +1,1 @@
-"""Benchmarks: run from the repository root as python -m bench.<name>; each prints a same-run baseline."""
+"""Benchmarks: ``python -m bench`` runs the suite (see bench/suite.py); each figure has a floor from the same run."""

@@ -5,18 +5,16 @@ onnxruntime InferenceSession load and one run. ModelLine's verify adds: archive
 checks, unpacking, signature check, manifest parse, interface comparison and the
 sample runs.
 
-    python -m bench.package_verify                 # the shipped pump model and a 64 MiB model
-    python -m bench.package_verify --size-mb 256 --repeat 3
+    python -m bench --only package_verify          # as part of the suite
+    python -m bench.package_verify --size-mb 256 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from bench.suite import Rounds, print_header, timed_ms
 from sdk.examples import example_dir
 from sdk.keys import TrustStore, generate_key_pair, load_private_key
 from sdk.package.build import build_package
@@ -47,15 +46,6 @@ def _big_model(path: Path, size_mb: int) -> None:
     onnx.save(model, str(path))
 
 
-def _time(fn: Callable[[], object], repeat: int) -> float:
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
-
-
 def _baseline(model: Path) -> None:
     hashlib.sha256(model.read_bytes()).hexdigest()
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
@@ -66,28 +56,39 @@ def _baseline(model: Path) -> None:
     session.run(None, feeds)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mb", type=int, default=64, help="size of the large synthetic model")
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-
+async def measure(rounds: Rounds, size_mb: int | None = None) -> None:
+    """Figures: verify time of the example model's package and of a large one, vs hash + bare load + run."""
+    size_mb = size_mb or (16 if rounds.quick else 64)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = generate_key_pair(root / "keys")
         key, trust = load_private_key(files.private_path), TrustStore.load(root / "keys")
         big = root / "big.onnx"
-        _big_model(big, args.size_mb)
-        cases = [("pump health (example)", example_dir() / "model.onnx"), (f"{args.size_mb} MiB MatMul", big)]
-        print(f"{'model':<24} {'model bytes':>12} {'baseline ms':>12} {'verify ms':>10} {'overhead':>9}")
+        _big_model(big, size_mb)
+        cases = [("pump health (example)", example_dir() / "model.onnx"), (f"{size_mb} MiB MatMul", big)]
         for label, model in cases:
             package = build_package(
                 model, root / f"{model.stem}.mlpkg", name="bench", version="1.0.0", private_key=key
             ).path
-            base = _time(lambda m=model: _baseline(m), args.repeat)  # type: ignore[misc]
-            verify = _time(lambda p=package: verify_package(p, trust), args.repeat)  # type: ignore[misc]
-            size = model.stat().st_size
-            print(f"{label:<24} {size:>12,} {base * 1e3:>12.1f} {verify * 1e3:>10.1f} {verify / base:>8.2f}x")
+
+            async def ours(p: Path = package) -> None:
+                verify_package(p, trust)
+
+            async def floor(m: Path = model) -> None:
+                _baseline(m)
+
+            await rounds.pair(
+                f"verify {label}", "ms", timed_ms(ours), timed_ms(floor), "SHA-256 + bare onnxruntime load and run"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=64, help="size of the large synthetic model")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print_header()
+    asyncio.run(measure(Rounds("package_verify", args.rounds, quick=False), args.size_mb))
 
 
 if __name__ == "__main__":

@@ -122,3 +122,14 @@ def test_what_the_guides_write_in_the_clone_is_ignored_by_git(path: str) -> None
 
     done = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False, timeout=30)
     assert done.returncode == 0, f"{path} would show up as untracked (add it to .gitignore)"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """.ci/run's last line is the README quick start's second command, word for word."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick_start = text.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in quick_start.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == commands[1]
+    assert "-m pytest" in commands[1] and "-m bench --quick" in commands[1]
