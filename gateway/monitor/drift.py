@@ -1,0 +1,111 @@
+"""Drift: are the model's inputs (and outputs) still distributed like the data it was made for?
+
+**Population stability index (PSI).** The value range of a feature is cut into
+bins. For each bin, compare the share of recent values that fall in it (actual,
+``a``) with the share the reference put there (expected, ``e``):
+
+    PSI = sum over bins of (a - e) x ln(a / e)
+
+Every bin adds a positive amount when the shares differ, and nothing when they
+agree, so PSI is 0 for an identical distribution and grows as values move to
+other bins. The usual reading:
+
+- PSI under 0.1: no real change;
+- 0.1 to 0.25: a moderate change, worth a look (default Warning);
+- over 0.25: a significant change, the model sees data unlike its training
+  data (default Alarm).
+
+**Input drift** compares each input feature with the package's training
+reference (``Manifest.reference_stats``): the bin edges and the share of
+training rows per bin that ``modelline package build`` computed from the
+training CSV (quantile bins: about the same share per bin). Two open-ended outer
+bins catch values below the first edge and above the last one; the training
+data put nothing there. A bin with no share on either side would make the
+formula divide by zero or take ln(0), so an empty share counts as ``epsilon``
+(default 0.0001, i.e. 0.01 %) on both sides; a new value range that shows up
+in, say, 10 % of recent values then adds about (0.1 - 0.0001) x ln(0.1 / 0.0001)
+~ 0.69: a clear alarm, as it should be.
+
+The **pipeline's input drift** is the largest of its features' PSI: one sensor
+that drifts is enough for the model to see data it was not made for, and the
+per-feature scores tell which one.
+
+**Output drift** compares the distribution of each numeric output in the
+recent window with the model's own predictions in the first window after its
+deployment (the *baseline*: the first ``baseline_records`` predictions). The
+baseline's bins are its quantiles (``output_bins`` of them, each holding about
+the same share of the baseline), so output drift says "the model now predicts
+differently from how it did when it was installed", whatever the reason. Outputs
+that are lists (vectors) are not scored. The pipeline's output drift is the
+largest over its outputs.
+
+Values that are missing or Bad are left out of drift (data quality counts
+them). No score is given before the window holds ``min_records`` values: a
+handful of values always looks drifted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdk.package.manifest import FeatureStats
+
+
+class ReferenceBins:
+    """Bin edges and the expected share per bin, with the two open-ended outer bins added (share 0)."""
+
+    def __init__(self, edges: np.ndarray, shares: np.ndarray) -> None:
+        if edges.ndim != 1 or edges.size != shares.size + 1 or edges.size < 2:
+            raise ValueError("bin edges need one more entry than shares, and at least two")
+        self.edges = edges
+        self.expected = np.concatenate([[0.0], shares, [0.0]])
+
+    @classmethod
+    def from_stats(cls, stats: FeatureStats) -> ReferenceBins:
+        """The training reference of a feature, as the manifest carries it."""
+        return cls(np.asarray(stats.bin_edges, dtype=np.float64), np.asarray(stats.frequencies, dtype=np.float64))
+
+    @classmethod
+    def from_values(cls, values: np.ndarray, bins: int) -> ReferenceBins | None:
+        """Quantile bins of a baseline sample (as the package builder makes them); None without two finite values."""
+        finite = values[np.isfinite(values)]
+        if finite.size < 2:
+            return None
+        edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
+        if edges.size < 2:  # a constant baseline: one bin around the value
+            return cls(np.array([finite[0], finite[0]]), np.array([1.0]))
+        counts, _ = np.histogram(finite, bins=edges)
+        return cls(edges, counts / finite.size)
+
+    @property
+    def slots(self) -> int:
+        """Bins including the two outer ones."""
+        return int(self.expected.size)
+
+    def slot(self, values: np.ndarray) -> np.ndarray:
+        """Bin number of each value: 0 below the first edge, 1..n the reference bins, n + 1 above the last; -1 for NaN.
+
+        Like ``numpy.histogram``: a bin holds its lower edge, the last one also its upper edge.
+        """
+        last = self.edges.size - 1
+        out = np.searchsorted(self.edges, values, side="right")
+        out[values == self.edges[-1]] = last
+        out[np.isnan(values)] = -1
+        return out
+
+
+def psi(counts: np.ndarray, expected: np.ndarray, epsilon: float) -> float | None:
+    """PSI of bin ``counts`` against ``expected`` shares; an empty share counts as ``epsilon``; None without counts."""
+    total = counts.sum()
+    if total == 0:
+        return None
+    actual = np.maximum(counts / total, epsilon)
+    reference = np.maximum(expected, epsilon)
+    return float(np.sum((actual - reference) * np.log(actual / reference)))
+
+
+def psi_of_values(values: np.ndarray, reference: ReferenceBins, epsilon: float = 1e-4) -> float | None:
+    """PSI of a sample of values against a reference (for one-off checks; the monitor keeps running counts)."""
+    slots = reference.slot(np.asarray(values, dtype=np.float64))
+    counts = np.bincount(slots[slots >= 0], minlength=reference.slots)
+    return psi(counts, reference.expected, epsilon)
