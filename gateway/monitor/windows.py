@@ -149,12 +149,12 @@ class SlidingWindow(Generic[T]):
         if rows.shape[0] == 0:
             return
         self.tally.add(rows)
+        self._held += rows.shape[0]
         self._newest = max(self._newest, float(np.max(times)))
         if self._chunks and self._chunks[-1][0].shape[0] < _MERGE_BELOW:
             old_times, old_rows = self._chunks.pop()
             times, rows = np.concatenate([old_times, times]), np.concatenate([old_rows, rows])
         self._chunks.append((times, rows))
-        self._held += rows.shape[0]
         self._evict()
 
     def expire(self, now_s: float) -> None:
