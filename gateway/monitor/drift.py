@@ -26,6 +26,16 @@ formula divide by zero or take ln(0), so an empty share counts as ``epsilon``
 in, say, 10 % of recent values then adds about (0.1 - 0.0001) x ln(0.1 / 0.0001)
 ~ 0.69: a clear alarm, as it should be.
 
+Where a machine's normal running covers only a narrow part of the training
+data (one pump at one state of wear, while the training data spans whole pump
+lives), every window differs from the training reference and input drift
+against it is high from the start. For such a pipeline set
+``input_reference = "deployment"``: input drift then compares with the first
+``baseline_records`` inputs after deployment, in quantile bins like output
+drift below, and says "the inputs now differ from when the model was
+installed". A feature the manifest has no reference statistics for gets no
+input drift score against the training data.
+
 The **pipeline's input drift** is the largest of its features' PSI: one sensor
 that drifts is enough for the model to see data it was not made for, and the
 per-feature scores tell which one.
@@ -40,14 +50,18 @@ that are lists (vectors) are not scored. The pipeline's output drift is the
 largest over its outputs.
 
 Values that are missing or Bad are left out of drift (data quality counts
-them). No score is given before the window holds ``min_records`` values: a
-handful of values always looks drifted.
+them). No score is given before the window holds ``min_records`` values (by
+default a full window): a handful of values always looks drifted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from gateway.monitor.thresholds import MonitorThresholds
+from gateway.monitor.windows import BinCounts, SlidingWindow, window_of
 from sdk.package.manifest import FeatureStats
 
 
@@ -109,3 +123,88 @@ def psi_of_values(values: np.ndarray, reference: ReferenceBins, epsilon: float =
     slots = reference.slot(np.asarray(values, dtype=np.float64))
     counts = np.bincount(slots[slots >= 0], minlength=reference.slots)
     return psi(counts, reference.expected, epsilon)
+
+
+class DriftTracker:
+    """PSI per column (feature or output) of a sliding window against reference bins.
+
+    The reference is given (the training reference of input features) or, when
+    None, made from the first ``baseline_records`` rows added (the baseline
+    after deployment), with ``output_bins`` quantile bins per column. Rows in
+    the baseline are not counted in the window: drift is what came after it.
+    """
+
+    def __init__(
+        self, names: Sequence[str], thresholds: MonitorThresholds, references: dict[str, ReferenceBins] | None = None
+    ) -> None:
+        self.names = list(names)
+        self.thresholds = thresholds
+        self.references: dict[str, ReferenceBins] | None = None
+        self._window: SlidingWindow[BinCounts] | None = None
+        self._baseline: list[np.ndarray] = []
+        self._baseline_rows = 0
+        if references is not None:
+            self._use(references)
+
+    def _use(self, references: dict[str, ReferenceBins]) -> None:
+        self.references = references
+        slots = max((r.slots for r in references.values()), default=1)
+        self._window = window_of(BinCounts(len(self.names), slots), self.thresholds, exact=True)
+
+    @property
+    def baseline_complete(self) -> bool:
+        """The reference is there (given, or the baseline is full)."""
+        return self.references is not None
+
+    def add(self, times: np.ndarray, values: np.ndarray) -> None:
+        """Add rows of values (rows x columns, NaN where there is none) with their times (s)."""
+        if self.references is None:
+            wanted = self.thresholds.baseline_records - self._baseline_rows
+            self._baseline.append(values[:wanted])
+            self._baseline_rows += min(wanted, values.shape[0])
+            times, values = times[wanted:], values[wanted:]
+            if self._baseline_rows < self.thresholds.baseline_records:
+                return
+            baseline = np.concatenate(self._baseline)
+            self._baseline = []
+            made = {
+                name: ReferenceBins.from_values(baseline[:, j], self.thresholds.output_bins)
+                for j, name in enumerate(self.names)
+            }
+            self._use({name: ref for name, ref in made.items() if ref is not None})
+        assert self.references is not None
+        assert self._window is not None
+        bins = np.full(values.shape, -1, dtype=np.int64)
+        for j, name in enumerate(self.names):
+            reference = self.references.get(name)
+            if reference is not None:
+                bins[:, j] = reference.slot(values[:, j])
+        self._window.add(times, bins)
+
+    def expire(self, now_s: float) -> None:
+        """Drop rows older than the window's age limit as of ``now_s``."""
+        if self._window is not None:
+            self._window.expire(now_s)
+
+    def __len__(self) -> int:
+        return 0 if self._window is None else len(self._window)
+
+    def scores(self) -> dict[str, float | None]:
+        """PSI per column; None without a reference or before the window holds ``min_records`` values."""
+        out: dict[str, float | None] = dict.fromkeys(self.names)
+        if self._window is None or self.references is None:
+            return out
+        for j, name in enumerate(self.names):
+            reference = self.references.get(name)
+            if reference is None:
+                continue
+            counts = self._window.tally.counts[j, : reference.slots]
+            if counts.sum() >= self.thresholds.enough_records:
+                out[name] = psi(counts, reference.expected, self.thresholds.psi_epsilon)
+        return out
+
+
+def worst(scores: dict[str, float | None]) -> float | None:
+    """A pipeline's score: the largest of its features' (or outputs') scores, None if none has one."""
+    known = [s for s in scores.values() if s is not None]
+    return max(known) if known else None

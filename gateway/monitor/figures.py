@@ -21,10 +21,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from gateway.monitor import data_quality
-from gateway.monitor.drift import ReferenceBins, psi
+from gateway.monitor.drift import DriftTracker, ReferenceBins, worst
 from gateway.monitor.quality import QualityFigures, QualityTracker
-from gateway.monitor.thresholds import Level, LevelTracker, MonitorThresholds
-from gateway.monitor.windows import BinCounts, SlidingWindow, VectorSum, window_of
+from gateway.monitor.thresholds import InputReference, Level, LevelTracker, MonitorThresholds
+from gateway.monitor.windows import VectorSum, window_of
 from sdk.monitor.records import PredictionRecord
 from sdk.package.manifest import ElementType, Manifest
 
@@ -47,11 +47,6 @@ class PipelineFigures(BaseModel):
     quality_since_deployment: QualityFigures
 
 
-def _worst(scores: dict[str, float | None]) -> float | None:
-    known = [s for s in scores.values() if s is not None]
-    return max(known) if known else None
-
-
 class PipelineMonitor:
     """Running figures of one model version on one pipeline."""
 
@@ -59,20 +54,17 @@ class PipelineMonitor:
         self.thresholds = thresholds
         self.features = manifest.input_features()
         self.names = [f.name for f in self.features]
-        self.references: dict[str, ReferenceBins] = {
+        training = {
             name: ReferenceBins.from_stats(manifest.reference_stats[name])
             for name in self.names
             if name in manifest.reference_stats
         }
-        slots = max((r.slots for r in self.references.values()), default=1)
-        self._inputs = window_of(BinCounts(len(self.names), slots), thresholds, exact=True)
+        use_training = thresholds.input_reference == InputReference.TRAINING
+        self.input_drift = DriftTracker(self.names, thresholds, training if use_training else None)
         self._flags = window_of(VectorSum(len(self.names) * 3 + 3), thresholds, exact=True)
-        # Scalar numeric outputs only: a list output has no single value to bin.
+        # Scalar numeric outputs only: a list output has no single value to bin (its rows stay NaN).
         self.outputs = [t.name for t in manifest.outputs if t.element_type != ElementType.STRING]
-        self._baseline: list[np.ndarray] = []
-        self._baseline_count = 0
-        self.output_references: dict[str, ReferenceBins] | None = None
-        self._outputs: SlidingWindow[BinCounts] | None = None
+        self.output_drift = DriftTracker(self.outputs, thresholds)
         self.quality = QualityTracker(manifest, thresholds)
         self._levels = LevelTracker(thresholds)
 
@@ -83,14 +75,7 @@ class PipelineMonitor:
         times = np.array([r.time.timestamp() for r in records])
         table = data_quality.input_table(records, self.features)
         self._flags.add(times, data_quality.flag_rows(table))
-        bins = np.full(table.values.shape, -1, dtype=np.int64)
-        for j, name in enumerate(self.names):
-            if name in self.references:
-                bins[:, j] = self.references[name].slot(table.values[:, j])
-        self._inputs.add(times, bins)
-        self._add_outputs(times, records)
-
-    def _add_outputs(self, times: np.ndarray, records: Sequence[PredictionRecord]) -> None:
+        self.input_drift.add(times, table.values)
         values = np.full((len(records), len(self.outputs)), np.nan)
         for i, record in enumerate(records):
             if data_quality.is_bad(record.status):
@@ -99,29 +84,7 @@ class PipelineMonitor:
                 value = record.outputs.get(name)
                 if isinstance(value, int | float):
                     values[i, j] = float(value)
-        if self.output_references is None:
-            wanted = self.thresholds.baseline_records - self._baseline_count
-            self._baseline.append(values[:wanted])
-            self._baseline_count += min(wanted, values.shape[0])
-            times, values = times[wanted:], values[wanted:]
-            if self._baseline_count < self.thresholds.baseline_records:
-                return
-            baseline = np.concatenate(self._baseline)
-            self._baseline = []
-            made = {
-                name: ReferenceBins.from_values(baseline[:, j], self.thresholds.output_bins)
-                for j, name in enumerate(self.outputs)
-            }
-            self.output_references = {name: ref for name, ref in made.items() if ref is not None}
-            slots = max((r.slots for r in self.output_references.values()), default=1)
-            self._outputs = window_of(BinCounts(len(self.outputs), slots), self.thresholds, exact=True)
-        assert self._outputs is not None
-        assert self.output_references is not None
-        bins = np.full(values.shape, -1, dtype=np.int64)
-        for j, name in enumerate(self.outputs):
-            if name in self.output_references:
-                bins[:, j] = self.output_references[name].slot(values[:, j])
-        self._outputs.add(times, bins)
+        self.output_drift.add(times, values)
 
     def add_feedback(self, times: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> None:
         """Count (prediction, ground truth) pairs: prediction times (s), the feedback output's values, the truth."""
@@ -129,32 +92,17 @@ class PipelineMonitor:
 
     def expire(self, now_s: float) -> None:
         """Drop what is older than the windows' age limit as of ``now_s``."""
-        for window in (self._inputs, self._flags, self._outputs):
-            if window is not None:
-                window.expire(now_s)
+        self.input_drift.expire(now_s)
+        self.output_drift.expire(now_s)
+        self._flags.expire(now_s)
         self.quality.expire(now_s)
-
-    def _drift(
-        self, window: SlidingWindow[BinCounts], references: dict[str, ReferenceBins], names: list[str]
-    ) -> dict[str, float | None]:
-        out: dict[str, float | None] = {}
-        for j, name in enumerate(names):
-            reference = references.get(name)
-            counts = window.tally.counts[j, : reference.slots] if reference else None
-            if reference is None or counts is None or counts.sum() < self.thresholds.min_records:
-                out[name] = None
-            else:
-                out[name] = psi(counts, reference.expected, self.thresholds.psi_epsilon)
-        return out
 
     def figures(self) -> PipelineFigures:
         """The figures as of the records added so far."""
-        feature_drift = self._drift(self._inputs, self.references, self.names)
-        output_drifts: dict[str, float | None] = dict.fromkeys(self.outputs)
-        if self._outputs is not None and self.output_references is not None:
-            output_drifts = self._drift(self._outputs, self.output_references, self.outputs)
+        feature_drift = self.input_drift.scores()
+        output_drifts = self.output_drift.scores()
         held = len(self._flags)
-        if held >= self.thresholds.min_records:
+        if held >= self.thresholds.enough_records:
             found: dict[str, dict[str, float | None]] = {
                 kind: dict(rates)
                 for kind, rates in data_quality.rates(self._flags.tally.sums, held, self.names).items()
@@ -163,11 +111,11 @@ class PipelineMonitor:
             found = {kind: dict.fromkeys(["", *self.names]) for kind in data_quality.KINDS}
         return PipelineFigures(
             records=held,
-            input_drift=_worst(feature_drift),
+            input_drift=worst(feature_drift),
             feature_drift=feature_drift,
-            output_drift=_worst(output_drifts),
+            output_drift=worst(output_drifts),
             output_drifts=output_drifts,
-            baseline_complete=self.output_references is not None,
+            baseline_complete=self.output_drift.baseline_complete,
             missing_rate=found["missing"],
             bad_rate=found["bad"],
             out_of_range_rate=found["out_of_range"],

@@ -16,6 +16,13 @@ make the alarm come and go with every batch:
   threshold plus ``deadband``.
 - A figure without a value (not enough records in the window yet, see
   ``min_records``) keeps the state it had: no evidence, no change.
+
+**Why a full window by default.** Plant data is not a shuffled sample: speed
+follows a cycle, faults come in bursts. A window that holds only a part of a
+cycle differs from a reference that holds whole cycles, and would report drift
+that is not there. So drift and data quality are scored, by default, only on a
+full window (``window_records``); a window must be long enough to hold the
+process's normal cycles (the demo line: 100 s at 10 predictions a second).
 - A threshold left empty (None) is never reached: e.g. MAE has no default,
   since only the plant knows what error in the output's units is too much.
 """
@@ -40,6 +47,13 @@ class Task(StrEnum):
 
     CLASSIFICATION = "classification"
     REGRESSION = "regression"
+
+
+class InputReference(StrEnum):
+    """What input drift compares the recent inputs with."""
+
+    TRAINING = "training"  # the package's training reference statistics (the manifest's bins)
+    DEPLOYMENT = "deployment"  # the first baseline_records inputs after deployment (quantile bins, like outputs)
 
 
 class _Model(BaseModel):
@@ -80,6 +94,9 @@ class FigureThresholds(_Model):
         return Level.OK
 
 
+_MIN_RECORDS_BY_TIME = 200
+
+
 def _psi(warning: float = 0.1, alarm: float = 0.25) -> FigureThresholds:
     return FigureThresholds(warning=warning, alarm=alarm, deadband=0.02)
 
@@ -101,8 +118,11 @@ class MonitorThresholds(_Model):
     window_seconds: float | None = Field(
         None, gt=0, description="A window holds records at most this old, by their own time (None: no age limit)."
     )
-    min_records: int = Field(
-        200, ge=1, description="Records a window needs before a drift or data quality figure is given."
+    min_records: int | None = Field(
+        None,
+        ge=1,
+        description="Records a window needs before a drift or data quality figure is given; None: a full window "
+        "(window_records), or 200 for a window limited by time only.",
     )
     min_pairs: int = Field(
         30, ge=1, description="Prediction/ground truth pairs a window needs before quality figures are given."
@@ -112,7 +132,12 @@ class MonitorThresholds(_Model):
         ge=10,
         description="Predictions after deployment that make the output drift baseline (the first window).",
     )
-    output_bins: int = Field(10, ge=2, le=100, description="Quantile bins of the output drift baseline.")
+    output_bins: int = Field(10, ge=2, le=100, description="Quantile bins of a baseline made after deployment.")
+    input_reference: InputReference = Field(
+        InputReference.TRAINING,
+        description="Input drift against the training data (default), or against the first window after "
+        "deployment, for a machine whose normal range is a narrow part of the training data.",
+    )
     psi_epsilon: float = Field(
         1e-4, gt=0, lt=0.01, description="Share used in place of an empty bin in the PSI formula (both sides)."
     )
@@ -141,6 +166,13 @@ class MonitorThresholds(_Model):
         if self.window_records is None and self.window_seconds is None:
             raise ValueError("a window needs a size: window_records, window_seconds or both")
         return self
+
+    @property
+    def enough_records(self) -> int:
+        """Records a window needs before a drift or data quality figure is given (``min_records`` resolved)."""
+        if self.min_records is not None:
+            return self.min_records
+        return self.window_records if self.window_records is not None else _MIN_RECORDS_BY_TIME
 
     def figure(self, name: str) -> FigureThresholds:
         """The thresholds of a figure by its name (``input_drift``, ``accuracy``...)."""

@@ -17,7 +17,7 @@ from gateway.monitor import windows
 from gateway.monitor.data_quality import is_bad
 from gateway.monitor.drift import ReferenceBins, psi, psi_of_values
 from gateway.monitor.figures import PipelineMonitor
-from gateway.monitor.thresholds import FigureThresholds, Level, LevelTracker, MonitorThresholds
+from gateway.monitor.thresholds import FigureThresholds, InputReference, Level, LevelTracker, MonitorThresholds
 from modelline.demo.line import TAGS, Pump
 from sdk.monitor.records import PredictionRecord
 from sdk.package.build import build_package
@@ -184,23 +184,27 @@ def demo_pump(name: str, wear: float, wear_rate: float, seconds: float, seed: in
     return np.array([[pump.step(0.1, rng, i * 0.1)[t] for t in TAGS] for i in range(steps)])
 
 
-def test_the_demo_pump2_wear_raises_output_drift_within_two_minutes(
-    pump: Manifest, session: ort.InferenceSession
-) -> None:
-    """Demo Pump2 (worn bearing, 0.006 wear a second) at 10 predictions a second, default windows.
-
-    The baseline is the first 1000 predictions (100 s); the first score comes 200 records later (min_records):
-    output drift is in Alarm at 120 s after deployment, the first moment it can be.
-    """
-    monitor = PipelineMonitor(pump, MonitorThresholds())
-    rows = demo_pump("Pump2", 0.55, 0.006, seconds=180)
-    fired_at = None
+def first_alarm(monitor: PipelineMonitor, rows: np.ndarray, session: ort.InferenceSession, key: str) -> float | None:
+    """Feed the rows 10 s at a time; the second (since deployment) at which ``key`` first is in Alarm."""
     for start, batch in batches(rows, 100):
         monitor.add(records(batch, session, start))
-        levels = monitor.levels()
-        if fired_at is None and levels["output_drift"][0] == Level.ALARM:
-            fired_at = (start + 100) / 10.0
-    assert fired_at == 120.0
+        if monitor.levels()[key][0] == Level.ALARM:
+            return (start + 100) / 10.0
+    return None
+
+
+def test_the_demo_pump2_wear_raises_drift_within_200_seconds(pump: Manifest, session: ort.InferenceSession) -> None:
+    """Demo Pump2 (worn bearing, 0.006 wear a second) at the demo's 10 predictions a second, default windows.
+
+    Output drift: the baseline is the first 1000 predictions (100 s), the first score comes with the next full
+    window of 1000 (100 s later): Alarm at 200 s, the first moment it can be. Input drift against the first window
+    after deployment likewise; against the training data, at the first full window (100 s).
+    """
+    rows = demo_pump("Pump2", 0.55, 0.006, seconds=300)
+    assert first_alarm(PipelineMonitor(pump, MonitorThresholds()), rows, session, "output_drift") == 200.0
+    deployment = MonitorThresholds(input_reference=InputReference.DEPLOYMENT)
+    assert first_alarm(PipelineMonitor(pump, deployment), rows, session, "input_drift") == 200.0
+    assert first_alarm(PipelineMonitor(pump, MonitorThresholds()), rows, session, "input_drift") == 100.0
 
 
 def test_a_steady_demo_pump_raises_no_output_drift_alarm_for_an_hour(
@@ -216,6 +220,28 @@ def test_a_steady_demo_pump_raises_no_output_drift_alarm_for_an_hour(
         highest = max(highest, figures.output_drift or 0.0)
         assert monitor.levels(figures)["output_drift"][0] != Level.ALARM, start
     assert 0.0 < highest < 0.25
+
+
+def test_a_steady_demo_pump_against_its_first_window_stays_quiet_for_two_hours(
+    pump: Manifest, session: ort.InferenceSession
+) -> None:
+    """Input and output drift against the first window after deployment, windows of 200 s: no Alarm in two hours.
+
+    The training data spans whole pump lives, one steady pump a narrow part of it: against the training
+    reference its input drift is in Alarm from the first window, which is why ``input_reference`` exists.
+    """
+    thresholds = MonitorThresholds(
+        input_reference=InputReference.DEPLOYMENT, window_records=2000, baseline_records=2000
+    )
+    monitor = PipelineMonitor(pump, thresholds)
+    rows = demo_pump("Pump1", 0.3, 0.0, seconds=7200, seed=12)
+    for start, batch in batches(rows, 1000):
+        monitor.add(records(batch, session, start))
+        levels = monitor.levels()
+        alarms = [key for key, (level, _) in levels.items() if level == Level.ALARM and "drift" in key]
+        assert not alarms, start
+    assert monitor.figures().input_drift is not None
+    assert first_alarm(PipelineMonitor(pump, MonitorThresholds()), rows[:2000], session, "input_drift") == 100.0
 
 
 # --- data quality --------------------------------------------------------------------------------
@@ -343,7 +369,7 @@ def test_a_batch_of_1000_records_costs_the_same_after_a_long_history(
         work.append(touched[0])
     assert work[5] > 0
     assert work[39] == work[5]  # 40 000 records later, the same work as after 6000
-    assert len(monitor._inputs) == 2000
+    assert len(monitor.input_drift) == 2000
 
 
 def test_reference_bins_come_from_the_manifest(pump: Manifest) -> None:
