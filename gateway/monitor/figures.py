@@ -7,6 +7,13 @@ A batch costs time in proportion to its own size, never to the history
 (see ``windows``). The formulas are in ``drift``, ``data_quality`` and
 ``quality``; the states in ``thresholds``.
 
+The monitor lives in memory. After a gateway restart, rebuild it from the
+store: ``add`` the version's first ``baseline_records`` records (the output
+drift baseline), then its newest window of records (``window_records``, or
+those of the last ``window_seconds``), and ``add_feedback`` every pair since
+deployment; the figures are then the ones it had. The states start at Ok
+again (the alarm layer keeps its own alarm state).
+
 Figure keys for ``levels()``: ``input_drift``, ``input_drift/<feature>``,
 ``output_drift``, ``output_drift/<output>``, ``missing_rate``, ``bad_rate``,
 ``out_of_range_rate`` (each also ``/<feature>``), and ``accuracy``, ``f1``

@@ -244,6 +244,23 @@ def test_a_steady_demo_pump_against_its_first_window_stays_quiet_for_two_hours(
     assert first_alarm(PipelineMonitor(pump, MonitorThresholds()), rows[:2000], session, "input_drift") == 100.0
 
 
+def test_after_a_restart_the_baseline_and_the_last_window_give_the_same_figures(
+    pump: Manifest, session: ort.InferenceSession
+) -> None:
+    """The rebuild the figures module describes: first baseline, then the newest window, and nothing else."""
+    rows = demo_pump("Pump2", 0.55, 0.006, seconds=500)
+    every = records(rows, session)
+    thresholds = MonitorThresholds(input_reference=InputReference.DEPLOYMENT)
+    running = PipelineMonitor(pump, thresholds)
+    for start in range(0, len(every), 250):
+        running.add(every[start : start + 250])
+    rebuilt = PipelineMonitor(pump, thresholds)
+    rebuilt.add(every[: thresholds.baseline_records])
+    rebuilt.add(every[-1000:])
+    assert rebuilt.figures() == running.figures()
+    assert running.figures().output_drift is not None
+
+
 # --- data quality --------------------------------------------------------------------------------
 
 
