@@ -32,10 +32,16 @@ multiclass.
 Binary: for class 1. Multiclass: each class in turn is "positive", and the
 figure is the plain average over the classes that occur in the window (as
 truth or prediction), every class counting the same (macro average), so a
-rare class the model never gets right pulls the figure down. A figure whose
-division would be by zero (no positive predictions) is 0. These are the
+rare class the model never gets right pulls the figure down.
+
+A figure that would divide by zero is *undefined* (None), not 0: precision
+when the model predicted no positive, recall when no part was positive, F1
+when neither happened. A window of a healthy machine, with no fault and no
+fault predicted, has no F1 and so raises no F1 alarm; a multiclass average
+leaves out the classes where the figure is undefined. These are the
 definitions of scikit-learn's ``accuracy_score``, ``precision_score``,
-``recall_score`` and ``f1_score`` (``average="binary"`` / ``"macro"``).
+``recall_score`` and ``f1_score`` with ``average="binary"`` / ``"macro"`` and
+``zero_division=numpy.nan``.
 
 **Regressor figures**, in the output's own units:
 
@@ -121,12 +127,17 @@ class QualityFigures(BaseModel):
     rmse: float | None = None
 
 
-def _ratio(num: float, den: float) -> float:
-    return num / den if den else 0.0
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
 
 
-def classification_figures(pairs: Counter[tuple[int, int]], binary: bool) -> dict[str, float]:
-    """Accuracy, precision, recall and F1 from confusion counts {(true, predicted): count}."""
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
+def classification_figures(pairs: Counter[tuple[int, int]], binary: bool) -> dict[str, float | None]:
+    """Accuracy, precision, recall and F1 from confusion counts {(true, predicted): count}; None where undefined."""
     total = sum(pairs.values())
     right = sum(c for (t, p), c in pairs.items() if t == p)
     classes = [1] if binary else sorted({t for t, _ in pairs} | {p for _, p in pairs})
@@ -137,13 +148,8 @@ def classification_figures(pairs: Counter[tuple[int, int]], binary: bool) -> dic
         actual = sum(c for (t, _), c in pairs.items() if t == k)
         precision.append(_ratio(tp, predicted))
         recall.append(_ratio(tp, actual))
-        f1.append(_ratio(2 * tp, predicted + actual))  # = 2PR/(P+R), and 0 where that divides by zero
-    return {
-        "accuracy": _ratio(right, total),
-        "precision": float(np.mean(precision)),
-        "recall": float(np.mean(recall)),
-        "f1": float(np.mean(f1)),
-    }
+        f1.append(_ratio(2 * tp, predicted + actual))  # = 2PR/(P+R), also where P or R alone is undefined
+    return {"accuracy": _ratio(right, total), "precision": _mean(precision), "recall": _mean(recall), "f1": _mean(f1)}
 
 
 class QualityTracker:

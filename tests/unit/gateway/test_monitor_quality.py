@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from sklearn.metrics import (
 )
 
 from gateway.monitor.quality import QualityTracker, compare, task_of
-from gateway.monitor.thresholds import MonitorThresholds, Task
+from gateway.monitor.thresholds import Level, MonitorThresholds, Task
 from gateway.monitor.windows import SlidingWindow, VectorSum
 from sdk.package.manifest import Manifest
 
@@ -51,22 +52,28 @@ REGRESSOR = manifest(output("remaining_life", "float32", 0))
 EVERYTHING = MonitorThresholds(window_records=100_000, min_pairs=1)
 
 
-def sklearn_classification(truth: list[int], predicted: list[int], average: str) -> dict[str, float]:
-    """scikit-learn's figures, with 0 where a division by zero would happen (as the monitor does)."""
-    kw: dict[str, object] = {"average": average, "zero_division": 0}
+def sklearn_classification(truth: list[int], predicted: list[int], average: str) -> dict[str, float | None]:
+    """scikit-learn's figures, with NaN (here None) where a division by zero would happen (as the monitor does)."""
+    kw: dict[str, object] = {"average": average, "zero_division": np.nan}
     if average == "binary":
         kw["labels"] = [0, 1]  # binary even when only one class occurs
-    return {
-        "accuracy": accuracy_score(truth, predicted),
-        "precision": precision_score(truth, predicted, **kw),
-        "recall": recall_score(truth, predicted, **kw),
-        "f1": f1_score(truth, predicted, **kw),
-    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns about undefined figures; they are the point here
+        figures = {
+            "accuracy": accuracy_score(truth, predicted),
+            "precision": precision_score(truth, predicted, **kw),
+            "recall": recall_score(truth, predicted, **kw),
+            "f1": f1_score(truth, predicted, **kw),
+        }
+    return {key: None if math.isnan(value) else float(value) for key, value in figures.items()}
 
 
-def assert_figures(got: object, expected: dict[str, float]) -> None:
+def assert_figures(got: object, expected: dict[str, float | None]) -> None:
     for key, value in expected.items():
-        assert getattr(got, key) == pytest.approx(value, abs=1e-12), key
+        if value is None:
+            assert getattr(got, key) is None, key
+        else:
+            assert getattr(got, key) == pytest.approx(value, abs=1e-12), key
 
 
 def times(n: int, start: float = 0.0) -> np.ndarray:
@@ -114,6 +121,19 @@ def test_mae_and_rmse_equal_scikit_learn(pairs: list[tuple[float, float]]) -> No
     assert got.accuracy is None
     assert got.mae == pytest.approx(mean_absolute_error(truth, predicted), rel=1e-9, abs=1e-9)
     assert got.rmse == pytest.approx(math.sqrt(mean_squared_error(truth, predicted)), rel=1e-9, abs=1e-9)
+
+
+def test_a_healthy_machine_without_faults_has_no_f1_and_raises_no_f1_alarm() -> None:
+    tracker = QualityTracker(BINARY, MonitorThresholds(min_pairs=10))
+    tracker.add(times(100), np.zeros(100), np.zeros(100))  # no fault, none predicted: all right
+    figures = tracker.window()
+    assert figures.accuracy == 1.0
+    assert (figures.precision, figures.recall, figures.f1) == (None, None, None)
+    assert MonitorThresholds().f1.next_level(Level.OK, figures.f1) == Level.OK
+    # One false alarm: precision 0 (defined), recall still undefined (no real fault), F1 0.
+    tracker.add(times(1, 100), np.ones(1), np.zeros(1))
+    figures = tracker.window()
+    assert (figures.precision, figures.recall, figures.f1) == (0.0, None, 0.0)
 
 
 def test_a_probability_output_is_a_classifier_thresholded_at_the_decision_threshold() -> None:
