@@ -16,6 +16,8 @@ make the alarm come and go with every batch:
   threshold plus ``deadband``.
 - A figure without a value (not enough records in the window yet, see
   ``min_records``) keeps the state it had: no evidence, no change.
+- A threshold left empty (None) is never reached: e.g. MAE has no default,
+  since only the plant knows what error in the output's units is too much.
 
 **Why a full window by default.** Plant data is not a shuffled sample: speed
 follows a cycle, faults come in bursts. A window that holds only a part of a
@@ -23,8 +25,6 @@ cycle differs from a reference that holds whole cycles, and would report drift
 that is not there. So drift and data quality are scored, by default, only on a
 full window (``window_records``); a window must be long enough to hold the
 process's normal cycles (the demo line: 100 s at 10 predictions a second).
-- A threshold left empty (None) is never reached: e.g. MAE has no default,
-  since only the plant knows what error in the output's units is too much.
 """
 
 from __future__ import annotations
