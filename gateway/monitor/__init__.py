@@ -1,0 +1,1 @@
+"""The Model Monitor: prediction records, logs and feedback collected from edge nodes, stored exactly once."""
