@@ -1,0 +1,150 @@
+"""SubmitFeedback on a running gateway, called by a plain asyncua client: a retried SampleId counts once.
+
+The prediction records are put in the gateway's monitor store as a batch fetched from an edge
+node would be (the edge node's record queue is tested with the collection end to end elsewhere);
+the feedback goes the way a plant's quality station sends it, over OPC UA with a login.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from asyncua import Client, Node, ua
+
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
+from sdk.monitor.records import PredictionRecord, RecordEnvelope
+from sdk.opcua.users import hash_password
+from tests.conftest import Signer
+from tests.opcua_servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+ML = "http://modelline.io/UA/"
+S, U64, DT, D = ua.VariantType.String, ua.VariantType.UInt64, ua.VariantType.DateTime, ua.VariantType.Double
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+NO_TIME = datetime(1601, 1, 1, tzinfo=UTC)  # OPC UA DateTime's minimum: encoded as 0, "not given"
+
+
+def _users(tmp_path: Path) -> Path:
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'anonymous = "Observer"\n[users.op]\nrole = "Operator"\npassword = "{hash_password("operator-pw")}"\n'
+        f'[users.eng]\nrole = "Engineer"\npassword = "{hash_password("engineer-pw")}"\n'
+    )
+    return users
+
+
+@asynccontextmanager
+async def _as(url: str, user: str | None = None) -> AsyncIterator[Node]:
+    """The gateway's ModelMonitor object, over a session of ``user`` (anonymous: Observer)."""
+    client = Client(url, timeout=10)
+    if user:
+        client.set_user(user)
+        client.set_password(f"{'operator' if user == 'op' else 'engineer'}-pw")
+    async with client:
+        ml = await client.get_namespace_index(ML)
+        yield await client.nodes.objects.get_child(f"{ml}:ModelMonitor")
+
+
+async def _submit(
+    monitor: Node,
+    sample_id: str,
+    value: float,
+    *,
+    sequence: int = 0,
+    part_key: str = "",
+    source_time: datetime = NO_TIME,
+    device: str = "edge-a",
+) -> bool:
+    ml = monitor.nodeid.NamespaceIndex
+    (method,) = [m for m in await monitor.get_methods() if (await m.read_browse_name()).Name == "SubmitFeedback"]
+    assert method.nodeid.NamespaceIndex == ml
+    return bool(
+        await monitor.call_method(
+            method.nodeid,
+            ua.Variant(device, S),
+            ua.Variant("main", S),
+            ua.Variant(sequence, U64),
+            ua.Variant(source_time, DT),
+            ua.Variant(part_key, S),
+            ua.Variant(value, D),
+            ua.Variant(sample_id, S),
+        )
+    )
+
+
+def _records(first: int, *parts: str | None) -> list[RecordEnvelope]:
+    return [
+        RecordEnvelope(
+            sequence=first + i,
+            record=PredictionRecord(
+                time=T0 + timedelta(seconds=first + i),
+                model="pump-health",
+                version="1.0.0",
+                inputs={"vibration": 0.4},
+                outputs={"anomaly_score": 0.1 * i},
+                part_key=part,
+            ),
+        )
+        for i, part in enumerate(parts)
+    ]
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, signer: Signer) -> AsyncIterator[Gateway]:
+    settings = GatewaySettings(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=tmp_path / "gateway",
+        trust_dir=signer.trust_dir,
+        users_file=_users(tmp_path),
+    )
+    async with Gateway(settings) as running:
+        # edge-a is registered (nothing listens at its endpoint: feedback does not need the device online)
+        await running.devices.register("edge-a", f"opc.tcp://127.0.0.1:{free_port()}/edge/")
+        yield running
+
+
+@pytest.mark.timeout(60)
+async def test_submit_feedback_counts_a_retried_sample_once_and_joins_late_records(gateway: Gateway) -> None:
+    store = gateway.monitor_store
+    await store.ingest_batch("edge-a", "main", "q1", _records(1, "P1", "P2", None))
+    async with _as(gateway.url, "op") as monitor:
+        assert await _submit(monitor, "qs-1", 1.0, sequence=2)
+        assert await _submit(monitor, "qs-1", 1.0, sequence=2)  # the station retried: counted once
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await _submit(monitor, "qs-1", 0.0, sequence=2)  # the same SampleId with another value
+        assert refused.value.code == ua.StatusCodes.BadInvalidArgument
+        assert await _submit(monitor, "qs-2", 0.0, part_key="P1")
+        assert not await _submit(monitor, "qs-3", 1.0, part_key="P9")  # its prediction record is not here yet
+        assert await _submit(monitor, "qs-4", 0.0, source_time=T0 + timedelta(seconds=2, milliseconds=500))
+    assert (await store.counts("edge-a", "main"))["feedback"] == 4
+    await store.ingest_batch("edge-a", "main", "q1", _records(4, "P9"))  # late: the record arrives after its result
+    pairs = {p.sample_id: (p.prediction.sequence, p.value) for p in await store.pairs(device="edge-a")}
+    assert pairs == {"qs-1": (2, 1.0), "qs-2": (1, 0.0), "qs-3": (4, 1.0), "qs-4": (2, 0.0)}
+
+
+@pytest.mark.timeout(60)
+async def test_submit_feedback_needs_the_operator_role_and_a_named_prediction(gateway: Gateway) -> None:
+    async with _as(gateway.url) as observer:
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await _submit(observer, "obs-1", 1.0, sequence=1)
+        assert refused.value.code == ua.StatusCodes.BadUserAccessDenied
+    async with _as(gateway.url, "eng") as engineer:
+        for kwargs, code in (
+            ({}, ua.StatusCodes.BadInvalidArgument),  # no sequence, part key or time
+            ({"device": "edge-z", "sequence": 1}, ua.StatusCodes.BadNotFound),
+            ({"sequence": 2**64 - 1}, ua.StatusCodes.BadOutOfRange),
+        ):
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await _submit(engineer, "e-1", 1.0, **kwargs)  # type: ignore[arg-type]
+            assert refused.value.code == code, kwargs
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await _submit(engineer, "e-2", float("nan"), sequence=1)
+        assert refused.value.code == ua.StatusCodes.BadInvalidArgument
+        assert not await _submit(engineer, "e-3", 1.0, sequence=1)
+    assert (await gateway.monitor_store.counts("edge-a", "main"))["feedback"] == 1
