@@ -106,6 +106,7 @@ async def test_gateway_with_models_devices_and_deployments_reads_everywhere(
     assert f"{manager}/3:Devices/1:edge-gone/3:LastSeen" in paths
     assert any(p.startswith(f"{manager}/3:Deployments/1:") for p in paths), deployment
     assert any(p.endswith("/3:Predictions/1:main/1:anomaly_score/EURange") for p in paths)
+    assert "/ObjectsFolder/3:ModelMonitor/3:SubmitFeedback/InputArguments" in paths
 
 
 async def _mirrored(p: Plant) -> bool:
