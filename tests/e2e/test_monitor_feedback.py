@@ -148,3 +148,24 @@ async def test_submit_feedback_needs_the_operator_role_and_a_named_prediction(ga
         assert refused.value.code == ua.StatusCodes.BadInvalidArgument
         assert not await _submit(engineer, "e-3", 1.0, sequence=1)
     assert (await gateway.monitor_store.counts("edge-a", "main"))["feedback"] == 1
+
+
+@pytest.mark.timeout(60)
+async def test_a_sample_retried_after_a_gateway_restart_still_counts_once(tmp_path: Path, signer: Signer) -> None:
+    settings = GatewaySettings(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=tmp_path / "gateway",
+        trust_dir=signer.trust_dir,
+        users_file=_users(tmp_path),
+    )
+    async with Gateway(settings) as first:
+        await first.devices.register("edge-a", f"opc.tcp://127.0.0.1:{free_port()}/edge/")
+        await first.monitor_store.ingest_batch("edge-a", "main", "q1", _records(1, "P1"))
+        async with _as(first.url, "op") as monitor:
+            assert await _submit(monitor, "qs-1", 3.5, part_key="P1")
+    assert (settings.data_dir / "monitor.sqlite3").is_file()
+    async with Gateway(settings) as second:
+        async with _as(second.url, "op") as monitor:
+            assert await _submit(monitor, "qs-1", 3.5, part_key="P1")
+        assert (await second.monitor_store.counts("edge-a", "main"))["feedback"] == 1
+        assert [(p.sample_id, p.value) for p in await second.monitor_store.pairs()] == [("qs-1", 3.5)]
