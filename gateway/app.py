@@ -116,11 +116,13 @@ class Gateway(Service):
         self.deployments = DeploymentService(self.store, self.repository, self.devices)
         self.deployments.listeners.append(self.monitor.deployment_changed)
         self.manager = await ManagerNodes(server, ns, manager, self.deployments, self.devices, self.device_nodes).bind()
+        self.monitor_nodes = await MonitorNodes(server, ns, instance_ns, self.monitor).bind()
+        self.deployments.listeners.append(self.monitor_nodes.deployment_changed)
         for record in await self.store.deployments():
             targets = await self.store.targets(record.id)
             await self.manager.show(record, targets)
             await self.monitor.deployment_changed(record, targets)
-        self.monitor_nodes = await MonitorNodes(server, ns, instance_ns, self.monitor).bind()
+            await self.monitor_nodes.deployment_changed(record, targets)
         self.models = await ModelNodes(
             server,
             ns,
@@ -138,6 +140,9 @@ class Gateway(Service):
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None})
         self.deployments.scheduler = self.scheduler
         self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
+        self.scheduler.add_job(
+            self.monitor_nodes.refresh, "interval", seconds=s.monitor_figures_s, id="monitor figures", max_instances=1
+        )
         if s.backup_interval_s:
             self.scheduler.add_job(
                 self.backup_database, "interval", seconds=s.backup_interval_s, id="database backup", max_instances=1

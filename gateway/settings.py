@@ -74,6 +74,13 @@ class GatewaySettings(BaseSettings):
         description="Records fetched from an edge node in one FetchRecords call (and stored in one transaction).",
     )
 
+    monitor_figures_s: float = Field(
+        10.0,
+        ge=1,
+        le=3600,
+        description="How often ModelMonitor/<deployment>/<device> shows fresh counts and latencies, in seconds.",
+    )
+
     @property
     def db_path(self) -> Path:
         """The SQLite database."""

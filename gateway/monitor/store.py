@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX predictions_by_time ON predictions (device, stream, time);
     CREATE INDEX predictions_by_part ON predictions (device, stream, part_key, time) WHERE part_key IS NOT NULL;
     CREATE INDEX predictions_by_sequence ON predictions (device, stream, sequence);
+    CREATE INDEX predictions_by_deployment ON predictions (deployment_id, device, time) WHERE deployment_id IS NOT NULL;
     CREATE TABLE feedback (
         sample_id TEXT PRIMARY KEY, device TEXT NOT NULL, pipeline TEXT NOT NULL, origin TEXT NOT NULL,
         sequence INTEGER, source_time TEXT, part_key TEXT, value REAL NOT NULL, time TEXT NOT NULL,
@@ -141,6 +143,20 @@ class StoredPrediction(BaseModel):
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     input_status: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Figures:
+    """How one deployment's model did on one device, from the stored records."""
+
+    inferences: int
+    errors: int  # predictions with a Bad status
+    feedback: int  # measured results joined to its predictions
+    latency_p50_ms: float | None  # over the newest LATENCY_WINDOW predictions; None without any
+    latency_p99_ms: float | None
+
+
+LATENCY_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -431,6 +447,35 @@ class MonitorStore:
         (f,) = await self._rows(sql, device, pipeline)
         cursor = await self.cursor(device, pipeline)
         return {"predictions": p["n"], "bad": p["bad"], "feedback": f["n"], "gaps": cursor.gaps if cursor else 0}
+
+    async def figures(self, deployment_id: str, device: str) -> Figures:
+        """Counts since the deployment, and latency percentiles (nearest rank) of its newest predictions."""
+        (p,) = await self._rows(
+            "SELECT count(*) AS n, coalesce(sum(status >= 2147483648), 0) AS bad FROM predictions "
+            "WHERE deployment_id = ? AND device = ?",
+            deployment_id,
+            device,
+        )
+        (f,) = await self._rows(
+            "SELECT count(*) AS n FROM feedback f JOIN predictions p ON p.device = f.device AND p.stream = f.pipeline "
+            "AND p.queue_id = f.match_queue_id AND p.sequence = f.match_sequence "
+            "WHERE p.deployment_id = ? AND p.device = ?",
+            deployment_id,
+            device,
+        )
+        rows = await self._rows(
+            "SELECT latency_ms FROM predictions WHERE deployment_id = ? AND device = ? AND latency_ms > 0 "
+            "ORDER BY time DESC LIMIT ?",
+            deployment_id,
+            device,
+            LATENCY_WINDOW,
+        )
+        latencies = sorted(float(r[0]) for r in rows)
+
+        def rank(q: float) -> float | None:
+            return latencies[max(0, math.ceil(q * len(latencies)) - 1)] if latencies else None
+
+        return Figures(p["n"], p["bad"], f["n"], rank(0.5), rank(0.99))
 
     async def sequences(self, device: str, stream: str) -> list[tuple[str, int]]:
         """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports)."""

@@ -20,6 +20,8 @@ from gateway.settings import GatewaySettings
 from sdk.monitor.records import PredictionRecord, RecordEnvelope
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
+from tests.e2e.test_gateway_rollout import plant
+from tests.edge_harness import build_pump
 from tests.opcua_servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -169,3 +171,47 @@ async def test_a_sample_retried_after_a_gateway_restart_still_counts_once(tmp_pa
             assert await _submit(monitor, "qs-1", 3.5, part_key="P1")
         assert (await second.monitor_store.counts("edge-a", "main"))["feedback"] == 1
         assert [(p.sample_id, p.value) for p in await second.monitor_store.pairs()] == [("qs-1", 3.5)]
+
+
+@pytest.mark.timeout(120)
+async def test_model_monitor_shows_counts_per_deployment_and_device(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    async with plant(tmp_path, signer) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg").path)
+        deployment = await p.deploy("1.0.0", ["edge-a"])
+        await p.settled(deployment, "Active")
+        gateway = p.gateway
+        records = _records(1, "P1", "P2", "P3")
+        bad = records[2].record.model_copy(update={"status": 0x80890000, "latency_ms": 0.0})
+        records[2] = RecordEnvelope(sequence=3, record=bad)
+        records = [
+            RecordEnvelope(sequence=e.sequence, record=e.record.model_copy(update={"latency_ms": 2.0 * e.sequence}))
+            if e.sequence < 3
+            else e
+            for e in records
+        ]
+        await gateway.monitor_store.ingest_batch(
+            "edge-a",
+            "main",
+            "q1",
+            records,
+            deployment_of=lambda model, version: gateway.monitor.deployment_of("edge-a", model, version),
+        )
+        await gateway.monitor.submit_feedback("edge-a", "main", 0, None, "P2", 1.0, "qs-1")
+        await gateway.monitor_nodes.refresh()
+        figures = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", "1:edge-a"])
+        values = {}
+        for name in ("InferenceCount", "ErrorCount", "FeedbackCount", "LatencyP50Ms", "LatencyP99Ms"):
+            values[name] = await (await figures.get_child(f"{p.ml}:{name}")).read_value()
+        assert values == {
+            "InferenceCount": 3,
+            "ErrorCount": 1,
+            "FeedbackCount": 1,
+            "LatencyP50Ms": 2.0,
+            "LatencyP99Ms": 4.0,
+        }
+        drift = await (await figures.get_child(f"{p.ml}:DriftScore")).read_data_value(raise_on_bad_status=False)
+        assert drift.StatusCode.value == ua.StatusCodes.BadWaitingForInitialData
+        model = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", f"{p.ml}:Version"])
+        assert await model.read_value() == "1.0.0"

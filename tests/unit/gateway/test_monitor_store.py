@@ -152,3 +152,23 @@ async def test_everything_survives_a_restart(tmp_path: Path) -> None:
         assert [r.message for r in await store.logs("edge-a")] == ["input stale"]
         assert await store.add_feedback(_fb("s1", 0.5, sequence=2))
         assert (await store.counts("edge-a", "main")) == {"predictions": 2, "bad": 0, "feedback": 1, "gaps": 0}
+
+
+async def test_figures_per_deployment_and_device(tmp_path: Path) -> None:
+    async with MonitorStore.open(tmp_path / "monitor.sqlite3") as store:
+        records = [prediction(i, version="1.0.0").model_copy(update={"latency_ms": float(i)}) for i in range(1, 101)]
+        records[0] = records[0].model_copy(update={"status": 0x80890000})  # Bad_ConfigurationError
+        old = [prediction(200 + i, version="0.9.0") for i in range(5)]
+
+        def deployment_of(model: str, version: str) -> str | None:
+            return {"1.0.0": "deploy-0002", "0.9.0": "deploy-0001"}.get(version)
+
+        await store.ingest_batch("edge-a", "main", "q1", _batch(1, *old, *records), deployment_of=deployment_of)
+        await store.add_feedback(_fb("s1", 1.0, sequence=6))
+        await store.add_feedback(_fb("s2", 1.0, sequence=1))
+        figures = await store.figures("deploy-0002", "edge-a")
+        assert (figures.inferences, figures.errors, figures.feedback) == (100, 1, 1)
+        assert (figures.latency_p50_ms, figures.latency_p99_ms) == (50.0, 99.0)
+        assert (await store.figures("deploy-0001", "edge-a")).inferences == 5
+        empty = await store.figures("deploy-0003", "edge-a")
+        assert (empty.inferences, empty.latency_p50_ms) == (0, None)
