@@ -9,6 +9,8 @@ Bad_OutOfRange.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -16,7 +18,7 @@ from asyncua import Client, Node, Server, ua
 
 from gateway.monitor.service import Monitor
 from gateway.opcua.device_link import DeviceLink, SessionWorker
-from gateway.opcua.record_link import OpcUaRecordSource
+from gateway.opcua.record_link import OpcUaRecordSource, watch_ready
 from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets import Namespaces
 from nodesets.ids import ModelLine
@@ -139,10 +141,21 @@ class MonitorNodes:
 def record_collector(monitor: Monitor) -> SessionWorker:
     """A device link's session worker that collects the device's records over the link's session.
 
-    The streams are the device's pipelines (as the link sees them now) and its log stream."""
+    The streams are the device's pipelines (as the link sees them now) and its log stream; a RecordsReady
+    event of the device wakes the collection before its next poll."""
 
     async def collect(link: DeviceLink, client: Client) -> None:
         source = OpcUaRecordSource(client, link.device_id)
-        await monitor.collect(link.device_id, source, lambda: [*sorted(link.view.pipelines), LOG_STREAM])
+        try:
+            events = await watch_ready(client, link.device_id, lambda: monitor.wake(link.device_id))
+        except (ua.UaError, ConnectionError, TimeoutError) as exc:  # polling still collects everything
+            _log.warning("device %s: no RecordsReady subscription: %s", link.device_id, exc)
+            events = None
+        try:
+            await monitor.collect(link.device_id, source, lambda: [*sorted(link.view.pipelines), LOG_STREAM])
+        finally:
+            if events is not None:
+                with contextlib.suppress(Exception):  # the session may be gone already
+                    await asyncio.wait_for(events.delete(), 2.0)
 
     return collect

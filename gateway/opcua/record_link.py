@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from asyncua import Client, Node, ua
+from asyncua.common.subscription import Subscription
 from pydantic import ValidationError
 
 from gateway.monitor.ingest import FetchResult
@@ -87,6 +89,31 @@ class OpcUaRecordSource:
         """AcknowledgeRecords(Stream, QueueId, UpToSequence) -> (Removed)."""
         (removed,) = await self._call("AcknowledgeRecords", stream, queue_id, up_to)
         return int(removed or 0)
+
+
+async def watch_ready(client: Client, device_id: str, on_ready: Callable[[], None]) -> Subscription | None:
+    """Call ``on_ready`` on every event of the device's Records object (its RecordsReady event, the ResultReady
+    of OPC 40001-101), through an event subscription (OPC 10000-4 5.12.1.4); None when the node offers none.
+
+    The caller deletes the subscription; an event lost with a connection is made up for by polling."""
+    ml = await client.get_namespace_index(MODELLINE_URI)
+    try:
+        records = await client.nodes.objects.get_child([f"{ml}:InferenceServer", f"{ml}:Records"])
+    except ua.UaStatusCodeError:
+        return None
+
+    class Handler:
+        def event_notification(self, event: Any) -> None:
+            on_ready()
+
+    sub = await client.create_subscription(500.0, Handler())
+    try:
+        await sub.subscribe_events(records)
+    except ua.UaStatusCodeError as exc:
+        _log.warning("device %s: no RecordsReady events (%s); polling only", device_id, exc)
+        await sub.delete()
+        return None
+    return sub
 
 
 def _sequence_of(text: str | None) -> int | None:

@@ -18,7 +18,7 @@ from asyncua import Client, Server, ua
 
 from gateway.monitor.ingest import RecordIngest
 from gateway.monitor.store import MonitorStore
-from gateway.opcua.record_link import OpcUaRecordSource
+from gateway.opcua.record_link import OpcUaRecordSource, watch_ready
 from nodesets.ids import MODELLINE_URI
 from sdk.errors import ConnectionLost, NotFound
 from tests.edge_harness import wait_for
@@ -42,6 +42,7 @@ async def _edge(queue: FakeQueue, garbage: dict[str, list[str]]) -> tuple[Server
         ua.NodeId("InferenceServer", ml), ua.QualifiedName("InferenceServer", ml)
     )
     records = await inference.add_object(ua.NodeId("Records", ml), ua.QualifiedName("Records", ml))
+    await records.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
 
     async def fetch(parent: ua.NodeId, stream: ua.Variant, after: ua.Variant, most: ua.Variant) -> list[ua.Variant]:
         assert (stream.VariantType, after.VariantType, most.VariantType) == (S, U64, U32)
@@ -128,5 +129,37 @@ async def test_a_node_without_records_and_a_lost_link_are_clear_errors(store: Mo
 def _failed(ingest: RecordIngest) -> Any:
     async def check() -> bool:
         return bool(ingest.last_error)
+
+    return check
+
+
+async def test_a_records_ready_event_wakes_the_collection_before_its_poll(store: MonitorStore) -> None:
+    queue = FakeQueue()
+    server, url = await _edge(queue, {})
+    try:
+        async with Client(url, timeout=10) as client:
+            ingest = RecordIngest("edge-a", OpcUaRecordSource(client, "edge-a"), store, lambda: ["main"], poll_s=120)
+            sub = await watch_ready(client, "edge-a", ingest.wake)
+            assert sub is not None
+            task = asyncio.create_task(ingest.run())
+            try:
+                await wait_for(_rounds(ingest, 1), what="a first round")
+                queue.add("main", prediction(1))
+                ml = await server.get_namespace_index(MODELLINE_URI)
+                records = server.get_node(ua.NodeId("Records", ml))
+                ready = await server.get_event_generator(ua.ObjectIds.BaseEventType, records)
+                await ready.trigger(message="records waiting")
+                await wait_for(_rounds(ingest, 2), timeout=10, what="a round long before the 120 s poll")
+            finally:
+                task.cancel()
+            assert queue.acks == [("main", "q1", 1)]
+            await sub.delete()
+    finally:
+        await server.stop()
+
+
+def _rounds(ingest: RecordIngest, n: int) -> Any:
+    async def check() -> bool:
+        return ingest.rounds >= n
 
     return check
