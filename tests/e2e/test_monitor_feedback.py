@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from asyncua import Client, Node, ua
 
+from edge_node.app import EdgeNode
 from gateway.app import Gateway
 from gateway.settings import GatewaySettings
 from sdk.monitor.records import PredictionRecord, RecordEnvelope
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import plant
-from tests.edge_harness import build_pump
+from tests.edge_harness import build_pump, edge_settings, wait_for
 from tests.opcua_servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -215,3 +216,29 @@ async def test_model_monitor_shows_counts_per_deployment_and_device(
         assert drift.StatusCode.value == ua.StatusCodes.BadWaitingForInitialData
         model = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", f"{p.ml}:Version"])
         assert await model.read_value() == "1.0.0"
+
+
+@pytest.mark.timeout(90)
+async def test_record_collection_runs_on_the_device_session_and_stops_with_it(tmp_path: Path, signer: Signer) -> None:
+    settings = GatewaySettings(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=tmp_path / "gateway",
+        trust_dir=signer.trust_dir,
+        monitor_poll_s=0.2,
+    )
+    async with Gateway(settings) as gateway:
+        edge = EdgeNode(edge_settings(tmp_path / "edge-a", signer.trust_dir, device_id="edge-a"))
+        async with edge:
+            await gateway.devices.register("edge-a", edge.url)
+
+            async def collecting() -> bool:
+                ingest = gateway.monitor.ingests.get("edge-a")
+                return ingest is not None and (ingest.rounds > 0 or bool(ingest.last_error))
+
+            await wait_for(collecting, timeout=30, what="record collection on edge-a's session")
+        link = gateway.devices.get("edge-a")
+
+        async def stopped() -> bool:
+            return not link.online and "edge-a" not in gateway.monitor.ingests
+
+        await wait_for(stopped, timeout=30, what="the collection to stop with the session")
