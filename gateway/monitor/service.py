@@ -24,8 +24,9 @@ from sdk.names import first_problem
 _log = logging.getLogger(__name__)
 
 MAX_SEQUENCE = 2**63 - 1  # SQLite INTEGER
-# A deployment brought its version to a target once the target got that far.
-_ARRIVED = {DeploymentState.CONFIRMING, DeploymentState.ACTIVE}
+# A deployment brought its version to a target once the target got this far (a target that is installing may
+# already predict with it: the version serves as soon as its install succeeded).
+_ARRIVED = {DeploymentState.INSTALLING, DeploymentState.CONFIRMING, DeploymentState.ACTIVE}
 
 
 def utc_now() -> datetime:
