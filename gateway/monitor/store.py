@@ -58,6 +58,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX predictions_by_part ON predictions (device, stream, part_key, time) WHERE part_key IS NOT NULL;
     CREATE INDEX predictions_by_sequence ON predictions (device, stream, sequence);
     CREATE INDEX predictions_by_deployment ON predictions (deployment_id, device, time) WHERE deployment_id IS NOT NULL;
+    -- counted as rows go in (INSERT OR IGNORE skips the trigger for a record stored before), so that the
+    -- figures need not count a table that grows by millions of rows a day
+    CREATE TABLE prediction_counts (
+        deployment_id TEXT NOT NULL, device TEXT NOT NULL, inferences INTEGER NOT NULL, errors INTEGER NOT NULL,
+        PRIMARY KEY (deployment_id, device)
+    );
+    CREATE TRIGGER count_prediction AFTER INSERT ON predictions WHEN NEW.deployment_id IS NOT NULL BEGIN
+        INSERT INTO prediction_counts VALUES (NEW.deployment_id, NEW.device, 1, NEW.status >= 2147483648)
+        ON CONFLICT (deployment_id, device) DO UPDATE SET
+            inferences = inferences + 1, errors = errors + excluded.errors;
+    END;
     CREATE TABLE feedback (
         sample_id TEXT PRIMARY KEY, device TEXT NOT NULL, pipeline TEXT NOT NULL, origin TEXT NOT NULL,
         sequence INTEGER, source_time TEXT, part_key TEXT, value REAL NOT NULL, time TEXT NOT NULL,
@@ -450,12 +461,12 @@ class MonitorStore:
 
     async def figures(self, deployment_id: str, device: str) -> Figures:
         """Counts since the deployment, and latency percentiles (nearest rank) of its newest predictions."""
-        (p,) = await self._rows(
-            "SELECT count(*) AS n, coalesce(sum(status >= 2147483648), 0) AS bad FROM predictions "
-            "WHERE deployment_id = ? AND device = ?",
+        counts = await self._rows(
+            "SELECT inferences, errors FROM prediction_counts WHERE deployment_id = ? AND device = ?",
             deployment_id,
             device,
         )
+        inferences, errors = (counts[0]["inferences"], counts[0]["errors"]) if counts else (0, 0)
         (f,) = await self._rows(
             "SELECT count(*) AS n FROM feedback f JOIN predictions p ON p.device = f.device AND p.stream = f.pipeline "
             "AND p.queue_id = f.match_queue_id AND p.sequence = f.match_sequence "
@@ -475,7 +486,7 @@ class MonitorStore:
         def rank(q: float) -> float | None:
             return latencies[max(0, math.ceil(q * len(latencies)) - 1)] if latencies else None
 
-        return Figures(p["n"], p["bad"], f["n"], rank(0.5), rank(0.99))
+        return Figures(inferences, errors, f["n"], rank(0.5), rank(0.99))
 
     async def sequences(self, device: str, stream: str) -> list[tuple[str, int]]:
         """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports)."""

@@ -172,3 +172,16 @@ async def test_figures_per_deployment_and_device(tmp_path: Path) -> None:
         assert (await store.figures("deploy-0001", "edge-a")).inferences == 5
         empty = await store.figures("deploy-0003", "edge-a")
         assert (empty.inferences, empty.latency_p50_ms) == (0, None)
+
+
+async def test_counts_kept_as_rows_go_in_equal_a_count_of_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite3"
+    async with MonitorStore.open(path) as store:
+        batch = _batch(1, *(prediction(i).model_copy(update={"status": 0x80000000 * (i % 3 == 0)}) for i in range(50)))
+        for _ in range(3):  # fetched again: counted once
+            await store.ingest_batch("edge-a", "main", "q1", batch[:30], deployment_of=lambda m, v: "d1")
+            await store.ingest_batch("edge-a", "main", "q1", batch[20:], deployment_of=lambda m, v: "d1")
+        figures = await store.figures("d1", "edge-a")
+    with sqlite3.connect(path) as db:
+        counted = db.execute("SELECT count(*), sum(status >= 2147483648) FROM predictions").fetchone()
+    assert (figures.inferences, figures.errors) == tuple(counted) == (50, 17)
