@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from gateway.monitor.base import Feedback
 from gateway.monitor.ingest import RecordIngest, RecordSource
-from gateway.monitor.store import Feedback, MonitorStore
+from gateway.monitor.store import MonitorStore
 from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets.ids import DeploymentState
 from sdk.errors import NotFound, OutOfRange, UsageError

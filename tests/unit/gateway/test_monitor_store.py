@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.monitor.store import MIGRATIONS, Feedback, FeedbackConflict, MonitorStore, tag_sample_id
+from gateway.monitor.base import Feedback
+from gateway.monitor.store import MIGRATIONS, FeedbackConflict, MonitorStore, tag_sample_id
 from sdk.errors import UsageError
 from sdk.monitor.records import LogLevel, LogRecord, RecordEnvelope
 from tests.unit.gateway.monitor_fakes import T0, feedback, prediction
