@@ -17,7 +17,8 @@ decides. The match is looked for when the feedback arrives and, while none is
 found, again after every batch of that device's pipeline stream, so feedback that
 arrives before its prediction record (the edge node's queue was behind) still
 joins. A sequence names a prediction outright. A part key joins the newest
-prediction with that key at or before the feedback's time. A source time joins
+prediction with that key at or before the feedback's time, else (the edge node's
+clock ahead of the gateway's) the newest with that key. A source time joins
 the newest prediction at or before it, and only once the stream holds a
 prediction later than that time: records arrive in sequence order, so from then
 on no stored-later record can be a better match.
@@ -113,7 +114,9 @@ _MATCH = """
     SELECT p.queue_id, p.sequence FROM predictions p
     WHERE p.device = f.device AND p.stream = f.pipeline AND (
         (f.sequence IS NOT NULL AND p.sequence = f.sequence)
-        OR (f.sequence IS NULL AND f.part_key IS NOT NULL AND p.part_key = f.part_key AND p.time <= f.time)
+        OR (f.sequence IS NULL AND f.part_key IS NOT NULL AND p.part_key = f.part_key AND (p.time <= f.time
+            OR NOT EXISTS (SELECT 1 FROM predictions earlier WHERE earlier.device = f.device
+            AND earlier.stream = f.pipeline AND earlier.part_key = f.part_key AND earlier.time <= f.time)))
         OR (f.sequence IS NULL AND f.part_key IS NULL AND p.time <= f.source_time AND EXISTS (
             SELECT 1 FROM predictions later WHERE later.device = f.device AND later.stream = f.pipeline
             AND later.time > f.source_time))

@@ -84,11 +84,15 @@ async def test_feedback_joins_by_sequence_part_key_and_time(tmp_path: Path) -> N
         assert await store.add_feedback(_fb("by-part", 0.3, part_key="P1"))  # newest P1 before the feedback: seq 3
         assert await store.add_feedback(_fb("by-time", 0.1, source_time=T0 + timedelta(seconds=15)))  # seq 1
         assert not await store.add_feedback(_fb("no-part", 0.9, part_key="P9"))
+        # the node's clock runs ahead of the gateway's: its prediction looks later than the result
+        await store.ingest_batch("edge-a", "main", "q1", _batch(5, prediction(7200, "P5")))
+        assert await store.add_feedback(_fb("ahead", 0.5, part_key="P5"))
         pairs = await store.pairs(device="edge-a", pipeline="main")
         assert [(p.prediction.sequence, p.value, p.sample_id) for p in pairs] == [
             (1, 0.1, "by-time"),
             (2, 0.2, "by-seq"),
             (3, 0.3, "by-part"),
+            (5, 0.5, "ahead"),
         ]
         assert await store.pairs(model="other") == []
         assert len(await store.pairs(since=T0 + timedelta(seconds=15), until=T0 + timedelta(seconds=25))) == 1
