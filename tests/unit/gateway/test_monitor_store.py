@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.monitor.base import Feedback
+from gateway.monitor.service import Monitor
 from gateway.monitor.store import MIGRATIONS, FeedbackConflict, MonitorStore, tag_sample_id
-from sdk.errors import UsageError
+from sdk.errors import NotFound, OutOfRange, UsageError
 from sdk.monitor.records import LogLevel, LogRecord, RecordEnvelope
 from tests.unit.gateway.monitor_fakes import T0, feedback, prediction
 
@@ -190,3 +191,26 @@ async def test_counts_kept_as_rows_go_in_equal_a_count_of_the_rows(tmp_path: Pat
     with sqlite3.connect(path) as db:
         counted = db.execute("SELECT count(*), sum(status >= 2147483648) FROM predictions").fetchone()
     assert (figures.inferences, figures.errors) == tuple(counted) == (50, 17)
+
+
+async def test_submit_feedback_keeps_the_first_key_given_and_checks_its_arguments(tmp_path: Path) -> None:
+    async with MonitorStore.open(tmp_path / "monitor.sqlite3") as store:
+        monitor = Monitor(store, known_device=lambda d: d == "edge-a", clock=lambda: T0 + timedelta(hours=1))
+        await store.ingest_batch("edge-a", "main", "q1", _batch(1, prediction(10, "P1"), prediction(20, "P2")))
+        # sequence first, then part key, then time
+        assert await monitor.submit_feedback("edge-a", "main", 2, T0, "P1", 1.0, "a")
+        assert await monitor.submit_feedback("edge-a", "main", 0, T0 + timedelta(seconds=25), "P1", 2.0, "b")
+        assert await monitor.submit_feedback("edge-a", "main", 0, T0 + timedelta(seconds=15), "", 3.0, "c")
+        assert {p.sample_id: p.prediction.sequence for p in await store.pairs()} == {"a": 2, "b": 1, "c": 1}
+        for args, error in (
+            (("edge-a", "main", 1, None, "", 1.0, ""), UsageError),
+            (("edge-x", "main", 1, None, "", 1.0, "x"), NotFound),
+            (("edge-a", "", 1, None, "", 1.0, "x"), UsageError),
+            (("edge-a", "main", 1, None, "", float("inf"), "x"), UsageError),
+            (("edge-a", "main", 2**63, None, "", 1.0, "x"), OutOfRange),
+            (("edge-a", "main", 0, None, "", 1.0, "x"), UsageError),
+            (("edge-a", "main", 1, None, "", 1.0, "x" * 300), UsageError),
+        ):
+            with pytest.raises(error):
+                await monitor.submit_feedback(*args)  # type: ignore[arg-type]
+        assert len(await store.pairs()) == 3
