@@ -1,13 +1,14 @@
-"""The gateway service: the Model Manager's OPC UA server over the store and the package repository.
+"""The gateway service: the Model Manager's and the Model Monitor's OPC UA server over their stores.
 
     async with Gateway(settings) as gateway:   # store open, address space rebuilt from it, server started
         await gateway.wait_closed()
 
-Background work (one session per edge device, one task per running deployment)
-is owned by the gateway and stopped with it; apscheduler starts deployments at
-their maintenance window, refreshes each device's State and LastSeen, and backs
-the database up. The gateway holds its data folder's lock while it runs and
-refuses a database that is missing or damaged (gateway/store/files.py).
+Background work (one session per edge device, which also carries the collection of
+the device's records, and one task per running deployment) is owned by the gateway
+and stopped with it; apscheduler starts deployments at their maintenance window,
+refreshes each device's State and LastSeen, and backs the database up. The gateway
+holds its data folder's lock while it runs and refuses a database that is missing or
+damaged (gateway/store/files.py).
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from gateway.deployments.service import DeploymentService
 from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
+from gateway.monitor.service import Monitor
+from gateway.monitor.store import MonitorStore
 from gateway.opcua.device_link import DeviceLink
 from gateway.opcua.devices import DeviceNodes
 from gateway.opcua.manager import ManagerNodes
 from gateway.opcua.models import ModelNodes
+from gateway.opcua.monitor import MonitorNodes, record_collector
 from gateway.settings import GatewaySettings
 from gateway.store import files
 from gateway.store.sqlite import SqliteStore
@@ -64,6 +68,13 @@ class Gateway(Service):
         trust = TrustStore.load(s.trust_dir)
         await self._check_data_dir()
         self.store = await self._stack.enter_async_context(SqliteStore.open(s.db_path))
+        self.monitor_store = await self._stack.enter_async_context(MonitorStore.open(s.monitor_db_path))
+        self.monitor = Monitor(
+            self.monitor_store,
+            poll_s=s.monitor_poll_s,
+            max_records=s.monitor_max_records,
+            known_device=lambda device_id: device_id in self.devices.links,
+        )
         self.repository = PackageRepository(self.store, s.packages_dir, trust)
         server, ns, instance_ns = await new_server(
             endpoint=s.endpoint,
@@ -93,6 +104,7 @@ class Gateway(Service):
                 update_timeouts=(s.device_call_timeout_s, s.device_probe_s),
             )
             link.prediction_listeners.append(self.device_nodes.mirror)
+            link.session_workers.append(record_collector(self.monitor))
             return link
 
         self.devices = DeviceRegistry(self.store, new_link)
@@ -102,9 +114,15 @@ class Gateway(Service):
         for link in self.devices.links.values():
             await self.device_nodes.show(link)
         self.deployments = DeploymentService(self.store, self.repository, self.devices)
+        self.deployments.listeners.append(self.monitor.deployment_changed)
         self.manager = await ManagerNodes(server, ns, manager, self.deployments, self.devices, self.device_nodes).bind()
+        self.monitor_nodes = await MonitorNodes(server, ns, instance_ns, self.monitor).bind()
+        self.deployments.listeners.append(self.monitor_nodes.deployment_changed)
         for record in await self.store.deployments():
-            await self.manager.show(record, await self.store.targets(record.id))
+            targets = await self.store.targets(record.id)
+            await self.manager.show(record, targets)
+            await self.monitor.deployment_changed(record, targets)
+            await self.monitor_nodes.deployment_changed(record, targets)
         self.models = await ModelNodes(
             server,
             ns,
@@ -122,6 +140,9 @@ class Gateway(Service):
         self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None})
         self.deployments.scheduler = self.scheduler
         self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
+        self.scheduler.add_job(
+            self.monitor_nodes.refresh, "interval", seconds=s.monitor_figures_s, id="monitor figures", max_instances=1
+        )
         if s.backup_interval_s:
             self.scheduler.add_job(
                 self.backup_database, "interval", seconds=s.backup_interval_s, id="database backup", max_instances=1

@@ -60,10 +60,36 @@ class GatewaySettings(BaseSettings):
         24, ge=1, description="How many of the newest backups to keep; older ones are deleted after each backup."
     )
 
+    monitor_poll_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="How often the Model Monitor asks each connected edge node for new prediction and log records "
+        "when no RecordsReady event said some are waiting, in seconds.",
+    )
+    monitor_max_records: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Records fetched from an edge node in one FetchRecords call (and stored in one transaction).",
+    )
+
+    monitor_figures_s: float = Field(
+        10.0,
+        ge=1,
+        le=3600,
+        description="How often ModelMonitor/<deployment>/<device> shows fresh counts and latencies, in seconds.",
+    )
+
     @property
     def db_path(self) -> Path:
         """The SQLite database."""
         return self.data_dir / "gateway.sqlite3"
+
+    @property
+    def monitor_db_path(self) -> Path:
+        """The Model Monitor's SQLite database (records, feedback): high volume, kept apart from db_path."""
+        return self.data_dir / "monitor.sqlite3"
 
     @property
     def backups_dir(self) -> Path:

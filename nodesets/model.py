@@ -362,3 +362,71 @@ OBJECT_TYPES = [
     EDGE_DEVICE_TYPE,
     DEPLOYMENT_TYPE,
 ]
+
+MODEL_MONITOR_TYPE = ObjectType(
+    1030,
+    "ModelMonitorType",
+    "The Model Monitor: how the deployed models do on the line, per deployment and device "
+    "(ModelMonitor/<deployment>/<device>), and their ground truth.",
+    [
+        Method(
+            "SubmitFeedback",
+            "Report the measured result (ground truth) for one prediction; a retry with the same SampleId counts "
+            "once, the same SampleId with other content is refused with Bad_InvalidArgument.",
+            inputs=[
+                Arg("Device", STRING, "The device id, as under ModelManager/Devices."),
+                Arg("Pipeline", STRING, "The pipeline (model slot) that made the prediction."),
+                Arg("Sequence", UINT64, "The prediction record's sequence number in its pipeline; 0: not given."),
+                Arg(
+                    "SourceTime",
+                    DATETIME,
+                    "Matches the newest prediction at or before this time, when no Sequence or PartKey is given; "
+                    "null: not given.",
+                ),
+                Arg(
+                    "PartKey",
+                    STRING,
+                    "The part key (serial, batch, carrier id) captured with the prediction, when no Sequence is "
+                    "given; empty: not given.",
+                ),
+                Arg("Value", DOUBLE, "The measured result: the class index or the measured quantity."),
+                Arg("SampleId", STRING, "The caller's id of this result, unique per result: a retry repeats it."),
+            ],
+            outputs=[
+                Arg(
+                    "Matched",
+                    BOOLEAN,
+                    "Whether the prediction is stored already; when not, the result joins it when its record arrives.",
+                )
+            ],
+        ),
+    ],
+)
+
+MONITORED_DEPLOYMENT_TYPE = ObjectType(
+    1031,
+    "MonitoredDeploymentType",
+    "One deployment as the Model Monitor sees it: one MonitoredDeviceType object per target device.",
+    [
+        Var("Model", STRING, "Model name."),
+        Var("Version", STRING, "Model version."),
+    ],
+)
+
+MONITORED_DEVICE_TYPE = ObjectType(
+    1032,
+    "MonitoredDeviceType",
+    "How one deployment's model does on one device, from the prediction records and feedback collected.",
+    [
+        Var("InferenceCount", UINT64, "Prediction records stored."),
+        Var("ErrorCount", UINT64, "Prediction records with a Bad status."),
+        Var("LatencyP50Ms", DOUBLE, "Median inference latency in milliseconds."),
+        Var("LatencyP99Ms", DOUBLE, "99th percentile of the inference latency in milliseconds."),
+        Var("DriftScore", DOUBLE, "Input drift against the package's training reference (population stability index)."),
+        Var("FeedbackCount", UINT64, "Measured results (ground truth) received."),
+        Var("Accuracy", DOUBLE, "Share of correct predictions among those with feedback (classifiers).", rule="O"),
+        Var("MeanAbsoluteError", DOUBLE, "Mean absolute error of predictions with feedback (regressors).", rule="O"),
+    ],
+)
+
+OBJECT_TYPES += [MODEL_MONITOR_TYPE, MONITORED_DEPLOYMENT_TYPE, MONITORED_DEVICE_TYPE]

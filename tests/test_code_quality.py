@@ -44,6 +44,7 @@ DOMAIN = [
     "gateway/deployments",
     "gateway/devices",
     "gateway/models",
+    "gateway/monitor",
     "gateway/store",
 ]
 OPC_UA_MODULES = ("asyncua", "sdk.opcua", "sdk.di_client", "sdk.file_client")

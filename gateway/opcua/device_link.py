@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +45,9 @@ class Prediction:
 
 Listener = Callable[[Device], Awaitable[None]]
 PredictionListener = Callable[["DeviceLink", Prediction], Awaitable[None]]
+SessionWorker = Callable[["DeviceLink", Client], Coroutine[Any, Any, None]]
+"""Work that uses the link's session while it is up (record collection): started when the link connects,
+cancelled when the session ends; it is started again on the next session."""
 
 
 class DeviceLink:
@@ -75,6 +78,7 @@ class DeviceLink:
         self._refresh = asyncio.Event()
         self.listeners: list[Listener] = []
         self.prediction_listeners: list[PredictionListener] = []
+        self.session_workers: list[SessionWorker] = []
         self._lock = asyncio.Lock()
 
     @property
@@ -168,19 +172,32 @@ class DeviceLink:
 
     async def _serve(self, client: Client, lost: asyncio.Event) -> None:
         self.client = client
-        while True:
-            self._refresh.clear()
-            sub = await self._subscribe(client)
-            self._connected.set()
-            await self._changed()
-            refreshed = asyncio.ensure_future(self._refresh.wait())
-            gone = asyncio.ensure_future(lost.wait())
-            done, pending = await asyncio.wait({refreshed, gone}, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            if gone in done:
-                raise ConnectionError("connection lost")
-            await sub.delete()  # refresh: subscribe again to what the device offers now
+        workers: list[asyncio.Task[None]] = []
+        try:
+            while True:
+                self._refresh.clear()
+                sub = await self._subscribe(client)
+                self._connected.set()
+                await self._changed()
+                if not workers:
+                    workers = [
+                        asyncio.create_task(work(self, client), name=f"device {self.device_id} session worker")
+                        for work in self.session_workers
+                    ]
+                refreshed = asyncio.ensure_future(self._refresh.wait())
+                gone = asyncio.ensure_future(lost.wait())
+                done, pending = await asyncio.wait({refreshed, gone}, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
+                if gone in done:
+                    raise ConnectionError("connection lost")
+                await sub.delete()  # refresh: subscribe again to what the device offers now
+        finally:
+            for worker in workers:
+                worker.cancel()
+            for outcome in await asyncio.gather(*workers, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    _log.warning("device %s: a session worker failed: %s", self.device_id, outcome)
 
     async def _subscribe(self, client: Client) -> Any:
         di = await client.get_namespace_index(DI_URI)

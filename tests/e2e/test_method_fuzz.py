@@ -292,6 +292,7 @@ async def test_every_method_answers_generated_calls_with_a_clean_status(plant: _
     names = {m.where.rsplit("/", 1)[1] for m in everything}
     assert {"SetBinding", "InstallSoftwarePackage", "Confirm", "Resume", "GetUpdateBehavior"} <= names
     assert {"Deploy", "Undeploy", "Rollback", "RegisterDevice", "GenerateFileForWrite", "Open", "Read"} <= names
+    assert "SubmitFeedback" in names
 
     loop = asyncio.get_running_loop()
     answers: dict[str, set[str]] = {}

@@ -1,18 +1,16 @@
 // Loads ModelLine.NodeSet2.xml into node-opcua's own address space, with the standard and DI NodeSets
 // node-opcua ships: an independent check that the NodeSet is valid and its types are usable.
 //
-//   node nodeset_check.mjs <ModelLine.NodeSet2.xml>
+//   node nodeset_check.mjs <ModelLine.NodeSet2.xml> <ObjectType name>...
 import { AddressSpace } from "node-opcua-address-space";
 import { generateAddressSpace } from "node-opcua-address-space/nodeJS.js";
 import { nodesets } from "node-opcua-nodesets";
 
-const [file] = process.argv.slice(2);
+const [file, ...names] = process.argv.slice(2);
 const addressSpace = AddressSpace.create();
 await generateAddressSpace(addressSpace, [nodesets.standard, nodesets.di, file]);
 const ns = addressSpace.getNamespaceIndex("http://modelline.io/UA/");
 if (ns < 0) throw new Error("ModelLine namespace not loaded");
-const names = ["InferenceServerType", "PipelineType", "InferenceDeviceType", "ModelManagerType", "ModelType",
-  "ModelVersionType", "EdgeDeviceType", "DeploymentType"];
 const types = {};
 for (const name of names) {
   const type = addressSpace.findObjectType(name, ns);

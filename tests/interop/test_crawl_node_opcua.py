@@ -96,7 +96,8 @@ async def test_gateway_with_models_devices_and_deployments_reads_everywhere(
         # A device that never answered: its LastSeen has no time yet.
         gone = ua.Variant(f"opc.tcp://127.0.0.1:{free_port()}/gone/", ua.VariantType.String)
         await p.call("RegisterDevice", ua.Variant("edge-gone", ua.VariantType.String), gone)
-        deployment = await p.settled(await p.deploy("1.0.0", ["edge-a"]), "Active")
+        deployment_id = await p.deploy("1.0.0", ["edge-a"])
+        deployment = await p.settled(deployment_id, "Active")
         await p.plc.write_all(HEALTHY)
         await wait_for(lambda: _mirrored(p), timeout=20, what="a mirrored prediction")
         summary = await crawl(node_opcua, p.gateway.url)
@@ -106,6 +107,8 @@ async def test_gateway_with_models_devices_and_deployments_reads_everywhere(
     assert f"{manager}/3:Devices/1:edge-gone/3:LastSeen" in paths
     assert any(p.startswith(f"{manager}/3:Deployments/1:") for p in paths), deployment
     assert any(p.endswith("/3:Predictions/1:main/1:anomaly_score/EURange") for p in paths)
+    assert "/ObjectsFolder/3:ModelMonitor/3:SubmitFeedback/InputArguments" in paths
+    assert f"/ObjectsFolder/3:ModelMonitor/1:{deployment_id}/1:edge-a/3:DriftScore" in paths
 
 
 async def _mirrored(p: Plant) -> bool:

@@ -16,7 +16,12 @@ pytestmark = pytest.mark.interop
 
 def test_node_opcua_loads_the_nodeset_and_sees_every_type(node_opcua: Path) -> None:
     done = subprocess.run(
-        ["node", str(node_opcua / "nodeset_check.mjs"), str(nodesets.MODELLINE_NODESET)],
+        [
+            "node",
+            str(node_opcua / "nodeset_check.mjs"),
+            str(nodesets.MODELLINE_NODESET),
+            *(t.name for t in OBJECT_TYPES),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -25,6 +30,7 @@ def test_node_opcua_loads_the_nodeset_and_sees_every_type(node_opcua: Path) -> N
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(report["types"]) == sorted(t.name for t in OBJECT_TYPES)
     for declared in OBJECT_TYPES:
         children = sorted(c.name for c in declared.children if isinstance(c, Var | Obj | Method))
         assert report["types"][declared.name] == children, declared.name
