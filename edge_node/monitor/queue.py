@@ -40,6 +40,7 @@ FLUSH_INTERVAL_S = 0.2
 FLUSH_RECORDS = 500
 FETCH_MAX_RECORDS = 1000
 """The most records one fetch returns (MaxRecords 0 asks for this many)."""
+FETCH_MAX_BYTES = 512 << 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -106,7 +107,9 @@ class RecordQueue:
             await db.commit()
             counts = {
                 str(r[0]): (int(r[1]), int(r[2]))
-                for r in await db.execute_fetchall("SELECT stream, count(*), max(sequence) FROM records GROUP BY stream")
+                for r in await db.execute_fetchall(
+                    "SELECT stream, count(*), max(sequence) FROM records GROUP BY stream"
+                )
             }
             for name, next_sequence, dropped in await db.execute_fetchall(
                 "SELECT stream, next_sequence, dropped FROM streams"
@@ -267,8 +270,11 @@ class RecordQueue:
             raise NotFound(f"record stream {stream!r} does not exist (streams: {known})")
         return state
 
-    async def fetch(self, stream: str, after: int, max_records: int = 0) -> Fetched:
-        """Committed records of ``stream`` with sequence > ``after``, at most ``max_records`` (0: the most allowed)."""
+    async def fetch(self, stream: str, after: int, max_records: int = 0, max_bytes: int = FETCH_MAX_BYTES) -> Fetched:
+        """Committed records of ``stream`` with sequence > ``after``, at most ``max_records`` (0: the most allowed).
+
+        Also at most about ``max_bytes`` of JSON (always at least one record), so an answer fits one message.
+        """
         state = self._stream(stream)
         if after < 0:
             raise OutOfRange(f"AfterSequence {after} is negative")
@@ -280,8 +286,15 @@ class RecordQueue:
                     (stream, after, limit + 1),
                 )
             )
-        more = len(rows) > limit
-        envelopes = [f'{{"sequence":{int(seq)},"record":{text}}}' for seq, text in rows[:limit]]
+        envelopes: list[str] = []
+        size = 0
+        for seq, text in rows[:limit]:
+            envelope = f'{{"sequence":{int(seq)},"record":{text}}}'
+            size += len(envelope)
+            if envelopes and size > max_bytes:
+                break
+            envelopes.append(envelope)
+        more = len(rows) > len(envelopes)
         return Fetched(self.queue_id, envelopes, state.committed, more)
 
     async def acknowledge(self, stream: str, queue_id: str, up_to: int) -> int:
@@ -290,7 +303,8 @@ class RecordQueue:
         if queue_id != self.queue_id:
             raise QueueMismatch(f"QueueId {queue_id!r} is not this queue's ({self.queue_id!r}): fetch again from 0")
         if up_to > state.committed:
-            raise OutOfRange(f"UpToSequence {up_to} is beyond the newest record of stream {stream!r} ({state.committed})")
+            newest = state.committed
+            raise OutOfRange(f"UpToSequence {up_to} is beyond the newest record of stream {stream!r} ({newest})")
         db = self._require()
         async with self._lock:
             cursor = await db.execute("DELETE FROM records WHERE stream = ? AND sequence <= ?", (stream, up_to))
