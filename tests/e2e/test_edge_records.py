@@ -4,9 +4,9 @@ announced by RecordsReady events, with feedback by tag and part key, and kept ac
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 import json
 import os
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
