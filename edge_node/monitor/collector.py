@@ -237,11 +237,17 @@ class LogForwarder(logging.Handler):
     at most ``max_per_s`` records a second; the others are counted in ``dropped``.
     """
 
-    def __init__(self, queue: RecordQueue, loop: asyncio.AbstractEventLoop, max_per_s: int = 20) -> None:
+    def __init__(
+        self,
+        queue: RecordQueue,
+        loop: asyncio.AbstractEventLoop,
+        max_per_s: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(logging.WARNING)
         self._queue = queue
         self._loop = loop
-        self._rate = _Rate(1, max_per_s, time.monotonic)
+        self._rate = _Rate(1, max_per_s, clock)
         self._busy = threading.local()
         self._thread = threading.get_ident()
         self.dropped = 0
