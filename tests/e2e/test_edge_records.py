@@ -18,9 +18,12 @@ from asyncua import Client, Node, ua
 
 from edge_node.app import EdgeNode
 from sdk.di_client import SoftwareUpdateClient, set_binding
+from sdk.errors import NotFound, QueueMismatch
 from sdk.examples import example_dir
 from sdk.monitor.records import LOG_STREAM, FeedbackRecord, LogRecord, PredictionRecord, RecordEnvelope
 from sdk.monitor.statistics import PipelineStatistics
+from sdk.opcua.records_client import FetchResult, acknowledge_records, fetch_records
+from sdk.opcua.records_client import records_node as _records_node
 from tests.conftest import Signer, _signer
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, output_node, wait_for
 from tests.opcua_servers import free_port
@@ -31,29 +34,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 ML = "http://modelline.io/UA/"
 
 
-@dataclass
-class Fetch:
-    queue_id: str
-    envelopes: list[RecordEnvelope]
-    last_sequence: int
-    more_waiting: bool
+Fetch = FetchResult
 
 
 async def records_node(client: Client) -> Node:
-    ml = await client.get_namespace_index(ML)
-    return await client.nodes.objects.get_child([f"{ml}:InferenceServer", f"{ml}:Records"])
+    return (await _records_node(client))[0]
 
 
 async def fetch(client: Client, stream: str, after: int = 0, max_records: int = 0) -> Fetch:
-    ml = await client.get_namespace_index(ML)
-    node = await records_node(client)
-    queue_id, records, last, more = await node.call_method(
-        f"{ml}:FetchRecords",
-        ua.Variant(stream, ua.VariantType.String),
-        ua.Variant(after, ua.VariantType.UInt64),
-        ua.Variant(max_records, ua.VariantType.UInt32),
-    )
-    return Fetch(queue_id, [RecordEnvelope.model_validate_json(r) for r in records or []], last, more)
+    return await fetch_records(client, stream, after, max_records)
 
 
 async def fetch_all(client: Client, stream: str, after: int = 0) -> Fetch:
@@ -69,15 +58,7 @@ async def fetch_all(client: Client, stream: str, after: int = 0) -> Fetch:
 
 
 async def acknowledge(client: Client, stream: str, queue_id: str, up_to: int) -> int:
-    ml = await client.get_namespace_index(ML)
-    node = await records_node(client)
-    removed: int = await node.call_method(
-        f"{ml}:AcknowledgeRecords",
-        ua.Variant(stream, ua.VariantType.String),
-        ua.Variant(queue_id, ua.VariantType.String),
-        ua.Variant(up_to, ua.VariantType.UInt64),
-    )
-    return removed
+    return await acknowledge_records(client, stream, queue_id, up_to)
 
 
 @dataclass
@@ -183,9 +164,10 @@ async def test_acknowledge_deletes_and_numbering_goes_on(line: Line) -> None:
     before = await fetch_all(line.client, "main")
     assert before.envelopes
     last = before.envelopes[-1].sequence
-    with pytest.raises(ua.UaStatusCodeError) as refused:
+    with pytest.raises(QueueMismatch):
         await acknowledge(line.client, "main", "not-this-queue", last)
-    assert refused.value.code == ua.StatusCodes.BadInvalidState
+    with pytest.raises(NotFound):
+        await fetch(line.client, "no-such-pipeline")
     assert await acknowledge(line.client, "main", before.queue_id, last) == len(before.envelopes)
     assert (await fetch(line.client, "main")).envelopes == []
     await line.plc.write("speed", 1477.0)
