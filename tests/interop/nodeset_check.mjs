@@ -12,7 +12,7 @@ await generateAddressSpace(addressSpace, [nodesets.standard, nodesets.di, file])
 const ns = addressSpace.getNamespaceIndex("http://modelline.io/UA/");
 if (ns < 0) throw new Error("ModelLine namespace not loaded");
 const names = ["InferenceServerType", "PipelineType", "InferenceDeviceType", "ModelManagerType", "ModelType",
-  "ModelVersionType", "EdgeDeviceType", "DeploymentType"];
+  "ModelVersionType", "EdgeDeviceType", "DeploymentType", "RecordSourceType", "RecordsReadyEventType"];
 const types = {};
 for (const name of names) {
   const type = addressSpace.findObjectType(name, ns);
@@ -22,6 +22,10 @@ for (const name of names) {
 const deploy = addressSpace.findObjectType("ModelManagerType", ns).getMethodByName("Deploy");
 const args = deploy.getInputArguments().map((a) => `${a.name}:${a.dataType.toString()}:${a.valueRank}`);
 const device = addressSpace.findObjectType("InferenceDeviceType", ns);
+const fetch = addressSpace.findObjectType("RecordSourceType", ns).getMethodByName("FetchRecords");
+const fetchArgs = fetch.getInputArguments().concat(fetch.getOutputArguments())
+  .map((a) => `${a.name}:${a.dataType.toString()}:${a.valueRank}`);
+const recordsReady = addressSpace.findEventType("RecordsReadyEventType", ns);
 const instance = addressSpace.findObjectType("DeploymentType", ns).instantiate({
   browseName: "check", organizedBy: addressSpace.rootFolder.objects,
 });
@@ -31,7 +35,8 @@ const enumStrings = (name) => {
   return prop.readValue().value.value.map((t) => t.text);
 };
 console.log(JSON.stringify({
-  types, deployArgs: args, deviceSuper: device.subtypeOfObj.browseName.toString(),
+  types, deployArgs: args, deviceSuper: device.subtypeOfObj.browseName.toString(), fetchArgs,
+  recordsReadySuper: recordsReady.subtypeOfObj.browseName.toString(),
   instanceChildren: instance.getComponents().map((c) => c.browseName.name).sort(),
   deploymentStates: enumStrings("DeploymentState"), pipelineStates: enumStrings("PipelineState"),
 }));
