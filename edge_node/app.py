@@ -60,6 +60,7 @@ class EdgeNode(Service):
         queue = RecordQueue(s.data_dir / "monitor" / "records.sqlite3", s.monitor_queue_max_records)
         await queue.open([*s.slots, LOG_STREAM])
         writer = asyncio.create_task(queue.run(), name="record queue writer")
+        writer.add_done_callback(self._task_done)  # a failure is reported like any task's
 
         async def close() -> None:  # after the server stopped: what is buffered is written
             writer.cancel()

@@ -16,7 +16,8 @@ Overflow policy: the queue holds at most ``max_records`` records in all. When a
 write would exceed it, the OLDEST unacknowledged records of the streams just
 written to are deleted (the newest data matters most for monitoring), and the
 stream's persistent ``dropped`` counter grows by their number; a collector sees
-the gap in the sequence numbers.
+the gap in the sequence numbers. While writes fail (a full disk), the memory buffer is bounded
+by ``max_records`` the same way.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class RecordQueue:
         self._buffer: list[tuple[str, int, str]] = []
         self._stats: dict[str, str] = {}  # pipeline -> statistics JSON waiting to be written
         self._saved_stats: dict[str, str] = {}
+        self._pending_drops: dict[str, int] = defaultdict(int)  # dropped from the buffer, not yet counted on disk
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()  # one write transaction at a time
         self.committed = asyncio.Event()  # set after each write that committed records
@@ -147,6 +149,9 @@ class RecordQueue:
         sequence = state.next_sequence
         state.next_sequence += 1
         self._buffer.append((stream, sequence, record.model_dump_json()))
+        if len(self._buffer) > self.max_records:  # writes keep failing (disk full): memory stays bounded too
+            lost, _, _ = self._buffer.pop(0)
+            self._pending_drops[lost] += 1
         if len(self._buffer) >= FLUSH_RECORDS:
             self._full.set()
         return sequence
@@ -199,13 +204,15 @@ class RecordQueue:
         async with self._lock:
             self._full.clear()
             batch, stats = self._buffer, self._stats
-            if not batch and not stats:
+            if not batch and not stats and not any(self._pending_drops.values()):
                 return
             self._buffer, self._stats = [], {}
             try:
                 written = await self._write(db, batch, stats)
             except BaseException:
                 self._buffer = batch + self._buffer  # nothing was committed: write it with the next flush
+                while len(self._buffer) > self.max_records:
+                    self._pending_drops[self._buffer.pop(0)[0]] += 1
                 self._stats = {**stats, **self._stats}
                 raise
         if written:
@@ -218,6 +225,7 @@ class RecordQueue:
             added[stream] += 1
             newest[stream] = sequence
         drops = self._overflow(added)
+        unbuffered = dict(self._pending_drops)
         try:
             await db.executemany("INSERT INTO records VALUES (?, ?, ?)", batch)
             for stream, sequence in newest.items():
@@ -232,6 +240,8 @@ class RecordQueue:
                     (stream, stream, n),
                 )
                 await db.execute("UPDATE streams SET dropped = dropped + ? WHERE stream = ?", (n, stream))
+            for stream, n in unbuffered.items():
+                await db.execute("UPDATE streams SET dropped = dropped + ? WHERE stream = ?", (n, stream))
             await db.executemany("INSERT OR REPLACE INTO statistics VALUES (?, ?)", list(stats.items()))
             await db.commit()
         except BaseException:
@@ -242,6 +252,9 @@ class RecordQueue:
             state.count += n - drops.get(stream, 0)
             state.dropped += drops.get(stream, 0)
             state.committed = max(state.committed, newest[stream])
+        for stream, n in unbuffered.items():
+            self._pending_drops[stream] -= n
+            self._streams[stream].dropped += n
         if drops:
             _log.warning("record queue full (%d records): dropped the oldest %s", self.max_records, dict(drops))
         return bool(batch)
