@@ -345,3 +345,40 @@ async def _more_than(client: Client, sequence: int) -> bool:
         return (await fetch(client, "main", 0, 1)).last_sequence > sequence
     except ua.UaError:
         return False
+
+
+@pytest.mark.timeout(120)
+async def test_a_full_queue_drops_the_oldest_and_counts_them(tmp_path: Path, signer: Signer) -> None:
+    package = build_pump(example_dir(), signer, tmp_path / "pump.mlpkg").path
+    plc = await SimulatedPlc().start()
+    settings = edge_settings(tmp_path, signer.trust_dir, monitor_queue_max_records=100)
+    try:
+        await plc.write_all(HEALTHY)
+        async with EdgeNode(settings) as node, Client(node.url) as client:
+            su = await SoftwareUpdateClient.find(client)
+            await su.install(await su.transfer(package))
+            await set_binding(client, "main", json.dumps(plc.binding(mode="tag", tag="speed")))
+            for i in range(160):
+                await plc.write("speed", 1400.0 + i % 50)
+                await asyncio.sleep(0.02)
+
+            async def full() -> bool:
+                return node.records.last_sequence("main") > 130 and node.records.size == 100
+
+            await wait_for(full, what="a full queue")
+            page = await fetch_all(client, "main")
+            sequences = [e.sequence for e in page.envelopes]
+            dropped = node.records.dropped("main")
+            assert dropped > 0 and sequences == list(range(dropped + 1, page.last_sequence + 1))  # the newest kept
+            records = await records_node(client)
+            shown = await records.get_child(f"{await client.get_namespace_index(ML)}:DroppedRecords")
+
+            async def counted() -> bool:
+                total = sum(node.records.dropped(s) for s in node.records.streams)
+                return bool(await shown.read_value() == total >= dropped)
+
+            await wait_for(counted, what="DroppedRecords to show the drops")
+        async with EdgeNode(settings) as node:  # the counter is kept across a restart (and grows: the queue is full)
+            assert node.records.dropped("main") >= dropped
+    finally:
+        await plc.stop()
