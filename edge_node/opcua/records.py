@@ -47,6 +47,7 @@ class RecordNodes:
         self.queue = queue
         self._vars: dict[str, Node] = {}
         self._events: list[tuple[BaseEvent, object]] = []
+        self._shown: dict[str, int] = {}
         self._announced: dict[str, tuple[int, float]] = {}  # stream -> (last sequence announced, when)
 
     @classmethod
@@ -86,8 +87,10 @@ class RecordNodes:
 
     async def _show_counts(self) -> None:
         dropped = sum(self.queue.dropped(s) for s in self.queue.streams)
-        await self._vars["RecordCount"].write_value(ua.Variant(self.queue.size, ua.VariantType.UInt64))
-        await self._vars["DroppedRecords"].write_value(ua.Variant(dropped, ua.VariantType.UInt64))
+        for name, value in (("RecordCount", self.queue.size), ("DroppedRecords", dropped)):
+            if self._shown.get(name) != value:  # a subscriber is told of changes only
+                await self._vars[name].write_value(ua.Variant(value, ua.VariantType.UInt64))
+                self._shown[name] = value
 
     @status_on_error
     @requires(Role.OBSERVER)
