@@ -15,8 +15,11 @@ from typing import Any
 from asyncua import Node, Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 
+from edge_node.monitor.collector import Collector, LogForwarder
+from edge_node.monitor.queue import RecordQueue
 from edge_node.opcua.inputs import InputHub
 from edge_node.opcua.pipeline_nodes import PipelineNodes, create_inference_server
+from edge_node.opcua.records import RecordNodes
 from edge_node.opcua.server import create_device, create_server
 from edge_node.opcua.software_update import SlotNodes
 from edge_node.runtime.model import InferenceRuntime
@@ -29,6 +32,9 @@ from sdk.binding import Binding
 from sdk.datadir import lock_data_dir
 from sdk.di_client import connect
 from sdk.keys import TrustStore
+from sdk.monitor.records import LOG_STREAM
+from sdk.monitor.statistics import PipelineStatistics
+from sdk.opcua.ids import node_id
 from sdk.opcua.service import Service, start_listening
 from sdk.opcua.writes import WriteChecks
 from sdk.reconnect import reconnecting
@@ -46,6 +52,33 @@ class EdgeNode(Service):
         self.slot_nodes: dict[str, SlotNodes] = {}
         self._health: Node | None = None
         self.server: Server | None = None
+        self.pipeline_nodes: dict[str, PipelineNodes] = {}
+
+    async def _open_records(self) -> None:
+        """The Model Monitor's queue, its writer task, the collector and the log forwarder."""
+        s = self.settings
+        queue = RecordQueue(s.data_dir / "monitor" / "records.sqlite3", s.monitor_queue_max_records)
+        await queue.open([*s.slots, LOG_STREAM])
+        writer = asyncio.create_task(queue.run(), name="record queue writer")
+        writer.add_done_callback(self._task_done)  # a failure is reported like any task's
+
+        async def close() -> None:  # after the server stopped: what is buffered is written
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await queue.close()
+
+        self._stack.push_async_callback(close)
+        self.records = queue
+        self.collector = Collector(queue, s.monitor_sample_every, s.monitor_max_records_per_s)
+        self.collector.on_statistics(self._show_statistics)
+        forwarder = LogForwarder(queue, asyncio.get_running_loop(), s.monitor_log_records_per_s)
+        logging.getLogger().addHandler(forwarder)
+        self._stack.callback(logging.getLogger().removeHandler, forwarder)
+
+    async def _show_statistics(self, pipeline: str, statistics: PipelineStatistics) -> None:
+        nodes = self.pipeline_nodes.get(pipeline)
+        if nodes is not None:
+            await nodes.show_statistics(statistics.model_dump_json())
 
     @property
     def url(self) -> str:
@@ -57,6 +90,7 @@ class EdgeNode(Service):
         # One node per data folder: two would both own its slots' state and packages.
         lock = await asyncio.to_thread(lock_data_dir, s.data_dir, "edge.lock", "an edge node", "starting another")
         self._stack.callback(lock.close)
+        await self._open_records()
         trust = TrustStore.load(s.trust_dir)
         server, ns, instance_ns = await create_server(s)
         self.server = server
@@ -65,11 +99,17 @@ class EdgeNode(Service):
         pipelines_folder = await create_inference_server(server, ns, instance_ns)
         runtime = InferenceRuntime(threads=s.inference_threads)
         self._stack.callback(runtime.close)
+        records = await RecordNodes.create(
+            server, ns, server.get_node(node_id("InferenceServer", instance_ns)), self.records
+        )
         pipelines = []
         writes = WriteChecks(server)
         for name in s.slots:
             sink = await PipelineNodes.create(server, ns, pipelines_folder, name, instance_ns)
-            pipeline = Pipeline(name, runtime, _HealthWatch(sink, self._update_health))
+            self.collector.add_pipeline(name)
+            self.pipeline_nodes[name] = sink
+            await sink.show_statistics(self.collector.statistics(name).model_dump_json())
+            pipeline = Pipeline(name, runtime, _HealthWatch(sink, self._update_health), records=self.collector)
             slot = ModelSlot(name, SlotStore(s.data_dir / "slots" / name), pipeline, runtime, trust)
             slot.reserve_bytes = s.disk_reserve_bytes
             sink.on_set_binding = slot.set_binding
@@ -96,6 +136,8 @@ class EdgeNode(Service):
         for slot in self.slots.values():
             self._spawn(slot.run(), f"slot {slot.name}")
         self._spawn(hub.run(), "input hub")
+        self._spawn(self.collector.run(), "monitor statistics")
+        self._spawn(records.run(), "records ready events")
         if s.gateway_url:
             self._spawn(self._register_with_gateway(), "gateway registration")
         _log.info("edge node %s serving at %s (slots: %s)", s.device_id, s.endpoint, ", ".join(s.slots))

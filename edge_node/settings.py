@@ -56,6 +56,25 @@ class EdgeSettings(BaseSettings):
         description="Role of clients that do not log in: Observer (read only, the default), Operator, Engineer, "
         "or empty to refuse them. Installing models and binding tags needs Engineer.",
     )
+    monitor_queue_max_records: int = Field(
+        1_000_000,
+        ge=100,
+        description="Records the Model Monitor's queue (data_dir/monitor/records.sqlite3) holds until a collector "
+        "acknowledges them; when full, the oldest records of the stream being written are dropped and counted "
+        "(Records/DroppedRecords).",
+    )
+    monitor_sample_every: int = Field(
+        1, ge=1, description="Record every n-th prediction of each pipeline (1: every one); statistics count all."
+    )
+    monitor_max_records_per_s: int = Field(
+        100,
+        ge=1,
+        description="Most prediction records queued per pipeline in any one second; the others are counted as "
+        "sampled_out in the pipeline's Statistics.",
+    )
+    monitor_log_records_per_s: int = Field(
+        20, ge=1, description='Most warning and error log records queued (stream "") in any one second.'
+    )
 
     @field_validator("device_id")
     @classmethod

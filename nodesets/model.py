@@ -21,6 +21,7 @@ PUBLICATION_DATE = "2026-11-25"
 STRING, BOOLEAN, UINT64, DOUBLE, DATETIME = "i=12", "i=1", "i=9", "i=11", "i=13"
 FILE_TYPE, TEMPORARY_FILE_TRANSFER_TYPE = "i=11575", "i=15744"
 FOLDER_TYPE, BASE_OBJECT_TYPE, BASE_DATA_VARIABLE_TYPE = "i=61", "i=58", "i=63"
+UINT32, BASE_EVENT_TYPE = "i=7", "i=2041"
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,14 @@ INFERENCE_SERVER_TYPE = ObjectType(
     1001,
     "InferenceServerType",
     "The ModelLine inference runtime of an edge device: one pipeline per model slot.",
-    [Obj("Pipelines", FOLDER_TYPE, "One PipelineType object per model slot, named like the slot.")],
+    [
+        Obj("Pipelines", FOLDER_TYPE, "One PipelineType object per model slot, named like the slot."),
+        Obj(
+            "Records",
+            "ns=1;i=1020",
+            "The Model Monitor's record queue: prediction, feedback and log records for a collector to fetch.",
+        ),
+    ],
 )
 
 PIPELINE_TYPE = ObjectType(
@@ -203,6 +211,13 @@ PIPELINE_TYPE = ObjectType(
             STRING,
             "The Configuration that made the newest Good prediction: evidence that this model version with "
             "this binding predicts well (an update client confirms only on its own Configuration).",
+        ),
+        Var(
+            "Statistics",
+            STRING,
+            "Running statistics of the model version serving (JSON of sdk.monitor.statistics.PipelineStatistics): "
+            "inferences, Bad outputs by StatusCode, skipped triggers, latency histogram, input counts on the "
+            "reference bins; updated at most once a second, kept across restarts.",
         ),
     ],
 )
@@ -352,6 +367,59 @@ DEPLOYMENT_TYPE = ObjectType(
     ],
 )
 
+# After OPC 40001-101 (result management) and DI's FetchTransferResultData (OPC 10000-100 8.4.6); the contract is
+# written down in sdk/monitor/records.py.
+RECORD_SOURCE_TYPE = ObjectType(
+    1020,
+    "RecordSourceType",
+    'A durable queue of records by stream (one per pipeline, and "" for the node\'s warnings and errors), '
+    "numbered 1, 2, 3... per stream; a collector fetches after the sequence it stored and acknowledges what it "
+    "committed. Raises RecordsReadyEventType when records wait.",
+    [
+        Var("Streams", STRING, 'The stream names: one per pipeline, and "" for log records.', value_rank=1),
+        Var("QueueId", STRING, "Names this queue's life; a new QueueId starts again at sequence 1."),
+        Var("RecordCount", UINT64, "Records waiting to be acknowledged, in all streams."),
+        Var("DroppedRecords", UINT64, "Records dropped because the queue was full (the oldest of their stream)."),
+        Method(
+            "FetchRecords",
+            "Records of a stream after a sequence number, oldest first (Observer may call it: it changes nothing).",
+            inputs=[
+                Arg("Stream", STRING, 'A pipeline name, or "" for log records.'),
+                Arg("AfterSequence", UINT64, "The newest sequence the caller has stored (0: from the oldest)."),
+                Arg("MaxRecords", UINT32, "The most records to return; 0 for the server's limit (1000)."),
+            ],
+            outputs=[
+                Arg("QueueId", STRING, "This queue's life; give it back with AcknowledgeRecords."),
+                Arg("Records", STRING, "One RecordEnvelope JSON per record, by sequence.", value_rank=1),
+                Arg("LastSequence", UINT64, "The newest sequence committed in the stream (0: none yet)."),
+                Arg("MoreWaiting", BOOLEAN, "More records after the last one returned wait."),
+            ],
+        ),
+        Method(
+            "AcknowledgeRecords",
+            "Delete a stream's records up to a sequence the caller has committed (needs the Operator role).",
+            inputs=[
+                Arg("Stream", STRING, 'A pipeline name, or "" for log records.'),
+                Arg("QueueId", STRING, "The QueueId FetchRecords returned; another is refused (Bad_InvalidState)."),
+                Arg("UpToSequence", UINT64, "Records with this sequence or lower are deleted."),
+            ],
+            outputs=[Arg("Removed", UINT64, "How many records were deleted.")],
+        ),
+    ],
+)
+
+RECORDS_READY_EVENT_TYPE = ObjectType(
+    1021,
+    "RecordsReadyEventType",
+    "Records wait in a stream of a RecordSourceType (the ResultReady of OPC 40001-101); raised at most once a "
+    "second per stream. A collector still polls now and then: an event can be lost with a connection.",
+    [
+        Var("Stream", STRING, "The stream whose records wait.", property=True),
+        Var("LastSequence", UINT64, "The newest sequence committed in the stream.", property=True),
+    ],
+    supertype=BASE_EVENT_TYPE,
+)
+
 OBJECT_TYPES = [
     INFERENCE_SERVER_TYPE,
     PIPELINE_TYPE,
@@ -361,6 +429,8 @@ OBJECT_TYPES = [
     MODEL_VERSION_TYPE,
     EDGE_DEVICE_TYPE,
     DEPLOYMENT_TYPE,
+    RECORD_SOURCE_TYPE,
+    RECORDS_READY_EVENT_TYPE,
 ]
 
 MODEL_MONITOR_TYPE = ObjectType(

@@ -10,6 +10,14 @@ edge node's config). Example (TOML)::
     [inputs]
     vibration_rms = { endpoint = "opc.tcp://plc-line3:4840", node_id = "ns=2;s=Pump1.VibrationRms" }
     speed         = { endpoint = "opc.tcp://plc-line3:4840", node_id = "ns=2;s=Pump1.Speed" }
+
+Optionally, for the Model Monitor, the plant's measured result and the id of the part
+it belongs to (neither is a model input nor a trigger)::
+
+    feedback = { endpoint = "opc.tcp://plc-line3:4840", node_id = "ns=2;s=Pump1.MeasuredLife" }
+    part_key = { endpoint = "opc.tcp://plc-line3:4840", node_id = "ns=2;s=Pump1.SerialNumber" }
+
+(in TOML, put these two lines before the [trigger] table).
 """
 
 from __future__ import annotations
@@ -80,6 +88,16 @@ class Binding(_Model):
     inputs: dict[Name, TagRef] = Field(max_length=1024)
     trigger: Trigger = Trigger()
     publishing_interval_ms: int = Field(50, ge=10, le=60_000, description="subscription publishing interval")
+    feedback: TagRef | None = Field(
+        None,
+        description="The plant's measured result for this pipeline's prediction (ground truth, e.g. from a quality "
+        "station); each change is recorded for the Model Monitor. Not a model input: it never triggers inference.",
+    )
+    part_key: TagRef | None = Field(
+        None,
+        description="A serial, batch or carrier id captured with each prediction and each feedback value, so a "
+        "result measured later is matched to its prediction. Not a model input: it never triggers inference.",
+    )
 
     @model_validator(mode="after")
     def _trigger_tag_bound(self) -> Self:

@@ -227,3 +227,10 @@ class CredentialsMissing(SourceError):
     """No AWS credentials were found."""
 
     status = BAD_USER_ACCESS_DENIED
+
+
+# --- model monitor ----------------------------------------------------------------------------
+
+
+class QueueMismatch(InvalidState):
+    """An acknowledgement names another life of the record queue (its QueueId changed): fetch again from 0."""

@@ -41,6 +41,7 @@ LAYERS = {"nodesets": 0, "sdk": 1, "edge_node": 2, "gateway": 2, "modelline": 3}
 DOMAIN = [
     "edge_node/slots",
     "edge_node/runtime",
+    "edge_node/monitor",
     "gateway/deployments",
     "gateway/devices",
     "gateway/models",

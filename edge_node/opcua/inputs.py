@@ -3,7 +3,7 @@
 Each source gets one session and one subscription in asyncua's iterator mode (a
 bounded queue that drops the oldest notification when full, counted). Data
 changes go straight to the pipelines bound to them. When a source drops, its
-tags are flagged stale (their last values still usable, outputs become
+input tags are flagged stale (their last values still usable, outputs become
 Uncertain_LastUsableValue) and the connection is retried with exponential
 backoff capped at a few seconds (``PLC_BACKOFF``); on return it re-subscribes
 and the next values clear the flag. When any binding changes, the sources are rebuilt to match.
@@ -35,10 +35,14 @@ QUEUE_SIZE = 256
 PLC_BACKOFF = (0.5, 2.0)
 
 
+FEEDBACK, PART_KEY = "feedback", "part_key"
+
+
 @dataclass(frozen=True)
 class _Target:
     pipeline: Pipeline
     feature: str
+    role: str = "input"  # or FEEDBACK, PART_KEY: read for the Model Monitor, never a model input or a trigger
 
 
 class Source:
@@ -67,6 +71,8 @@ class Source:
     async def _mark_stale(self, stale: bool) -> None:
         by_pipeline: dict[int, tuple[Pipeline, set[str]]] = {}
         for target in self._all_targets():
+            if target.role != "input":
+                continue
             entry = by_pipeline.setdefault(id(target.pipeline), (target.pipeline, set()))
             entry[1].add(target.feature)
         for pipeline, features in by_pipeline.values():
@@ -123,7 +129,12 @@ class Source:
 
     async def _deliver(self, node_id: str, reading: Reading) -> None:
         for target in self.targets.get(node_id, []):
-            await target.pipeline.offer(target.feature, reading)
+            if target.role == FEEDBACK:
+                target.pipeline.offer_feedback(reading)
+            elif target.role == PART_KEY:
+                target.pipeline.offer_part_key(reading)
+            else:
+                await target.pipeline.offer(target.feature, reading)
 
 
 class InputHub:
@@ -148,6 +159,11 @@ class InputHub:
             for feature, tag in binding.inputs.items():
                 canonical = ua.NodeId.from_string(tag.node_id).to_string()
                 plan[(tag.endpoint, binding.publishing_interval_ms)][canonical].append(_Target(pipeline, feature))
+            for role, extra in ((FEEDBACK, binding.feedback), (PART_KEY, binding.part_key)):
+                if extra is not None:
+                    canonical = ua.NodeId.from_string(extra.node_id).to_string()
+                    key = (extra.endpoint, binding.publishing_interval_ms)
+                    plan[key][canonical].append(_Target(pipeline, role, role))
         return plan
 
     async def run(self) -> None:
@@ -180,5 +196,5 @@ class InputHub:
                 task.cancel()
 
 
-def _keys(targets: dict[str, list[_Target]]) -> set[tuple[str, int, str]]:
-    return {(node_id, id(t.pipeline), t.feature) for node_id, items in targets.items() for t in items}
+def _keys(targets: dict[str, list[_Target]]) -> set[tuple[str, int, str, str]]:
+    return {(node_id, id(t.pipeline), t.feature, t.role) for node_id, items in targets.items() for t in items}

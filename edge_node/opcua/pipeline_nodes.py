@@ -250,6 +250,10 @@ class PipelineNodes:
             data_value(variant, status, reading.source_time, datetime.now(UTC)),
         )
 
+    async def show_statistics(self, statistics_json: str) -> None:
+        """The pipeline's running statistics (PipelineStatistics JSON)."""
+        await self._write(self._vars["Statistics"], ua.DataValue(ua.Variant(statistics_json, ua.VariantType.String)))
+
     async def status_changed(self, status: PipelineStatus) -> None:
         """Model, Version, State, StateReason and the counters."""
         values = {

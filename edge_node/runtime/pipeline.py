@@ -84,6 +84,35 @@ class PipelineStatus:
     good_configuration: str = ""  # the configuration that made the newest Good prediction
 
 
+@dataclass(frozen=True)
+class Inference:
+    """One trigger's outcome as the Model Monitor records it: what the model saw and what came of it."""
+
+    pipeline: str
+    manifest: Manifest
+    configuration: str
+    readings: dict[str, Reading | None]  # every input feature of the model -> its reading when assembled
+    outputs: list[OutputValue]
+    status: int  # of the outputs
+    latency_ms: float  # 0 when no inference ran (Bad inputs, failed run)
+    skipped: int  # triggers folded into this one
+    part_key: Reading | None  # the binding's part key tag when the inputs were assembled
+    time: datetime
+
+
+class RecordSink(Protocol):
+    """Where a pipeline reports every inference and every feedback value (the Model Monitor's collector).
+
+    Both are called on the event loop right after the outputs are published and must not wait.
+    """
+
+    def inferred(self, inference: Inference) -> None:
+        """One trigger was served (Good, Uncertain or Bad)."""
+
+    def feedback(self, pipeline: str, reading: Reading, part_key: Reading | None) -> None:
+        """The binding's feedback tag reported a measured result."""
+
+
 class PipelineSink(Protocol):
     """Where a pipeline shows itself (the OPC UA binding implements this)."""
 
@@ -122,9 +151,18 @@ class Pipeline:
     """One model slot at work."""
 
     def __init__(
-        self, name: str, runtime: InferenceRuntime, sink: PipelineSink, clock: Callable[[], datetime] = utc_now
+        self,
+        name: str,
+        runtime: InferenceRuntime,
+        sink: PipelineSink,
+        clock: Callable[[], datetime] = utc_now,
+        records: RecordSink | None = None,
     ) -> None:
         self.name = name
+        self.records = records
+        self._part_key: Reading | None = None
+        self._last_feedback: tuple[Any, datetime | None] | None = None
+        self._skipped_now = 0
         self._runtime = runtime
         self._sink = sink
         self._clock = clock
@@ -202,6 +240,10 @@ class Pipeline:
             if previous is not None and previous.inputs.get(feature) == tag
         }
         self._values = {k: v for k, v in self._values.items() if k in unchanged}
+        if previous is None or binding is None or previous.part_key != binding.part_key:
+            self._part_key = None
+        if previous is None or binding is None or previous.feedback != binding.feedback:
+            self._last_feedback = None
         self._published_unbound = False
         await self._set_status(configuration=self._next_configuration())  # before any prediction with it
         await self._sink.binding_changed(binding)
@@ -219,6 +261,19 @@ class Pipeline:
         trigger = self._binding.trigger
         if trigger.mode is TriggerMode.ANY_CHANGE or (trigger.mode is TriggerMode.TAG and trigger.tag == feature):
             self._trigger()
+
+    def offer_part_key(self, reading: Reading) -> None:
+        """A new value of the binding's part key tag: captured with the following predictions."""
+        self._part_key = reading
+
+    def offer_feedback(self, reading: Reading) -> None:
+        """A new value of the binding's feedback tag: the plant's measured result (never a trigger)."""
+        # A subscription sends the current value again after each reconnect: that is not a new result.
+        if (reading.value, reading.source_time) == self._last_feedback:
+            return
+        self._last_feedback = (reading.value, reading.source_time)
+        if self.records is not None:
+            self.records.feedback(self.name, reading, self._part_key)
 
     async def mark_stale(self, features: set[str], stale: bool) -> None:
         """The connection to these features' source was lost (True) or is back (False)."""
@@ -256,6 +311,7 @@ class Pipeline:
                 continue
             self._running = True
             try:
+                self._skipped_now = taken - 1
                 if taken > 1:
                     await self._set_status(skipped_count=self._status.skipped_count + taken - 1)
                 await self._infer_once()
@@ -299,13 +355,43 @@ class Pipeline:
                 await self._publish_status_only(quality.BAD_CONFIGURATION_ERROR)
                 self._published_unbound = True
 
-    async def _publish_status_only(self, status: int, source_time: datetime | None = None) -> None:
+    async def _publish_status_only(self, status: int, source_time: datetime | None = None) -> list[OutputValue]:
         if self._model is None:
-            return
+            return []
         now = self._clock()
-        await self._sink.publish(
-            [OutputValue(o.name, None, status, source_time or now, now) for o in self._model.manifest.outputs]
+        outputs = [OutputValue(o.name, None, status, source_time or now, now) for o in self._model.manifest.outputs]
+        await self._sink.publish(outputs)
+        return outputs
+
+    def _record(
+        self,
+        manifest: Manifest,
+        configuration: str,
+        seen: dict[str, Reading | None],
+        outputs: list[OutputValue],
+        status: int,
+        latency_ms: float,
+        part_key: Reading | None,
+    ) -> None:
+        if self.records is None:
+            return
+        inference = Inference(
+            self.name,
+            manifest,
+            configuration,
+            seen,
+            outputs,
+            status,
+            latency_ms,
+            self._skipped_now,
+            part_key,
+            outputs[0].server_time if outputs else self._clock(),
         )
+        self._skipped_now = 0
+        try:
+            self.records.inferred(inference)
+        except Exception:  # recording never stops a prediction
+            _log.exception("pipeline %s: recording failed", self.name)
 
     def _assemble(self, manifest: Manifest) -> tuple[dict[str, np.ndarray], int, str, datetime | None]:
         """Input tensors from the latest readings; with the worst quality found and why."""
@@ -350,9 +436,12 @@ class Pipeline:
             await self._evaluate_configuration()
             return
         configuration = self._status.configuration
+        seen = {f.name: self._values.get(f.name) for f in model.manifest.input_features()}
+        part_key = self._part_key
         feeds, status, reason, source_time = self._assemble(model.manifest)
         if quality.is_bad(status):
-            await self._publish_status_only(status, source_time)
+            shown = await self._publish_status_only(status, source_time)
+            self._record(model.manifest, configuration, seen, shown, status, 0.0, part_key)
             await self._set_status(
                 state=PipelineState.DEGRADED, reason=reason, error_count=self._status.error_count + 1
             )
@@ -361,7 +450,8 @@ class Pipeline:
             outputs, latency = await self._runtime.run(model, feeds)
         except Exception as exc:
             _log.warning("pipeline %s: inference failed: %s", self.name, exc)
-            await self._publish_status_only(quality.BAD_INTERNAL_ERROR, source_time)
+            shown = await self._publish_status_only(quality.BAD_INTERNAL_ERROR, source_time)
+            self._record(model.manifest, configuration, seen, shown, quality.BAD_INTERNAL_ERROR, 0.0, part_key)
             await self._set_status(
                 state=PipelineState.FAULTED,
                 reason=f"inference failed: {str(exc).splitlines()[0]}",
@@ -379,6 +469,7 @@ class Pipeline:
             value = one.item() if one.size == 1 else one.reshape(-1).tolist()
             published.append(OutputValue(spec.name, value, status, source_time, now))
         await self._sink.publish(published)
+        self._record(model.manifest, configuration, seen, published, status, latency, part_key)
         await self._set_status(
             state=PipelineState.RUNNING if status == quality.GOOD else PipelineState.DEGRADED,
             reason=reason,

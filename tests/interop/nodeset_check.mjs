@@ -20,6 +20,10 @@ for (const name of names) {
 const deploy = addressSpace.findObjectType("ModelManagerType", ns).getMethodByName("Deploy");
 const args = deploy.getInputArguments().map((a) => `${a.name}:${a.dataType.toString()}:${a.valueRank}`);
 const device = addressSpace.findObjectType("InferenceDeviceType", ns);
+const fetch = addressSpace.findObjectType("RecordSourceType", ns).getMethodByName("FetchRecords");
+const fetchArgs = fetch.getInputArguments().concat(fetch.getOutputArguments())
+  .map((a) => `${a.name}:${a.dataType.toString()}:${a.valueRank}`);
+const recordsReady = addressSpace.findEventType("RecordsReadyEventType", ns);
 const instance = addressSpace.findObjectType("DeploymentType", ns).instantiate({
   browseName: "check", organizedBy: addressSpace.rootFolder.objects,
 });
@@ -29,7 +33,8 @@ const enumStrings = (name) => {
   return prop.readValue().value.value.map((t) => t.text);
 };
 console.log(JSON.stringify({
-  types, deployArgs: args, deviceSuper: device.subtypeOfObj.browseName.toString(),
+  types, deployArgs: args, deviceSuper: device.subtypeOfObj.browseName.toString(), fetchArgs,
+  recordsReadySuper: recordsReady.subtypeOfObj.browseName.toString(),
   instanceChildren: instance.getComponents().map((c) => c.browseName.name).sort(),
   deploymentStates: enumStrings("DeploymentState"), pipelineStates: enumStrings("PipelineState"),
 }));

@@ -40,6 +40,16 @@ def test_node_opcua_loads_the_nodeset_and_sees_every_type(node_opcua: Path) -> N
         "Targets:ns=0;i=12:1",
         "OptionsJson:ns=0;i=12:-1",
     ]
+    assert report["fetchArgs"] == [
+        "Stream:ns=0;i=12:-1",
+        "AfterSequence:ns=0;i=9:-1",
+        "MaxRecords:ns=0;i=7:-1",
+        "QueueId:ns=0;i=12:-1",
+        "Records:ns=0;i=12:1",
+        "LastSequence:ns=0;i=9:-1",
+        "MoreWaiting:ns=0;i=1:-1",
+    ]
+    assert report["recordsReadySuper"] == "BaseEventType"  # an event type, so any client can subscribe to it
     assert report["deviceSuper"] == "1:DeviceType"  # a DI DeviceType, so DI-aware tools recognise it
     assert report["instanceChildren"] == sorted(c.name for c in DEPLOYMENT_TYPE.children if c.rule == "M")
     assert report["deploymentStates"] == [name for name, _ in DEPLOYMENT_STATE.values]

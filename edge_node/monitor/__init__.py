@@ -1,0 +1,1 @@
+"""The Model Monitor on the edge node: recording predictions, feedback and log records in a durable queue."""
