@@ -1,0 +1,405 @@
+"""OPC UA Alarms & Conditions (OPC 10000-9) on an asyncua server: conditions a SCADA alarm list shows,
+acknowledges and confirms, replayed by ConditionRefresh, and kept across restarts.
+
+``AlarmBook.add`` instantiates a condition type (AlarmConditionType, OffNormalAlarmType or another
+subtype of AcknowledgeableConditionType, 10000-9 5.7 and 5.8) as a component of its source object,
+with every mandatory child plus ConfirmedState and Confirm. ``raise_`` and ``clear`` change its
+state and send one event notification per change, carrying every field of the type (EventId,
+EventType, SourceNode, SourceName, Time, ReceiveTime, Message, Severity, ConditionName, BranchId
+(null), Retain, ActiveState/Id, AckedState/Id, ConfirmedState/Id, EnabledState/Id, Quality,
+LastSeverity, Comment, ClientUserId...) and the ConditionId (the condition's NodeId, selected with
+an empty BrowsePath and AttributeId NodeId, 10000-9 5.5.2).
+
+What a SCADA engineer configures:
+- Subscribe to events on the Server object (i=2253): every condition's events reach it. Or on the
+  area object the book was given (``area``, e.g. the Model Monitor) or on a source object, to see
+  only its conditions. Each of these has EventNotifier SubscribeToEvents; the references that make
+  the hierarchy browsable are set here (10000-3 7.16-7.18, 10000-9 7.2): Server -HasNotifier-> area
+  -HasEventSource-> source -HasCondition-> condition.
+- Select the fields above (a type's fields are those of the event type's InstanceDeclarations) and,
+  if a WhereClause is used, InList on EventType: asyncua's OfType operator matches the exact type
+  only, so OfType ConditionType would filter every alarm out.
+- After connecting, call ConditionRefresh (Server object, method i=3875, the subscription id) or
+  ConditionRefresh2 (i=12912, with a monitored item id): the retained conditions arrive between a
+  RefreshStartEvent and a RefreshEndEvent (10000-9 5.5.7, 5.5.8).
+- Acknowledge (i=9111) and Confirm (i=9113) are called on the condition with the EventId of its
+  latest notification and a comment; Operator and Engineer may, Observer and anonymous clients get
+  Bad_UserAccessDenied. An older EventId gets Bad_EventIdUnknown; a repeated acknowledge
+  Bad_ConditionBranchAlreadyAcked, a repeated confirm Bad_ConditionBranchAlreadyConfirmed.
+
+asyncua delivers an event only to monitored items on the exact node that emits it (no propagation
+along HasNotifier), so the book emits each notification on the source, the area and the Server.
+asyncua's own ConditionRefresh is off unless ``bind_condition_methods`` is set and, when on, replays
+to the last emitting node only; the book serves both refresh methods itself (``condition_refresh``).
+Branches (10000-9 5.5.2 BranchId), shelving, suppression and Enable/Disable are not implemented:
+Enable, Disable and AddComment answer Bad_NotSupported except AddComment, which is served.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import Node, Server, ua
+from asyncua.common.events import Event
+
+from sdk.errors import NotFound, OutOfRange, UsageError
+from sdk.opcua import condition_refresh, type_methods
+from sdk.opcua.alarm_store import AlarmState, AlarmStore
+from sdk.opcua.ids import delete_subtree, node_id, path_id, qname, status_code
+from sdk.opcua.methods import check_call, read_signature
+from sdk.opcua.sessions import current_user
+from sdk.opcua.status import StatusError, status_on_error
+from sdk.opcua.users import Role, requires
+from sdk.opcua.values import new_instance
+
+_log = logging.getLogger(__name__)
+
+ALARM_CONDITION = ua.ObjectIds.AlarmConditionType
+"""10000-9 5.8.2: an alarm without a more specific meaning (a figure over or under a threshold)."""
+OFF_NORMAL_ALARM = ua.ObjectIds.OffNormalAlarmType
+"""10000-9 5.8.23: a discrete alarm, active while something is not in its normal state (offline, failed)."""
+
+ACKNOWLEDGE = ua.ObjectIds.AcknowledgeableConditionType_Acknowledge  # i=9111, 10000-9 5.7.3
+CONFIRM = ua.ObjectIds.AcknowledgeableConditionType_Confirm  # i=9113, 10000-9 5.7.4
+ADD_COMMENT = ua.ObjectIds.ConditionType_AddComment  # i=9029, 10000-9 5.5.6
+ENABLE = ua.ObjectIds.ConditionType_Enable  # i=9027, 10000-9 5.5.4
+DISABLE = ua.ObjectIds.ConditionType_Disable  # i=9028, 10000-9 5.5.5
+
+# Optional InstanceDeclarations kept on every condition; the other optional ones (shelving,
+# suppression, silencing, audible, out-of-service, alarm groups...) are features not served here.
+_KEEP_OPTIONAL = frozenset({"ConfirmedState", "Confirm"})
+
+
+def utc_now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Condition:
+    key: str
+    node: Node
+    source: ua.NodeId
+    source_name: str
+    name: str
+    type_id: ua.NodeId
+    notifiers: list[ua.NodeId]
+    variables: dict[str, Node]
+    state: AlarmState
+    event: Event | None = None
+    stop_serving: list[Callable[[], None]] = field(default_factory=list)
+
+
+class AlarmBook:
+    """The alarm conditions of one server, by key: created, raised, cleared, acknowledged, confirmed, kept."""
+
+    def __init__(self, server: Server, store: AlarmStore, clock: Callable[[], datetime] = utc_now) -> None:
+        self._server = server
+        self._store = store
+        self._clock = clock
+        self._conditions: dict[str, _Condition] = {}
+        self._by_node: dict[ua.NodeId, _Condition] = {}
+        self._saved: dict[str, AlarmState] = {}
+        self._references: set[tuple[ua.NodeId, int, ua.NodeId]] = set()
+        self._stop_refresh: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        """Load the stored states and serve ConditionRefresh for this book's conditions."""
+        self._saved = await self._store.load()
+        self._stop_refresh = await condition_refresh.serve(self._server, self._retained_events)
+
+    async def stop(self) -> None:
+        """Stop answering method calls for this book's conditions (the nodes stay)."""
+        for condition in self._conditions.values():
+            for stop in condition.stop_serving:
+                stop()
+        if self._stop_refresh is not None:
+            self._stop_refresh()
+
+    async def add(
+        self,
+        key: str,
+        source: Node,
+        name: str,
+        *,
+        area: Node | None = None,
+        alarm_type: int = ALARM_CONDITION,
+        condition_class: int = ua.ObjectIds.BaseConditionClassType,
+    ) -> Node:
+        """A condition ``name`` (its ConditionName and browse name) on ``source``, in its stored state if any.
+
+        ``area`` is the notifier between the Server object and the source (the Model Monitor object);
+        without it the Server object is the source's notifier. The condition's NodeId is
+        ``<source id>.<name>`` in the source's namespace."""
+        if key in self._conditions:
+            raise UsageError(f"alarm {key!r} exists already")
+        server_id = node_id(ua.ObjectIds.Server)
+        parent_notifier = area.nodeid if area is not None else server_id
+        if area is not None:
+            await self._reference(server_id, ua.ObjectIds.HasNotifier, area.nodeid)
+            await _subscribable(area)
+        await self._reference(parent_notifier, ua.ObjectIds.HasEventSource, source.nodeid)
+        await _subscribable(source)
+        type_node = self._server.get_node(node_id(alarm_type))
+        nodeid = path_id(source.nodeid, name)
+        node = await new_instance(source, type_node, nodeid, qname(name, source.nodeid.NamespaceIndex), optional=True)
+        await _drop_unserved_optionals(node, await _mandatory_names(type_node))
+        await self._reference(source.nodeid, ua.ObjectIds.HasCondition, node.nodeid)
+        condition = _Condition(
+            key=key,
+            node=node,
+            source=source.nodeid,
+            source_name=(await source.read_browse_name()).Name or "",
+            name=name,
+            type_id=type_node.nodeid,
+            notifiers=[source.nodeid, *([area.nodeid] if area is not None else []), server_id],
+            variables=await _variables(node),
+            state=self._saved.get(key, AlarmState()),
+        )
+        class_node = self._server.get_node(node_id(condition_class))
+        await self._write(condition, "ConditionClassId", class_node.nodeid, ua.VariantType.NodeId)
+        class_name = ua.LocalizedText((await class_node.read_display_name()).Text)
+        await self._write(condition, "ConditionClassName", class_name, ua.VariantType.LocalizedText)
+        await self._write(condition, "ConditionName", name, ua.VariantType.String)
+        await self._write(condition, "SourceNode", source.nodeid, ua.VariantType.NodeId)
+        await self._write(condition, "SourceName", condition.source_name, ua.VariantType.String)
+        await self._write(condition, "EventType", type_node.nodeid, ua.VariantType.NodeId)
+        await self._write(condition, "EnabledState", ua.LocalizedText("Enabled"), ua.VariantType.LocalizedText)
+        await self._write(condition, "EnabledState/Id", True, ua.VariantType.Boolean)
+        await self._write(condition, "Quality", status_code(ua.StatusCodes.Good), ua.VariantType.StatusCode)
+        await self._show(condition)
+        await self._serve_methods(condition)
+        self._conditions[key] = condition
+        self._by_node[node.nodeid] = condition
+        return node
+
+    def state(self, key: str) -> AlarmState:
+        """The current state of condition ``key``."""
+        return self._condition(key).state
+
+    def node(self, key: str) -> Node:
+        """The condition object of ``key``."""
+        return self._condition(key).node
+
+    async def raise_(self, key: str, severity: int, message: str) -> bool:
+        """Make the condition active (a new activation needs acknowledging and confirming again) with this
+        severity and message; returns whether anything changed (and an event was sent)."""
+        if not 1 <= severity <= 1000:
+            raise OutOfRange(f"severity {severity} is not in 1..1000 (OPC 10000-5 6.4.2 BaseEventType)")
+        condition = self._condition(key)
+        old = condition.state
+        if old.active and old.severity == severity and old.message == message:
+            return False
+        change: dict[str, Any] = {"active": True, "severity": severity, "message": message}
+        if not old.active:  # 10000-9 5.7.2: a new activation is unacknowledged and unconfirmed
+            change |= {"acked": False, "confirmed": False, "comment": "", "user": ""}
+        await self._change(condition, last_severity=old.severity, **change)
+        return True
+
+    async def clear(self, key: str, message: str) -> bool:
+        """Make the condition inactive; it stays retained until acknowledged and confirmed. Returns whether
+        it was active."""
+        condition = self._condition(key)
+        if not condition.state.active:
+            return False
+        await self._change(condition, active=False, message=message, last_severity=condition.state.severity)
+        return True
+
+    # --- method handlers (10000-9 5.7.3, 5.7.4, 5.5.6) ---------------------------------------------------
+
+    async def _acknowledge(self, condition: _Condition, event_id: bytes | None, comment: str) -> None:
+        self._check_event_id(condition, event_id)
+        if condition.state.acked:
+            raise StatusError(ua.StatusCodes.BadConditionBranchAlreadyAcked, f"{condition.key} is acknowledged")
+        await self._change(condition, acked=True, **self._commented(comment))
+
+    async def _confirm(self, condition: _Condition, event_id: bytes | None, comment: str) -> None:
+        self._check_event_id(condition, event_id)
+        if condition.state.confirmed:
+            raise StatusError(ua.StatusCodes.BadConditionBranchAlreadyConfirmed, f"{condition.key} is confirmed")
+        await self._change(condition, confirmed=True, **self._commented(comment))
+
+    async def _add_comment(self, condition: _Condition, event_id: bytes | None, comment: str) -> None:
+        self._check_event_id(condition, event_id)
+        await self._change(condition, **self._commented(comment))
+
+    @staticmethod
+    def _check_event_id(condition: _Condition, event_id: bytes | None) -> None:
+        # 10000-9 5.7.3: the EventId names the notification the operator saw; an older one is unknown.
+        if not event_id or event_id.hex() != condition.state.event_id:
+            raise StatusError(ua.StatusCodes.BadEventIdUnknown, f"{condition.key}: not its latest EventId")
+
+    @staticmethod
+    def _commented(comment: str) -> dict[str, str]:
+        user = current_user()
+        return {"comment": comment, "user": getattr(user, "name", None) or ""}
+
+    async def _serve_methods(self, condition: _Condition) -> None:
+        actions = {ACKNOWLEDGE: self._acknowledge, CONFIRM: self._confirm, ADD_COMMENT: self._add_comment}
+        handlers: dict[int, type_methods.Handler] = {}
+        for number, action in actions.items():
+            signature = await read_signature(self._server.get_node(node_id(number)))
+            handlers[number] = _handler(condition, signature, action)
+        for number in (ENABLE, DISABLE):
+            handlers[number] = _not_supported
+        condition.stop_serving.append(type_methods.serve(self._server, condition.node.nodeid, handlers))
+        # The condition's own method nodes (instances of the type's declarations) answer the same way.
+        own = {"Acknowledge": ACKNOWLEDGE, "Confirm": CONFIRM, "AddComment": ADD_COMMENT, "Enable": ENABLE}
+        own["Disable"] = DISABLE
+        for child in await condition.node.get_children(nodeclassmask=ua.NodeClass.Method):
+            number = own.get((await child.read_browse_name()).Name or "", 0)
+            handler = handlers.get(number, _not_supported)
+            self._server.link_method(child, type_methods.bound_to(condition.node.nodeid, handler))
+
+    # --- state, nodes and events ----------------------------------------------------------------------------
+
+    def _condition(self, key: str) -> _Condition:
+        try:
+            return self._conditions[key]
+        except KeyError:
+            raise NotFound(f"no alarm {key!r}") from None
+
+    async def _change(self, condition: _Condition, **change: Any) -> None:
+        """Persist the new state, then show it in the address space and send its event notification."""
+        now = self._clock()
+        event_id = uuid.uuid4().bytes  # 10000-5 6.4.2: a new EventId for every notification
+        state = condition.state.model_copy(update={**change, "time": now, "event_id": event_id.hex()})
+        self._saved[condition.key] = state
+        await self._store.save(self._saved)  # written before it is announced
+        previous, condition.state = condition.state, state
+        await self._show(condition, previous)
+        assert condition.event is not None
+        for notifier in condition.notifiers:
+            condition.event.emitting_node = notifier
+            await self._server.iserver.subscription_service.trigger_event(condition.event)
+        _log.info(
+            "alarm %s: active=%s acked=%s confirmed=%s severity=%d",
+            condition.key,
+            state.active,
+            state.acked,
+            state.confirmed,
+            state.severity,
+        )
+
+    async def _show(self, condition: _Condition, previous: AlarmState | None = None) -> None:
+        """Write the condition's state into its variables (10000-9 5.5.2, 5.7.2, 5.8.2) and take the
+        event snapshot that notifications and ConditionRefresh send."""
+        s = condition.state
+        lt, b = ua.VariantType.LocalizedText, ua.VariantType.Boolean
+        w = self._write
+        await w(condition, "EventId", bytes.fromhex(s.event_id), ua.VariantType.ByteString)
+        await w(condition, "Time", s.time, ua.VariantType.DateTime)
+        await w(condition, "ReceiveTime", s.time, ua.VariantType.DateTime)
+        await w(condition, "Message", ua.LocalizedText(s.message), lt)
+        await w(condition, "Severity", s.severity, ua.VariantType.UInt16)
+        await w(condition, "LastSeverity", s.last_severity, ua.VariantType.UInt16)
+        await w(condition, "LastSeverity/SourceTimestamp", s.time, ua.VariantType.DateTime)
+        await w(condition, "Quality/SourceTimestamp", s.time, ua.VariantType.DateTime)
+        await w(condition, "Retain", s.retain, b)
+        await w(condition, "ActiveState", ua.LocalizedText("Active" if s.active else "Inactive"), lt)
+        await w(condition, "ActiveState/Id", s.active, b)
+        await w(condition, "AckedState", ua.LocalizedText("Acknowledged" if s.acked else "Unacknowledged"), lt)
+        await w(condition, "AckedState/Id", s.acked, b)
+        await w(condition, "ConfirmedState", ua.LocalizedText("Confirmed" if s.confirmed else "Unconfirmed"), lt)
+        await w(condition, "ConfirmedState/Id", s.confirmed, b)
+        await w(condition, "Comment", ua.LocalizedText(s.comment), lt)
+        await w(condition, "Comment/SourceTimestamp", s.time, ua.VariantType.DateTime)
+        await w(condition, "ClientUserId", s.user, ua.VariantType.String)
+        for name, was, now in (("ActiveState", "active", s.active), ("AckedState", "acked", s.acked)):
+            if previous is None or getattr(previous, was) != now:
+                await w(condition, f"{name}/TransitionTime", s.time, ua.VariantType.DateTime)
+        if previous is None or previous.confirmed != s.confirmed:
+            await w(condition, "ConfirmedState/TransitionTime", s.time, ua.VariantType.DateTime)
+        condition.event = await self._snapshot(condition)
+
+    async def _write(self, condition: _Condition, path: str, value: Any, kind: ua.VariantType) -> None:
+        node = condition.variables.get(path)
+        if node is not None:
+            await node.write_value(ua.Variant(value, kind))
+
+    async def _snapshot(self, condition: _Condition) -> Event:
+        event = Event(condition.source)
+        for path, node in condition.variables.items():
+            value = (await node.read_data_value(raise_on_bad_status=False)).Value
+            if value is not None:
+                event.add_property(path, value.Value, value.VariantType)
+        # 10000-9 5.5.2: ConditionId is the NodeId attribute of the condition (empty BrowsePath).
+        event.add_property("NodeId", condition.node.nodeid, ua.VariantType.NodeId)
+        return event
+
+    def _retained_events(self) -> list[tuple[Event, list[ua.NodeId]]]:
+        return [(c.event, c.notifiers) for c in self._conditions.values() if c.event is not None and c.state.retain]
+
+    async def _reference(self, source: ua.NodeId, reference: int, target: ua.NodeId) -> None:
+        key = (source, reference, target)
+        if key in self._references:
+            return
+        self._references.add(key)
+        existing = await self._server.get_node(source).get_references(refs=reference)
+        if not any(r.NodeId == target and r.IsForward for r in existing):
+            await self._server.get_node(source).add_reference(target, reference, forward=True, bidirectional=True)
+
+
+def _handler(
+    condition: _Condition, signature: list[Any], action: Callable[[_Condition, bytes | None, str], Any]
+) -> type_methods.Handler:
+    @status_on_error
+    @requires(Role.OPERATOR)
+    async def call(parent: ua.NodeId, *args: Any) -> Any:
+        refusal = check_call(signature, args)
+        if refusal is not None:
+            return refusal
+        comment = args[1].Value
+        text = comment.Text if isinstance(comment, ua.LocalizedText) else None
+        await action(condition, args[0].Value, text or "")
+        return []
+
+    call.__name__ = getattr(action, "__name__", "call").strip("_")
+    return call
+
+
+async def _not_supported(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
+    return status_code(ua.StatusCodes.BadNotSupported)
+
+
+async def _subscribable(node: Node) -> None:
+    notifier = await node.read_event_notifier()
+    if ua.EventNotifier.SubscribeToEvents not in notifier:
+        await node.set_event_notifier({*notifier, ua.EventNotifier.SubscribeToEvents})
+
+
+async def _mandatory_names(type_node: Node) -> set[str]:
+    """Browse names of the Mandatory InstanceDeclarations of a type and its supertypes (10000-3 6.4.4)."""
+    names: set[str] = set()
+    current: Node | None = type_node
+    while current is not None and current.nodeid != node_id(ua.ObjectIds.BaseObjectType):
+        for child in await current.get_children():
+            rules = await child.get_referenced_nodes(ua.ObjectIds.HasModellingRule)
+            if any(r.nodeid == node_id(ua.ObjectIds.ModellingRule_Mandatory) for r in rules):
+                names.add((await child.read_browse_name()).Name or "")
+        parents = await current.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
+        current = parents[0] if parents else None
+    return names
+
+
+async def _drop_unserved_optionals(node: Node, mandatory: set[str]) -> None:
+    for child in await node.get_children():
+        name = (await child.read_browse_name()).Name or ""
+        if name not in mandatory and name not in _KEEP_OPTIONAL:
+            await delete_subtree(child)
+
+
+async def _variables(node: Node) -> dict[str, Node]:
+    """The condition's variables and their properties by field name ('Retain', 'ActiveState/Id')."""
+    found: dict[str, Node] = {}
+    for child in await node.get_children(nodeclassmask=ua.NodeClass.Variable):
+        name = (await child.read_browse_name()).Name or ""
+        found[name] = child
+        for sub in await child.get_children(nodeclassmask=ua.NodeClass.Variable):
+            found[f"{name}/{(await sub.read_browse_name()).Name}"] = sub
+    return found
