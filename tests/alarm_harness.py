@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from asyncua import Client, Node, Server, ua
 
 from sdk.opcua.alarm_store import JsonAlarmStore
 from sdk.opcua.alarms import OFF_NORMAL_ALARM, AlarmBook
+from sdk.opcua.history import History
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.service import new_server, start_listening
 from sdk.opcua.users import hash_password
@@ -33,7 +35,8 @@ def users_file(folder: Path) -> Path:
 @dataclass
 class AlarmRig:
     """A running server: ``book`` holds conditions "drift" (AlarmConditionType) on Pump2 and "offline"
-    (OffNormalAlarmType) on Pump3, both under the area object Monitor."""
+    (OffNormalAlarmType) on Pump3, both under the area object Monitor; ``history`` keeps Pump2's DriftScore
+    (Double) and the events of the Server object and of Monitor."""
 
     url: str
     server: Server
@@ -41,10 +44,14 @@ class AlarmRig:
     monitor: Node
     pump: Node
     ns: int
+    history: History
+    drift_score: Node
 
 
 @asynccontextmanager
-async def alarm_server(data_dir: Path, port: int | None = None) -> AsyncIterator[AlarmRig]:
+async def alarm_server(
+    data_dir: Path, port: int | None = None, period: timedelta = timedelta(days=7), count: int = 0
+) -> AsyncIterator[AlarmRig]:
     """Start the server on ``port`` (free one if None) with its alarm state in ``data_dir``; stop it on exit."""
     data_dir.mkdir(parents=True, exist_ok=True)
     users = data_dir / "users.toml" if (data_dir / "users.toml").exists() else users_file(data_dir)
@@ -55,14 +62,21 @@ async def alarm_server(data_dir: Path, port: int | None = None) -> AsyncIterator
     monitor = await server.nodes.objects.add_object(node_id("Monitor", ns), qname("Monitor", ns))
     pump = await monitor.add_object(node_id("Monitor.Pump2", ns), qname("Pump2", ns))
     pump3 = await monitor.add_object(node_id("Monitor.Pump3", ns), qname("Pump3", ns))
-    book = AlarmBook(server, JsonAlarmStore(data_dir / "alarms.json"))
+    score_id = node_id("Monitor.Pump2.DriftScore", ns)
+    drift_score = await pump.add_variable(score_id, qname("DriftScore", ns), ua.Variant(0.0, ua.VariantType.Double))
+    history = History(server, data_dir, period=period, count=count)
+    await history.start()
+    await history.historize([drift_score])
+    await history.historize_events(server.nodes.server)
+    await history.historize_events(monitor)
+    book = AlarmBook(server, JsonAlarmStore(data_dir / "alarms.json"), history=history)
     await book.start()
     await book.add("drift", pump, "Drift", area=monitor)
     await book.add("offline", pump3, "Offline", area=monitor, alarm_type=OFF_NORMAL_ALARM)
     async with AsyncExitStack() as stack:
         await start_listening(stack, server, url)
         try:
-            yield AlarmRig(url, server, book, monitor, pump, ns)
+            yield AlarmRig(url, server, book, monitor, pump, ns, history, drift_score)
         finally:
             await book.stop()
 

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from asyncua import Node, Server, ua
 from asyncua.common.events import Event
@@ -80,6 +80,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class EventRecorder(Protocol):
+    """Where notifications go besides subscribers (sdk.opcua.history.History keeps them for HistoryRead)."""
+
+    async def record(self, notifiers: Sequence[ua.NodeId], event: Event) -> None:
+        """Keep ``event`` as sent on ``notifiers``."""
+        ...
+
+
 @dataclass
 class _Condition:
     key: str
@@ -98,8 +106,15 @@ class _Condition:
 class AlarmBook:
     """The alarm conditions of one server, by key: created, raised, cleared, acknowledged, confirmed, kept."""
 
-    def __init__(self, server: Server, store: AlarmStore, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        server: Server,
+        store: AlarmStore,
+        clock: Callable[[], datetime] = utc_now,
+        history: EventRecorder | None = None,
+    ) -> None:
         self._server = server
+        self._history = history
         self._store = store
         self._clock = clock
         self._conditions: dict[str, _Condition] = {}
@@ -277,6 +292,8 @@ class AlarmBook:
         for notifier in condition.notifiers:
             condition.event.emitting_node = notifier
             await self._server.iserver.subscription_service.trigger_event(condition.event)
+        if self._history is not None:
+            await self._history.record(condition.notifiers, condition.event)
         _log.info(
             "alarm %s: active=%s acked=%s confirmed=%s severity=%d",
             condition.key,
