@@ -83,7 +83,10 @@ class JsonAlarmStore:
         """Write all states to a temporary file, fsync it and rename it over the old one."""
         text = _File(conditions=dict(states)).model_dump_json(indent=1)
         async with self._lock:
-            await asyncio.to_thread(_replace, self.path, text)
+            try:
+                await asyncio.to_thread(_replace, self.path, text)
+            except OSError as exc:
+                raise DatabaseUnusable(f"alarm state file {self.path} cannot be written: {exc}") from None
 
 
 def _replace(path: Path, text: str) -> None:

@@ -31,12 +31,14 @@ asyncua delivers an event only to monitored items on the exact node that emits i
 along HasNotifier), so the book emits each notification on the source, the area and the Server.
 asyncua's own ConditionRefresh is off unless ``bind_condition_methods`` is set and, when on, replays
 to the last emitting node only; the book serves both refresh methods itself (``condition_refresh``).
-Branches (10000-9 5.5.2 BranchId), shelving, suppression and Enable/Disable are not implemented:
-Enable, Disable and AddComment answer Bad_NotSupported except AddComment, which is served.
+AddComment (i=9029, 10000-9 5.5.6) is served like Acknowledge. Branches (5.5.2 BranchId), shelving,
+suppression and Enable/Disable (5.5.4, 5.5.5) are not: conditions are always enabled, and Enable and
+Disable answer Bad_NotSupported.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -46,16 +48,17 @@ from typing import Any, Protocol
 
 from asyncua import Node, Server, ua
 from asyncua.common.events import Event
+from asyncua.common.instantiate_util import _instantiate_node
 
 from sdk.errors import NotFound, OutOfRange, UsageError
 from sdk.opcua import condition_refresh, type_methods
 from sdk.opcua.alarm_store import AlarmState, AlarmStore
-from sdk.opcua.ids import delete_subtree, node_id, path_id, qname, status_code
+from sdk.opcua.ids import node_id, path_id, qname, status_code
 from sdk.opcua.methods import check_call, read_signature
 from sdk.opcua.sessions import current_user
 from sdk.opcua.status import StatusError, status_on_error
 from sdk.opcua.users import Role, requires
-from sdk.opcua.values import new_instance
+from sdk.opcua.values import fill_null_values, new_instance
 
 _log = logging.getLogger(__name__)
 
@@ -70,8 +73,7 @@ ADD_COMMENT = ua.ObjectIds.ConditionType_AddComment  # i=9029, 10000-9 5.5.6
 ENABLE = ua.ObjectIds.ConditionType_Enable  # i=9027, 10000-9 5.5.4
 DISABLE = ua.ObjectIds.ConditionType_Disable  # i=9028, 10000-9 5.5.5
 
-# Optional InstanceDeclarations kept on every condition; the other optional ones (shelving,
-# suppression, silencing, audible, out-of-service, alarm groups...) are features not served here.
+# The optional InstanceDeclarations every condition gets (10000-9 5.7.2).
 _KEEP_OPTIONAL = frozenset({"ConfirmedState", "Confirm"})
 
 
@@ -122,6 +124,9 @@ class AlarmBook:
         self._saved: dict[str, AlarmState] = {}
         self._references: set[tuple[ua.NodeId, int, ua.NodeId]] = set()
         self._stop_refresh: Callable[[], None] | None = None
+        self._optionals: dict[ua.NodeId, list[ua.ReferenceDescription]] = {}
+        # One state change at a time: two operators acknowledging at once must not both pass the check.
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Load the stored states and serve ConditionRefresh for this book's conditions."""
@@ -162,8 +167,7 @@ class AlarmBook:
         await _subscribable(source)
         type_node = self._server.get_node(node_id(alarm_type))
         nodeid = path_id(source.nodeid, name)
-        node = await new_instance(source, type_node, nodeid, qname(name, source.nodeid.NamespaceIndex), optional=True)
-        await _drop_unserved_optionals(node, await _mandatory_names(type_node))
+        node = await self._instantiate(source, type_node, nodeid, qname(name, source.nodeid.NamespaceIndex))
         await self._reference(source.nodeid, ua.ObjectIds.HasCondition, node.nodeid)
         condition = _Condition(
             key=key,
@@ -193,6 +197,22 @@ class AlarmBook:
         self._by_node[node.nodeid] = condition
         return node
 
+    async def _instantiate(self, source: Node, type_node: Node, nodeid: ua.NodeId, bname: ua.QualifiedName) -> Node:
+        """The mandatory InstanceDeclarations (10000-3 6.4.4) plus ConfirmedState and Confirm. The other optional
+        ones (shelving, suppression, silencing, out of service, alarm groups...) are features not served here;
+        instantiating them too would cost ten times as long."""
+        node = await new_instance(source, type_node, nodeid, bname, optional=False)
+        if type_node.nodeid not in self._optionals:
+            self._optionals[type_node.nodeid] = await _declarations(type_node, _KEEP_OPTIONAL)
+        for rdesc in self._optionals[type_node.nodeid]:
+            child_id = path_id(nodeid, rdesc.BrowseName.Name or "")
+            declaration = self._server.get_node(rdesc.NodeId)
+            # asyncua's instantiate() would give the child the declaration as its type; this is the step it uses
+            # for each child, with the declaration's own reference and type.
+            await _instantiate_node(node.session, declaration, nodeid, rdesc, child_id, rdesc.BrowseName)
+            await fill_null_values(self._server.get_node(child_id))
+        return node
+
     def state(self, key: str) -> AlarmState:
         """The current state of condition ``key``."""
         return self._condition(key).state
@@ -207,23 +227,25 @@ class AlarmBook:
         if not 1 <= severity <= 1000:
             raise OutOfRange(f"severity {severity} is not in 1..1000 (OPC 10000-5 6.4.2 BaseEventType)")
         condition = self._condition(key)
-        old = condition.state
-        if old.active and old.severity == severity and old.message == message:
-            return False
-        change: dict[str, Any] = {"active": True, "severity": severity, "message": message}
-        if not old.active:  # 10000-9 5.7.2: a new activation is unacknowledged and unconfirmed
-            change |= {"acked": False, "confirmed": False, "comment": "", "user": ""}
-        await self._change(condition, last_severity=old.severity, **change)
-        return True
+        async with self._lock:
+            old = condition.state
+            if old.active and old.severity == severity and old.message == message:
+                return False
+            change: dict[str, Any] = {"active": True, "severity": severity, "message": message}
+            if not old.active:  # 10000-9 5.7.2: a new activation is unacknowledged and unconfirmed
+                change |= {"acked": False, "confirmed": False, "comment": "", "user": ""}
+            await self._change(condition, last_severity=old.severity, **change)
+            return True
 
     async def clear(self, key: str, message: str) -> bool:
         """Make the condition inactive; it stays retained until acknowledged and confirmed. Returns whether
         it was active."""
         condition = self._condition(key)
-        if not condition.state.active:
-            return False
-        await self._change(condition, active=False, message=message, last_severity=condition.state.severity)
-        return True
+        async with self._lock:
+            if not condition.state.active:
+                return False
+            await self._change(condition, active=False, message=message, last_severity=condition.state.severity)
+            return True
 
     # --- method handlers (10000-9 5.7.3, 5.7.4, 5.5.6) ---------------------------------------------------
 
@@ -259,7 +281,7 @@ class AlarmBook:
         handlers: dict[int, type_methods.Handler] = {}
         for number, action in actions.items():
             signature = await read_signature(self._server.get_node(node_id(number)))
-            handlers[number] = _handler(condition, signature, action)
+            handlers[number] = _handler(condition, signature, action, self._lock)
         for number in (ENABLE, DISABLE):
             handlers[number] = _not_supported
         condition.stop_serving.append(type_methods.serve(self._server, condition.node.nodeid, handlers))
@@ -363,11 +385,18 @@ class AlarmBook:
 
 
 def _handler(
-    condition: _Condition, signature: list[Any], action: Callable[[_Condition, bytes | None, str], Any]
+    condition: _Condition,
+    signature: list[Any],
+    action: Callable[[_Condition, bytes | None, str], Any],
+    lock: asyncio.Lock,
 ) -> type_methods.Handler:
     @status_on_error
     @requires(Role.OPERATOR)
     async def call(parent: ua.NodeId, *args: Any) -> Any:
+        async with lock:
+            return await checked(*args)
+
+    async def checked(*args: Any) -> Any:
         refusal = check_call(signature, args)
         if refusal is not None:
             return refusal
@@ -390,25 +419,18 @@ async def _subscribable(node: Node) -> None:
         await node.set_event_notifier({*notifier, ua.EventNotifier.SubscribeToEvents})
 
 
-async def _mandatory_names(type_node: Node) -> set[str]:
-    """Browse names of the Mandatory InstanceDeclarations of a type and its supertypes (10000-3 6.4.4)."""
-    names: set[str] = set()
+async def _declarations(type_node: Node, names: frozenset[str]) -> list[ua.ReferenceDescription]:
+    """The InstanceDeclarations called ``names`` of a type or its nearest supertype that has them."""
+    found: dict[str, ua.ReferenceDescription] = {}
     current: Node | None = type_node
     while current is not None and current.nodeid != node_id(ua.ObjectIds.BaseObjectType):
-        for child in await current.get_children():
-            rules = await child.get_referenced_nodes(ua.ObjectIds.HasModellingRule)
-            if any(r.nodeid == node_id(ua.ObjectIds.ModellingRule_Mandatory) for r in rules):
-                names.add((await child.read_browse_name()).Name or "")
+        for rdesc in await current.get_children_descriptions():
+            name = rdesc.BrowseName.Name or ""
+            if name in names and name not in found:
+                found[name] = rdesc
         parents = await current.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
         current = parents[0] if parents else None
-    return names
-
-
-async def _drop_unserved_optionals(node: Node, mandatory: set[str]) -> None:
-    for child in await node.get_children():
-        name = (await child.read_browse_name()).Name or ""
-        if name not in mandatory and name not in _KEEP_OPTIONAL:
-            await delete_subtree(child)
+    return list(found.values())
 
 
 async def _variables(node: Node) -> dict[str, Node]:
