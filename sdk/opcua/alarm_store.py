@@ -26,6 +26,7 @@ class AlarmState(BaseModel):
     """One condition's persistent state (OPC 10000-9 5.5.2 ConditionType, 5.7.2 AcknowledgeableConditionType)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
     active: bool = False
     acked: bool = True
     confirmed: bool = True
@@ -40,8 +41,9 @@ class AlarmState(BaseModel):
 
     @property
     def retain(self) -> bool:
-        """OPC 10000-9 5.5.2 Retain: the condition still matters (active, or waiting for an operator)."""
-        return self.active or not self.acked or not self.confirmed
+        """OPC 10000-9 5.5.2 Retain: the condition still matters (active, or waiting for an operator); a
+        disabled condition never does (5.5.4)."""
+        return self.enabled and (self.active or not self.acked or not self.confirmed)
 
 
 class _File(BaseModel):

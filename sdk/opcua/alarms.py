@@ -31,9 +31,12 @@ asyncua delivers an event only to monitored items on the exact node that emits i
 along HasNotifier), so the book emits each notification on the source, the area and the Server.
 asyncua's own ConditionRefresh is off unless ``bind_condition_methods`` is set and, when on, replays
 to the last emitting node only; the book serves both refresh methods itself (``condition_refresh``).
-AddComment (i=9029, 10000-9 5.5.6) is served like Acknowledge. Branches (5.5.2 BranchId), shelving,
-suppression and Enable/Disable (5.5.4, 5.5.5) are not: conditions are always enabled, and Enable and
-Disable answer Bad_NotSupported.
+AddComment (i=9029, 10000-9 5.5.6) is served like Acknowledge. Disable (i=9028) and Enable (i=9027,
+5.5.4, 5.5.5) are for the Engineer role: a disabled condition sends one notification with
+EnabledState/Id False and Retain False, then nothing until enabled again (its state still follows
+``raise_`` and ``clear``); Enable sends its current state. Acknowledge, Confirm and AddComment on a
+disabled condition get Bad_ConditionDisabled. Branches (5.5.2 BranchId), shelving and suppression
+are not implemented.
 """
 
 from __future__ import annotations
@@ -188,8 +191,6 @@ class AlarmBook:
         await self._write(condition, "SourceNode", source.nodeid, ua.VariantType.NodeId)
         await self._write(condition, "SourceName", condition.source_name, ua.VariantType.String)
         await self._write(condition, "EventType", type_node.nodeid, ua.VariantType.NodeId)
-        await self._write(condition, "EnabledState", ua.LocalizedText("Enabled"), ua.VariantType.LocalizedText)
-        await self._write(condition, "EnabledState/Id", True, ua.VariantType.Boolean)
         await self._write(condition, "Quality", status_code(ua.StatusCodes.Good), ua.VariantType.StatusCode)
         await self._show(condition)
         await self._serve_methods(condition)
@@ -223,7 +224,8 @@ class AlarmBook:
 
     async def raise_(self, key: str, severity: int, message: str) -> bool:
         """Make the condition active (a new activation needs acknowledging and confirming again) with this
-        severity and message; returns whether anything changed (and an event was sent)."""
+        severity and message; returns whether the state changed (a notification is sent unless the
+        condition is disabled)."""
         if not 1 <= severity <= 1000:
             raise OutOfRange(f"severity {severity} is not in 1..1000 (OPC 10000-5 6.4.2 BaseEventType)")
         condition = self._condition(key)
@@ -247,7 +249,17 @@ class AlarmBook:
             await self._change(condition, active=False, message=message, last_severity=condition.state.severity)
             return True
 
-    # --- method handlers (10000-9 5.7.3, 5.7.4, 5.5.6) ---------------------------------------------------
+    # --- method handlers (10000-9 5.7.3, 5.7.4, 5.5.4-5.5.6) -----------------------------------------------
+
+    async def _enable(self, condition: _Condition) -> None:
+        if condition.state.enabled:
+            raise StatusError(ua.StatusCodes.BadConditionAlreadyEnabled, f"{condition.key} is enabled")
+        await self._change(condition, enabled=True)
+
+    async def _disable(self, condition: _Condition) -> None:
+        if not condition.state.enabled:
+            raise StatusError(ua.StatusCodes.BadConditionAlreadyDisabled, f"{condition.key} is disabled")
+        await self._change(condition, enabled=False)
 
     async def _acknowledge(self, condition: _Condition, event_id: bytes | None, comment: str) -> None:
         self._check_event_id(condition, event_id)
@@ -267,6 +279,8 @@ class AlarmBook:
 
     @staticmethod
     def _check_event_id(condition: _Condition, event_id: bytes | None) -> None:
+        if not condition.state.enabled:
+            raise StatusError(ua.StatusCodes.BadConditionDisabled, f"{condition.key} is disabled")
         # 10000-9 5.7.3: the EventId names the notification the operator saw; an older one is unknown.
         if not event_id or event_id.hex() != condition.state.event_id:
             raise StatusError(ua.StatusCodes.BadEventIdUnknown, f"{condition.key}: not its latest EventId")
@@ -282,8 +296,9 @@ class AlarmBook:
         for number, action in actions.items():
             signature = await read_signature(self._server.get_node(node_id(number)))
             handlers[number] = _handler(condition, signature, action, self._lock)
-        for number in (ENABLE, DISABLE):
-            handlers[number] = _not_supported
+        for number, toggle in ((ENABLE, self._enable), (DISABLE, self._disable)):
+            signature = await read_signature(self._server.get_node(node_id(number)))
+            handlers[number] = _toggle_handler(condition, signature, toggle, self._lock)
         condition.stop_serving.append(type_methods.serve(self._server, condition.node.nodeid, handlers))
         # The condition's own method nodes (instances of the type's declarations) answer the same way.
         own = {"Acknowledge": ACKNOWLEDGE, "Confirm": CONFIRM, "AddComment": ADD_COMMENT, "Enable": ENABLE}
@@ -311,14 +326,17 @@ class AlarmBook:
         previous, condition.state = condition.state, state
         await self._show(condition, previous)
         assert condition.event is not None
+        if not (previous.enabled or state.enabled):
+            return  # 10000-9 5.5.4: a disabled condition sends nothing
         for notifier in condition.notifiers:
             condition.event.emitting_node = notifier
             await self._server.iserver.subscription_service.trigger_event(condition.event)
         if self._history is not None:
             await self._history.record(condition.notifiers, condition.event)
         _log.info(
-            "alarm %s: active=%s acked=%s confirmed=%s severity=%d",
+            "alarm %s: enabled=%s active=%s acked=%s confirmed=%s severity=%d",
             condition.key,
+            state.enabled,
             state.active,
             state.acked,
             state.confirmed,
@@ -340,6 +358,8 @@ class AlarmBook:
         await w(condition, "LastSeverity/SourceTimestamp", s.time, ua.VariantType.DateTime)
         await w(condition, "Quality/SourceTimestamp", s.time, ua.VariantType.DateTime)
         await w(condition, "Retain", s.retain, b)
+        await w(condition, "EnabledState", ua.LocalizedText("Enabled" if s.enabled else "Disabled"), lt)
+        await w(condition, "EnabledState/Id", s.enabled, b)
         await w(condition, "ActiveState", ua.LocalizedText("Active" if s.active else "Inactive"), lt)
         await w(condition, "ActiveState/Id", s.active, b)
         await w(condition, "AckedState", ua.LocalizedText("Acknowledged" if s.acked else "Unacknowledged"), lt)
@@ -406,6 +426,25 @@ def _handler(
         return []
 
     call.__name__ = getattr(action, "__name__", "call").strip("_")
+    return call
+
+
+def _toggle_handler(
+    condition: _Condition,
+    signature: list[Any],
+    action: Callable[[_Condition], Any],
+    lock: asyncio.Lock,
+) -> type_methods.Handler:
+    @status_on_error
+    @requires(Role.ENGINEER)
+    async def call(parent: ua.NodeId, *args: Any) -> Any:
+        refusal = check_call(signature, args)
+        if refusal is not None:
+            return refusal
+        async with lock:
+            await action(condition)
+        return []
+
     return call
 
 

@@ -152,8 +152,26 @@ async def test_acknowledge_and_confirm_with_the_latest_event_id_by_operator_or_e
                 commented = await _alarm(events)
                 assert _field(commented, "Comment").Text == "sensor replaced"
                 assert rig.book.state("drift").user == "eng"
-                enable = op.get_node(cond).call_method(node_id(ua.ObjectIds.ConditionType_Disable))
-                assert await _status_of(enable) == "BadNotSupported"
+                # Disable (Engineer only): one notification with Retain False, then silence until Enable
+                disable, enable = (
+                    node_id(ua.ObjectIds.ConditionType_Disable),
+                    node_id(ua.ObjectIds.ConditionType_Enable),
+                )
+                assert await _status_of(op.get_node(cond).call_method(disable)) == "BadUserAccessDenied"
+                assert await _status_of(eng.get_node(cond).call_method(disable)) == "Good"
+                disabled = await _alarm(events)
+                assert _field(disabled, "EnabledState/Id") is False and _field(disabled, "Retain") is False
+                assert _field(disabled, "EnabledState").Text == "Disabled"
+                assert await _status_of(eng.get_node(cond).call_method(disable)) == "BadConditionAlreadyDisabled"
+                assert await rig.book.raise_("drift", 900, "worse")  # changes the state, sends nothing
+                latest = bytes.fromhex(rig.book.state("drift").event_id)
+                ack = op.get_node(cond).call_method(node_id(ACKNOWLEDGE), latest, comment)
+                assert await _status_of(ack) == "BadConditionDisabled"
+                assert await _status_of(eng.get_node(cond).call_method(enable)) == "Good"
+                enabled = await _alarm(events)  # the next notification: Enable's, with the state reached meanwhile
+                assert _field(enabled, "EnabledState/Id") is True and _field(enabled, "Severity") == 900
+                assert _field(enabled, "Retain") is True and _field(enabled, "AckedState/Id") is True
+                assert await _status_of(eng.get_node(cond).call_method(enable)) == "BadConditionAlreadyEnabled"
                 await rig.book.clear("drift", "ok")
                 cleared = await _alarm(events)
                 assert _field(cleared, "ActiveState/Id") is False and _field(cleared, "Retain") is False
