@@ -51,17 +51,16 @@ from typing import Any, Protocol
 
 from asyncua import Node, Server, ua
 from asyncua.common.events import Event
-from asyncua.common.instantiate_util import _instantiate_node
 
 from sdk.errors import NotFound, OutOfRange, UsageError
 from sdk.opcua import condition_refresh, type_methods
 from sdk.opcua.alarm_store import AlarmState, AlarmStore
-from sdk.opcua.ids import node_id, path_id, qname, status_code
+from sdk.opcua.condition_nodes import ConditionNodes, field_nodes, snapshot, subscribable
+from sdk.opcua.ids import delete_subtree, node_id, path_id, qname, status_code
 from sdk.opcua.methods import check_call, read_signature
 from sdk.opcua.sessions import current_user
 from sdk.opcua.status import StatusError, status_on_error
 from sdk.opcua.users import Role, requires
-from sdk.opcua.values import fill_null_values, new_instance
 
 _log = logging.getLogger(__name__)
 
@@ -75,9 +74,6 @@ CONFIRM = ua.ObjectIds.AcknowledgeableConditionType_Confirm  # i=9113, 10000-9 5
 ADD_COMMENT = ua.ObjectIds.ConditionType_AddComment  # i=9029, 10000-9 5.5.6
 ENABLE = ua.ObjectIds.ConditionType_Enable  # i=9027, 10000-9 5.5.4
 DISABLE = ua.ObjectIds.ConditionType_Disable  # i=9028, 10000-9 5.5.5
-
-# The optional InstanceDeclarations every condition gets (10000-9 5.7.2).
-_KEEP_OPTIONAL = frozenset({"ConfirmedState", "Confirm"})
 
 
 def utc_now() -> datetime:
@@ -123,11 +119,9 @@ class AlarmBook:
         self._store = store
         self._clock = clock
         self._conditions: dict[str, _Condition] = {}
-        self._by_node: dict[ua.NodeId, _Condition] = {}
         self._saved: dict[str, AlarmState] = {}
-        self._references: set[tuple[ua.NodeId, int, ua.NodeId]] = set()
         self._stop_refresh: Callable[[], None] | None = None
-        self._optionals: dict[ua.NodeId, list[ua.ReferenceDescription]] = {}
+        self._nodes = ConditionNodes(server)
         # One state change at a time: two operators acknowledging at once must not both pass the check.
         self._lock = asyncio.Lock()
 
@@ -164,14 +158,14 @@ class AlarmBook:
         server_id = node_id(ua.ObjectIds.Server)
         parent_notifier = area.nodeid if area is not None else server_id
         if area is not None:
-            await self._reference(server_id, ua.ObjectIds.HasNotifier, area.nodeid)
-            await _subscribable(area)
-        await self._reference(parent_notifier, ua.ObjectIds.HasEventSource, source.nodeid)
-        await _subscribable(source)
+            await self._nodes.reference(server_id, ua.ObjectIds.HasNotifier, area.nodeid)
+            await subscribable(area)
+        await self._nodes.reference(parent_notifier, ua.ObjectIds.HasEventSource, source.nodeid)
+        await subscribable(source)
         type_node = self._server.get_node(node_id(alarm_type))
         nodeid = path_id(source.nodeid, name)
-        node = await self._instantiate(source, type_node, nodeid, qname(name, source.nodeid.NamespaceIndex))
-        await self._reference(source.nodeid, ua.ObjectIds.HasCondition, node.nodeid)
+        node = await self._nodes.instantiate(source, type_node, nodeid, qname(name, source.nodeid.NamespaceIndex))
+        await self._nodes.reference(source.nodeid, ua.ObjectIds.HasCondition, node.nodeid)
         condition = _Condition(
             key=key,
             node=node,
@@ -180,7 +174,7 @@ class AlarmBook:
             name=name,
             type_id=type_node.nodeid,
             notifiers=[source.nodeid, *([area.nodeid] if area is not None else []), server_id],
-            variables=await _variables(node),
+            variables=await field_nodes(node),
             state=self._saved.get(key, AlarmState()),
         )
         class_node = self._server.get_node(node_id(condition_class))
@@ -195,24 +189,21 @@ class AlarmBook:
         await self._show(condition)
         await self._serve_methods(condition)
         self._conditions[key] = condition
-        self._by_node[node.nodeid] = condition
         return node
 
-    async def _instantiate(self, source: Node, type_node: Node, nodeid: ua.NodeId, bname: ua.QualifiedName) -> Node:
-        """The mandatory InstanceDeclarations (10000-3 6.4.4) plus ConfirmedState and Confirm. The other optional
-        ones (shelving, suppression, silencing, out of service, alarm groups...) are features not served here;
-        instantiating them too would cost ten times as long."""
-        node = await new_instance(source, type_node, nodeid, bname, optional=False)
-        if type_node.nodeid not in self._optionals:
-            self._optionals[type_node.nodeid] = await _declarations(type_node, _KEEP_OPTIONAL)
-        for rdesc in self._optionals[type_node.nodeid]:
-            child_id = path_id(nodeid, rdesc.BrowseName.Name or "")
-            declaration = self._server.get_node(rdesc.NodeId)
-            # asyncua's instantiate() would give the child the declaration as its type; this is the step it uses
-            # for each child, with the declaration's own reference and type.
-            await _instantiate_node(node.session, declaration, nodeid, rdesc, child_id, rdesc.BrowseName)
-            await fill_null_values(self._server.get_node(child_id))
-        return node
+    async def remove(self, key: str) -> None:
+        """Delete condition ``key`` (its source is gone): a last notification with Retain False if it was
+        retained, so alarm lists drop it (10000-9 5.5.2), then its node, its method handlers and its state."""
+        condition = self._condition(key)
+        async with self._lock:
+            if condition.state.retain:
+                await self._change(condition, enabled=False)
+            for stop in condition.stop_serving:
+                stop()
+            await delete_subtree(condition.node)
+            del self._conditions[key]
+            self._saved.pop(key, None)
+            await self._store.save(self._saved)
 
     def state(self, key: str) -> AlarmState:
         """The current state of condition ``key``."""
@@ -374,34 +365,15 @@ class AlarmBook:
                 await w(condition, f"{name}/TransitionTime", s.time, ua.VariantType.DateTime)
         if previous is None or previous.confirmed != s.confirmed:
             await w(condition, "ConfirmedState/TransitionTime", s.time, ua.VariantType.DateTime)
-        condition.event = await self._snapshot(condition)
+        condition.event = await snapshot(condition.node.nodeid, condition.source, condition.variables)
 
     async def _write(self, condition: _Condition, path: str, value: Any, kind: ua.VariantType) -> None:
         node = condition.variables.get(path)
         if node is not None:
             await node.write_value(ua.Variant(value, kind))
 
-    async def _snapshot(self, condition: _Condition) -> Event:
-        event = Event(condition.source)
-        for path, node in condition.variables.items():
-            value = (await node.read_data_value(raise_on_bad_status=False)).Value
-            if value is not None:
-                event.add_property(path, value.Value, value.VariantType)
-        # 10000-9 5.5.2: ConditionId is the NodeId attribute of the condition (empty BrowsePath).
-        event.add_property("NodeId", condition.node.nodeid, ua.VariantType.NodeId)
-        return event
-
     def _retained_events(self) -> list[tuple[Event, list[ua.NodeId]]]:
         return [(c.event, c.notifiers) for c in self._conditions.values() if c.event is not None and c.state.retain]
-
-    async def _reference(self, source: ua.NodeId, reference: int, target: ua.NodeId) -> None:
-        key = (source, reference, target)
-        if key in self._references:
-            return
-        self._references.add(key)
-        existing = await self._server.get_node(source).get_references(refs=reference)
-        if not any(r.NodeId == target and r.IsForward for r in existing):
-            await self._server.get_node(source).add_reference(target, reference, forward=True, bidirectional=True)
 
 
 def _handler(
@@ -450,34 +422,3 @@ def _toggle_handler(
 
 async def _not_supported(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
     return status_code(ua.StatusCodes.BadNotSupported)
-
-
-async def _subscribable(node: Node) -> None:
-    notifier = await node.read_event_notifier()
-    if ua.EventNotifier.SubscribeToEvents not in notifier:
-        await node.set_event_notifier({*notifier, ua.EventNotifier.SubscribeToEvents})
-
-
-async def _declarations(type_node: Node, names: frozenset[str]) -> list[ua.ReferenceDescription]:
-    """The InstanceDeclarations called ``names`` of a type or its nearest supertype that has them."""
-    found: dict[str, ua.ReferenceDescription] = {}
-    current: Node | None = type_node
-    while current is not None and current.nodeid != node_id(ua.ObjectIds.BaseObjectType):
-        for rdesc in await current.get_children_descriptions():
-            name = rdesc.BrowseName.Name or ""
-            if name in names and name not in found:
-                found[name] = rdesc
-        parents = await current.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
-        current = parents[0] if parents else None
-    return list(found.values())
-
-
-async def _variables(node: Node) -> dict[str, Node]:
-    """The condition's variables and their properties by field name ('Retain', 'ActiveState/Id')."""
-    found: dict[str, Node] = {}
-    for child in await node.get_children(nodeclassmask=ua.NodeClass.Variable):
-        name = (await child.read_browse_name()).Name or ""
-        found[name] = child
-        for sub in await child.get_children(nodeclassmask=ua.NodeClass.Variable):
-            found[f"{name}/{(await sub.read_browse_name()).Name}"] = sub
-    return found

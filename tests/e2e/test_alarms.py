@@ -224,6 +224,26 @@ async def test_alarm_state_survives_a_restart(tmp_path: Path) -> None:
         assert rig.book.state("drift").acked
 
 
+async def test_a_removed_condition_leaves_the_alarm_list_and_can_come_back(tmp_path: Path) -> None:
+    async with alarm_server(tmp_path) as rig, connect(rig.url, "op") as op, _subscribed(op) as (events, _):
+        await rig.book.raise_("offline", 900, "Pump3 offline")
+        raised = await _alarm(events)
+        node = rig.book.node("offline")
+        source = await node.get_parent()
+        assert source is not None
+        await rig.book.remove("offline")
+        last = await _alarm(events)
+        assert _field(last, "NodeId") == node.nodeid and _field(last, "Retain") is False
+        call = op.get_node(node.nodeid).call_method(
+            node_id(ACKNOWLEDGE), _field(raised, "EventId"), ua.LocalizedText("")
+        )
+        assert await _status_of(call) in ("BadNodeIdUnknown", "BadNodeIdInvalid")
+        assert await source.get_referenced_nodes(ua.ObjectIds.HasCondition) == []
+        again = await rig.book.add("offline", source, "Offline", area=rig.monitor)
+        assert again.nodeid == node.nodeid and not rig.book.state("offline").active  # a fresh state
+        assert [c.nodeid for c in await source.get_referenced_nodes(ua.ObjectIds.HasCondition)] == [node.nodeid]
+
+
 async def test_the_rig_is_what_the_tests_think(tmp_path: Path) -> None:
     async with alarm_server(tmp_path) as rig:
         assert isinstance(rig, AlarmRig)
