@@ -28,7 +28,10 @@ What a SCADA engineer configures:
   Bad_ConditionBranchAlreadyAcked, a repeated confirm Bad_ConditionBranchAlreadyConfirmed.
 
 asyncua delivers an event only to monitored items on the exact node that emits it (no propagation
-along HasNotifier), so the book emits each notification on the source, the area and the Server.
+along HasNotifier), so the book emits each notification on the source, the area and the Server,
+handing it to the server's subscription service itself: asyncua's EventGenerator makes a new EventId
+and Time at each trigger (three different notifications for one change) and adds GeneratesEvent
+references from the emitting object, which 10000-3 7.17 allows only from types and methods.
 asyncua's own ConditionRefresh is off unless ``bind_condition_methods`` is set and, when on, replays
 to the last emitting node only; the book serves both refresh methods itself (``condition_refresh``).
 AddComment (i=9029, 10000-9 5.5.6) is served like Acknowledge. Disable (i=9028) and Enable (i=9027,

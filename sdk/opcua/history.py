@@ -24,6 +24,11 @@ Model Monitor area object with the same select clauses as the live alarm list.
 asyncua cannot store variables with string NodeIds (it refuses its own table name for them); here
 each variable's table is named after a hash of its NodeId instead.
 
+asyncua's history manager samples each variable through an internal subscription with a 10 ms
+publishing interval and a queue of one: of several changes within 10 ms only the last is stored.
+Event reads apply the EventFilter's SelectClauses, not its WhereClause (asyncua's HistoryManager
+does not evaluate it); HistoryUpdate is refused (BadNotWritable).
+
 Values a client writes without a SourceTimestamp (asyncua keeps it null) are stored with their
 ServerTimestamp or the time they arrive, so a time-range read finds them.
 """
