@@ -69,7 +69,7 @@ async def alarm_server(
     await history.historize([drift_score])
     await history.historize_events(server.nodes.server)
     await history.historize_events(monitor)
-    book = AlarmBook(server, JsonAlarmStore(data_dir / "alarms.json"), history=history)
+    book = AlarmBook(server, JsonAlarmStore.in_dir(data_dir), history=history)
     await book.start()
     await book.add("drift", pump, "Drift", area=monitor)
     await book.add("offline", pump3, "Offline", area=monitor, alarm_type=OFF_NORMAL_ALARM)

@@ -63,12 +63,20 @@ class AlarmStore(Protocol):
         ...
 
 
+FILE_NAME = "alarms.json"
+
+
 class JsonAlarmStore:
     """Condition states in one JSON file, replaced atomically."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> JsonAlarmStore:
+        """The store ``<data_dir>/alarms.json``."""
+        return cls(data_dir / FILE_NAME)
 
     async def load(self) -> dict[str, AlarmState]:
         """The stored states; a damaged file is a DatabaseUnusable naming it (never silently reset)."""

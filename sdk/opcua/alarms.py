@@ -56,7 +56,7 @@ from asyncua import Node, Server, ua
 from asyncua.common.events import Event
 
 from sdk.errors import NotFound, OutOfRange, UsageError
-from sdk.opcua import condition_refresh, type_methods
+from sdk.opcua import condition_refresh, sessions, type_methods
 from sdk.opcua.alarm_store import AlarmState, AlarmStore
 from sdk.opcua.condition_nodes import ConditionNodes, field_nodes, snapshot, subscribable
 from sdk.opcua.ids import delete_subtree, node_id, path_id, qname, status_code
@@ -130,6 +130,7 @@ class AlarmBook:
 
     async def start(self) -> None:
         """Load the stored states and serve ConditionRefresh for this book's conditions."""
+        sessions.install()  # method handlers learn the caller's role from it (new_server installs it too)
         self._saved = await self._store.load()
         self._stop_refresh = await condition_refresh.serve(self._server, self._retained_events)
 
