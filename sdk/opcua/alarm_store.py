@@ -10,6 +10,8 @@ default: one JSON file, replaced in one step (write a temporary file, fsync, ren
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime
@@ -20,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdk.errors import DatabaseUnusable
 from sdk.opcua.values import NO_DATE
+
+_log = logging.getLogger(__name__)
 
 
 class AlarmState(BaseModel):
@@ -72,6 +76,8 @@ class JsonAlarmStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = asyncio.Lock()
+        self.unreadable: list[str] = []
+        """Keys of stored states left out by the last ``load`` ("*": the whole file)."""
 
     @classmethod
     def in_dir(cls, data_dir: Path) -> JsonAlarmStore:
@@ -79,15 +85,28 @@ class JsonAlarmStore:
         return cls(data_dir / FILE_NAME)
 
     async def load(self) -> dict[str, AlarmState]:
-        """The stored states; a damaged file is a DatabaseUnusable naming it (never silently reset)."""
+        """The stored states. A state that does not validate is left out and named in ``unreadable``; a file
+        that is not JSON at all is moved aside to ``<name>.damaged``: neither stops a server from starting
+        (DESIGN.md, Principles), both are logged as errors."""
         try:
             text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
         except FileNotFoundError:
             return {}
-        try:
-            return dict(_File.model_validate_json(text).conditions)
-        except ValidationError as exc:
-            raise DatabaseUnusable(f"alarm state file {self.path} is invalid: {str(exc).splitlines()[0]}") from None
+        entries = _entries(text)
+        if entries is None:
+            aside = self.path.with_name(self.path.name + ".damaged")
+            _log.error("alarm state file %s is unreadable: moved to %s, alarms start cleared", self.path, aside)
+            await asyncio.to_thread(os.replace, self.path, aside)
+            self.unreadable = ["*"]
+            return {}
+        states: dict[str, AlarmState] = {}
+        for key, entry in entries.items():
+            try:
+                states[key] = AlarmState.model_validate(entry)
+            except ValidationError as exc:
+                _log.error("alarm %r: stored state is unreadable and left out: %s", key, str(exc).splitlines()[0])
+                self.unreadable.append(key)
+        return states
 
     async def save(self, states: Mapping[str, AlarmState]) -> None:
         """Write all states to a temporary file, fsync it and rename it over the old one."""
@@ -97,6 +116,15 @@ class JsonAlarmStore:
                 await asyncio.to_thread(_replace, self.path, text)
             except OSError as exc:
                 raise DatabaseUnusable(f"alarm state file {self.path} cannot be written: {exc}") from None
+
+
+def _entries(text: str) -> dict[str, object] | None:
+    """The file's "conditions" object, or None when the text is not such a file."""
+    try:
+        entries = json.loads(text).get("conditions")
+    except (ValueError, AttributeError):
+        return None
+    return entries if isinstance(entries, dict) else None
 
 
 def _replace(path: Path, text: str) -> None:

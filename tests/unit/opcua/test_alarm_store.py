@@ -25,10 +25,26 @@ async def test_states_round_trip_and_the_file_is_replaced_whole(tmp_path: Path) 
     assert AlarmState(acked=True, confirmed=False).retain  # waiting for a confirmation
 
 
-async def test_a_damaged_file_is_refused_with_its_name(tmp_path: Path) -> None:
+async def test_an_unreadable_state_is_left_out_and_a_damaged_file_moved_aside(tmp_path: Path) -> None:
     path = tmp_path / "alarms.json"
-    path.write_text('{"conditions": {"drift": {"severity": 5000}}}')
-    with pytest.raises(DatabaseUnusable, match="alarms.json"):
-        await JsonAlarmStore(path).load()
+    good = AlarmState(active=True, acked=False, confirmed=False, severity=700)
+    path.write_text(
+        '{"conditions": {"drift": ' + good.model_dump_json() + ', "offline": {"severity": 5000}}}', encoding="utf-8"
+    )
+    store = JsonAlarmStore(path)
+    assert await store.load() == {"drift": good}
+    assert store.unreadable == ["offline"]
+    path.write_text("{not json", encoding="utf-8")
+    store = JsonAlarmStore(path)
+    assert await store.load() == {}
+    assert store.unreadable == ["*"] and not path.exists()
+    assert (tmp_path / "alarms.json.damaged").read_text(encoding="utf-8") == "{not json"
     with pytest.raises(ValidationError):
         AlarmState(severity=0)  # OPC 10000-5 6.4.2: 1..1000
+
+
+async def test_a_state_file_that_cannot_be_written_is_a_database_error(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "alarms.json").mkdir()  # a folder where the file should be: os.replace fails
+    with pytest.raises(DatabaseUnusable, match="cannot be written"):
+        await JsonAlarmStore(tmp_path / "ro" / "alarms.json").save({"drift": AlarmState()})
