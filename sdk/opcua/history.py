@@ -35,10 +35,12 @@ ServerTimestamp or the time they arrive, so a time-range read finds them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -178,11 +180,27 @@ class History:
         self._event_notifiers: set[ua.NodeId] = set()
 
     async def start(self) -> None:
-        """Open the file and make it the server's history storage (before the server starts serving)."""
+        """Open the file and make it the server's history storage (before the server starts serving).
+
+        A file that is not an SQLite database is moved to ``history.sqlite3.damaged`` and history starts
+        empty: lost trends must not keep the server from starting (DESIGN.md, Principles)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        await self._storage.init()
-        # asyncua closes the storage when the server stops (HistoryManager.stop).
+        try:
+            await self._storage.init()
+        except sqlite3.DatabaseError as exc:
+            await self._storage.stop()
+            aside = self.path.with_name(self.path.name + ".damaged")
+            _log.error("history file %s is unusable (%s): moved to %s, history starts empty", self.path, exc, aside)
+            await asyncio.to_thread(os.replace, self.path, aside)
+            self._storage = _Storage(self.path, self._period, self._count)
+            await self._storage.init()
+        # asyncua closes the storage when the server stops (HistoryManager.stop); ``close`` is for a server
+        # that never started.
         self._server.iserver.history_manager.set_storage(self._storage)
+
+    async def close(self) -> None:
+        """Close the file if the server did not (it was never started); harmless after a server stop."""
+        await self._storage.stop()
 
     async def historize(self, nodes: Sequence[Node]) -> None:
         """Store every value change of ``nodes`` from now on (Historizing=True, AccessLevel HistoryRead)."""

@@ -139,3 +139,12 @@ async def test_storing_history_does_not_stall_the_event_loop(tmp_path: Path) -> 
         # A loop that ran SQLite inline would stall for each commit (fsync); a shared 2-core machine
         # still sees scheduling noise, so only a stall of a tenth of a second counts.
         assert lateness[len(lateness) // 2] < 0.02 and lateness[-1] < 0.1, (lateness[len(lateness) // 2], lateness[-1])
+
+
+async def test_a_damaged_history_file_is_moved_aside_and_history_starts_empty(tmp_path: Path) -> None:
+    (tmp_path / FILE_NAME).write_bytes(b"this is no SQLite database" * 100)
+    async with alarm_server(tmp_path) as rig:
+        await rig.drift_score.write_value(data_value(ua.Variant(3.5, ua.VariantType.Double)))
+        await wait_for(lambda: _has_latest(rig.drift_score, 3.5), what="3.5 stored")
+    assert (tmp_path / (FILE_NAME + ".damaged")).read_bytes().startswith(b"this is no SQLite")
+    await rig.history.close()  # harmless after the server closed it
