@@ -136,9 +136,10 @@ async def test_storing_history_does_not_stall_the_event_loop(tmp_path: Path) -> 
         stop.set()
         await task
         lateness.sort()
-        # A loop that ran SQLite inline would stall for each commit (fsync); a shared 2-core machine
-        # still sees scheduling noise, so only a stall of a tenth of a second counts.
-        assert lateness[len(lateness) // 2] < 0.02 and lateness[-1] < 0.1, (lateness[len(lateness) // 2], lateness[-1])
+        # A loop that ran SQLite inline would stall at each commit (an fsync per stored value); the machine is
+        # shared, so a single late wake-up proves nothing: the 95th percentile must stay under 50 ms.
+        p95 = lateness[int(len(lateness) * 0.95)]
+        assert p95 < 0.05, (p95, lateness[-1])
 
 
 async def test_a_damaged_history_file_is_moved_aside_and_history_starts_empty(tmp_path: Path) -> None:
