@@ -35,7 +35,7 @@ references from the emitting object, which 10000-3 7.17 allows only from types a
 asyncua's own ConditionRefresh is off unless ``bind_condition_methods`` is set and, when on, replays
 to the last emitting node only; the book serves both refresh methods itself (``condition_refresh``).
 AddComment (i=9029, 10000-9 5.5.6) is served like Acknowledge. Disable (i=9028) and Enable (i=9027,
-5.5.4, 5.5.5) are for the Engineer role: a disabled condition sends one notification with
+5.5.5, 5.5.4) are for the Engineer role: a disabled condition sends one notification with
 EnabledState/Id False and Retain False, then nothing until enabled again (its state still follows
 ``raise_`` and ``clear``); Enable sends its current state. Acknowledge, Confirm and AddComment on a
 disabled condition get Bad_ConditionDisabled. Branches (5.5.2 BranchId), shelving and suppression
@@ -70,13 +70,13 @@ _log = logging.getLogger(__name__)
 ALARM_CONDITION = ua.ObjectIds.AlarmConditionType
 """10000-9 5.8.2: an alarm without a more specific meaning (a figure over or under a threshold)."""
 OFF_NORMAL_ALARM = ua.ObjectIds.OffNormalAlarmType
-"""10000-9 5.8.23: a discrete alarm, active while something is not in its normal state (offline, failed)."""
+"""10000-9 5.8.24.2: a discrete alarm, active while something is not in its normal state (offline, failed)."""
 
 ACKNOWLEDGE = ua.ObjectIds.AcknowledgeableConditionType_Acknowledge  # i=9111, 10000-9 5.7.3
 CONFIRM = ua.ObjectIds.AcknowledgeableConditionType_Confirm  # i=9113, 10000-9 5.7.4
 ADD_COMMENT = ua.ObjectIds.ConditionType_AddComment  # i=9029, 10000-9 5.5.6
-ENABLE = ua.ObjectIds.ConditionType_Enable  # i=9027, 10000-9 5.5.4
-DISABLE = ua.ObjectIds.ConditionType_Disable  # i=9028, 10000-9 5.5.5
+ENABLE = ua.ObjectIds.ConditionType_Enable  # i=9027, 10000-9 5.5.5
+DISABLE = ua.ObjectIds.ConditionType_Disable  # i=9028, 10000-9 5.5.4
 
 
 def utc_now() -> datetime:
