@@ -34,8 +34,8 @@ and Time at each trigger (three different notifications for one change) and adds
 references from the emitting object, which 10000-3 7.17 allows only from types and methods.
 asyncua's own ConditionRefresh is off unless ``bind_condition_methods`` is set and, when on, replays
 to the last emitting node only; the book serves both refresh methods itself (``condition_refresh``).
-AddComment (i=9029, 10000-9 5.5.6) is served like Acknowledge. Disable (i=9028) and Enable (i=9027,
-5.5.5, 5.5.4) are for the Engineer role: a disabled condition sends one notification with
+AddComment (i=9029, 10000-9 5.5.6) is served like Acknowledge. Disable (i=9028, 5.5.4) and Enable
+(i=9027, 5.5.5) are for the Engineer role: a disabled condition sends one notification with
 EnabledState/Id False and Retain False, then nothing until enabled again (its state still follows
 ``raise_`` and ``clear``); Enable sends its current state. Acknowledge, Confirm and AddComment on a
 disabled condition get Bad_ConditionDisabled. Branches (5.5.2 BranchId), shelving and suppression
