@@ -19,7 +19,8 @@ What a SCADA engineer configures:
 - Select the fields above (a type's fields are those of the event type's InstanceDeclarations) and,
   if a WhereClause is used, InList on EventType: asyncua's OfType operator matches the exact type
   only, so OfType ConditionType would filter every alarm out.
-- After connecting, call ConditionRefresh (Server object, method i=3875, the subscription id) or
+- After connecting, call ConditionRefresh (method i=3875 on the ConditionType i=2782 as the standard
+  says, or on the Server object i=2253 as many clients do; the subscription id) or
   ConditionRefresh2 (i=12912, with a monitored item id): the retained conditions arrive between a
   RefreshStartEvent and a RefreshEndEvent (10000-9 5.5.7, 5.5.8).
 - Acknowledge (i=9111) and Confirm (i=9113) are called on the condition with the EventId of its

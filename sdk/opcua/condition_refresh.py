@@ -1,8 +1,10 @@
 """ConditionRefresh and ConditionRefresh2 (OPC 10000-9 5.5.7, 5.5.8) for conditions asyncua does not know.
 
-A client that subscribes late (or reconnects) calls ConditionRefresh(SubscriptionId) on the Server
-object with the MethodId of ConditionType's method (i=3875), or ConditionRefresh2(SubscriptionId,
-MonitoredItemId) (i=12912). The server then sends, to the event monitored items of that
+A client that subscribes late (or reconnects) calls ConditionRefresh(SubscriptionId) with the MethodId
+of ConditionType's method (i=3875), or ConditionRefresh2(SubscriptionId, MonitoredItemId) (i=12912).
+The standard names the ConditionType (i=2782) as ObjectId; many clients pass the Server object
+(i=2253): both are served. A subscription of another session gets Bad_UserAccessDenied, one without
+event monitored items Bad_NothingToDo (5.5.7 Table 21). The server then sends, to the event monitored items of that
 subscription, a RefreshStartEvent, the latest notification of every retained condition, and a
 RefreshEndEvent (5.5.7: "the Server shall ... send Events for all retained Conditions ... between a
 RefreshStartEvent and a RefreshEndEvent").
@@ -86,11 +88,15 @@ async def _refresh(server: Server, subscription_id: int, item: int | None) -> An
     service = server.iserver.subscription_service
     sub = service.subscriptions.get(subscription_id)
     session = sessions.current_session_id()
-    # 5.5.7: the subscription must exist and belong to the calling session.
-    if sub is None or (session is not None and sub.session_id != session):
+    # 5.5.7 Table 21 (1.05): an unknown subscription, another session's subscription, one without events.
+    if sub is None:
         return _status(ua.StatusCodes.BadSubscriptionIdInvalid)
+    if session is not None and sub.session_id != session:
+        return _status(ua.StatusCodes.BadUserAccessDenied)
     items = sub.monitored_item_srv
-    watched: dict[ua.NodeId, list[int]] = {n: list(m) for n, m in items._monitored_events.items()}
+    watched: dict[ua.NodeId, list[int]] = {n: list(m) for n, m in items._monitored_events.items() if m}
+    if not watched:
+        return _status(ua.StatusCodes.BadNothingToDo)
     if item is not None:
         if item not in items._monitored_items:
             return _status(ua.StatusCodes.BadMonitoredItemIdInvalid)

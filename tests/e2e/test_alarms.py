@@ -198,9 +198,21 @@ async def test_condition_refresh_replays_retained_conditions_between_start_and_e
             assert set(replayed) == {"Drift", "Offline"}
             assert _field(replayed["Drift"], "EventId") == bytes.fromhex(rig.book.state("drift").event_id)
             assert _field(replayed["Offline"], "EventType") == node_id(ua.ObjectIds.OffNormalAlarmType)
-            # ConditionRefresh2 with a monitored item id; a foreign subscription id is refused
+            # called on the ConditionType, as 10000-9 5.5.7 words it: the same replay
+            condition_type = client.get_node(node_id(ua.ObjectIds.ConditionType))
+            await condition_type.call_method(node_id(REFRESH), ua.Variant(sub_id, ua.VariantType.UInt32))
+            again = [await events.next() for _ in range(4)]
+            assert {_field(e, "EventId") for e in again[1:3]} == {_field(e, "EventId") for e in got[1:3]}
+            # an unknown subscription id; another session's subscription
             bad = server.call_method(node_id(REFRESH), ua.Variant(sub_id + 1000, ua.VariantType.UInt32))
             assert await _status_of(bad) == "BadSubscriptionIdInvalid"
+            async with connect(rig.url) as other:
+                theirs = other.nodes.server.call_method(node_id(REFRESH), ua.Variant(sub_id, ua.VariantType.UInt32))
+                assert await _status_of(theirs) == "BadUserAccessDenied"
+            empty = await client.create_subscription(10, _Events())  # no event monitored item
+            call = server.call_method(node_id(REFRESH), ua.Variant(empty.subscription_id, ua.VariantType.UInt32))
+            assert await _status_of(call) == "BadNothingToDo"
+            await empty.delete()
             mid = ua.Variant(999, ua.VariantType.UInt32)
             call2 = server.call_method(node_id(REFRESH2), ua.Variant(sub_id, ua.VariantType.UInt32), mid)
             assert await _status_of(call2) == "BadMonitoredItemIdInvalid"
