@@ -283,8 +283,9 @@ class AlarmBook:
 
     @staticmethod
     def _commented(comment: str) -> dict[str, str]:
-        user = current_user()
-        return {"comment": comment, "user": getattr(user, "name", None) or ""}
+        # ClientUserId names who acted (10000-9 5.5.2); an empty comment leaves the last one standing.
+        user = {"user": getattr(current_user(), "name", None) or ""}
+        return {"comment": comment, **user} if comment else user
 
     async def _serve_methods(self, condition: _Condition) -> None:
         actions = {ACKNOWLEDGE: self._acknowledge, CONFIRM: self._confirm, ADD_COMMENT: self._add_comment}

@@ -152,6 +152,11 @@ async def test_acknowledge_and_confirm_with_the_latest_event_id_by_operator_or_e
                 commented = await _alarm(events)
                 assert _field(commented, "Comment").Text == "sensor replaced"
                 assert rig.book.state("drift").user == "eng"
+                empty = eng.get_node(cond).call_method(
+                    node_id(ADD_COMMENT), _field(commented, "EventId"), ua.LocalizedText("")
+                )
+                assert await _status_of(empty) == "Good"
+                assert _field(await _alarm(events), "Comment").Text == "sensor replaced"  # an empty one changes nothing
                 # Disable (Engineer only): one notification with Retain False, then silence until Enable
                 disable, enable = (
                     node_id(ua.ObjectIds.ConditionType_Disable),
