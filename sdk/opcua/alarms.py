@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from asyncua import Node, Server, ua
 from asyncua.common.events import Event
@@ -136,12 +136,22 @@ class AlarmBook:
         self._stop_refresh = await condition_refresh.serve(self._server, self._retained_events)
 
     async def stop(self) -> None:
-        """Stop answering method calls for this book's conditions (the nodes stay)."""
+        """Stop answering method calls for this book's conditions (the nodes stay). Call it when the server
+        stops: the per-server method registries hold the book, and through it the server, until then."""
         for condition in self._conditions.values():
             for stop in condition.stop_serving:
                 stop()
+            condition.stop_serving.clear()
         if self._stop_refresh is not None:
             self._stop_refresh()
+            self._stop_refresh = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def add(
         self,

@@ -4,6 +4,7 @@ list reads, Acknowledge and Confirm with their refusals, ConditionRefresh, and s
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -259,6 +260,35 @@ async def test_a_removed_condition_leaves_the_alarm_list_and_can_come_back(tmp_p
         again = await rig.book.add("offline", source, "Offline", area=rig.monitor)
         assert again.nodeid == node.nodeid and not rig.book.state("offline").active  # a fresh state
         assert [c.nodeid for c in await source.get_referenced_nodes(ua.ObjectIds.HasCondition)] == [node.nodeid]
+
+
+_RELEASE_CHECK = """
+import asyncio, gc, sys, weakref
+from pathlib import Path
+from tests.alarm_harness import alarm_server
+
+async def main() -> None:
+    async with alarm_server(Path(sys.argv[1])) as rig:
+        await rig.book.raise_("drift", 500, "drift")
+        server = weakref.ref(rig.server)
+        del rig
+    gc.collect()
+    print("released" if server() is None else "alive")
+
+asyncio.run(main())
+"""
+
+
+async def test_a_stopped_server_with_its_alarm_book_and_history_is_released(tmp_path: Path) -> None:
+    """In-process restarts must not keep old servers alive through the book's method registrations. Checked
+    in a child process: pytest's log capture keeps asyncua's address space alive through warning records."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _RELEASE_CHECK, str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert out.decode().split() == ["released"]
 
 
 async def test_the_rig_is_what_the_tests_think(tmp_path: Path) -> None:
