@@ -85,6 +85,21 @@ MIGRATIONS: list[str] = [
         gaps INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, stream)
     );
     """,
+    # 2: a tag feedback the edge node records again (its subscription sends the tag's value anew after a
+    # restart or reconnect: same part key, source time and value, a new sequence) counts once; retention
+    # (gateway/monitor/retention.py) finds old logs and the feedback of a prediction by index
+    """
+    DELETE FROM feedback WHERE origin = 'tag' AND rowid NOT IN (
+        SELECT min(rowid) FROM feedback WHERE origin = 'tag'
+        GROUP BY device, pipeline, coalesce(part_key, ''), time, value
+    );
+    CREATE UNIQUE INDEX feedback_tag_once ON feedback (device, pipeline, coalesce(part_key, ''), time, value)
+        WHERE origin = 'tag';
+    CREATE INDEX feedback_by_match ON feedback (device, pipeline, match_queue_id, match_sequence)
+        WHERE match_sequence IS NOT NULL;
+    CREATE INDEX feedback_by_time ON feedback (time);
+    CREATE INDEX logs_by_time ON logs (time);
+    """,
 ]
 
 
@@ -149,6 +164,9 @@ class MonitorStore:
         db = await aiosqlite.connect(path, isolation_level=None)  # transactions are explicit
         try:
             db.row_factory = aiosqlite.Row
+            # Only a database without tables takes it: retention then gives freed pages back to the file
+            # system bit by bit (PRAGMA incremental_vacuum) instead of a VACUUM that rewrites the whole file.
+            await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")  # what is acknowledged to an edge node is on disk
             await cls._migrate(db, path)
@@ -421,7 +439,10 @@ class MonitorStore:
         return Figures(inferences, errors, f["n"], rank(0.5), rank(0.99))
 
     async def sequences(self, device: str, stream: str) -> list[tuple[str, int]]:
-        """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports)."""
+        """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports).
+
+        A tag feedback the edge node recorded again (same part key, time and value) is stored once,
+        under the first sequence it came with; the later ones are handled but not listed."""
         rows = await self._rows(
             "SELECT queue_id, sequence FROM predictions WHERE device = ? AND stream = ? UNION ALL "
             "SELECT queue_id, sequence FROM logs WHERE device = ? AND stream = ?",
