@@ -120,6 +120,11 @@ def _ts(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def store_time(value: datetime) -> str:
+    """A time as the store compares it (UTC ISO text)."""
+    return _ts(value) or ""
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
 
@@ -200,6 +205,20 @@ class MonitorStore:
 
     async def _rows(self, sql: str, *params: Any) -> list[aiosqlite.Row]:
         return list(await (await self._db.execute(sql, params)).fetchall())
+
+    async def read(self, sql: str, *params: Any) -> list[aiosqlite.Row]:
+        """The rows of one query (for housekeeping such as gateway/monitor/retention.py)."""
+        return await self._rows(sql, *params)
+
+    async def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one transaction; how many rows each changed."""
+        changed = []
+        async with self._transaction() as db:
+            for sql, params in statements:
+                cursor = await db.execute(sql, params)
+                await cursor.fetchall()  # a pragma such as incremental_vacuum works one step per row
+                changed.append(cursor.rowcount)
+        return changed
 
     # --- collection -----------------------------------------------------------------------------
 
