@@ -116,4 +116,6 @@ async def test_freed_pages_go_back_to_the_file_system_when_worth_it(tmp_path: Pa
         ((after,),) = await store.read("PRAGMA page_count")
         ((free,),) = await store.read("PRAGMA freelist_count")
         assert after <= pages - result.pages_freed and free == 0
-        await store.ingest_batch("edge-a", "main", "q1", _batch(3001, [prediction(31 * DAY)]))  # still writable
+        await store.ingest_batch(
+            "edge-a", "main", "q1", _batch(len(records) + 1, [prediction(31 * DAY)])
+        )  # still writable
