@@ -47,6 +47,7 @@ pytestmark = pytest.mark.e2e
 
 ML = "http://modelline.io/UA/"
 DEVICE = "edge-a"
+ANSWER = 8000  # bytes: a FetchRecords answer with a page of records; the session's other answers are smaller
 PER_KILL = 20  # predictions of the last ~1.5 s before a SIGKILL the edge node's statistics may not have counted
 
 
@@ -244,10 +245,18 @@ async def test_every_record_arrives_once_through_restarts_kills_and_link_faults(
         line.proxy.reset()
         await line.collected_more()
 
-        # the gateway away for 8 s while the edge node keeps recording
+        # the gateway away for 8 s while the edge node keeps recording; back, its first pages of the backlog
+        # are cut halfway through the answer: reset, then black-holed
         assert await line.gateway.stop() == 0
         await asyncio.sleep(8)
+        line.proxy.cut_answer_over(ANSWER)
         await line.gateway.start(line.gateway_url)
+        await wait_for(_async(lambda: line.proxy.cuts == 1), timeout=30, what="a page of records cut halfway")
+        line.proxy.cut_answer_over(ANSWER, blackhole=True)
+        await wait_for(_async(lambda: line.proxy.cuts == 2), timeout=30, what="a page of records swallowed halfway")
+        await asyncio.sleep(4)
+        line.proxy.blackhole = False
+        line.proxy.reset()
         await line.collected_more(100)  # what queued meanwhile, and more
 
         # the edge node SIGKILLed mid-stream, then both
