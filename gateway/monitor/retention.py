@@ -17,7 +17,10 @@ What goes and what stays:
   not lowered by a delete), the cursors and their gap counts.
 After retention the figures rebuilt at a gateway start use the same baseline and the
 newest window as before; only "quality since deployment" covers the kept period
-rather than the whole deployment, since older pairs are gone.
+rather than the whole deployment, since older pairs are gone. Two cases rebuild from
+less: predictions of a model the gateway did not deploy (no deployment credited, so no
+baseline is kept: the oldest kept records become the baseline), and a pipeline silent for
+longer than the retention (its newest window is gone too: its window figures start empty).
 
 Compaction: a database the gateway created has ``auto_vacuum=INCREMENTAL`` (gateway/
 monitor/store.py), so once the free pages are more than ``vacuum_share`` of the file
