@@ -85,16 +85,16 @@ MIGRATIONS: list[str] = [
         gaps INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, stream)
     );
     """,
-    # 2: a tag feedback the edge node records again (its subscription sends the tag's value anew after a
-    # restart or reconnect: same part key, source time and value, a new sequence) counts once; retention
-    # (gateway/monitor/retention.py) finds old logs and the feedback of a prediction by index
+    # 2: a tag feedback the edge node records again counts once: its subscription sends the tag's value anew
+    # after a restart or reconnect (a new sequence; the same source time and value; the part key too, or none
+    # when the part key tag's value had not come back yet). One tag has one value per source time, so
+    # (device, pipeline, time, value) is one reading. Retention (gateway/monitor/retention.py) finds old logs
+    # and the feedback of a prediction by index.
     """
     DELETE FROM feedback WHERE origin = 'tag' AND rowid NOT IN (
-        SELECT min(rowid) FROM feedback WHERE origin = 'tag'
-        GROUP BY device, pipeline, coalesce(part_key, ''), time, value
+        SELECT min(rowid) FROM feedback WHERE origin = 'tag' GROUP BY device, pipeline, time, value
     );
-    CREATE UNIQUE INDEX feedback_tag_once ON feedback (device, pipeline, coalesce(part_key, ''), time, value)
-        WHERE origin = 'tag';
+    CREATE UNIQUE INDEX feedback_tag_once ON feedback (device, pipeline, time, value) WHERE origin = 'tag';
     CREATE INDEX feedback_by_match ON feedback (device, pipeline, match_queue_id, match_sequence)
         WHERE match_sequence IS NOT NULL;
     CREATE INDEX feedback_by_time ON feedback (time);
@@ -460,7 +460,7 @@ class MonitorStore:
     async def sequences(self, device: str, stream: str) -> list[tuple[str, int]]:
         """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports).
 
-        A tag feedback the edge node recorded again (same part key, time and value) is stored once,
+        A tag feedback the edge node recorded again (same source time and value) is stored once,
         under the first sequence it came with; the later ones are handled but not listed."""
         rows = await self._rows(
             "SELECT queue_id, sequence FROM predictions WHERE device = ? AND stream = ? UNION ALL "

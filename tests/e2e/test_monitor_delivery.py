@@ -32,13 +32,17 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
+from edge_node.app import EdgeNode
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState
+from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.file_client import upload
 from sdk.monitor.records import LOG_STREAM
 from sdk.opcua.records_client import fetch_records
 from tests.conftest import Signer
 from tests.e2e.test_rollout_restarts import _deploy, _deployment, _env
-from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, running_plc, wait_for
+from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, running_plc, wait_for
 from tests.faultproxy import FaultProxy
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess
@@ -306,3 +310,70 @@ def _async(check: Any) -> Any:
         return check()
 
     return wrapped
+
+
+@pytest.mark.timeout(90)
+async def test_a_feedback_the_edge_node_records_again_after_a_restart_counts_once(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    """The edge node's subscription sends the feedback tag's value anew when it starts again: a new record, a
+    new sequence, the same part key, source time and value. The gateway handles it and stores it once."""
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    settings = edge_settings(tmp_path / "edge", signer.trust_dir, device_id=DEVICE)
+    gateway_settings = GatewaySettings(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=tmp_path / "gateway",
+        trust_dir=signer.trust_dir,
+        monitor_poll_s=0.2,
+    )
+    async with running_plc() as plc, Gateway(gateway_settings) as gateway:
+        assert plc.server is not None
+        pump = await plc.server.nodes.objects.get_child("2:Pump1")
+        measured = await pump.add_variable(ua.NodeId("Pump1.MeasuredLife", 2), "2:MeasuredLife", 0.0)
+        serial = await pump.add_variable(ua.NodeId("Pump1.Serial", 2), "2:Serial", "")
+        await plc.write_all(HEALTHY)
+        store = gateway.monitor_store
+
+        async def handled(sequence: int) -> bool:
+            cursor = await store.cursor(DEVICE, "main")
+            return cursor is not None and cursor.last_sequence >= sequence
+
+        async with EdgeNode(settings) as edge, Client(edge.url) as client:
+            su = await SoftwareUpdateClient.find(client)
+            await su.install(await su.transfer(package))
+            binding = plc.binding(mode="tag", tag="speed") | {
+                "feedback": {"endpoint": plc.url, "node_id": "ns=2;s=Pump1.MeasuredLife"},
+                "part_key": {"endpoint": plc.url, "node_id": "ns=2;s=Pump1.Serial"},
+            }
+            await set_binding(client, "main", json.dumps(binding))
+            await gateway.devices.register(DEVICE, edge.url)
+            await serial.write_value(ua.Variant("SN-0042", ua.VariantType.String))
+            await asyncio.sleep(0.2)
+            await plc.write("speed", 1479.0)
+            await asyncio.sleep(0.2)
+            await measured.write_value(ua.Variant(812.5, ua.VariantType.Double))
+            await wait_for(lambda: _measured(store), timeout=30, what="the feedback at the gateway")
+            last = edge.records.last_sequence("main")
+            await wait_for(lambda: handled(last), timeout=30, what="the gateway to handle every record")
+        async with EdgeNode(settings) as edge:  # started again: the feedback tag's value comes anew
+
+            async def recorded_again() -> bool:
+                return edge.records.last_sequence("main") > last
+
+            await wait_for(recorded_again, timeout=30, what="the edge node to record the feedback again")
+            await asyncio.sleep(1)  # anything else the start records
+            again = edge.records.last_sequence("main")
+            await wait_for(lambda: handled(again), timeout=30, what="the gateway to handle the new records")
+        cursor = await store.cursor(DEVICE, "main")
+        stored = await store.sequences(DEVICE, "main")
+        assert cursor is not None and cursor.gaps == 0
+        assert await _measured(store) == 1  # the same result once, with its first sequence and part key
+        assert cursor.last_sequence - len(stored) >= 1  # handled, not stored: the feedback recorded again
+        pairs = await store.pairs(device=DEVICE)
+        assert [(p.value, p.prediction.part_key) for p in pairs] == [(812.5, "SN-0042")]
+
+
+async def _measured(store: Any) -> int:
+    """Stored tag feedback of the measured result written (not the tag's first value, recorded at binding)."""
+    rows = await store.read("SELECT count(*) FROM feedback WHERE origin = 'tag' AND value = 812.5")
+    return int(rows[0][0])
