@@ -21,9 +21,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.monitor.ingest import FetchResult, RecordIngest
+from gateway.monitor.ingest import RecordIngest
 from gateway.monitor.store import MonitorStore
-from sdk.monitor.records import PredictionRecord, RecordEnvelope
+from sdk.monitor.records import FetchResult, PredictionRecord, RecordEnvelope
 
 
 class _Queue:

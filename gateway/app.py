@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -25,8 +25,10 @@ from gateway.deployments.service import DeploymentService
 from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
+from gateway.monitor.retention import Retention
 from gateway.monitor.service import Monitor
 from gateway.monitor.store import MonitorStore
+from gateway.monitor.thresholds import MonitorThresholds
 from gateway.opcua.device_link import DeviceLink
 from gateway.opcua.devices import DeviceNodes
 from gateway.opcua.manager import ManagerNodes
@@ -142,6 +144,18 @@ class Gateway(Service):
         self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
         self.scheduler.add_job(
             self.monitor_nodes.refresh, "interval", seconds=s.monitor_figures_s, id="monitor figures", max_instances=1
+        )
+        # The output drift baseline of every deployment is kept (gateway/monitor/retention.py).
+        self.retention = Retention(
+            self.monitor_store, s.monitor_retention_days, keep_first=MonitorThresholds().baseline_records
+        )
+        self.scheduler.add_job(
+            self.retention.run,
+            "interval",
+            hours=1,
+            id="monitor retention",
+            max_instances=1,
+            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
         )
         if s.backup_interval_s:
             self.scheduler.add_job(

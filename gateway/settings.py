@@ -74,6 +74,13 @@ class GatewaySettings(BaseSettings):
         description="Records fetched from an edge node in one FetchRecords call (and stored in one transaction).",
     )
 
+    monitor_retention_days: float = Field(
+        30,
+        gt=0,
+        description="How long the Model Monitor keeps prediction records, feedback and edge logs, in days; the first "
+        "records of each deployment (its output drift baseline) and the counts since deployment are kept for good.",
+    )
+
     monitor_figures_s: float = Field(
         10.0,
         ge=1,

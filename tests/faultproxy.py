@@ -5,6 +5,8 @@ proxy.reset_after(2_000_000)                     # reset every connection once 2
 proxy.blackhole = True                           # forward nothing either way (connections stay open)
 proxy.blackhole_after(2_000_000)                 # the same, once 2 MB more went upstream
 proxy.reset()                                    # reset every connection now
+proxy.cut_answer_over(8_000)                     # reset halfway through the next answer of 8 kB or more
+proxy.cut_answer_over(8_000, blackhole=True)     # or swallow it from its middle on
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class FaultProxy:
         self.resets = 0
         self._reset_at: int | None = None
         self._blackhole_at: int | None = None
+        self._cut_over: tuple[int, bool] | None = None
+        self.cuts = 0  # answers cut halfway
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -57,6 +61,11 @@ class FaultProxy:
     def blackhole_after(self, upstream_bytes: int) -> None:
         """Swallow all traffic once this many more bytes have gone upstream: a step held in mid-flight."""
         self._blackhole_at = self.upstream_bytes + upstream_bytes
+
+    def cut_answer_over(self, size: int, blackhole: bool = False) -> None:
+        """Once: forward half of the next chunk of at least ``size`` bytes coming back from the server (a big
+        answer, such as a page of records), then reset every connection, or swallow all traffic."""
+        self._cut_over = (size, blackhole)
 
     def reset(self) -> None:
         """Close every connection with a TCP reset (SO_LINGER 0), as a switch or firewall would."""
@@ -101,6 +110,16 @@ class FaultProxy:
                         self._reset_at = None
                         self.reset()
                         return
+                if not upstream and self._cut_over is not None and len(data) >= self._cut_over[0]:
+                    blackhole, self._cut_over = self._cut_over[1], None
+                    self.cuts += 1
+                    writer.write(data[: len(data) // 2])
+                    await writer.drain()
+                    if blackhole:
+                        self.blackhole = True
+                        continue
+                    self.reset()
+                    return
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

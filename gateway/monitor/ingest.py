@@ -19,24 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.monitor.store import MonitorStore
-from sdk.monitor.records import RecordEnvelope
+from sdk.monitor.records import FetchResult
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """What one FetchRecords call answered."""
-
-    queue_id: str
-    records: list[RecordEnvelope]
-    last_sequence: int
-    more_waiting: bool
-    unreadable: list[int] = field(default_factory=list)  # sequences returned that did not validate
 
 
 class RecordSource(Protocol):

@@ -85,6 +85,21 @@ MIGRATIONS: list[str] = [
         gaps INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device, stream)
     );
     """,
+    # 2: a tag feedback the edge node records again counts once: its subscription sends the tag's value anew
+    # after a restart or reconnect (a new sequence; the same source time and value; the part key too, or none
+    # when the part key tag's value had not come back yet). One tag has one value per source time, so
+    # (device, pipeline, time, value) is one reading. Retention (gateway/monitor/retention.py) finds old logs
+    # and the feedback of a prediction by index.
+    """
+    DELETE FROM feedback WHERE origin = 'tag' AND rowid NOT IN (
+        SELECT min(rowid) FROM feedback WHERE origin = 'tag' GROUP BY device, pipeline, time, value
+    );
+    CREATE UNIQUE INDEX feedback_tag_once ON feedback (device, pipeline, time, value) WHERE origin = 'tag';
+    CREATE INDEX feedback_by_match ON feedback (device, pipeline, match_queue_id, match_sequence)
+        WHERE match_sequence IS NOT NULL;
+    CREATE INDEX feedback_by_time ON feedback (time);
+    CREATE INDEX logs_by_time ON logs (time);
+    """,
 ]
 
 
@@ -103,6 +118,11 @@ def _ts(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def store_time(value: datetime) -> str:
+    """A time as the store compares it (UTC ISO text)."""
+    return _ts(value) or ""
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -149,6 +169,9 @@ class MonitorStore:
         db = await aiosqlite.connect(path, isolation_level=None)  # transactions are explicit
         try:
             db.row_factory = aiosqlite.Row
+            # Only a database without tables takes it: retention then gives freed pages back to the file
+            # system bit by bit (PRAGMA incremental_vacuum) instead of a VACUUM that rewrites the whole file.
+            await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")  # what is acknowledged to an edge node is on disk
             await cls._migrate(db, path)
@@ -182,6 +205,20 @@ class MonitorStore:
 
     async def _rows(self, sql: str, *params: Any) -> list[aiosqlite.Row]:
         return list(await (await self._db.execute(sql, params)).fetchall())
+
+    async def read(self, sql: str, *params: Any) -> list[aiosqlite.Row]:
+        """The rows of one query (for housekeeping such as gateway/monitor/retention.py)."""
+        return await self._rows(sql, *params)
+
+    async def write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one transaction; how many rows each changed."""
+        changed = []
+        async with self._transaction() as db:
+            for sql, params in statements:
+                cursor = await db.execute(sql, params)
+                await cursor.fetchall()  # a pragma such as incremental_vacuum works one step per row
+                changed.append(cursor.rowcount)
+        return changed
 
     # --- collection -----------------------------------------------------------------------------
 
@@ -421,7 +458,10 @@ class MonitorStore:
         return Figures(inferences, errors, f["n"], rank(0.5), rank(0.99))
 
     async def sequences(self, device: str, stream: str) -> list[tuple[str, int]]:
-        """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports)."""
+        """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports).
+
+        A tag feedback the edge node recorded again (same source time and value) is stored once,
+        under the first sequence it came with; the later ones are handled but not listed."""
         rows = await self._rows(
             "SELECT queue_id, sequence FROM predictions WHERE device = ? AND stream = ? UNION ALL "
             "SELECT queue_id, sequence FROM logs WHERE device = ? AND stream = ?",

@@ -5,6 +5,10 @@ Everything here is blocking file and sqlite3 work: callers on the event loop run
 copies a consistent snapshot while the gateway keeps writing, never a file copy of a live
 database (its WAL file would be left out). A database that is replaced is never deleted: it is
 renamed aside with a timestamp, together with its ``-wal`` and ``-shm`` files.
+
+The Model Monitor's ``monitor.sqlite3`` is not backed up, restored or recovered here: it is large
+and mostly replaced every retention period (gateway/monitor/retention.py); the README says how to
+copy it when its history must survive.
 """
 
 from __future__ import annotations

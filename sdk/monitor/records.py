@@ -31,6 +31,7 @@ event can be lost with a connection.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -103,3 +104,14 @@ class RecordEnvelope(_Record):
 
     sequence: int = Field(ge=1)
     record: Record
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one FetchRecords call answered (sdk/opcua/records_client.py reads it off the wire)."""
+
+    queue_id: str
+    records: list[RecordEnvelope]
+    last_sequence: int  # the newest sequence committed in the stream (0: none yet)
+    more_waiting: bool
+    unreadable: list[int] = field(default_factory=list)  # sequences returned that did not validate

@@ -50,9 +50,9 @@ async def fetch_all(client: Client, stream: str, after: int = 0) -> Fetch:
     envelopes: list[RecordEnvelope] = []
     while True:
         page = await fetch(client, stream, after, 7)
-        envelopes += page.envelopes
-        if page.envelopes:
-            after = page.envelopes[-1].sequence
+        envelopes += page.records
+        if page.records:
+            after = page.records[-1].sequence
         if not page.more_waiting:
             return Fetch(page.queue_id, envelopes, page.last_sequence, False)
 
@@ -126,9 +126,9 @@ async def test_every_prediction_is_fetched_once_in_order(line: Line) -> None:
     last = await line.settled()
 
     fetched = await fetch_all(line.client, "main")
-    sequences = [e.sequence for e in fetched.envelopes]
+    sequences = [e.sequence for e in fetched.records]
     assert sequences == list(range(1, last + 1)) and fetched.last_sequence == last
-    predictions = [e.record for e in fetched.envelopes if isinstance(e.record, PredictionRecord)]
+    predictions = [e.record for e in fetched.records if isinstance(e.record, PredictionRecord)]
     status = line.pipeline.status
     assert len([p for p in predictions if p.status == 0]) == status.inference_count
     assert len([p for p in predictions if p.status != 0]) == status.error_count
@@ -164,20 +164,20 @@ async def test_every_prediction_is_fetched_once_in_order(line: Line) -> None:
 async def test_acknowledge_deletes_and_numbering_goes_on(line: Line) -> None:
     await line.settled()
     before = await fetch_all(line.client, "main")
-    assert before.envelopes
-    last = before.envelopes[-1].sequence
+    assert before.records
+    last = before.records[-1].sequence
     with pytest.raises(QueueMismatch):
         await acknowledge(line.client, "main", "not-this-queue", last)
     with pytest.raises(NotFound):
         await fetch(line.client, "no-such-pipeline")
-    assert await acknowledge(line.client, "main", before.queue_id, last) == len(before.envelopes)
-    assert (await fetch(line.client, "main")).envelopes == []
+    assert await acknowledge(line.client, "main", before.queue_id, last) == len(before.records)
+    assert (await fetch(line.client, "main")).records == []
     await line.plc.write("speed", 1477.0)
     after = await line.settled()
     page = await fetch(line.client, "main", 0)
-    assert [e.sequence for e in page.envelopes] == list(range(last + 1, after + 1))
+    assert [e.sequence for e in page.records] == list(range(last + 1, after + 1))
     count = await (await records_node(line.client)).get_child(f"{await _ml(line)}:RecordCount")
-    waiting = len(page.envelopes) + len((await fetch_all(line.client, LOG_STREAM)).envelopes)
+    waiting = len(page.records) + len((await fetch_all(line.client, LOG_STREAM)).records)
 
     async def shown() -> bool:
         return bool(await count.read_value() == waiting)
@@ -233,12 +233,12 @@ async def test_feedback_tag_with_part_key(line: Line) -> None:
 
     async def feedback() -> list[FeedbackRecord]:
         page = await fetch_all(line.client, "main")
-        return [e.record for e in page.envelopes if isinstance(e.record, FeedbackRecord) and e.record.value == 812.5]
+        return [e.record for e in page.records if isinstance(e.record, FeedbackRecord) and e.record.value == 812.5]
 
     found = await wait_for(feedback, what="the feedback record")
     assert len(found) == 1 and found[0].part_key == "SN-0042"
     page = await fetch_all(line.client, "main")
-    keyed = [e.record for e in page.envelopes if isinstance(e.record, PredictionRecord) and e.record.part_key]
+    keyed = [e.record for e in page.records if isinstance(e.record, PredictionRecord) and e.record.part_key]
     assert keyed and keyed[-1].part_key == "SN-0042" and keyed[-1].inputs["speed"] == 1479.0
     assert line.pipeline.binding.problems_with(line.pipeline.model.manifest) == []
 
@@ -252,7 +252,7 @@ async def test_warnings_of_the_node_go_to_the_log_stream(line: Line) -> None:
         page = await fetch_all(line.client, LOG_STREAM)
         return [
             e.record
-            for e in page.envelopes
+            for e in page.records
             if isinstance(e.record, LogRecord) and e.record.message == "a warning for the record stream"
         ]
 
@@ -266,9 +266,9 @@ async def test_observer_may_fetch_but_not_acknowledge(tmp_path: Path, signer: Si
         node.records.append(LOG_STREAM, LogRecord(time=_now(), level="WARNING", logger="t", message="m"))
         await node.records.flush()
         page = await fetch(client, LOG_STREAM)
-        assert page.envelopes
+        assert page.records
         with pytest.raises(ua.UaStatusCodeError) as refused:
-            await acknowledge(client, LOG_STREAM, page.queue_id, page.envelopes[-1].sequence)
+            await acknowledge(client, LOG_STREAM, page.queue_id, page.records[-1].sequence)
         assert refused.value.code == ua.StatusCodes.BadUserAccessDenied
 
 
@@ -305,7 +305,7 @@ async def test_a_killed_edge_node_keeps_committed_records_and_never_reuses_a_seq
     async def collect(client: Client) -> None:
         page = await fetch_all(client, "main", max(stored, default=0))
         queue_ids.add(page.queue_id)
-        for envelope in page.envelopes:
+        for envelope in page.records:
             assert envelope.sequence not in stored or stored[envelope.sequence] == envelope, "a sequence was reused"
             stored[envelope.sequence] = envelope
 
@@ -330,7 +330,7 @@ async def test_a_killed_edge_node_keeps_committed_records_and_never_reuses_a_seq
             await asyncio.sleep(0.5)
             await collect(client)
             page = await fetch(client, "main", 0, 1)
-            assert page.envelopes[0].sequence == 1  # nothing acknowledged: nothing deleted
+            assert page.records[0].sequence == 1  # nothing acknowledged: nothing deleted
             assert await acknowledge(client, "main", page.queue_id, max(stored)) == len(stored)
     finally:
         writing = False
@@ -369,7 +369,7 @@ async def test_a_full_queue_drops_the_oldest_and_counts_them(tmp_path: Path, sig
 
             await wait_for(full, what="a full queue")
             page = await fetch_all(client, "main")
-            sequences = [e.sequence for e in page.envelopes]
+            sequences = [e.sequence for e in page.records]
             dropped = node.records.dropped("main")
             assert dropped > 0 and sequences == list(range(dropped + 1, page.last_sequence + 1))  # the newest kept
             records = await records_node(client)

@@ -207,6 +207,8 @@ async def test_scheduled_backups_are_made_and_pruned(tmp_path: Path, signer: Sig
         assert files.problem(path) is None
         with closing(sqlite3.connect(path)) as db:
             assert db.execute("SELECT name, version FROM model_versions").fetchall() == [("pump-health", "1.0.0")]
+    # the Model Monitor's database is not backed up with it (README: "Retention and backups")
+    assert settings.monitor_db_path.exists() and not [p for p in backups.iterdir() if "monitor" in p.name]
 
 
 @pytest.mark.timeout(240)
@@ -227,6 +229,7 @@ async def test_recover_rebuilds_every_version_from_the_package_store(
         "gateway", "recover", "--data-dir", str(settings.data_dir), "--trust", str(signer.trust_dir)
     )
     assert code == 2 and "is healthy" in err and "--force" in err, err  # a healthy database is not thrown away
+    monitor_db = settings.monitor_db_path.stat()  # the Model Monitor's database is none of recover's business
 
     settings.db_path.unlink()
     await _refused(settings)
@@ -249,6 +252,10 @@ async def test_recover_rebuilds_every_version_from_the_package_store(
     assert "not in the trust store" in report["failed"][0]["reason"]
     assert report["devices_recovered"] is False and report["kept_aside"] is None
     assert stray.exists()
+    assert (settings.monitor_db_path.stat().st_ino, settings.monitor_db_path.stat().st_size) == (
+        monitor_db.st_ino,
+        monitor_db.st_size,
+    )
 
     async with _gateway_process(settings) as url:
         after, devices = await _served(url)

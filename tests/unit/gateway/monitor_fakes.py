@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from gateway.monitor.ingest import FetchResult
-from sdk.monitor.records import FeedbackRecord, PredictionRecord, RecordEnvelope
+from sdk.monitor.records import FeedbackRecord, FetchResult, PredictionRecord, RecordEnvelope
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 

@@ -143,6 +143,42 @@ async def test_tag_feedback_redelivered_counts_once(tmp_path: Path) -> None:
         assert await store.sequences("edge-a", "main") == [("q1", n) for n in range(1, 6)]
 
 
+async def test_tag_feedback_recorded_again_after_a_reconnect_counts_once(tmp_path: Path) -> None:
+    """The edge node's subscription sends the feedback tag's value anew after a restart: a new sequence,
+    same source time and value. The gateway keeps the first; another value or time is a new result."""
+    async with MonitorStore.open(tmp_path / "monitor.sqlite3") as store:
+        first = _batch(1, prediction(10, "P1"), feedback(25, 9.5, "P1"), feedback(26, 1.0))
+        assert await store.ingest_batch("edge-a", "main", "q1", first) == 3
+        # the part key's value may not be back yet when the feedback's comes: the same reading without it
+        again = _batch(4, feedback(25, 9.5, "P1"), feedback(26, 1.0), feedback(25, 9.5), feedback(25, 9.6, "P1"))
+        assert await store.ingest_batch("edge-a", "main", "q1", again[:3]) == 0
+        again += _batch(8, feedback(27, 1.0))
+        assert await store.ingest_batch("edge-a", "main", "q1", again[3:]) == 2  # other value, other time: new
+        cursor = await store.cursor("edge-a", "main")
+        assert cursor is not None and (cursor.last_sequence, cursor.gaps) == (8, 0)
+        assert (await store.counts("edge-a", "main"))["feedback"] == 4
+        # another device's reading is its own; the device's own in a new queue (data folder anew) is the same
+        assert await store.ingest_batch("edge-b", "main", "q1", first) == 3
+        assert await store.ingest_batch("edge-a", "main", "q2", _batch(1, feedback(25, 9.5, "P1"))) == 0
+
+
+async def test_an_older_database_with_repeated_tag_feedback_migrates(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+        for n in (1, 2, 3):
+            db.execute(
+                "INSERT INTO feedback (sample_id, device, pipeline, origin, part_key, value, time, received_at) "
+                "VALUES (?, 'edge-a', 'main', 'tag', 'P1', 9.5, '2026-11-30T08:00:25.000000+00:00', '')",
+                (tag_sample_id("edge-a", "q1", "main", n),),
+            )
+    db.close()
+    async with MonitorStore.open(path) as store:
+        assert await store.schema_version() == len(MIGRATIONS)
+        assert (await store.counts("edge-a", "main"))["feedback"] == 1
+        assert await store.sequences("edge-a", "main") == [("q1", 1)]
+
+
 async def test_everything_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "monitor.sqlite3"
     async with MonitorStore.open(path) as store:

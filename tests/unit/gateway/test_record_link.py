@@ -111,7 +111,7 @@ async def test_a_node_without_records_and_a_lost_link_are_clear_errors(store: Mo
             source = OpcUaRecordSource(client, "edge-a")
             assert (await source.fetch("main", 0, 10)).queue_id == "q1"
             with pytest.raises(NotFound):
-                await OpcUaRecordSource(client, "edge-a")._method("NoSuchMethod")
+                await OpcUaRecordSource(client, "edge-a").method("NoSuchMethod")
             ingest = RecordIngest("edge-a", source, store, lambda: ["main"], poll_s=0.05, retry_cap_s=0.1)
             await server.stop()
             with pytest.raises(ConnectionLost):
