@@ -104,6 +104,7 @@ async def test_monitor_shows_the_stores_counts_and_export_holds_every_record(
             await p.plc.write("flow_rate", HEALTHY["flow_rate"] - i / 10)
             await asyncio.sleep(0.1)
         counts = await wait_for(lambda: _all_collected(p), timeout=30, what="every record stored by the gateway")
+        assert counts is not None
         assert await _submit(p, "edge-a", 2, 870.0, "qs-1")
         assert await _submit(p, "edge-a", 3, 860.0, "qs-2")
         figures = {d: await p.gateway.monitor_store.figures(deployment, d) for d in DEVICES}
@@ -159,8 +160,8 @@ async def test_monitor_shows_the_stores_counts_and_export_holds_every_record(
         table: dict[str, list[Any]] = pq.read_table(parquet).to_pydict()
         assert f"{len(table['sequence'])} record(s) written" in out
         assert "uploaded to s3://retraining/pump-health/edge-b.parquet" in out
-        shown = {("edge-b", "main", s) for s in table["sequence"]}
-        assert {r for r in before if r[0] == "edge-b"} <= shown <= await _stored(p, "edge-b")
+        in_file = {("edge-b", "main", s) for s in table["sequence"]}
+        assert {r for r in before if r[0] == "edge-b"} <= in_file <= await _stored(p, "edge-b")
         assert set(table["device"]) == {"edge-b"} and all(v is None for v in table["feedback"])
         body = s3.get_object(Bucket="retraining", Key="pump-health/edge-b.parquet")["Body"].read()
         assert body == parquet.read_bytes()
