@@ -195,6 +195,7 @@ async def _condition_fields(client: Client, devices: list[_Device]) -> dict[tupl
                 elements = [
                     ua.RelativePathElement(
                         ReferenceTypeId=node_id(ua.ObjectIds.HierarchicalReferences),
+                        IsInverse=False,  # type: ignore[arg-type]  # asyncua's default is True
                         IncludeSubtypes=True,  # type: ignore[arg-type]
                         TargetName=ua.QualifiedName(name, 0),
                     )
@@ -207,7 +208,7 @@ async def _condition_fields(client: Client, devices: list[_Device]) -> dict[tupl
         return {}
     results = await client.uaclient.translate_browsepaths_to_nodeids([p for _, p in wanted])
     return {
-        key: result.Targets[0].TargetId.NodeId
+        key: result.Targets[0].TargetId
         for (key, _), result in zip(wanted, results, strict=True)
         if result.StatusCode.is_good() and result.Targets
     }

@@ -19,6 +19,8 @@ import pytest
 from asyncua import ua
 
 from gateway.settings import GatewaySettings
+from sdk.opcua.alarm_store import JsonAlarmStore
+from sdk.opcua.alarms import AlarmBook
 from tests.aws_harness import REGION, aws_client
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import Plant, plant
@@ -136,6 +138,32 @@ async def test_monitor_shows_the_stores_counts_and_export_holds_every_record(
             assert row["drift_score"] == "waiting" or isinstance(row["drift_score"], float)
         out, _ = await _cli("monitor", "--gateway", p.gateway.url, "--device", "edge-b")
         assert "edge-b" in out and "edge-a" not in out and "Active alarms" in out and deployment in out
+
+        # the alarm list: a condition by its agreed name on ModelMonitor/<deployment>/<device>, as the monitor's
+        # alarm layer makes it (an AlarmBook on the gateway's own server), active, then cleared and unacknowledged
+        assert p.gateway.server is not None
+        book = AlarmBook(p.gateway.server, JsonAlarmStore(tmp_path / "alarms.json"))
+        await book.start()
+        objects = p.gateway.server.nodes.objects
+        area = await objects.get_child(f"{p.ml}:ModelMonitor")
+        source = await area.get_child([f"1:{deployment}", "1:edge-a"])
+        await book.add("drift", source, "InputDriftAlarm", area=area)
+        await book.raise_("drift", 700, "input drift 0.31 on speed")
+        out, _ = await _cli("monitor", "--gateway", p.gateway.url, "--json")
+        alarm = {k: v for k, v in json.loads(out)["alarms"][0].items() if k != "source"}
+        assert alarm == {
+            "deployment": deployment,
+            "device": "edge-a",
+            "condition": "InputDriftAlarm",
+            "active": True,
+            "acked": False,
+            "severity": 700,
+            "message": "input drift 0.31 on speed",
+        }
+        await book.clear("drift", "input drift back to 0.05")
+        out, _ = await _cli("monitor", "--gateway", p.gateway.url)
+        assert "InputDriftAlarm (cleared)" in out and "input drift back to 0.05" in out
+        await book.stop()
 
         # modelline monitor export, CSV: every stored record once, results joined, while the gateway runs
         data_dir = str(settings.data_dir)
