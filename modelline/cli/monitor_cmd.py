@@ -324,16 +324,17 @@ def _quality(row: dict[str, Any]) -> str:
 
 def render(data: dict[str, Any], gateway: str, now: datetime | None = None) -> RenderableType:
     """The devices table and the alarm list."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     now = now or datetime.now(UTC)
-    table = Table(title=f"Model Monitor at {gateway}", title_justify="left")
-    columns = ["deployment", "device", "model", "version", "inferences", "errors", "p50 ms", "p99 ms"]
-    columns += ["drift", "data quality", "feedback", "accuracy / MAE", "last record", "state"]
+    table = Table(title=f"Model Monitor at {gateway}", title_justify="left", box=box.SIMPLE_HEAD)
+    columns = ["deployment", "device", "model", "inferences", "errors", "p50/p99 ms"]
+    columns += ["drift", "data ok", "feedback", "acc/MAE", "last record", "state"]
     for column in columns:
-        table.add_column(column, no_wrap=column in ("deployment", "device", "drift", "state"))
+        table.add_column(column, no_wrap=column in ("deployment", "device", "drift"))
     for r in data["devices"]:
         errors = _cell(r["errors"])
         if r["error_rate"] is not None:
@@ -346,12 +347,10 @@ def render(data: dict[str, Any], gateway: str, now: datetime | None = None) -> R
         table.add_row(
             Text(r["deployment"]),
             Text(r["device"]),
-            Text(_cell(r["model"])),
-            Text(_cell(r["version"])),
+            Text(f"{_cell(r['model'])} {_cell(r['version'])}"),
             Text(_cell(r["inferences"])),
             Text(errors),
-            Text(_cell(r["latency_p50_ms"], 1)),
-            Text(_cell(r["latency_p99_ms"], 1)),
+            Text(f"{_cell(r['latency_p50_ms'], 1)} / {_cell(r['latency_p99_ms'], 1)}"),
             drift,
             Text(f"{100 * quality:.1f} %" if _number(quality) is not None else _cell(quality)),
             Text(_cell(r["feedback"])),
@@ -361,7 +360,7 @@ def render(data: dict[str, Any], gateway: str, now: datetime | None = None) -> R
         )
     if not data["devices"]:
         table.caption = "no deployments yet: the monitor shows each deployment's target devices"
-    alarms = Table(title="Active alarms", title_justify="left")
+    alarms = Table(title="Active alarms", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("deployment", "device", "condition", "source", "severity", "message", "acked"):
         alarms.add_column(column)
     for a in data["alarms"]:
