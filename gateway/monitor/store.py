@@ -31,7 +31,7 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -458,7 +458,7 @@ class MonitorStore:
         since: datetime | None = None,
         until: datetime | None = None,
         batch: int = 2000,
-    ) -> AsyncIterator[list[ExportRow]]:
+    ) -> AsyncGenerator[list[ExportRow], None]:
         """Every stored prediction (prediction time in [since, until)), in (device, pipeline, time, sequence)
         order, with the newest measured result joined to it if any; ``batch`` rows at a time, so an export
         of millions of records never holds them all. Use inside ``snapshot`` to see one consistent state."""

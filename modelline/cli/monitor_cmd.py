@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelline.cli.common import add_json, add_login, password_of
 from modelline.cli.output import Output
-from sdk.errors import SourceError, UsageError
+from sdk.errors import ConnectionLost, InvalidState, SourceError, UsageError
 
 if TYPE_CHECKING:  # the OPC UA client and rich load when a command runs, not for --help
     from asyncua import Client, ua
@@ -232,6 +233,13 @@ def _plain(value: ua.DataValue) -> Any:
 
 async def snapshot(client: Client, monitor: ua.NodeId, args: argparse.Namespace) -> dict[str, Any]:
     """The devices' figures and the alarms, read with one Read request."""
+    try:
+        return await _snapshot(client, monitor, args)
+    except (ConnectionError, TimeoutError) as exc:
+        raise ConnectionLost(f"connection to {args.gateway} lost: {exc or type(exc).__name__}") from None
+
+
+async def _snapshot(client: Client, monitor: ua.NodeId, args: argparse.Namespace) -> dict[str, Any]:
     devices = await _devices(client, monitor, args)
     fields = await _condition_fields(client, devices)
     keys: list[tuple[Any, ...]] = [(i, name) for i, d in enumerate(devices) for name in d.figures]
@@ -464,22 +472,34 @@ async def _export(args: argparse.Namespace, out: Output) -> int:
         async for batch in store.export_rows(**filters):  # first pass: the header and column types
             for row in batch:
                 layout.observe(row.flat())
-        queue: asyncio.Queue[list[Any] | None] = asyncio.Queue(maxsize=4)
+        queue: asyncio.Queue[list[Any] | BaseException | None] = asyncio.Queue(maxsize=4)
 
         def rows() -> Any:  # the writer's thread takes the second pass's batches as they are read
-            while (batch := asyncio.run_coroutine_threadsafe(queue.get(), loop).result()) is not None:
-                yield from batch
+            while (item := asyncio.run_coroutine_threadsafe(queue.get(), loop).result()) is not None:
+                if isinstance(item, BaseException):  # reading failed: the writer drops its unfinished file
+                    raise item
+                yield from item
 
         with out.counting(f"exporting {total} records", total) as progress:
             writer = asyncio.ensure_future(asyncio.to_thread(write, rows(), args.output, fmt, layout, 5000, progress))
-            async for batch in store.export_rows(**filters):
-                put = asyncio.ensure_future(queue.put(batch))
-                await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
-                if writer.done():  # it failed: stop reading
-                    put.cancel()
-                    break
-            if not writer.done():
-                await queue.put(None)
+            end: BaseException | None = None
+            try:
+                async with contextlib.aclosing(store.export_rows(**filters)) as batches:
+                    async for batch in batches:
+                        put = asyncio.ensure_future(queue.put(batch))
+                        await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+                        if writer.done():  # it failed: stop reading
+                            put.cancel()
+                            break
+            except BaseException as exc:
+                end = exc
+                raise
+            finally:
+                if not writer.done():  # the end of the rows, or why they end early; then the writer finishes
+                    item = None if end is None else InvalidState(f"reading the records failed: {end}")
+                    await asyncio.wait({asyncio.ensure_future(queue.put(item)), writer})
+                if end is not None and not writer.cancelled():
+                    writer.exception()  # retrieved: the reading error is the one reported
             count = await writer
     uri = await _upload(args) if args.to else None
     message = f"{count} record(s) written to {args.output} ({fmt.value})"
