@@ -125,7 +125,8 @@ class _Device:
 
 
 async def _browse(client: Client, nodes: list[ua.NodeId], mask: int) -> list[list[ua.ReferenceDescription]]:
-    """The hierarchical children of each of ``nodes`` (NodeClass ``mask``), in one Browse request."""
+    """The children of each of ``nodes`` (NodeClass ``mask``), in one Browse request: HasChild references only,
+    since an alarm area's HasEventSource references (OPC 10000-3 7.17) lead to its sources, not its parts."""
     from asyncua import ua
 
     from sdk.opcua.ids import node_id
@@ -138,7 +139,7 @@ async def _browse(client: Client, nodes: list[ua.NodeId], mask: int) -> list[lis
         desc = ua.BrowseDescription()
         desc.NodeId = node
         desc.BrowseDirection = ua.BrowseDirection.Forward
-        desc.ReferenceTypeId = node_id(ua.ObjectIds.HierarchicalReferences)
+        desc.ReferenceTypeId = node_id(ua.ObjectIds.HasChild)
         desc.IncludeSubtypes = True
         desc.NodeClassMask = mask
         desc.ResultMask = ua.BrowseResultMask.All
@@ -195,7 +196,7 @@ async def _condition_fields(client: Client, devices: list[_Device]) -> dict[tupl
             for key, path in CONDITION_FIELDS.items():
                 elements = [
                     ua.RelativePathElement(
-                        ReferenceTypeId=node_id(ua.ObjectIds.HierarchicalReferences),
+                        ReferenceTypeId=node_id(ua.ObjectIds.HasChild),
                         IsInverse=False,  # type: ignore[arg-type]  # asyncua's default is True
                         IncludeSubtypes=True,  # type: ignore[arg-type]
                         TargetName=ua.QualifiedName(name, 0),

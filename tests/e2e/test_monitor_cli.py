@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import Plant, plant
 from tests.edge_harness import HEALTHY, build_pump, wait_for
 from tests.opcua_servers import free_port
-from tests.processes import run_modelline
+from tests.processes import MODELLINE, run_modelline
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +151,9 @@ async def test_monitor_shows_the_stores_counts_and_export_holds_every_record(
         await book.add("drift", source, "InputDriftAlarm", area=area)
         await book.raise_("drift", 700, "input drift 0.31 on speed")
         out, _ = await _cli("monitor", "--gateway", p.gateway.url, "--json")
-        alarm = {k: v for k, v in json.loads(out)["alarms"][0].items() if k != "source"}
+        shown_now = json.loads(out)
+        assert [r["device"] for r in shown_now["devices"]] == list(DEVICES)  # the condition is no device
+        (alarm,) = [{k: v for k, v in a.items() if k != "source"} for a in shown_now["alarms"]]
         assert alarm == {
             "deployment": deployment,
             "device": "edge-a",
@@ -164,6 +167,17 @@ async def test_monitor_shows_the_stores_counts_and_export_holds_every_record(
         out, _ = await _cli("monitor", "--gateway", p.gateway.url)
         assert "InputDriftAlarm (cleared)" in out and "input drift back to 0.05" in out
         await book.stop()
+
+        # --watch: a document per refresh until Ctrl-C, then exit 130 like every command
+        watch = await asyncio.create_subprocess_exec(
+            MODELLINE, "monitor", "--gateway", p.gateway.url, "--watch", "--interval", "0.2", "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        refreshes = [json.loads(await asyncio.wait_for(watch.stdout.readline(), 30)) for _ in range(3)]
+        assert all({r["device"] for r in doc["devices"]} == set(DEVICES) for doc in refreshes)
+        watch.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(watch.wait(), 30) == 130
 
         # modelline monitor export, CSV: every stored record once, results joined, while the gateway runs
         data_dir = str(settings.data_dir)
