@@ -86,7 +86,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     monitor.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between refreshes (5)")
     add_json(monitor)
     monitor.set_defaults(handler=_show)
-    sub = monitor.add_subparsers(dest="monitor_command", metavar="ACTION")
+    sub = monitor.add_subparsers(dest="monitor_command", metavar="[export]")
     export = sub.add_parser(
         "export",
         help="write the stored prediction records with their ground truth (CSV or Parquet)",
