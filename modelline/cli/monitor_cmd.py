@@ -51,6 +51,8 @@ FIGURES = (
     "LastRecord",
     "MonitorState",
     "DroppedRecords",
+    "Features",
+    "FeatureDriftScores",
 )
 CONDITIONS = ("InputDriftAlarm", "OutputDriftAlarm", "QualityAlarm", "DataQualityAlarm", "ErrorRateAlarm")
 # A condition's fields read for the alarm list (OPC 10000-9 5.5.2 ConditionType, 5.7.2 AcknowledgeableConditionType).
@@ -299,7 +301,15 @@ def _row(d: _Device, v: dict[str, Any]) -> dict[str, Any]:
         "last_record": v["LastRecord"],
         "state": v["MonitorState"],
         "dropped_records": v["DroppedRecords"],
+        "feature_drift": _feature_drift(v["Features"], v["FeatureDriftScores"]),
     }
+
+
+def _feature_drift(features: Any, scores: Any) -> dict[str, Any] | None:
+    """Each input's drift score by name (FeatureDriftScores is in the order of Features)."""
+    if not isinstance(features, list) or not isinstance(scores, list) or len(features) != len(scores):
+        return None
+    return dict(zip(features, scores, strict=True))
 
 
 # --- showing it -----------------------------------------------------------------------------------
@@ -343,7 +353,8 @@ def render(data: dict[str, Any], gateway: str, now: datetime | None = None) -> R
     columns = ["deployment", "device", "model", "inferences", "errors", "p50/p99 ms"]
     columns += ["drift", "data ok", "feedback", "acc/MAE", "last record", "state"]
     for column in columns:
-        table.add_column(column, no_wrap=column in ("deployment", "device", "drift"))
+        longest = max((len(_cell(r["model"])) for r in data["devices"]), default=5) if column == "model" else None
+        table.add_column(column, no_wrap=column in ("deployment", "device", "drift"), min_width=longest)
     for r in data["devices"]:
         errors = _cell(r["errors"])
         if r["error_rate"] is not None:
@@ -351,6 +362,9 @@ def render(data: dict[str, Any], gateway: str, now: datetime | None = None) -> R
         drift = Text(_cell(r["drift_score"]))
         if r["drift_level"]:
             drift.append(f" {r['drift_level']}", style=LEVEL_STYLE[r["drift_level"]])
+        numbers = {k: v for k, v in (r["feature_drift"] or {}).items() if _number(v) is not None}
+        if r["drift_level"] in ("Warning", "Alarm") and numbers:  # which input drifts most
+            drift.append(f" ({max(numbers, key=numbers.__getitem__)})")
         quality = r["data_quality"]
         state = Text(_cell(r["state"]), style=LEVEL_STYLE.get(str(r["state"]), ""))
         table.add_row(
