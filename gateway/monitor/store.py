@@ -30,7 +30,8 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+import sqlite3
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,8 @@ from typing import Any
 import aiosqlite
 
 from gateway.monitor.base import LATENCY_WINDOW, Cursor, Feedback, Figures, Pair, StoredPrediction
-from sdk.errors import InvalidState, ModelLineError, UsageError
+from gateway.monitor.export import ExportRow
+from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
 from sdk.monitor.records import FeedbackRecord, LogRecord, PredictionRecord, RecordEnvelope
 
 _log = logging.getLogger(__name__)
@@ -178,6 +180,45 @@ class MonitorStore:
             yield cls(db)
         finally:
             await db.close()
+
+    @classmethod
+    @asynccontextmanager
+    async def open_readonly(cls, path: Path) -> AsyncIterator[MonitorStore]:
+        """Open an existing database for reading only (``mode=ro``): safe beside a running gateway, whose
+        writes a WAL reader never blocks nor sees half done. Nothing is created or migrated."""
+        uri = await asyncio.to_thread(lambda: path.absolute().as_uri() if path.is_file() else None)
+        if uri is None:
+            raise NotFound(f"no monitor database at {path} (the gateway's data folder holds monitor.sqlite3)")
+        try:
+            db = await aiosqlite.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise MonitorStoreError(f"{path} cannot be opened: {exc}") from None
+        try:
+            db.row_factory = aiosqlite.Row
+            try:
+                (current,) = await (await db.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+            except sqlite3.DatabaseError as exc:
+                raise MonitorStoreError(f"{path} is not a monitor database: {exc}") from None
+            if current > len(MIGRATIONS):
+                raise MonitorStoreError(
+                    f"{path} was written by a newer ModelLine (schema {current}); upgrade ModelLine"
+                )
+            if current == 0:
+                raise MonitorStoreError(f"{path} is not a monitor database (no schema)")
+            yield cls(db)
+        finally:
+            await db.close()
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """One read transaction: every query inside it sees the database as of its first read (WAL snapshot),
+        whatever a running gateway commits meanwhile."""
+        async with self._lock:
+            await self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                await self._db.execute("COMMIT")
 
     @staticmethod
     async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
@@ -413,6 +454,63 @@ class MonitorStore:
         )
         return [Pair(_prediction(r), r["feedback_value"], r["sample_id"]) for r in rows]
 
+    # --- export ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _export_filter(
+        device: str | None, model: str | None, version: str | None, since: datetime | None, until: datetime | None
+    ) -> tuple[str, list[str | None]]:
+        where: list[str] = ["1"]
+        params: list[str | None] = []
+        for column, value in (("p.device", device), ("p.model", model), ("p.version", version)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("p.time >= ?")
+            params.append(_ts(since))
+        if until is not None:
+            where.append("p.time < ?")
+            params.append(_ts(until))
+        return " AND ".join(where), params
+
+    async def export_count(
+        self,
+        device: str | None = None,
+        model: str | None = None,
+        version: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many predictions ``export_rows`` gives for the same filters."""
+        where, params = self._export_filter(device, model, version, since, until)
+        (row,) = await self._rows(f"SELECT count(*) FROM predictions p WHERE {where}", *params)
+        return int(row[0])
+
+    async def export_rows(
+        self,
+        device: str | None = None,
+        model: str | None = None,
+        version: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch: int = 2000,
+    ) -> AsyncGenerator[list[ExportRow], None]:
+        """Every stored prediction (prediction time in [since, until)), in (device, pipeline, time, sequence)
+        order, with the newest measured result joined to it if any; ``batch`` rows at a time, so an export
+        of millions of records never holds them all. Use inside ``snapshot`` to see one consistent state."""
+        where, params = self._export_filter(device, model, version, since, until)
+        sql = (
+            "SELECT p.*, f.value AS feedback_value, f.time AS feedback_time FROM predictions p LEFT JOIN ("
+            "  SELECT device, pipeline, match_queue_id, match_sequence, value, max(time) AS time FROM feedback"
+            "  WHERE match_sequence IS NOT NULL GROUP BY device, pipeline, match_queue_id, match_sequence"
+            ") f ON f.device = p.device AND f.pipeline = p.stream AND f.match_queue_id = p.queue_id "
+            f"AND f.match_sequence = p.sequence WHERE {where} ORDER BY p.device, p.stream, p.time, p.sequence"
+        )
+        async with self._db.execute(sql, params) as cursor:
+            while rows := list(await cursor.fetchmany(batch)):
+                yield [_export_row(r) for r in rows]
+
     # --- figures --------------------------------------------------------------------------------
 
     async def counts(self, device: str, pipeline: str) -> dict[str, int]:
@@ -488,6 +586,26 @@ class MonitorStore:
             )
             for r in rows
         ]
+
+
+def _export_row(r: aiosqlite.Row) -> ExportRow:
+    """A prediction row with its joined feedback (``export_rows``) as the exporter writes it."""
+    return ExportRow(
+        device=r["device"],
+        pipeline=r["stream"],
+        sequence=r["sequence"],
+        time=r["time"],
+        source_time=r["source_time"],
+        model=r["model"],
+        version=r["version"],
+        status=r["status"],
+        latency_ms=r["latency_ms"],
+        part_key=r["part_key"],
+        inputs=json.loads(r["inputs_json"]),
+        outputs=json.loads(r["outputs_json"]),
+        feedback=r["feedback_value"],
+        feedback_time=r["feedback_time"],
+    )
 
 
 def _prediction(r: aiosqlite.Row) -> StoredPrediction:

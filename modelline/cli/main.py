@@ -15,7 +15,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from modelline.cli import demo_cmd, edge_cmd, gateway_cmd, keys_cmd, package_cmd, pull_cmd, rollout_cmd, users_cmd
+from modelline.cli import (
+    demo_cmd,
+    edge_cmd,
+    gateway_cmd,
+    keys_cmd,
+    monitor_cmd,
+    package_cmd,
+    pull_cmd,
+    rollout_cmd,
+    users_cmd,
+)
 from modelline.cli.output import Output
 from sdk import __version__
 from sdk.errors import EXIT_CODES, ModelLineError, PackageRejected
@@ -52,7 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (keys_cmd, package_cmd, pull_cmd, edge_cmd, gateway_cmd, rollout_cmd, users_cmd, demo_cmd):
+    for module in (
+        keys_cmd,
+        package_cmd,
+        pull_cmd,
+        edge_cmd,
+        gateway_cmd,
+        rollout_cmd,
+        monitor_cmd,
+        users_cmd,
+        demo_cmd,
+    ):
         module.register(commands, HelpFormatter)
     return parser
 

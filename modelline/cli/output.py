@@ -82,3 +82,27 @@ class Output:
 
         with progress:
             yield update
+
+    @contextmanager
+    def counting(self, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A count progress bar on stderr (items done of ``total``), shown only on a terminal, never with
+        --json/--quiet; the callback may be called from a worker thread."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        show = self.err.is_terminal and not (self.as_json or self.quiet)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+            disable=not show,
+        )
+        task = progress.add_task(label, total=total)
+
+        def update(done: int) -> None:
+            progress.update(task, completed=done)
+
+        with progress:
+            yield update

@@ -34,7 +34,14 @@ from sdk.binding import Binding
 from sdk.examples import example_dir
 from sdk.opcua.shelf import init_server
 from tests import readme
-from tests.aws_harness import AWS_VARIABLES_TO_CLEAR, offline_aws_env, register_model_group, tarball
+from tests.aws_harness import (
+    AWS_VARIABLES_TO_CLEAR,
+    REGION,
+    aws_client,
+    offline_aws_env,
+    register_model_group,
+    tarball,
+)
 from tests.edge_harness import HEALTHY, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE
@@ -458,6 +465,37 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     await plant.run(
         readme.command("Users and roles", "users", "add"), "model-manager", stdin=f"{PASSWORD}\n{PASSWORD}\n"
     )
+
+    # Watch a model: the monitor's table from the PC, the records exported on the gateway's machine (while it
+    # runs) as CSV and as Parquet uploaded to S3 (moto).
+    async def collected() -> dict[str, Any] | None:
+        shown = await plant.run([*readme.command("Watch a model", "monitor", "--gateway").argv, "--json"])
+        rows = json.loads(shown.out)["devices"]
+        return rows if any(isinstance(r["inferences"], int) and r["inferences"] > 0 for r in rows) else None
+
+    rows = await wait_for(collected, timeout=60, what="the Model Monitor to count predictions")
+    assert {r["device"] for r in rows} == {"pump-station-3", "pump-station-4"}
+    table = await plant.run(readme.command("Watch a model", "monitor", "--gateway"))
+    assert "pump-station-3" in table.out and "Active alarms" in table.out
+    guide = "Watch a model"
+    csv_export = await plant.run(
+        readme.command(
+            guide, "monitor", "export", "--data-dir", "/var/lib/modelline/gateway", "-o", "pump-health-records.csv"
+        ),
+        gateway_machine,
+    )
+    written = plant.folder(gateway_machine) / "pump-health-records.csv"
+    lines = written.read_text().splitlines()
+    assert "input.speed" in lines[0] and len(lines) > 1 and f"{len(lines) - 1} record(s)" in csv_export.out
+    s3 = aws_client("s3", plant.moto_url)
+    s3.create_bucket(Bucket="retraining", CreateBucketConfiguration={"LocationConstraint": REGION})
+    parquet = readme.command(
+        guide, "monitor", "export", "--data-dir", "/var/lib/modelline/gateway", "-o", "pump-health-records.parquet"
+    )
+    uploaded = await plant.run(parquet, gateway_machine)
+    assert "s3://retraining/pump-health/pump-health-records.parquet" in uploaded.out.replace("\n", "")
+    body = s3.get_object(Bucket="retraining", Key="pump-health/pump-health-records.parquet")["Body"].read()
+    assert body == (plant.folder(gateway_machine) / "pump-health-records.parquet").read_bytes()
 
     # Back up, restore and recover the gateway's database: a backup while it serves, then the database lost.
     guide = "Back up, restore and recover"
