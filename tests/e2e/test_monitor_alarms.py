@@ -1,0 +1,148 @@
+"""The Model Monitor's figures live on a running gateway: drift alarm, history, /metrics, restart.
+
+A real gateway, a real edge node serving the pump model and a simulated PLC whose tags a seeded
+generator drives: first as the deployment's baseline, then in distribution (the alarm stays quiet),
+then shifted by two standard deviations (InputDriftAlarm fires). Small windows keep it quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from asyncua import Client, ua
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.app import Gateway
+from gateway.monitor.thresholds import InputReference, MonitorThresholds
+from gateway.settings import GatewaySettings
+from tests.conftest import Signer
+from tests.e2e.test_gateway_rollout import plant
+from tests.edge_harness import FEATURES, build_pump, wait_for
+from tests.opcua_servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 200
+
+
+def _settings(root: Path, signer: Signer) -> GatewaySettings:
+    return GatewaySettings(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=root / "gateway",
+        trust_dir=signer.trust_dir,
+        anonymous_role="Engineer",
+        monitor_poll_s=0.2,
+        monitor_figures_s=1,
+        metrics_port=free_port(),
+        monitor=MonitorThresholds(
+            window_records=WINDOW,
+            baseline_records=WINDOW,
+            output_bins=4,
+            input_reference=InputReference.DEPLOYMENT,
+        ),
+    )
+
+
+@pytest.mark.timeout(180)
+async def test_input_drift_alarm_history_metrics_and_restart(tmp_path: Path, signer: Signer, example: Path) -> None:
+    settings = _settings(tmp_path, signer)
+    rng = np.random.default_rng(7)
+    async with plant(tmp_path, signer, settings) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg").path)
+        manifest = await p.gateway._manifest_of("pump-health", "1.0.0")
+        assert manifest is not None
+        stats = {f: manifest.reference_stats[f] for f in FEATURES}
+        await p.plc.write_all({f: s.mean for f, s in stats.items()})  # in distribution from the first prediction
+        # One prediction per round of writes (speed is written last): no record repeats half-updated inputs.
+        deployment = await p.deploy("1.0.0", ["edge-a"], binding=p.plc.binding(mode="tag", tag="speed"))
+        await p.settled(deployment, "Active")
+        gateway = p.gateway
+        live = gateway.monitor.live[(deployment, "edge-a")]
+
+        async def drive(records: int, shift: float) -> None:
+            """Write the PLC tags until ``records`` more predictions are counted into the figures."""
+            target = gateway.monitor_store
+            before = (await target.figures(deployment, "edge-a")).inferences
+            while (await target.figures(deployment, "edge-a")).inferences < before + records:
+                # On a grid of 11 levels within one std of the mean: the baseline holds every level, so an
+                # in-distribution window never falls outside its outer bins (whose expected share is 0).
+                values = {f: s.mean + s.std * (shift + rng.integers(-5, 6) / 5) for f, s in stats.items()}
+                await p.plc.write_all(values)
+                await asyncio.sleep(0.03)
+
+        node = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", "1:edge-a"])
+
+        async def read(name: str) -> ua.DataValue:
+            return await (await node.get_child(f"{p.ml}:{name}")).read_data_value(raise_on_bad_status=False)
+
+        alarm_key = f"{deployment}/edge-a/InputDriftAlarm"
+        await drive(WINDOW, 0.0)  # the baseline of the deployment
+        await drive(2 * WINDOW, 0.0)  # in distribution: a full window scored, no alarm
+
+        async def scored() -> bool:
+            dv = await read("DriftScore")
+            return dv.StatusCode.is_good()
+
+        await wait_for(scored, timeout=20, what="DriftScore scored")
+        await asyncio.sleep(1.5)
+        assert not gateway.alarms.state(alarm_key).active, (
+            gateway.alarms.state(alarm_key).message,
+            live.monitor.figures().feature_drift,
+        )
+        assert (await read("MonitorState")).Value.Value in ("Ok", "Warning")
+
+        await drive(2 * WINDOW, 2.0)  # shifted by two standard deviations
+
+        async def fired() -> bool:
+            return gateway.alarms.state(alarm_key).active
+
+        await wait_for(fired, timeout=20, what="InputDriftAlarm active")
+        state = gateway.alarms.state(alarm_key)
+        assert state.severity in (500, 800) and not state.acked
+        assert "pump-health 1.0.0 on edge-a: input drift" in state.message
+        drift = (await read("DriftScore")).Value.Value
+        assert drift >= 0.1
+        assert (await read("Features")).Value.Value == list(live.monitor.names)
+
+        # History: the DriftScore series (OPC 10000-11 ReadRawModifiedDetails)
+        await asyncio.sleep(1.5)
+        history = await (await node.get_child(f"{p.ml}:DriftScore")).read_raw_history(
+            datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
+        )
+        series = [dv.Value.Value for dv in history if dv.StatusCode.is_good()]
+        assert series and series[-1] == pytest.approx((await read("DriftScore")).Value.Value)
+        assert min(series) < 0.1 <= max(series)
+
+        # /metrics matches the nodes
+        url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        samples = {
+            (s.name, s.labels.get("alarm", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.labels.get("deployment") == deployment
+        }
+        assert samples[("modelline_drift_score", "")] == pytest.approx((await read("DriftScore")).Value.Value)
+        assert samples[("modelline_inferences_total", "")] == (await read("InferenceCount")).Value.Value
+        assert samples[("modelline_alarm_active", "InputDriftAlarm")] == 1.0
+
+        condition = gateway.alarms.node(alarm_key)
+        assert (await condition.read_browse_name()).Name == "InputDriftAlarm"
+        await gateway.__aexit__(None, None, None)
+        # The gateway restarts: the alarm is still active and unacknowledged, the figures rebuilt from the store.
+        async with Gateway(settings) as again:
+            state = again.alarms.state(alarm_key)
+            assert state.active and not state.acked
+            rebuilt = again.monitor.live[(deployment, "edge-a")].monitor.figures()
+            assert rebuilt.input_drift is not None and rebuilt.input_drift >= 0.1
+            async with Client(again.url) as client:
+                ml = await client.get_namespace_index("http://modelline.io/UA/")
+                acked = await client.nodes.objects.get_child(
+                    [f"{ml}:ModelMonitor", f"1:{deployment}", "1:edge-a", "1:InputDriftAlarm", "0:AckedState", "0:Id"]
+                )
+                assert await acked.read_value() is False
