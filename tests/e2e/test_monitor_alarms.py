@@ -8,6 +8,7 @@ then shifted by two standard deviations (InputDriftAlarm fires). Small windows k
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import Gateway
 from gateway.monitor.thresholds import InputReference, MonitorThresholds
 from gateway.settings import GatewaySettings
+from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import plant
 from tests.edge_harness import FEATURES, build_pump, wait_for
+from tests.interop.test_crawl_node_opcua import crawl
 from tests.opcua_servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -30,12 +33,21 @@ pytestmark = pytest.mark.e2e
 WINDOW = 200
 
 
+def _users(root: Path, anonymous: str = "Engineer") -> Path:
+    """Operator "op"; anonymous clients are Engineers (the test deploys), or ``anonymous``."""
+    path = root / f"users-{anonymous}.toml"
+    path.write_text(
+        f'anonymous = "{anonymous}"\n[users.op]\nrole = "Operator"\npassword = "{hash_password("operator-pw")}"\n'
+    )
+    return path
+
+
 def _settings(root: Path, signer: Signer) -> GatewaySettings:
     return GatewaySettings(
+        users_file=_users(root),
         endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
         data_dir=root / "gateway",
         trust_dir=signer.trust_dir,
-        anonymous_role="Engineer",
         monitor_poll_s=0.2,
         monitor_figures_s=1,
         metrics_port=free_port(),
@@ -49,7 +61,9 @@ def _settings(root: Path, signer: Signer) -> GatewaySettings:
 
 
 @pytest.mark.timeout(180)
-async def test_input_drift_alarm_history_metrics_and_restart(tmp_path: Path, signer: Signer, example: Path) -> None:
+async def test_input_drift_alarm_history_metrics_and_restart(
+    tmp_path: Path, signer: Signer, example: Path, node_opcua: Path
+) -> None:
     settings = _settings(tmp_path, signer)
     rng = np.random.default_rng(7)
     async with plant(tmp_path, signer, settings) as p:
@@ -71,7 +85,7 @@ async def test_input_drift_alarm_history_metrics_and_restart(tmp_path: Path, sig
             while (await target.figures(deployment, "edge-a")).inferences < before + records:
                 # On a grid of 11 levels within one std of the mean: the baseline holds every level, so an
                 # in-distribution window never falls outside its outer bins (whose expected share is 0).
-                values = {f: s.mean + s.std * (shift + rng.integers(-5, 6) / 5) for f, s in stats.items()}
+                values = {f: float(s.mean + s.std * (shift + rng.integers(-5, 6) / 5)) for f, s in stats.items()}
                 await p.plc.write_all(values)
                 await asyncio.sleep(0.03)
 
@@ -79,6 +93,11 @@ async def test_input_drift_alarm_history_metrics_and_restart(tmp_path: Path, sig
 
         async def read(name: str) -> ua.DataValue:
             return await (await node.get_child(f"{p.ml}:{name}")).read_data_value(raise_on_bad_status=False)
+
+        async def value(name: str) -> object:
+            variant = (await read(name)).Value
+            assert variant is not None
+            return variant.Value
 
         alarm_key = f"{deployment}/edge-a/InputDriftAlarm"
         await drive(WINDOW, 0.0)  # the baseline of the deployment
@@ -127,15 +146,17 @@ async def test_input_drift_alarm_history_metrics_and_restart(tmp_path: Path, sig
             for s in family.samples
             if s.labels.get("deployment") == deployment
         }
-        assert samples[("modelline_drift_score", "")] == pytest.approx((await read("DriftScore")).Value.Value)
-        assert samples[("modelline_inferences_total", "")] == (await read("InferenceCount")).Value.Value
+        assert samples[("modelline_drift_score", "")] == pytest.approx(await value("DriftScore"))
+        assert samples[("modelline_inferences_total", "")] == await value("InferenceCount")
         assert samples[("modelline_alarm_active", "InputDriftAlarm")] == 1.0
 
         condition = gateway.alarms.node(alarm_key)
         assert (await condition.read_browse_name()).Name == "InputDriftAlarm"
+        score = (await node.get_child(f"{p.ml}:DriftScore")).nodeid.to_string()
         await gateway.__aexit__(None, None, None)
         # The gateway restarts: the alarm is still active and unacknowledged, the figures rebuilt from the store.
-        async with Gateway(settings) as again:
+        # This time anonymous clients are Observers: alarms.mjs checks that they may not acknowledge.
+        async with Gateway(settings.model_copy(update={"users_file": _users(tmp_path, "Observer")})) as again:
             state = again.alarms.state(alarm_key)
             assert state.active and not state.acked
             rebuilt = again.monitor.live[(deployment, "edge-a")].monitor.figures()
@@ -146,3 +167,34 @@ async def test_input_drift_alarm_history_metrics_and_restart(tmp_path: Path, sig
                     [f"{ml}:ModelMonitor", f"1:{deployment}", "1:edge-a", "1:InputDriftAlarm", "0:AckedState", "0:Id"]
                 )
                 assert await acked.read_value() is False
+            # A SCADA alarm list (node-opcua): ConditionRefresh replays it, an Operator acknowledges it.
+            condition_id = again.alarms.node(alarm_key).nodeid.to_string()
+            start = datetime.now(UTC) - timedelta(minutes=10)
+            proc = await asyncio.create_subprocess_exec(
+                "node",
+                str(node_opcua / "alarms.mjs"),
+                again.url,
+                "op",
+                "operator-pw",
+                condition_id,
+                score,
+                start.isoformat(),
+                datetime.now(UTC).isoformat(),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=node_opcua,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, err.decode()[-3000:]
+            summary = json.loads([line for line in out.decode().splitlines() if line.startswith("{")][-1])
+            [shown] = [e for e in summary["replayed"] if e["ConditionId"] == condition_id]
+            assert shown["ConditionName"] == "InputDriftAlarm" and shown["AckedState.Id"] is False
+            assert shown["Severity"] == state.severity and shown["Message"] == state.message
+            assert summary["statuses"]["observerAck"] == "BadUserAccessDenied"
+            assert summary["statuses"]["ack"] == "Good"
+            assert summary["acked"]["AckedState.Id"] is True
+            assert again.alarms.state(alarm_key).acked and again.alarms.state(alarm_key).active
+            assert summary["history"], "DriftScore history read by node-opcua"
+            # Every attribute of every node, the condition instances included, reads for a generic client.
+            paths = set((await crawl(node_opcua, again.url))["paths"])
+            assert any(path.endswith("1:edge-a/1:InputDriftAlarm") for path in paths)
