@@ -34,6 +34,7 @@ from gateway.opcua.devices import DeviceNodes
 from gateway.opcua.manager import ManagerNodes
 from gateway.opcua.models import ModelNodes
 from gateway.opcua.monitor import MonitorNodes, record_collector
+from gateway.opcua.operations_alarms import OperationsAlarms
 from gateway.settings import GatewaySettings
 from gateway.store import files
 from gateway.store.sqlite import SqliteStore
@@ -142,11 +143,22 @@ class Gateway(Service):
             server, ns, instance_ns, self.monitor, alarms=self.alarms, history=self.history, metrics=self.metrics
         ).bind()
         self.deployments.listeners.append(self.monitor_nodes.deployment_changed)
-        for record in await self.store.deployments():
+        self.operations = OperationsAlarms(
+            server,
+            self.alarms,
+            self.monitor_nodes.node,
+            self.device_nodes.folder,
+            await manager.get_child(f"{ns.modelline}:Deployments"),
+            s.offline_alarm_s,
+        )
+        self.deployments.listeners.append(lambda record, _: self.operations.deployments_changed([record]))
+        stored = await self.store.deployments()
+        for record in stored:
             targets = await self.store.targets(record.id)
             await self.manager.show(record, targets)
             await self.monitor.deployment_changed(record, targets)
             await self.monitor_nodes.deployment_changed(record, targets)
+        await self.operations.deployments_changed(stored)
         self.models = await ModelNodes(
             server,
             ns,
@@ -229,6 +241,7 @@ class Gateway(Service):
         """State and LastSeen of every device, including those that went quiet."""
         for link in list(self.devices.links.values()):
             await self.device_nodes.show(link)
+            await self.operations.device_shown(link)
 
     async def sync_sagemaker(self) -> list[str]:
         """Import the newest Approved version of each configured group, unless it is stored; returns what was added."""
