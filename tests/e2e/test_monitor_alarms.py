@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from asyncua import Client, ua
 from prometheus_client.parser import text_string_to_metric_families
+from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from gateway.app import Gateway
 from gateway.monitor.thresholds import InputReference, MonitorThresholds
@@ -198,3 +200,96 @@ async def test_input_drift_alarm_history_metrics_and_restart(
             # Every attribute of every node, the condition instances included, reads for a generic client.
             paths = set((await crawl(node_opcua, again.url))["paths"])
             assert any(path.endswith("1:edge-a/1:InputDriftAlarm") for path in paths)
+
+
+@pytest.mark.timeout(150)
+async def test_quality_figures_match_scikit_learn_and_an_offline_device_raises_its_alarm(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    """Measured remaining life comes by SubmitFeedback (one SampleId retried) for half the parts and by the
+    feedback tag with the part key tag for the other half; MeanAbsoluteError and RootMeanSquaredError on the
+    gateway are scikit-learn's on the pairs the store joined."""
+    settings = _settings(tmp_path, signer).model_copy(
+        update={
+            "offline_alarm_s": 1.0,
+            "monitor": MonitorThresholds(min_pairs=5, feedback_outputs={"pump-health": "remaining_life"}),
+        }
+    )
+    parts = 16
+    async with plant(tmp_path, signer, settings) as p:
+        assert p.plc.server is not None
+        pump = await p.plc.server.nodes.objects.get_child("2:Pump1")
+        life = await pump.add_variable(ua.NodeId("Pump1.MeasuredLife", 2), "2:MeasuredLife", ua.Variant(0.0))
+        serial = await pump.add_variable(ua.NodeId("Pump1.Serial", 2), "2:Serial", ua.Variant(""))
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg").path)
+        binding = p.plc.binding(mode="tag", tag="speed") | {
+            "feedback": {"endpoint": p.plc.url, "node_id": "ns=2;s=Pump1.MeasuredLife"},
+            "part_key": {"endpoint": p.plc.url, "node_id": "ns=2;s=Pump1.Serial"},
+        }
+        deployment = await p.deploy("1.0.0", ["edge-a"], binding=binding)
+        await p.settled(deployment, "Active")
+        gateway = p.gateway
+        rng = np.random.default_rng(11)
+        for i in range(parts):
+            await serial.write_value(ua.Variant(f"SN-{i}", ua.VariantType.String))
+            await asyncio.sleep(0.1)
+            for feature in FEATURES:
+                await p.plc.write(feature, 1000.0 + i if feature == "speed" else float(rng.uniform(0.5, 2.0)))
+            await asyncio.sleep(0.1)
+
+        async def stored() -> bool:
+            return (await gateway.monitor_store.figures(deployment, "edge-a")).inferences >= parts
+
+        await wait_for(stored, timeout=30, what="the parts' predictions stored")
+        truth = {f"SN-{i}": float(rng.uniform(100, 3000)) for i in range(parts)}
+        async with Client(gateway.url) as client:
+            client.set_user("op")
+            client.set_password("operator-pw")
+            monitor = await client.nodes.objects.get_child(f"{p.ml}:ModelMonitor")
+            submit = await monitor.get_child(f"{p.ml}:SubmitFeedback")
+            for i in range(parts // 2):
+                for _ in range(2 if i == 0 else 1):  # the quality station retries SN-0: counted once
+                    await monitor.call_method(
+                        submit,
+                        ua.Variant("edge-a", ua.VariantType.String),
+                        ua.Variant("main", ua.VariantType.String),
+                        ua.Variant(0, ua.VariantType.UInt64),
+                        ua.Variant(datetime(1601, 1, 1, tzinfo=UTC), ua.VariantType.DateTime),
+                        ua.Variant(f"SN-{i}", ua.VariantType.String),
+                        ua.Variant(truth[f"SN-{i}"], ua.VariantType.Double),
+                        ua.Variant(f"qs-{i}", ua.VariantType.String),
+                    )
+        for i in range(parts // 2, parts):  # by tag: the part key names the part the result is for
+            await serial.write_value(ua.Variant(f"SN-{i}", ua.VariantType.String))
+            await asyncio.sleep(0.1)
+            await life.write_value(ua.Variant(truth[f"SN-{i}"], ua.VariantType.Double))
+            await asyncio.sleep(0.1)
+
+        node = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", "1:edge-a"])
+
+        async def counted() -> bool:
+            count = await (await node.get_child(f"{p.ml}:FeedbackCount")).read_value()
+            mae = await (await node.get_child(f"{p.ml}:MeanAbsoluteError")).read_data_value(raise_on_bad_status=False)
+            return bool(count == parts and mae.StatusCode is not None and mae.StatusCode.is_good())
+
+        await wait_for(counted, timeout=30, what="every result joined and the figures written")
+        await asyncio.sleep(1.5)  # one more refresh: every pair counted
+        pairs = await gateway.monitor_store.pairs(device="edge-a")
+        assert sorted(pair.prediction.part_key or "" for pair in pairs) == sorted(truth)
+        assert all(pair.value == truth[pair.prediction.part_key or ""] for pair in pairs)
+        predicted = [float(pair.prediction.outputs["remaining_life"]) for pair in pairs]
+        measured = [pair.value for pair in pairs]
+        mae = await (await node.get_child(f"{p.ml}:MeanAbsoluteError")).read_value()
+        rmse = await (await node.get_child(f"{p.ml}:RootMeanSquaredError")).read_value()
+        assert mae == pytest.approx(mean_absolute_error(measured, predicted), rel=1e-9)
+        assert rmse == pytest.approx(math.sqrt(mean_squared_error(measured, predicted)), rel=1e-9)
+
+        # edge-b goes away: after offline_alarm_s its OfflineAlarm is active.
+        await p.edges["edge-b"].__aexit__(None, None, None)
+
+        async def offline() -> bool:
+            return gateway.alarms.state("device/edge-b/OfflineAlarm").active
+
+        await wait_for(offline, timeout=40, what="edge-b's OfflineAlarm")
+        assert not gateway.alarms.state("device/edge-a/OfflineAlarm").active
+        assert "device edge-b is offline" in gateway.alarms.state("device/edge-b/OfflineAlarm").message
