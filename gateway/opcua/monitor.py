@@ -101,8 +101,9 @@ class MonitorNodes:
         )
         method = await self.node.get_child(f"{self.ns.modelline}:SubmitFeedback")
         await bind_method(self.server, method, self._submit_feedback)
-        if self.history is not None:
+        if self.history is not None:  # alarm history on the area and on the Server object (OPC 10000-11 6.4.2)
             await self.history.historize_events(self.node)
+            await self.history.historize_events(self.server.nodes.server)
         return self
 
     async def deployment_changed(self, record: DeploymentRecord, targets: list[TargetRecord]) -> None:
