@@ -26,7 +26,7 @@ from gateway.settings import GatewaySettings
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import plant
-from tests.edge_harness import FEATURES, build_pump, wait_for
+from tests.edge_harness import FEATURES, build_pump, wait_for, with_wrong_samples
 from tests.interop.test_crawl_node_opcua import crawl
 from tests.opcua_servers import free_port
 
@@ -293,3 +293,38 @@ async def test_quality_figures_match_scikit_learn_and_an_offline_device_raises_i
         await wait_for(offline, timeout=40, what="edge-b's OfflineAlarm")
         assert not gateway.alarms.state("device/edge-a/OfflineAlarm").active
         assert "device edge-b is offline" in gateway.alarms.state("device/edge-b/OfflineAlarm").message
+
+
+@pytest.mark.timeout(150)
+async def test_a_failed_deployment_raises_its_alarm_until_a_later_one_to_its_targets_is_active(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    v1 = build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path
+    bad = with_wrong_samples(v1, tmp_path / "bad.mlpkg", signer, "1.1.0")
+    async with plant(tmp_path, signer, _settings(tmp_path, signer)) as p:
+        await p.push(v1)
+        await p.push(bad)
+        failed = await p.deploy("1.1.0", ["edge-a"])
+        await p.settled(failed, "Failed")
+        key = f"deployment/{failed}/FailedAlarm"
+
+        async def raised() -> bool:
+            return p.gateway.alarms.state(key).active
+
+        await wait_for(raised, timeout=10, what="FailedAlarm active")
+        state = p.gateway.alarms.state(key)
+        assert state.severity == 800 and f"deployment {failed} of pump-health 1.1.0 to edge-a failed" in state.message
+        node = await p.manager.get_child(
+            [f"{p.ml}:Deployments", f"1:{failed}", "1:FailedAlarm", "0:ActiveState", "0:Id"]
+        )
+        assert await node.read_value() is True
+        mended = await p.deploy("1.0.0", ["edge-a"])
+        await p.settled(mended, "Active")
+
+        async def cleared() -> bool:
+            return not p.gateway.alarms.state(key).active
+
+        await wait_for(cleared, timeout=10, what="FailedAlarm cleared")
+        state = p.gateway.alarms.state(key)
+        assert state.retain and not state.acked  # listed until an operator has acknowledged and confirmed it
+        assert f"mended by {mended}" in state.message
