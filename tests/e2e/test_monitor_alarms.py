@@ -103,7 +103,7 @@ async def test_input_drift_alarm_history_metrics_and_restart(
 
         alarm_key = f"{deployment}/edge-a/InputDriftAlarm"
         await drive(WINDOW, 0.0)  # the baseline of the deployment
-        await drive(2 * WINDOW, 0.0)  # in distribution: a full window scored, no alarm
+        await drive(WINDOW, 0.0)  # in distribution: a full window scored, no alarm
 
         async def scored() -> bool:
             dv = await read("DriftScore")
@@ -117,7 +117,7 @@ async def test_input_drift_alarm_history_metrics_and_restart(
         )
         assert (await read("MonitorState")).Value.Value in ("Ok", "Warning")
 
-        await drive(2 * WINDOW, 2.0)  # shifted by two standard deviations
+        await drive(WINDOW, 2.0)  # shifted by two standard deviations
 
         async def fired() -> bool:
             return gateway.alarms.state(alarm_key).active
