@@ -157,15 +157,16 @@ class LiveFigures:
 
     # --- verdicts -----------------------------------------------------------------------------------
 
-    def _verdict(self, name: str, level: Level, what: str, now: datetime) -> Verdict:
+    def _verdict(self, name: str, level: Level, what: str, now: datetime, detail: str = "") -> Verdict:
+        """E.g. "pump-health 1.1.0 on edge-2: input drift 0.31 (significant; vibration_rms 0.52) since 14:02 UTC"."""
         if level == Level.OK:
             self._since.pop(name, None)
             return Verdict(level, f"{self.model} {self.version} on {self.device}: {what}, back to normal")
         since = self._since.setdefault(name, now)
+        words = f"{_WORDS[level]}; {detail}" if detail else _WORDS[level]
         return Verdict(
             level,
-            f"{self.model} {self.version} on {self.device}: {what} ({_WORDS[level]}) since "
-            f"{since.astimezone(UTC):%H:%M} UTC",
+            f"{self.model} {self.version} on {self.device}: {what} ({words}) since {since.astimezone(UTC):%H:%M} UTC",
         )
 
     def _drift(
@@ -181,11 +182,9 @@ class LiveFigures:
             return None
         level = levels.get(f"{kind}_drift", Level.OK)
         known = {k: v for k, v in parts.items() if v is not None}
-        what = f"{kind} drift {score:.2f}"
-        if known and level != Level.OK:
-            top = max(known, key=known.__getitem__)
-            what += f" ({top} {known[top]:.2f})"
-        return self._verdict(name, level, what, now)
+        top = max(known, key=known.__getitem__) if known else None
+        detail = f"{top} {known[top]:.2f}" if top is not None and len(known) > 1 else ""
+        return self._verdict(name, level, f"{kind} drift {score:.2f}", now, detail)
 
     def _quality(self, figures: PipelineFigures, levels: dict[str, Level], now: datetime) -> Verdict | None:
         q = figures.quality
