@@ -10,9 +10,13 @@ import numpy as np
 
 from gateway.monitor.base import Feedback
 from gateway.monitor.live import LiveFigures
+from gateway.monitor.service import Monitor
 from gateway.monitor.store import MonitorStore
 from gateway.monitor.thresholds import FigureThresholds, InputReference, Level, MonitorThresholds
+from gateway.store.base import DeploymentRecord, TargetRecord
+from nodesets.ids import DeploymentState
 from sdk.monitor.records import PredictionRecord, RecordEnvelope
+from sdk.package.manifest import Manifest
 from tests.unit.gateway.test_monitor_quality import REGRESSOR
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -84,3 +88,41 @@ def test_no_evidence_no_verdict_and_the_error_rate_of_bad_predictions() -> None:
     assert snapshot.error_rate == 0.25
     verdict = snapshot.verdicts["ErrorRateAlarm"]
     assert verdict is not None and verdict.level == Level.ALARM and "25% of predictions Bad" in verdict.message
+
+
+async def test_a_newer_deployment_of_the_model_supersedes_the_older_one_on_that_device(tmp_path: Path) -> None:
+    async def manifest_of(model: str, version: str) -> Manifest | None:
+        return REGRESSOR.model_copy(update={"version": version}) if model == "m" else None
+
+    def deployment(name: str, version: str, targets: list[str]) -> tuple[DeploymentRecord, list[TargetRecord]]:
+        record = DeploymentRecord(
+            id=name,
+            model="m",
+            version=version,
+            targets=targets,
+            options_json="{}",
+            state=DeploymentState.ACTIVE,
+            created_at=T0,
+            updated_at=T0,
+        )
+        rows = [
+            TargetRecord(deployment_id=name, device_id=d, state=DeploymentState.ACTIVE, updated_at=T0) for d in targets
+        ]
+        return record, rows
+
+    async with MonitorStore.open(tmp_path / "monitor.sqlite3") as store:
+        monitor = Monitor(store, thresholds=THRESHOLDS, manifest_of=manifest_of)
+        await monitor.deployment_changed(*deployment("d1", "1.0.0", ["edge-a", "edge-b"]))
+        assert set(monitor.live) == {("d1", "edge-a"), ("d1", "edge-b")}
+        await monitor.deployment_changed(*deployment("d2", "1.1.0", ["edge-a"]))
+        assert set(monitor.live) == {("d1", "edge-b"), ("d2", "edge-a")}
+        assert monitor.superseded == {("d1", "edge-a"): "d2"}
+        assert monitor.deployment_of("edge-a", "m", "1.1.0") == "d2"
+        rng = np.random.default_rng(5)
+        batch = _records(1, 5, rng)
+        await monitor.stored(
+            "edge-a", [e.model_copy(update={"record": e.record.model_copy(update={"version": "1.1.0"})}) for e in batch]
+        )
+        assert len(monitor.live[("d2", "edge-a")]._recent) == 5  # credited to the deployment that brought 1.1.0
+        await monitor.deployment_changed(*deployment("d1", "1.0.0", ["edge-a", "edge-b"]))  # d1 changes again
+        assert ("d1", "edge-a") not in monitor.live  # superseded stays superseded
