@@ -25,24 +25,30 @@ from gateway.deployments.service import DeploymentService
 from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
+from gateway.monitor.prometheus import MetricsEndpoint
 from gateway.monitor.retention import Retention
 from gateway.monitor.service import Monitor
 from gateway.monitor.store import MonitorStore
-from gateway.monitor.thresholds import MonitorThresholds
+from gateway.monitor.thresholds import FigureThresholds
 from gateway.opcua.device_link import DeviceLink
 from gateway.opcua.devices import DeviceNodes
 from gateway.opcua.manager import ManagerNodes
 from gateway.opcua.models import ModelNodes
 from gateway.opcua.monitor import MonitorNodes, record_collector
+from gateway.opcua.operations_alarms import OperationsAlarms
 from gateway.settings import GatewaySettings
 from gateway.store import files
 from gateway.store.sqlite import SqliteStore
 from nodesets.ids import ModelLine
 from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore, load_private_key
+from sdk.opcua.alarm_store import JsonAlarmStore
+from sdk.opcua.alarms import AlarmBook
+from sdk.opcua.history import History
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.service import Service, new_server, start_listening
 from sdk.opcua.values import new_instance
+from sdk.package.manifest import Manifest
 from sdk.pull import PullTarget, pull_sagemaker
 from sdk.sources.aws import AwsOptions
 from sdk.sources.sagemaker import find_model
@@ -76,6 +82,9 @@ class Gateway(Service):
             poll_s=s.monitor_poll_s,
             max_records=s.monitor_max_records,
             known_device=lambda device_id: device_id in self.devices.links,
+            thresholds=s.monitor,
+            error_rate=FigureThresholds(warning=s.error_rate_warning, alarm=s.error_rate_alarm, deadband=0.01),
+            manifest_of=self._manifest_of,
         )
         self.repository = PackageRepository(self.store, s.packages_dir, trust)
         server, ns, instance_ns = await new_server(
@@ -88,6 +97,18 @@ class Gateway(Service):
             max_byte_string=s.max_byte_string,
             pki_dir=s.data_dir / "pki",
         )
+        # History (OPC 10000-11) and alarms (OPC 10000-9) of the Model Monitor, kept in the data folder.
+        self.history = History(server, s.data_dir, period=timedelta(days=s.history_days))
+        await self.history.start()
+        self._stack.push_async_callback(self.history.close)
+        self.alarms = AlarmBook(server, JsonAlarmStore.in_dir(s.data_dir), history=self.history)
+        await self.alarms.start()
+        self._stack.push_async_callback(self.alarms.stop)
+        self.metrics: MetricsEndpoint | None = None
+        if s.metrics_port is not None:
+            self.metrics = MetricsEndpoint(s.metrics_port, s.metrics_address)
+            await asyncio.to_thread(self.metrics.start)
+            self._stack.callback(self.metrics.stop)
         manager = await new_instance(
             server.nodes.objects,
             server.get_node(node_id(ModelLine.MODEL_MANAGER_TYPE, ns.modelline)),
@@ -96,6 +117,7 @@ class Gateway(Service):
         )
         password = s.edge_password_file.read_text(encoding="utf-8").strip() if s.edge_password_file else None
         self.device_nodes = DeviceNodes(server, ns, await manager.get_child(f"{ns.modelline}:Devices"))
+        self.device_nodes.new_prediction_nodes.append(lambda node: self.history.historize([node]))
 
         def new_link(device_id: str, endpoint: str) -> Device:
             link = DeviceLink(
@@ -118,13 +140,26 @@ class Gateway(Service):
         self.deployments = DeploymentService(self.store, self.repository, self.devices)
         self.deployments.listeners.append(self.monitor.deployment_changed)
         self.manager = await ManagerNodes(server, ns, manager, self.deployments, self.devices, self.device_nodes).bind()
-        self.monitor_nodes = await MonitorNodes(server, ns, instance_ns, self.monitor).bind()
+        self.monitor_nodes = await MonitorNodes(
+            server, ns, instance_ns, self.monitor, alarms=self.alarms, history=self.history, metrics=self.metrics
+        ).bind()
         self.deployments.listeners.append(self.monitor_nodes.deployment_changed)
-        for record in await self.store.deployments():
+        self.operations = OperationsAlarms(
+            server,
+            self.alarms,
+            self.monitor_nodes.node,
+            self.device_nodes.folder,
+            await manager.get_child(f"{ns.modelline}:Deployments"),
+            s.offline_alarm_s,
+        )
+        self.deployments.listeners.append(lambda record, _: self.operations.deployments_changed([record]))
+        stored = await self.store.deployments()
+        for record in stored:
             targets = await self.store.targets(record.id)
             await self.manager.show(record, targets)
             await self.monitor.deployment_changed(record, targets)
             await self.monitor_nodes.deployment_changed(record, targets)
+        await self.operations.deployments_changed(stored)
         self.models = await ModelNodes(
             server,
             ns,
@@ -147,7 +182,7 @@ class Gateway(Service):
         )
         # The output drift baseline of every deployment is kept (gateway/monitor/retention.py).
         self.retention = Retention(
-            self.monitor_store, s.monitor_retention_days, keep_first=MonitorThresholds().baseline_records
+            self.monitor_store, s.monitor_retention_days, keep_first=s.monitor.baseline_records
         )
         self.scheduler.add_job(
             self.retention.run,
@@ -177,6 +212,11 @@ class Gateway(Service):
         self._spawn(self.devices.run(), "devices")
         self._spawn(self.deployments.run(), "deployments")
         _log.info("gateway serving at %s with %s", s.endpoint, self.models.describe())
+
+    async def _manifest_of(self, model: str, version: str) -> Manifest | None:
+        """The manifest of a stored model version (as signed in its package)."""
+        record = await self.store.model_version(model, version)
+        return Manifest.model_validate_json(record.manifest_json) if record is not None else None
 
     async def _report_unreadable(self) -> None:
         """Stored rows that do not validate were left out (and logged by the store); show them where a node can."""
@@ -214,6 +254,7 @@ class Gateway(Service):
         """State and LastSeen of every device, including those that went quiet."""
         for link in list(self.devices.links.values()):
             await self.device_nodes.show(link)
+            await self.operations.device_shown(link)
 
     async def sync_sagemaker(self) -> list[str]:
         """Import the newest Approved version of each configured group, unless it is stored; returns what was added."""

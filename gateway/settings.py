@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.monitor.thresholds import MonitorThresholds
 from sdk.names import EndpointUrl
 from sdk.settings import MaxByteString, MaxPackageBytes
 
@@ -85,7 +86,28 @@ class GatewaySettings(BaseSettings):
         10.0,
         ge=1,
         le=3600,
-        description="How often ModelMonitor/<deployment>/<device> shows fresh counts and latencies, in seconds.",
+        description="How often ModelMonitor/<deployment>/<device> shows fresh figures (at most), in seconds.",
+    )
+
+    monitor: MonitorThresholds = Field(
+        default_factory=MonitorThresholds,
+        description="Windows, minimum evidence and thresholds of the Model Monitor's figures (a [monitor] table).",
+    )
+    error_rate_warning: float = Field(
+        0.05, gt=0, le=1, description="Share of Bad predictions in the window that raises ErrorRateAlarm (Warning)."
+    )
+    error_rate_alarm: float = Field(
+        0.2, gt=0, le=1, description="Share of Bad predictions in the window that makes ErrorRateAlarm an Alarm."
+    )
+    offline_alarm_s: float = Field(
+        60.0, gt=0, description="A device Offline this long raises ModelManager/Devices/<id>/OfflineAlarm, in seconds."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of the Prometheus /metrics endpoint (None: off)."
+    )
+    metrics_address: str = Field("127.0.0.1", description="Address the /metrics endpoint listens on.")
+    history_days: float = Field(
+        30, gt=0, description="How long the history of the monitor's figures, predictions and alarm events is kept."
     )
 
     @property

@@ -496,6 +496,19 @@ MONITORED_DEVICE_TYPE = ObjectType(
         Var("FeedbackCount", UINT64, "Measured results (ground truth) received."),
         Var("Accuracy", DOUBLE, "Share of correct predictions among those with feedback (classifiers).", rule="O"),
         Var("MeanAbsoluteError", DOUBLE, "Mean absolute error of predictions with feedback (regressors).", rule="O"),
+        Var("OutputDriftScore", DOUBLE, "Output drift against the first window after deployment (PSI)."),
+        Var(
+            "DataQuality",
+            DOUBLE,
+            "Share of the window's records whose inputs were all present, Good and in range (0..1).",
+        ),
+        Var("Features", STRING, "The model's input features, in the order of FeatureDriftScores.", value_rank=1),
+        Var("FeatureDriftScores", DOUBLE, "Input drift per feature (PSI), in the order of Features.", value_rank=1),
+        Var("RootMeanSquaredError", DOUBLE, "Root mean squared error over the window (regressors).", rule="O"),
+        Var("F1Score", DOUBLE, "F1 score over the window (classifiers; macro average for several classes).", rule="O"),
+        Var("LastRecord", DATETIME, "Time of the newest prediction record collected."),
+        Var("MonitorState", STRING, 'The worst level of the figures: "Ok", "Warning" or "Alarm".'),
+        Var("DroppedRecords", UINT64, "Records the edge node's queue dropped (sequence gaps seen)."),
     ],
 )
 

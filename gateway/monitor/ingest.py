@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.monitor.store import MonitorStore
-from sdk.monitor.records import FetchResult
+from sdk.monitor.records import FetchResult, RecordEnvelope
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class StreamStats:
 DeploymentOf = Callable[[str, str, str], str | None]
 """(device, model, version) -> the deployment that brought that model version to the device, if any."""
 
+OnStored = Callable[[str, list[RecordEnvelope]], Awaitable[None]]
+"""(stream, records) after a batch is committed: only the records stored by it (none stored before)."""
+
 
 class RecordIngest:
     """The collection loop of one device."""
@@ -67,6 +70,7 @@ class RecordIngest:
         poll_s: float = 2.0,
         retry_cap_s: float = 30.0,
         deployment_of: DeploymentOf | None = None,
+        on_stored: OnStored | None = None,
     ) -> None:
         self.device = device
         self._source = source
@@ -76,6 +80,7 @@ class RecordIngest:
         self._poll_s = poll_s
         self._retry_cap_s = retry_cap_s
         self._deployment_of = deployment_of
+        self._on_stored = on_stored
         self._wake = asyncio.Event()
         self.stats: dict[str, StreamStats] = {}
         self.rounds = 0  # completed rounds over every stream (tests wait on it)
@@ -144,6 +149,9 @@ class RecordIngest:
                 )
                 stats.stored += stored
                 new += stored
+                if self._on_stored is not None and stored:
+                    # The cursor was at ``after`` in the same queue: what lies beyond it was not stored before.
+                    await self._on_stored(stream, [e for e in result.records if e.sequence > after])
                 # Only now, with the batch committed (OPC 40001-101 §7.1.6: acknowledge what is stored).
                 await self._source.acknowledge(stream, result.queue_id, up_to)
                 stats.acknowledged = up_to

@@ -1,26 +1,40 @@
-"""The Model Monitor service: record collection per connected device, and feedback from clients.
+"""The Model Monitor service: record collection per connected device, feedback from clients, live figures.
 
 Each device link, while its session is up, runs ``collect`` with an OPC UA record
 source (gateway/opcua/record_link.py); ``submit_feedback`` is what the
 SubmitFeedback method hands its checked arguments to.
+
+Live figures (gateway/monitor/live.py): one ``LiveFigures`` per (deployment, device), made
+when the deployment's version arrives on the device (``deployment_changed``; at gateway start
+for every stored deployment, rebuilt from the store), fed every newly stored batch of
+the device's predictions credited to that deployment, and the feedback pairs joined to
+them (read from the store whenever the deployment's feedback count moved, so results by
+SubmitFeedback and by tag count alike, each sample id once). A newer deployment of the
+same model to the same device *supersedes* the older one there: its LiveFigures is dropped
+(no more records reach it) and ``superseded`` names it, so the alarm layer clears its
+conditions.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from gateway.monitor.base import Feedback
 from gateway.monitor.ingest import RecordIngest, RecordSource
+from gateway.monitor.live import LiveFigures
 from gateway.monitor.store import MonitorStore
+from gateway.monitor.thresholds import FigureThresholds, MonitorThresholds
 from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets.ids import DeploymentState
-from sdk.errors import NotFound, OutOfRange, UsageError
+from sdk.errors import ModelLineError, NotFound, OutOfRange, UsageError
+from sdk.monitor.records import PredictionRecord, RecordEnvelope
 from sdk.names import first_problem
+from sdk.package.manifest import Manifest
 
 _log = logging.getLogger(__name__)
 
@@ -46,8 +60,16 @@ class Monitor:
         max_records: int = 1000,
         known_device: Callable[[str], bool] = lambda _: True,
         clock: Callable[[], datetime] = utc_now,
+        thresholds: MonitorThresholds | None = None,
+        error_rate: FigureThresholds | None = None,
+        manifest_of: Callable[[str, str], Awaitable[Manifest | None]] | None = None,
     ) -> None:
         self.store = store
+        self.thresholds = thresholds or MonitorThresholds()
+        self.error_rate = error_rate or FigureThresholds(warning=0.05, alarm=0.2, deadband=0.01)
+        self._manifest_of = manifest_of
+        self.live: dict[tuple[str, str], LiveFigures] = {}  # (deployment, device)
+        self.superseded: dict[tuple[str, str], str] = {}  # (deployment, device) -> the deployment after it
         self._poll_s = poll_s
         self._max_records = max_records
         self._known_device = known_device
@@ -66,6 +88,7 @@ class Monitor:
             max_records=self._max_records,
             poll_s=self._poll_s,
             deployment_of=self.deployment_of,
+            on_stored=lambda _stream, envelopes: self.stored(device_id, envelopes),
         )
         self.ingests[device_id] = ingest
         try:
@@ -87,8 +110,57 @@ class Monitor:
     async def deployment_changed(self, record: DeploymentRecord, targets: list[TargetRecord]) -> None:
         """Follow deployments (a DeploymentService listener), to credit predictions to them."""
         for target in targets:
-            if target.state in _ARRIVED:
-                self._deployments[(target.device_id, record.model, record.version)] = record.id
+            key = (record.id, target.device_id)
+            if target.state not in _ARRIVED or key in self.live or key in self.superseded:
+                continue
+            device = target.device_id
+            # Figures first (rebuilt from what is stored), then credit: no record of it can miss them.
+            await self._start_figures(record, device)
+            for (deployment, other), live in list(self.live.items()):
+                if other == device and deployment != record.id and live.model == record.model:
+                    del self.live[(deployment, other)]
+                    self.superseded[(deployment, other)] = record.id
+            self._deployments[(device, record.model, record.version)] = record.id
+
+    async def _start_figures(self, record: DeploymentRecord, device: str) -> None:
+        if self._manifest_of is None:
+            return
+        try:
+            manifest = await self._manifest_of(record.model, record.version)
+            if manifest is None:
+                _log.warning("deployment %s: %s %s is not stored, no figures", record.id, record.model, record.version)
+                return
+            live = LiveFigures(record.id, device, manifest, self.thresholds, self.error_rate)
+            await live.replay(self.store)
+        except (ModelLineError, ValueError, OSError) as exc:  # figures are for show: never stop a deployment
+            _log.warning("deployment %s on %s: no figures: %s", record.id, device, exc)
+            return
+        self.live[(record.id, device)] = live
+
+    async def stored(self, device: str, envelopes: list[RecordEnvelope]) -> None:
+        """Count newly stored records of a device into the figures of the deployments they are credited to."""
+        batches: dict[str, list[PredictionRecord]] = {}
+        for envelope in envelopes:
+            r = envelope.record
+            if isinstance(r, PredictionRecord):
+                deployment = self.deployment_of(device, r.model, r.version)
+                if deployment is not None:
+                    batches.setdefault(deployment, []).append(r)
+        for deployment, records in batches.items():
+            live = self.live.get((deployment, device))
+            if live is None:
+                continue
+            try:
+                live.add(records)
+            except (ValueError, TypeError) as exc:  # a record the figures cannot read must not stop collection
+                _log.warning("deployment %s on %s: figures skip a batch: %s", deployment, device, exc)
+
+    async def join_feedback(self, live: LiveFigures, feedback_count: int) -> None:
+        """Count the pairs joined since the last call, when the deployment's feedback count moved."""
+        if feedback_count == live.feedback_seen:
+            return
+        live.feedback_seen = feedback_count
+        live.add_pairs(await self.store.pairs(device=live.device, model=live.model, version=live.version))
 
     async def submit_feedback(
         self,

@@ -555,6 +555,29 @@ class MonitorStore:
 
         return Figures(inferences, errors, f["n"], rank(0.5), rank(0.99))
 
+    async def gaps(self, device: str) -> int:
+        """Records the device's queue dropped (sequence gaps over all its streams)."""
+        (row,) = await self._rows("SELECT coalesce(sum(gaps), 0) FROM cursors WHERE device = ?", device)
+        return int(row[0])
+
+    async def deployment_records(
+        self, deployment_id: str, device: str, *, limit: int, newest: bool = False, since: datetime | None = None
+    ) -> list[PredictionRecord]:
+        """The first (or, with ``newest``, the newest) ``limit`` predictions a deployment's model made on a device,
+        at or after ``since``, oldest first: what rebuilds the figures after a restart (gateway/monitor/figures.py)."""
+        order = "DESC" if newest else ""
+        rows = await self._rows(
+            "SELECT * FROM predictions WHERE deployment_id = ? AND device = ? AND time >= ? "
+            f"ORDER BY time {order}, sequence {order} LIMIT ?",
+            deployment_id,
+            device,
+            _ts(since) if since is not None else "",
+            limit,
+        )
+        if newest:
+            rows.reverse()
+        return [_record(r) for r in rows]
+
     async def sequences(self, device: str, stream: str) -> list[tuple[str, int]]:
         """(QueueId, sequence) of every stored record of a stream, in order (for checks and exports).
 
@@ -628,4 +651,20 @@ def _prediction(r: aiosqlite.Row) -> StoredPrediction:
         inputs=json.loads(r["inputs_json"]),
         outputs=json.loads(r["outputs_json"]),
         input_status=json.loads(r["input_status_json"]),
+    )
+
+
+def _record(r: aiosqlite.Row) -> PredictionRecord:
+    return PredictionRecord(
+        time=r["time"],
+        source_time=r["source_time"],
+        model=r["model"],
+        version=r["version"],
+        inputs=json.loads(r["inputs_json"]),
+        outputs=json.loads(r["outputs_json"]),
+        input_status=json.loads(r["input_status_json"]),
+        status=r["status"],
+        latency_ms=r["latency_ms"],
+        skipped=r["skipped"],
+        part_key=r["part_key"],
     )

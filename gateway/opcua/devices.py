@@ -10,6 +10,7 @@ line from one server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from asyncua import Node, Server, ua
 
@@ -35,6 +36,7 @@ class DeviceNodes:
         self._devices: dict[str, dict[str, Node]] = {}
         self._predictions: dict[tuple[str, str, str], tuple[Node, VariableLayout]] = {}
         self._folders: dict[tuple[str, str], Node] = {}
+        self.new_prediction_nodes: list[Callable[[Node], Awaitable[None]]] = []
 
     async def _device(self, device_id: str) -> dict[str, Node]:
         nodes = self._devices.get(device_id)
@@ -104,6 +106,8 @@ class DeviceNodes:
                 folder, path_id(folder.nodeid, prediction.output), qname(prediction.output, ns_index), prediction.layout
             )
             self._predictions[key] = (node, prediction.layout)
+            for listener in self.new_prediction_nodes:  # the gateway historizes them
+                await listener(node)
         variant = prediction.layout.variant(prediction.value)
         await self.server.write_attribute_value(
             node.nodeid, data_value(variant, prediction.status, prediction.source_time, prediction.server_time)

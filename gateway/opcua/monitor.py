@@ -12,17 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 from asyncua import Client, Node, Server, ua
 
+from gateway.monitor.base import Figures
+from gateway.monitor.live import ALARMS, LiveFigures, Snapshot
+from gateway.monitor.prometheus import MetricsEndpoint, Sample
 from gateway.monitor.service import Monitor
+from gateway.monitor.thresholds import Level
 from gateway.opcua.device_link import DeviceLink, SessionWorker
 from gateway.opcua.record_link import OpcUaRecordSource, watch_ready
 from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets import Namespaces
 from nodesets.ids import ModelLine
 from sdk.monitor.records import LOG_STREAM
+from sdk.opcua.alarms import AlarmBook
+from sdk.opcua.history import History
 from sdk.opcua.ids import data_value, node_id, path_id, qname
 from sdk.opcua.methods import bind_method
 from sdk.opcua.status import status_on_error
@@ -35,7 +43,19 @@ _log = logging.getLogger(__name__)
 _NO_TIME = datetime(1601, 1, 2, tzinfo=UTC)
 S = ua.VariantType.String
 _WAITING = ua.StatusCodes.BadWaitingForInitialData
-_NOT_YET = ("DriftScore", "Accuracy", "MeanAbsoluteError")
+_SEVERITY = {Level.WARNING: 500, Level.ALARM: 800}
+# Historized figures of every MonitoredDevice (OPC 10000-11: trends of these are read with ReadRawModifiedDetails).
+HISTORIZED = (
+    "DriftScore",
+    "OutputDriftScore",
+    "DataQuality",
+    "Accuracy",
+    "MeanAbsoluteError",
+    "InferenceCount",
+    "ErrorCount",
+    "LatencyP50Ms",
+    "LatencyP99Ms",
+)
 
 
 def _double(value: float | None) -> ua.DataValue:
@@ -48,13 +68,28 @@ def _double(value: float | None) -> ua.DataValue:
 class MonitorNodes:
     """Objects/ModelMonitor and its methods."""
 
-    def __init__(self, server: Server, ns: Namespaces, instance_ns: int, monitor: Monitor) -> None:
+    def __init__(
+        self,
+        server: Server,
+        ns: Namespaces,
+        instance_ns: int,
+        monitor: Monitor,
+        *,
+        alarms: AlarmBook | None = None,
+        history: History | None = None,
+        metrics: MetricsEndpoint | None = None,
+    ) -> None:
         self.server = server
         self.ns = ns
         self.instance_ns = instance_ns
         self.monitor = monitor
+        self.alarms = alarms
+        self.history = history
+        self.metrics = metrics
         self._deployments: dict[str, Node] = {}
         self._figures: dict[tuple[str, str], dict[str, Node]] = {}  # (deployment, device) -> its variables
+        self._written: dict[ua.NodeId, tuple[object, int]] = {}  # last value and status written to a figure node
+        self._samples: dict[tuple[str, str], list[Sample]] = {}
 
     async def bind(self) -> MonitorNodes:
         """Make Objects/ModelMonitor and link SubmitFeedback."""
@@ -66,6 +101,9 @@ class MonitorNodes:
         )
         method = await self.node.get_child(f"{self.ns.modelline}:SubmitFeedback")
         await bind_method(self.server, method, self._submit_feedback)
+        if self.history is not None:  # alarm history on the area and on the Server object (OPC 10000-11 6.4.2)
+            await self.history.historize_events(self.node)
+            await self.history.historize_events(self.server.nodes.server)
         return self
 
     async def deployment_changed(self, record: DeploymentRecord, targets: list[TargetRecord]) -> None:
@@ -92,23 +130,78 @@ class MonitorNodes:
                 bname=qname(device, self.instance_ns),
             )
             children = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
-            for name in _NOT_YET:  # computed by later parts of the monitor; until then no value, and why
+            for name in _WAITING_FIRST:  # no value until there is enough evidence, and why
                 await children[name].write_value(_double(None))
+            if self.history is not None:
+                await self.history.historize([children[n] for n in HISTORIZED])
+            if self.alarms is not None:
+                for name in ALARMS:  # OPC 10000-9 5.8.2 AlarmConditionType, in the Model Monitor's area
+                    await self.alarms.add(f"{record.id}/{device}/{name}", node, name, area=self.node)
             self._figures[(record.id, device)] = children
 
     async def refresh(self) -> None:
-        """Write the figures of every (deployment, device) from the store (a periodic job)."""
+        """Write the figures of every (deployment, device), raise and clear their alarms, publish the metrics
+        (a periodic job; a node is written only when its value changed)."""
+        now = datetime.now(UTC)
         for (deployment_id, device), nodes in list(self._figures.items()):
-            figures = await self.monitor.store.figures(deployment_id, device)
-            counts = {
-                "InferenceCount": figures.inferences,
-                "ErrorCount": figures.errors,
-                "FeedbackCount": figures.feedback,
+            counts = await self.monitor.store.figures(deployment_id, device)
+            values: dict[str, ua.DataValue] = {
+                "InferenceCount": _uint(counts.inferences),
+                "ErrorCount": _uint(counts.errors),
+                "FeedbackCount": _uint(counts.feedback),
+                "LatencyP50Ms": _double(counts.latency_p50_ms),
+                "LatencyP99Ms": _double(counts.latency_p99_ms),
+                "DroppedRecords": _uint(await self.monitor.store.gaps(device)),
             }
-            for name, count in counts.items():
-                await nodes[name].write_value(data_value(ua.Variant(count, ua.VariantType.UInt64)))
-            for name, ms in (("LatencyP50Ms", figures.latency_p50_ms), ("LatencyP99Ms", figures.latency_p99_ms)):
-                await nodes[name].write_value(_double(ms))
+            live = self.monitor.live.get((deployment_id, device))
+            snapshot = None
+            if live is not None:
+                await self.monitor.join_feedback(live, counts.feedback)
+                snapshot = live.evaluate(now)
+                values |= _figure_values(live, snapshot)
+            for name, value in values.items():
+                if name in nodes:
+                    await self._write(nodes[name], value)
+            await self._judge(deployment_id, device, snapshot)
+            self._samples[(deployment_id, device)] = _samples(deployment_id, device, counts, snapshot, self._active)
+        if self.metrics is not None:
+            self.metrics.publish([s for samples in self._samples.values() for s in samples])
+
+    def _active(self, deployment_id: str, device: str, name: str) -> bool:
+        key = f"{deployment_id}/{device}/{name}"
+        return self.alarms is not None and self.alarms.state(key).active
+
+    async def _write(self, node: Node, value: ua.DataValue) -> None:
+        status = value.StatusCode.value if value.StatusCode is not None else 0
+        seen = (value.Value.Value if value.Value is not None else None, status)
+        if self._written.get(node.nodeid) == seen:
+            return
+        self._written[node.nodeid] = seen
+        await self.server.write_attribute_value(node.nodeid, value)
+
+    async def _judge(self, deployment_id: str, device: str, snapshot: Snapshot | None) -> None:
+        """Raise or clear the alarms of one (deployment, device) from its figures' levels.
+
+        A verdict None (no evidence) leaves the condition as it is; a superseded deployment's active
+        conditions are cleared (they stay listed until acknowledged and confirmed)."""
+        if self.alarms is None:
+            return
+        newer = self.monitor.superseded.get((deployment_id, device))
+        for name in ALARMS:
+            key = f"{deployment_id}/{device}/{name}"
+            state = self.alarms.state(key)
+            if newer is not None:
+                if state.active:
+                    await self.alarms.clear(key, f"{deployment_id} on {device} was superseded by {newer}")
+                continue
+            verdict = snapshot.verdicts.get(name) if snapshot is not None else None
+            if verdict is None:
+                continue
+            if verdict.level == Level.OK:
+                if state.active:
+                    await self.alarms.clear(key, verdict.message)
+            elif not state.active or state.severity != _SEVERITY[verdict.level]:
+                await self.alarms.raise_(key, _SEVERITY[verdict.level], verdict.message)
 
     @status_on_error
     @requires(Role.OPERATOR)
@@ -136,6 +229,101 @@ class MonitorNodes:
             str(sample_id.Value or ""),
         )
         return [ua.Variant(matched, ua.VariantType.Boolean)]
+
+
+_WAITING_FIRST = (
+    "DriftScore",
+    "Accuracy",
+    "MeanAbsoluteError",
+    "OutputDriftScore",
+    "DataQuality",
+    "RootMeanSquaredError",
+    "F1Score",
+)
+
+
+def _uint(count: int) -> ua.DataValue:
+    return data_value(ua.Variant(count, ua.VariantType.UInt64))
+
+
+def _figure_values(live: LiveFigures, snapshot: Snapshot) -> dict[str, ua.DataValue]:
+    f = snapshot.figures
+    names = live.monitor.names
+    values = {
+        "DriftScore": _double(f.input_drift),
+        "OutputDriftScore": _double(f.output_drift),
+        "DataQuality": _double(snapshot.data_quality),
+        "Accuracy": _double(f.quality.accuracy),
+        "F1Score": _double(f.quality.f1),
+        "MeanAbsoluteError": _double(f.quality.mae),
+        "RootMeanSquaredError": _double(f.quality.rmse),
+        "Features": data_value(ua.Variant(names, S)),
+        "MonitorState": data_value(ua.Variant(snapshot.state.value, S)),
+    }
+    scores = [f.feature_drift.get(n) for n in names]
+    if all(v is not None for v in scores):
+        values["FeatureDriftScores"] = data_value(ua.Variant([float(v or 0) for v in scores], ua.VariantType.Double))
+    else:
+        values["FeatureDriftScores"] = data_value(
+            ua.Variant([float(v or 0) for v in scores], ua.VariantType.Double), _WAITING
+        )
+    if snapshot.last_record is not None:
+        values["LastRecord"] = data_value(ua.Variant(snapshot.last_record, ua.VariantType.DateTime))
+    return values
+
+
+def _samples(
+    deployment_id: str,
+    device: str,
+    counts: Figures,
+    snapshot: Snapshot | None,
+    active: Callable[[str, str, str], bool],
+) -> list[Sample]:
+    """The Prometheus samples of one (deployment, device); a figure without a value is left out."""
+    labels = (("device", device), ("deployment", deployment_id))
+
+    def sample(name: str, kind: Literal["counter", "gauge"], text: str, value: float | None) -> list[Sample]:
+        return [] if value is None else [Sample(name, text, kind, labels, float(value))]
+
+    out = [
+        *sample("inferences_total", "counter", "Prediction records stored.", counts.inferences),
+        *sample("errors_total", "counter", "Prediction records with a Bad status.", counts.errors),
+        *sample("feedback_total", "counter", "Measured results joined to predictions.", counts.feedback),
+        *sample(
+            "latency_p50_seconds",
+            "gauge",
+            "Median inference latency.",
+            None if counts.latency_p50_ms is None else counts.latency_p50_ms / 1000,
+        ),
+        *sample(
+            "latency_p99_seconds",
+            "gauge",
+            "99th percentile inference latency.",
+            None if counts.latency_p99_ms is None else counts.latency_p99_ms / 1000,
+        ),
+    ]
+    if snapshot is not None:
+        f = snapshot.figures
+        out += [
+            *sample("drift_score", "gauge", "Input drift (PSI, worst feature).", f.input_drift),
+            *sample("output_drift_score", "gauge", "Output drift (PSI, worst output).", f.output_drift),
+            *sample("data_quality", "gauge", "Share of records with clean inputs.", snapshot.data_quality),
+            *sample("accuracy", "gauge", "Accuracy over the window.", f.quality.accuracy),
+            *sample("f1_score", "gauge", "F1 score over the window.", f.quality.f1),
+            *sample("mae", "gauge", "Mean absolute error over the window.", f.quality.mae),
+            *sample("rmse", "gauge", "Root mean squared error over the window.", f.quality.rmse),
+        ]
+    for name in ALARMS:
+        out.append(
+            Sample(
+                "alarm_active",
+                "Whether the alarm condition is active.",
+                "gauge",
+                (*labels, ("alarm", name)),
+                float(active(deployment_id, device, name)),
+            )
+        )
+    return out
 
 
 def record_collector(monitor: Monitor) -> SessionWorker:

@@ -108,7 +108,11 @@ async def test_gateway_with_models_devices_and_deployments_reads_everywhere(
     assert any(p.startswith(f"{manager}/3:Deployments/1:") for p in paths), deployment
     assert any(p.endswith("/3:Predictions/1:main/1:anomaly_score/EURange") for p in paths)
     assert "/ObjectsFolder/3:ModelMonitor/3:SubmitFeedback/InputArguments" in paths
-    assert f"/ObjectsFolder/3:ModelMonitor/1:{deployment_id}/1:edge-a/3:DriftScore" in paths
+    # The crawl may reach ModelMonitor/<deployment>/edge-a first through the alarm area's HasEventSource
+    # reference (OPC 10000-9 7.2, hierarchical): ModelMonitor -> edge-a.
+    monitored = [p for p in paths if p.startswith("/ObjectsFolder/3:ModelMonitor/") and "1:edge-a/" in p]
+    assert any(p.endswith("1:edge-a/3:DriftScore") for p in monitored), deployment_id
+    assert any(p.endswith("1:edge-a/1:InputDriftAlarm/AckedState/Id") for p in monitored), sorted(monitored)[:30]
 
 
 async def _mirrored(p: Plant) -> bool:

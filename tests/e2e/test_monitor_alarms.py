@@ -1,0 +1,330 @@
+"""The Model Monitor's figures live on a running gateway: drift alarm, history, /metrics, restart.
+
+A real gateway, a real edge node serving the pump model and a simulated PLC whose tags a seeded
+generator drives: first as the deployment's baseline, then in distribution (the alarm stays quiet),
+then shifted by two standard deviations (InputDriftAlarm fires). Small windows keep it quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from asyncua import Client, ua
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+from gateway.app import Gateway
+from gateway.monitor.thresholds import InputReference, MonitorThresholds
+from gateway.settings import GatewaySettings
+from sdk.opcua.users import hash_password
+from tests.conftest import Signer
+from tests.e2e.test_gateway_rollout import plant
+from tests.edge_harness import FEATURES, build_pump, wait_for, with_wrong_samples
+from tests.interop.test_crawl_node_opcua import crawl
+from tests.opcua_servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 200
+
+
+def _users(root: Path, anonymous: str = "Engineer") -> Path:
+    """Operator "op"; anonymous clients are Engineers (the test deploys), or ``anonymous``."""
+    path = root / f"users-{anonymous}.toml"
+    path.write_text(
+        f'anonymous = "{anonymous}"\n[users.op]\nrole = "Operator"\npassword = "{hash_password("operator-pw")}"\n'
+    )
+    return path
+
+
+def _settings(root: Path, signer: Signer) -> GatewaySettings:
+    return GatewaySettings(
+        users_file=_users(root),
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=root / "gateway",
+        trust_dir=signer.trust_dir,
+        monitor_poll_s=0.2,
+        monitor_figures_s=1,
+        metrics_port=free_port(),
+        monitor=MonitorThresholds(
+            window_records=WINDOW,
+            baseline_records=WINDOW,
+            output_bins=4,
+            input_reference=InputReference.DEPLOYMENT,
+        ),
+    )
+
+
+@pytest.mark.timeout(180)
+async def test_input_drift_alarm_history_metrics_and_restart(
+    tmp_path: Path, signer: Signer, example: Path, node_opcua: Path
+) -> None:
+    settings = _settings(tmp_path, signer)
+    rng = np.random.default_rng(7)
+    async with plant(tmp_path, signer, settings) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg").path)
+        manifest = await p.gateway._manifest_of("pump-health", "1.0.0")
+        assert manifest is not None
+        stats = {f: manifest.reference_stats[f] for f in FEATURES}
+        await p.plc.write_all({f: s.mean for f, s in stats.items()})  # in distribution from the first prediction
+        # One prediction per round of writes (speed is written last): no record repeats half-updated inputs.
+        deployment = await p.deploy("1.0.0", ["edge-a"], binding=p.plc.binding(mode="tag", tag="speed"))
+        await p.settled(deployment, "Active")
+        gateway = p.gateway
+        live = gateway.monitor.live[(deployment, "edge-a")]
+
+        async def drive(records: int, shift: float) -> None:
+            """Write the PLC tags until ``records`` more predictions are counted into the figures."""
+            target = gateway.monitor_store
+            before = (await target.figures(deployment, "edge-a")).inferences
+            while (await target.figures(deployment, "edge-a")).inferences < before + records:
+                # On a grid of 11 levels within one std of the mean: the baseline holds every level, so an
+                # in-distribution window never falls outside its outer bins (whose expected share is 0).
+                values = {f: float(s.mean + s.std * (shift + rng.integers(-5, 6) / 5)) for f, s in stats.items()}
+                await p.plc.write_all(values)
+                await asyncio.sleep(0.03)
+
+        node = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", "1:edge-a"])
+
+        async def read(name: str) -> ua.DataValue:
+            return await (await node.get_child(f"{p.ml}:{name}")).read_data_value(raise_on_bad_status=False)
+
+        async def value(name: str) -> object:
+            variant = (await read(name)).Value
+            assert variant is not None
+            return variant.Value
+
+        alarm_key = f"{deployment}/edge-a/InputDriftAlarm"
+        await drive(WINDOW, 0.0)  # the baseline of the deployment
+        await drive(WINDOW, 0.0)  # in distribution: a full window scored, no alarm
+
+        async def scored() -> bool:
+            dv = await read("DriftScore")
+            return dv.StatusCode.is_good()
+
+        await wait_for(scored, timeout=20, what="DriftScore scored")
+        await asyncio.sleep(1.5)
+        assert not gateway.alarms.state(alarm_key).active, (
+            gateway.alarms.state(alarm_key).message,
+            live.monitor.figures().feature_drift,
+        )
+        assert (await read("MonitorState")).Value.Value in ("Ok", "Warning")
+
+        await drive(WINDOW, 2.0)  # shifted by two standard deviations
+
+        async def fired() -> bool:
+            return gateway.alarms.state(alarm_key).active
+
+        await wait_for(fired, timeout=20, what="InputDriftAlarm active")
+        state = gateway.alarms.state(alarm_key)
+        assert state.severity in (500, 800) and not state.acked
+        assert "pump-health 1.0.0 on edge-a: input drift" in state.message
+        drift = (await read("DriftScore")).Value.Value
+        assert drift >= 0.1
+        assert (await read("Features")).Value.Value == list(live.monitor.names)
+
+        # History: the DriftScore series (OPC 10000-11 ReadRawModifiedDetails)
+        await asyncio.sleep(1.5)
+        history = await (await node.get_child(f"{p.ml}:DriftScore")).read_raw_history(
+            datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
+        )
+        series = [dv.Value.Value for dv in history if dv.StatusCode.is_good()]
+        assert series and series[-1] == pytest.approx((await read("DriftScore")).Value.Value)
+        assert min(series) < 0.1 <= max(series)
+
+        # /metrics matches the nodes
+        url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        samples = {
+            (s.name, s.labels.get("alarm", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.labels.get("deployment") == deployment
+        }
+        assert samples[("modelline_drift_score", "")] == pytest.approx(await value("DriftScore"))
+        assert samples[("modelline_inferences_total", "")] == await value("InferenceCount")
+        assert samples[("modelline_alarm_active", "InputDriftAlarm")] == 1.0
+
+        condition = gateway.alarms.node(alarm_key)
+        assert (await condition.read_browse_name()).Name == "InputDriftAlarm"
+        score = (await node.get_child(f"{p.ml}:DriftScore")).nodeid.to_string()
+        await gateway.__aexit__(None, None, None)
+        # The gateway restarts: the alarm is still active and unacknowledged, the figures rebuilt from the store.
+        # This time anonymous clients are Observers: alarms.mjs checks that they may not acknowledge.
+        async with Gateway(settings.model_copy(update={"users_file": _users(tmp_path, "Observer")})) as again:
+            state = again.alarms.state(alarm_key)
+            assert state.active and not state.acked
+            rebuilt = again.monitor.live[(deployment, "edge-a")].monitor.figures()
+            assert rebuilt.input_drift is not None and rebuilt.input_drift >= 0.1
+            async with Client(again.url) as client:
+                ml = await client.get_namespace_index("http://modelline.io/UA/")
+                acked = await client.nodes.objects.get_child(
+                    [f"{ml}:ModelMonitor", f"1:{deployment}", "1:edge-a", "1:InputDriftAlarm", "0:AckedState", "0:Id"]
+                )
+                assert await acked.read_value() is False
+            # A SCADA alarm list (node-opcua): ConditionRefresh replays it, an Operator acknowledges it.
+            condition_id = again.alarms.node(alarm_key).nodeid.to_string()
+            start = datetime.now(UTC) - timedelta(minutes=10)
+            proc = await asyncio.create_subprocess_exec(
+                "node",
+                str(node_opcua / "alarms.mjs"),
+                again.url,
+                "op",
+                "operator-pw",
+                condition_id,
+                score,
+                start.isoformat(),
+                datetime.now(UTC).isoformat(),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=node_opcua,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, err.decode()[-3000:]
+            summary = json.loads([line for line in out.decode().splitlines() if line.startswith("{")][-1])
+            [shown] = [e for e in summary["replayed"] if e["ConditionId"] == condition_id]
+            assert shown["ConditionName"] == "InputDriftAlarm" and shown["AckedState.Id"] is False
+            assert shown["Severity"] == state.severity and shown["Message"] == state.message
+            assert summary["statuses"]["observerAck"] == "BadUserAccessDenied"
+            assert summary["statuses"]["ack"] == "Good"
+            assert summary["acked"]["AckedState.Id"] is True
+            assert again.alarms.state(alarm_key).acked and again.alarms.state(alarm_key).active
+            assert summary["history"], "DriftScore history read by node-opcua"
+            # Every attribute of every node, the condition instances included, reads for a generic client.
+            paths = set((await crawl(node_opcua, again.url))["paths"])
+            assert any(path.endswith("1:edge-a/1:InputDriftAlarm") for path in paths)
+
+
+@pytest.mark.timeout(150)
+async def test_quality_figures_match_scikit_learn_and_an_offline_device_raises_its_alarm(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    """Measured remaining life comes by SubmitFeedback (one SampleId retried) for half the parts and by the
+    feedback tag with the part key tag for the other half; MeanAbsoluteError and RootMeanSquaredError on the
+    gateway are scikit-learn's on the pairs the store joined."""
+    settings = _settings(tmp_path, signer).model_copy(
+        update={
+            "offline_alarm_s": 1.0,
+            "monitor": MonitorThresholds(min_pairs=5, feedback_outputs={"pump-health": "remaining_life"}),
+        }
+    )
+    parts = 16
+    async with plant(tmp_path, signer, settings) as p:
+        assert p.plc.server is not None
+        pump = await p.plc.server.nodes.objects.get_child("2:Pump1")
+        life = await pump.add_variable(ua.NodeId("Pump1.MeasuredLife", 2), "2:MeasuredLife", ua.Variant(0.0))
+        serial = await pump.add_variable(ua.NodeId("Pump1.Serial", 2), "2:Serial", ua.Variant(""))
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg").path)
+        binding = p.plc.binding(mode="tag", tag="speed") | {
+            "feedback": {"endpoint": p.plc.url, "node_id": "ns=2;s=Pump1.MeasuredLife"},
+            "part_key": {"endpoint": p.plc.url, "node_id": "ns=2;s=Pump1.Serial"},
+        }
+        deployment = await p.deploy("1.0.0", ["edge-a"], binding=binding)
+        await p.settled(deployment, "Active")
+        gateway = p.gateway
+        rng = np.random.default_rng(11)
+        for i in range(parts):
+            await serial.write_value(ua.Variant(f"SN-{i}", ua.VariantType.String))
+            await asyncio.sleep(0.1)
+            for feature in FEATURES:
+                await p.plc.write(feature, 1000.0 + i if feature == "speed" else float(rng.uniform(0.5, 2.0)))
+            await asyncio.sleep(0.1)
+
+        async def stored() -> bool:
+            return (await gateway.monitor_store.figures(deployment, "edge-a")).inferences >= parts
+
+        await wait_for(stored, timeout=30, what="the parts' predictions stored")
+        truth = {f"SN-{i}": float(rng.uniform(100, 3000)) for i in range(parts)}
+        async with Client(gateway.url) as client:
+            client.set_user("op")
+            client.set_password("operator-pw")
+            monitor = await client.nodes.objects.get_child(f"{p.ml}:ModelMonitor")
+            submit = await monitor.get_child(f"{p.ml}:SubmitFeedback")
+            for i in range(parts // 2):
+                for _ in range(2 if i == 0 else 1):  # the quality station retries SN-0: counted once
+                    await monitor.call_method(
+                        submit,
+                        ua.Variant("edge-a", ua.VariantType.String),
+                        ua.Variant("main", ua.VariantType.String),
+                        ua.Variant(0, ua.VariantType.UInt64),
+                        ua.Variant(datetime(1601, 1, 1, tzinfo=UTC), ua.VariantType.DateTime),
+                        ua.Variant(f"SN-{i}", ua.VariantType.String),
+                        ua.Variant(truth[f"SN-{i}"], ua.VariantType.Double),
+                        ua.Variant(f"qs-{i}", ua.VariantType.String),
+                    )
+        for i in range(parts // 2, parts):  # by tag: the part key names the part the result is for
+            await serial.write_value(ua.Variant(f"SN-{i}", ua.VariantType.String))
+            await asyncio.sleep(0.1)
+            await life.write_value(ua.Variant(truth[f"SN-{i}"], ua.VariantType.Double))
+            await asyncio.sleep(0.1)
+
+        node = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", "1:edge-a"])
+
+        async def counted() -> bool:
+            count = await (await node.get_child(f"{p.ml}:FeedbackCount")).read_value()
+            mae = await (await node.get_child(f"{p.ml}:MeanAbsoluteError")).read_data_value(raise_on_bad_status=False)
+            return bool(count == parts and mae.StatusCode is not None and mae.StatusCode.is_good())
+
+        await wait_for(counted, timeout=30, what="every result joined and the figures written")
+        await asyncio.sleep(1.5)  # one more refresh: every pair counted
+        pairs = await gateway.monitor_store.pairs(device="edge-a")
+        assert sorted(pair.prediction.part_key or "" for pair in pairs) == sorted(truth)
+        assert all(pair.value == truth[pair.prediction.part_key or ""] for pair in pairs)
+        predicted = [float(pair.prediction.outputs["remaining_life"]) for pair in pairs]
+        measured = [pair.value for pair in pairs]
+        mae = await (await node.get_child(f"{p.ml}:MeanAbsoluteError")).read_value()
+        rmse = await (await node.get_child(f"{p.ml}:RootMeanSquaredError")).read_value()
+        assert mae == pytest.approx(mean_absolute_error(measured, predicted), rel=1e-9)
+        assert rmse == pytest.approx(math.sqrt(mean_squared_error(measured, predicted)), rel=1e-9)
+
+        # edge-b goes away: after offline_alarm_s its OfflineAlarm is active.
+        await p.edges["edge-b"].__aexit__(None, None, None)
+
+        async def offline() -> bool:
+            return gateway.alarms.state("device/edge-b/OfflineAlarm").active
+
+        await wait_for(offline, timeout=40, what="edge-b's OfflineAlarm")
+        assert not gateway.alarms.state("device/edge-a/OfflineAlarm").active
+        assert "device edge-b is offline" in gateway.alarms.state("device/edge-b/OfflineAlarm").message
+
+
+@pytest.mark.timeout(150)
+async def test_a_failed_deployment_raises_its_alarm_until_a_later_one_to_its_targets_is_active(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    v1 = build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path
+    bad = with_wrong_samples(v1, tmp_path / "bad.mlpkg", signer, "1.1.0")
+    async with plant(tmp_path, signer, _settings(tmp_path, signer)) as p:
+        await p.push(v1)
+        await p.push(bad)
+        failed = await p.deploy("1.1.0", ["edge-a"])
+        await p.settled(failed, "Failed")
+        key = f"deployment/{failed}/FailedAlarm"
+
+        async def raised() -> bool:
+            return p.gateway.alarms.state(key).active
+
+        await wait_for(raised, timeout=10, what="FailedAlarm active")
+        state = p.gateway.alarms.state(key)
+        assert state.severity == 800 and f"deployment {failed} of pump-health 1.1.0 to edge-a failed" in state.message
+        node = await p.manager.get_child(
+            [f"{p.ml}:Deployments", f"1:{failed}", "1:FailedAlarm", "0:ActiveState", "0:Id"]
+        )
+        assert await node.read_value() is True
+        mended = await p.deploy("1.0.0", ["edge-a"])
+        await p.settled(mended, "Active")
+
+        async def cleared() -> bool:
+            return not p.gateway.alarms.state(key).active
+
+        await wait_for(cleared, timeout=10, what="FailedAlarm cleared")
+        state = p.gateway.alarms.state(key)
+        assert state.retain and not state.acked  # listed until an operator has acknowledged and confirmed it
+        assert f"mended by {mended}" in state.message
