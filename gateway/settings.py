@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.monitor.thresholds import MonitorThresholds
 from sdk.names import EndpointUrl
 from sdk.settings import MaxByteString, MaxPackageBytes
 
@@ -79,6 +80,12 @@ class GatewaySettings(BaseSettings):
         ge=1,
         le=3600,
         description="How often ModelMonitor/<deployment>/<device> shows fresh counts and latencies, in seconds.",
+    )
+
+    monitor: MonitorThresholds = Field(
+        default_factory=MonitorThresholds,
+        description="The Model Monitor's windows, minimum evidence and Ok/Warning/Alarm thresholds per figure "
+        "(a [monitor] table).",
     )
 
     @property
