@@ -101,10 +101,12 @@ class LineSimulator:
         return f"ns={self.ns};s=Line1.{pump}.{tag}"
 
     def binding(self, pump: str, publishing_interval_ms: int = 100) -> dict[str, object]:
-        """An edge binding that feeds the example model from one pump."""
+        """An edge binding that feeds the example model from one pump: one prediction per simulation step
+        (triggered by speed, the tag each step writes last), ten a second, which the Model Monitor's demo
+        windows count on."""
         return {
             "inputs": {tag: {"endpoint": self.endpoint, "node_id": self.node_id(pump, tag)} for tag in TAGS},
-            "trigger": {"mode": "any_change"},
+            "trigger": {"mode": "tag", "tag": "speed"},
             "publishing_interval_ms": publishing_interval_ms,
         }
 
