@@ -18,10 +18,13 @@ the gateway (Model Manager, device registry) is not in it.
 
 Figures per size, each round one steady window (after a warm-up) measured on both sides at once:
 records stored per second against records made per second (the floor: keeping up is 1.00x);
-gateway CPU % against a bare aiosqlite ``executemany`` loop inserting the same records in
-batches of the same size (a separate process, run after each window, its CPU time scaled to
-the same rate); gateway RSS against the same process before any device connected. The bare
-loop's insert capacity (records/s) is printed too.
+gateway CPU % against two floors run after each window in processes of their own: a bare
+aiosqlite ``executemany`` loop inserting the same records in batches of the same size (the
+store's floor), and a bare asyncua loop calling FetchRecords/AcknowledgeRecords on the same
+endpoints at the same cadence, parsing and storing nothing (the wire's floor; its windows run
+after the gateway's, once the gateway stopped, so that the two never share the queues), each CPU
+time scaled to the same record rate; gateway RSS against the same process with its sessions open, before
+collecting. The bare loop's insert capacity (records/s) is printed too.
 
     python -m bench --only monitor_ingest             # in the suite (--quick: 10 devices, short windows)
     python -m bench.monitor_ingest --devices 10 50    # on its own
@@ -215,6 +218,56 @@ async def _gateway(folder: Path) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _bare_fetch(folder: Path, seconds: float, windows: int) -> None:
+    """The wire floor (``--bare-fetch FOLDER SECONDS``): plain asyncua calls, one session per device, each
+    device every READY_PERIOD_S (the RecordsReady cadence the gateway follows): FetchRecords after the last
+    sequence fetched, then AcknowledgeRecords up to it; nothing parsed, nothing stored. Prints the CPU time
+    of each of ``windows`` timed windows of ``seconds`` and the records fetched in it."""
+    from asyncua import ua  # noqa: PLC0415
+
+    from nodesets.ids import MODELLINE_URI  # noqa: PLC0415
+
+    urls: dict[str, str] = json.loads((folder / "devices.json").read_text(encoding="utf-8"))
+    fetched = 0
+    timing = asyncio.Event()
+
+    async def loop(client: Client) -> None:
+        nonlocal fetched
+        ml = await client.get_namespace_index(MODELLINE_URI)
+        records = await client.nodes.objects.get_child([f"{ml}:InferenceServer", f"{ml}:Records"])
+        fetch = await records.get_child(f"{ml}:FetchRecords")
+        ack = await records.get_child(f"{ml}:AcknowledgeRecords")
+        stream = ua.Variant("main", ua.VariantType.String)
+        after = 0
+        while True:
+            queue_id, texts, _, _ = await records.call_method(
+                fetch, stream, ua.Variant(after, ua.VariantType.UInt64), ua.Variant(1000, ua.VariantType.UInt32)
+            )
+            if texts:
+                after = int(texts[-1][len('{"sequence":') : texts[-1].index(",")])  # the queue's envelope, unparsed
+                if timing.is_set():
+                    fetched += len(texts)
+                await records.call_method(
+                    ack, stream, ua.Variant(queue_id, ua.VariantType.String), ua.Variant(after, ua.VariantType.UInt64)
+                )
+            await asyncio.sleep(READY_PERIOD_S)
+
+    results = []
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(url, timeout=30)) for url in urls.values()]
+        tasks = [asyncio.create_task(loop(c)) for c in clients]
+        await asyncio.sleep(1.5 * READY_PERIOD_S)  # every loop past its first (backlog) fetch
+        timing.set()
+        for _ in range(windows):
+            fetched, cpu0 = 0, time.process_time()
+            await asyncio.sleep(seconds)
+            results.append({"cpu_s": time.process_time() - cpu0, "fetched": fetched})
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps(results), flush=True)
+
+
 async def _bare_insert(folder: Path, records: int, batch: int) -> None:
     """The floor (``--floor``): insert ``records`` records' JSON with aiosqlite executemany, ``batch`` per
     transaction, into a table keyed like the store's (WAL, synchronous=FULL); print CPU and wall time."""
@@ -238,22 +291,15 @@ async def _bare_insert(folder: Path, records: int, batch: int) -> None:
         print(json.dumps({"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}), flush=True)
 
 
-async def _floor(folder: Path, records: int, batch: int) -> dict[str, float]:
+async def _floor(*argv: str) -> Any:
+    """Run a floor (``--floor`` or ``--bare-fetch``) in a process of its own; what it printed last."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.monitor_ingest",
-        "--floor",
-        str(folder),
-        str(records),
-        str(batch),
-        stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "bench.monitor_ingest", *argv, stdout=asyncio.subprocess.PIPE
     )
     out, _ = await proc.communicate()
     if proc.returncode:
-        raise RuntimeError(f"the bare insert loop failed ({proc.returncode})")
-    result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+        raise RuntimeError(f"the floor {argv[0]} failed ({proc.returncode})")
+    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 @dataclass
@@ -262,34 +308,31 @@ class Window:
     stored_per_s: float
     cpu_percent: float
     rss_mib: float
-    floor_cpu_percent: float
-    floor_insert_per_s: float
+    insert_cpu_percent: float
+    insert_per_s: float
+    fetch_cpu_percent: float
 
 
 async def _window(sources: list[EdgeSource], gateway: GatewayProcess, seconds: float, folder: Path) -> Window:
-    made0, stored0, cpu0, t0 = (
-        sum(s.made for s in sources),
-        await asyncio.to_thread(gateway.stored),
-        gateway.cpu_s(),
-        time.monotonic(),
-    )
+    """One steady window of the gateway, then the bare insert loop's floor for the same records."""
+    made0, cpu0, t0 = sum(s.made for s in sources), gateway.cpu_s(), time.monotonic()
+    stored0 = await asyncio.to_thread(gateway.stored)
     await asyncio.sleep(seconds)
-    made1, stored1, cpu1, t1 = (
-        sum(s.made for s in sources),
-        await asyncio.to_thread(gateway.stored),
-        gateway.cpu_s(),
-        time.monotonic(),
-    )
+    made1, cpu1, t1 = sum(s.made for s in sources), gateway.cpu_s(), time.monotonic()
+    stored1 = await asyncio.to_thread(gateway.stored)
+    rss = gateway.rss_mib()
     wall, made = t1 - t0, made1 - made0
     # The gateway fetches on each RecordsReady event (at most one a second per device): batches of RATE records.
-    bare = await _floor(folder, max(made, 1), max(1, int(RATE * READY_PERIOD_S)))
+    batch = max(1, int(RATE * READY_PERIOD_S))
+    insert = await _floor("--floor", str(folder), str(max(made, 1)), str(batch))
     return Window(
         made_per_s=made / wall,
         stored_per_s=(stored1 - stored0) / wall,
         cpu_percent=100 * (cpu1 - cpu0) / wall,
-        rss_mib=gateway.rss_mib(),
-        floor_cpu_percent=100 * bare["cpu_s"] / wall,  # the same records in the same time
-        floor_insert_per_s=max(made, 1) / bare["wall_s"],
+        rss_mib=rss,
+        insert_cpu_percent=100 * insert["cpu_s"] / wall,  # the same records in the same time
+        insert_per_s=max(made, 1) / insert["wall_s"],
+        fetch_cpu_percent=0.0,  # measured after the gateway stopped (wire_floor)
     )
 
 
@@ -306,7 +349,7 @@ def _replay(values: list[float]) -> Any:
 async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
     """Figures per size: records stored/s vs made/s, gateway CPU % vs a bare insert loop, gateway RSS."""
     sizes = sizes or ([10] if rounds.quick else SIZES)
-    warm_up_s, window_s = (4.0, 5.0) if rounds.quick else (10.0, 20.0)
+    warm_up_s, window_s = (3.0, 3.0) if rounds.quick else (10.0, 20.0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sources: list[EdgeSource] = []
@@ -329,6 +372,10 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
                     windows = [await _window(active, gateway, window_s, folder) for _ in range(rounds.count)]
                 finally:
                     await gateway.stop()
+                # The wire floor on the same endpoints once the gateway is gone (the two must not share the queues).
+                bare = await _floor("--bare-fetch", str(gateway.folder), str(window_s), str(len(windows)))
+                for w, b in zip(windows, bare, strict=True):  # per record fetched, at the rate the gateway was given
+                    w.fetch_cpu_percent = 100 * b["cpu_s"] / max(b["fetched"], 1) * w.made_per_s
                 await rounds.pair(
                     f"{size} devices x {RATE:g}/s: records stored",
                     "rec/s",
@@ -341,8 +388,15 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
                     f"{size} devices: gateway CPU",
                     "%",
                     _replay([w.cpu_percent for w in windows]),
-                    _replay([w.floor_cpu_percent for w in windows]),
+                    _replay([w.insert_cpu_percent for w in windows]),
                     f"bare aiosqlite executemany of the same records, {RATE * READY_PERIOD_S:g} per commit",
+                )
+                await rounds.pair(
+                    f"{size} devices: gateway CPU (wire floor)",
+                    "%",
+                    _replay([w.cpu_percent for w in windows]),
+                    _replay([w.fetch_cpu_percent for w in windows]),
+                    "bare asyncua FetchRecords/AcknowledgeRecords loop, same endpoints, per record at the same rate",
                 )
                 await rounds.pair(
                     f"{size} devices: gateway RSS",
@@ -351,7 +405,7 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
                     _replay([idle for _ in windows]),
                     "the same process with the sessions open, before collecting",
                 )
-                capacity = min(w.floor_insert_per_s for w in windows)
+                capacity = min(w.insert_per_s for w in windows)
                 batch = f"{RATE * READY_PERIOD_S:g} per commit"
                 print(f"{'':16} bare executemany insert capacity ({batch}): {capacity:.0f} rec/s", flush=True)
         finally:
@@ -366,10 +420,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gateway", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--floor", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-fetch", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.gateway is not None:
         asyncio.run(_gateway(args.gateway))
+        return
+    if args.bare_fetch is not None:
+        asyncio.run(_bare_fetch(Path(args.bare_fetch[0]), float(args.bare_fetch[1]), int(args.bare_fetch[2])))
         return
     if args.floor is not None:
         asyncio.run(_bare_insert(Path(args.floor[0]), int(args.floor[1]), int(args.floor[2])))
