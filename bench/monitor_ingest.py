@@ -241,14 +241,14 @@ async def _bare_fetch(folder: Path, seconds: float, windows: int) -> None:
         after = 0
         while True:
             queue_id, texts, _, _ = await records.call_method(
-                fetch, stream, ua.Variant(after, ua.VariantType.UInt64), ua.Variant(1000, ua.VariantType.UInt32)
+                fetch.nodeid, stream, ua.Variant(after, ua.VariantType.UInt64), ua.Variant(1000, ua.VariantType.UInt32)
             )
             if texts:
                 after = int(texts[-1][len('{"sequence":') : texts[-1].index(",")])  # the queue's envelope, unparsed
                 if timing.is_set():
                     fetched += len(texts)
                 await records.call_method(
-                    ack, stream, ua.Variant(queue_id, ua.VariantType.String), ua.Variant(after, ua.VariantType.UInt64)
+                    ack.nodeid, stream, ua.Variant(queue_id, ua.VariantType.String), ua.Variant(after, ua.VariantType.UInt64)
                 )
             await asyncio.sleep(READY_PERIOD_S)
 

@@ -68,8 +68,8 @@ class MonitorView:
         if node is None:
             return None
         found: dict[str, Node] = {}
-        for child in await node.get_children():
-            name = str((await child.read_browse_name()).Name)
+        for ref in await node.get_references(ua.ObjectIds.HierarchicalReferences, ua.BrowseDirection.Forward):
+            name, child = str(ref.BrowseName.Name), Node(node.session, ref.NodeId)  # one Browse for all children
             if name in FIGURES:
                 found[name] = child
             elif name in ALARMS:
