@@ -248,7 +248,10 @@ async def _bare_fetch(folder: Path, seconds: float, windows: int) -> None:
                 if timing.is_set():
                     fetched += len(texts)
                 await records.call_method(
-                    ack.nodeid, stream, ua.Variant(queue_id, ua.VariantType.String), ua.Variant(after, ua.VariantType.UInt64)
+                    ack.nodeid,
+                    stream,
+                    ua.Variant(queue_id, ua.VariantType.String),
+                    ua.Variant(after, ua.VariantType.UInt64),
                 )
             await asyncio.sleep(READY_PERIOD_S)
 
@@ -372,6 +375,9 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
                     windows = [await _window(active, gateway, window_s, folder) for _ in range(rounds.count)]
                 finally:
                     await gateway.stop()
+                    warnings = (gateway.folder / "gateway.log").read_text(encoding="utf-8").splitlines()
+                    for line in warnings[:5]:
+                        print(f"{'':16} gateway: {line}", flush=True)
                 # The wire floor on the same endpoints once the gateway is gone (the two must not share the queues).
                 bare = await _floor("--bare-fetch", str(gateway.folder), str(window_s), str(len(windows)))
                 for w, b in zip(windows, bare, strict=True):  # per record fetched, at the rate the gateway was given
@@ -423,7 +429,11 @@ def main() -> None:
     parser.add_argument("--bare-fetch", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    if args.gateway is not None:
+    if args.gateway is not None:  # its warnings (a link lost, a store write failed) go to gateway.log in its folder
+        handler = logging.FileHandler(args.gateway / "gateway.log")
+        handler.setLevel(logging.WARNING)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger("gateway").setLevel(logging.WARNING)
         asyncio.run(_gateway(args.gateway))
         return
     if args.bare_fetch is not None:
