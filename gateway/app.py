@@ -181,9 +181,7 @@ class Gateway(Service):
             self.monitor_nodes.refresh, "interval", seconds=s.monitor_figures_s, id="monitor figures", max_instances=1
         )
         # The output drift baseline of every deployment is kept (gateway/monitor/retention.py).
-        self.retention = Retention(
-            self.monitor_store, s.monitor_retention_days, keep_first=s.monitor.baseline_records
-        )
+        self.retention = Retention(self.monitor_store, s.monitor_retention_days, keep_first=s.monitor.baseline_records)
         self.scheduler.add_job(
             self.retention.run,
             "interval",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import shutil
 import signal
@@ -24,6 +25,9 @@ from sdk.errors import ModelLineError
 
 if TYPE_CHECKING:  # rich and the servers load when the demo runs, not for --help
     from rich.console import Group
+    from rich.table import Table
+
+    from modelline.demo.monitor_view import DeviceMonitor
 
 _EXAMPLE = """Examples:
   modelline demo                               # live dashboard until Ctrl-C
@@ -34,6 +38,7 @@ While it runs, open the printed endpoints in UaExpert or any OPC UA client:
   edge node:  Objects/InferenceServer/Pipelines/main/Outputs/anomaly_score   (and remaining_life)
               Objects/DeviceSet/edge-1/main/SoftwareUpdate                   (the DI software update)
   gateway:    Objects/ModelManager/Devices/edge-1/Predictions/main/...       (every line in one place)
+              Objects/ModelMonitor/<deployment>/edge-2/...                   (inferences, drift, alarms)
               Objects/ModelManager/Deployments, Objects/ModelManager/Models
   line (PLC): Objects/Line1/Pump1/speed ..."""
 
@@ -67,6 +72,41 @@ HIGH_FAULT = 0.8
 
 def _fault_style(score: float) -> str:
     return "bold white on red" if score >= HIGH_FAULT else "bold yellow" if score >= 0.5 else ""
+
+
+WAITING = "waiting"
+_LEVEL_STYLE = {"Alarm": "bold white on red", "Warning": "bold yellow"}
+
+
+def _monitor_table(monitor: dict[str, DeviceMonitor], pumps: dict[str, str]) -> Table:
+    """The Model Monitor panel: what the gateway shows under ModelMonitor/<deployment>/<device>."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Model Monitor (gateway)", title_justify="left")
+    for column in ("node", "pump", "deployment", "inferences", "drift", "data quality", "state", "active alarms"):
+        table.add_column(column)
+    for device, m in monitor.items():
+        if m.drift is None:
+            drift = Text(WAITING, style="dim")
+        else:
+            level = m.drift_level.value if m.drift_level else ""
+            drift = Text(f"{m.drift:.2f} {level}", style=_LEVEL_STYLE.get(level, ""))
+        if m.alarms:
+            alarms = Text(", ".join(m.alarms), style=_LEVEL_STYLE["Alarm"])
+        else:
+            alarms = Text("none" if m.offers_drift_alarm else WAITING, style="" if m.offers_drift_alarm else "dim")
+        table.add_row(
+            device,
+            pumps.get(device, ""),
+            m.deployment,
+            str(m.inferences) if m.inferences is not None else Text(WAITING, style="dim"),
+            drift,
+            f"{m.data_quality:.1%}" if m.data_quality is not None else Text(WAITING, style="dim"),
+            Text(m.state, style=_LEVEL_STYLE.get(m.state, "")) if m.state else Text(WAITING, style="dim"),
+            alarms,
+        )
+    return table
 
 
 def _dashboard(snapshot: object) -> Group:
@@ -120,6 +160,7 @@ def _dashboard(snapshot: object) -> Group:
             str(n["inferences"]),
             f"{n['latency_ms']:.3f}",
         )
+    monitor = _monitor_table(s.monitor, {d: n["pump"] for d, n in s.nodes.items()})  # type: ignore[attr-defined]
     rollouts = Table(title="Deployments", title_justify="left")
     for column in ("id", "version", "targets", "state"):
         rollouts.add_column(column)
@@ -128,11 +169,12 @@ def _dashboard(snapshot: object) -> Group:
     where = Text("\n".join(f"{name:<22} {url}" for name, url in s.endpoints.items()))  # type: ignore[attr-defined]
     paths = Text(
         "Browse: edge  Objects/InferenceServer/Pipelines/main/Outputs/...   "
-        "gateway  Objects/ModelManager/Devices/<edge>/Predictions/main/...",
+        "gateway  Objects/ModelManager/Devices/<edge>/Predictions/main/...   "
+        "Objects/ModelMonitor/<deployment>/<edge>/...",
         style="dim",
     )
     events = Text("\n".join(s.events))  # type: ignore[attr-defined]
-    return Group(tags, nodes, rollouts, events, where, paths, Text("Ctrl-C to stop", style="dim"))
+    return Group(tags, nodes, monitor, rollouts, events, where, paths, Text("Ctrl-C to stop", style="dim"))
 
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:
@@ -221,6 +263,8 @@ async def _run_demo(args: argparse.Namespace, out: Output, data_dir: Path, start
     print(f"  upgrade: {upgrade}; rollback: {rollback}")
     if report.continuity is not None:
         print(f"  edge-1 during upgrade and rollback: {report.continuity.describe()}")
+    for line in _monitor_summary(report):
+        print(f"  {line}")
     for event in report.events:
         print(f"  {event}")
     flowing = len(report.predictions) == 2 and all(n > 0 for n in report.predictions.values())
@@ -238,6 +282,39 @@ async def _run_demo(args: argparse.Namespace, out: Output, data_dir: Path, start
             )
         raise ModelLineError("predictions on edge-1 were interrupted or not Good during the upgrade and rollback")
     return 0
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds) // 60:02d}:{int(seconds) % 60:02d}"
+
+
+def _monitor_summary(report: object) -> list[str]:
+    """The Model Monitor's part of the summary: each device's drift alarm, and the panel at the end."""
+    from rich.console import Console
+
+    from modelline.demo.run import DEVICES
+
+    r = report  # a modelline.demo.run.DemoReport
+    lines = []
+    for device, pump in DEVICES.items():
+        fired = r.drift_alarm_s.get(device)  # type: ignore[attr-defined]
+        if fired is not None:
+            lines.append(f"drift alarm on {device} ({pump}) at {_minutes(fired)} after start")
+        elif r.drift_alarm_offered:  # type: ignore[attr-defined]
+            lines.append(f"no drift alarm on {device} ({pump})")
+        else:
+            lines.append(f"drift alarm on {device} ({pump}): {WAITING} (the gateway shows no InputDriftAlarm)")
+    for device, m in r.monitor.items():  # type: ignore[attr-defined]
+        shown = r.monitor_gateway_counts.get(device)  # type: ignore[attr-defined]
+        lines.append(
+            f"Model Monitor {device}: {m.inferences if m.inferences is not None else WAITING} inferences on the "
+            f"panel, {shown if shown is not None else WAITING} in the gateway's ModelMonitor/{m.deployment}/{device}"
+        )
+    if r.monitor:  # type: ignore[attr-defined]
+        text = io.StringIO()
+        Console(file=text, width=120, no_color=True).print(_monitor_table(r.monitor, DEVICES))  # type: ignore[attr-defined]
+        lines += text.getvalue().rstrip().splitlines()
+    return lines
 
 
 def _on_purpose() -> dict[str, str]:

@@ -2,8 +2,11 @@
 
 Two centrifugal pumps, each with the five tags the example model reads
 (vibration, bearing temperature, discharge pressure, flow, speed), updated ten
-times a second with sensor noise, slow bearing wear and, now and then, a fault:
-cavitation (pressure and flow drop, vibration rises) or an overheating bearing.
+times a second with sensor noise and a speed cycle of ``SPEED_CYCLE_S``. Pump1
+runs steady: a new bearing that does not wear, no faults, so its Model Monitor
+stays quiet. Pump2 has a worn bearing that wears out further and, now and then,
+a fault: cavitation (pressure and flow drop, vibration rises) or an overheating
+bearing; its inputs drift away from what they were when the model was deployed.
 Tags are Double variables ``ns=2;s=Line1.<Pump>.<Tag>`` under Objects/Line1/<Pump>.
 """
 
@@ -23,9 +26,16 @@ from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 
 TAGS = ["vibration_rms", "bearing_temperature", "discharge_pressure", "flow_rate", "speed"]
-ON_PURPOSE = {"Pump2": "starts with a worn bearing that wears out further: its fault probability rises on purpose"}
+ON_PURPOSE = {
+    "Pump1": "runs steady (a new bearing, no wear, no faults): its Model Monitor stays Ok",
+    "Pump2": "starts with a worn bearing that wears out further: its fault probability rises on purpose "
+    "and its inputs drift, which the Model Monitor raises as a drift alarm",
+}
 """What the simulation does to a pump on purpose, for the screen."""
 NAMESPACE = "urn:modelline:demo:line"
+SPEED_CYCLE_S = 6.0
+"""Period of the line's speed cycle: the Model Monitor's demo windows (15 s) hold whole cycles, so a steady pump
+shows no drift (a window holding part of a cycle differs from a baseline holding whole ones)."""
 
 
 @dataclass
@@ -35,6 +45,7 @@ class Pump:
     name: str
     wear: float  # 0 new .. 1 worn out
     wear_rate: float  # per second of simulated time
+    faults: bool = True  # cavitation and overheating now and then
     fault: str = ""
     fault_left_s: float = 0.0
     tags: dict[str, Node] = field(default_factory=dict)
@@ -47,9 +58,9 @@ class Pump:
             self.fault_left_s -= dt
             if self.fault_left_s <= 0:
                 self.fault = ""
-        elif rng.random() < dt / 45.0:  # about one fault every 45 s per pump
+        elif self.faults and rng.random() < dt / 45.0:  # about one fault every 45 s per pump
             self.fault, self.fault_left_s = str(rng.choice(["cavitation", "overheating"])), float(rng.uniform(4, 8))
-        speed = 1475.0 + 8.0 * math.sin(t / 7.0) + rng.normal(0, 2.0)
+        speed = 1475.0 + 8.0 * math.sin(2 * math.pi * t / SPEED_CYCLE_S) + rng.normal(0, 2.0)
         vibration = 1.8 + 7.5 * self.wear**2.2 + rng.normal(0, 0.2)
         temperature = 48.0 + 24.0 * self.wear**1.8 + rng.normal(0, 0.4)
         pressure = 4.6 * (speed / 1475.0) ** 2 - 0.35 * self.wear + rng.normal(0, 0.03)
@@ -78,7 +89,10 @@ class LineSimulator:
         self.endpoint = endpoint
         self.period_s = period_s
         self.rng = np.random.default_rng(seed)
-        self.pumps = [Pump("Pump1", wear=0.15, wear_rate=0.004), Pump("Pump2", wear=0.55, wear_rate=0.006)]
+        self.pumps = [
+            Pump("Pump1", wear=0.15, wear_rate=0.0, faults=False),
+            Pump("Pump2", wear=0.55, wear_rate=0.006),
+        ]
         self.server = Server()
         self.ns = 2
 
@@ -87,10 +101,12 @@ class LineSimulator:
         return f"ns={self.ns};s=Line1.{pump}.{tag}"
 
     def binding(self, pump: str, publishing_interval_ms: int = 100) -> dict[str, object]:
-        """An edge binding that feeds the example model from one pump."""
+        """An edge binding that feeds the example model from one pump: one prediction per simulation step
+        (triggered by speed, the tag each step writes last), ten a second, which the Model Monitor's demo
+        windows count on."""
         return {
             "inputs": {tag: {"endpoint": self.endpoint, "node_id": self.node_id(pump, tag)} for tag in TAGS},
-            "trigger": {"mode": "any_change"},
+            "trigger": {"mode": "tag", "tag": "speed"},
             "publishing_interval_ms": publishing_interval_ms,
         }
 

@@ -26,9 +26,11 @@ from asyncua import Client, ua
 
 from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
-from gateway.app import Gateway
+from gateway.app import INSTANCE_URI, Gateway
+from gateway.monitor.thresholds import FigureThresholds, InputReference, MonitorThresholds
 from gateway.settings import GatewaySettings
 from modelline.demo.line import ON_PURPOSE, LineSimulator
+from modelline.demo.monitor_view import DeviceMonitor, MonitorView
 from modelline.demo.watch import Continuity, PredictionWatch
 from nodesets.ids import MODELLINE_URI, DeploymentState
 from sdk.examples import example_dir
@@ -47,6 +49,25 @@ S = ua.VariantType.String
 T = TypeVar("T")
 TICK_S = 5.0
 """How often a set-up step that takes long says that it still runs."""
+DEMO_MONITOR = MonitorThresholds(
+    input_reference=InputReference.DEPLOYMENT,
+    window_records=150,
+    baseline_records=150,
+    output_bins=5,
+    input_drift=FigureThresholds(warning=0.8, alarm=1.4, deadband=0.1),
+    output_drift=FigureThresholds(warning=1.0, alarm=2.0, deadband=0.1),
+)
+"""The demo gateway's Model Monitor: a demo lasts a minute or two, not a shift.
+
+Input drift is measured against the first 15 s after deployment (150 predictions at 10 a second), not the
+training data: the training data spans whole pump lives, so against it both pumps drift from the first
+window. Windows of 15 s in 5 quantile bins score a steady pump's noise up to about 0.5 (input) and 0.7
+(output) PSI over a quarter of an hour, well above the usual 0.1/0.25 thresholds that suit 1000-record
+windows, so the demo's thresholds are higher; Pump2's wear scores 1.6 to 3.6 from the first full window
+on, so its drift alarm comes 30 s after its deployment, with the next figures refresh
+(tests/unit/modelline/test_demo_monitor.py)."""
+DEMO_FIGURES_S = 2.0
+"""How often the demo gateway refreshes ModelMonitor/<deployment>/<device> (the default is 10 s)."""
 
 
 Stop = Callable[[], Awaitable[Any]]
@@ -78,6 +99,7 @@ class Snapshot:
     deployments: list[dict[str, Any]]
     events: list[str]
     endpoints: dict[str, str] = field(default_factory=dict)
+    monitor: dict[str, DeviceMonitor] = field(default_factory=dict)  # device -> its Model Monitor figures
 
 
 @dataclass
@@ -91,6 +113,10 @@ class DemoReport:
     rolled_back: bool = False
     continuity: Continuity | None = None  # edge-1, upgrade start to rollback end
     fault_probability: dict[str, float | None] = field(default_factory=dict)  # the latest, per device
+    monitor: dict[str, DeviceMonitor] = field(default_factory=dict)  # the panel at the end, per device
+    monitor_gateway_counts: dict[str, int | None] = field(default_factory=dict)  # the gateway's own InferenceCount
+    drift_alarm_s: dict[str, float] = field(default_factory=dict)  # device -> when its InputDriftAlarm first fired
+    drift_alarm_offered: bool = False  # the gateway shows InputDriftAlarm conditions
 
 
 class Demo:
@@ -114,6 +140,7 @@ class Demo:
         self._set_up = threading.Event()
         self.line: LineSimulator
         self.watch: PredictionWatch
+        self.monitor_view: MonitorView | None = None
 
     def step(self, text: str) -> None:
         """Say which set-up step runs now (a ticker repeats it while it takes long)."""
@@ -201,6 +228,8 @@ class Demo:
                         data_dir=self.data_dir / "gateway",
                         trust_dir=trust,
                         anonymous_role="Engineer",  # the demo serves on loopback only
+                        monitor=DEMO_MONITOR,
+                        monitor_figures_s=DEMO_FIGURES_S,
                     )
                 ),
             )
@@ -227,6 +256,7 @@ class Demo:
             for name, url in self.report.endpoints.items():
                 self.note(f"{name:<22} {url}")
             client = await stack.enter_async_context(Client(gateway.url))
+            self.monitor_view = MonitorView(client, DEMO_MONITOR)
             ml = await client.get_namespace_index(MODELLINE_URI)
             manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
             for device, edge in edges.items():
@@ -253,12 +283,44 @@ class Demo:
                     self.report.fault_probability = {
                         d: n["outputs"]["anomaly_score"][0] for d, n in snapshot.nodes.items()
                     }
+                    self._note_alarms(snapshot)
                     if show is not None:
                         show(snapshot)
                     await asyncio.sleep(0.5 if end is None else max(0.0, min(0.5, end - time.monotonic())))
+                await self._final_monitor(gateway, edges)
             finally:  # also when stopped with Ctrl-C: the summary counts what ran
                 self.report.predictions = {d: e.slots["main"].pipeline.status.inference_count for d, e in edges.items()}
         return self.report
+
+    def _note_alarms(self, snapshot: Snapshot) -> None:
+        """Remember when each device's drift alarm first fired."""
+        for device, row in snapshot.monitor.items():
+            self.report.drift_alarm_offered |= row.offers_drift_alarm
+            if "InputDriftAlarm" in row.alarms and device not in self.report.drift_alarm_s:
+                self.report.drift_alarm_s[device] = snapshot.elapsed_s
+                self.event(f"Model Monitor: drift alarm on {device} ({DEVICES[device]})")
+
+    async def _final_monitor(self, gateway: Gateway, edges: dict[str, EdgeNode]) -> None:
+        """The panel at the end, next to what the gateway itself shows (figures refreshed, refreshes paused)."""
+        gateway.scheduler.pause()  # no periodic refresh between the panel's read and the gateway's
+        try:
+            await gateway.monitor_nodes.refresh()
+            for device, edge in edges.items():
+                deployment = await self._monitored(gateway, device, edge.slots["main"].pipeline.status.version)
+                if deployment is None or self.monitor_view is None:
+                    continue
+                self.report.monitor[device] = await self.monitor_view.read(deployment, device)
+                self.report.monitor_gateway_counts[device] = await _gateway_count(gateway, deployment, device)
+        finally:
+            gateway.scheduler.resume()
+
+    async def _monitored(self, gateway: Gateway, device: str, version: str) -> str | None:
+        """The deployment the gateway credits the device's current predictions to (else its newest one)."""
+        found = gateway.monitor.deployment_of(device, "pump-health", version)
+        if found is not None:
+            return found
+        mine = [r.id for r in await gateway.store.deployments() if device in r.targets]
+        return mine[-1] if mine else None
 
     async def _deploy(self, manager: Any, ml: int, version: str, device: str) -> str:
         options = {"binding": self.line.binding(DEVICES[device]), "confirmation_timeout_s": 30, "health_check_s": 20}
@@ -337,6 +399,12 @@ class Demo:
             {"id": r.id, "version": self._served(r, nodes), "targets": r.targets, "state": r.state.label}
             for r in await gateway.store.deployments()
         ]
+        monitor = {}
+        if self.monitor_view is not None:
+            for device, n in nodes.items():
+                deployment = await self._monitored(gateway, device, str(n["version"]))
+                if deployment is not None:
+                    monitor[device] = await self.monitor_view.read(deployment, device)
         return Snapshot(
             time.monotonic() - self._start,
             tags,
@@ -344,4 +412,23 @@ class Demo:
             deployments,
             list(self.report.events[-6:]),
             dict(self.report.endpoints),
+            monitor,
         )
+
+
+async def _gateway_count(gateway: Gateway, deployment: str, device: str) -> int | None:
+    """InferenceCount of ModelMonitor/<deployment>/<device> as the gateway's own address space holds it."""
+    server = gateway.server
+    if server is None:
+        return None
+    ml = await server.get_namespace_index(MODELLINE_URI)
+    instance = await server.get_namespace_index(INSTANCE_URI)
+    try:
+        node = await server.nodes.objects.get_child(
+            [f"{ml}:ModelMonitor", f"{instance}:{deployment}", f"{instance}:{device}", f"{ml}:InferenceCount"]
+        )
+        dv = await node.read_data_value()
+    except ua.UaStatusCodeError:
+        return None
+    good = dv.Value is not None and dv.StatusCode is not None and dv.StatusCode.is_good()
+    return int(dv.Value.Value) if good and dv.Value is not None else None

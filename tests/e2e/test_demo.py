@@ -61,6 +61,32 @@ async def test_headless_demo_runs_upgrades_rolls_back_and_cleans_up() -> None:
         r"^  edge-1 during upgrade and rollback: (\d+) prediction updates, not Good: (.+?), longest", summary, re.M
     )
     assert seen and int(seen[1]) > 10 and seen[2] == "none", summary
+    # The Model Monitor panel: the gateway collected both nodes' predictions, and the panel (read over OPC UA by
+    # browse name) shows the gateway's own InferenceCount of ModelMonitor/<deployment>/<device>.
+    monitored = {
+        m[0]: (int(m[1]), int(m[2]), m[3])
+        for m in re.findall(
+            r"^  Model Monitor (edge-\d): (\d+) inferences on the panel, (\d+) in the gateway's "
+            r"ModelMonitor/(deploy-\d+)/\1$",
+            summary,
+            re.M,
+        )
+    }
+    assert set(monitored) == {"edge-1", "edge-2"}, summary
+    for device, (panel, gateway, _) in monitored.items():
+        assert panel == gateway and 0 < panel <= counts[device], (device, panel, gateway, counts)
+    assert monitored["edge-1"][2] != monitored["edge-2"][2]  # each node under the deployment that serves it
+    assert "Model Monitor (gateway)" in summary
+    rows = [line for line in summary.splitlines() if re.match(r"^  │ edge-\d ", line)]
+    assert len(rows) == 2 and all(str(monitored[r.split()[1]][0]) in r for r in rows), rows
+    # Pump2's drift alarm needs the baseline and a full window (30 s after deployment): not within 30 s; before
+    # the gateway offers InputDriftAlarm the summary says it waits. Steady Pump1 never raises one.
+    assert re.search(
+        r"^  (no drift alarm on edge-2 \(Pump2\)|drift alarm on edge-2 \(Pump2\)(: waiting| at \d\d:\d\d after start))",
+        summary,
+        re.M,
+    ), summary
+    assert "drift alarm on edge-1 (Pump1) at" not in summary
     assert "Traceback" not in out + err
     ports = [int(p) for p in re.findall(r"opc\.tcp://127\.0\.0\.1:(\d+)/", summary)]
     assert len(ports) == 4
