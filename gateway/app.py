@@ -211,9 +211,13 @@ class Gateway(Service):
         self._spawn(self.deployments.run(), "deployments")
         _log.info("gateway serving at %s with %s", s.endpoint, self.models.describe())
 
-    async def _manifest_of(self, model: str, version: str) -> Manifest | None:
-        """The manifest of a stored model version (as signed in its package)."""
+    async def _manifest_of(self, model: str, version: str, sha256: str = "") -> Manifest | None:
+        """The manifest of a stored model version (as signed in its package); found by the package's SHA-256 when
+        the version is not a stored one (a rollback to each device's fallback)."""
         record = await self.store.model_version(model, version)
+        if record is None and sha256:
+            found = [r for r in await self.store.model_versions() if r.name == model and r.sha256 == sha256]
+            record = found[0] if found else None
         return Manifest.model_validate_json(record.manifest_json) if record is not None else None
 
     async def _report_unreadable(self) -> None:

@@ -62,7 +62,7 @@ class Monitor:
         clock: Callable[[], datetime] = utc_now,
         thresholds: MonitorThresholds | None = None,
         error_rate: FigureThresholds | None = None,
-        manifest_of: Callable[[str, str], Awaitable[Manifest | None]] | None = None,
+        manifest_of: Callable[[str, str, str], Awaitable[Manifest | None]] | None = None,
     ) -> None:
         self.store = store
         self.thresholds = thresholds or MonitorThresholds()
@@ -115,27 +115,31 @@ class Monitor:
                 continue
             device = target.device_id
             # Figures first (rebuilt from what is stored), then credit: no record of it can miss them.
-            await self._start_figures(record, device)
+            manifest = await self._start_figures(record, device, target.sha256)
             for (deployment, other), live in list(self.live.items()):
                 if other == device and deployment != record.id and live.model == record.model:
                     del self.live[(deployment, other)]
                     self.superseded[(deployment, other)] = record.id
-            self._deployments[(device, record.model, record.version)] = record.id
+            # A rollback to each device's fallback names no version: the target's package says which one it is.
+            version = manifest.version if manifest is not None else record.version
+            self._deployments[(device, record.model, version)] = record.id
 
-    async def _start_figures(self, record: DeploymentRecord, device: str) -> None:
+    async def _start_figures(self, record: DeploymentRecord, device: str, sha256: str) -> Manifest | None:
+        """Start the figures of ``record`` on ``device``; returns the manifest of the version it brings."""
         if self._manifest_of is None:
-            return
+            return None
         try:
-            manifest = await self._manifest_of(record.model, record.version)
+            manifest = await self._manifest_of(record.model, record.version, sha256)
             if manifest is None:
                 _log.warning("deployment %s: %s %s is not stored, no figures", record.id, record.model, record.version)
-                return
+                return None
             live = LiveFigures(record.id, device, manifest, self.thresholds, self.error_rate)
             await live.replay(self.store)
         except (ModelLineError, ValueError, OSError) as exc:  # figures are for show: never stop a deployment
             _log.warning("deployment %s on %s: no figures: %s", record.id, device, exc)
-            return
+            return None
         self.live[(record.id, device)] = live
+        return manifest
 
     async def stored(self, device: str, envelopes: list[RecordEnvelope]) -> None:
         """Count newly stored records of a device into the figures of the deployments they are credited to."""

@@ -91,10 +91,16 @@ def test_no_evidence_no_verdict_and_the_error_rate_of_bad_predictions() -> None:
 
 
 async def test_a_newer_deployment_of_the_model_supersedes_the_older_one_on_that_device(tmp_path: Path) -> None:
-    async def manifest_of(model: str, version: str) -> Manifest | None:
-        return REGRESSOR.model_copy(update={"version": version}) if model == "m" else None
+    packages = {"a" * 64: "1.0.0", "b" * 64: "1.1.0"}  # SHA-256 -> version, as the gateway stores them
 
-    def deployment(name: str, version: str, targets: list[str]) -> tuple[DeploymentRecord, list[TargetRecord]]:
+    async def manifest_of(model: str, version: str, sha256: str = "") -> Manifest | None:
+        if model != "m" or (version not in packages.values() and sha256 not in packages):
+            return None
+        return REGRESSOR.model_copy(update={"version": packages.get(sha256, version)})
+
+    def deployment(
+        name: str, version: str, targets: list[str], sha256: str = ""
+    ) -> tuple[DeploymentRecord, list[TargetRecord]]:
         record = DeploymentRecord(
             id=name,
             model="m",
@@ -106,7 +112,8 @@ async def test_a_newer_deployment_of_the_model_supersedes_the_older_one_on_that_
             updated_at=T0,
         )
         rows = [
-            TargetRecord(deployment_id=name, device_id=d, state=DeploymentState.ACTIVE, updated_at=T0) for d in targets
+            TargetRecord(deployment_id=name, device_id=d, state=DeploymentState.ACTIVE, updated_at=T0, sha256=sha256)
+            for d in targets
         ]
         return record, rows
 
@@ -126,3 +133,9 @@ async def test_a_newer_deployment_of_the_model_supersedes_the_older_one_on_that_
         assert len(monitor.live[("d2", "edge-a")]._recent) == 5  # credited to the deployment that brought 1.1.0
         await monitor.deployment_changed(*deployment("d1", "1.0.0", ["edge-a", "edge-b"]))  # d1 changes again
         assert ("d1", "edge-a") not in monitor.live  # superseded stays superseded
+        # a rollback to the fallback names no version: the target's package says 1.0.0, and 1.0.0's records count
+        await monitor.deployment_changed(*deployment("d3", "fallback", ["edge-a"], sha256="a" * 64))
+        assert ("d3", "edge-a") in monitor.live and monitor.superseded[("d2", "edge-a")] == "d3"
+        assert monitor.deployment_of("edge-a", "m", "1.0.0") == "d3"
+        await monitor.stored("edge-a", _records(6, 5, rng))
+        assert len(monitor.live[("d3", "edge-a")]._recent) == 5
