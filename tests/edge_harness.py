@@ -16,6 +16,7 @@ from asyncua import Client, Server, ua
 
 from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
+from sdk.opcua.sessions import close_left_over
 from sdk.opcua.shelf import init_server
 from sdk.package.build import BuildResult, build_package
 from sdk.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
@@ -88,6 +89,7 @@ class SimulatedPlc:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+            await close_left_over(self.server)  # else the stopped server stays in memory until they time out
             self.server = None
 
     async def write(self, feature: str, value: float, status: int = 0, source_time: datetime | None = None) -> None:

@@ -40,6 +40,7 @@ from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets.ids import DeploymentState, DeviceHealth, InstallationState, PipelineState, SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.errors import ConnectionLost, UpdateFailed
+from sdk.versions import VersionInfo
 
 _log = logging.getLogger(__name__)
 
@@ -136,9 +137,9 @@ class TargetRollout:
                 return await self._confirm(target, su)
             return await self._rebind(target, await self._slot(su))
         if target.state is DeploymentState.CONFIRMING:
-            reverted = f"the device reverted to {current.revision or 'no model'} before the install was confirmed"
+            reverted = await self._reverted(su, current)
             if not self._link_lost:
-                raise NotConfirmed(reverted)
+                raise reverted
             _log.warning(
                 "deployment %s, device %s: %s, while the link was lost; installing again",
                 self.record.id,
@@ -170,13 +171,29 @@ class TargetRollout:
             configuration = await self._configuration(slot)
         self.device.refresh()
         target = await self._save(target, DeploymentState.CONFIRMING)
-        await self._watch(slot, configuration, after="the install")
+        try:
+            await self._watch(slot, configuration, after="the install")
+        except NotConfirmed as exc:
+            current = await su.version(SoftwareVersionFileType.CURRENT)
+            if current.hash.hex() != self.plan.sha256:  # its ConfirmationTimeout ran out first, the link up
+                raise await self._reverted(su, current, found=str(exc)) from None
+            raise
         if await su.awaiting_confirmation():
             await su.confirm()
         current = await su.version(SoftwareVersionFileType.CURRENT)
         if current.hash.hex() != self.plan.sha256:  # its ConfirmationTimeout ran out during the health check
-            raise NotConfirmed(f"the device reverted to {current.revision or 'no model'} before it was confirmed")
+            raise await self._reverted(su, current)
         return await self._save(target, DeploymentState.ACTIVE)
+
+    async def _reverted(self, su: SlotUpdate, current: VersionInfo, found: str = "") -> NotConfirmed:
+        """The device serves ``current``, not the deployed version: it reverted by itself (its ConfirmationTimeout
+        ran out, or it restarted, before Confirm; OPC 10000-100 8.4.10). Its UpdateStatus tells why."""
+        status = await su.update_status()
+        why = f" (device: {status})" if status else ""
+        checked = f"; the health check found {found}" if found else ""
+        return NotConfirmed(
+            f"the device reverted to {current.revision or 'no model'} before the install was confirmed{why}{checked}"
+        )
 
     async def _to_fallback(self, target: TargetRecord, su: SlotUpdate) -> TargetRecord:
         """Install the device's Fallback, remembered (its hash, in the target) before the install starts.

@@ -65,6 +65,9 @@ class SlotUpdate(Protocol):
     async def confirm(self) -> None:
         """Keep the installed version."""
 
+    async def update_status(self) -> str:
+        """UpdateStatus: the device's word on its last install or revert (may be from an earlier one)."""
+
 
 class Device(Protocol):
     """A registered edge device, kept in view by a running ``run()``."""

@@ -83,3 +83,8 @@ class GuardedUpdate:
         """Keep the installed version."""
         async with _step("the confirmation"):
             await self._su.confirm()
+
+    async def update_status(self) -> str:
+        """UpdateStatus text."""
+        async with _step("reading the update status"):
+            return await self._su.update_status()

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
-from asyncua import ua
+from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
 _log = logging.getLogger(__name__)
@@ -55,6 +55,19 @@ def install() -> None:
     InternalSession.call = call  # type: ignore[method-assign]
     InternalSession.close_session = close_session  # type: ignore[method-assign]
     _installed = True
+
+
+async def close_left_over(server: Server) -> int:
+    """Close the sessions a stopped server still holds; returns how many.
+
+    asyncua 2.1 keeps a session with Subscriptions after its connection is lost, so that its client
+    can transfer them to a new SecureChannel (OPC 10000-4 §6.7), until the session times out (up to
+    10 min), and ``Server.stop`` leaves such sessions open: each one's time-out task then keeps the
+    stopped server and its whole address space in memory. No client can come back to a stopped server."""
+    left = list(server.iserver._external_sessions.values())  # asyncua keeps no public list
+    for session in left:
+        await session.close_session(True)
+    return len(left)
 
 
 def current_session_id() -> ua.NodeId | None:

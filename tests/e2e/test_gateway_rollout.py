@@ -365,6 +365,28 @@ async def test_unhealthy_install_is_not_confirmed_and_the_device_reverts(
 
 
 @pytest.mark.timeout(300)
+async def test_a_device_that_reverts_while_its_link_is_up_is_reported_as_reverted(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    """Its ConfirmationTimeout (2 s) runs out during the gateway's health check (8 s): the link stays up."""
+    async with plant(tmp_path, signer) as p:
+        for version in ("1.0.0", "2.0.0"):
+            await p.push(build_pump(example, signer, tmp_path / f"{version}.mlpkg", version).path)
+        await p.settled(await p.deploy("1.0.0", ["edge-a"]), "Active")
+        broken = p.plc.binding()
+        broken["inputs"]["speed"]["node_id"] = "ns=2;s=Pump1.NoSuchTag"  # 2.0.0 will never see good inputs
+        upgrade = await p.deploy("2.0.0", ["edge-a"], binding=broken, confirmation_timeout_s=2, health_check_s=8)
+        failed = await p.settled(upgrade, "Failed")
+        assert (
+            "device edge-a: the device reverted to 1.0.0 before the install was confirmed (device: 2.0.0: not "
+            "confirmed within 2 s; reverted to 1.0.0); the health check found no healthy predictions within 8 s "
+            "of the install"
+        ) in failed["LastError"], failed["LastError"]
+        assert_documented(failed["LastError"], "the device reverted to")
+        assert p.serving("edge-a") == "1.0.0"
+
+
+@pytest.mark.timeout(300)
 async def test_redeploying_the_running_version_applies_a_new_binding(
     tmp_path: Path, signer: Signer, example: Path
 ) -> None:

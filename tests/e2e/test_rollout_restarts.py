@@ -358,9 +358,10 @@ async def test_a_gateway_killed_while_confirming_reports_the_revert_it_finds(
         await plant.kill_and_restart(before_restart=lambda: wait_for(plant.reverted, what="the devices to revert"))
         values = await plant.settled(deployment)
         assert values["State"] is DeploymentState.FAILED
-        assert values["LastError"] == (
-            "wave 1, device edge-a: the device reverted to no model before the install was confirmed"
-        )
+        assert values["LastError"].startswith(
+            "wave 1, device edge-a: the device reverted to no model before the install was confirmed (device: "
+        ), values["LastError"]
+        assert "not confirmed within 3 s; no fallback: the slot serves no model)" in values["LastError"]
         assert await plant.reverted()  # what the devices really have
         await plant.assert_truthful(deployment, DeploymentState.FAILED)
 

@@ -47,6 +47,7 @@ class FakeSlot:
     state: InstallationState = InstallationState.IDLE
     timeout: float = 0.0
     waiting: bool = False
+    status: str = ""
 
     async def slot_name(self) -> str:
         return "main"
@@ -73,8 +74,11 @@ class FakeSlot:
         if self.device.install_fails:
             self.state = InstallationState.ERROR
             raise UpdateFailed("samples do not reproduce on this device")
+        previous = self.versions.get(SoftwareVersionFileType.CURRENT)
         self.versions[SoftwareVersionFileType.CURRENT] = version
         self.waiting = self.timeout > 0
+        if self.device.reverts_after_s is not None:  # its ConfirmationTimeout runs out, the link up
+            asyncio.get_running_loop().call_later(self.device.reverts_after_s, self._revert, version, previous)
         self.device.changes += 1
         if self.device.predicts_before_binding:  # the new model's Good output with the binding it found
             self.device.predict_good("main")
@@ -97,6 +101,20 @@ class FakeSlot:
         self.calls.append("confirm")
         self.waiting = False
 
+    async def update_status(self) -> str:
+        return self.status
+
+    def _revert(self, failed: VersionInfo, previous: VersionInfo | None) -> None:
+        if not self.waiting:
+            return
+        self.waiting = False
+        if previous is None:
+            self.versions.pop(SoftwareVersionFileType.CURRENT, None)
+        else:
+            self.versions[SoftwareVersionFileType.CURRENT] = previous
+        back_to = f"reverted to {previous.revision}" if previous else "no fallback: the slot serves no model"
+        self.status = f"{failed.revision}: not confirmed within {self.device.reverts_after_s:g} s; {back_to}"
+
 
 class FakeDevice:
     """An edge device that is always online and answers as told; a Good prediction follows each binding.
@@ -116,6 +134,7 @@ class FakeDevice:
         self.binding_json = ""
         self.changes = 0
         self.restarts_when_bound = 0  # how many health checks see a restart (the install reverts)
+        self.reverts_after_s: float | None = None  # an unconfirmed install reverts after this long
         self.up = True
 
     def current_configuration(self) -> str:
@@ -267,6 +286,23 @@ async def test_no_good_prediction_after_the_install_is_never_confirmed(plant: Pl
     assert record.state is DeploymentState.FAILED
     assert "no healthy predictions within 0.3 s of the install" in record.last_error
     assert "confirm" not in plant.devices["edge-a"].slot.calls  # left to revert by itself
+
+
+async def test_a_device_that_reverts_during_the_health_check_is_reported_as_reverted(plant: Plant) -> None:
+    """Its ConfirmationTimeout runs out before the health check does, the link up all along."""
+    device = plant.devices["edge-a"]
+    device.slot.versions[SoftwareVersionFileType.CURRENT] = VersionInfo("urn:x", "0.9.0", b"\x01" * 32)
+    device.predicts = False
+    device.reverts_after_s = 0.1
+    options = _options(binding=BINDING, health_check_s=0.5, confirmation_timeout_s=0.1)
+    record = await _finished(plant, await plant.service.deploy("pump-health", "1.0.0", ["edge-a"], options))
+    assert record.state is DeploymentState.FAILED
+    assert record.last_error == (
+        "wave 1, device edge-a: the device reverted to 0.9.0 before the install was confirmed (device: 1.0.0: not "
+        "confirmed within 0.1 s; reverted to 0.9.0); the health check found no healthy predictions within "
+        "0.5 s of the install (pipeline main: NoModel)"
+    )
+    assert "confirm" not in device.slot.calls
 
 
 async def test_a_prediction_older_than_the_install_does_not_count(plant: Plant) -> None:
