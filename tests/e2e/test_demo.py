@@ -74,7 +74,9 @@ async def test_headless_demo_runs_upgrades_rolls_back_and_cleans_up() -> None:
     }
     assert set(monitored) == {"edge-1", "edge-2"}, summary
     for device, (panel, gateway, _) in monitored.items():
-        assert panel == gateway and 0 < panel <= counts[device], (device, panel, gateway, counts)
+        # (the node's own count is read earlier, and counts Good predictions only: records that exactly one
+        # arrives of each are proven in test_monitor_delivery.py)
+        assert panel == gateway and panel > 0, (device, panel, gateway, counts)
     assert monitored["edge-1"][2] != monitored["edge-2"][2]  # each node under the deployment that serves it
     assert "Model Monitor (gateway)" in summary
     rows = [line for line in summary.splitlines() if re.match(r"^  │ edge-\d ", line)]
