@@ -364,10 +364,15 @@ async def test_a_full_queue_drops_the_oldest_and_counts_them(tmp_path: Path, sig
                 await plc.write("speed", 1400.0 + i % 50)
                 await asyncio.sleep(0.02)
 
-            async def full() -> bool:
-                return node.records.last_sequence("main") > 130 and node.records.size == 100
+            seen = {"last": -1}
 
-            await wait_for(full, what="a full queue")
+            async def full_and_settled() -> bool:  # every write's prediction is in (a busy machine lags)
+                last = node.records.last_sequence("main")
+                settled, seen["last"] = last == seen["last"], last
+                await asyncio.sleep(0.5)
+                return settled and last > 130 and node.records.size == 100
+
+            await wait_for(full_and_settled, timeout=30, what="a full queue that no longer grows")
             page = await fetch_all(client, "main")
             sequences = [e.sequence for e in page.records]
             dropped = node.records.dropped("main")

@@ -178,7 +178,7 @@ async def plant(tmp_path: Path, signer: Signer, example: Path, **edge_env: str) 
         line = Plant(tmp_path, gateway, gateway_url, edge, edge_url, proxy, plc)
         driver = asyncio.create_task(line.drive())
         try:
-            async with Client(gateway_url) as client:
+            async with Client(gateway_url, watchdog_intervall=10) as client:  # a busy CI machine answers slowly
                 ml = await client.get_namespace_index(ML)
                 manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
                 await upload(client, await manager.get_child(f"{ml}:Upload"), package.read_bytes(), ua.Variant())
