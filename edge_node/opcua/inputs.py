@@ -6,13 +6,18 @@ changes go straight to the pipelines bound to them. When a source drops, its
 input tags are flagged stale (their last values still usable, outputs become
 Uncertain_LastUsableValue) and the connection is retried with exponential
 backoff capped at a few seconds (``PLC_BACKOFF``); on return it re-subscribes
-and the next values clear the flag. When any binding changes, the sources are rebuilt to match.
+and the next values clear the flag. A quiet tag is not a lost link: while the session lives the
+subscription is kept (its keep-alives say it lives, OPC 10000-4 5.13.1.1), never re-created, so no tag
+value is delivered twice; only a subscription silent for ``silent_after_s`` (no notification, no
+keep-alive) is taken for lost, and the whole session is then replaced, the old one closed with its
+subscriptions deleted. When any binding changes, the sources are rebuilt to match.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +38,15 @@ QUEUE_SIZE = 256
 # within a few seconds (a 30 s cap kept outputs Uncertain for up to 30 s after a 20 s outage). A try
 # against a PLC that is still down is one refused TCP connect, cheap for both sides.
 PLC_BACKOFF = (0.5, 2.0)
+KEEP_ALIVE_COUNT = 10
+"""Publishing intervals without a change after which the PLC sends a keep-alive (RequestedMaxKeepAliveCount)."""
+
+
+def silent_after_s(publishing_interval_ms: int) -> float:
+    """How long a subscription may send nothing, not even a keep-alive, before the link is taken for lost: three
+    keep-alive periods, and never less than 10 s, so a busy machine's late keep-alive is no reason (the session
+    watchdog, a read every second, finds a dead link sooner)."""
+    return max(3 * KEEP_ALIVE_COUNT * publishing_interval_ms / 1000.0, 10.0)
 
 
 FEEDBACK, PART_KEY = "feedback", "part_key"
@@ -95,7 +109,7 @@ class Source:
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=float(self.publishing_interval_ms),
             RequestedLifetimeCount=300,
-            RequestedMaxKeepAliveCount=10,
+            RequestedMaxKeepAliveCount=KEEP_ALIVE_COUNT,
             PublishingEnabled=True,
         )
         sub = await client.create_subscription(params, queue_maxsize=QUEUE_SIZE, overflow=OverflowPolicy.DROP_OLDEST)
@@ -108,9 +122,14 @@ class Source:
             if isinstance(result, ua.StatusCode) and not result.is_good():
                 await self._deliver(node_id, Reading(None, status=result.value))
         await self._mark_stale(False)
+        silent_s = silent_after_s(self.publishing_interval_ms)
         while not lost.is_set():
             event = await sub.next_event(timeout=1.0)  # asyncio.wait_for inside
             honour_cancel()
+            # Every Publish response, a keep-alive too, sets last_publish_at (OPC 10000-4 5.13.1.1).
+            last = sub.last_publish_at
+            if last is not None and time.monotonic() - last > silent_s:
+                raise ConnectionError(f"no notification or keep-alive for {silent_s:.0f} s")
             if event is None:
                 continue
             if isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():
