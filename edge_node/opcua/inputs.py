@@ -6,13 +6,18 @@ changes go straight to the pipelines bound to them. When a source drops, its
 input tags are flagged stale (their last values still usable, outputs become
 Uncertain_LastUsableValue) and the connection is retried with exponential
 backoff capped at a few seconds (``PLC_BACKOFF``); on return it re-subscribes
-and the next values clear the flag. When any binding changes, the sources are rebuilt to match.
+and the next values clear the flag. A quiet tag is not a lost link: while the session lives the
+subscription is kept (its keep-alives say it lives, OPC 10000-4 5.13.1.1), never re-created, so no tag
+value is delivered twice; only a subscription silent for ``silent_after_s`` (no notification, no
+keep-alive) is taken for lost, and the whole session is then replaced, the old one closed with its
+subscriptions deleted. When any binding changes, the sources are rebuilt to match.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +38,15 @@ QUEUE_SIZE = 256
 # within a few seconds (a 30 s cap kept outputs Uncertain for up to 30 s after a 20 s outage). A try
 # against a PLC that is still down is one refused TCP connect, cheap for both sides.
 PLC_BACKOFF = (0.5, 2.0)
+KEEP_ALIVE_COUNT = 10
+"""Publishing intervals without a change after which the PLC sends a keep-alive (RequestedMaxKeepAliveCount)."""
+
+
+def silent_after_s(publishing_interval_ms: int) -> float:
+    """How long a subscription may send nothing, not even a keep-alive, before the link is taken for lost: three
+    keep-alive periods, and never less than 10 s, so a busy machine's late keep-alive is no reason (the session
+    watchdog, a read every second, finds a dead link sooner)."""
+    return max(3 * KEEP_ALIVE_COUNT * publishing_interval_ms / 1000.0, 10.0)
 
 
 FEEDBACK, PART_KEY = "feedback", "part_key"
@@ -95,22 +109,34 @@ class Source:
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=float(self.publishing_interval_ms),
             RequestedLifetimeCount=300,
-            RequestedMaxKeepAliveCount=10,
+            RequestedMaxKeepAliveCount=KEEP_ALIVE_COUNT,
             PublishingEnabled=True,
         )
         sub = await client.create_subscription(params, queue_maxsize=QUEUE_SIZE, overflow=OverflowPolicy.DROP_OLDEST)
         node_ids = list(self.targets)
-        nodes = [client.get_node(ua.NodeId.from_string(n)) for n in node_ids]
-        results = await sub.subscribe_data_change(nodes, queuesize=1)
+        every = [any(t.role == FEEDBACK for t in self.targets[n]) for n in node_ids]
+        results = await sub.create_monitored_items(
+            _item(handle, ua.NodeId.from_string(n), e)
+            for handle, (n, e) in enumerate(zip(node_ids, every, strict=True), 1)
+        )
+        for i, (node_id, result) in enumerate(zip(node_ids, results, strict=True)):
+            if every[i] and isinstance(result, ua.StatusCode):  # a server without the filter: changes of value only
+                retry = await sub.create_monitored_items([_item(len(node_ids) + 1 + i, ua.NodeId.from_string(node_id))])
+                results[i] = retry[0]
         self.connected = True
-        _log.info("source %s: connected, %d tag(s)", self.endpoint, len(nodes))
-        for node_id, result in zip(node_ids, results if isinstance(results, list) else [results], strict=False):
+        _log.info("source %s: connected, %d tag(s)", self.endpoint, len(node_ids))
+        for node_id, result in zip(node_ids, results, strict=True):
             if isinstance(result, ua.StatusCode) and not result.is_good():
                 await self._deliver(node_id, Reading(None, status=result.value))
         await self._mark_stale(False)
+        silent_s = silent_after_s(self.publishing_interval_ms)
         while not lost.is_set():
             event = await sub.next_event(timeout=1.0)  # asyncio.wait_for inside
             honour_cancel()
+            # Every Publish response, a keep-alive too, sets last_publish_at (OPC 10000-4 5.13.1.1).
+            last = sub.last_publish_at
+            if last is not None and time.monotonic() - last > silent_s:
+                raise ConnectionError(f"no notification or keep-alive for {silent_s:.0f} s")
             if event is None:
                 continue
             if isinstance(event, StatusChangeEvent) and not event.notification.Status.is_good():
@@ -135,6 +161,21 @@ class Source:
                 target.pipeline.offer_part_key(reading)
             else:
                 await target.pipeline.offer(target.feature, reading)
+
+
+def _item(handle: int, node_id: ua.NodeId, every_sample: bool = False) -> ua.MonitoredItemCreateRequest:
+    """A monitored item of a tag's Value, the newest value only. ``every_sample`` (a feedback tag): report a value
+    written again with a new source timestamp too (DataChangeFilter trigger StatusValueTimestamp, OPC 10000-4
+    7.22.2), so a quality station that measures the same result for two parts in a row gives two results; the
+    default trigger (StatusValue) reports changes of value or status only."""
+    params = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=50.0, QueueSize=1, DiscardOldest=True)
+    if every_sample:
+        params.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+    return ua.MonitoredItemCreateRequest(
+        ItemToMonitor=ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value),
+        MonitoringMode=ua.MonitoringMode.Reporting,
+        RequestedParameters=params,
+    )
 
 
 class InputHub:

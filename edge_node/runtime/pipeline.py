@@ -256,6 +256,10 @@ class Pipeline:
         """A new reading of a bound input (from the input hub)."""
         if self._binding is None or feature not in self._binding.inputs:
             return
+        if self._values.get(feature) == reading:
+            # The same sample again (value, status and source timestamp, and not stale), as a subscription sends
+            # its current values after a reconnect: not a change, so no trigger and no second prediction.
+            return
         self._values[feature] = reading
         await self._sink.input_changed(feature, reading)
         trigger = self._binding.trigger

@@ -24,6 +24,7 @@ async def watched_session(client: Client, connected: Callable[[], None], what: s
 
     client.connection_lost_callback = on_lost
     await client.connect()
+    _no_stale_subscription_watchdog(client)
     connected()
     try:
         yield lost
@@ -32,6 +33,24 @@ async def watched_session(client: Client, connected: Callable[[], None], what: s
             await asyncio.wait_for(client.disconnect(), 2.0)
         except Exception:  # the peer may be gone already
             _log.debug("%s: disconnect failed", what, exc_info=True)
+
+
+def _no_stale_subscription_watchdog(client: Client) -> None:
+    """Stop asyncua's stale-subscription watchdog on a kept-open session.
+
+    That watchdog re-creates a subscription (a new SubscriptionId, its monitored items sending their current
+    values again) when no Publish response came within 1.5 keep-alive periods (at least 1 s). On a busy machine a
+    keep-alive is that late without anything being wrong: the re-created subscription then delivered unchanged
+    tag values as new data changes (one more prediction with the same source timestamps), and the old
+    subscription's responses still in flight were logged as "Received data for unknown subscription".
+    A quiet subscription is alive as long as its keep-alives come (OPC 10000-4 5.13.1.1); a lost link is found by
+    the session watchdog (``connection_lost_callback``), and the link then reconnects with a new session, the old
+    one closed with its subscriptions deleted (CloseSession deleteSubscriptions=True, OPC 10000-4 5.6.4).
+    A link that must notice a subscription the server dropped while the session lives checks its keep-alives
+    itself (see ``edge_node.opcua.inputs``)."""
+    task = getattr(client, "_stale_watchdog_task", None)  # asyncua >= 2.1; no public switch
+    if isinstance(task, asyncio.Task):
+        task.cancel()
 
 
 # asyncua loggers that report a lost link with a full traceback at ERROR ("Publish iteration crashed", ...).

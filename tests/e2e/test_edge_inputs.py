@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -190,6 +193,30 @@ async def test_periodic_trigger(healthy: Line) -> None:
     await healthy.bind(trigger={"mode": "periodic", "interval_ms": 50})
     count = healthy.pipeline.status.inference_count
     await wait_for(lambda: _more(healthy, count + 5), what="periodic inferences without tag changes")
+
+
+@pytest.mark.timeout(60)
+async def test_a_quiet_plc_is_not_a_lost_link(healthy: Line, caplog: pytest.LogCaptureFixture) -> None:
+    """Tags change for 2 s, then stay quiet: no more predictions, no new subscription, even when the machine is so
+    busy that the loop stalls longer than a keep-alive period (OPC 10000-4 5.13.1.1: the keep-alive tells the
+    client that a quiet subscription lives; the session watchdog finds a lost link)."""
+    await healthy.bind()  # any_change, 20 ms publishing: a keep-alive every 200 ms
+    records = healthy.node.records
+    for i in range(20):
+        await healthy.plc.write("speed", 1460.0 + i)
+        await asyncio.sleep(0.1)
+    await wait_for(lambda: _inferred_with(healthy, 1479.0), what="the last change inferred")
+    await asyncio.sleep(0.5)
+    counts = healthy.pipeline.status.inference_count, records.last_sequence("main")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asyncua"):
+        await asyncio.sleep(3.0)
+        time.sleep(1.5)  # noqa: ASYNC251 - a busy machine: nothing on this loop (the PLC server too) runs for 1.5 s
+        await asyncio.sleep(8.0)
+    assert (healthy.pipeline.status.inference_count, records.last_sequence("main")) == counts
+    noise = [r.getMessage() for r in caplog.records if "subscription" in r.getMessage().lower()]
+    assert not [m for m in noise if "unknown subscription" in m or "stale" in m or "created" in m], noise
+    assert (await healthy.read()).StatusCode.is_good()
 
 
 async def test_source_restart_marks_values_stale_then_recovers(healthy: Line) -> None:

@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ from tests.processes import ServerProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 ML = "http://modelline.io/UA/"
+
+
+def utc() -> datetime:
+    return datetime.now(UTC)
 
 
 Fetch = FetchResult
@@ -241,6 +246,18 @@ async def test_feedback_tag_with_part_key(line: Line) -> None:
     keyed = [e.record for e in page.records if isinstance(e.record, PredictionRecord) and e.record.part_key]
     assert keyed and keyed[-1].part_key == "SN-0042" and keyed[-1].inputs["speed"] == 1479.0
     assert line.pipeline.binding.problems_with(line.pipeline.model.manifest) == []
+
+    # The next part measures the same result: written again (a new source time), it is a second result.
+    await line.part_key.write_value(ua.Variant("SN-0043", ua.VariantType.String))
+    await asyncio.sleep(0.2)
+    await line.feedback.write_value(ua.DataValue(ua.Variant(812.5, ua.VariantType.Double), SourceTimestamp=utc()))
+
+    async def both() -> list[FeedbackRecord] | None:
+        records = await feedback()
+        return records if len(records) == 2 else None
+
+    again = await wait_for(both, what="the repeated result's feedback record")
+    assert [r.part_key for r in again] == ["SN-0042", "SN-0043"]
 
 
 async def test_warnings_of_the_node_go_to_the_log_stream(line: Line) -> None:

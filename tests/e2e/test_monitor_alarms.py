@@ -1,4 +1,5 @@
-"""The Model Monitor's figures live on a running gateway: drift alarm, history, /metrics, restart.
+"""The Model Monitor's figures live on a running gateway: drift alarm, history, /metrics, restart; counts and
+latency against the edge node's own statistics; quality against scikit-learn (regressor and classifier).
 
 A real gateway, a real edge node serving the pump model and a simulated PLC whose tags a seeded
 generator drives: first as the deployment's baseline, then in distribution (the alarm stays quiet),
@@ -8,6 +9,7 @@ then shifted by two standard deviations (InputDriftAlarm fires). Small windows k
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import math
 import urllib.request
@@ -18,15 +20,17 @@ import numpy as np
 import pytest
 from asyncua import Client, ua
 from prometheus_client.parser import text_string_to_metric_families
-from sklearn.metrics import mean_absolute_error, mean_squared_error
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
 from gateway.app import Gateway
 from gateway.monitor.thresholds import InputReference, MonitorThresholds
 from gateway.settings import GatewaySettings
+from sdk.monitor.statistics import LATENCY_BUCKETS_MS, PipelineStatistics
+from sdk.opcua.records_client import records_node
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import plant
-from tests.edge_harness import FEATURES, build_pump, wait_for, with_wrong_samples
+from tests.edge_harness import FEATURES, HEALTHY, WORN, build_pump, wait_for, with_wrong_samples
 from tests.interop.test_crawl_node_opcua import crawl
 from tests.opcua_servers import free_port
 
@@ -293,6 +297,139 @@ async def test_quality_figures_match_scikit_learn_and_an_offline_device_raises_i
         await wait_for(offline, timeout=40, what="edge-b's OfflineAlarm")
         assert not gateway.alarms.state("device/edge-a/OfflineAlarm").active
         assert "device edge-b is offline" in gateway.alarms.state("device/edge-b/OfflineAlarm").message
+
+
+@pytest.mark.timeout(150)
+async def test_counts_latency_and_classifier_quality_equal_the_edge_node_and_scikit_learn(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    """The PLC runs parts through (two with a failed sensor: Bad predictions), then stops. Once collection has
+    drained (the edge queue's RecordCount is 0), the gateway's InferenceCount and ErrorCount equal the edge
+    pipeline's own Statistics, its latency percentiles equal the stored records' (nearest rank) and fall in the
+    edge histogram's buckets; Accuracy and F1Score on the fault probability (a 0..1 output: a classifier at 0.5),
+    with the measured fault by SubmitFeedback (one SampleId retried) and by the feedback tag with the part key,
+    equal scikit-learn's on the pairs the store joined."""
+    settings = _settings(tmp_path, signer).model_copy(
+        update={"monitor": MonitorThresholds(min_pairs=5, feedback_outputs={"pump-health": "anomaly_score"})}
+    )
+    parts, failed = 24, {5, 17}
+    async with plant(tmp_path, signer, settings) as p:
+        assert p.plc.server is not None
+        pump = await p.plc.server.nodes.objects.get_child("2:Pump1")
+        fault = await pump.add_variable(ua.NodeId("Pump1.MeasuredFault", 2), "2:MeasuredFault", ua.Variant(0.0))
+        serial = await pump.add_variable(ua.NodeId("Pump1.Serial", 2), "2:Serial", ua.Variant(""))
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg").path)
+        binding = p.plc.binding(mode="tag", tag="speed") | {
+            "feedback": {"endpoint": p.plc.url, "node_id": "ns=2;s=Pump1.MeasuredFault"},
+            "part_key": {"endpoint": p.plc.url, "node_id": "ns=2;s=Pump1.Serial"},
+        }
+        await p.plc.write_all(HEALTHY)
+        deployment = await p.deploy("1.0.0", ["edge-a"], binding=binding)
+        await p.settled(deployment, "Active")
+        gateway = p.gateway
+        rng = np.random.default_rng(5)
+        for i in range(parts):  # from healthy to worn: fault probabilities on both sides of 0.5
+            await serial.write_value(ua.Variant(f"SN-{i}", ua.VariantType.String))
+            await asyncio.sleep(0.05)
+            t = float(rng.uniform(0.0, 1.0))
+            values = {f: HEALTHY[f] + (WORN[f] - HEALTHY[f]) * t for f in FEATURES}
+            values["speed"] = 1470.0 + i  # the trigger: written last
+            for feature in FEATURES:
+                status = ua.StatusCodes.BadSensorFailure if i in failed and feature == "vibration_rms" else 0
+                await p.plc.write(feature, values[feature], status=status)
+            await asyncio.sleep(0.1)
+        truth = {f"SN-{i}": float(rng.integers(0, 2)) for i in range(parts) if i not in failed}
+
+        edge = p.edges["edge-a"]
+        async with Client(edge.url) as edge_client:
+            records, edge_ml = await records_node(edge_client)
+            record_count = await records.get_child(f"{edge_ml}:RecordCount")
+
+            async def stored() -> bool:
+                figures = await gateway.monitor_store.figures(deployment, "edge-a")
+                return figures.inferences >= parts
+
+            await wait_for(stored, timeout=30, what="the parts' predictions stored")
+            async with Client(gateway.url) as client:
+                client.set_user("op")
+                client.set_password("operator-pw")
+                monitor = await client.nodes.objects.get_child(f"{p.ml}:ModelMonitor")
+                submit = await monitor.get_child(f"{p.ml}:SubmitFeedback")
+                for key in sorted(truth)[: len(truth) // 2]:
+                    for _ in range(2 if key == "SN-0" else 1):  # the quality station retries SN-0: counted once
+                        await monitor.call_method(
+                            submit,
+                            ua.Variant("edge-a", ua.VariantType.String),
+                            ua.Variant("main", ua.VariantType.String),
+                            ua.Variant(0, ua.VariantType.UInt64),
+                            ua.Variant(datetime(1601, 1, 1, tzinfo=UTC), ua.VariantType.DateTime),
+                            ua.Variant(key, ua.VariantType.String),
+                            ua.Variant(truth[key], ua.VariantType.Double),
+                            ua.Variant(f"qs-{key}", ua.VariantType.String),
+                        )
+            for key in sorted(truth)[len(truth) // 2 :]:  # by tag: the part key names the part
+                await serial.write_value(ua.Variant(key, ua.VariantType.String))
+                await asyncio.sleep(0.05)
+                # A new source time each: two parts with the same result are two results (value and time differ)
+                await fault.write_value(
+                    ua.DataValue(ua.Variant(truth[key], ua.VariantType.Double), SourceTimestamp=datetime.now(UTC))
+                )
+                await asyncio.sleep(0.1)
+
+            node = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", "1:edge-a"])
+
+            async def read(name: str) -> ua.DataValue:
+                return await (await node.get_child(f"{p.ml}:{name}")).read_data_value(raise_on_bad_status=False)
+
+            async def drained() -> bool:
+                # The PLC stopped; the edge queue is empty (everything fetched and acknowledged) and the nodes
+                # show what the store holds.
+                figures = await gateway.monitor_store.figures(deployment, "edge-a")
+                count = (await read("InferenceCount")).Value
+                feedback = (await read("FeedbackCount")).Value
+                return bool(
+                    await record_count.read_value() == 0
+                    and count is not None
+                    and count.Value == figures.inferences
+                    and feedback is not None
+                    and feedback.Value == len(truth)
+                    and (await read("Accuracy")).StatusCode.is_good()
+                )
+
+            await wait_for(drained, timeout=30, what="collection drained and the figures written")
+            await asyncio.sleep(1.5)  # one more refresh: every pair counted
+            statistics_node = edge_client.get_node("ns=1;s=InferenceServer.Pipelines.main.Statistics")
+            statistics = PipelineStatistics.model_validate_json(await statistics_node.read_value())
+
+        # Counts: the edge counted every prediction of this model version (installed by this deployment).
+        assert (statistics.model, statistics.version, statistics.sampled_out) == ("pump-health", "1.0.0", 0)
+        # (one more Bad: the binding's first inference, before the tags' first values came)
+        assert statistics.inferences >= parts and statistics.bad_count >= len(failed)
+        assert (await read("InferenceCount")).Value.Value == statistics.inferences
+        assert (await read("ErrorCount")).Value.Value == statistics.bad_count
+        # Latency: nearest rank over the stored records' latency_ms, and within the edge histogram's bucket.
+        stored_records = await gateway.monitor_store.deployment_records(deployment, "edge-a", limit=10_000)
+        assert len(stored_records) == statistics.inferences
+        latencies = sorted(r.latency_ms for r in stored_records if r.latency_ms > 0)
+        assert len(latencies) == sum(statistics.latency_counts)
+        for q, name, edge_quantile in (
+            (0.5, "LatencyP50Ms", statistics.p50_ms()),
+            (0.99, "LatencyP99Ms", statistics.p99_ms()),
+        ):
+            exact = latencies[math.ceil(q * len(latencies)) - 1]
+            assert (await read(name)).Value.Value == pytest.approx(exact, rel=1e-12), name
+            # The edge gives the upper bound of the bucket holding the same nearest rank.
+            assert edge_quantile == LATENCY_BUCKETS_MS[bisect.bisect_left(LATENCY_BUCKETS_MS, exact)], name
+
+        # Quality: the pairs the store joined, thresholded at 0.5, against scikit-learn.
+        pairs = await gateway.monitor_store.pairs(device="edge-a")
+        assert sorted(pair.prediction.part_key or "" for pair in pairs) == sorted(truth)
+        assert all(pair.value == truth[pair.prediction.part_key or ""] for pair in pairs)
+        predicted = [int(float(pair.prediction.outputs["anomaly_score"]) >= 0.5) for pair in pairs]
+        measured = [round(pair.value) for pair in pairs]
+        assert 0 < sum(predicted) < len(predicted) and 0 < sum(measured) < len(measured)  # both classes on each side
+        assert (await read("Accuracy")).Value.Value == pytest.approx(accuracy_score(measured, predicted), rel=1e-12)
+        assert (await read("F1Score")).Value.Value == pytest.approx(f1_score(measured, predicted), rel=1e-12)
 
 
 @pytest.mark.timeout(150)
