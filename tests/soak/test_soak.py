@@ -321,14 +321,15 @@ def _median(values: list[int]) -> int:
     return sorted(values)[len(values) // 2]
 
 
-def _flat(series: Series, warm_end: float) -> str:
-    """Assert a long-lived process's RSS and descriptors flat after ``warm_end``; its summary."""
+def _flat(series: Series, warm_end: float, failed: list[str]) -> str:
+    """Check a long-lived process's RSS and descriptors flat after ``warm_end`` (failures into ``failed``); its
+    summary."""
     steady = [s for s in series.samples if s[0] >= warm_end]
     (_, rss0, fds0), (_, rss1, fds1) = series.samples[0], series.samples[-1]
     text = f"{series.name}: RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB, fds {fds0} -> {fds1}"
     if len(steady) < 12 or steady[-1][0] - steady[0][0] < 180:  # too short to see a trend: bound the total
-        assert rss1 - rss0 < 64 * 1024, f"{text}: {_rss_series(series)}"
-        assert fds1 - fds0 <= 10, f"{text}: open descriptors grew"
+        _expect(rss1 - rss0 < 64 * 1024, f"{text}: {_rss_series(series)}", failed)
+        _expect(fds1 - fds0 <= 10, f"{text}: open descriptors grew", failed)
         return text
     slope = _slope_mib_per_min([(t, rss) for t, rss, _ in steady])
     third = len(steady) // 3
@@ -342,10 +343,15 @@ def _flat(series: Series, warm_end: float) -> str:
     )
     # A leak of 1 MiB a minute in a process that lives on fails both: over the 5 to 7 minutes after
     # warm-up, the medians of the first and last thirds are 3.5 to 5 minutes apart.
-    assert slope < 0.5, f"{text}: {_rss_series(series)}"
-    assert median_last - median_first < 3 * 1024, f"{text}: {_rss_series(series)}"
-    assert fds_last <= fds_first + 5, f"{text}: open descriptors grew"
+    _expect(slope < 0.5, f"{text}: {_rss_series(series)}", failed)
+    _expect(median_last - median_first < 3 * 1024, f"{text}: {_rss_series(series)}", failed)
+    _expect(fds_last <= fds_first + 5, f"{text}: open descriptors grew", failed)
     return text
+
+
+def _expect(holds: bool, what: str, failed: list[str]) -> None:
+    if not holds:
+        failed.append(what)
 
 
 def _rss_series(series: Series) -> str:
@@ -363,20 +369,21 @@ def _check(soak: Soak, watch: Watch, long: bool) -> str:
     assert {"PLC outage", "link reset edge-b", "gateway restart"} <= kinds, kinds
     for series in soak.series.values():
         print(f"{series.name} {_rss_series(series)}; fds {' '.join(str(f) for _, _, f in series.samples)}")
-    lines = []
+    lines: list[str] = []
+    failed: list[str] = []  # every process is checked and reported before the test fails on any
     # Warm-up of the processes that live through the soak: until the second gateway restart is over (each
     # edge node sees its gateway go and come back; the first times raise its allocator's high-water marks).
     restarts = [end for _, end, what in watch.faults if what == "gateway restart"]
     warm_end = restarts[min(1, len(restarts) - 1)] + 10
     for series in soak.series.values():
         if series.name in EDGES:
-            lines.append(_flat(series, warm_end))
+            lines.append(_flat(series, warm_end, failed))
     test_process = next(s for s in soak.series.values() if s.name == TEST_PROCESS)
     (_, rss0, fds0), (_, rss1, fds1) = test_process.samples[0], test_process.samples[-1]
     lines.append(
         f"{TEST_PROCESS} (PLC, proxies, watcher): RSS {rss0 / 1024:.0f} -> {rss1 / 1024:.0f} MiB, fds {fds0} -> {fds1}"
     )
-    assert rss1 - rss0 < 64 * 1024 and fds1 - fds0 <= 10, lines[-1]
+    _expect(rss1 - rss0 < 64 * 1024 and fds1 - fds0 <= 10, lines[-1], failed)
     # Each gateway incarnation: its level at the same uptime (30 to 80 s after its start) must not grow from
     # one incarnation to the next; the last one, the long-lived one, must be flat after a minute's warm-up.
     gateways = sorted((s for s in soak.series.values() if s.name.startswith("gateway")), key=lambda s: s.started)
@@ -388,16 +395,18 @@ def _check(soak: Soak, watch: Watch, long: bool) -> str:
     lines.append(f"gateway level 30-80 s after each start, MiB: {shown}")
     known = [level for level in levels if level]
     assert len(known) >= 2 or not long, lines[-1]  # the short soak's second gateway lives less than 30 s
-    assert all(level - known[0] < 8 * 1024 for level in known), lines[-1]
-    assert all(b - a < 4 * 1024 for a, b in zip(known, known[1:], strict=False)), lines[-1]
+    _expect(all(level - known[0] < 8 * 1024 for level in known), lines[-1], failed)
+    _expect(all(b - a < 4 * 1024 for a, b in zip(known, known[1:], strict=False)), lines[-1], failed)
     for series in gateways:
-        lines.append(_flat(series, series.started + 60))
+        lines.append(_flat(series, series.started + 60, failed))
     updates = sum(watch.counts.values())
     lines.insert(
         0,
         f"{len(watch.faults)} faults ({', '.join(f'{n} {k}' for k, n in sorted(_kinds(watch).items()))}), "
         f"{updates} prediction updates seen, 0 Bad outside faults",
     )
+    print("\n".join(lines))
+    assert failed == [], "\n".join(failed)
     return "\n".join(lines)
 
 
