@@ -122,7 +122,9 @@ async def plant(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Plant
             )
             assert package.path.stat().st_size > PACKAGE_MB << 20
             await gateway.models.store_package(package.path, actor="test")
-        client = await stack.enter_async_context(Client(gateway.url, timeout=30))
+        client = await stack.enter_async_context(
+            Client(gateway.url, timeout=30, watchdog_intervall=10)
+        )  # a busy machine answers slowly
         ml = await client.get_namespace_index(ML)
         manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
         for name, edge in edges.items():

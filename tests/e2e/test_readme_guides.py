@@ -40,6 +40,7 @@ from tests.aws_harness import (
     aws_client,
     offline_aws_env,
     register_model_group,
+    reset_moto,
     tarball,
 )
 from tests.edge_harness import HEALTHY, wait_for
@@ -275,6 +276,7 @@ async def settled(plant: Plant, deployment: str, serving: dict[str, str] | None 
 
 @pytest.mark.timeout(600)
 async def test_every_guide_command_works_as_written(tmp_path: Path, moto_url: str) -> None:
+    reset_moto(moto_url)  # moto keeps its state per process: start from none, whatever ran before on this worker
     plant = Plant(tmp_path, moto_url)
     pc = plant.folder(PC)
     try:
