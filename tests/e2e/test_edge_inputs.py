@@ -220,6 +220,8 @@ async def test_a_quiet_plc_is_not_a_lost_link(healthy: Line, caplog: pytest.LogC
 
 
 async def test_source_restart_marks_values_stale_then_recovers(healthy: Line) -> None:
+    # the healthy values are the last usable ones only once they were inferred (a busy machine lags)
+    await wait_for(lambda: _inferred_with(healthy, HEALTHY["speed"]), timeout=20, what="the healthy prediction")
     await healthy.plc.stop()
     dv = await healthy.status_becomes("UncertainLastUsableValue")
     assert healthy.pipeline.status.reason.endswith("source disconnected")
