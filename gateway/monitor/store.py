@@ -434,22 +434,11 @@ class MonitorStore:
         until: datetime | None = None,
     ) -> list[Pair]:
         """Matched (prediction, measured value) pairs, by prediction time, filtered as given."""
-        where: list[str] = ["1"]
-        params: list[str | None] = []
-        for column, value in (("p.device", device), ("p.stream", pipeline), ("p.model", model), ("p.version", version)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("p.time >= ?")
-            params.append(_ts(since))
-        if until is not None:
-            where.append("p.time < ?")
-            params.append(_ts(until))
+        where, params = self._prediction_filter(device, model, version, since, until, pipeline)
         rows = await self._rows(
             "SELECT p.*, f.value AS feedback_value, f.sample_id FROM feedback f JOIN predictions p "
             "ON p.device = f.device AND p.stream = f.pipeline AND p.queue_id = f.match_queue_id "
-            f"AND p.sequence = f.match_sequence WHERE {' AND '.join(where)} ORDER BY p.time, p.sequence, f.sample_id",
+            f"AND p.sequence = f.match_sequence WHERE {where} ORDER BY p.time, p.sequence, f.sample_id",
             *params,
         )
         return [Pair(_prediction(r), r["feedback_value"], r["sample_id"]) for r in rows]
@@ -457,12 +446,18 @@ class MonitorStore:
     # --- export ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _export_filter(
-        device: str | None, model: str | None, version: str | None, since: datetime | None, until: datetime | None
+    def _prediction_filter(
+        device: str | None,
+        model: str | None,
+        version: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        pipeline: str | None = None,
     ) -> tuple[str, list[str | None]]:
+        """The WHERE clause (over predictions ``p``) and its parameters for the filters given."""
         where: list[str] = ["1"]
         params: list[str | None] = []
-        for column, value in (("p.device", device), ("p.model", model), ("p.version", version)):
+        for column, value in (("p.device", device), ("p.stream", pipeline), ("p.model", model), ("p.version", version)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -483,7 +478,7 @@ class MonitorStore:
         until: datetime | None = None,
     ) -> int:
         """How many predictions ``export_rows`` gives for the same filters."""
-        where, params = self._export_filter(device, model, version, since, until)
+        where, params = self._prediction_filter(device, model, version, since, until)
         (row,) = await self._rows(f"SELECT count(*) FROM predictions p WHERE {where}", *params)
         return int(row[0])
 
@@ -499,7 +494,7 @@ class MonitorStore:
         """Every stored prediction (prediction time in [since, until)), in (device, pipeline, time, sequence)
         order, with the newest measured result joined to it if any; ``batch`` rows at a time, so an export
         of millions of records never holds them all. Use inside ``snapshot`` to see one consistent state."""
-        where, params = self._export_filter(device, model, version, since, until)
+        where, params = self._prediction_filter(device, model, version, since, until)
         sql = (
             "SELECT p.*, f.value AS feedback_value, f.time AS feedback_time FROM predictions p LEFT JOIN ("
             "  SELECT device, pipeline, match_queue_id, match_sequence, value, max(time) AS time FROM feedback"
