@@ -1,0 +1,70 @@
+"""Security-relevant actions, recorded: who did what, when, from where, and how it ended.
+
+Domain and server code call ``record(...)``; it never blocks and never raises. Each process
+attaches the sinks it needs with ``add_sink`` (an append-only audit file, OPC UA AuditEvents,
+the gateway's store). Without a sink a record is only logged on the ``modelline.audit`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_log = logging.getLogger("modelline.audit")
+
+Outcome = Literal["ok", "refused", "failed"]
+
+
+class AuditRecord(BaseModel):
+    """One audited action; the on-disk and on-wire form of the audit trail."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    action: str = Field(description="What was attempted: login, install, confirm, revert, deploy, rollback, ...")
+    outcome: Outcome
+    who: str = Field("", description="User name, 'anonymous', a certificate's subject, or '' for the server itself.")
+    address: str = Field("", description="The client's address (host:port), when a client acted.")
+    target: str = Field("", description="What it acted on: a device, slot, model version, user, certificate...")
+    detail: str = Field("", description="The reason for a refusal or failure, or what changed.")
+
+
+Sink = Callable[[AuditRecord], None]
+_sinks: list[Sink] = []
+
+
+def add_sink(sink: Sink) -> Callable[[], None]:
+    """Send every later record to ``sink`` (called on the recording thread; must not block); returns a remover."""
+    _sinks.append(sink)
+
+    def remove() -> None:
+        if sink in _sinks:
+            _sinks.remove(sink)
+
+    return remove
+
+
+def record(
+    action: str, outcome: Outcome, *, who: str = "", address: str = "", target: str = "", detail: str = ""
+) -> AuditRecord:
+    """Record one action; never raises (a failing sink is logged)."""
+    entry = AuditRecord(action=action, outcome=outcome, who=who, address=address, target=target, detail=detail)
+    _log.info(
+        "%s %s by %s%s%s%s",
+        action,
+        outcome,
+        who or "server",
+        f" from {address}" if address else "",
+        f" on {target}" if target else "",
+        f": {detail}" if detail else "",
+    )
+    for sink in list(_sinks):
+        try:
+            sink(entry)
+        except Exception:
+            _log.exception("audit sink %r failed", sink)
+    return entry
