@@ -43,6 +43,15 @@ class Prediction:
     layout: VariableLayout  # as the device shows the output: data type, shape, units, range
 
 
+# The session time-out each link asks of its device (OPC 10000-4 5.6.2 RequestedSessionTimeout). A device keeps
+# a session that has Subscriptions after its connection is lost, for the client to transfer them (OPC 10000-4
+# 6.7), until this time-out; asyncua asks for an hour (the edge node allows 10 min). A link that reconnects
+# makes a new session, so each lost connection left one more session with its subscriptions and their queued
+# notifications on the device for 10 min: +0.5 MiB/min on an edge node whose link was reset every minute
+# (bench/RESULTS.md, soak). The link keeps its session busy (Publish requests, the watchdog's reads), so a
+# short time-out ends only an abandoned one.
+SESSION_TIMEOUT_MS = 30_000
+
 Listener = Callable[[Device], Awaitable[None]]
 PredictionListener = Callable[["DeviceLink", Prediction], Awaitable[None]]
 SessionWorker = Callable[["DeviceLink", Client], Coroutine[Any, Any, None]]
@@ -112,6 +121,8 @@ class DeviceLink:
         quiet_lost_links()
         call_s, probe_s = self._update_timeouts
         client = Client(self.endpoint, timeout=call_s, watchdog_intervall=probe_s)
+        # a call may outlast the link's time-out (CloseAndCommit of a large package): the session must outlast it
+        client.session_timeout = max(SESSION_TIMEOUT_MS, 2_000 * call_s)
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")
@@ -161,6 +172,7 @@ class DeviceLink:
 
     async def _session(self, connected: Callable[[], None]) -> None:
         client = Client(self.endpoint, timeout=10, watchdog_intervall=1.0)
+        client.session_timeout = SESSION_TIMEOUT_MS
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")

@@ -208,3 +208,26 @@ async def _online(plant: Line) -> bool:
 
 async def _no_leftovers(plant: Line) -> bool:
     return not plant.leftovers()
+
+
+async def test_a_reset_link_leaves_no_session_behind_on_the_edge_node(
+    tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The edge node keeps a lost connection's session (with its subscriptions) until the session's time-out:
+    # the link's requested one, here asyncua's smallest (5 s) instead of the product's 30 s.
+    monkeypatch.setattr("gateway.opcua.device_link.SESSION_TIMEOUT_MS", 5_000)
+    async with line(tmp_path, signer) as plant:
+        assert plant.edge.server is not None
+        sessions = plant.edge.server.iserver._external_sessions  # asyncua keeps no public list
+
+        await wait_for(lambda: _online(plant), timeout=30, what="the device link")
+        assert len(sessions) == 1
+
+        async def count(n: int) -> bool:
+            return len(sessions) == n
+
+        plant.proxy.reset()
+        # the link reconnects with a new session while the lost one is kept (else nothing here is tested)
+        await wait_for(lambda: count(2), timeout=30, what="the link to reconnect")
+        await wait_for(lambda: count(1), timeout=20, what="the lost connection's session to time out")
+        assert await _online(plant)
