@@ -162,8 +162,11 @@ class SoftwareUpdateClient:
             ConfirmationState.WAITING_FOR_CONFIRM
         )
 
-    async def transfer(self, package: Path, progress: Progress | None = None) -> VersionInfo:
-        """Write the package to PendingVersion; the device verifies it on CloseAndCommit."""
+    async def transfer(
+        self, package: Path, progress: Progress | None = None, *, sha256: bytes | None = None
+    ) -> VersionInfo:
+        """Write the package to PendingVersion; the device verifies it on CloseAndCommit. ``sha256``: the
+        package's hash when the caller knows it (a gateway's store), else it is computed from the file."""
         transfer = await self._node("Loading", "FileTransfer")
         try:
             await upload(
@@ -188,8 +191,8 @@ class SoftwareUpdateClient:
         except (ConnectionError, OSError, TimeoutError) as exc:
             raise ConnectionLost(f"connection lost during the transfer: {_cause(exc)}") from None
         pending = await self.version(SoftwareVersionFileType.PENDING)
-        # Off the loop: 100 MB take about 0.1 s to hash, and a gateway hashes once per device of a wave.
-        sent = await asyncio.to_thread(_sha256, package)
+        # Off the loop: 100 MB take about 0.1 s to hash.
+        sent = sha256 if sha256 is not None else await asyncio.to_thread(_sha256, package)
         if pending.hash and pending.hash != sent:
             raise UpdateFailed("PendingVersion does not show the package that was sent (another client wrote one?)")
         return pending

@@ -149,7 +149,8 @@ class TargetRollout:
         pending = await su.version(SoftwareVersionFileType.PENDING)
         if pending.hash.hex() != self.plan.sha256:
             target = await self._save(target, DeploymentState.TRANSFERRING)
-            pending = await su.transfer(self.plan.package)
+            # the store's hash: not one more read of the whole package per device of a wave
+            pending = await su.transfer(self.plan.package, bytes.fromhex(self.plan.sha256))
         target = await self._save(target, DeploymentState.INSTALLING)
         await su.set_confirmation_timeout(self.plan.confirmation_timeout_s)
         try:

@@ -44,8 +44,9 @@ class SlotUpdate(Protocol):
     async def set_confirmation_timeout(self, seconds: float) -> None:
         """ConfirmationTimeout for the next install; 0: none needed."""
 
-    async def transfer(self, package: Path) -> VersionInfo:
-        """Send a package to PendingVersion; the device verifies it. Returns the new Pending version."""
+    async def transfer(self, package: Path, sha256: bytes | None = None) -> VersionInfo:
+        """Send a package (whose SHA-256 is ``sha256``, when known) to PendingVersion; the device verifies it.
+        Returns the new Pending version."""
 
     async def install(self, version: VersionInfo) -> str:
         """Install a Pending or Fallback version and wait for the result; returns UpdateStatus."""

@@ -122,7 +122,7 @@ class DeviceLink:
         call_s, probe_s = self._update_timeouts
         client = Client(self.endpoint, timeout=call_s, watchdog_intervall=probe_s)
         # a call may outlast the link's time-out (CloseAndCommit of a large package): the session must outlast it
-        client.session_timeout = max(SESSION_TIMEOUT_MS, 2_000 * call_s)
+        client.session_timeout = max(SESSION_TIMEOUT_MS, int(2_000 * call_s))
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")

@@ -49,10 +49,10 @@ class GuardedUpdate:
         async with _step("setting the confirmation timeout"):
             await self._su.set_confirmation_timeout(seconds)
 
-    async def transfer(self, package: Path) -> VersionInfo:
+    async def transfer(self, package: Path, sha256: bytes | None = None) -> VersionInfo:
         """The package to PendingVersion."""
         async with _step("the transfer"):
-            return await self._su.transfer(package)
+            return await self._su.transfer(package, sha256=sha256)
 
     async def install(self, version: VersionInfo) -> str:
         """Install and wait for the result."""
