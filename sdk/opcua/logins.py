@@ -160,12 +160,13 @@ class LoginGuard:
             count.failures = 0
         count.failures += 1
         count.last = now
+        failures = count.failures
         limit = self.policy.max_failures if key[0] == "user" else self.policy.max_failures_per_address
-        if count.failures >= limit:
+        if failures >= limit:
             count.locked_until = now + self.policy.lockout_s
-            count.failures = 0
+            count.failures = 0  # counted afresh once the lockout has ended
             _log.warning("%s %r locked out for %.0f s after %d failed logins", *key, self.policy.lockout_s, limit)
-        return max(count.failures, 1)
+        return failures
 
     def _forget(self, now: float) -> None:
         for key, count in list(self._counts.items()):
