@@ -17,9 +17,13 @@ from typing import Any
 import pytest
 from asyncua import Client, Node, ua
 
+from gateway.app import Gateway
+from gateway.settings import GatewaySettings
+from sdk.file_client import download, upload
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import build_pump, edge_settings, output_node, running_edge, wait_for
+from tests.opcua_servers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -228,3 +232,64 @@ async def test_each_role_on_an_edge_node(tmp_path: Path, signer: Signer, example
             assert shown == written == {"ConfirmationTimeout"}
             shown, written = await _writable(clients["op"])
             assert shown == written == set()
+
+
+@pytest.mark.timeout(240)
+async def test_each_role_on_a_gateway(tmp_path: Path, signer: Signer, example: Path) -> None:
+    settings = GatewaySettings(
+        endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+        data_dir=tmp_path / "gateway",
+        trust_dir=signer.trust_dir,
+        users_file=_users(tmp_path),
+    )
+    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    async with Gateway(settings) as gateway, _sessions(gateway.url) as clients:
+        eng = clients["eng"]
+        ml = await eng.get_namespace_index(ML)
+        manager = await eng.nodes.objects.get_child(f"{ml}:ModelManager")
+        upload_object = await manager.get_child(f"{ml}:Upload")
+        await upload(eng, upload_object, package.read_bytes(), ua.Variant())
+        stored = await manager.get_child([f"{ml}:Models", "1:pump-health", "1:1.0.0", f"{ml}:Package"])
+        monitor = await eng.nodes.objects.get_child(f"{ml}:ModelMonitor")
+        methods = {  # method -> the least role that may call it
+            await manager.get_child(f"{ml}:Deploy"): 3,
+            await manager.get_child(f"{ml}:Undeploy"): 3,
+            await manager.get_child(f"{ml}:Rollback"): 3,
+            await manager.get_child(f"{ml}:RegisterDevice"): 3,
+            await upload_object.get_child("0:GenerateFileForWrite"): 3,
+            await stored.get_child("0:Open"): 3,
+            await monitor.get_child(f"{ml}:SubmitFeedback"): 2,
+        }
+        by_name = {(await m.read_browse_name()).Name: m for m in methods}
+        text = ua.Variant("nothing", ua.VariantType.String)
+        for name, client in clients.items():
+            rank = RANK[name]
+            executable = {
+                key: await _read(client, m.nodeid, ua.AttributeIds.UserExecutable) for key, m in by_name.items()
+            }
+            assert executable == {key: rank >= methods[m] for key, m in by_name.items()}, name
+            # A Deploy of a model that does not exist: refused for its role first, else for the model.
+            deploy = await _call(
+                client.get_node(manager.nodeid),
+                by_name["Deploy"],
+                text,
+                text,
+                ua.Variant(["edge-x"], ua.VariantType.String),
+                ua.Variant("", ua.VariantType.String),
+            )
+            assert (deploy == DENIED) == (rank < 3), (name, deploy)
+            write = await _call(client.get_node(upload_object.nodeid), by_name["GenerateFileForWrite"], ua.Variant())
+            assert (write == DENIED) == (rank < 3), (name, write)
+            # A stored package is the plant's model: only Engineers download it.
+            if rank < 3:
+                with pytest.raises(ua.UaStatusCodeError, match=DENIED):
+                    await download(client, client.get_node(stored.nodeid))
+            else:
+                assert await download(client, client.get_node(stored.nodeid)) == package.read_bytes()
+            assert await _node_management(client) == {DENIED}, name
+
+        for name in ("admin", "anonymous"):
+            shown, written = await _writable(clients[name])
+            assert shown == written == set(), name
+        with pytest.raises(ua.UaStatusCodeError, match=DENIED):
+            await eng.nodes.objects.add_folder(ua.NodeId("Intruder", 2), "2:Intruder")
