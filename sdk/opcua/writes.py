@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from asyncua import Server, ua
 from asyncua.server.internal_server import InternalServer
@@ -43,7 +42,7 @@ Check = Callable[[ua.Variant], Awaitable[None]]
 _S = ua.StatusCodes
 
 
-_of: WeakKeyDictionary[InternalServer, WriteChecks] = WeakKeyDictionary()
+_ATTRIBUTE = "modelline_write_checks"  # on the asyncua InternalServer: goes with it, no process-wide table
 
 
 class WriteChecks:
@@ -54,17 +53,18 @@ class WriteChecks:
         service = server.iserver.attribute_service
         self._write = service.write
         service.write = self._checked_write  # type: ignore[method-assign]
-        _of[server.iserver] = self
+        setattr(server.iserver, _ATTRIBUTE, self)
 
     @classmethod
     def of(cls, server: Server) -> WriteChecks:
         """The server's WriteChecks, made on first use."""
-        return _of.get(server.iserver) or cls(server)
+        return WriteChecks.find(server.iserver) or cls(server)
 
     @staticmethod
     def find(iserver: InternalServer) -> WriteChecks | None:
         """The WriteChecks of an asyncua InternalServer, if it has one."""
-        return _of.get(iserver)
+        checks = getattr(iserver, _ATTRIBUTE, None)
+        return checks if isinstance(checks, WriteChecks) else None
 
     def role_for(self, node: ua.NodeId) -> Role | None:
         """The role a client needs to write the node's Value, or None when no client may."""
