@@ -15,7 +15,10 @@ asyncua knows only Admin and User, and its Admin may write any attribute of any 
 (a prediction, a version, a hash, the NamespaceArray) and add or delete nodes. So
 every role maps to asyncua's User, which may write only the Value of variables
 whose AccessLevel and UserAccessLevel allow it; method handlers (``requires``) and
-write checks (sdk.opcua.writes) check the ModelLine role.
+write checks (sdk.opcua.writes: the only variables a client may write) check the
+ModelLine role, and sdk.opcua.access shows it in UserExecutable / UserAccessLevel.
+Password logins are checked off the event loop, with failure counting and lockouts,
+by sdk.opcua.logins before asyncua calls ``get_user``.
 """
 
 from __future__ import annotations
