@@ -103,7 +103,7 @@ class EdgeNode(Service):
             server, ns, server.get_node(node_id("InferenceServer", instance_ns)), self.records
         )
         pipelines = []
-        writes = WriteChecks(server)
+        writes = WriteChecks.of(server)
         for name in s.slots:
             sink = await PipelineNodes.create(server, ns, pipelines_folder, name, instance_ns)
             self.collector.add_pipeline(name)

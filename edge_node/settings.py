@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sdk.names import EndpointUrl
 from sdk.package.manifest import check_name
-from sdk.settings import MaxByteString, MaxPackageBytes
+from sdk.settings import (
+    LoginDelayS,
+    LoginLockoutS,
+    LoginMaxFailures,
+    LoginMaxFailuresPerAddress,
+    MaxByteString,
+    MaxPackageBytes,
+)
+
+if TYPE_CHECKING:
+    from sdk.opcua.logins import LoginPolicy
 
 
 class EdgeSettings(BaseSettings):
@@ -56,6 +67,10 @@ class EdgeSettings(BaseSettings):
         description="Role of clients that do not log in: Observer (read only, the default), Operator, Engineer, "
         "or empty to refuse them. Installing models and binding tags needs Engineer.",
     )
+    login_max_failures: LoginMaxFailures = 5
+    login_max_failures_per_address: LoginMaxFailuresPerAddress = 20
+    login_lockout_s: LoginLockoutS = 300.0
+    login_delay_s: LoginDelayS = 0.5
     monitor_queue_max_records: int = Field(
         1_000_000,
         ge=100,
@@ -89,3 +104,15 @@ class EdgeSettings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("slot names repeat")
         return value
+
+    @property
+    def login_policy(self) -> LoginPolicy:
+        """The login_* settings, for the OPC UA server."""
+        from sdk.opcua.logins import LoginPolicy  # asyncua: only when a server starts
+
+        return LoginPolicy(
+            max_failures=self.login_max_failures,
+            max_failures_per_address=self.login_max_failures_per_address,
+            lockout_s=self.login_lockout_s,
+            delay_s=self.login_delay_s,
+        )

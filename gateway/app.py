@@ -94,6 +94,7 @@ class Gateway(Service):
             product="gateway",
             users_file=s.users_file,
             anonymous_role=s.anonymous_role,
+            login_policy=s.login_policy,
             max_byte_string=s.max_byte_string,
             pki_dir=s.data_dir / "pki",
         )

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, FilePath
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.monitor.thresholds import MonitorThresholds
 from sdk.names import EndpointUrl
-from sdk.settings import MaxByteString, MaxPackageBytes
+from sdk.settings import (
+    LoginDelayS,
+    LoginLockoutS,
+    LoginMaxFailures,
+    LoginMaxFailuresPerAddress,
+    MaxByteString,
+    MaxPackageBytes,
+)
+
+if TYPE_CHECKING:
+    from sdk.opcua.logins import LoginPolicy
 
 
 class GatewaySettings(BaseSettings):
@@ -25,6 +36,10 @@ class GatewaySettings(BaseSettings):
     trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
     users_file: Path | None = Field(None, description="Logins and roles (TOML); without it only anonymous clients.")
     anonymous_role: str = Field("Observer", description="Role of clients that do not log in; empty refuses them.")
+    login_max_failures: LoginMaxFailures = 5
+    login_max_failures_per_address: LoginMaxFailuresPerAddress = 20
+    login_lockout_s: LoginLockoutS = 300.0
+    login_delay_s: LoginDelayS = 0.5
     max_byte_string: MaxByteString = 1 << 20
     max_package_bytes: MaxPackageBytes = 512 << 20
     edge_user: str | None = Field(None, description="Login the gateway uses on edge nodes (needs the Engineer role).")
@@ -129,3 +144,15 @@ class GatewaySettings(BaseSettings):
     def packages_dir(self) -> Path:
         """The content-addressed package store."""
         return self.data_dir / "packages"
+
+    @property
+    def login_policy(self) -> LoginPolicy:
+        """The login_* settings, for the OPC UA server."""
+        from sdk.opcua.logins import LoginPolicy  # asyncua: only when a server starts
+
+        return LoginPolicy(
+            max_failures=self.login_max_failures,
+            max_failures_per_address=self.login_max_failures_per_address,
+            lockout_s=self.login_lockout_s,
+            delay_s=self.login_delay_s,
+        )

@@ -34,6 +34,21 @@ MaxPackageBytes = Annotated[
     ),
 ]
 
+# Password-guessing limits of both servers (sdk.opcua.logins.LoginPolicy; README "Logins and lockout").
+LoginMaxFailures = Annotated[
+    int, Field(ge=1, le=1000, description="Failed logins of one user name within login_lockout_s that lock it out.")
+]
+LoginMaxFailuresPerAddress = Annotated[
+    int,
+    Field(ge=1, le=100_000, description="Failed logins from one client host that lock out its password logins."),
+]
+LoginLockoutS = Annotated[
+    float, Field(ge=0, le=86_400, description="How long a lockout lasts; also the window failures are counted in.")
+]
+LoginDelayS = Annotated[
+    float, Field(ge=0, le=10, description="Delay before a failed login is answered; doubles with each further failure.")
+]
+
 
 def load_settings(cls: type[S], config: Path | None = None, **overrides: Any) -> S:
     """Settings of type ``cls``: flags (non-None ``overrides``) over environment over ``config`` over defaults."""

@@ -28,6 +28,7 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
         manufacturer=settings.manufacturer,
         users_file=settings.users_file,
         anonymous_role=settings.anonymous_role,
+        login_policy=settings.login_policy,
         max_byte_string=settings.max_byte_string,
         pki_dir=settings.data_dir / "pki",
     )

@@ -5,7 +5,7 @@ OPC 10000-20 4.4): CloseAndCommit hands the file to the repository, which
 verifies it before storing; a refused package answers with the reason's
 StatusCode, leaves nothing behind, and ``ModelManager/UploadError`` says why in
 one line. Each version's ``Package`` is a read-only FileType (OPC 10000-20 4.2)
-serving the stored bytes.
+serving the stored bytes to Engineers only.
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ class ModelNodes:
             writable=False,
             max_byte_string=self.max_byte_string,
             mime_type=PACKAGE_MIME,
+            role=Role.ENGINEER,  # a stored model is the plant's intellectual property
         ).bind()
         _log.info("model version %s %s in the address space", record.name, record.version)
 

@@ -42,7 +42,7 @@ from sdk.opcua import sessions, type_methods
 from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
 from sdk.opcua.ids import auto_id, delete_subtree, path_id, qname
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
-from sdk.opcua.users import Role, current_role
+from sdk.opcua.users import Role, requires
 
 _log = logging.getLogger(__name__)
 _S = ua.StatusCodes
@@ -120,9 +120,9 @@ class TemporaryFileTransfer:
         for leftover in self.work_dir.iterdir():  # transfers do not survive a restart
             if leftover.is_file():
                 leftover.unlink()
-        handlers = {
-            "GenerateFileForRead": self._generate_for_read,
-            "GenerateFileForWrite": self._generate_for_write,
+        handlers = {  # starting a transfer, either way, needs the role (UserExecutable shows it: sdk.opcua.access)
+            "GenerateFileForRead": status_on_error(requires(self.role)(self._generate_for_read)),
+            "GenerateFileForWrite": status_on_error(requires(self.role)(self._generate_for_write)),
             "CloseAndCommit": self._close_and_commit,
         }
         for child in await self.node.get_children():
@@ -217,14 +217,9 @@ class TemporaryFileTransfer:
                 _log.exception("transfer object %s: abandoning timed-out transfers failed", self.node.nodeid)
                 await asyncio.sleep(1.0)
 
-    def _authorize(self) -> None:
-        if current_role() < self.role:
-            raise StatusError(_S.BadUserAccessDenied, f"file transfers here need the {self.role.label} role")
-
     @status_on_error
     async def _generate_for_write(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         expect_args(args, _METHODS["GenerateFileForWrite"][1])
-        self._authorize()
         options = self._check_options(args[0].Value if isinstance(args[0], ua.Variant) else args[0])
         try:
             await ensure_free(self.work_dir, self.reserve_bytes, self.free_space)
@@ -247,7 +242,6 @@ class TemporaryFileTransfer:
     @status_on_error
     async def _generate_for_read(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         expect_args(args, _METHODS["GenerateFileForRead"][1])
-        self._authorize()
         if self._read_source is None:
             raise StatusError(_S.BadNotSupported, "this transfer object serves no files for reading")
         options = self._check_options(args[0].Value if isinstance(args[0], ua.Variant) else args[0])

@@ -6,7 +6,8 @@ bits, Close, Read, Write, GetPosition and SetPosition, bound to the instance's o
 method nodes and to FileType's own method nodes (sdk.opcua.type_methods: generic
 clients call those with the file as ObjectId), and keeps Size, Writable,
 UserWritable, OpenCount and MaxByteStringLength current. Handles belong to the
-session that opened them and are released when it ends. Many readers may share a
+session that opened them and are released when it ends. With a ``role``, only sessions with that
+role may Open the file (model packages are the plant's intellectual property). Many readers may share a
 file; a writer has it alone. A Write longer than MaxByteStringLength is refused,
 and so is one that would make the file larger than ``max_size``, one that the
 owner's ``before_write`` refuses (e.g. too little disk space left), and one the
@@ -33,6 +34,7 @@ from sdk.diskspace import is_disk_full
 from sdk.errors import DiskFull
 from sdk.opcua import sessions, type_methods
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
+from sdk.opcua.users import Role, requires
 from sdk.opcua.values import NO_DATE, new_instance
 
 _log = logging.getLogger(__name__)
@@ -99,8 +101,10 @@ class FileNode:
         on_too_large: OnTooLarge | None = None,
         before_write: BeforeWrite | None = None,
         on_no_space: OnNoSpace | None = None,
+        role: Role | None = None,
     ) -> None:
         self.server = server
+        self.role = role  # needed to Open the file (the other methods work on the session's handles)
         self.node = node
         self.path = path
         self.writable = writable
@@ -120,7 +124,7 @@ class FileNode:
     async def bind(self) -> FileNode:
         """Link the instance's and the type's method nodes and publish the properties; returns self."""
         handlers = {
-            "Open": self._open,
+            "Open": status_on_error(requires(self.role)(self._open)) if self.role is not None else self._open,
             "Close": self._close,
             "Read": self._read,
             "Write": self._write,

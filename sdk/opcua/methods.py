@@ -18,6 +18,7 @@ the declaration allows null: strings, byte strings and arrays).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -134,6 +135,7 @@ async def bind_method(server: Server, method: Node, handler: Handler) -> list[Ar
     signature = await read_signature(method)
     name = getattr(handler, "__name__", "method")
 
+    @functools.wraps(handler)  # keeps what the handler needs (users.required_role)
     async def checked(parent: ua.NodeId, *args: Any) -> Any:
         refusal = check_call(signature, args)
         if refusal is None:

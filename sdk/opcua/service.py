@@ -18,12 +18,14 @@ from asyncua import Server, ua
 import nodesets
 from sdk import __version__
 from sdk.errors import UsageError
-from sdk.opcua import sessions
+from sdk.opcua import access, logins, sessions
 from sdk.opcua.certificate import ensure_certificate
+from sdk.opcua.logins import LoginPolicy
 from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 from sdk.opcua.users import UserStore
 from sdk.opcua.values import fill_null_values
+from sdk.opcua.writes import WriteChecks
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ async def new_server(
     anonymous_role: str | None = "Observer",
     max_byte_string: int = 1 << 20,
     pki_dir: Path | None = None,
+    login_policy: LoginPolicy | None = None,
 ) -> tuple[Server, nodesets.Namespaces, int]:
     """An initialised, not yet started server with DI and ModelLine loaded, logins and roles, and
     transport limits set from ``max_byte_string`` and advertised (``set_limits``); returns it, the
@@ -46,10 +49,17 @@ async def new_server(
 
     With ``pki_dir`` the server has its own certificate (made on first start, sdk.opcua.certificate)
     and offers Basic256Sha256 Sign and SignAndEncrypt endpoints beside the unencrypted one, on which
-    clients must encrypt passwords with that certificate."""
+    clients must encrypt passwords with that certificate.
+
+    Roles are enforced and shown per session: only the variables given to ``WriteChecks`` are
+    writable by clients (sdk.opcua.writes), UserAccessLevel/UserExecutable answer for the reading
+    session (sdk.opcua.access), and password logins are checked off the event loop with failure
+    counting and lockouts per ``login_policy`` (sdk.opcua.logins)."""
     sessions.install()
+    access.install()
+    logins.install()
     render_asyncua_records()
-    server = Server(user_manager=UserStore.load(users_file, anonymous_role or None))
+    server = Server(user_manager=UserStore.load(users_file, anonymous_role or None, login_policy))
     await init_server(server)
     server.set_endpoint(endpoint)
     if pki_dir is not None:
@@ -82,6 +92,7 @@ async def new_server(
     await fill_null_values(server.nodes.objects)
     instance_ns = await server.register_namespace(application_uri)
     await set_limits(server, max_byte_string)
+    WriteChecks.of(server)  # from now on clients write only the nodes given to it
     return server, ns, instance_ns
 
 

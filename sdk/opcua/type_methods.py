@@ -11,6 +11,7 @@ MethodId belongs to ObjectId, so ``bound_to`` guards an instance's own method no
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -69,6 +70,7 @@ def _status(code: int) -> ua.StatusCode:
 def bound_to(object_id: ua.NodeId, handler: Handler) -> Handler:
     """``handler`` for an instance's own method node: calls naming another object answer BadMethodInvalid."""
 
+    @functools.wraps(handler)  # keeps what the handler needs (users.required_role)
     async def call(parent: ua.NodeId, *args: Any) -> Any:
         if parent != object_id:
             return _status(ua.StatusCodes.BadMethodInvalid)

@@ -15,7 +15,10 @@ asyncua knows only Admin and User, and its Admin may write any attribute of any 
 (a prediction, a version, a hash, the NamespaceArray) and add or delete nodes. So
 every role maps to asyncua's User, which may write only the Value of variables
 whose AccessLevel and UserAccessLevel allow it; method handlers (``requires``) and
-write checks (sdk.opcua.writes) check the ModelLine role.
+write checks (sdk.opcua.writes: the only variables a client may write) check the
+ModelLine role, and sdk.opcua.access shows it in UserExecutable / UserAccessLevel.
+Password logins are checked off the event loop, with failure counting and lockouts,
+by sdk.opcua.logins before asyncua calls ``get_user``.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sdk import audit
 from sdk.errors import BAD_USER_ACCESS_DENIED, NotFound, UsageError
-from sdk.opcua import sessions
+from sdk.opcua import logins, sessions
+from sdk.opcua.logins import LoginGuard, LoginPolicy
 from sdk.opcua.status import StatusError
 
 _log = logging.getLogger(__name__)
@@ -116,15 +121,20 @@ class RoleUser(User):
 class UserStore(UserManager):
     """Logins and roles; the asyncua user manager of a ModelLine server."""
 
-    def __init__(self, users: dict[str, tuple[Role, str]], anonymous: Role | None) -> None:
+    def __init__(
+        self, users: dict[str, tuple[Role, str]], anonymous: Role | None, policy: LoginPolicy | None = None
+    ) -> None:
         self._users = users
         self.anonymous = anonymous
+        self.logins = LoginGuard(policy)  # failure counts and lockouts; sdk.opcua.logins runs it
 
     @classmethod
-    def load(cls, path: Path | None, anonymous: str | None = "Observer") -> UserStore:
+    def load(
+        cls, path: Path | None, anonymous: str | None = "Observer", policy: LoginPolicy | None = None
+    ) -> UserStore:
         """From a users file; without one, only anonymous clients with the given role (None: nobody)."""
         if path is None:
-            return cls({}, Role.parse(anonymous) if anonymous else None)
+            return cls({}, Role.parse(anonymous) if anonymous else None, policy)
         try:
             data = _File.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
@@ -132,23 +142,44 @@ class UserStore(UserManager):
         except (tomllib.TOMLDecodeError, ValidationError) as exc:
             raise UsageError(f"users file {path} is invalid: {str(exc).splitlines()[0]}") from None
         users = {name: (Role.parse(e.role), e.password) for name, e in data.users.items()}
-        return cls(users, Role.parse(data.anonymous) if data.anonymous else None)
+        return cls(users, Role.parse(data.anonymous) if data.anonymous else None, policy)
+
+    def check_login(self, username: str, password: str) -> Role | None:
+        """The user's role when the password is right, else None; blocking (scrypt), run off the event loop.
+
+        An unknown user name costs the same scrypt check, so that timing does not tell which names exist."""
+        entry = self._users.get(username)
+        ok = check_password(password, entry[1] if entry is not None else _DUMMY_HASH)
+        return entry[0] if entry is not None and ok else None
 
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
-        """Called by asyncua at ActivateSession; None refuses the session."""
+        """Called by asyncua at ActivateSession; None refuses the session.
+
+        A password login arrives already checked (off the event loop, with failure counting and lockout)
+        by sdk.opcua.logins; only a login that bypassed it is checked here."""
         if not username:
-            return self._user(self.anonymous, None) if self.anonymous is not None else None
-        entry = self._users.get(username)
-        if entry is None or not check_password(password or "", entry[1]):
-            _log.warning("login refused for user %r", username)
-            return None
-        return self._user(entry[0], username)
+            if self.anonymous is None:
+                _log.warning("anonymous login refused from %s", logins.client_address() or "?")
+                audit.record("login", "refused", who="anonymous", address=logins.client_address(), detail="anonymous")
+                return None
+            return self._user(self.anonymous, None)
+        checked = logins.verdict()
+        if checked is not None and checked.answers(username, password):
+            role = checked.result  # refusals were logged and audited with the client's address
+        else:
+            role = self.check_login(username, password or "")
+            if role is None:
+                _log.warning("login refused for user %r", username)
+        return self._user(role, username) if role is not None else None
 
     @staticmethod
     def _user(role: Role, name: str | None) -> RoleUser:
         return RoleUser(role=UserRole.User, name=name, modelline_role=role)
+
+
+_DUMMY_HASH = f"scrypt${_SCRYPT[0]}${_SCRYPT[1]}${_SCRYPT[2]}${'00' * 16}${'00' * 32}"
 
 
 def current_role() -> Role:
@@ -167,6 +198,13 @@ def requires(role: Role) -> Callable[[Callable[P, Awaitable[Any]]], Callable[P, 
                 raise StatusError(BAD_USER_ACCESS_DENIED, f"{func.__name__.strip('_')} needs the {role.label} role")
             return await func(*args, **kwargs)
 
+        wrapper.required_role = role  # type: ignore[attr-defined]  # read by required_role() for UserExecutable
         return wrapper
 
     return decorate
+
+
+def required_role(handler: Any) -> Role | None:
+    """The role a method handler made with ``requires`` (under any functools.wraps wrappers) needs, or None."""
+    role = getattr(handler, "required_role", None)
+    return role if isinstance(role, Role) else None

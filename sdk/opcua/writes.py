@@ -10,6 +10,14 @@ and never stored, so the node keeps its old value. Writes of other nodes and
 attributes go through unchanged. A check only validates; whatever the write
 changes is saved after asyncua accepted it (a PostWrite callback), so the
 access checks asyncua runs still come first.
+
+Least privilege: every ModelLine role is asyncua's User, which asyncua lets write
+the Value of any variable whose AccessLevel has CurrentWrite. A client may write
+only the nodes added here (e.g. ConfirmationTimeout, for an Engineer); any other
+Value Write by a client session is refused with Bad_UserAccessDenied (OPC 10000-4
+5.10.4.4), whatever AccessLevel the NodeSet gave the variable. sdk.opcua.access
+answers UserAccessLevel from the same table, so clients see what they may write.
+Each server has one instance (``WriteChecks.of``).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.server.internal_server import InternalServer
 
 from sdk.errors import ModelLineError
 from sdk.opcua.ids import status_code
@@ -33,14 +42,39 @@ Check = Callable[[ua.Variant], Awaitable[None]]
 _S = ua.StatusCodes
 
 
+_ATTRIBUTE = "modelline_write_checks"  # on the asyncua InternalServer: goes with it, no process-wide table
+
+
 class WriteChecks:
-    """Per-node checks on client Writes of the Value attribute."""
+    """Per-node checks on client Writes of the Value attribute; the only nodes clients may write."""
 
     def __init__(self, server: Server) -> None:
         self._checks: dict[ua.NodeId, tuple[Check, Role]] = {}
         service = server.iserver.attribute_service
         self._write = service.write
         service.write = self._checked_write  # type: ignore[method-assign]
+        setattr(server.iserver, _ATTRIBUTE, self)
+
+    @classmethod
+    def of(cls, server: Server) -> WriteChecks:
+        """The server's WriteChecks, made on first use."""
+        return WriteChecks.find(server.iserver) or cls(server)
+
+    @staticmethod
+    def find(iserver: InternalServer) -> WriteChecks | None:
+        """The WriteChecks of an asyncua InternalServer, if it has one."""
+        checks = getattr(iserver, _ATTRIBUTE, None)
+        return checks if isinstance(checks, WriteChecks) else None
+
+    def role_for(self, node: ua.NodeId) -> Role | None:
+        """The role a client needs to write the node's Value, or None when no client may."""
+        entry = self._checks.get(node)
+        return entry[1] if entry is not None else None
+
+    def may_write(self, node: ua.NodeId, role: Role) -> bool:
+        """Whether a client session with ``role`` may write the node's Value."""
+        entry = self._checks.get(node)
+        return entry is not None and role >= entry[1]
 
     def add(self, node: ua.NodeId, check: Check, role: Role = Role.ENGINEER) -> None:
         """Let only clients with ``role`` write the Value of ``node``, whole (no IndexRange), and run ``check``.
@@ -52,9 +86,14 @@ class WriteChecks:
         refused: dict[int, ua.StatusCode] = {}
         user = kwargs.get("user")
         # Every client session carries a RoleUser (sdk.opcua.users); a write without one is the server's own.
+        client = isinstance(user, RoleUser)
         role = user.modelline_role if isinstance(user, RoleUser) else Role.SECURITY_ADMIN
         for index, item in enumerate(params.NodesToWrite):
             entry = self._checks.get(item.NodeId)
+            if entry is None and client and item.AttributeId == ua.AttributeIds.Value:
+                refused[index] = status_code(_S.BadUserAccessDenied)  # maintained by the server: nobody writes it
+                _log.info("write of %s refused: no client may write it", item.NodeId.to_string())
+                continue
             if entry is None or item.AttributeId != ua.AttributeIds.Value:
                 continue
             check, needed = entry

@@ -1,6 +1,8 @@
 // What the node-opcua interop scripts share: failing with a message, resolving browse paths,
 // connecting the way an ordinary client does, finding a DI SoftwareUpdate and checking value types.
-import { AttributeIds, BrowseDirection, DataType, OPCUAClient, StatusCodes, makeBrowsePath } from "node-opcua-client";
+import {
+  AttributeIds, BrowseDirection, DataType, OPCUAClient, StatusCodes, UserTokenType, makeBrowsePath,
+} from "node-opcua-client";
 
 export function fail(message) {
   console.error(message);
@@ -13,10 +15,12 @@ export async function resolve(session, start, path) {
   return result.targets[0].targetId;
 }
 
-export async function connect(endpoint) {
+// With userName and password, logs in (node-opcua encrypts the password with the server's certificate).
+export async function connect(endpoint, userName = null, password = null) {
   const client = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
   await client.connect(endpoint);
-  return { client, session: await client.createSession() };
+  const identity = userName ? { type: UserTokenType.UserName, userName, password } : undefined;
+  return { client, session: await client.createSession(identity) };
 }
 
 // DeviceSet/<device>/<component> with a SoftwareUpdate AddIn (OPC 10000-100 8.2, HasAddIn i=17604),
