@@ -56,6 +56,12 @@ class EdgeSettings(BaseSettings):
         description="Role of clients that do not log in: Observer (read only, the default), Operator, Engineer, "
         "or empty to refuse them. Installing models and binding tags needs Engineer.",
     )
+    audit_max_file_bytes: int = Field(
+        16 << 20,
+        ge=4096,
+        description="Size at which the audit log (data_dir/audit/audit.jsonl) is rotated to "
+        "audit-<first sequence>.jsonl; rotated files are kept (see README 'Audit trail').",
+    )
     monitor_queue_max_records: int = Field(
         1_000_000,
         ge=100,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,21 @@ class AuditRecord(BaseModel):
     address: str = Field("", description="The client's address (host:port), when a client acted.")
     target: str = Field("", description="What it acted on: a device, slot, model version, user, certificate...")
     detail: str = Field("", description="The reason for a refusal or failure, or what changed.")
+    seq: int = Field(0, ge=0, description="Its number in the audit log that holds it (1, 2, 3...); 0 until written.")
+    device: str = Field("", description="On the gateway: the edge device it was collected from ('' its own).")
+
+
+MAX_FETCH = 1000  # records one FetchAuditRecords returns at most
+
+
+class AuditLog(Protocol):
+    """Where a process keeps its audit trail (append-only): a file on an edge node, the store on the gateway."""
+
+    async def append(self, records: list[AuditRecord]) -> list[AuditRecord]:
+        """Write records durably, numbering them; returns them with their ``seq``."""
+
+    async def fetch(self, device: str, after: int, limit: int) -> list[AuditRecord]:
+        """Records after sequence ``after``, oldest first (``device``: collected from it; '' this process's)."""
 
 
 Sink = Callable[[AuditRecord], None]

@@ -36,6 +36,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sdk import audit
 from sdk.errors import BAD_USER_ACCESS_DENIED, NotFound, UsageError
 from sdk.opcua import sessions
 from sdk.opcua.status import StatusError
@@ -158,13 +159,21 @@ def current_role() -> Role:
 
 
 def requires(role: Role) -> Callable[[Callable[P, Awaitable[Any]]], Callable[P, Awaitable[Any]]]:
-    """Refuse a method call with Bad_UserAccessDenied unless the caller has at least ``role``."""
+    """Refuse a method call with Bad_UserAccessDenied unless the caller has at least ``role`` (audited)."""
 
     def decorate(func: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[Any]]:
         @functools.wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             if current_role() < role:
-                raise StatusError(BAD_USER_ACCESS_DENIED, f"{func.__name__.strip('_')} needs the {role.label} role")
+                reason = f"{func.__name__.strip('_')} needs the {role.label} role"
+                audit.record(
+                    func.__name__.strip("_").replace("_", " "),
+                    "refused",
+                    who=sessions.current_who(),
+                    address=sessions.current_address(),
+                    detail=f"{reason}; the caller is {current_role().label}",
+                )
+                raise StatusError(BAD_USER_ACCESS_DENIED, reason)
             return await func(*args, **kwargs)
 
         return wrapper
