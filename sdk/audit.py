@@ -1,6 +1,8 @@
 """Security-relevant actions, recorded: who did what, when, from where, and how it ended.
 
-Domain and server code call ``record(...)``; it never blocks and never raises. Each process
+Domain and server code call ``record(...)``; it never blocks and never raises. Who and from where
+default to the caller of the client request being handled (``caller``, set by the OPC UA layer,
+sdk/opcua/sessions.py), so domain code records what it did without knowing about sessions. Each process
 attaches the sinks it needs with ``add_sink`` (an append-only audit file, OPC UA AuditEvents,
 the gateway's store). Without a sink a record is only logged on the ``modelline.audit`` logger.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -48,6 +51,24 @@ class AuditLog(Protocol):
         """Records after sequence ``after``, oldest first (``device``: collected from it; '' this process's)."""
 
 
+_caller: ContextVar[tuple[str, str] | None] = ContextVar("modelline_audit_caller", default=None)
+
+
+def set_caller(who: str, address: str) -> Token[tuple[str, str] | None]:
+    """Name the client whose request the current context handles (reset with ``reset_caller``)."""
+    return _caller.set((who, address))
+
+
+def caller() -> tuple[str, str] | None:
+    """(who, address) of the client request being handled, or None (the server's own work)."""
+    return _caller.get()
+
+
+def reset_caller(token: Token[tuple[str, str] | None]) -> None:
+    """Undo ``set_caller``."""
+    _caller.reset(token)
+
+
 Sink = Callable[[AuditRecord], None]
 _sinks: list[Sink] = []
 
@@ -66,7 +87,10 @@ def add_sink(sink: Sink) -> Callable[[], None]:
 def record(
     action: str, outcome: Outcome, *, who: str = "", address: str = "", target: str = "", detail: str = ""
 ) -> AuditRecord:
-    """Record one action; never raises (a failing sink is logged)."""
+    """Record one action; never raises (a failing sink is logged). Without ``who`` and ``address`` the
+    action is the current client request's caller's (``set_caller``), or else the server's own."""
+    if not who and not address:
+        who, address = _caller.get() or ("", "")
     entry = AuditRecord(action=action, outcome=outcome, who=who, address=address, target=target, detail=detail)
     _log.info(
         "%s %s by %s%s%s%s",

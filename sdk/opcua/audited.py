@@ -30,11 +30,11 @@ def record_call(action: str, outcome: Outcome, *, target: str = "", detail: str 
 
 
 def audited(
-    action: str, target: Callable[[Any], str] = lambda self: ""
+    action: str, target: Callable[[Any], str] = lambda self: "", *, record_ok: bool = True
 ) -> Callable[[Callable[Concatenate[S, P], Awaitable[Any]]], Callable[Concatenate[S, P], Awaitable[Any]]]:
     """Record a method handler's call: "ok" when it returns, "refused" (with the reason) when it raises a
-    ModelLineError. ``target(self)`` names what it acts on. Put it under ``requires``: a caller without the
-    role is recorded there."""
+    ModelLineError. ``target(self)`` names what it acts on; ``record_ok=False`` when the service records the
+    success itself (with what it did). Put it under ``requires``: a caller without the role is recorded there."""
 
     def decorate(func: Callable[Concatenate[S, P], Awaitable[Any]]) -> Callable[Concatenate[S, P], Awaitable[Any]]:
         @functools.wraps(func)
@@ -44,7 +44,8 @@ def audited(
             except ModelLineError as exc:
                 record_call(action, "refused", target=target(self), detail=str(exc))
                 raise
-            record_call(action, "ok", target=target(self))
+            if record_ok:
+                record_call(action, "ok", target=target(self))
             return result
 
         return wrapper

@@ -20,6 +20,8 @@ from typing import Any
 from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
 
+from sdk import audit
+
 _log = logging.getLogger(__name__)
 
 _current: ContextVar[InternalSession | None] = ContextVar("modelline_opcua_session", default=None)
@@ -38,18 +40,20 @@ def install() -> None:
 
     @functools.wraps(original_call)
     async def call(self: InternalSession, params: Any) -> Any:
-        token = _current.set(self)
+        token, caller = _current.set(self), audit.set_caller(user_name(self.user), peer_address(self))
         try:
             return await original_call(self, params)
         finally:
+            audit.reset_caller(caller)
             _current.reset(token)
 
     @functools.wraps(original_write)
     async def write(self: InternalSession, params: Any) -> Any:
-        token = _current.set(self)
+        token, caller = _current.set(self), audit.set_caller(user_name(self.user), peer_address(self))
         try:
             return await original_write(self, params)
         finally:
+            audit.reset_caller(caller)
             _current.reset(token)
 
     @functools.wraps(original_close)
