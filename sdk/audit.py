@@ -10,6 +10,7 @@ the gateway's store). Without a sink a record is only logged on the ``modelline.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
@@ -67,6 +68,12 @@ def caller() -> tuple[str, str] | None:
 def reset_caller(token: Token[tuple[str, str] | None]) -> None:
     """Undo ``set_caller``."""
     _caller.reset(token)
+
+
+def reason_of(exc: BaseException) -> str:
+    """A refusal's reason with its kind: "untrusted key: signed by key ...", "signature invalid: ..."."""
+    kind = re.sub(r"(?<!^)(?=[A-Z])", " ", type(exc).__name__).lower()
+    return f"{kind}: {exc}"
 
 
 Sink = Callable[[AuditRecord], None]

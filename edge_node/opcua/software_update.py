@@ -28,6 +28,7 @@ from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import InstalledVersion
 from nodesets import Namespaces
 from nodesets.ids import DI, ConfirmationState, SoftwareVersionFileType
+from sdk import audit
 from sdk.errors import ModelLineError, TypeMismatch, UsageError
 from sdk.opcua import sessions
 from sdk.opcua.audited import audited, record_call
@@ -283,7 +284,7 @@ class SlotNodes:
         except Exception as exc:
             await self.error_message.write_value(ua.LocalizedText(str(exc)))
             # A package refused: the reason names the check (signature, hash, archive, untrusted key...).
-            record_call("upload", "refused", target=self.slot.name, detail=f"package refused: {exc}")
+            record_call("upload", "refused", target=self.slot.name, detail=f"package refused, {audit.reason_of(exc)}")
             raise
         await self.error_message.write_value(ua.LocalizedText(""))
         record_call(

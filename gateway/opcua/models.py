@@ -110,7 +110,7 @@ class ModelNodes:
             await self.store_package(path, actor=actor)
         except ModelLineError as exc:  # a StatusCode cannot say why: UploadError does, as DI's ErrorMessage
             _log.warning("upload by %s refused: %s", actor, exc)
-            audit.record("upload", "refused", detail=f"package refused: {exc}")
+            audit.record("upload", "refused", detail=f"package refused, {audit.reason_of(exc)}")
             await self.upload_error.write_value(ua.Variant(str(exc), ua.VariantType.String))
             raise
         await self.upload_error.write_value(ua.Variant("", ua.VariantType.String))
