@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from sdk.audit import AuditRecord
 
-_EXAMPLES = """examples:
+_EXAMPLES = """Examples:
   modelline audit --edge opc.tcp://127.0.0.1:4841/modelline/edge/ --user alice --password-file pw
   modelline audit --gateway opc.tcp://127.0.0.1:4840/modelline/ --user alice --since 2026-11-30T08:00
   modelline audit --gateway opc.tcp://127.0.0.1:4840/modelline/ --device edge-1 --json
