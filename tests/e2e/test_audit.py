@@ -129,9 +129,7 @@ async def test_edge_audit_trail_survives_sigkill(
                 )
 
             await wait_for(raised, what="AuditEvents of the install and of the refused call")
-            refused_event = next(
-                e for e in events.received if str(e.Message.Text).startswith("install refused")
-            )
+            refused_event = next(e for e in events.received if str(e.Message.Text).startswith("install refused"))
             assert refused_event.EventType == ua.NodeId(ua.ObjectIds.AuditUpdateMethodEventType)
             assert refused_event.Status is False and refused_event.ClientUserId == "anonymous"
             assert refused_event.SourceName == "Attribute/Call"
