@@ -94,10 +94,11 @@ def add_sink(sink: Sink) -> Callable[[], None]:
 def record(
     action: str, outcome: Outcome, *, who: str = "", address: str = "", target: str = "", detail: str = ""
 ) -> AuditRecord:
-    """Record one action; never raises (a failing sink is logged). Without ``who`` and ``address`` the
-    action is the current client request's caller's (``set_caller``), or else the server's own."""
-    if not who and not address:
-        who, address = _caller.get() or ("", "")
+    """Record one action; never raises (a failing sink is logged). ``who`` and ``address`` not given are the
+    current client request's caller's (``set_caller``); outside a client request the action is the server's."""
+    calling = _caller.get()
+    if calling is not None:
+        who, address = who or calling[0], address or calling[1]
     entry = AuditRecord(action=action, outcome=outcome, who=who, address=address, target=target, detail=detail)
     _log.info(
         "%s %s by %s%s%s%s",

@@ -36,6 +36,7 @@ def install() -> None:
         return
     original_call = InternalSession.call
     original_write = InternalSession.write
+    original_activate = InternalSession.activate_session
     original_close = InternalSession.close_session
 
     @functools.wraps(original_call)
@@ -56,6 +57,15 @@ def install() -> None:
             audit.reset_caller(caller)
             _current.reset(token)
 
+    @functools.wraps(original_activate)
+    def activate_session(self: InternalSession, params: Any, peer_certificate: bytes | None) -> Any:
+        # The user manager's login check (UserStore.get_user) runs in here: its audit record gets the address.
+        caller = audit.set_caller("", peer_address(self))
+        try:
+            return original_activate(self, params, peer_certificate)
+        finally:
+            audit.reset_caller(caller)
+
     @functools.wraps(original_close)
     async def close_session(self: InternalSession, delete_subs: bool = True) -> None:
         await original_close(self, delete_subs)
@@ -67,6 +77,7 @@ def install() -> None:
 
     InternalSession.call = call  # type: ignore[method-assign]
     InternalSession.write = write  # type: ignore[method-assign]
+    InternalSession.activate_session = activate_session  # type: ignore[method-assign]
     InternalSession.close_session = close_session  # type: ignore[method-assign]
     _installed = True
 

@@ -140,11 +140,16 @@ class UserStore(UserManager):
     ) -> User | None:
         """Called by asyncua at ActivateSession; None refuses the session."""
         if not username:
-            return self._user(self.anonymous, None) if self.anonymous is not None else None
+            if self.anonymous is None:
+                audit.record("login", "refused", who="anonymous", detail="anonymous clients are refused")
+                return None
+            return self._user(self.anonymous, None)
         entry = self._users.get(username)
         if entry is None or not check_password(password or "", entry[1]):
             _log.warning("login refused for user %r", username)
+            audit.record("login", "refused", who=username, detail="wrong user name or password")
             return None
+        audit.record("login", "ok", who=username, detail=f"role {entry[0].label}")
         return self._user(entry[0], username)
 
     @staticmethod

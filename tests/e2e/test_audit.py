@@ -35,7 +35,12 @@ async def _subscribe_audit(client: Client) -> _Events:
     sub = await client.create_subscription(50, events)
     await sub.subscribe_events(
         client.nodes.server,
-        [ua.ObjectIds.AuditUpdateMethodEventType, ua.ObjectIds.AuditWriteUpdateEventType, ua.ObjectIds.AuditEventType],
+        [
+            ua.ObjectIds.AuditUpdateMethodEventType,
+            ua.ObjectIds.AuditWriteUpdateEventType,
+            ua.ObjectIds.AuditActivateSessionEventType,
+            ua.ObjectIds.AuditEventType,
+        ],
     )
     return events
 
@@ -102,6 +107,12 @@ async def test_edge_audit_trail_survives_sigkill(
                     ua.Variant([], ua.VariantType.String),
                     ua.Variant(b"", ua.VariantType.ByteString),
                 )
+            # A wrong password is refused, and recorded with the client's address.
+            (tmp_path / "wrong").write_text("guess\n")
+            code, _, err = await run_modelline(
+                "audit", "--edge", url, "--user", "eng", "--password-file", str(tmp_path / "wrong")
+            )
+            assert code != 0 and "refused the login" in err, err
             # Reading the trail needs Engineer: an anonymous reader is refused.
             code, _, err = await run_modelline("audit", "--edge", url)
             assert code != 0 and "Engineer" in err, err
@@ -119,6 +130,9 @@ async def test_edge_audit_trail_survives_sigkill(
             assert refused["who"] == "anonymous" and "Engineer role" in refused["detail"]
             assert refused["address"].startswith("127.0.0.1:")
             assert _find(records, "fetch audit records", "refused")["who"] == "anonymous"
+            wrong = _find(records, "login", "refused")
+            assert wrong["who"] == "eng" and wrong["address"].startswith("127.0.0.1:"), wrong
+            assert _find(records, "login", "ok")["who"] == "eng"
             seqs = [r["seq"] for r in records]
             assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
@@ -137,6 +151,9 @@ async def test_edge_audit_trail_survives_sigkill(
             assert refused_event.ClientAuditEntryId == f"audit:{refused['seq']}"
             ok_event = next(e for e in events.received if str(e.Message.Text).startswith("install ok"))
             assert ok_event.Status is True and ok_event.ClientUserId == "eng"
+            login_event = next(e for e in events.received if str(e.Message.Text).startswith("login refused"))
+            assert login_event.EventType == ua.NodeId(ua.ObjectIds.AuditActivateSessionEventType)
+            assert login_event.SourceName == "Session/ActivateSession" and login_event.Status is False
             timeout_event = next(e for e in events.received if "confirmation timeout" in str(e.Message.Text))
             assert timeout_event.EventType == ua.NodeId(ua.ObjectIds.AuditWriteUpdateEventType)
 
