@@ -39,6 +39,16 @@ Listener = Callable[[list[AuditRecord]], Awaitable[None]]
 CURRENT = "audit.jsonl"
 MAX_BUFFERED = 100_000  # records waiting for a log that cannot be written (a full disk); beyond it the oldest go
 RETRY_S = 1.0
+_writers: set[AuditWriter] = set()
+
+
+async def on_disk(timeout_s: float = 2.0) -> None:
+    """Wait until every audit record made so far is written (at most ``timeout_s``: a log that cannot be
+    written, a full disk, must not hold up the call being answered; the record stays queued)."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.flush() for w in list(_writers))), timeout_s)
+    except TimeoutError:
+        _log.warning("audit: records not yet on disk after %.1f s", timeout_s)
 
 
 class AuditWriter:
@@ -62,11 +72,13 @@ class AuditWriter:
         self._thread = threading.get_ident()
         self._task = asyncio.create_task(self._run(), name="audit writer")
         self._remove = add_sink(self._sink)
+        _writers.add(self)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        _writers.discard(self)
         if self._remove is not None:
             self._remove()
         try:

@@ -29,6 +29,7 @@ from edge_node.slots.store import InstalledVersion
 from nodesets import Namespaces
 from nodesets.ids import DI, ConfirmationState, SoftwareVersionFileType
 from sdk import audit
+from sdk.audit_log import on_disk
 from sdk.errors import ModelLineError, TypeMismatch, UsageError
 from sdk.opcua import sessions
 from sdk.opcua.audited import audited, record_call
@@ -273,6 +274,7 @@ class SlotNodes:
         await self.slot.set_confirmation_timeout(value / 1000.0)
         self._timeout_shown = value
         record_call("confirmation timeout", "ok", target=self.slot.name, detail=f"{before:g} ms -> {value:g} ms")
+        await on_disk()
 
     # --- transfer -------------------------------------------------------------------------------
 
@@ -285,6 +287,7 @@ class SlotNodes:
             await self.error_message.write_value(ua.LocalizedText(str(exc)))
             # A package refused: the reason names the check (signature, hash, archive, untrusted key...).
             record_call("upload", "refused", target=self.slot.name, detail=f"package refused, {audit.reason_of(exc)}")
+            await on_disk()
             raise
         await self.error_message.write_value(ua.LocalizedText(""))
         record_call(
@@ -293,6 +296,7 @@ class SlotNodes:
             target=self.slot.name,
             detail=f"{pending.name} {pending.version} ({pending.sha256[:12]}) signed by {pending.signer}",
         )
+        await on_disk()
 
     async def _transfer_refused(self, reason: str) -> None:
         """A transfer refused for lack of disk space: ErrorMessage and UpdateStatus say how much is missing."""
@@ -320,6 +324,7 @@ class SlotNodes:
             )
         except ModelLineError as exc:  # accepted installs are recorded with their outcome (ModelSlot)
             record_call("install", "refused", target=self.slot.name, detail=f"{revision.Value}: {exc}")
+            await on_disk()
             raise
         return []
 

@@ -22,6 +22,7 @@ from gateway.store.base import ModelVersionRecord
 from nodesets import Namespaces
 from nodesets.ids import ModelLine
 from sdk import audit
+from sdk.audit_log import on_disk
 from sdk.errors import ModelLineError
 from sdk.opcua import sessions
 from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
@@ -111,6 +112,7 @@ class ModelNodes:
         except ModelLineError as exc:  # a StatusCode cannot say why: UploadError does, as DI's ErrorMessage
             _log.warning("upload by %s refused: %s", actor, exc)
             audit.record("upload", "refused", detail=f"package refused, {audit.reason_of(exc)}")
+            await on_disk()
             await self.upload_error.write_value(ua.Variant(str(exc), ua.VariantType.String))
             raise
         await self.upload_error.write_value(ua.Variant("", ua.VariantType.String))

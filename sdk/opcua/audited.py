@@ -9,6 +9,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sdk import audit
 from sdk.audit import Outcome
+from sdk.audit_log import on_disk
 from sdk.errors import ModelLineError
 from sdk.opcua import sessions
 
@@ -33,8 +34,9 @@ def audited(
     action: str, target: Callable[[Any], str] = lambda self: "", *, record_ok: bool = True
 ) -> Callable[[Callable[Concatenate[S, P], Awaitable[Any]]], Callable[Concatenate[S, P], Awaitable[Any]]]:
     """Record a method handler's call: "ok" when it returns, "refused" (with the reason) when it raises a
-    ModelLineError. ``target(self)`` names what it acts on; ``record_ok=False`` when the service records the
-    success itself (with what it did). Put it under ``requires``: a caller without the role is recorded there."""
+    ModelLineError; the call is answered once the record is on disk. ``target(self)`` names what it acts on;
+    ``record_ok=False`` when the service records the success itself (with what it did). Put it under
+    ``requires``: a caller without the role is recorded there."""
 
     def decorate(func: Callable[Concatenate[S, P], Awaitable[Any]]) -> Callable[Concatenate[S, P], Awaitable[Any]]:
         @functools.wraps(func)
@@ -43,9 +45,11 @@ def audited(
                 result = await func(self, *args, **kwargs)
             except ModelLineError as exc:
                 record_call(action, "refused", target=target(self), detail=str(exc))
+                await on_disk()
                 raise
             if record_ok:
                 record_call(action, "ok", target=target(self))
+            await on_disk()  # answered only once its audit record is on disk
             return result
 
         return wrapper

@@ -37,6 +37,7 @@ from asyncua.server.user_managers import UserManager
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sdk import audit
+from sdk.audit_log import on_disk
 from sdk.errors import BAD_USER_ACCESS_DENIED, NotFound, UsageError
 from sdk.opcua import sessions
 from sdk.opcua.status import StatusError
@@ -178,6 +179,7 @@ def requires(role: Role) -> Callable[[Callable[P, Awaitable[Any]]], Callable[P, 
                     address=sessions.current_address(),
                     detail=f"{reason}; the caller is {current_role().label}",
                 )
+                await on_disk()
                 raise StatusError(BAD_USER_ACCESS_DENIED, reason)
             return await func(*args, **kwargs)
 

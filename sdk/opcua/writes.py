@@ -21,6 +21,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from sdk import audit
+from sdk.audit_log import on_disk
 from sdk.errors import ModelLineError
 from sdk.opcua import sessions
 from sdk.opcua.ids import status_code
@@ -76,6 +77,7 @@ class WriteChecks:
                 _audit_refused(item.NodeId, f"{exc} ({refused[index].name})")
         if not refused:
             return await self._write(params, *args, **kwargs)
+        await on_disk()  # the refusals' audit records
         passed = [item for i, item in enumerate(params.NodesToWrite) if i not in refused]
         results = iter(await self._write(ua.WriteParameters(NodesToWrite=passed), *args, **kwargs) if passed else [])
         return [refused[i] if i in refused else next(results) for i in range(len(params.NodesToWrite))]
