@@ -116,6 +116,7 @@ class ModelNodes:
             await self.upload_error.write_value(ua.Variant(str(exc), ua.VariantType.String))
             raise
         await self.upload_error.write_value(ua.Variant("", ua.VariantType.String))
+        await on_disk()  # answered once the upload's audit record is on disk
 
     async def store_package(self, path: Path, actor: str) -> tuple[ModelVersionRecord, bool]:
         """Verify and keep a package, its nodes made before it is stored (and removed if storing fails)."""
