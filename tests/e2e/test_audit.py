@@ -13,7 +13,7 @@ from asyncua import Client, Node, ua
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import _gateway_settings, plant
-from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, wait_for
+from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, running_edge, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess, run_modelline
 
@@ -218,3 +218,28 @@ async def test_gateway_audits_deploy_and_rollback_and_collects_device_records(
             return any(str(e.Message.Text).startswith("rollback ok") for e in events.received)
 
         await wait_for(raised, what="the rollback's AuditEvent")
+
+
+@pytest.mark.timeout(180)
+async def test_an_install_not_confirmed_in_time_is_reverted_and_audited(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    first = build_pump(example, signer, tmp_path / "1.mlpkg").path
+    second = build_pump(example, signer, tmp_path / "2.mlpkg", "2.0.0").path
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node:
+        code, _, err = await run_modelline("install", str(first), "--edge", node.url, "--no-confirm")
+        assert code == 0, err
+        # Without a binding no prediction can show the model works: the CLI does not confirm, the node reverts.
+        code, _, err = await run_modelline("install", str(second), "--edge", node.url, "--confirm-within", "2")
+        assert code == 6 and "not confirmed" in err, err
+
+        async def reverted() -> list[dict[str, Any]] | None:
+            records = await _audit("--edge", node.url)
+            return records if any(r["action"] == "revert" for r in records) else None
+
+        records = await wait_for(reverted, timeout=30, what="the automatic revert's audit record")
+    revert = _find(records, "revert", "ok")
+    assert revert["who"] == "" and revert["address"] == ""  # the node's own decision
+    assert "not confirmed within 2 s" in revert["detail"] and "reverted to 1.0.0" in revert["detail"]
+    installs = [r for r in records if r["action"] == "install" and r["outcome"] == "ok"]
+    assert [i["detail"].split(" (")[0] for i in installs] == ["pump-health 1.0.0", "pump-health 2.0.0"]
