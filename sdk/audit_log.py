@@ -225,7 +225,7 @@ class JsonlAuditLog:
 
     async def fetch(self, device: str, after: int, limit: int) -> list[AuditRecord]:
         """Records after ``after``, oldest first; an edge node has no collected records (device must be '')."""
-        if device:
+        if device or after >= self.last_sequence:  # a collector polling a quiet node reads no file
             return []
         limit = min(limit or MAX_FETCH, MAX_FETCH)
         async with self._lock:  # not in the middle of a rotation
