@@ -104,7 +104,6 @@ class EdgeNode(Service):
         self.server = server
         events = await AuditEvents(server).start()
         audit_nodes = await AuditNodes.create(server, ns, instance_ns, audit_log)
-        await audit_nodes.written(await audit_log.fetch("", max(0, audit_log.last_sequence - 1), 1))
         self.audit.listeners += [events.raise_events, audit_nodes.written]
         device = await create_device(server, ns, instance_ns, s)
         self._health = await device.get_child(f"{ns.di}:DeviceHealth")

@@ -51,6 +51,9 @@ class AuditLog(Protocol):
     async def fetch(self, device: str, after: int, limit: int) -> list[AuditRecord]:
         """Records after sequence ``after``, oldest first (``device``: collected from it; '' this process's)."""
 
+    async def newest(self) -> int:
+        """The sequence of this process's newest record (0: none yet)."""
+
 
 _caller: ContextVar[tuple[str, str] | None] = ContextVar("modelline_audit_caller", default=None)
 

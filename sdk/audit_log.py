@@ -223,6 +223,10 @@ class JsonlAuditLog:
         self._first_in_current = 0
         _log.info("audit: rotated %s at sequence %d", current, self.last_sequence)
 
+    async def newest(self) -> int:
+        """The sequence of the newest record written (0: none yet)."""
+        return self.last_sequence
+
     async def fetch(self, device: str, after: int, limit: int) -> list[AuditRecord]:
         """Records after ``after``, oldest first; an edge node has no collected records (device must be '')."""
         if device or after >= self.last_sequence:  # a collector polling a quiet node reads no file

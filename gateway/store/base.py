@@ -171,6 +171,9 @@ class Store(Protocol):
         """Audit records after a sequence of this store, oldest first: the gateway's own (device '') or the ones
         collected from ``device``."""
 
+    async def newest(self) -> int:
+        """The sequence of the gateway's own newest audit record (0: none yet)."""
+
     async def last_collected(self, device: str) -> int:
         """The newest sequence (the device's own numbering) of the records collected from ``device``; 0: none."""
 

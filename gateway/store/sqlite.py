@@ -340,6 +340,11 @@ class SqliteStore:
         )
         return [_audit(r) for r in rows]
 
+    async def newest(self) -> int:
+        """The sequence of the gateway's own newest audit record (0: none yet)."""
+        rows = await self._rows("SELECT MAX(seq) AS last FROM audit WHERE device = ''")
+        return int(rows[0]["last"] or 0)
+
     async def last_collected(self, device: str) -> int:
         """The newest device sequence collected from ``device`` (0: none)."""
         rows = await self._rows("SELECT MAX(device_seq) AS last FROM audit WHERE device = ?", device)

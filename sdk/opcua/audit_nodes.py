@@ -39,6 +39,7 @@ class AuditNodes:
         )
         self = cls(node, await node.get_child(f"{ns.modelline}:LastSequence"), log)
         await bind_method(server, await node.get_child(f"{ns.modelline}:FetchAuditRecords"), self._fetch_audit_records)
+        await self._last.write_value(ua.Variant(await log.newest(), ua.VariantType.UInt64))
         return self
 
     async def written(self, records: list[AuditRecord]) -> None:

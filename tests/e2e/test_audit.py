@@ -163,6 +163,10 @@ async def test_edge_audit_trail_survives_sigkill(
         assert after[: len(records)] == records  # nothing lost, nothing changed
         assert after[-1]["seq"] > records[-1]["seq"]  # numbering goes on after the restart
         assert (tmp_path / "data" / "audit" / "audit.jsonl").exists()
+        async with Client(url) as client:  # the Audit object shows the newest sequence at once after a restart
+            ml = await client.get_namespace_index("http://modelline.io/UA/")
+            shown = await client.nodes.objects.get_child([f"{ml}:Audit", f"{ml}:LastSequence"])
+            assert await shown.read_value() >= after[-1]["seq"]
     finally:
         await edge.stop()
         await plc.stop()
