@@ -28,12 +28,16 @@ from edge_node.settings import EdgeSettings
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotStore
 from nodesets.ids import MODELLINE_URI, DeviceHealth, PipelineState
+from sdk.audit_log import AuditWriter, JsonlAuditLog
 from sdk.binding import Binding
 from sdk.datadir import lock_data_dir
 from sdk.di_client import connect
 from sdk.keys import TrustStore
 from sdk.monitor.records import LOG_STREAM
 from sdk.monitor.statistics import PipelineStatistics
+from sdk.opcua.audit_events import AuditEvents
+from sdk.opcua.audit_nodes import AuditNodes
+from sdk.opcua.audited import scoped_to
 from sdk.opcua.ids import node_id
 from sdk.opcua.service import Service, start_listening
 from sdk.opcua.writes import WriteChecks
@@ -92,8 +96,15 @@ class EdgeNode(Service):
         self._stack.callback(lock.close)
         await self._open_records()
         trust = TrustStore.load(s.trust_dir)
+        # The audit trail first and closed last: what starting and stopping do is recorded too.
+        audit_log = await JsonlAuditLog.open(s.data_dir / "audit", s.audit_max_file_bytes)
+        self._stack.push_async_callback(audit_log.close)
+        self.audit = await self._stack.enter_async_context(AuditWriter(audit_log, scoped_to(self)))
         server, ns, instance_ns = await create_server(s)
         self.server = server
+        events = await AuditEvents(server).start()
+        audit_nodes = await AuditNodes.create(server, ns, instance_ns, audit_log)
+        self.audit.listeners += [events.raise_events, audit_nodes.written]
         device = await create_device(server, ns, instance_ns, s)
         self._health = await device.get_child(f"{ns.di}:DeviceHealth")
         pipelines_folder = await create_inference_server(server, ns, instance_ns)

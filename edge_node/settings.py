@@ -71,6 +71,12 @@ class EdgeSettings(BaseSettings):
     login_max_failures_per_address: LoginMaxFailuresPerAddress = 20
     login_lockout_s: LoginLockoutS = 300.0
     login_delay_s: LoginDelayS = 0.5
+    audit_max_file_bytes: int = Field(
+        16 << 20,
+        ge=4096,
+        description="Size at which the audit log (data_dir/audit/audit.jsonl) is rotated to "
+        "audit-<first sequence>.jsonl; rotated files are kept (see README 'Audit trail').",
+    )
     monitor_queue_max_records: int = Field(
         1_000_000,
         ge=100,

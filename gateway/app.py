@@ -30,6 +30,7 @@ from gateway.monitor.retention import Retention
 from gateway.monitor.service import Monitor
 from gateway.monitor.store import MonitorStore
 from gateway.monitor.thresholds import FigureThresholds
+from gateway.opcua.audit_link import audit_collector
 from gateway.opcua.device_link import DeviceLink
 from gateway.opcua.devices import DeviceNodes
 from gateway.opcua.manager import ManagerNodes
@@ -40,10 +41,14 @@ from gateway.settings import GatewaySettings
 from gateway.store import files
 from gateway.store.sqlite import SqliteStore
 from nodesets.ids import ModelLine
+from sdk.audit_log import AuditWriter
 from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore, load_private_key
 from sdk.opcua.alarm_store import JsonAlarmStore
 from sdk.opcua.alarms import AlarmBook
+from sdk.opcua.audit_events import AuditEvents
+from sdk.opcua.audit_nodes import AuditNodes
+from sdk.opcua.audited import scoped_to
 from sdk.opcua.history import History
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.service import Service, new_server, start_listening
@@ -76,6 +81,8 @@ class Gateway(Service):
         trust = TrustStore.load(s.trust_dir)
         await self._check_data_dir()
         self.store = await self._stack.enter_async_context(SqliteStore.open(s.db_path))
+        # The store is the gateway's audit log (append-only table); written until the store closes.
+        self.audit = await self._stack.enter_async_context(AuditWriter(self.store, scoped_to(self)))
         self.monitor_store = await self._stack.enter_async_context(MonitorStore.open(s.monitor_db_path))
         self.monitor = Monitor(
             self.monitor_store,
@@ -98,6 +105,9 @@ class Gateway(Service):
             max_byte_string=s.max_byte_string,
             pki_dir=s.data_dir / "pki",
         )
+        events = await AuditEvents(server).start()
+        audit_nodes = await AuditNodes.create(server, ns, instance_ns, self.store)
+        self.audit.listeners += [events.raise_events, audit_nodes.written]
         # History (OPC 10000-11) and alarms (OPC 10000-9) of the Model Monitor, kept in the data folder.
         self.history = History(server, s.data_dir, period=timedelta(days=s.history_days))
         await self.history.start()
@@ -130,6 +140,7 @@ class Gateway(Service):
             )
             link.prediction_listeners.append(self.device_nodes.mirror)
             link.session_workers.append(record_collector(self.monitor))
+            link.session_workers.append(audit_collector(self.store, s.audit_collect_s))
             return link
 
         self.devices = DeviceRegistry(self.store, new_link)

@@ -76,6 +76,13 @@ class GatewaySettings(BaseSettings):
         24, ge=1, description="How many of the newest backups to keep; older ones are deleted after each backup."
     )
 
+    audit_collect_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="How often the gateway copies new audit records from each connected edge node, in seconds "
+        "(needs edge_user to have the Engineer role there).",
+    )
     monitor_poll_s: float = Field(
         2.0,
         gt=0,

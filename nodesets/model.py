@@ -513,3 +513,31 @@ MONITORED_DEVICE_TYPE = ObjectType(
 )
 
 OBJECT_TYPES += [MODEL_MONITOR_TYPE, MONITORED_DEPLOYMENT_TYPE, MONITORED_DEVICE_TYPE]
+
+# The audit trail of a server (OPC 10000-2 4.11 "auditing", 10000-4 6.5): the append-only log of security-relevant
+# actions; each record is also raised as an AuditEventType subtype on the Server object (OPC 10000-5 6.4.3ff).
+AUDIT_LOG_TYPE = ObjectType(
+    1040,
+    "AuditLogType",
+    "The server's audit trail: who did what, when, from which address and how it ended, numbered 1, 2, 3... "
+    "Records are never deleted by reading or collecting them. Reading needs the Engineer role.",
+    [
+        Var("LastSequence", UINT64, "The sequence of the newest record written (0: none yet)."),
+        Method(
+            "FetchAuditRecords",
+            "Records after a sequence number, oldest first. On the gateway, Device selects the records it collected "
+            'from that edge device ("" the gateway\'s own); an edge node knows only "".',
+            inputs=[
+                Arg("Device", STRING, 'A device id whose collected records to read, or "" for this server\'s own.'),
+                Arg("AfterSequence", UINT64, "The newest sequence the caller has (0: from the oldest)."),
+                Arg("MaxRecords", UINT32, "The most records to return; 0 for the server's limit (1000)."),
+            ],
+            outputs=[
+                Arg("Records", STRING, "One AuditRecord JSON per record (sdk/audit.py), by sequence.", value_rank=1),
+                Arg("LastSequence", UINT64, "The sequence of the last record returned (AfterSequence when none)."),
+            ],
+        ),
+    ],
+)
+
+OBJECT_TYPES += [AUDIT_LOG_TYPE]

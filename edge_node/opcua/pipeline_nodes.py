@@ -21,6 +21,7 @@ from nodesets import Namespaces
 from nodesets.ids import ModelLine
 from sdk.binding import Binding
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
+from sdk.opcua.audited import audited
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.methods import bind_method
 from sdk.opcua.status import status_on_error
@@ -111,6 +112,7 @@ class PipelineNodes:
     def __init__(self, server: Server, node: Node) -> None:
         self.server = server
         self.node = node
+        self.name = ""
         self.on_set_binding: Callable[[Binding | None], Awaitable[None]] | None = None
         self._outputs: dict[str, tuple[Node, ua.VariantType, list[int]]] = {}
         self._inputs: dict[str, Node] = {}
@@ -130,6 +132,7 @@ class PipelineNodes:
             bname=qname(name, instance_ns),
         )
         self = cls(server, node)
+        self.name = name
         for child in await node.get_children():
             self._vars[str((await child.read_browse_name()).Name)] = child
         await bind_method(server, self._vars["SetBinding"], self._set_binding)
@@ -142,6 +145,7 @@ class PipelineNodes:
 
     @status_on_error
     @requires(Role.ENGINEER)
+    @audited("binding", lambda self: self.name)
     async def _set_binding(self, parent: ua.NodeId, binding_json: ua.Variant) -> list[ua.Variant]:
         text = binding_json.Value or ""  # an explicit empty String clears the binding
         binding = Binding.parse(text, source="BindingJson") if text.strip() else None

@@ -28,7 +28,11 @@ from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import InstalledVersion
 from nodesets import Namespaces
 from nodesets.ids import DI, ConfirmationState, SoftwareVersionFileType
-from sdk.errors import TypeMismatch, UsageError
+from sdk import audit
+from sdk.audit_log import on_disk
+from sdk.errors import ModelLineError, TypeMismatch, UsageError
+from sdk.opcua import sessions
+from sdk.opcua.audited import audited, record_call
 from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
 from sdk.opcua.ids import node_id, path_id, qname, text_of
 from sdk.opcua.methods import bind_method
@@ -266,8 +270,11 @@ class SlotNodes:
     async def confirmation_timeout_written(self) -> None:
         """A client wrote ConfirmationTimeout (milliseconds): keep it for the next install."""
         value = float(await self.confirmation_timeout.read_value() or 0.0)
+        before = self.slot.state.confirmation_timeout_s * 1000.0
         await self.slot.set_confirmation_timeout(value / 1000.0)
         self._timeout_shown = value
+        record_call("confirmation timeout", "ok", target=self.slot.name, detail=f"{before:g} ms -> {value:g} ms")
+        await on_disk()
 
     # --- transfer -------------------------------------------------------------------------------
 
@@ -275,15 +282,26 @@ class SlotNodes:
         if kind is not SoftwareVersionFileType.PENDING:
             raise UsageError(f"only the Pending version can be written, not {kind.label}")
         try:
-            await self.slot.stage_pending(path)
+            pending = await self.slot.stage_pending(path)
         except Exception as exc:
             await self.error_message.write_value(ua.LocalizedText(str(exc)))
+            # A package refused: the reason names the check (signature, hash, archive, untrusted key...).
+            record_call("upload", "refused", target=self.slot.name, detail=f"package refused, {audit.reason_of(exc)}")
+            await on_disk()
             raise
         await self.error_message.write_value(ua.LocalizedText(""))
+        record_call(
+            "upload",
+            "ok",
+            target=self.slot.name,
+            detail=f"{pending.name} {pending.version} ({pending.sha256[:12]}) signed by {pending.signer}",
+        )
+        await on_disk()
 
     async def _transfer_refused(self, reason: str) -> None:
         """A transfer refused for lack of disk space: ErrorMessage and UpdateStatus say how much is missing."""
         await self.error_message.write_value(ua.LocalizedText(reason))
+        record_call("upload", "refused", target=self.slot.name, detail=f"transfer refused: {reason}")
         await self.slot.report(f"transfer refused: {reason}")
 
     async def _read_source(self, kind: SoftwareVersionFileType) -> Path:
@@ -296,17 +314,30 @@ class SlotNodes:
     async def _install(
         self, parent: ua.NodeId, uri: ua.Variant, revision: ua.Variant, patches: ua.Variant, digest: ua.Variant
     ) -> list[ua.Variant]:
-        await self.slot.request_install(uri.Value or "", revision.Value or "", digest.Value or b"")
+        try:
+            await self.slot.request_install(
+                uri.Value or "",
+                revision.Value or "",
+                digest.Value or b"",
+                who=sessions.current_who(),
+                address=sessions.current_address(),
+            )
+        except ModelLineError as exc:  # accepted installs are recorded with their outcome (ModelSlot)
+            record_call("install", "refused", target=self.slot.name, detail=f"{revision.Value}: {exc}")
+            await on_disk()
+            raise
         return []
 
     @status_on_error
     @requires(Role.OPERATOR)
+    @audited("resume", lambda self: self.slot.name)
     async def _resume(self, parent: ua.NodeId) -> list[ua.Variant]:
         await self.slot.resume()
         return []
 
     @status_on_error
     @requires(Role.ENGINEER)
+    @audited("confirm", lambda self: self.slot.name)
     async def _confirm(self, parent: ua.NodeId) -> list[ua.Variant]:
         await self.slot.confirm()
         return []

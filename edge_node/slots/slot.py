@@ -45,6 +45,7 @@ from edge_node.slots.store import (
     StateUnreadable,
 )
 from nodesets.ids import InstallationState, SoftwareVersionFileType
+from sdk import audit
 from sdk.binding import Binding
 from sdk.cancel import honour_cancel
 from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes, is_disk_full, megabytes
@@ -85,6 +86,7 @@ class ModelSlot:
         self.percent_complete = 0
         self._listeners: list[Listener] = []
         self._job: InstalledVersion | None = None
+        self._job_by = ("", "")  # who asked for the install, from which address (for the audit trail)
         self._deadline: float | None = None
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -187,8 +189,12 @@ class ModelSlot:
 
     # --- installation -------------------------------------------------------------------------
 
-    async def request_install(self, manufacturer_uri: str, revision: str, digest: bytes) -> InstalledVersion:
-        """InstallSoftwarePackage: check the request, enter Installing, install in the background."""
+    async def request_install(
+        self, manufacturer_uri: str, revision: str, digest: bytes, *, who: str = "", address: str = ""
+    ) -> InstalledVersion:
+        """InstallSoftwarePackage: check the request, enter Installing, install in the background.
+
+        ``who`` and ``address`` name the caller in the audit record of the install's outcome."""
         if self.install_state is not InstallationState.IDLE:
             raise InvalidState(f"installation is {self.install_state.label}, not Idle")
         if self.state.awaiting_confirmation:
@@ -211,17 +217,26 @@ class ModelSlot:
         self.percent_complete = 0
         self.update_status = f"installing {target.name} {target.version}"
         self._job = target
+        self._job_by = (who, address)
         self._work.set()
         await self._changed()
         return target
 
+    def _audit_install(self, target: InstalledVersion, outcome: audit.Outcome, detail: str, action: str) -> None:
+        """The outcome of an install ("revert" when it brought the Fallback back: a manual revert)."""
+        who, address = self._job_by
+        what = f"{target.name} {target.version} ({target.sha256[:12]})"
+        audit.record(action, outcome, who=who, address=address, target=self.name, detail=f"{what}: {detail}")
+
     async def _install(self, target: InstalledVersion) -> None:
+        action = "revert" if target == self.state.fallback and target != self.state.pending else "install"
         try:
             candidate = await self._load_new(target)
         except ModelLineError as exc:
             self.install_state = InstallationState.ERROR
             self.update_status = f"install of {target.name} {target.version} failed: {exc}"
             _log.warning("slot %s: %s", self.name, self.update_status)
+            self._audit_install(target, "failed", str(exc), action)
             await self._changed()
             return
         self.percent_complete = 80
@@ -238,6 +253,7 @@ class ModelSlot:
         self._deadline = self._clock() + timeout if waiting else None
         await asyncio.to_thread(self.store.prune, self.state.referenced())
         _log.info("slot %s: %s", self.name, self.update_status)
+        self._audit_install(target, "ok", self.update_status, action)
         await self._changed()
 
     def _installed(self, target: InstalledVersion) -> SlotState:
@@ -320,6 +336,7 @@ class ModelSlot:
         back_to = f"reverted to {restored.version}" if restored else "no fallback: the slot serves no model"
         self.update_status = f"{failed.version if failed else 'install'}: {reason}; {back_to}"
         _log.warning("slot %s: %s", self.name, self.update_status)
+        audit.record("revert", "ok", target=self.name, detail=self.update_status)  # the node's own decision
         await asyncio.to_thread(self.store.prune, self.state.referenced())
         await self._changed()
 
@@ -374,6 +391,7 @@ class ModelSlot:
                         await self._install(job)
                     except Exception:  # the slot keeps serving; the failure is reported, not fatal
                         _log.exception("slot %s: install of %s failed unexpectedly", self.name, job.version)
+                        self._audit_install(job, "failed", "internal error", "install")
                         self.install_state = InstallationState.ERROR
                         self.update_status = f"install of {job.version} failed: internal error, see the edge node log"
                         await self._changed()

@@ -23,8 +23,9 @@ from gateway.deployments.options import DeployOptions, StoredOptions
 from gateway.deployments.target import TargetPlan, TargetRollout
 from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
-from gateway.store.base import AuditEntry, DeploymentRecord, ModelVersionRecord, Store, TargetRecord
+from gateway.store.base import DeploymentRecord, ModelVersionRecord, Store, TargetRecord
 from nodesets.ids import DeploymentState
+from sdk import audit
 from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
 from sdk.names import first_problem
 from sdk.package.manifest import check_name, check_version
@@ -104,11 +105,7 @@ class DeploymentService:
         await self._save(
             record, [TargetRecord(deployment_id=record.id, device_id=d, state=PENDING, updated_at=now) for d in targets]
         )
-        await self._store.audit(
-            AuditEntry(
-                at=now, actor=actor, action="deploy", detail=f"{record.id}: {model} {version} to {', '.join(targets)}"
-            )
-        )
+        audit.record("deploy", "ok", target=record.id, detail=f"{model} {version} to {', '.join(targets)}")
         self._start(record.id, options.start_at)
         return record.id
 
@@ -156,7 +153,7 @@ class DeploymentService:
         await self._save(
             record.model_copy(update={"state": FAILED, "last_error": f"undeployed by {actor or 'a client'}"}), []
         )
-        await self._store.audit(AuditEntry(at=self._clock(), actor=actor, action="undeploy", detail=deployment_id))
+        audit.record("undeploy", "ok", target=deployment_id, detail=f"was {record.state.label}")
 
     async def rollback(self, target: str, version: str, actor: str = "") -> str:
         """Back to each device's fallback (version empty) or to a named stored version."""
@@ -190,14 +187,7 @@ class DeploymentService:
             deployment_id = record.id
         if origin is not None:
             await self._save(origin.model_copy(update={"state": ROLLED_BACK}), [])
-        await self._store.audit(
-            AuditEntry(
-                at=self._clock(),
-                actor=actor,
-                action="rollback",
-                detail=f"{target} -> {version or 'fallback'} ({deployment_id})",
-            )
-        )
+        audit.record("rollback", "ok", target=target, detail=f"to {version or 'fallback'} ({deployment_id})")
         return deployment_id
 
     async def _record(self, deployment_id: str) -> DeploymentRecord:

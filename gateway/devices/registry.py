@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from gateway.devices.device import Device, DeviceFactory
-from gateway.store.base import AuditEntry, DeviceRecord, Store
+from gateway.store.base import DeviceRecord, Store
+from sdk import audit
 from sdk.errors import NotFound, UsageError
 from sdk.names import first_problem
 
@@ -82,9 +83,7 @@ class DeviceRegistry:
         for prepare in self.preparers:
             await prepare(record.id)
         await self._store.put_device(record)
-        await self._store.audit(
-            AuditEntry(at=now, actor=actor, action="register device", detail=f"{device_id} {endpoint}")
-        )
+        audit.record("register device", "ok", target=device_id, detail=endpoint)
         if existing is not None:
             task = self._tasks.pop(device_id, None)
             if task is not None:

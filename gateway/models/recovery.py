@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.store import files
-from gateway.store.base import AuditEntry, ModelVersionRecord
+from gateway.store.base import ModelVersionRecord
 from gateway.store.sqlite import SqliteStore
+from sdk.audit import AuditRecord
 from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore
 from sdk.package.verify import verify_package
@@ -97,13 +98,16 @@ async def recover(
         async with SqliteStore.open(temporary) as store:
             for record in report.recovered:
                 await store.put_model_version(record)
-            await store.audit(
-                AuditEntry(
-                    at=datetime.now(UTC),
-                    actor="modelline gateway recover",
-                    action="recover",
-                    detail=f"{len(report.recovered)} version(s) from {len(packages)} package(s)",
-                )
+            await store.append(
+                [
+                    AuditRecord(
+                        at=datetime.now(UTC),
+                        action="recover",
+                        outcome="ok",
+                        who="modelline gateway recover",
+                        detail=f"{len(report.recovered)} version(s) from {len(packages)} package(s)",
+                    )
+                ]
             )
         report.kept_aside = await asyncio.to_thread(files.set_aside, db_path, aside)
         await asyncio.to_thread(os.replace, temporary, db_path)

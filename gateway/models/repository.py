@@ -23,7 +23,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.store.base import AuditEntry, ModelVersionRecord, Store
+from gateway.store.base import ModelVersionRecord, Store
+from sdk import audit
 from sdk.errors import InvalidState, ManifestInvalid
 from sdk.keys import TrustStore
 from sdk.names import first_problem
@@ -89,13 +90,12 @@ class PackageRepository:
             except BaseException:
                 target.unlink(missing_ok=True)
                 raise
-            await self._store.audit(
-                AuditEntry(
-                    at=self._clock(),
-                    actor=actor,
-                    action="store package",
-                    detail=f"{m.name} {m.version} {verified.sha256}",
-                )
+            audit.record(
+                "upload",
+                "ok",
+                who=actor if not audit.caller() else "",
+                target=f"{m.name} {m.version}",
+                detail=f"stored {verified.sha256}, signed by {verified.signer}",
             )
         _log.info("stored %s %s (%s, signed by %s)", m.name, m.version, verified.sha256[:12], verified.signer)
         return record, True

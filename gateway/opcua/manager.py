@@ -25,6 +25,7 @@ from gateway.store.base import DeploymentRecord, TargetRecord
 from nodesets import Namespaces
 from nodesets.ids import DeploymentState, ModelLine
 from sdk.opcua import sessions
+from sdk.opcua.audited import audited
 from sdk.opcua.ids import node_id, path_id, qname
 from sdk.opcua.methods import Handler, bind_method
 from sdk.opcua.status import status_on_error
@@ -152,6 +153,7 @@ class ManagerNodes:
 
     @status_on_error
     @requires(Role.ENGINEER)
+    @audited("deploy", record_ok=False)
     async def _deploy(
         self, parent: ua.NodeId, model: ua.Variant, version: ua.Variant, targets: ua.Variant, options: ua.Variant
     ) -> list[ua.Variant]:
@@ -162,17 +164,20 @@ class ManagerNodes:
 
     @status_on_error
     @requires(Role.ENGINEER)
+    @audited("undeploy", record_ok=False)
     async def _undeploy(self, parent: ua.NodeId, deployment_id: ua.Variant) -> list[ua.Variant]:
         await self.service.undeploy(_text(deployment_id), _actor())
         return []
 
     @status_on_error
     @requires(Role.ENGINEER)
+    @audited("rollback", record_ok=False)
     async def _rollback(self, parent: ua.NodeId, target: ua.Variant, version: ua.Variant) -> list[ua.Variant]:
         return [ua.Variant(await self.service.rollback(_text(target), _text(version), _actor()), S)]
 
     @status_on_error
     @requires(Role.ENGINEER)
+    @audited("register device", record_ok=False)
     async def _register(self, parent: ua.NodeId, device_id: ua.Variant, endpoint: ua.Variant) -> list[ua.Variant]:
         await self.devices.register(_text(device_id), _text(endpoint), _actor())
         return []

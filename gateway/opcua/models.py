@@ -21,6 +21,8 @@ from gateway.models.repository import PackageRepository
 from gateway.store.base import ModelVersionRecord
 from nodesets import Namespaces
 from nodesets.ids import ModelLine
+from sdk import audit
+from sdk.audit_log import on_disk
 from sdk.errors import ModelLineError
 from sdk.opcua import sessions
 from sdk.opcua.file_transfer import DEFAULT_MAX_PACKAGE_BYTES, TemporaryFileTransfer
@@ -109,9 +111,12 @@ class ModelNodes:
             await self.store_package(path, actor=actor)
         except ModelLineError as exc:  # a StatusCode cannot say why: UploadError does, as DI's ErrorMessage
             _log.warning("upload by %s refused: %s", actor, exc)
+            audit.record("upload", "refused", detail=f"package refused, {audit.reason_of(exc)}")
+            await on_disk()
             await self.upload_error.write_value(ua.Variant(str(exc), ua.VariantType.String))
             raise
         await self.upload_error.write_value(ua.Variant("", ua.VariantType.String))
+        await on_disk()  # answered once the upload's audit record is on disk
 
     async def store_package(self, path: Path, actor: str) -> tuple[ModelVersionRecord, bool]:
         """Verify and keep a package, its nodes made before it is stored (and removed if storing fails)."""

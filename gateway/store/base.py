@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateway.deployments.options import StoredOptions
 from nodesets.ids import DeploymentState
+from sdk.audit import AuditRecord
 from sdk.names import EndpointUrl, Name, Version
 from sdk.package.manifest import Manifest
 
@@ -129,15 +130,6 @@ class TargetRecord(_Record):
     sha256: str = ""
 
 
-class AuditEntry(_Record):
-    """Who did what, when."""
-
-    at: datetime
-    actor: str
-    action: str
-    detail: str = ""
-
-
 class Store(Protocol):
     """The gateway's durable state."""
 
@@ -171,11 +163,19 @@ class Store(Protocol):
     async def targets(self, deployment_id: str) -> list[TargetRecord]:
         """The targets of a deployment."""
 
-    async def audit(self, entry: AuditEntry) -> None:
-        """Append to the audit trail."""
+    async def append(self, records: list[AuditRecord]) -> list[AuditRecord]:
+        """Append to the audit trail (the gateway's AuditLog, sdk/audit.py); returns them numbered. A record
+        collected from a device (``device`` set, ``seq`` its number there) that is stored already is skipped."""
+
+    async def fetch(self, device: str, after: int, limit: int) -> list[AuditRecord]:
+        """Audit records after a sequence of this store, oldest first: the gateway's own (device '') or the ones
+        collected from ``device``."""
+
+    async def newest(self) -> int:
+        """The sequence of the gateway's own newest audit record (0: none yet)."""
+
+    async def last_collected(self, device: str) -> int:
+        """The newest sequence (the device's own numbering) of the records collected from ``device``; 0: none."""
 
     def unreadable(self) -> list[UnreadableRecord]:
         """Stored rows met so far that do not validate (left out of every answer above)."""
-
-    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
-        """The newest audit entries, newest first."""

@@ -20,7 +20,6 @@ import aiosqlite
 from pydantic import ValidationError
 
 from gateway.store.base import (
-    AuditEntry,
     DeploymentRecord,
     DeviceRecord,
     ModelVersionRecord,
@@ -29,6 +28,7 @@ from gateway.store.base import (
     UnreadableRecord,
 )
 from nodesets.ids import DeploymentState
+from sdk.audit import MAX_FETCH, AuditRecord
 from sdk.errors import ModelLineError
 from sdk.names import first_problem
 
@@ -62,6 +62,21 @@ MIGRATIONS: list[str] = [
     """,
     # 2: each target remembers the package it is brought to (a resumed rollback must not swap back)
     "ALTER TABLE deployment_targets ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''",
+    # 3: the audit trail says how it ended, from where, on what, and holds the records collected from devices
+    # (device, their sequence there); nothing may change or delete a row (append-only).
+    """
+    ALTER TABLE audit ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok';
+    ALTER TABLE audit ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN target TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN device TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN device_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX audit_collected ON audit (device, device_seq) WHERE device != '';
+    CREATE INDEX audit_by_device ON audit (device, seq);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    """,
 ]
 
 
@@ -106,6 +121,21 @@ def _target(r: aiosqlite.Row) -> TargetRecord:
         last_error=r["last_error"],
         updated_at=_dt(r["updated_at"]),
         sha256=r["sha256"],
+    )
+
+
+def _audit(r: aiosqlite.Row) -> AuditRecord:
+    outcome = r["outcome"] if r["outcome"] in ("ok", "refused", "failed") else "failed"
+    return AuditRecord(
+        seq=r["seq"],
+        at=_dt(r["at"]),
+        action=r["action"],
+        outcome=outcome,
+        who=r["actor"],
+        address=r["address"],
+        target=r["target"],
+        detail=r["detail"],
+        device=r["device"],
     )
 
 
@@ -286,15 +316,36 @@ class SqliteStore:
 
     # --- audit ----------------------------------------------------------------------------------
 
-    async def audit(self, entry: AuditEntry) -> None:
-        """Append to the audit trail."""
-        await self._db.execute(
-            "INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)",
-            (_ts(entry.at), entry.actor, entry.action, entry.detail),
-        )
+    async def append(self, records: list[AuditRecord]) -> list[AuditRecord]:
+        """Append to the audit trail in one transaction; returns the records written, numbered."""
+        written = []
+        for r in records:
+            cursor = await self._db.execute(
+                "INSERT OR IGNORE INTO audit (at, actor, action, detail, outcome, address, target, device, device_seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_ts(r.at), r.who, r.action, r.detail, r.outcome, r.address, r.target, r.device, r.seq),
+            )
+            if cursor.rowcount:
+                written.append(r.model_copy(update={"seq": cursor.lastrowid}))
         await self._db.commit()
+        return written
 
-    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
-        """The newest audit entries, newest first."""
-        rows = await self._rows("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", limit)
-        return [AuditEntry(at=_dt(r["at"]), actor=r["actor"], action=r["action"], detail=r["detail"]) for r in rows]
+    async def fetch(self, device: str, after: int, limit: int) -> list[AuditRecord]:
+        """Audit records after ``after`` (this store's numbering), oldest first."""
+        rows = await self._rows(
+            "SELECT * FROM audit WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?",
+            device,
+            after,
+            min(limit or MAX_FETCH, MAX_FETCH),
+        )
+        return [_audit(r) for r in rows]
+
+    async def newest(self) -> int:
+        """The sequence of the gateway's own newest audit record (0: none yet)."""
+        rows = await self._rows("SELECT MAX(seq) AS last FROM audit WHERE device = ''")
+        return int(rows[0]["last"] or 0)
+
+    async def last_collected(self, device: str) -> int:
+        """The newest device sequence collected from ``device`` (0: none)."""
+        rows = await self._rows("SELECT MAX(device_seq) AS last FROM audit WHERE device = ?", device)
+        return int(rows[0]["last"] or 0)

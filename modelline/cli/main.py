@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from modelline.cli import (
+    audit_cmd,
     demo_cmd,
     edge_cmd,
     gateway_cmd,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         gateway_cmd,
         rollout_cmd,
         monitor_cmd,
+        audit_cmd,
         users_cmd,
         demo_cmd,
     ):

@@ -3,10 +3,10 @@
 asyncua 2.1 passes a method handler only the object NodeId and the arguments
 (``MethodService._run_method`` in asyncua/server/address_space.py), yet OPC
 10000-20 ties file handles to the session that opened them and asks that they be
-released when that session ends. ``install()`` wraps two InternalSession methods
-once per process: ``call`` records the session in a ContextVar that async
-handlers can read, and ``close_session`` (run on CloseSession, time-out and
-transport loss) tells the listeners.
+released when that session ends. ``install()`` wraps InternalSession methods once
+per process: ``call`` (and ``write``, for write checks and the audit trail) records
+the session in a ContextVar that async handlers can read, and ``close_session``
+(run on CloseSession, time-out and transport loss) tells the listeners.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.server.internal_session import InternalSession
+
+from sdk import audit
 
 _log = logging.getLogger(__name__)
 
@@ -33,15 +35,36 @@ def install() -> None:
     if _installed:
         return
     original_call = InternalSession.call
+    original_write = InternalSession.write
+    original_activate = InternalSession.activate_session
     original_close = InternalSession.close_session
 
     @functools.wraps(original_call)
     async def call(self: InternalSession, params: Any) -> Any:
-        token = _current.set(self)
+        token, caller = _current.set(self), audit.set_caller(user_name(self.user), peer_address(self))
         try:
             return await original_call(self, params)
         finally:
+            audit.reset_caller(caller)
             _current.reset(token)
+
+    @functools.wraps(original_write)
+    async def write(self: InternalSession, params: Any) -> Any:
+        token, caller = _current.set(self), audit.set_caller(user_name(self.user), peer_address(self))
+        try:
+            return await original_write(self, params)
+        finally:
+            audit.reset_caller(caller)
+            _current.reset(token)
+
+    @functools.wraps(original_activate)
+    def activate_session(self: InternalSession, params: Any, peer_certificate: bytes | None) -> Any:
+        # The user manager's login check (UserStore.get_user) runs in here: its audit record gets the address.
+        caller = audit.set_caller("", peer_address(self))
+        try:
+            return original_activate(self, params, peer_certificate)
+        finally:
+            audit.reset_caller(caller)
 
     @functools.wraps(original_close)
     async def close_session(self: InternalSession, delete_subs: bool = True) -> None:
@@ -53,6 +76,8 @@ def install() -> None:
                 _log.exception("session %s: close listener failed", self.session_id)
 
     InternalSession.call = call  # type: ignore[method-assign]
+    InternalSession.write = write  # type: ignore[method-assign]
+    InternalSession.activate_session = activate_session  # type: ignore[method-assign]
     InternalSession.close_session = close_session  # type: ignore[method-assign]
     _installed = True
 
@@ -70,6 +95,11 @@ async def close_left_over(server: Server) -> int:
     return len(left)
 
 
+def current_session() -> InternalSession | None:
+    """The session of the call being handled, or None outside a client call."""
+    return _current.get()
+
+
 def current_session_id() -> ua.NodeId | None:
     """The session of the method call being handled, or None outside a client call."""
     session = _current.get()
@@ -80,6 +110,36 @@ def current_user() -> Any:
     """The asyncua User of the calling session, or None outside a client call."""
     session = _current.get()
     return session.user if session is not None else None
+
+
+def peer_address(session: InternalSession | None) -> str:
+    """A client session's peer as "host:port" ('' for the server's own session).
+
+    asyncua names an external session after its transport's ``peername`` (UaProcessor.name, from
+    ``transport.get_extra_info("peername")`` in asyncua/server/binary_server_asyncio.py)."""
+    if session is None or not session.external:
+        return ""
+    name: Any = session.name
+    if isinstance(name, tuple) and len(name) >= 2:
+        host = str(name[0])
+        return f"[{host}]:{name[1]}" if ":" in host else f"{host}:{name[1]}"
+    return str(name or "")
+
+
+def user_name(user: Any) -> str:
+    """Who a session's user is, for the audit trail: its login name, or 'anonymous'."""
+    return str(getattr(user, "name", None) or "anonymous")
+
+
+def current_who() -> str:
+    """The calling session's user name ('anonymous' without a login; '' outside a client call: the server)."""
+    session = _current.get()
+    return user_name(session.user) if session is not None else ""
+
+
+def current_address() -> str:
+    """The calling client's address as "host:port" ('' outside a client call)."""
+    return peer_address(_current.get())
 
 
 def on_session_closed(listener: Callable[[ua.NodeId], Awaitable[None]]) -> Callable[[], None]:

@@ -40,6 +40,7 @@ from asyncua.server.user_managers import UserManager
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sdk import audit
+from sdk.audit_log import on_disk
 from sdk.errors import BAD_USER_ACCESS_DENIED, NotFound, UsageError
 from sdk.opcua import logins, sessions
 from sdk.opcua.logins import LoginGuard, LoginPolicy
@@ -172,6 +173,9 @@ class UserStore(UserManager):
             role = self.check_login(username, password or "")
             if role is None:
                 _log.warning("login refused for user %r", username)
+                audit.record("login", "refused", who=username, detail="wrong user name or password")
+            else:
+                audit.record("login", "ok", who=username, detail=f"role {role.label}")
         return self._user(role, username) if role is not None else None
 
     @staticmethod
@@ -189,13 +193,22 @@ def current_role() -> Role:
 
 
 def requires(role: Role) -> Callable[[Callable[P, Awaitable[Any]]], Callable[P, Awaitable[Any]]]:
-    """Refuse a method call with Bad_UserAccessDenied unless the caller has at least ``role``."""
+    """Refuse a method call with Bad_UserAccessDenied unless the caller has at least ``role`` (audited)."""
 
     def decorate(func: Callable[P, Awaitable[Any]]) -> Callable[P, Awaitable[Any]]:
         @functools.wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             if current_role() < role:
-                raise StatusError(BAD_USER_ACCESS_DENIED, f"{func.__name__.strip('_')} needs the {role.label} role")
+                reason = f"{func.__name__.strip('_')} needs the {role.label} role"
+                audit.record(
+                    func.__name__.strip("_").replace("_", " "),
+                    "refused",
+                    who=sessions.current_who(),
+                    address=sessions.current_address(),
+                    detail=f"{reason}; the caller is {current_role().label}",
+                )
+                await on_disk()
+                raise StatusError(BAD_USER_ACCESS_DENIED, reason)
             return await func(*args, **kwargs)
 
         wrapper.required_role = role  # type: ignore[attr-defined]  # read by required_role() for UserExecutable

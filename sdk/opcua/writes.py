@@ -29,7 +29,10 @@ from typing import Any
 from asyncua import Server, ua
 from asyncua.server.internal_server import InternalServer
 
+from sdk import audit
+from sdk.audit_log import on_disk
 from sdk.errors import ModelLineError
+from sdk.opcua import sessions
 from sdk.opcua.ids import status_code
 from sdk.opcua.status import status_of
 from sdk.opcua.users import Role, RoleUser
@@ -100,6 +103,7 @@ class WriteChecks:
             if role < needed:
                 refused[index] = status_code(_S.BadUserAccessDenied)
                 _log.info("write of %s refused: needs the %s role", item.NodeId.to_string(), needed.label)
+                _audit_refused(item.NodeId, f"needs the {needed.label} role; the caller is {role.label}")
                 continue
             if item.IndexRange:  # a part of a scalar setting means nothing (OPC 10000-4 7.27)
                 refused[index] = status_code(_S.BadIndexRangeInvalid)
@@ -109,8 +113,22 @@ class WriteChecks:
             except ModelLineError as exc:
                 refused[index] = status_code(status_of(exc))
                 _log.info("write of %s refused: %s (%s)", item.NodeId.to_string(), exc, refused[index].name)
+                _audit_refused(item.NodeId, f"{exc} ({refused[index].name})")
         if not refused:
             return await self._write(params, *args, **kwargs)
+        await on_disk()  # the refusals' audit records
         passed = [item for i, item in enumerate(params.NodesToWrite) if i not in refused]
         results = iter(await self._write(ua.WriteParameters(NodesToWrite=passed), *args, **kwargs) if passed else [])
         return [refused[i] if i in refused else next(results) for i in range(len(params.NodesToWrite))]
+
+
+def _audit_refused(node: ua.NodeId, reason: str) -> None:
+    """A refused Write, in the audit trail (AuditWriteUpdateEventType, OPC 10000-4 6.5.8)."""
+    audit.record(
+        "write",
+        "refused",
+        who=sessions.current_who(),
+        address=sessions.current_address(),
+        target=node.to_string(),
+        detail=reason,
+    )

@@ -59,12 +59,13 @@ class FakeSlot:
         self.calls.append(f"timeout {seconds:g}")
         self.timeout = seconds
 
-    async def transfer(self, package: Path) -> VersionInfo:
+    async def transfer(self, package: Path, sha256: bytes | None = None) -> VersionInfo:
         self.calls.append("transfer")
         if self.device.link_drops:
             self.device.link_drops -= 1
             raise ConnectionLost("connection lost during the transfer: BadConnectionClosed")
         digest = hashlib.sha256(package.read_bytes()).digest()
+        assert sha256 in (None, digest), "the rollout passed another package's hash"
         pending = VersionInfo("urn:modelline:model:pump-health", "1.0.0", digest)
         self.versions[SoftwareVersionFileType.PENDING] = pending
         return pending

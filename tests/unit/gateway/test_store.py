@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store.base import AuditEntry, DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
+from gateway.store.base import DeploymentRecord, DeviceRecord, ModelVersionRecord, TargetRecord
 from gateway.store.sqlite import MIGRATIONS, SqliteStore, StoreError
 from nodesets.ids import DeploymentState
+from sdk.audit import AuditRecord
 from sdk.package.manifest import MANIFEST_NAME
 from tests.conftest import read_members
 
@@ -58,7 +59,13 @@ async def test_new_database_gets_the_current_schema_and_records_survive_reopen(
             deployment,
             [TargetRecord(deployment_id="d1", device_id="edge-1", state=DeploymentState.PENDING, updated_at=NOW)],
         )
-        await store.audit(AuditEntry(at=NOW, actor="alice", action="deploy", detail="d1"))
+        await store.append([AuditRecord(at=NOW, action="deploy", outcome="ok", who="alice", target="d1")])
+        # Collected records are kept once per device sequence; the trail cannot be changed or emptied.
+        collected = [AuditRecord(action="install", outcome="ok", seq=7, device="edge-1")]
+        assert len(await store.append(collected)) == 1
+        assert await store.append(collected) == []
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await store._db.execute("DELETE FROM audit")
     async with SqliteStore.open(path) as store:  # a restart: everything acknowledged is there
         assert await store.model_versions() == [_version(manifest_json)]
         assert await store.model_version("pump-health", "1.0.0") == _version(manifest_json)
@@ -67,7 +74,11 @@ async def test_new_database_gets_the_current_schema_and_records_survive_reopen(
         [deployment] = await store.deployments()
         assert deployment.targets == ["edge-1"] and deployment.state is DeploymentState.PENDING
         assert [t.device_id for t in await store.targets("d1")] == ["edge-1"]
-        assert [e.action for e in await store.audit_entries()] == ["deploy"]
+        [entry] = await store.fetch("", 0, 10)
+        assert (entry.action, entry.who, entry.target, entry.seq) == ("deploy", "alice", "d1", 1)
+        assert [r.action for r in await store.fetch("edge-1", 0, 10)] == ["install"]
+        assert await store.last_collected("edge-1") == 7
+        assert await store.newest() == 1  # the gateway's own, not the collected ones
 
 
 async def test_updates_replace_state_and_versions_are_unique(tmp_path: Path, manifest_json: str) -> None:
