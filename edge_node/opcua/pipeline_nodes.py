@@ -10,7 +10,9 @@ configurations that pin them survive restarts and reinstalls.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -21,6 +23,7 @@ from nodesets import Namespaces
 from nodesets.ids import ModelLine
 from sdk.binding import Binding
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
+from sdk.opcua.batch import write_together
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.methods import bind_method
 from sdk.opcua.status import status_on_error
@@ -105,10 +108,23 @@ def eu_information(symbol: str) -> ua.EUInformation:
     )
 
 
-class PipelineNodes:
-    """PipelineSink over one PipelineType object."""
+COUNTERS = ("InferenceCount", "ErrorCount", "SkippedCount", "LastLatencyMs")
+"""Status variables that change with every prediction: written at most every COUNTER_PERIOD_S."""
+COUNTER_PERIOD_S = 1.0
+"""How often the counters are written at most while predictions run; a change waits at most this long, and the
+newest counters are written when the node stops (``flush``)."""
 
-    def __init__(self, server: Server, node: Node) -> None:
+
+class PipelineNodes:
+    """PipelineSink over one PipelineType object.
+
+    A server variable is written only when its value or status changed, and the writes of one prediction (its
+    outputs, and its state, reason and configurations where they changed) go in one batch (``write_together``), so
+    a subscriber sees a prediction whole. The counters (COUNTERS) are the exception: they change with every
+    prediction, so they are written at most every COUNTER_PERIOD_S, the first change at once.
+    """
+
+    def __init__(self, server: Server, node: Node, clock: Callable[[], float] = time.monotonic) -> None:
         self.server = server
         self.node = node
         self.on_set_binding: Callable[[Binding | None], Awaitable[None]] | None = None
@@ -116,6 +132,11 @@ class PipelineNodes:
         self._inputs: dict[str, Node] = {}
         self._vars: dict[str, Node] = {}
         self._shown: dict[str, ua.Variant] = {}  # status values as last written: write only what changed
+        self._clock = clock
+        self._counters_due = 0.0  # when the counters may be written again
+        self._late: PipelineStatus | None = None  # a status whose counters are not written yet
+        self._late_flush: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def create(
@@ -190,8 +211,8 @@ class PipelineNodes:
     async def _write(self, node: Node, value: ua.DataValue) -> None:
         await self.server.write_attribute_value(node.nodeid, value)
 
-    async def publish(self, outputs: list[OutputValue]) -> None:
-        """Write each output with its status and both timestamps."""
+    def _output_writes(self, outputs: list[OutputValue]) -> list[tuple[ua.NodeId, ua.DataValue]]:
+        writes = []
         for out in outputs:
             entry = self._outputs.get(out.name)
             if entry is None:
@@ -199,10 +220,18 @@ class PipelineNodes:
             node, kind, _ = entry
             # A Bad status carries no value: OPC 10000-4 5.10.4 has the server set it to null.
             variant = ua.Variant(out.value, kind) if out.value is not None else ua.Variant()
-            await self._write(
-                node,
-                data_value(variant, out.status, out.source_time or out.server_time, out.server_time),
+            writes.append(
+                (node.nodeid, data_value(variant, out.status, out.source_time or out.server_time, out.server_time))
             )
+        return writes
+
+    async def publish(self, outputs: list[OutputValue]) -> None:
+        """Write each output with its status and both timestamps, in one batch."""
+        await write_together(self.server, self._output_writes(outputs))
+
+    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+        """One prediction: its outputs and the status that comes with it, in one batch."""
+        await write_together(self.server, self._output_writes(outputs) + self._status_writes(status))
 
     async def binding_changed(self, binding: Binding | None) -> None:
         """Show the binding and mirror its inputs."""
@@ -255,7 +284,26 @@ class PipelineNodes:
         await self._write(self._vars["Statistics"], ua.DataValue(ua.Variant(statistics_json, ua.VariantType.String)))
 
     async def status_changed(self, status: PipelineStatus) -> None:
-        """Model, Version, State, StateReason and the counters."""
+        """Model, Version, State, StateReason and the configurations where they changed; the counters when due."""
+        await write_together(self.server, self._status_writes(status))
+
+    async def flush(self) -> None:
+        """Write the newest counters now (when the node stops)."""
+        if self._late_flush is not None:
+            self._late_flush.cancel()
+            self._late_flush = None
+        late, self._late = self._late, None
+        if late is not None:
+            self._counters_due = 0.0
+            await write_together(self.server, self._status_writes(late))
+
+    def _flush_later(self) -> None:
+        self._late_flush = None
+        task = asyncio.get_running_loop().create_task(self.flush(), name="pipeline counters")
+        self._flushing.add(task)  # held until done: a flush that fails is logged by the loop, never lost silently
+        task.add_done_callback(self._flushing.discard)
+
+    def _status_writes(self, status: PipelineStatus) -> list[tuple[ua.NodeId, ua.DataValue]]:
         values = {
             "Model": ua.Variant(status.model, ua.VariantType.String),
             "Version": ua.Variant(status.version, ua.VariantType.String),
@@ -268,10 +316,25 @@ class PipelineNodes:
             "Configuration": ua.Variant(status.configuration, ua.VariantType.String),
             "GoodConfiguration": ua.Variant(status.good_configuration, ua.VariantType.String),
         }
+        now = self._clock()
+        counters_due = now >= self._counters_due
+        writes = []
         for name, variant in values.items():
-            if self._shown.get(name) != variant:
-                await self._write(self._vars[name], ua.DataValue(variant))
-                self._shown[name] = variant
+            if self._shown.get(name) == variant:
+                continue
+            if name in COUNTERS and not counters_due:
+                self._late = status
+                if self._late_flush is None:
+                    loop = asyncio.get_running_loop()
+                    self._late_flush = loop.call_later(self._counters_due - now, self._flush_later)
+                continue
+            writes.append((self._vars[name].nodeid, ua.DataValue(variant)))
+            self._shown[name] = variant
+            if name in COUNTERS:
+                self._counters_due = now + COUNTER_PERIOD_S
+        if counters_due:
+            self._late = None
+        return writes
 
 
 async def create_inference_server(server: Server, ns: Namespaces, instance_ns: int) -> Node:

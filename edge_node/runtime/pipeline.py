@@ -128,6 +128,10 @@ class PipelineSink(Protocol):
     async def publish(self, outputs: list[OutputValue]) -> None:
         """New output values (or statuses)."""
 
+    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+        """One prediction's outputs and the status that comes with it (counters, state, reason), shown together;
+        in place of ``publish`` and ``status_changed`` for that prediction."""
+
     async def status_changed(self, status: PipelineStatus) -> None:
         """Counters, state or reason changed."""
 
@@ -360,12 +364,15 @@ class Pipeline:
                 self._published_unbound = True
 
     async def _publish_status_only(self, status: int, source_time: datetime | None = None) -> list[OutputValue]:
+        outputs = self._status_only(status, source_time)
+        await self._sink.publish(outputs)
+        return outputs
+
+    def _status_only(self, status: int, source_time: datetime | None = None) -> list[OutputValue]:
         if self._model is None:
             return []
         now = self._clock()
-        outputs = [OutputValue(o.name, None, status, source_time or now, now) for o in self._model.manifest.outputs]
-        await self._sink.publish(outputs)
-        return outputs
+        return [OutputValue(o.name, None, status, source_time or now, now) for o in self._model.manifest.outputs]
 
     def _record(
         self,
@@ -444,23 +451,23 @@ class Pipeline:
         part_key = self._part_key
         feeds, status, reason, source_time = self._assemble(model.manifest)
         if quality.is_bad(status):
-            shown = await self._publish_status_only(status, source_time)
+            shown = self._status_only(status, source_time)
+            errors = self._status.error_count + 1
+            await self._show(shown, state=PipelineState.DEGRADED, reason=reason, error_count=errors)
             self._record(model.manifest, configuration, seen, shown, status, 0.0, part_key)
-            await self._set_status(
-                state=PipelineState.DEGRADED, reason=reason, error_count=self._status.error_count + 1
-            )
             return
         try:
             outputs, latency = await self._runtime.run(model, feeds)
         except Exception as exc:
             _log.warning("pipeline %s: inference failed: %s", self.name, exc)
-            shown = await self._publish_status_only(quality.BAD_INTERNAL_ERROR, source_time)
-            self._record(model.manifest, configuration, seen, shown, quality.BAD_INTERNAL_ERROR, 0.0, part_key)
-            await self._set_status(
+            shown = self._status_only(quality.BAD_INTERNAL_ERROR, source_time)
+            await self._show(
+                shown,
                 state=PipelineState.FAULTED,
                 reason=f"inference failed: {str(exc).splitlines()[0]}",
                 error_count=self._status.error_count + 1,
             )
+            self._record(model.manifest, configuration, seen, shown, quality.BAD_INTERNAL_ERROR, 0.0, part_key)
             return
         if self._model is not model or self._status.configuration != configuration:
             self._trigger()  # model or binding changed while it ran: serve the new configuration's answer instead
@@ -472,12 +479,17 @@ class Pipeline:
             one = array[0] if array.ndim >= 1 and is_batched(spec.shape) else array
             value = one.item() if one.size == 1 else one.reshape(-1).tolist()
             published.append(OutputValue(spec.name, value, status, source_time, now))
-        await self._sink.publish(published)
-        self._record(model.manifest, configuration, seen, published, status, latency, part_key)
-        await self._set_status(
+        await self._show(
+            published,
             state=PipelineState.RUNNING if status == quality.GOOD else PipelineState.DEGRADED,
             reason=reason,
             inference_count=self._status.inference_count + 1,
             last_latency_ms=latency,
             good_configuration=configuration if status == quality.GOOD else self._status.good_configuration,
         )
+        self._record(model.manifest, configuration, seen, published, status, latency, part_key)
+
+    async def _show(self, outputs: list[OutputValue], **changes: Any) -> None:
+        """Publish one prediction's outputs with its new status, in one go."""
+        self._status = replace(self._status, **changes)
+        await self._sink.predicted(outputs, self._status)
