@@ -108,6 +108,19 @@ def eu_information(symbol: str) -> ua.EUInformation:
     )
 
 
+STATUS_VARIABLES = (
+    ("Model", "model", ua.VariantType.String),
+    ("Version", "version", ua.VariantType.String),
+    ("State", "state", ua.VariantType.Int32),
+    ("StateReason", "reason", ua.VariantType.String),
+    ("InferenceCount", "inference_count", ua.VariantType.UInt64),
+    ("ErrorCount", "error_count", ua.VariantType.UInt64),
+    ("SkippedCount", "skipped_count", ua.VariantType.UInt64),
+    ("LastLatencyMs", "last_latency_ms", ua.VariantType.Double),
+    ("Configuration", "configuration", ua.VariantType.String),
+    ("GoodConfiguration", "good_configuration", ua.VariantType.String),
+)
+"""The pipeline's status variables: browse name, PipelineStatus field, DataType."""
 COUNTERS = ("InferenceCount", "ErrorCount", "SkippedCount", "LastLatencyMs")
 """Status variables that change with every prediction: written at most every COUNTER_PERIOD_S."""
 COUNTER_PERIOD_S = 1.0
@@ -131,7 +144,7 @@ class PipelineNodes:
         self._outputs: dict[str, tuple[Node, ua.VariantType, list[int]]] = {}
         self._inputs: dict[str, Node] = {}
         self._vars: dict[str, Node] = {}
-        self._shown: dict[str, ua.Variant] = {}  # status values as last written: write only what changed
+        self._shown: dict[str, object] = {}  # status values as last written: write only what changed
         self._clock = clock
         self._counters_due = 0.0  # when the counters may be written again
         self._late: PipelineStatus | None = None  # a status whose counters are not written yet
@@ -304,23 +317,12 @@ class PipelineNodes:
         task.add_done_callback(self._flushing.discard)
 
     def _status_writes(self, status: PipelineStatus) -> list[tuple[ua.NodeId, ua.DataValue]]:
-        values = {
-            "Model": ua.Variant(status.model, ua.VariantType.String),
-            "Version": ua.Variant(status.version, ua.VariantType.String),
-            "State": ua.Variant(int(status.state), ua.VariantType.Int32),
-            "StateReason": ua.Variant(status.reason, ua.VariantType.String),
-            "InferenceCount": ua.Variant(status.inference_count, ua.VariantType.UInt64),
-            "ErrorCount": ua.Variant(status.error_count, ua.VariantType.UInt64),
-            "SkippedCount": ua.Variant(status.skipped_count, ua.VariantType.UInt64),
-            "LastLatencyMs": ua.Variant(status.last_latency_ms, ua.VariantType.Double),
-            "Configuration": ua.Variant(status.configuration, ua.VariantType.String),
-            "GoodConfiguration": ua.Variant(status.good_configuration, ua.VariantType.String),
-        }
         now = self._clock()
         counters_due = now >= self._counters_due
         writes = []
-        for name, variant in values.items():
-            if self._shown.get(name) == variant:
+        for name, field, kind in STATUS_VARIABLES:
+            value = getattr(status, field)
+            if name in self._shown and self._shown[name] == value:
                 continue
             if name in COUNTERS and not counters_due:
                 self._late = status
@@ -328,8 +330,9 @@ class PipelineNodes:
                     loop = asyncio.get_running_loop()
                     self._late_flush = loop.call_later(self._counters_due - now, self._flush_later)
                 continue
-            writes.append((self._vars[name].nodeid, ua.DataValue(variant)))
-            self._shown[name] = variant
+            shown = int(value) if kind is ua.VariantType.Int32 else value
+            writes.append((self._vars[name].nodeid, ua.DataValue(ua.Variant(shown, kind))))
+            self._shown[name] = value
             if name in COUNTERS:
                 self._counters_due = now + COUNTER_PERIOD_S
         if counters_due:

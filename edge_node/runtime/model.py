@@ -8,7 +8,9 @@ Handing one inference to a worker thread and back costs the loop 0.3-0.4 ms of C
 a call_soon_threadsafe), more than a small model's whole run. So a model runs inline, on the loop, while the median
 of its last INLINE_WINDOW runs is under INLINE_MAX_MS (the loop then stalls for less than one thread hand-off would
 cost); its first INLINE_WINDOW runs, and every run once the median is over the threshold, go to the pool. A model
-that slows down (larger inputs, a busy machine) moves back to the pool by itself.
+that slows down (larger inputs, a busy machine) moves back to the pool by itself: the median is taken anew after
+every INLINE_WINDOW runs (a median, not a mean, so that one run stretched by preemption on a busy machine decides
+nothing).
 """
 
 from __future__ import annotations
@@ -65,10 +67,13 @@ class _RunTimes:
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=INLINE_WINDOW)
         self.inline = False
+        self._runs = 0
 
     def add(self, ms: float, inline_max_ms: float) -> None:
         self.recent.append(ms)
-        self.inline = len(self.recent) == INLINE_WINDOW and statistics.median(self.recent) < inline_max_ms
+        self._runs += 1
+        if self._runs % INLINE_WINDOW == 0:  # decided anew after each window: a median per run would cost more
+            self.inline = statistics.median(self.recent) < inline_max_ms
 
 
 class InferenceRuntime:
