@@ -108,8 +108,8 @@ async def measure(rounds: Rounds, writes: int | None = None) -> None:
 
 def _writes(quick: bool, interval_ms: int) -> int:
     if interval_ms >= 100:
-        return 8 if quick else 30
-    return 30 if quick else 150
+        return 5 if quick else 30
+    return 20 if quick else 150
 
 
 def main() -> None:

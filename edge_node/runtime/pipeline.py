@@ -180,6 +180,7 @@ class Pipeline:
         self._published_unbound = False
         self._changes = 0
         self._start = secrets.token_hex(3)  # change numbers of an earlier run of the node never match
+        self._problem: tuple[LoadedModel | None, Binding | None, str | None] | None = None
 
     def _next_configuration(self) -> str:
         """A new configuration for the model and binding that serve from now on."""
@@ -340,6 +341,16 @@ class Pipeline:
             await self._sink.status_changed(status)
 
     def _configuration_problem(self) -> str | None:
+        # Asked before every inference; the answer changes only with the model or the binding.
+        model, binding = self._model, self._binding
+        cached = self._problem
+        if cached is not None and cached[0] is model and cached[1] is binding:
+            return cached[2]
+        problem = self._find_configuration_problem()
+        self._problem = (model, binding, problem)
+        return problem
+
+    def _find_configuration_problem(self) -> str | None:
         if self._model is None:
             return "no model installed"
         if self._binding is None:
