@@ -98,3 +98,17 @@ async def test_publish_on_change_from_plc_to_subscriber(example: Path, signer: S
 
 async def _made(pipeline: Any, count: int) -> bool:
     return bool(pipeline.status.inference_count >= count)
+
+
+@pytest.mark.timeout(60)
+async def test_a_quiet_subscription_at_interval_0_gets_keep_alives(signer: Signer, tmp_path: Path) -> None:
+    """asyncua's client (its stale-subscription watchdog left on) re-creates a subscription silent for a second."""
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        sub = await client.create_subscription(0, None)
+        first = sub.subscription_id
+        await sub.subscribe_data_change(client.get_node(ua.NodeId("InferenceServer.Pipelines.main.Model", 1)))
+        publishes = sub.last_publish_at
+        await asyncio.sleep(3)  # nothing changes
+        assert sub.subscription_id == first  # not re-created
+        assert sub.last_publish_at is not None and publishes is not None and sub.last_publish_at > publishes + 2
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("keep-alive")]  # they end with the server
