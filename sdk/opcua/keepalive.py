@@ -44,7 +44,7 @@ def keep_alive_on_change(server: Server) -> None:
             task.add_done_callback(tasks.discard)
         return result
 
-    service.create_subscription = create_subscription
+    service.create_subscription = create_subscription  # type: ignore[method-assign]
 
 
 async def _cycle(service: Any, sub: Any) -> None:
