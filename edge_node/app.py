@@ -23,7 +23,7 @@ from edge_node.opcua.records import RecordNodes
 from edge_node.opcua.server import create_device, create_server
 from edge_node.opcua.software_update import SlotNodes
 from edge_node.runtime.model import InferenceRuntime
-from edge_node.runtime.pipeline import Pipeline, PipelineStatus
+from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus
 from edge_node.settings import EdgeSettings
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotStore
@@ -55,6 +55,7 @@ class EdgeNode(Service):
         self.slots: dict[str, ModelSlot] = {}
         self.slot_nodes: dict[str, SlotNodes] = {}
         self._health: Node | None = None
+        self._shown_health: DeviceHealth | None = None
         self.server: Server | None = None
         self.pipeline_nodes: dict[str, PipelineNodes] = {}
 
@@ -135,6 +136,8 @@ class EdgeNode(Service):
         server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
 
         await start_listening(self._stack, server, s.endpoint)
+        for sink in self.pipeline_nodes.values():
+            self._stack.push_async_callback(sink.flush)  # the newest counters, before the server stops
         for nodes in self.slot_nodes.values():
             if nodes.transfer is not None:
                 self._stack.push_async_callback(nodes.transfer.release)  # before the server stops
@@ -196,8 +199,9 @@ class EdgeNode(Service):
             health = DeviceHealth.CHECK_FUNCTION
         else:
             health = DeviceHealth.NORMAL
-        if self._health is not None:
+        if self._health is not None and health != self._shown_health:  # written on change only
             await self._health.write_value(ua.Variant(health, ua.VariantType.Int32))
+            self._shown_health = health
 
 
 class _HealthWatch:
@@ -212,6 +216,10 @@ class _HealthWatch:
 
     async def status_changed(self, status: PipelineStatus) -> None:
         await self._sink.status_changed(status)
+        await self._on_status()
+
+    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+        await self._sink.predicted(outputs, status)
         await self._on_status()
 
 

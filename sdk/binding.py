@@ -27,13 +27,19 @@ import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sdk.errors import NotFound, UsageError
 from sdk.names import EndpointUrl, Name, first_problem
 from sdk.package.manifest import Manifest
+
+PERIODIC_PUBLISHING_INTERVAL_MS = 50
+"""The input subscriptions' publishing interval of a periodic pipeline whose binding names none."""
+MIN_PUBLISHING_INTERVAL_MS = 10
+"""The smallest cyclic publishing interval a binding may ask for; 0 (publish on change) is allowed too: a cycle of a
+few milliseconds would wake the PLC's publisher hundreds of times a second for nothing."""
 
 
 class _Model(BaseModel):
@@ -87,7 +93,14 @@ class Binding(_Model):
 
     inputs: dict[Name, TagRef] = Field(max_length=1024)
     trigger: Trigger = Trigger()
-    publishing_interval_ms: int = Field(50, ge=10, le=60_000, description="subscription publishing interval")
+    publishing_interval_ms: int = Field(
+        0,
+        ge=0,
+        le=60_000,
+        description="Publishing interval of the input subscriptions, in milliseconds: 0 (publish as soon as a value "
+        "changes; the default for tag-triggered pipelines, trigger any_change or tag) or 10 and more (the default "
+        f"for periodic triggers is {PERIODIC_PUBLISHING_INTERVAL_MS}).",
+    )
     feedback: TagRef | None = Field(
         None,
         description="The plant's measured result for this pipeline's prediction (ground truth, e.g. from a quality "
@@ -98,6 +111,29 @@ class Binding(_Model):
         description="A serial, batch or carrier id captured with each prediction and each feedback value, so a "
         "result measured later is matched to its prediction. Not a model input: it never triggers inference.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_publishing_interval(cls, data: Any) -> Any:
+        """No publishing interval given: 0 (the field's default) for a tag-triggered pipeline, where every change of
+        a tag is a trigger and waiting for the next publishing cycle is pure latency; a periodic trigger reads the
+        newest values on its own schedule, so a cycle of PERIODIC_PUBLISHING_INTERVAL_MS costs it nothing and saves
+        the PLC work."""
+        if isinstance(data, dict) and data.get("publishing_interval_ms") is None:
+            trigger = data.get("trigger")
+            mode = trigger.get("mode") if isinstance(trigger, dict) else getattr(trigger, "mode", None)
+            if mode in (TriggerMode.PERIODIC, TriggerMode.PERIODIC.value):
+                data = {**data, "publishing_interval_ms": PERIODIC_PUBLISHING_INTERVAL_MS}
+        return data
+
+    @field_validator("publishing_interval_ms")
+    @classmethod
+    def _publishing_interval(cls, value: int) -> int:
+        if 0 < value < MIN_PUBLISHING_INTERVAL_MS:
+            raise ValueError(
+                f"publishing_interval_ms must be 0 (publish on change) or at least {MIN_PUBLISHING_INTERVAL_MS}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _trigger_tag_bound(self) -> Self:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -42,11 +43,15 @@ KEEP_ALIVE_COUNT = 10
 """Publishing intervals without a change after which the PLC sends a keep-alive (RequestedMaxKeepAliveCount)."""
 
 
-def silent_after_s(publishing_interval_ms: int) -> float:
+def silent_after_s(publishing_interval_ms: float, keep_alive_count: int = KEEP_ALIVE_COUNT) -> float:
     """How long a subscription may send nothing, not even a keep-alive, before the link is taken for lost: three
     keep-alive periods, and never less than 10 s, so a busy machine's late keep-alive is no reason (the session
-    watchdog, a read every second, finds a dead link sooner)."""
-    return max(3 * KEEP_ALIVE_COUNT * publishing_interval_ms / 1000.0, 10.0)
+    watchdog, a read every second, finds a dead link sooner). Infinite at a publishing interval of 0: a server that
+    publishes on change has no publishing timer, so it sends no keep-alives (asyncua's server: a subscription at 0
+    publishes each change at once and is otherwise silent); the session watchdog alone then finds a lost link."""
+    if publishing_interval_ms <= 0:
+        return math.inf
+    return max(3 * max(keep_alive_count, 1) * publishing_interval_ms / 1000.0, 10.0)
 
 
 FEEDBACK, PART_KEY = "feedback", "part_key"
@@ -106,6 +111,9 @@ class Source:
             await self._serve(client, lost)
 
     async def _serve(self, client: Client, lost: asyncio.Event) -> None:
+        # A publishing interval of 0 asks the server for its fastest (OPC 10000-4 5.13.2.2: "0 or negative: the
+        # Server shall revise with the fastest supported publishing interval"); asyncua's server takes it as "no
+        # publishing timer": each data change is published as soon as a Publish request is at hand.
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=float(self.publishing_interval_ms),
             RequestedLifetimeCount=300,
@@ -115,13 +123,16 @@ class Source:
         sub = await client.create_subscription(params, queue_maxsize=QUEUE_SIZE, overflow=OverflowPolicy.DROP_OLDEST)
         node_ids = list(self.targets)
         every = [any(t.role == FEEDBACK for t in self.targets[n]) for n in node_ids]
+        sampling_ms = _sampling_interval_ms(self.publishing_interval_ms)
         results = await sub.create_monitored_items(
-            _item(handle, ua.NodeId.from_string(n), e)
+            _item(handle, ua.NodeId.from_string(n), e, sampling_ms)
             for handle, (n, e) in enumerate(zip(node_ids, every, strict=True), 1)
         )
         for i, (node_id, result) in enumerate(zip(node_ids, results, strict=True)):
             if every[i] and isinstance(result, ua.StatusCode):  # a server without the filter: changes of value only
-                retry = await sub.create_monitored_items([_item(len(node_ids) + 1 + i, ua.NodeId.from_string(node_id))])
+                retry = await sub.create_monitored_items(
+                    [_item(len(node_ids) + 1 + i, ua.NodeId.from_string(node_id), False, sampling_ms)]
+                )
                 results[i] = retry[0]
         self.connected = True
         _log.info("source %s: connected, %d tag(s)", self.endpoint, len(node_ids))
@@ -129,7 +140,8 @@ class Source:
             if isinstance(result, ua.StatusCode) and not result.is_good():
                 await self._deliver(node_id, Reading(None, status=result.value))
         await self._mark_stale(False)
-        silent_s = silent_after_s(self.publishing_interval_ms)
+        # As the server revised them (asyncua modifies the subscription to the revised interval and keep-alive count).
+        silent_s = silent_after_s(sub.parameters.RequestedPublishingInterval, sub.parameters.RequestedMaxKeepAliveCount)
         while not lost.is_set():
             event = await sub.next_event(timeout=1.0)  # asyncio.wait_for inside
             honour_cancel()
@@ -163,12 +175,25 @@ class Source:
                 await target.pipeline.offer(target.feature, reading)
 
 
-def _item(handle: int, node_id: ua.NodeId, every_sample: bool = False) -> ua.MonitoredItemCreateRequest:
+SAMPLING_INTERVAL_MS = 50.0
+"""The sampling interval asked of a cyclic subscription's monitored items."""
+
+
+def _sampling_interval_ms(publishing_interval_ms: int) -> float:
+    """0 with a publishing interval of 0: the fastest practical rate, for a server that reports changes as they happen
+    (exception-based) the change itself (OPC 10000-4 5.12.1.2); otherwise SAMPLING_INTERVAL_MS. (asyncua's server
+    ignores the sampling interval: every write of a value is a sample.)"""
+    return 0.0 if publishing_interval_ms == 0 else SAMPLING_INTERVAL_MS
+
+
+def _item(
+    handle: int, node_id: ua.NodeId, every_sample: bool = False, sampling_ms: float = SAMPLING_INTERVAL_MS
+) -> ua.MonitoredItemCreateRequest:
     """A monitored item of a tag's Value, the newest value only. ``every_sample`` (a feedback tag): report a value
     written again with a new source timestamp too (DataChangeFilter trigger StatusValueTimestamp, OPC 10000-4
     7.22.2), so a quality station that measures the same result for two parts in a row gives two results; the
     default trigger (StatusValue) reports changes of value or status only."""
-    params = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=50.0, QueueSize=1, DiscardOldest=True)
+    params = ua.MonitoringParameters(ClientHandle=handle, SamplingInterval=sampling_ms, QueueSize=1, DiscardOldest=True)
     if every_sample:
         params.Filter = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
     return ua.MonitoredItemCreateRequest(

@@ -10,7 +10,9 @@ configurations that pin them survive restarts and reinstalls.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -22,6 +24,7 @@ from nodesets.ids import ModelLine
 from sdk.binding import Binding
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.audited import audited
+from sdk.opcua.batch import write_together
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname, status_code, text_of
 from sdk.opcua.methods import bind_method
 from sdk.opcua.status import status_on_error
@@ -106,10 +109,36 @@ def eu_information(symbol: str) -> ua.EUInformation:
     )
 
 
-class PipelineNodes:
-    """PipelineSink over one PipelineType object."""
+STATUS_VARIABLES = (
+    ("Model", "model", ua.VariantType.String),
+    ("Version", "version", ua.VariantType.String),
+    ("State", "state", ua.VariantType.Int32),
+    ("StateReason", "reason", ua.VariantType.String),
+    ("InferenceCount", "inference_count", ua.VariantType.UInt64),
+    ("ErrorCount", "error_count", ua.VariantType.UInt64),
+    ("SkippedCount", "skipped_count", ua.VariantType.UInt64),
+    ("LastLatencyMs", "last_latency_ms", ua.VariantType.Double),
+    ("Configuration", "configuration", ua.VariantType.String),
+    ("GoodConfiguration", "good_configuration", ua.VariantType.String),
+)
+"""The pipeline's status variables: browse name, PipelineStatus field, DataType."""
+COUNTERS = ("InferenceCount", "ErrorCount", "SkippedCount", "LastLatencyMs")
+"""Status variables that change with every prediction: written at most every COUNTER_PERIOD_S."""
+COUNTER_PERIOD_S = 1.0
+"""How often the counters are written at most while predictions run; a change waits at most this long, and the
+newest counters are written when the node stops (``flush``)."""
 
-    def __init__(self, server: Server, node: Node) -> None:
+
+class PipelineNodes:
+    """PipelineSink over one PipelineType object.
+
+    A server variable is written only when its value or status changed, and the writes of one prediction (its
+    outputs, and its state, reason and configurations where they changed) go in one batch (``write_together``), so
+    a subscriber sees a prediction whole. The counters (COUNTERS) are the exception: they change with every
+    prediction, so they are written at most every COUNTER_PERIOD_S, the first change at once.
+    """
+
+    def __init__(self, server: Server, node: Node, clock: Callable[[], float] = time.monotonic) -> None:
         self.server = server
         self.node = node
         self.name = ""
@@ -117,7 +146,12 @@ class PipelineNodes:
         self._outputs: dict[str, tuple[Node, ua.VariantType, list[int]]] = {}
         self._inputs: dict[str, Node] = {}
         self._vars: dict[str, Node] = {}
-        self._shown: dict[str, ua.Variant] = {}  # status values as last written: write only what changed
+        self._shown: dict[str, object] = {}  # status values as last written: write only what changed
+        self._clock = clock
+        self._counters_due = 0.0  # when the counters may be written again
+        self._late: PipelineStatus | None = None  # a status whose counters are not written yet
+        self._late_flush: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def create(
@@ -194,8 +228,8 @@ class PipelineNodes:
     async def _write(self, node: Node, value: ua.DataValue) -> None:
         await self.server.write_attribute_value(node.nodeid, value)
 
-    async def publish(self, outputs: list[OutputValue]) -> None:
-        """Write each output with its status and both timestamps."""
+    def _output_writes(self, outputs: list[OutputValue]) -> list[tuple[ua.NodeId, ua.DataValue]]:
+        writes = []
         for out in outputs:
             entry = self._outputs.get(out.name)
             if entry is None:
@@ -203,10 +237,18 @@ class PipelineNodes:
             node, kind, _ = entry
             # A Bad status carries no value: OPC 10000-4 5.10.4 has the server set it to null.
             variant = ua.Variant(out.value, kind) if out.value is not None else ua.Variant()
-            await self._write(
-                node,
-                data_value(variant, out.status, out.source_time or out.server_time, out.server_time),
+            writes.append(
+                (node.nodeid, data_value(variant, out.status, out.source_time or out.server_time, out.server_time))
             )
+        return writes
+
+    async def publish(self, outputs: list[OutputValue]) -> None:
+        """Write each output with its status and both timestamps, in one batch."""
+        await write_together(self.server, self._output_writes(outputs))
+
+    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+        """One prediction: its outputs and the status that comes with it, in one batch."""
+        await write_together(self.server, self._output_writes(outputs) + self._status_writes(status))
 
     async def binding_changed(self, binding: Binding | None) -> None:
         """Show the binding and mirror its inputs."""
@@ -259,23 +301,47 @@ class PipelineNodes:
         await self._write(self._vars["Statistics"], ua.DataValue(ua.Variant(statistics_json, ua.VariantType.String)))
 
     async def status_changed(self, status: PipelineStatus) -> None:
-        """Model, Version, State, StateReason and the counters."""
-        values = {
-            "Model": ua.Variant(status.model, ua.VariantType.String),
-            "Version": ua.Variant(status.version, ua.VariantType.String),
-            "State": ua.Variant(int(status.state), ua.VariantType.Int32),
-            "StateReason": ua.Variant(status.reason, ua.VariantType.String),
-            "InferenceCount": ua.Variant(status.inference_count, ua.VariantType.UInt64),
-            "ErrorCount": ua.Variant(status.error_count, ua.VariantType.UInt64),
-            "SkippedCount": ua.Variant(status.skipped_count, ua.VariantType.UInt64),
-            "LastLatencyMs": ua.Variant(status.last_latency_ms, ua.VariantType.Double),
-            "Configuration": ua.Variant(status.configuration, ua.VariantType.String),
-            "GoodConfiguration": ua.Variant(status.good_configuration, ua.VariantType.String),
-        }
-        for name, variant in values.items():
-            if self._shown.get(name) != variant:
-                await self._write(self._vars[name], ua.DataValue(variant))
-                self._shown[name] = variant
+        """Model, Version, State, StateReason and the configurations where they changed; the counters when due."""
+        await write_together(self.server, self._status_writes(status))
+
+    async def flush(self) -> None:
+        """Write the newest counters now (when the node stops)."""
+        if self._late_flush is not None:
+            self._late_flush.cancel()
+            self._late_flush = None
+        late, self._late = self._late, None
+        if late is not None:
+            self._counters_due = 0.0
+            await write_together(self.server, self._status_writes(late))
+
+    def _flush_later(self) -> None:
+        self._late_flush = None
+        task = asyncio.get_running_loop().create_task(self.flush(), name="pipeline counters")
+        self._flushing.add(task)  # held until done: a flush that fails is logged by the loop, never lost silently
+        task.add_done_callback(self._flushing.discard)
+
+    def _status_writes(self, status: PipelineStatus) -> list[tuple[ua.NodeId, ua.DataValue]]:
+        now = self._clock()
+        counters_due = now >= self._counters_due
+        writes = []
+        for name, field, kind in STATUS_VARIABLES:
+            value = getattr(status, field)
+            if name in self._shown and self._shown[name] == value:
+                continue
+            if name in COUNTERS and not counters_due:
+                self._late = status
+                if self._late_flush is None:
+                    loop = asyncio.get_running_loop()
+                    self._late_flush = loop.call_later(self._counters_due - now, self._flush_later)
+                continue
+            shown = int(value) if kind is ua.VariantType.Int32 else value
+            writes.append((self._vars[name].nodeid, ua.DataValue(ua.Variant(shown, kind))))
+            self._shown[name] = value
+            if name in COUNTERS:
+                self._counters_due = now + COUNTER_PERIOD_S
+        if counters_due:
+            self._late = None
+        return writes
 
 
 async def create_inference_server(server: Server, ns: Namespaces, instance_ns: int) -> Node:

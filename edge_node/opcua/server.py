@@ -12,6 +12,7 @@ from edge_node.settings import EdgeSettings
 from nodesets.ids import DI, DeviceHealth, ModelLine
 from sdk import __version__
 from sdk.opcua.ids import escape_part, node_id, path_id, qname
+from sdk.opcua.keepalive import keep_alive_on_change
 from sdk.opcua.service import new_server
 from sdk.opcua.values import new_instance
 
@@ -20,7 +21,7 @@ _log = logging.getLogger(__name__)
 
 async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namespaces, int]:
     """The edge node's server (not yet started), its model namespaces and its instance namespace."""
-    return await new_server(
+    server, ns, instance_ns = await new_server(
         endpoint=settings.endpoint,
         name=f"ModelLine Edge {settings.device_id}",
         application_uri=f"urn:modelline:edge:{settings.device_id}",
@@ -32,6 +33,8 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
         max_byte_string=settings.max_byte_string,
         pki_dir=settings.data_dir / "pki",
     )
+    keep_alive_on_change(server)  # subscribers of predictions at publishing interval 0 get keep-alives too
+    return server, ns, instance_ns
 
 
 async def create_device(server: Server, ns: nodesets.Namespaces, instance_ns: int, settings: EdgeSettings) -> Node:

@@ -128,6 +128,10 @@ class PipelineSink(Protocol):
     async def publish(self, outputs: list[OutputValue]) -> None:
         """New output values (or statuses)."""
 
+    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+        """One prediction's outputs and the status that comes with it (counters, state, reason), shown together;
+        in place of ``publish`` and ``status_changed`` for that prediction."""
+
     async def status_changed(self, status: PipelineStatus) -> None:
         """Counters, state or reason changed."""
 
@@ -145,6 +149,44 @@ def output_dims(spec: TensorSpec) -> list[int]:
 
 def _input_features(tensor: TensorSpec) -> list[Feature]:
     return list(tensor.features) or [Feature(name=tensor.name, valid=tensor.valid)]
+
+
+@dataclass(frozen=True)
+class _TensorPlan:
+    """One input tensor as assembled: its features' names, valid ranges, dtype and shape."""
+
+    name: str
+    names: list[str]
+    low: np.ndarray  # -inf where no minimum
+    high: np.ndarray  # +inf where no maximum
+    dtype: Any
+    shape: list[int]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What assembling a model's inputs needs, worked out once per model."""
+
+    manifest: Manifest
+    features: list[str]
+    tensors: list[_TensorPlan]
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> _Plan:
+        tensors = []
+        for tensor in manifest.inputs:
+            features = _input_features(tensor)
+            tensors.append(
+                _TensorPlan(
+                    tensor.name,
+                    [f.name for f in features],
+                    np.array([-math.inf if f.valid.min is None else f.valid.min for f in features], dtype=np.float64),
+                    np.array([math.inf if f.valid.max is None else f.valid.max for f in features], dtype=np.float64),
+                    NUMPY_DTYPES[tensor.element_type],
+                    one_sample_shape(tensor.shape, len(tensor.features) if tensor.features else None),
+                )
+            )
+        return cls(manifest, [f.name for f in manifest.input_features()], tensors)
 
 
 class Pipeline:
@@ -176,6 +218,8 @@ class Pipeline:
         self._published_unbound = False
         self._changes = 0
         self._start = secrets.token_hex(3)  # change numbers of an earlier run of the node never match
+        self._problem: tuple[LoadedModel | None, Binding | None, str | None] | None = None
+        self._planned: _Plan | None = None
 
     def _next_configuration(self) -> str:
         """A new configuration for the model and binding that serve from now on."""
@@ -336,6 +380,16 @@ class Pipeline:
             await self._sink.status_changed(status)
 
     def _configuration_problem(self) -> str | None:
+        # Asked before every inference; the answer changes only with the model or the binding.
+        model, binding = self._model, self._binding
+        cached = self._problem
+        if cached is not None and cached[0] is model and cached[1] is binding:
+            return cached[2]
+        problem = self._find_configuration_problem()
+        self._problem = (model, binding, problem)
+        return problem
+
+    def _find_configuration_problem(self) -> str | None:
         if self._model is None:
             return "no model installed"
         if self._binding is None:
@@ -360,12 +414,15 @@ class Pipeline:
                 self._published_unbound = True
 
     async def _publish_status_only(self, status: int, source_time: datetime | None = None) -> list[OutputValue]:
+        outputs = self._status_only(status, source_time)
+        await self._sink.publish(outputs)
+        return outputs
+
+    def _status_only(self, status: int, source_time: datetime | None = None) -> list[OutputValue]:
         if self._model is None:
             return []
         now = self._clock()
-        outputs = [OutputValue(o.name, None, status, source_time or now, now) for o in self._model.manifest.outputs]
-        await self._sink.publish(outputs)
-        return outputs
+        return [OutputValue(o.name, None, status, source_time or now, now) for o in self._model.manifest.outputs]
 
     def _record(
         self,
@@ -397,8 +454,44 @@ class Pipeline:
         except Exception:  # recording never stops a prediction
             _log.exception("pipeline %s: recording failed", self.name)
 
+    def _plan(self, manifest: Manifest) -> _Plan:
+        plan = self._planned
+        if plan is None or plan.manifest is not manifest:
+            plan = self._planned = _Plan.of(manifest)
+        return plan
+
     def _assemble(self, manifest: Manifest) -> tuple[dict[str, np.ndarray], int, str, datetime | None]:
-        """Input tensors from the latest readings; with the worst quality found and why."""
+        """Input tensors from the latest readings; with the worst quality found and why.
+
+        The common case, every reading a Good, current, finite number within its valid range, is checked with
+        numpy over each tensor at once; anything else takes the feature-by-feature way, which names the problem.
+        """
+        feeds: dict[str, np.ndarray] = {}
+        newest: datetime | None = None
+        values = self._values
+        for tensor in self._plan(manifest).tensors:
+            readings = [values.get(name) for name in tensor.names]
+            if None in readings or any(r.status or r.stale for r in readings):  # type: ignore[union-attr]
+                return self._assemble_one_by_one(manifest)
+            raw = [r.value for r in readings]  # type: ignore[union-attr]
+            try:
+                checked = np.asarray(raw, dtype=np.float64)
+            except (TypeError, ValueError):
+                return self._assemble_one_by_one(manifest)
+            if checked.shape != tensor.low.shape or not (
+                np.isfinite(checked).all() and (checked >= tensor.low).all() and (checked <= tensor.high).all()
+            ):
+                return self._assemble_one_by_one(manifest)
+            if not all(isinstance(v, int | float) for v in raw):  # numpy reads "1.5" as a number; a text is none
+                return self._assemble_one_by_one(manifest)
+            for r in readings:
+                t = r.source_time  # type: ignore[union-attr]
+                if t is not None and (newest is None or t > newest):
+                    newest = t
+            feeds[tensor.name] = np.asarray(raw, dtype=tensor.dtype).reshape(tensor.shape)
+        return feeds, quality.GOOD, "", newest
+
+    def _assemble_one_by_one(self, manifest: Manifest) -> tuple[dict[str, np.ndarray], int, str, datetime | None]:
         feeds: dict[str, np.ndarray] = {}
         status, reason = quality.GOOD, ""
         newest: datetime | None = None
@@ -440,27 +533,27 @@ class Pipeline:
             await self._evaluate_configuration()
             return
         configuration = self._status.configuration
-        seen = {f.name: self._values.get(f.name) for f in model.manifest.input_features()}
+        seen = {name: self._values.get(name) for name in self._plan(model.manifest).features}
         part_key = self._part_key
         feeds, status, reason, source_time = self._assemble(model.manifest)
         if quality.is_bad(status):
-            shown = await self._publish_status_only(status, source_time)
+            shown = self._status_only(status, source_time)
+            errors = self._status.error_count + 1
+            await self._show(shown, state=PipelineState.DEGRADED, reason=reason, error_count=errors)
             self._record(model.manifest, configuration, seen, shown, status, 0.0, part_key)
-            await self._set_status(
-                state=PipelineState.DEGRADED, reason=reason, error_count=self._status.error_count + 1
-            )
             return
         try:
             outputs, latency = await self._runtime.run(model, feeds)
         except Exception as exc:
             _log.warning("pipeline %s: inference failed: %s", self.name, exc)
-            shown = await self._publish_status_only(quality.BAD_INTERNAL_ERROR, source_time)
-            self._record(model.manifest, configuration, seen, shown, quality.BAD_INTERNAL_ERROR, 0.0, part_key)
-            await self._set_status(
+            shown = self._status_only(quality.BAD_INTERNAL_ERROR, source_time)
+            await self._show(
+                shown,
                 state=PipelineState.FAULTED,
                 reason=f"inference failed: {str(exc).splitlines()[0]}",
                 error_count=self._status.error_count + 1,
             )
+            self._record(model.manifest, configuration, seen, shown, quality.BAD_INTERNAL_ERROR, 0.0, part_key)
             return
         if self._model is not model or self._status.configuration != configuration:
             self._trigger()  # model or binding changed while it ran: serve the new configuration's answer instead
@@ -472,12 +565,17 @@ class Pipeline:
             one = array[0] if array.ndim >= 1 and is_batched(spec.shape) else array
             value = one.item() if one.size == 1 else one.reshape(-1).tolist()
             published.append(OutputValue(spec.name, value, status, source_time, now))
-        await self._sink.publish(published)
-        self._record(model.manifest, configuration, seen, published, status, latency, part_key)
-        await self._set_status(
+        await self._show(
+            published,
             state=PipelineState.RUNNING if status == quality.GOOD else PipelineState.DEGRADED,
             reason=reason,
             inference_count=self._status.inference_count + 1,
             last_latency_ms=latency,
             good_configuration=configuration if status == quality.GOOD else self._status.good_configuration,
         )
+        self._record(model.manifest, configuration, seen, published, status, latency, part_key)
+
+    async def _show(self, outputs: list[OutputValue], **changes: Any) -> None:
+        """Publish one prediction's outputs with its new status, in one go."""
+        self._status = replace(self._status, **changes)
+        await self._sink.predicted(outputs, self._status)

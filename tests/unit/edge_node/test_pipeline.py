@@ -38,6 +38,10 @@ class RecordingSink:
     async def status_changed(self, status: PipelineStatus) -> None:
         self.status = status
 
+    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+        await self.publish(outputs)
+        await self.status_changed(status)
+
 
 def _slow_model(path: Path) -> None:
     """y = x * 2 after 40 large MatMuls that cancel out: correct, and slow on purpose (tens of ms)."""
