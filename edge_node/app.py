@@ -91,7 +91,7 @@ class EdgeNode(Service):
         lock = await asyncio.to_thread(lock_data_dir, s.data_dir, "edge.lock", "an edge node", "starting another")
         self._stack.callback(lock.close)
         await self._open_records()
-        trust = TrustStore.load(s.trust_dir)
+        trust = TrustStore.load_policy(s.trust_dir, s.approval_trust_dir)
         server, ns, instance_ns = await create_server(s)
         self.server = server
         device = await create_device(server, ns, instance_ns, s)

@@ -23,7 +23,16 @@ class EdgeSettings(BaseSettings):
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )
     data_dir: Path = Field(Path("var/edge"), description="Packages and slot state; must survive restarts.")
-    trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
+    trust_dir: Path = Field(
+        Path("trust"),
+        description="Folder of root certificates (*.pem, *.crt, *.cer) and CRLs (*.crl) that package authors must "
+        "chain to; legacy Ed25519 public keys (*.pub) there still accept deprecated .mlpkg packages.",
+    )
+    approval_trust_dir: Path | None = Field(
+        None,
+        description="Folder of root certificates (and CRLs) of the plant's approvers: when set, every package must "
+        "also carry an approval signature chaining to one of them (modelline package approve).",
+    )
     slots: list[str] = Field(["main"], min_length=1, description="Model slots, one pipeline each.")
     bindings: dict[str, Path] = Field(
         default_factory=dict,

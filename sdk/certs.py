@@ -137,7 +137,7 @@ def signing_certificate(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
     )
@@ -181,7 +181,9 @@ def generate_identity(
     _write_private(private_path, key, passphrase)
     cert_path = out_dir / f"{name}.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return IdentityFiles(private_path, cert_path=cert_path, subject=subject.rfc4514_string(), fingerprint=fingerprint(cert))
+    return IdentityFiles(
+        private_path, cert_path=cert_path, subject=subject.rfc4514_string(), fingerprint=fingerprint(cert)
+    )
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -219,7 +221,9 @@ def load_identity(cert_path: Path, key_path: Path, passphrase: bytes | None = No
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError:
-        raise KeyFileError(f"signing key {key_path}: give its passphrase (${PASSPHRASE_ENV}), or leave it out") from None
+        raise KeyFileError(
+            f"signing key {key_path}: give its passphrase (${PASSPHRASE_ENV}), or leave it out"
+        ) from None
     except ValueError:
         raise KeyFileError(f"{key_path} is not a PEM private key, or the passphrase is wrong") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -250,9 +254,7 @@ class CertificateTrust:
             if file.suffix in CRL_SUFFIXES:
                 data = file.read_bytes()
                 try:
-                    crl = (
-                        x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
-                    )
+                    crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
                 except ValueError:
                     raise KeyFileError(f"{file} is not a certificate revocation list") from None
                 crls.append(crl)
@@ -301,7 +303,10 @@ class CertificateTrust:
         return chain
 
     def _check_revocation(self, chain: list[x509.Certificate]) -> None:
-        """Refuse if a CRL signed by a certificate's issuer lists it (written here: cryptography's verifier reads no CRLs)."""
+        """Refuse if a CRL signed by a certificate's issuer lists it.
+
+        Written here: cryptography's verifier reads no CRLs.
+        """
         for cert, issuer in zip(chain, chain[1:], strict=False):
             for crl in self.crls:
                 if crl.issuer != cert.issuer or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]

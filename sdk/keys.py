@@ -134,6 +134,19 @@ class TrustStore:
         self._keys = dict(keys)
         self.source = source
         self.certificates = certificates or CertificateTrust([], [])
+        self.approval: TrustStore | None = None
+
+    def requiring_approval(self, approval: TrustStore | None) -> TrustStore:
+        """This store, also requiring an approval signature that chains to ``approval`` (None: no approval)."""
+        policy = TrustStore(self._keys, self.source, self.certificates)
+        policy.approval = approval
+        return policy
+
+    @classmethod
+    def load_policy(cls, trust_dir: Path, approval_dir: Path | None) -> TrustStore:
+        """The author trust store of ``trust_dir``, requiring approval by ``approval_dir`` when given."""
+        trust = cls.load(trust_dir)
+        return trust.requiring_approval(cls.load(approval_dir) if approval_dir is not None else None)
 
     @classmethod
     def load(cls, path: Path) -> TrustStore:

@@ -147,6 +147,11 @@ class PackageArchive:
         return infos[0] if infos else None
 
     @property
+    def ordered_names(self) -> list[str]:
+        """Entry names in the zip's order."""
+        return [i.filename for i in self._zip.infolist()]
+
+    @property
     def names(self) -> set[str]:
         """Names of every entry."""
         return set(self._infos)

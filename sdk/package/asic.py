@@ -92,7 +92,8 @@ def write_manifest(signature_uri: str, files: dict[str, bytes]) -> bytes:
         ET.SubElement(ref, f"{{{DS_NS}}}DigestMethod", Algorithm=SHA256_URI)
         ET.SubElement(ref, f"{{{DS_NS}}}DigestValue").text = base64.b64encode(files[name]).decode()
     ET.indent(root)
-    return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
+    xml: bytes = ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return xml + b"\n"
 
 
 def parse_manifest(data: bytes, where: str) -> AsicManifest:

@@ -19,11 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from sdk import __version__
+from sdk.certs import SigningIdentity, subject_name
 from sdk.errors import BuildError, NotFound
 from sdk.names import first_problem
-from sdk.package import onnx_model
-from sdk.certs import SigningIdentity, subject_name
-from sdk.package import asic, dipkg
+from sdk.package import asic, dipkg, onnx_model
 from sdk.package.archive import sha256_file, write_package
 from sdk.package.cades import sign_detached
 from sdk.package.manifest import (

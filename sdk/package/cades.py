@@ -114,7 +114,8 @@ def sign_detached(content: bytes, identity: SigningIdentity, signing_time: datet
             "signer_infos": [signer_info],
         }
     )
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return der
 
 
 def _attr(attrs: cms.CMSAttributes, name: str, where: str) -> core.Asn1Value:
@@ -127,52 +128,51 @@ def _attr(attrs: cms.CMSAttributes, name: str, where: str) -> core.Asn1Value:
 def verify_detached(signature: bytes, content: bytes, where: str) -> CmsSigner:
     """Check a detached CAdES-B-B signature over ``content``; the trust decision is the caller's."""
     try:
-        info = cms.ContentInfo.load(signature, strict=True)
-        if info["content_type"].native != "signed_data":
-            raise SignatureInvalid(f"{where} is not a CMS SignedData")
-        sd = info["content"]
-        infos = sd["signer_infos"]
-        certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in sd["certificates"] or []]
-        if len(infos) != 1:
-            raise SignatureInvalid(f"{where} must hold exactly one signer (it holds {len(infos)})")
-        si = infos[0]
-        if sd["encap_content_info"]["content"].native is not None:
-            raise SignatureInvalid(f"{where} must be a detached signature")
-        if si["digest_algorithm"]["algorithm"].native != "sha256":
-            raise SignatureInvalid(f"{where}: digest algorithm {si['digest_algorithm']['algorithm'].native} is not SHA-256")
-        sid = si["sid"].chosen
-        if not isinstance(sid, cms.IssuerAndSerialNumber):
-            raise SignatureInvalid(f"{where}: the signer is not named by issuer and serial number")
-        cert = next(
-            (c for c in certs if c.serial_number == sid["serial_number"].native and _der_name(c) == sid["issuer"].dump()),
-            None,
-        )
-        if cert is None:
-            raise SignatureInvalid(f"{where} does not carry the signer's certificate")
-        attrs = si["signed_attrs"]
-        if not attrs:
-            raise SignatureInvalid(f"{where} has no signed attributes (CAdES-B-B needs them)")
-        if _attr(attrs, "content_type", where).native != "data":
-            raise SignatureInvalid(f"{where}: signed content type is not id-data")
-        if _attr(attrs, "message_digest", where).native != hashlib.sha256(content).digest():
-            raise SignatureInvalid(f"{where}: the signed manifest was changed after signing (message digest differs)")
-        ess = _attr(attrs, "signing_certificate_v2", where)
-        ids = ess["certs"]
-        if not ids or ids[0]["cert_hash"].native != hashlib.sha256(_der(cert)).digest():
-            raise SignatureInvalid(f"{where}: signing-certificate-v2 does not name the signer's certificate")
-        signing_time = _attr(attrs, "signing_time", where).native
-        to_verify = b"\x31" + attrs.dump()[1:]  # the [0] IMPLICIT tag back to SET OF (RFC 5652 §5.4)
-        _check_signature(cert, si["signature"].native, to_verify, si["signature_algorithm"].signature_algo, where)
-    except SignatureInvalid:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return _verify(signature, content, where)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # asn1crypto's parse errors
         raise SignatureInvalid(f"{where} is not a valid CMS signature ({type(exc).__name__})") from None
-    others = [c for c in certs if c is not cert]
-    return CmsSigner(cert, others, signing_time)
+
+
+def _verify(signature: bytes, content: bytes, where: str) -> CmsSigner:
+    info = cms.ContentInfo.load(signature, strict=True)
+    if info["content_type"].native != "signed_data":
+        raise SignatureInvalid(f"{where} is not a CMS SignedData")
+    sd = info["content"]
+    infos = sd["signer_infos"]
+    certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in sd["certificates"] or []]
+    if len(infos) != 1:
+        raise SignatureInvalid(f"{where} must hold exactly one signer (it holds {len(infos)})")
+    si = infos[0]
+    if sd["encap_content_info"]["content"].native is not None:
+        raise SignatureInvalid(f"{where} must be a detached signature")
+    if si["digest_algorithm"]["algorithm"].native != "sha256":
+        raise SignatureInvalid(f"{where}: the digest algorithm is not SHA-256")
+    sid = si["sid"].chosen
+    if not isinstance(sid, cms.IssuerAndSerialNumber):
+        raise SignatureInvalid(f"{where}: the signer is not named by issuer and serial number")
+    serial, issuer = sid["serial_number"].native, sid["issuer"].dump()
+    cert = next((c for c in certs if c.serial_number == serial and _der_name(c) == issuer), None)
+    if cert is None:
+        raise SignatureInvalid(f"{where} does not carry the signer's certificate")
+    attrs = si["signed_attrs"]
+    if not attrs:
+        raise SignatureInvalid(f"{where} has no signed attributes (CAdES-B-B needs them)")
+    if _attr(attrs, "content_type", where).native != "data":
+        raise SignatureInvalid(f"{where}: signed content type is not id-data")
+    if _attr(attrs, "message_digest", where).native != hashlib.sha256(content).digest():
+        raise SignatureInvalid(f"{where}: the signed manifest was changed after signing (message digest differs)")
+    ids = _attr(attrs, "signing_certificate_v2", where)["certs"]
+    if not ids or ids[0]["cert_hash"].native != hashlib.sha256(_der(cert)).digest():
+        raise SignatureInvalid(f"{where}: signing-certificate-v2 does not name the signer's certificate")
+    signing_time = _attr(attrs, "signing_time", where).native
+    to_verify = b"\x31" + attrs.dump()[1:]  # the [0] IMPLICIT tag back to SET OF (RFC 5652 §5.4)
+    _check_signature(cert, si["signature"].native, to_verify, si["signature_algorithm"].signature_algo, where)
+    return CmsSigner(cert, [c for c in certs if c is not cert], signing_time)
 
 
 def _der_name(cert: x509.Certificate) -> bytes:
-    return ax509.Certificate.load(_der(cert)).issuer.dump()
+    name: bytes = ax509.Certificate.load(_der(cert)).issuer.dump()
+    return name
 
 
 def _check_signature(cert: x509.Certificate, signature: bytes, data: bytes, algo: str, where: str) -> None:

@@ -93,16 +93,16 @@ def parse_metadata(data: bytes) -> PackageMetadata:
 def metadata_for(manifest: Manifest, manufacturer: str, manufacturer_uri: str) -> PackageMetadata:
     """The DI package metadata of a model package."""
     return PackageMetadata(
-        Name=manifest.name,
-        Description=manifest.description or None,
-        ManufacturerUri=manufacturer_uri,
-        Manufacturer=manufacturer,
-        PackageRevision=manifest.version,
-        PackageType=PACKAGE_TYPE_APPLICATION,
-        SoftwareSubClass=SOFTWARE_SUBCLASS,
-        DeployCompletePackage=True,
-        SoftwareRevision=manifest.version,
-        ReleaseDate=manifest.created,
+        name=manifest.name,
+        description=manifest.description or None,
+        manufacturer_uri=manufacturer_uri,
+        manufacturer=manufacturer,
+        package_revision=manifest.version,
+        package_type=PACKAGE_TYPE_APPLICATION,
+        software_sub_class=SOFTWARE_SUBCLASS,
+        deploy_complete_package=True,
+        software_revision=manifest.version,
+        release_date=manifest.created,
     )
 
 

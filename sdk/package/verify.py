@@ -1,7 +1,8 @@
 """Verifying a package before it is stored, installed or loaded.
 
 A DI Software Package (.uadipkg) is checked by verify_di.py; the deprecated flat
-.mlpkg by the checks below, for one more release. For an .mlpkg, the order is chosen so that each refusal names the real reason: the zip itself
+.mlpkg by the checks below, for one more release. For an .mlpkg, the order is
+chosen so that each refusal names the real reason: the zip itself
 (entries, sizes), then the signature over the manifest bytes (was the manifest
 changed, is the signer trusted), then the manifest schema, then every file
 against the manifest (missing, extra, size, SHA-256), then onnxruntime (loads,
@@ -29,10 +30,9 @@ from sdk.errors import (
 )
 from sdk.keys import TrustStore
 from sdk.names import first_problem
-from sdk.package import onnx_model
+from sdk.package import dipkg, onnx_model
 from sdk.package.archive import DEFAULT_LIMITS, Limits, PackageArchive, private_dir, sha256_file, write_package
 from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
-from sdk.package import dipkg
 from sdk.package.signature import Signature, sign_manifest, verify_manifest
 from sdk.package.verify_di import SignatureReport, inspect_signatures, read_di_metadata, verify_di
 
@@ -163,6 +163,11 @@ def check_session(session: ort.InferenceSession, manifest: Manifest, run_samples
             raise SampleMismatch(f"model does not reproduce its samples: {problems[0]}")
 
 
+def _no_legacy_approval(approval: TrustStore | None) -> None:
+    if approval is not None:
+        raise ApprovalMissing("approval required and not given: a legacy .mlpkg carries no approval signature")
+
+
 def verify_package(
     path: Path,
     trust: TrustStore,
@@ -197,6 +202,7 @@ def verify_package(
         metadata: dipkg.PackageMetadata | None = None
         reports: list[SignatureReport] = []
         signature: Signature | None = None
+        approval = approval if approval is not None else trust.approval
         with PackageArchive(path, limits) as archive:
             if archive.is_di:
                 approval_certs = approval.certificates if approval is not None else None
@@ -205,10 +211,7 @@ def verify_package(
                 )
                 signer = reports[0].subject
             else:
-                if approval is not None:
-                    raise ApprovalMissing(
-                        "approval required and not given: a legacy .mlpkg carries no approval signature"
-                    )
+                _no_legacy_approval(approval)
                 manifest_bytes, signature = _read_metadata(archive)
                 signer = verify_manifest(manifest_bytes, _require_signature(signature), trust)
                 manifest = parse_manifest(manifest_bytes)
