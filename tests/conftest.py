@@ -117,10 +117,14 @@ def read_members(path: Path) -> dict[str, bytes]:
 
 
 def write_members(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]]) -> Path:
-    """Write a zip exactly as given (no safety checks: tests craft hostile archives with it)."""
+    """Write a zip exactly as given (no safety checks: tests craft hostile archives with it).
+
+    A ``mimetype`` entry is stored, not deflated, as ASiC-E needs it.
+    """
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members:
-            zf.writestr(name, data)
+            stored = name == "mimetype"
+            zf.writestr(name, data, compress_type=zipfile.ZIP_STORED if stored else None)
     return path
 
 

@@ -35,6 +35,7 @@ _EXAMPLES = """Examples:
   modelline package approve pump-health-1.0.0.uadipkg --cert approver.pem --key approver.key \\
       -o pump-health-1.0.0-approved.uadipkg
   modelline package convert old.mlpkg --cert keys/signing.pem --key keys/signing.key -o new.uadipkg
+  modelline package sign old.mlpkg --key keys/release.key   (legacy .mlpkg only, deprecated)
 
 Run 'modelline package ACTION --help' for each action's options."""
 
