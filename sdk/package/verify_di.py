@@ -125,10 +125,17 @@ def _check_coverage(entries: list[SignedEntry], data: set[str]) -> None:
             raise FileMismatch(f"approval signature {entry.number:03d} does not cover {lacking[0]!r}")
 
 
-def check_digests(archive: PackageArchive, entries: list[SignedEntry], digests: dict[str, bytes]) -> None:
-    """Every file every manifest lists must have the signed SHA-256; ``digests`` holds those already hashed."""
+def check_digests(
+    archive: PackageArchive, entries: list[SignedEntry], digests: dict[str, bytes], small_only: bool = False
+) -> None:
+    """Every file every manifest lists must have the signed SHA-256; ``digests`` holds (and keeps) those hashed.
+
+    ``small_only`` checks all but the model files under CONTENT/, which are hashed as they are unpacked.
+    """
     for entry in entries:
         for uri, obj in entry.manifest.objects.items():
+            if small_only and uri.startswith(dipkg.CONTENT) and uri != dipkg.MANIFEST_ENTRY:
+                continue
             if uri not in digests:
                 if uri not in archive.names:
                     raise FileMismatch(f"file {uri!r} is in ASiCManifest {entry.number:03d} but not in the package")
@@ -240,9 +247,11 @@ def verify_di(
     entries = read_signatures(archive)
     _check_coverage(entries, data_names(archive))
     reports = check_trust(entries, trust, approval)
+    digests: dict[str, bytes] = {}
+    check_digests(archive, entries, digests, small_only=True)  # nothing signed is parsed before its digest matched
     metadata, manifest_bytes, manifest = read_di_metadata(archive)
     check_content_list(archive, manifest)
-    digests = extract_content(archive, manifest, directory)
+    digests.update(extract_content(archive, manifest, directory))
     check_digests(archive, entries, digests)
     return metadata, manifest_bytes, manifest, reports
 
