@@ -193,14 +193,14 @@ class ModelSlot:
             raise InvalidState(f"installation is {self.install_state.label}, not Idle")
         if self.state.awaiting_confirmation:
             raise InvalidState("the last install is waiting for Confirm")
-        target = next(
-            (
-                v
-                for v in (self.state.pending, self.state.fallback)
-                if v is not None and v.manufacturer_uri == manufacturer_uri and v.version == revision
-            ),
-            None,
-        )
+        candidates = [
+            v
+            for v in (self.state.pending, self.state.fallback)
+            if v is not None and v.manufacturer_uri == manufacturer_uri and v.version == revision
+        ]
+        # The Hash tells two packages with one ManufacturerUri and SoftwareRevision apart (Pending and Fallback).
+        target = next((v for v in candidates if digest and digest == bytes.fromhex(v.sha256)), None)
+        target = target or (candidates[0] if candidates else None)
         if target is None:
             raise NotFound(f"no Pending or Fallback version {manufacturer_uri} {revision}")
         if digest and digest != bytes.fromhex(target.sha256):

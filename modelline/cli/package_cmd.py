@@ -78,7 +78,7 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     build.add_argument(
         "--manufacturer-uri",
         default=None,
-        help="ManufacturerUri in the DI package metadata (default: urn:modelline:models)",
+        help="ManufacturerUri in the DI package metadata (default: urn:modelline:model:NAME)",
     )
     add_output_and_spec(build)
     add_signing(build)
@@ -182,7 +182,6 @@ def _build(args: argparse.Namespace, out: Output) -> int:
     spec = PackageSpec.load(args.spec) if args.spec else None
     identity = signing_identity(args)
     key = signing_key(args)
-    extra = {"manufacturer_uri": args.manufacturer_uri} if args.manufacturer_uri else {}
     result = build_package(
         args.model,
         args.output,
@@ -193,7 +192,7 @@ def _build(args: argparse.Namespace, out: Output) -> int:
         private_key=key,
         description=args.description,
         manufacturer=args.manufacturer,
-        **extra,
+        manufacturer_uri=args.manufacturer_uri,
     )
     if key is not None:
         out.note(f"note: an Ed25519 key alone wrote a legacy .mlpkg; {LEGACY_NOTE}")

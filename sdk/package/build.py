@@ -147,7 +147,7 @@ def build_package(
     provenance: Provenance | None = None,
     description: str | None = None,
     manufacturer: str | None = None,
-    manufacturer_uri: str = dipkg.DEFAULT_MANUFACTURER_URI,
+    manufacturer_uri: str | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> BuildResult:
     """Build ``out_path`` from an ONNX file: a DI package, signed when an identity is given.
@@ -224,7 +224,7 @@ def write_di_package(
     identity: SigningIdentity | None,
     *,
     manufacturer: str | None = None,
-    manufacturer_uri: str = dipkg.DEFAULT_MANUFACTURER_URI,
+    manufacturer_uri: str | None = None,
     signing_time: datetime,
 ) -> BuildResult:
     """Write a DI Software Package: metadata, manifest and ``content`` files, model card, author signature."""

@@ -29,7 +29,9 @@ MODEL_CARD = SUPPLEMENT + "model_card.md"
 TOP_FOLDERS = ("META/", CONTENT, SUPPLEMENT, "META-INF/")
 PACKAGE_TYPE_APPLICATION = 1  # PackageType enumeration, OPC 10000-100 §8.7.3 (Application = 1)
 SOFTWARE_SUBCLASS = "ModelLine ONNX model"
-DEFAULT_MANUFACTURER_URI = "urn:modelline:models"
+# ManufacturerUri when the author names none: one per model, as edge nodes show it in DI SoftwareVersionType
+# (with SoftwareRevision it identifies the package, OPC 10000-100 §8.7.3).
+MODEL_URI_PREFIX = "urn:modelline:model:"
 
 
 class PackageMetadata(BaseModel):
@@ -90,12 +92,12 @@ def parse_metadata(data: bytes) -> PackageMetadata:
         raise ManifestInvalid(f"{METADATA_NAME} is invalid ({exc.errors()[0]['msg']})") from None
 
 
-def metadata_for(manifest: Manifest, manufacturer: str, manufacturer_uri: str) -> PackageMetadata:
+def metadata_for(manifest: Manifest, manufacturer: str, manufacturer_uri: str | None) -> PackageMetadata:
     """The DI package metadata of a model package."""
     return PackageMetadata(
         name=manifest.name,
         description=manifest.description or None,
-        manufacturer_uri=manufacturer_uri,
+        manufacturer_uri=manufacturer_uri or MODEL_URI_PREFIX + manifest.name,
         manufacturer=manufacturer,
         package_revision=manifest.version,
         package_type=PACKAGE_TYPE_APPLICATION,
