@@ -128,6 +128,19 @@ def write_members(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]]
     return path
 
 
+def resign_di(members: dict[str, bytes], identity: SigningIdentity) -> dict[str, bytes]:
+    """A DI package's members with the author's ASiCManifest and signature made anew over them (valid again)."""
+    from datetime import UTC, datetime
+
+    from sdk.package import asic
+    from sdk.package.build import signature_entries
+
+    data = {n: d for n, d in members.items() if n != asic.MIMETYPE_NAME and not n.startswith(asic.META_INF)}
+    entries = signature_entries({n: asic.sha256(d) for n, d in data.items()}, identity, 1, datetime.now(UTC))
+    signed = {n: d for n, d in entries if isinstance(d, bytes)}
+    return {asic.MIMETYPE_NAME: asic.MIMETYPE, **data, **signed}
+
+
 INTEROP = Path(__file__).parent / "interop"
 
 

@@ -27,7 +27,7 @@ def _iso(when: datetime) -> str:
 async def test_di_client_reads_all_version_properties_in_one_request_and_installs(
     node_opcua: Path, tmp_path: Path, signer: Signer, example: Path
 ) -> None:
-    built = build_pump(example, signer, tmp_path / "pump.mlpkg")
+    built = build_pump(example, signer, tmp_path / "pump.uadipkg")
     async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node:
         proc = await asyncio.create_subprocess_exec(
             "node",

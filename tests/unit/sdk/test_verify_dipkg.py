@@ -16,18 +16,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sdk import errors
-from sdk.certs import SigningIdentity, signing_certificate
+from sdk.certs import signing_certificate
 from sdk.keys import TrustStore
-from sdk.package import asic, dipkg
+from sdk.package import dipkg
 from sdk.package.approve import approve_package, convert_package
 from sdk.package.archive import Limits
-from sdk.package.build import BuildResult, signature_entries
+from sdk.package.build import BuildResult
 from sdk.package.verify import read_package, verify_package
-from tests.conftest import Signer, read_members, write_members
+from tests.conftest import Signer, read_members, resign_di, write_members
+from tests.pki import Pki
 
 MODEL = "CONTENT/model.onnx"
 Build = Callable[..., BuildResult]
@@ -40,20 +41,12 @@ def _reject(path: Path, trust: TrustStore, error: type[errors.PackageRejected], 
     return str(info.value)
 
 
-def _resign(members: dict[str, bytes], identity: SigningIdentity) -> dict[str, bytes]:
-    """The members with the author's ASiCManifest and signature made anew over them (a valid signature)."""
-    data = {n: d for n, d in members.items() if n != asic.MIMETYPE_NAME and not n.startswith(asic.META_INF)}
-    entries = signature_entries({n: asic.sha256(d) for n, d in data.items()}, identity, 1, datetime.now(UTC))
-    signed = {n: d for n, d in entries if isinstance(d, bytes)}
-    return {asic.MIMETYPE_NAME: asic.MIMETYPE, **data, **signed}
-
-
 def _edited(package: Path, out: Path, signer: Signer, name: str, edit: Callable[[dict], None]) -> Path:
     members = read_members(package)
     doc = json.loads(members[name])
     edit(doc)
     members[name] = json.dumps(doc, indent=2).encode()
-    return write_members(out, list(_resign(members, signer.identity).items()))
+    return write_members(out, list(resign_di(members, signer.identity).items()))
 
 
 # --- the format ------------------------------------------------------------------------------------------
@@ -176,38 +169,6 @@ def test_openssl_cms_verify_accepts_and_rejects_after_changes(package: Path, sig
 # --- trust: chains, expiry, revocation, approval ----------------------------------------------------------
 
 
-class Pki:
-    """A plant CA with an issued signer, and its CRL."""
-
-    def __init__(self, root: Path, name: str = "Plant CA") -> None:
-        self.folder = root / name.replace(" ", "-")
-        self.folder.mkdir()
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.name = x509.Name.from_rfc4514_string(f"CN={name}")
-        self.cert = signing_certificate(self.name, self.key.public_key(), self.name, self.key, ca=True, days=3650)
-        (self.folder / "root.pem").write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, cn: str, **kw: object) -> SigningIdentity:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name.from_rfc4514_string(f"CN={cn}")
-        cert = signing_certificate(subject, key.public_key(), self.name, self.key, **kw)  # type: ignore[arg-type]
-        return SigningIdentity(key, (cert, self.cert))
-
-    def revoke(self, *certs: x509.Certificate) -> None:
-        now = datetime.now(UTC)
-        builder = x509.CertificateRevocationListBuilder().issuer_name(self.name)
-        builder = builder.last_update(now - timedelta(minutes=1)).next_update(now + timedelta(days=7))
-        for cert in certs:
-            revoked = x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
-            builder = builder.add_revoked_certificate(revoked.revocation_date(now - timedelta(seconds=30)).build())
-        crl = builder.sign(self.key, hashes.SHA256())
-        (self.folder / "plant.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-
-    @property
-    def trust(self) -> TrustStore:
-        return TrustStore.load(self.folder)
-
-
 def test_ca_issued_signer_verifies_and_revocation_refuses_it(build: Build, tmp_path: Path) -> None:
     pki = Pki(tmp_path)
     author = pki.issue("Model author")
@@ -296,7 +257,7 @@ def test_approval_covers_the_authors_signature(package: Path, signer: Signer, tm
     approved = tmp_path / "approved.uadipkg"
     approve_package(package, plant.issue("Approver"), approved)
     members = read_members(approved)
-    members = {**_resign(members, signer.identity), **{k: v for k, v in members.items() if "002" in k}}
+    members = {**resign_di(members, signer.identity), **{k: v for k, v in members.items() if "002" in k}}
     bad = write_members(tmp_path / "bad.uadipkg", list(members.items()))  # author re-signed after approval
     _reject(bad, signer.trust, errors.FileMismatch, "does not match its signed digest")
 
