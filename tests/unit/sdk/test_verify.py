@@ -74,8 +74,7 @@ def test_tampered_manifest_byte(package: Path, signer: Signer, tmp_path: Path) -
     members = read_members(package)
     members[MANIFEST_NAME] = members[MANIFEST_NAME].replace(b'"1.0.0"', b'"1.0.1"', 1)
     bad = write_members(tmp_path / "bad.mlpkg", list(members.items()))
-    message = _reject(bad, signer, errors.SignatureInvalid, "signature does not match the manifest")
-    assert_documented(message, "signature does not match the manifest")
+    _reject(bad, signer, errors.SignatureInvalid, "signature does not match the manifest")
 
 
 def test_signature_swapped_from_another_package(build: object, package: Path, signer: Signer, tmp_path: Path) -> None:
@@ -108,8 +107,7 @@ def test_missing_signature(build: object, signer: Signer, tmp_path: Path) -> Non
 def test_extra_file(package: Path, signer: Signer, tmp_path: Path) -> None:
     members = list(read_members(package).items()) + [("payload.sh", b"#!/bin/sh\n")]
     bad = write_members(tmp_path / "bad.mlpkg", members)
-    message = _reject(bad, signer, errors.FileMismatch, "'payload.sh' is in the package but not in the manifest")
-    assert_documented(message, "payload.sh")
+    _reject(bad, signer, errors.FileMismatch, "'payload.sh' is in the package but not in the manifest")
 
 
 def test_missing_file(package: Path, signer: Signer, tmp_path: Path) -> None:

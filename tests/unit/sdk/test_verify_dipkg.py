@@ -29,6 +29,7 @@ from sdk.package.build import BuildResult
 from sdk.package.verify import read_package, verify_package
 from tests.conftest import Signer, read_members, resign_di, write_members
 from tests.pki import Pki
+from tests.readme import assert_documented
 
 MODEL = "CONTENT/model.onnx"
 Build = Callable[..., BuildResult]
@@ -298,7 +299,9 @@ def test_any_changed_byte_is_refused(
         at = xml.index(b"<ds:DigestValue>") + len(b"<ds:DigestValue>")
         members[name] = xml[:at] + (b"B" if xml[at : at + 1] == b"A" else b"A") + xml[at + 1 :]
     bad = write_members(tmp_path / "bad.uadipkg", list(members.items()))
-    _reject(bad, signer.trust, error, match)
+    message = _reject(bad, signer.trust, error, match)
+    if name.endswith(".xml"):
+        assert_documented(message, "the signed manifest was changed after signing")
 
 
 def test_signature_swapped_from_another_package(build: Build, package: Path, signer: Signer, tmp_path: Path) -> None:
@@ -318,7 +321,11 @@ def test_unsigned_is_refused(build: Build, signer: Signer, tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("extra", "error", "match"),
     [
-        ("SUPPLEMENT/notes.txt", errors.FileMismatch, "'SUPPLEMENT/notes.txt' is in the package but not in the signed"),
+        (
+            "SUPPLEMENT/payload.sh",
+            errors.FileMismatch,
+            "'SUPPLEMENT/payload.sh' is in the package but not in the signed",
+        ),
         ("CONTENT/other.onnx", errors.FileMismatch, "'CONTENT/other.onnx' is in the package but not in the signed"),
         ("META-INF/evil.sh", errors.FileMismatch, "neither an ASiCManifest nor a signature"),
         ("../evil.onnx", errors.UnsafeArchiveEntry, "parent folder reference"),
@@ -336,7 +343,9 @@ def test_extra_or_unsafe_entries(
     package: Path, signer: Signer, tmp_path: Path, extra: str, error: type[errors.PackageRejected], match: str
 ) -> None:
     bad = write_members(tmp_path / "bad.uadipkg", [*read_members(package).items(), (extra, b"x")])
-    _reject(bad, signer.trust, error, match)
+    message = _reject(bad, signer.trust, error, match)
+    if extra == "SUPPLEMENT/payload.sh":
+        assert_documented(message, "payload.sh")
     assert not (tmp_path.parent / "evil.onnx").exists()
 
 
@@ -407,3 +416,23 @@ def test_nothing_left_behind_on_rejection(package: Path, signer: Signer, tmp_pat
     with pytest.raises(errors.FileMismatch):
         verify_package(bad, signer.trust, into=into)
     assert not into.exists()
+
+
+def test_trust_refusals_as_the_command_prints_them(
+    capsys: pytest.CaptureFixture[str], build: Build, tmp_path: Path
+) -> None:
+    from modelline.cli.main import main
+
+    pki = Pki(tmp_path)
+    revoked = pki.issue("Former author")
+    expired = pki.issue("Old author", not_before=datetime.now(UTC) - timedelta(days=400), days=30)
+    pki.revoke(revoked.certificate)
+    errs = []
+    for identity in (revoked, expired):
+        pkg = build(tmp_path / "p.uadipkg", identity=identity).path
+        assert main(["package", "verify", str(pkg), "--trust", str(pki.folder)]) == 3
+        errs.append(capsys.readouterr().err)
+        assert errs[-1].count("\n") == 1
+    assert_documented(errs[0], "(serial …) was revoked")
+    assert_documented(errs[0], "package rejected: signer certificate … was revoked on …")
+    assert_documented(errs[1], "was not valid at signing time")
