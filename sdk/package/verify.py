@@ -34,7 +34,14 @@ from sdk.package import dipkg, onnx_model
 from sdk.package.archive import DEFAULT_LIMITS, Limits, PackageArchive, private_dir, sha256_file, write_package
 from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
 from sdk.package.signature import Signature, sign_manifest, verify_manifest
-from sdk.package.verify_di import SignatureReport, inspect_signatures, read_di_metadata, verify_di
+from sdk.package.verify_di import (
+    SignatureReport,
+    check_trust,
+    inspect_signatures,
+    read_di_metadata,
+    read_signatures,
+    verify_di,
+)
 
 LEGACY_NOTE = ".mlpkg packages are deprecated: convert with `modelline package convert`"
 
@@ -237,6 +244,22 @@ def verify_package(
         signer=signer,
         directory=into,
     )
+
+
+def check_signers(path: Path, trust: TrustStore, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Check only the signatures and the signers' chains (with the trust store's current CRLs) of a package
+    that was verified in full before: for re-checking an installed package when trust changes.
+    Raises the PackageRejected subclass that a full verification would raise for them.
+    """
+    with PackageArchive(path, limits) as archive:
+        if archive.is_di:
+            entries = read_signatures(archive)
+            approval = trust.approval.certificates if trust.approval is not None else None
+            check_trust(entries, trust.certificates, approval)
+            return
+        _no_legacy_approval(trust.approval)
+        manifest_bytes, signature = _read_metadata(archive)
+        verify_manifest(manifest_bytes, _require_signature(signature), trust)
 
 
 def sign_package(path: Path, private_key: Ed25519PrivateKey, out_path: Path | None = None) -> Signature:

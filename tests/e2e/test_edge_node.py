@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 
-from nodesets.ids import InstallationState, PipelineState, SoftwareVersionFileType
+from nodesets.ids import DeviceHealth, InstallationState, PipelineState, SoftwareVersionFileType
 from sdk import errors
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.diskspace import free_bytes
@@ -193,6 +193,40 @@ async def test_edge_checks_approval_at_install_and_revocation_at_load(
         text = await su.update_status()
         assert "cannot serve 1.0.0 after restart" in text and "CN=Model author" in text and "was revoked" in text
         assert node.slots["main"].pipeline.status.state is not PipelineState.RUNNING
+
+
+@pytest.mark.timeout(120)
+async def test_a_running_model_whose_signer_is_revoked_is_reported(
+    plc: SimulatedPlc, example: Path, tmp_path: Path
+) -> None:
+    """A new CRL is read while the node runs: the model keeps serving, UpdateStatus and DeviceHealth say why."""
+    pki = Pki(tmp_path, "Plant CA")
+    author = pki.issue("Model author")
+    pkg = build_package(
+        example / "model.onnx",
+        tmp_path / "p.uadipkg",
+        name="pump-health",
+        version="1.0.0",
+        spec=PackageSpec.load(example / "spec.toml"),
+        identity=author,
+    ).path
+    settings = edge_settings(tmp_path, pki.folder, trust_check_s=0.5)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        assert "pump-health 1.0.0 installed" in await _install(client, pkg)
+        su = await SoftwareUpdateClient.find(client)
+        di = await client.get_namespace_index("http://opcfoundation.org/UA/DI/")
+        health = await client.nodes.objects.get_child([f"{di}:DeviceSet", "1:edge-1", f"{di}:DeviceHealth"])
+        assert await health.read_value() != DeviceHealth.MAINTENANCE_REQUIRED
+
+        pki.revoke(author.certificate)
+
+        async def reported() -> bool:
+            return bool(await health.read_value() == DeviceHealth.MAINTENANCE_REQUIRED)
+
+        await wait_for(reported, timeout=30, what="DeviceHealth MaintenanceRequired")
+        text = await su.update_status()
+        assert "pump-health 1.0.0 is no longer trusted" in text and "was revoked" in text, text
+        assert node.slots["main"].pipeline.model is not None  # it keeps serving until a trusted one is installed
 
 
 @pytest.mark.timeout(120)
