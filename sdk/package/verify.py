@@ -27,6 +27,7 @@ from sdk.errors import (
     ManifestInvalid,
     SampleMismatch,
     SignatureMissing,
+    UsageError,
 )
 from sdk.keys import TrustStore
 from sdk.names import first_problem
@@ -263,8 +264,10 @@ def check_signers(path: Path, trust: TrustStore, limits: Limits = DEFAULT_LIMITS
 
 
 def sign_package(path: Path, private_key: Ed25519PrivateKey, out_path: Path | None = None) -> Signature:
-    """(Re-)sign an existing package's manifest; writes ``out_path`` (default: in place)."""
+    """(Re-)sign an existing legacy .mlpkg's manifest; writes ``out_path`` (default: in place)."""
     with PackageArchive(path) as archive:
+        if archive.is_di:
+            raise UsageError("a DI package keeps its author's signature: add one with 'modelline package approve'")
         manifest_bytes, _ = _read_metadata(archive)
         parse_manifest(manifest_bytes)
         staging = private_dir()
