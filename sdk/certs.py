@@ -12,7 +12,7 @@ hand: each certificate of the built chain is looked up in the CRLs its issuer si
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,7 +94,6 @@ class IdentityFiles:
     csr_path: Path | None = None
     subject: str = ""
     fingerprint: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def signing_certificate(

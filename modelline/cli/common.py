@@ -89,9 +89,15 @@ def signing_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
     """The legacy Ed25519 key named by --key without --cert, or None."""
     if args.key is None or getattr(args, "cert", None) is not None:
         return None
+    from sdk.errors import KeyFileError
     from sdk.keys import load_private_key
 
-    return load_private_key(args.key, read_passphrase(args))
+    try:
+        return load_private_key(args.key, read_passphrase(args))
+    except KeyFileError as exc:
+        if str(exc).endswith("is not an Ed25519 key"):
+            raise UsageError(f"--key {args.key} is an X.509 signing key: give its certificate with --cert") from None
+        raise
 
 
 def add_users_file(parser: argparse.ArgumentParser) -> None:

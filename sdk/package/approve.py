@@ -23,6 +23,8 @@ from sdk.package.build import BuildResult, signature_entries, utc_now, write_di_
 from sdk.package.verify import read_package, verify_package
 from sdk.package.verify_di import check_container, read_signatures
 
+_AUTHOR = frozenset({asic.manifest_name(asic.AUTHOR_NUMBER), asic.signature_name(asic.AUTHOR_NUMBER)})
+
 
 def approve_package(
     path: Path,
@@ -54,9 +56,7 @@ def approve_package(
                 local = staging / f"{index:03d}"
                 _, digest = archive.extract(name, staging, local.name)
                 members.append((name, local.read_bytes() if name == asic.MIMETYPE_NAME else local))
-                if name != asic.MIMETYPE_NAME and not (
-                    name.startswith(asic.META_INF) and name not in _author_entries()
-                ):
+                if name != asic.MIMETYPE_NAME and not (name.startswith(asic.META_INF) and name not in _AUTHOR):
                     digests[name] = bytes.fromhex(digest)
         number = max(e.number for e in entries) + 1
         members += signature_entries(digests, identity, number, signing_time or utc_now())
@@ -64,10 +64,6 @@ def approve_package(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return number
-
-
-def _author_entries() -> set[str]:
-    return {asic.manifest_name(asic.AUTHOR_NUMBER), asic.signature_name(asic.AUTHOR_NUMBER)}
 
 
 def convert_package(

@@ -20,7 +20,6 @@ from sdk.errors import (
     ManifestInvalid,
     NotAPackage,
     PackageRejected,
-    SignatureInvalid,
     SignatureMissing,
     SignerExpired,
 )
@@ -262,5 +261,3 @@ def inspect_signatures(archive: PackageArchive) -> list[SignatureReport]:
         return [report(e) for e in read_signatures(archive)]
     except SignatureMissing:
         return []
-    except SignatureInvalid:
-        raise
