@@ -7,6 +7,13 @@ makes a self-signed certificate; a plant makes a CSR and has its CA sign it.
 Chain checks use ``cryptography.x509.verification`` (RFC 5280 path building, checked at
 the signing time). That module does not read CRLs, so revocation is checked here by
 hand: each certificate of the built chain is looked up in the CRLs its issuer signed.
+pyhanko-certvalidator would do both, but its API is asyncio-only (verification runs in
+worker threads of the servers and in the CLI) and it brings aiohttp for fetching, which
+an offline plant network never does; cryptography is already a dependency.
+
+A CAdES-B-B signature carries no trusted time stamp: the signing time is the signer's
+claim. Validity is checked at that time (an old package stays valid after its author's
+certificate expires), revocation at any time (a revoked key may have signed anything).
 """
 
 from __future__ import annotations
