@@ -33,6 +33,7 @@ from tests.edge_harness import (
     wait_for,
     with_wrong_samples,
 )
+from tests.malicious import variants
 from tests.pki import Pki
 from tests.readme import assert_documented
 
@@ -156,6 +157,19 @@ async def test_refusal_reasons_name_the_package_not_a_server_path(
             assert reason in message and message in str(refused.value)
             for server_path in (str(node.settings.data_dir), str(signer.trust_dir), "upload-", ".part"):
                 assert server_path not in message, message
+
+
+@pytest.mark.timeout(180)
+async def test_every_hostile_variant_is_refused_at_transfer(
+    plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path
+) -> None:
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        for name, bad in variants(v1, tmp_path).items():
+            with pytest.raises(errors.PackageRejected):
+                await su.transfer(bad)
+            assert (await su.version(SoftwareVersionFileType.PENDING)).empty, name
+        assert node.slots["main"].state.current is None
 
 
 @pytest.mark.timeout(180)

@@ -18,6 +18,7 @@ from sdk.file_client import download, upload
 from sdk.package.build import build_package
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import build_pump
+from tests.malicious import variants
 from tests.opcua_servers import free_port
 from tests.pki import Pki
 from tests.processes import run_modelline
@@ -130,6 +131,20 @@ async def test_rejected_uploads_leave_no_trace(
         with pytest.raises(ua.UaStatusCodeError, match="BadInvalidState"):
             await _push(client, same_version.path)  # a version cannot change
         assert len(list(gateway.settings.packages_dir.iterdir())) == 1
+
+
+@pytest.mark.timeout(180)
+async def test_every_hostile_variant_is_refused_at_push(tmp_path: Path, signer: Signer, example: Path) -> None:
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
+    async with _gateway(_settings(tmp_path, signer)) as (gateway, client):
+        manager, ml = await _manager(client)
+        for name, bad in variants(package, tmp_path).items():
+            with pytest.raises(ua.UaStatusCodeError):
+                await _push(client, bad)
+            reason = await (await manager.get_child(f"{ml}:UploadError")).read_value()
+            assert reason, name
+        assert await _versions(client) == {}
+        assert list(gateway.settings.packages_dir.iterdir()) == []
 
 
 @pytest.mark.timeout(180)
