@@ -32,6 +32,7 @@ from sdk.audit_log import AuditWriter, JsonlAuditLog
 from sdk.binding import Binding
 from sdk.datadir import lock_data_dir
 from sdk.di_client import connect
+from sdk.errors import ModelLineError
 from sdk.keys import TrustStore
 from sdk.monitor.records import LOG_STREAM
 from sdk.monitor.statistics import PipelineStatistics
@@ -96,7 +97,7 @@ class EdgeNode(Service):
         lock = await asyncio.to_thread(lock_data_dir, s.data_dir, "edge.lock", "an edge node", "starting another")
         self._stack.callback(lock.close)
         await self._open_records()
-        trust = TrustStore.load(s.trust_dir)
+        trust = TrustStore.load_policy(s.trust_dir, s.approval_trust_dir)
         # The audit trail first and closed last: what starting and stopping do is recorded too.
         audit_log = await JsonlAuditLog.open(s.data_dir / "audit", s.audit_max_file_bytes)
         self._stack.push_async_callback(audit_log.close)
@@ -152,6 +153,8 @@ class EdgeNode(Service):
         self._spawn(hub.run(), "input hub")
         self._spawn(self.collector.run(), "monitor statistics")
         self._spawn(records.run(), "records ready events")
+        if s.trust_check_s:
+            self._spawn(self._watch_trust(), "trust store re-check")
         if s.gateway_url:
             self._spawn(self._register_with_gateway(), "gateway registration")
         _log.info("edge node %s serving at %s (slots: %s)", s.device_id, s.endpoint, ", ".join(s.slots))
@@ -189,10 +192,27 @@ class EdgeNode(Service):
                 if item.NodeId == nodes.confirmation_timeout.nodeid:
                     await nodes.confirmation_timeout_written()
 
+    async def _watch_trust(self) -> None:
+        """Read the trust stores again every trust_check_s and check what each slot serves against them."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.trust_check_s)
+            try:
+                trust = await asyncio.to_thread(TrustStore.load_policy, s.trust_dir, s.approval_trust_dir)
+            except ModelLineError as exc:  # a half-copied CRL must not stop the node: keep the last good store
+                _log.warning("trust store not read again: %s", exc)
+                continue
+            for slot in self.slots.values():
+                await slot.recheck_trust(trust)
+            await self._update_health()
+
     async def _update_health(self) -> None:
         states = [slot.pipeline.status.state for slot in self.slots.values()]
         if PipelineState.FAULTED in states:
             health = DeviceHealth.FAILURE
+        elif any(slot.trust_problem for slot in self.slots.values()):
+            # DeviceHealthEnumeration (OPC 10000-100): the device works, but a model it serves needs replacing.
+            health = DeviceHealth.MAINTENANCE_REQUIRED
         elif PipelineState.DEGRADED in states:
             health = DeviceHealth.OFF_SPEC
         elif PipelineState.UNBOUND in states:

@@ -34,7 +34,23 @@ class EdgeSettings(BaseSettings):
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )
     data_dir: Path = Field(Path("var/edge"), description="Packages and slot state; must survive restarts.")
-    trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
+    trust_dir: Path = Field(
+        Path("trust"),
+        description="Folder of root certificates (*.pem, *.crt, *.cer) and CRLs (*.crl) that package authors must "
+        "chain to; legacy Ed25519 public keys (*.pub) there still accept deprecated .mlpkg packages.",
+    )
+    trust_check_s: float = Field(
+        300.0,
+        ge=0,
+        description="How often the trust stores are read again and the signers of the models each slot serves are "
+        "checked against them (new CRLs, removed roots); a model whose signer is no longer trusted keeps serving "
+        "and is reported in UpdateStatus and DeviceHealth (MaintenanceRequired). 0 turns it off.",
+    )
+    approval_trust_dir: Path | None = Field(
+        None,
+        description="Folder of root certificates (and CRLs) of the plant's approvers: when set, every package must "
+        "also carry an approval signature chaining to one of them (modelline package approve).",
+    )
     slots: list[str] = Field(["main"], min_length=1, description="Model slots, one pipeline each.")
     bindings: dict[str, Path] = Field(
         default_factory=dict,

@@ -42,6 +42,7 @@ from gateway.store import files
 from gateway.store.sqlite import SqliteStore
 from nodesets.ids import ModelLine
 from sdk.audit_log import AuditWriter
+from sdk.certs import load_identity
 from sdk.errors import ModelLineError, UsageError
 from sdk.keys import TrustStore, load_private_key
 from sdk.opcua.alarm_store import JsonAlarmStore
@@ -78,7 +79,7 @@ class Gateway(Service):
 
     async def _start(self) -> None:
         s = self.settings
-        trust = TrustStore.load(s.trust_dir)
+        trust = TrustStore.load_policy(s.trust_dir, s.approval_trust_dir)
         await self._check_data_dir()
         self.store = await self._stack.enter_async_context(SqliteStore.open(s.db_path))
         # The store is the gateway's audit log (append-only table); written until the store closes.
@@ -274,15 +275,17 @@ class Gateway(Service):
         """Import the newest Approved version of each configured group, unless it is stored; returns what was added."""
         s = self.settings
         aws = AwsOptions(region=s.sagemaker_region, endpoint_url=s.sagemaker_endpoint_url)
-        key = load_private_key(s.signing_key) if s.signing_key else None
+        identity = load_identity(s.signing_cert, s.signing_key) if s.signing_cert and s.signing_key else None
+        key = load_private_key(s.signing_key) if s.signing_key and identity is None else None
         added = []
         for group in s.sagemaker_groups:
             try:
                 found = await asyncio.to_thread(find_model, aws.client("sagemaker"), aws.client("s3"), group)
                 if await self.store.model_version(group, f"{found.version}.0.0") is not None:
                     continue
-                out = s.data_dir / "uploads" / f"sagemaker-{group}-{found.version}.mlpkg"
-                target = PullTarget(out_path=out, private_key=key)
+                suffix = ".uadipkg" if identity else ".mlpkg"
+                out = s.data_dir / "uploads" / f"sagemaker-{group}-{found.version}{suffix}"
+                target = PullTarget(out_path=out, private_key=key, identity=identity)
                 await asyncio.to_thread(pull_sagemaker, group, aws, target, found.version)
                 record, new = await self.models.store_package(out, actor="sagemaker sync")
                 if new:

@@ -33,7 +33,16 @@ class GatewaySettings(BaseSettings):
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )
     data_dir: Path = Field(Path("var/gateway"), description="Database and package store; must survive restarts.")
-    trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
+    trust_dir: Path = Field(
+        Path("trust"),
+        description="Folder of root certificates (*.pem, *.crt, *.cer) and CRLs (*.crl) that package authors must "
+        "chain to; legacy Ed25519 public keys (*.pub) there still accept deprecated .mlpkg packages.",
+    )
+    approval_trust_dir: Path | None = Field(
+        None,
+        description="Folder of root certificates (and CRLs) of the plant's approvers: when set, every package must "
+        "also carry an approval signature chaining to one of them (modelline package approve).",
+    )
     users_file: Path | None = Field(None, description="Logins and roles (TOML); without it only anonymous clients.")
     anonymous_role: str = Field("Observer", description="Role of clients that do not log in; empty refuses them.")
     login_max_failures: LoginMaxFailures = 5
@@ -61,7 +70,12 @@ class GatewaySettings(BaseSettings):
     sagemaker_region: str | None = Field(None, description="AWS region of the registry.")
     sagemaker_endpoint_url: str | None = Field(None, description="SageMaker/S3-compatible endpoint instead of AWS.")
     signing_key: Path | None = Field(
-        None, description="Private key that signs imported models; its public key must be in trust_dir."
+        None,
+        description="Private key that signs imported models (with signing_cert; alone, an Ed25519 key writes a "
+        "deprecated .mlpkg); its root must be in trust_dir.",
+    )
+    signing_cert: Path | None = Field(
+        None, description="X.509 certificate chain (PEM) of signing_key: imported models become DI packages."
     )
     backup_interval_s: int = Field(
         3600,

@@ -15,6 +15,8 @@ BAD_INVALID_ARGUMENT = 0x80AB0000
 BAD_NOT_FOUND = 0x803E0000
 BAD_SECURITY_CHECKS_FAILED = 0x80130000
 BAD_CERTIFICATE_UNTRUSTED = 0x801A0000
+BAD_CERTIFICATE_TIME_INVALID = 0x80140000
+BAD_CERTIFICATE_REVOKED = 0x801D0000
 BAD_DECODING_ERROR = 0x80070000
 BAD_OUT_OF_RANGE = 0x803C0000
 BAD_NOT_SUPPORTED = 0x803D0000
@@ -158,6 +160,24 @@ class SignatureInvalid(PackageRejected):
 
 class UntrustedKey(PackageRejected):
     """The package was signed by a key that is not in the trust store."""
+
+    status = BAD_CERTIFICATE_UNTRUSTED
+
+
+class SignerExpired(PackageRejected):
+    """The signer's certificate (or one above it) was not valid at the signing time."""
+
+    status = BAD_CERTIFICATE_TIME_INVALID
+
+
+class SignerRevoked(PackageRejected):
+    """A CRL in the trust store lists the signer's certificate (or one above it)."""
+
+    status = BAD_CERTIFICATE_REVOKED
+
+
+class ApprovalMissing(PackageRejected):
+    """Approval is required, and no valid approval signature chains to the approval trust store."""
 
     status = BAD_CERTIFICATE_UNTRUSTED
 

@@ -1,6 +1,11 @@
-"""Signing keys: generate, load, identify, and the trust store of public keys.
+"""Signing keys and the trust store.
 
-Keys are Ed25519 in standard PEM files (PKCS#8 private, SubjectPublicKeyInfo
+A trust store folder holds root certificates (*.pem, *.crt, *.cer) with their CRLs
+(*.crl): X.509 signers of DI packages must chain to one of them (sdk/certs.py). It
+may also hold legacy Ed25519 public keys (*.pub), which check the deprecated
+.mlpkg packages for one more release.
+
+Legacy keys are Ed25519 in standard PEM files (PKCS#8 private, SubjectPublicKeyInfo
 public), so plant IT can inspect them with openssl. A key id is the first 16
 bytes of the SHA-256 of the raw 32-byte public key, in hex: stable for the key,
 whatever its file is called.
@@ -22,6 +27,8 @@ PASSPHRASE_ENV = "MODELLINE_KEY_PASSPHRASE"
 
 if TYPE_CHECKING:  # cryptography loads when a key is used, so that `modelline --help` starts at once
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from sdk.certs import CertificateTrust
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -117,25 +124,49 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 class TrustStore:
-    """The public keys whose signatures a verifier accepts, by key id."""
+    """What a verifier accepts: root certificates with CRLs, and legacy Ed25519 keys by key id."""
 
-    def __init__(self, keys: dict[str, Ed25519PublicKey], source: str = "") -> None:
+    def __init__(
+        self, keys: dict[str, Ed25519PublicKey], source: str = "", certificates: CertificateTrust | None = None
+    ) -> None:
+        from sdk.certs import CertificateTrust
+
         self._keys = dict(keys)
         self.source = source
+        self.certificates = certificates or CertificateTrust([], [])
+        self.approval: TrustStore | None = None
+
+    def requiring_approval(self, approval: TrustStore | None) -> TrustStore:
+        """This store, also requiring an approval signature that chains to ``approval`` (None: no approval)."""
+        policy = TrustStore(self._keys, self.source, self.certificates)
+        policy.approval = approval
+        return policy
+
+    @classmethod
+    def load_policy(cls, trust_dir: Path, approval_dir: Path | None) -> TrustStore:
+        """The author trust store of ``trust_dir``, requiring approval by ``approval_dir`` when given."""
+        trust = cls.load(trust_dir)
+        return trust.requiring_approval(cls.load(approval_dir) if approval_dir is not None else None)
 
     @classmethod
     def load(cls, path: Path) -> TrustStore:
-        """Load every ``*.pub`` in a folder, or one public key file."""
+        """Load a folder (or one file) of root certificates, CRLs and legacy ``*.pub`` keys."""
+        from sdk.certs import CERT_SUFFIXES, CRL_SUFFIXES, CertificateTrust
+
         if not path.exists():
             raise NotFound(f"trust store {path} does not exist")
-        files = [path] if path.is_file() else sorted(path.glob(f"*{PUBLIC_SUFFIX}"))
+        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
         keys = {}
-        for file in files:
+        for file in (f for f in files if f.suffix == PUBLIC_SUFFIX):
             key = load_public_key(file)
             keys[key_id(key)] = key
-        if not keys:
-            raise KeyFileError(f"trust store {path} holds no public keys (*{PUBLIC_SUFFIX})")
-        return cls(keys, source=str(path))
+        certificates = CertificateTrust.load_files([f for f in files if f.suffix in CERT_SUFFIXES + CRL_SUFFIXES])
+        if not keys and not len(certificates):
+            raise KeyFileError(
+                f"trust store {path} holds no root certificates ({', '.join('*' + s for s in CERT_SUFFIXES)}) "
+                f"or public keys (*{PUBLIC_SUFFIX})"
+            )
+        return cls(keys, source=str(path), certificates=certificates)
 
     def get(self, kid: str) -> Ed25519PublicKey | None:
         """The trusted key with this id, or None."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sdk.certs import SigningIdentity
 from sdk.package.archive import private_dir
 from sdk.package.build import BuildResult, build_package
 from sdk.package.manifest import Provenance, SourceKind
@@ -23,11 +24,12 @@ class PullTarget:
     """What to build from the pulled model."""
 
     out_path: Path
-    private_key: Ed25519PrivateKey | None
+    private_key: Ed25519PrivateKey | None  # deprecated: writes a legacy .mlpkg
     spec: PackageSpec | None = None
     name: str | None = None
     version: str | None = None
     model_file: str | None = None  # path of the .onnx inside a tar archive
+    identity: SigningIdentity | None = None  # X.509 signer of a DI package
 
 
 def _build_from(
@@ -54,6 +56,7 @@ def _build_from(
             version=version,
             spec=target.spec,
             private_key=target.private_key,
+            identity=target.identity,
             provenance=provenance,
             description=description,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sdk.certs import SigningIdentity, generate_identity, load_identity
 from sdk.examples import example_dir
 from sdk.keys import KeyFiles, TrustStore, generate_key_pair, load_private_key
 from sdk.package.build import BuildResult, build_package
@@ -33,9 +34,18 @@ def example() -> Path:
 
 @dataclass(frozen=True)
 class Signer:
+    """An X.509 signing identity (self-signed, its certificate is the trusted root) and a legacy Ed25519 key."""
+
     files: KeyFiles
     private_key: Ed25519PrivateKey
     trust_dir: Path
+    identity: SigningIdentity
+    cert_path: Path
+    key_path: Path
+
+    @property
+    def subject(self) -> str:
+        return self.identity.certificate.subject.rfc4514_string()
 
     @property
     def trust(self) -> TrustStore:
@@ -44,10 +54,14 @@ class Signer:
 
 def _signer(root: Path, name: str) -> Signer:
     files = generate_key_pair(root / f"{name}-keys", name=name)
+    ident = generate_identity(root / f"{name}-keys", f"{name}-cert", common_name=name, organization="Plant")
+    assert ident.cert_path is not None
     trust_dir = root / f"{name}-trust"
     trust_dir.mkdir()
     (trust_dir / files.public_path.name).write_bytes(files.public_path.read_bytes())
-    return Signer(files, load_private_key(files.private_path), trust_dir)
+    (trust_dir / ident.cert_path.name).write_bytes(ident.cert_path.read_bytes())
+    identity = load_identity(ident.cert_path, ident.private_path)
+    return Signer(files, load_private_key(files.private_path), trust_dir, identity, ident.cert_path, ident.private_path)
 
 
 @pytest.fixture
@@ -64,25 +78,36 @@ def other_signer(tmp_path: Path) -> Signer:
 
 @pytest.fixture
 def build(example: Path, signer: Signer, tmp_path: Path) -> Callable[..., BuildResult]:
-    """Build a package of the example model; keyword arguments override the defaults."""
+    """Build a DI package of the example model; keyword arguments override the defaults.
+
+    ``private_key=...`` builds a legacy .mlpkg instead (``private_key=None, identity=None``: unsigned).
+    """
 
     def _build(out: Path | None = None, **kwargs: object) -> BuildResult:
+        legacy = kwargs.get("private_key") is not None
         options: dict[str, object] = {
             "name": "pump-health",
             "version": "1.0.0",
             "spec": PackageSpec.load(example / "spec.toml"),
-            "private_key": signer.private_key,
+            "identity": None if legacy else signer.identity,
         }
         options.update(kwargs)
-        return build_package(example / "model.onnx", out or tmp_path / "pump-health.mlpkg", **options)  # type: ignore[arg-type]
+        default = tmp_path / ("pump-health.mlpkg" if legacy else "pump-health.uadipkg")
+        return build_package(example / "model.onnx", out or default, **options)  # type: ignore[arg-type]
 
     return _build
 
 
 @pytest.fixture
 def package(build: Callable[..., BuildResult]) -> Path:
-    """A signed package of the example model."""
+    """A signed DI package of the example model."""
     return build().path
+
+
+@pytest.fixture
+def legacy_package(build: Callable[..., BuildResult], signer: Signer) -> Path:
+    """A signed legacy .mlpkg of the example model (deprecated format, still readable)."""
+    return build(private_key=signer.private_key).path
 
 
 def read_members(path: Path) -> dict[str, bytes]:
@@ -92,11 +117,28 @@ def read_members(path: Path) -> dict[str, bytes]:
 
 
 def write_members(path: Path, members: list[tuple[str | zipfile.ZipInfo, bytes]]) -> Path:
-    """Write a zip exactly as given (no safety checks: tests craft hostile archives with it)."""
+    """Write a zip exactly as given (no safety checks: tests craft hostile archives with it).
+
+    A ``mimetype`` entry is stored, not deflated, as ASiC-E needs it.
+    """
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members:
-            zf.writestr(name, data)
+            stored = name == "mimetype"
+            zf.writestr(name, data, compress_type=zipfile.ZIP_STORED if stored else None)
     return path
+
+
+def resign_di(members: dict[str, bytes], identity: SigningIdentity) -> dict[str, bytes]:
+    """A DI package's members with the author's ASiCManifest and signature made anew over them (valid again)."""
+    from datetime import UTC, datetime
+
+    from sdk.package import asic
+    from sdk.package.build import signature_entries
+
+    data = {n: d for n, d in members.items() if n != asic.MIMETYPE_NAME and not n.startswith(asic.META_INF)}
+    entries = signature_entries({n: asic.sha256(d) for n, d in data.items()}, identity, 1, datetime.now(UTC))
+    signed = {n: d for n, d in entries if isinstance(d, bytes)}
+    return {asic.MIMETYPE_NAME: asic.MIMETYPE, **data, **signed}
 
 
 INTEROP = Path(__file__).parent / "interop"

@@ -22,7 +22,7 @@ from sdk.package.build import BuildResult, build_package
 from sdk.package.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from sdk.package.signature import sign_manifest
 from sdk.package.spec import PackageSpec
-from tests.conftest import Signer, read_members, write_members
+from tests.conftest import Signer, read_members, resign_di, write_members
 from tests.opcua_servers import free_port
 
 T = TypeVar("T")
@@ -148,18 +148,25 @@ def build_pump(example: Path, signer: Signer, out: Path, version: str = "1.0.0")
         name="pump-health",
         version=version,
         spec=PackageSpec.load(example / "spec.toml"),
-        private_key=signer.private_key,
+        **({"private_key": signer.private_key} if out.suffix == ".mlpkg" else {"identity": signer.identity}),
     )
 
 
 def with_wrong_samples(package: Path, out: Path, signer: Signer, version: str) -> Path:
     """A validly signed package whose recorded sample outputs the model does not reproduce."""
     members = read_members(package)
-    manifest = json.loads(members[MANIFEST_NAME])
+    di = "mimetype" in members
+    name = "CONTENT/" + MANIFEST_NAME if di else MANIFEST_NAME
+    manifest = json.loads(members[name])
     manifest["version"] = version
     manifest["samples"][0]["outputs"]["remaining_life"] = [[99999.0]]
     manifest_bytes = json.dumps(manifest, indent=2).encode()
-    members[MANIFEST_NAME] = manifest_bytes
+    members[name] = manifest_bytes
+    if di:
+        metadata = json.loads(members["META/package_metadata.json"])
+        metadata.update(PackageRevision=version, SoftwareRevision=version)
+        members["META/package_metadata.json"] = json.dumps(metadata).encode()
+        return write_members(out, list(resign_di(members, signer.identity).items()))
     members[SIGNATURE_NAME] = sign_manifest(manifest_bytes, signer.private_key).to_bytes()
     return write_members(out, list(members.items()))
 

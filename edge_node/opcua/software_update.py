@@ -246,11 +246,18 @@ class SlotNodes:
             self._timeout_shown = timeout_ms
 
     async def _write_version(self, nodes: _VersionNodes, version: InstalledVersion | None) -> None:
-        await nodes.manufacturer.write_value(ua.LocalizedText(version.name if version else ""))
+        # PendingVersion/CurrentVersion/FallbackVersion (DI 8.4.11) from the package's metadata (DI 8.7.3) when a
+        # DI package carried one: ManufacturerUri, Manufacturer, SoftwareRevision, PatchIdentifiers.
+        await nodes.manufacturer.write_value(
+            ua.LocalizedText((version.manufacturer or version.name) if version else "")
+        )
         await nodes.manufacturer_uri.write_value(version.manufacturer_uri if version else "")
         await nodes.revision.write_value(version.version if version else "")
         await nodes.hash.write_value(
             ua.Variant(bytes.fromhex(version.sha256) if version else b"", ua.VariantType.ByteString)
+        )
+        await nodes.patch_ids.write_value(
+            ua.Variant(list(version.patch_identifiers) if version else [], ua.VariantType.String)
         )
         # ReleaseDate (DI 8.4.11): the package's creation time from its manifest; NO_DATE while the slot is empty.
         await nodes.release_date.write_value(

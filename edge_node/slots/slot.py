@@ -49,9 +49,9 @@ from sdk import audit
 from sdk.binding import Binding
 from sdk.cancel import honour_cancel
 from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes, is_disk_full, megabytes
-from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, OutOfRange, UsageError
+from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, OutOfRange, PackageRejected, UsageError
 from sdk.keys import TrustStore
-from sdk.package.verify import verify_package
+from sdk.package.verify import check_signers, verify_package
 
 _log = logging.getLogger(__name__)
 
@@ -90,6 +90,37 @@ class ModelSlot:
         self._deadline: float | None = None
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._distrust: tuple[str, str] = ("", "")  # (package sha256, why its signer is no longer trusted)
+
+    @property
+    def trust_problem(self) -> str:
+        """Why the signer of the Current model is no longer trusted; "" while it is (or another one is Current)."""
+        sha, problem = self._distrust
+        current = self.state.current
+        return problem if current is not None and current.sha256 == sha else ""
+
+    async def recheck_trust(self, trust: TrustStore) -> str:
+        """Take a newly read trust store for later installs and check Current's signers against it.
+
+        A model whose signer is no longer trusted (revoked, root removed) keeps serving, as a device
+        must not stop on a certificate change by itself; the reason shows in UpdateStatus and
+        DeviceHealth until the plant installs a package it trusts. Returns the reason, or "".
+        """
+        self._trust = trust
+        current = self.state.current
+        problem = ""
+        if current is not None:
+            try:
+                await asyncio.to_thread(check_signers, self.store.package_path(current.sha256), trust)
+            except PackageRejected as exc:
+                problem = f"{current.name} {current.version} is no longer trusted: {exc}"
+        if problem != self.trust_problem:
+            self._distrust = (current.sha256 if current else "", problem)
+            if problem:
+                self.update_status = problem
+                _log.warning("slot %s: %s", self.name, problem)
+            await self._changed()
+        return problem
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener(slot)`` after every change."""
@@ -199,14 +230,14 @@ class ModelSlot:
             raise InvalidState(f"installation is {self.install_state.label}, not Idle")
         if self.state.awaiting_confirmation:
             raise InvalidState("the last install is waiting for Confirm")
-        target = next(
-            (
-                v
-                for v in (self.state.pending, self.state.fallback)
-                if v is not None and v.manufacturer_uri == manufacturer_uri and v.version == revision
-            ),
-            None,
-        )
+        candidates = [
+            v
+            for v in (self.state.pending, self.state.fallback)
+            if v is not None and v.manufacturer_uri == manufacturer_uri and v.version == revision
+        ]
+        # The Hash tells two packages with one ManufacturerUri and SoftwareRevision apart (Pending and Fallback).
+        target = next((v for v in candidates if digest and digest == bytes.fromhex(v.sha256)), None)
+        target = target or (candidates[0] if candidates else None)
         if target is None:
             raise NotFound(f"no Pending or Fallback version {manufacturer_uri} {revision}")
         if digest and digest != bytes.fromhex(target.sha256):

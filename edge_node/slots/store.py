@@ -39,17 +39,31 @@ class InstalledVersion(BaseModel):
     size: int
     signer: str
     created: datetime
+    # From a DI package's META/package_metadata.json (OPC 10000-100 §8.7.3); None/empty for a legacy .mlpkg.
+    package_manufacturer_uri: str | None = None
+    manufacturer: str | None = None
+    patch_identifiers: list[str] = Field(default_factory=list)
 
     @property
     def manufacturer_uri(self) -> str:
-        """DI ManufacturerUri: identifies the model (the 'software'), stable across versions."""
-        return MANUFACTURER_URI_PREFIX + self.name
+        """DI ManufacturerUri: the package metadata's, else one that identifies the model across versions."""
+        return self.package_manufacturer_uri or MANUFACTURER_URI_PREFIX + self.name
 
     @classmethod
     def of(cls, info: PackageInfo, signer: str) -> InstalledVersion:
-        """From a verified package."""
-        m = info.manifest
-        return cls(name=m.name, version=m.version, sha256=info.sha256, size=info.size, signer=signer, created=m.created)
+        """From a verified package; a DI package's metadata gives ManufacturerUri, Manufacturer, PatchIdentifiers."""
+        m, meta = info.manifest, info.metadata
+        return cls(
+            name=m.name,
+            version=m.version,
+            sha256=info.sha256,
+            size=info.size,
+            signer=signer,
+            created=m.created,
+            package_manufacturer_uri=meta.manufacturer_uri if meta else None,
+            manufacturer=meta.manufacturer if meta else None,
+            patch_identifiers=meta.patch_identifiers if meta else [],
+        )
 
 
 class SlotSnapshot(BaseModel):

@@ -306,6 +306,9 @@ class DeviceLink:
         troubled = [p for p, s in self.view.pipelines.items() if s not in fine]
         healthy = self.view.health in (None, DeviceHealth.NORMAL) and not troubled
         state = DeviceState.ONLINE if healthy else DeviceState.DEGRADED
+        health = self.view.health.name if self.view.health is not None else ""
         reason = "" if healthy else (f"pipeline(s) {', '.join(troubled)} not running" if troubled else "device health")
+        if not troubled and health and not healthy:  # e.g. MAINTENANCE_REQUIRED: a model's signer is no longer trusted
+            reason = f"device health {health}"
         self.view.state, self.view.reason = state, reason
         await self._changed()  # health, versions and pipeline states change rarely: show each change at once

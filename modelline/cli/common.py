@@ -15,6 +15,8 @@ from sdk.keys import PASSPHRASE_ENV
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from sdk.certs import SigningIdentity
+
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 PASSWORD_ENV = "MODELLINE_PASSWORD"
 
@@ -26,20 +28,27 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 def add_output_and_spec(parser: argparse.ArgumentParser) -> None:
     """-o/--output for the package to write, and --spec for what the ONNX graph cannot say."""
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mlpkg", help="package file to write")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.uadipkg", help="package file to write")
     parser.add_argument(
         "--spec", type=Path, metavar="FILE", help="spec file (TOML) with units, ranges, labels, training CSV"
     )
 
 
 def add_signing(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """--key and --passphrase-file."""
+    """--cert, --key and --passphrase-file."""
+    parser.add_argument(
+        "--cert",
+        type=Path,
+        required=required,
+        metavar="CERT.pem",
+        help="X.509 signing certificate, with its chain (from 'modelline keys generate' or the plant CA)",
+    )
     parser.add_argument(
         "--key",
         type=Path,
         required=required,
         metavar="KEY",
-        help="Ed25519 private key file (from 'modelline keys generate') to sign the package with",
+        help="the certificate's private key (alone, an Ed25519 key writes a deprecated .mlpkg)",
     )
     add_passphrase(parser)
 
@@ -65,13 +74,30 @@ def read_passphrase(args: argparse.Namespace) -> bytes | None:
         raise NotFound(f"passphrase file {path} does not exist") from None
 
 
-def signing_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
-    """The private key named by --key, or None."""
-    if args.key is None:
+def signing_identity(args: argparse.Namespace) -> SigningIdentity | None:
+    """The X.509 identity named by --cert and --key, or None; UsageError if only --cert is given."""
+    if args.cert is None:
         return None
+    if args.key is None:
+        raise UsageError("--cert needs --key (the certificate's private key)")
+    from sdk.certs import load_identity
+
+    return load_identity(args.cert, args.key, read_passphrase(args))
+
+
+def signing_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
+    """The legacy Ed25519 key named by --key without --cert, or None."""
+    if args.key is None or getattr(args, "cert", None) is not None:
+        return None
+    from sdk.errors import KeyFileError
     from sdk.keys import load_private_key
 
-    return load_private_key(args.key, read_passphrase(args))
+    try:
+        return load_private_key(args.key, read_passphrase(args))
+    except KeyFileError as exc:
+        if str(exc).endswith("is not an Ed25519 key"):
+            raise UsageError(f"--key {args.key} is an X.509 signing key: give its certificate with --cert") from None
+        raise
 
 
 def add_users_file(parser: argparse.ArgumentParser) -> None:

@@ -60,7 +60,18 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         help="opc.tcp:// URL to listen on (default: opc.tcp://127.0.0.1:4841/modelline/edge/)",
     )
     edge.add_argument("--data-dir", type=Path, metavar="DIR", help="where packages and slot state are kept")
-    edge.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
+    edge.add_argument(
+        "--trust",
+        type=Path,
+        metavar="DIR",
+        help="trust store: folder of root certificates (*.pem) and CRLs (*.crl); legacy *.pub keys",
+    )
+    edge.add_argument(
+        "--approval-trust",
+        type=Path,
+        metavar="DIR",
+        help="require an approval signature chaining to these root certificates (package approve)",
+    )
     edge.add_argument("--slot", action="append", dest="slots", metavar="NAME", help="a model slot (repeat for more)")
     add_users_file(edge)
     edge.set_defaults(handler=_edge)
@@ -106,6 +117,7 @@ async def _edge(args: argparse.Namespace, out: Output) -> int:
         endpoint=args.endpoint,
         data_dir=args.data_dir,
         trust_dir=args.trust,
+        approval_trust_dir=args.approval_trust,
         slots=args.slots,
         users_file=args.users_file,
     )

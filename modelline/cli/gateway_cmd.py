@@ -47,7 +47,18 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     gateway.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
     gateway.add_argument("--endpoint", metavar="URL", help="opc.tcp:// URL to listen on")
     gateway.add_argument("--data-dir", type=Path, metavar="DIR", help="database and package store")
-    gateway.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
+    gateway.add_argument(
+        "--trust",
+        type=Path,
+        metavar="DIR",
+        help="trust store: folder of root certificates (*.pem) and CRLs (*.crl); legacy *.pub keys",
+    )
+    gateway.add_argument(
+        "--approval-trust",
+        type=Path,
+        metavar="DIR",
+        help="require an approval signature chaining to these root certificates (package approve)",
+    )
     add_users_file(gateway)
     gateway.set_defaults(handler=_gateway)
     gateway_db_cmd.register(gateway, formatter)
@@ -75,6 +86,7 @@ async def _gateway(args: argparse.Namespace, out: Output) -> int:
         endpoint=args.endpoint,
         data_dir=args.data_dir,
         trust_dir=args.trust,
+        approval_trust_dir=args.approval_trust,
         users_file=args.users_file,
     )
     async with Gateway(settings) as gateway:

@@ -56,7 +56,12 @@ def register(gateway: argparse.ArgumentParser, formatter: type[argparse.HelpForm
         epilog=_RECOVER_EXAMPLE,
     )
     _add_data_dir(recover)
-    recover.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
+    recover.add_argument(
+        "--trust",
+        type=Path,
+        metavar="DIR",
+        help="trust store: folder of root certificates (*.pem) and CRLs (*.crl); legacy *.pub keys",
+    )
     recover.add_argument("--force", action="store_true", help="rebuild even if the database is healthy")
     recover.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json(recover)
@@ -115,7 +120,7 @@ async def _recover(args: argparse.Namespace, out: Output) -> int:
                 f"the database of data folder {s.data_dir} is healthy; recover would replace it and forget its "
                 "devices and deployments: pass --force to rebuild it anyway"
             )
-        trust = await asyncio.to_thread(TrustStore.load, s.trust_dir)
+        trust = await asyncio.to_thread(TrustStore.load_policy, s.trust_dir, s.approval_trust_dir)
         with out.transfer("verifying packages") as bar:
             report = await recover(
                 s.data_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from modelline.cli.common import add_json, add_output_and_spec, add_signing, signing_key
+from modelline.cli.common import add_json, add_output_and_spec, add_signing, signing_identity, signing_key
 from modelline.cli.output import Output
 
 if TYPE_CHECKING:  # boto3, onnxruntime and numpy load when a pull runs, not for --help
@@ -96,6 +96,7 @@ def _target(args: argparse.Namespace) -> PullTarget:
     return PullTarget(
         out_path=args.output,
         private_key=signing_key(args),
+        identity=signing_identity(args),
         spec=PackageSpec.load(args.spec) if args.spec else None,
         name=args.name,
         version=args.package_version,

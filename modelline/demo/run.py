@@ -33,9 +33,9 @@ from modelline.demo.line import ON_PURPOSE, LineSimulator
 from modelline.demo.monitor_view import DeviceMonitor, MonitorView
 from modelline.demo.watch import Continuity, PredictionWatch
 from nodesets.ids import MODELLINE_URI, DeploymentState
+from sdk.certs import generate_identity, load_identity
 from sdk.examples import example_dir
 from sdk.file_client import upload
-from sdk.keys import generate_key_pair, load_private_key
 from sdk.opcua.ids import node_id
 from sdk.opcua.ports import free_port
 from sdk.opcua.shelf import cache_dir, is_cached
@@ -163,24 +163,24 @@ class Demo:
 
     def _packages(self) -> tuple[Path, Path]:
         keys = self.data_dir / "keys"
-        if not (keys / "signing.key").exists():
-            generate_key_pair(keys)
+        if not (keys / "author.pem").exists():  # a data folder of an earlier release holds Ed25519 signing.*
+            generate_identity(keys, "author", common_name="demo model author", organization="ModelLine demo")
         trust = self.data_dir / "trust"
         trust.mkdir(exist_ok=True)
-        shutil.copy(keys / "signing.pub", trust / "signing.pub")
+        shutil.copy(keys / "author.pem", trust / "author.pem")  # self-signed: its own root
         example = example_dir()
-        key = load_private_key(keys / "signing.key")
+        identity = load_identity(keys / "author.pem", keys / "author.key")
         spec = PackageSpec.load(example / "spec.toml")
         out = []
         for version, text in (("1.0.0", None), ("1.1.0", "Retrained on the latest month of line data.")):
             out.append(
                 build_package(
                     example / "model.onnx",
-                    self.data_dir / "packages" / f"pump-health-{version}.mlpkg",
+                    self.data_dir / "packages" / f"pump-health-{version}.uadipkg",
                     name="pump-health",
                     version=version,
                     spec=spec,
-                    private_key=key,
+                    identity=identity,
                     description=text,
                 ).path
             )

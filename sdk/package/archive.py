@@ -1,7 +1,9 @@
 """Reading and writing the package zip without trusting it.
 
-A package is a flat zip: manifest.json, signature.json and the files the manifest
-lists. Before anything is read, every entry is checked: no absolute paths, no
+A DI Software Package (``.uadipkg``, OPC 10000-100 §8.7) is a zip whose first entry is
+``mimetype``; its files sit one folder deep under META/, CONTENT/, SUPPLEMENT/ and
+META-INF/. A legacy ``.mlpkg`` is a flat zip: manifest.json, signature.json and the
+files the manifest lists. Before anything is read, every entry is checked: no absolute paths, no
 '..', no folders, no links, no duplicate names, no encryption, and sizes and
 compression ratios within limits (zip bombs). Entries are streamed into a private
 folder with the byte count enforced as they expand, so a header that lies about
@@ -41,20 +43,36 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-def _check_name(name: str) -> None:
+# The folders of a DI Software Package (OPC 10000-100 §8.7.2) and of its ASiC-E signature (EN 319 162-1 §4.4).
+DI_FOLDERS = ("META", "CONTENT", "SUPPLEMENT", "META-INF")
+DI_MARKER = "mimetype"
+
+
+def _check_name(name: str, folders: bool = False) -> None:
+    """Refuse a name that could land outside the unpack folder; ``folders``: the DI layout's one level of folders."""
     if name.startswith("/") or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
         raise UnsafeArchiveEntry(f"unsafe entry {name!r}: absolute path")
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if ".." in parts:
         raise UnsafeArchiveEntry(f"unsafe entry {name!r}: parent folder reference '..'")
-    if len(parts) != 1 or name.endswith("/") or "\\" in name:
-        raise UnsafeArchiveEntry(f"unsafe entry {name!r}: packages hold no folders")
     if name in {".", ""} or "\x00" in name:
         raise UnsafeArchiveEntry(f"unsafe entry {name!r}: invalid name")
+    if name.endswith("/") or "\\" in name:
+        raise UnsafeArchiveEntry(f"unsafe entry {name!r}: packages hold no folder entries")
+    if not folders:
+        if len(parts) != 1:
+            raise UnsafeArchiveEntry(f"unsafe entry {name!r}: packages hold no folders")
+        return
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] not in DI_FOLDERS) or (len(parts) == 1 and name != DI_MARKER):
+        raise UnsafeArchiveEntry(
+            f"unsafe entry {name!r}: not a file of the DI package folders ({', '.join(DI_FOLDERS)})"
+        )
+    if parts[-1].startswith("."):
+        raise UnsafeArchiveEntry(f"unsafe entry {name!r}: hidden file")
 
 
-def _check_info(info: zipfile.ZipInfo, limits: Limits) -> None:
-    _check_name(info.filename)
+def _check_info(info: zipfile.ZipInfo, limits: Limits, folders: bool) -> None:
+    _check_name(info.filename, folders)
     # On Unix-made entries the high 16 bits carry st_mode; many writers leave the file-type bits at 0.
     file_type = stat.S_IFMT(info.external_attr >> 16)
     if info.create_system == 3 and file_type not in (0, stat.S_IFREG):
@@ -101,8 +119,9 @@ class PackageArchive:
             raise ArchiveTooLarge(f"package has {len(infos)} entries, over the {self.limits.max_entries} limit")
         seen: dict[str, zipfile.ZipInfo] = {}
         total = 0
+        self.is_di = any(i.filename == DI_MARKER for i in infos)
         for info in infos:
-            _check_info(info, self.limits)
+            _check_info(info, self.limits, self.is_di)
             if info.filename in seen or info.filename.lower() in {n.lower() for n in seen}:
                 raise UnsafeArchiveEntry(f"unsafe entry {info.filename!r}: duplicate name")
             seen[info.filename] = info
@@ -122,6 +141,17 @@ class PackageArchive:
         self._zip.close()
 
     @property
+    def first_entry(self) -> zipfile.ZipInfo | None:
+        """The first entry in the zip's central directory (ASiC puts ``mimetype`` there)."""
+        infos = self._zip.infolist()
+        return infos[0] if infos else None
+
+    @property
+    def ordered_names(self) -> list[str]:
+        """Entry names in the zip's order."""
+        return [i.filename for i in self._zip.infolist()]
+
+    @property
     def names(self) -> set[str]:
         """Names of every entry."""
         return set(self._infos)
@@ -138,13 +168,13 @@ class PackageArchive:
             data = _read_bounded(src, self.limits.max_metadata_size, name)
         return data
 
-    def extract(self, name: str, dest_dir: Path) -> tuple[int, str]:
-        """Stream one entry to ``dest_dir/name``; returns (bytes written, SHA-256 hex)."""
+    def extract(self, name: str, dest_dir: Path, as_name: str | None = None) -> tuple[int, str]:
+        """Stream one entry to ``dest_dir/(as_name or name)``; returns (bytes written, SHA-256 hex)."""
         info = self._infos[name]
         limit = min(info.file_size, self.limits.max_entry_size)
         digest = hashlib.sha256()
         written = 0
-        target = dest_dir / name
+        target = dest_dir / (as_name or name)
         with self._zip.open(info) as src, open(target, "xb") as dst:
             while chunk := src.read(_CHUNK):
                 written += len(chunk)
@@ -169,22 +199,28 @@ def private_dir(parent: Path | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="modelline-pkg-", dir=parent))
 
 
-def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]]) -> None:
+def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]], stored: Iterable[str] = ()) -> None:
     """Write a package zip atomically: a temporary file beside ``out_path``, then a rename.
 
     Metadata given as bytes is deflated; files given as paths (the model) are stored
     as they are: float weights hardly compress, and inflating them would double the
     time an edge node spends verifying a large model (python -m bench.package_verify).
+    Names in ``stored`` are stored too (ASiC's ``mimetype``, EN 319 162-1 §4.4.1).
+    A ``mimetype`` member makes the package a DI one: folders are allowed.
     """
+    members = list(members)
+    keep = set(stored)
+    folders = any(name == DI_MARKER for name, _ in members)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name, content in members:
-                _check_name(name)
+                _check_name(name, folders)
                 info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED if isinstance(content, bytes) else zipfile.ZIP_STORED
+                deflate = isinstance(content, bytes) and name not in keep
+                info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
                 info.external_attr = (stat.S_IFREG | 0o644) << 16
                 info.create_system = 3
                 if isinstance(content, bytes):

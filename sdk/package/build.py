@@ -1,4 +1,9 @@
-"""Building a package: read the model, describe it, record samples, hash, sign, zip."""
+"""Building a package: read the model, describe it, record samples, hash, sign, zip.
+
+The result is a DI Software Package (OPC 10000-100 §8.7, see dipkg.py) signed by an
+X.509 identity. Giving a bare Ed25519 key instead still writes the legacy flat
+``.mlpkg`` (deprecated; kept one release for the tests and tools that read it).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from sdk import __version__
+from sdk.certs import SigningIdentity, subject_name
 from sdk.errors import BuildError, NotFound
 from sdk.names import first_problem
-from sdk.package import onnx_model
+from sdk.package import asic, dipkg, onnx_model
 from sdk.package.archive import sha256_file, write_package
+from sdk.package.cades import sign_detached
 from sdk.package.manifest import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -135,12 +142,18 @@ def build_package(
     name: str,
     version: str,
     spec: PackageSpec | None = None,
+    identity: SigningIdentity | None = None,
     private_key: Ed25519PrivateKey | None = None,
     provenance: Provenance | None = None,
     description: str | None = None,
+    manufacturer: str | None = None,
+    manufacturer_uri: str | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> BuildResult:
-    """Build ``out_path`` from an ONNX file; signed when a private key is given."""
+    """Build ``out_path`` from an ONNX file: a DI package, signed when an identity is given.
+
+    ``private_key`` (Ed25519) writes the deprecated flat .mlpkg instead.
+    """
     if not model_path.is_file():
         raise NotFound(f"model file {model_path} does not exist")
     spec = spec or PackageSpec()
@@ -177,6 +190,19 @@ def build_package(
         )
     except ValueError as exc:
         raise BuildError(_first_error(exc)) from None
+    if private_key is None:
+        result = write_di_package(
+            out_path,
+            manifest,
+            {MODEL_FILE: model_path},
+            identity,
+            manufacturer=manufacturer,
+            manufacturer_uri=manufacturer_uri,
+            signing_time=clock(),
+        )
+        _log.info("package %s %s built: %s (%d bytes)", name, version, out_path, result.size)
+        return result
+
     manifest_bytes = manifest.to_bytes()
     members: list[tuple[str, bytes | Path]] = [(MANIFEST_NAME, manifest_bytes)]
     signed_by = None
@@ -189,6 +215,55 @@ def build_package(
     pkg_size, pkg_digest = sha256_file(out_path)
     _log.info("package %s %s built: %s (%d bytes)", name, version, out_path, pkg_size)
     return BuildResult(out_path, manifest, signed_by, pkg_digest, pkg_size)
+
+
+def write_di_package(
+    out_path: Path,
+    manifest: Manifest,
+    content: dict[str, Path],
+    identity: SigningIdentity | None,
+    *,
+    manufacturer: str | None = None,
+    manufacturer_uri: str | None = None,
+    signing_time: datetime,
+) -> BuildResult:
+    """Write a DI Software Package: metadata, manifest and ``content`` files, model card, author signature."""
+    signer = subject_name(identity.certificate) if identity else ""
+    owner = manufacturer or _organization(identity) or "ModelLine"
+    metadata = dipkg.metadata_for(manifest, owner, manufacturer_uri)
+    files: dict[str, bytes | Path] = {
+        dipkg.METADATA_NAME: metadata.to_bytes(),
+        dipkg.MANIFEST_ENTRY: manifest.to_bytes(),
+        **{dipkg.CONTENT + name: path for name, path in content.items()},
+        dipkg.MODEL_CARD: dipkg.model_card(manifest, signer),
+    }
+    digests = {n: asic.sha256(data) for n, data in files.items() if isinstance(data, bytes)}
+    for entry in manifest.files:
+        digests[dipkg.CONTENT + entry.path] = bytes.fromhex(entry.sha256)
+    members: list[tuple[str, bytes | Path]] = [(asic.MIMETYPE_NAME, asic.MIMETYPE), *files.items()]
+    if identity is not None:
+        members += signature_entries(digests, identity, asic.AUTHOR_NUMBER, signing_time)
+    write_package(out_path, members, stored=[asic.MIMETYPE_NAME])
+    size, digest = sha256_file(out_path)
+    return BuildResult(out_path, manifest, signer or None, digest, size)
+
+
+def _organization(identity: SigningIdentity | None) -> str | None:
+    from cryptography.x509.oid import NameOID
+
+    if identity is None:
+        return None
+    attrs = identity.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(attrs[0].value) if attrs else None
+
+
+def signature_entries(
+    digests: dict[str, bytes], identity: SigningIdentity, number: int, signing_time: datetime
+) -> list[tuple[str, bytes | Path]]:
+    """An ASiCManifest over ``digests`` (name -> SHA-256) and its CAdES signature, as package members."""
+    manifest_xml = asic.write_manifest(asic.signature_name(number), digests)
+    p7s = sign_detached(manifest_xml, identity, signing_time)
+    return [(asic.manifest_name(number), manifest_xml), (asic.signature_name(number), p7s)]
 
 
 def _first_error(exc: ValueError) -> str:

@@ -1,6 +1,8 @@
 """Verifying a package before it is stored, installed or loaded.
 
-The order is chosen so that each refusal names the real reason: the zip itself
+A DI Software Package (.uadipkg) is checked by verify_di.py; the deprecated flat
+.mlpkg by the checks below, for one more release. For an .mlpkg, the order is
+chosen so that each refusal names the real reason: the zip itself
 (entries, sizes), then the signature over the manifest bytes (was the manifest
 changed, is the signer trusted), then the manifest schema, then every file
 against the manifest (missing, extra, size, SHA-256), then onnxruntime (loads,
@@ -19,18 +21,30 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from sdk.errors import (
+    ApprovalMissing,
     FileMismatch,
     InterfaceMismatch,
     ManifestInvalid,
     SampleMismatch,
     SignatureMissing,
+    UsageError,
 )
 from sdk.keys import TrustStore
 from sdk.names import first_problem
-from sdk.package import onnx_model
+from sdk.package import dipkg, onnx_model
 from sdk.package.archive import DEFAULT_LIMITS, Limits, PackageArchive, private_dir, sha256_file, write_package
 from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
 from sdk.package.signature import Signature, sign_manifest, verify_manifest
+from sdk.package.verify_di import (
+    SignatureReport,
+    check_trust,
+    inspect_signatures,
+    read_di_metadata,
+    read_signatures,
+    verify_di,
+)
+
+LEGACY_NOTE = ".mlpkg packages are deprecated: convert with `modelline package convert`"
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,13 @@ class PackageInfo:
     signature: Signature | None
     sha256: str  # of the package file as transferred (the DI software update Hash)
     size: int
+    metadata: dipkg.PackageMetadata | None = None  # None for a legacy .mlpkg
+    signatures: tuple[SignatureReport, ...] = ()
+
+    @property
+    def legacy(self) -> bool:
+        """Whether this is a deprecated flat .mlpkg."""
+        return self.metadata is None
 
 
 @dataclass(frozen=True)
@@ -83,8 +104,13 @@ def _read_metadata(archive: PackageArchive) -> tuple[bytes, Signature | None]:
 
 
 def read_package(path: Path, limits: Limits = DEFAULT_LIMITS) -> PackageInfo:
-    """Read a package's manifest and signature without trusting them (for inspect)."""
+    """Read a package's manifest and signatures without trusting them (for inspect)."""
     with PackageArchive(path, limits) as archive:
+        if archive.is_di:
+            metadata, manifest_bytes, manifest = read_di_metadata(archive)
+            reports = tuple(inspect_signatures(archive))
+            size, digest = sha256_file(path)
+            return PackageInfo(path, manifest, manifest_bytes, None, digest, size, metadata, reports)
         manifest_bytes, signature = _read_metadata(archive)
         manifest = parse_manifest(manifest_bytes)
     size, digest = sha256_file(path)
@@ -145,6 +171,11 @@ def check_session(session: ort.InferenceSession, manifest: Manifest, run_samples
             raise SampleMismatch(f"model does not reproduce its samples: {problems[0]}")
 
 
+def _no_legacy_approval(approval: TrustStore | None) -> None:
+    if approval is not None:
+        raise ApprovalMissing("approval required and not given: a legacy .mlpkg carries no approval signature")
+
+
 def verify_package(
     path: Path,
     trust: TrustStore,
@@ -153,8 +184,13 @@ def verify_package(
     limits: Limits = DEFAULT_LIMITS,
     run_samples: bool = True,
     load_model: bool = True,
+    approval: TrustStore | None = None,
 ) -> VerifiedPackage:
     """Check everything; raise the specific PackageRejected subclass on the first failure.
+
+    ``trust`` must accept the author's signature; with ``approval``, a DI package must
+    also carry an approval signature that chains to it (OPC 10000-100 §8.7.4), and a
+    legacy .mlpkg, which cannot, is refused.
 
     The files are unpacked into a private folder: ``into`` (created with mode 0700,
     kept on success) or a temporary one that is removed before returning. Nothing
@@ -171,12 +207,24 @@ def verify_package(
     else:
         directory = private_dir()
     try:
+        metadata: dipkg.PackageMetadata | None = None
+        reports: list[SignatureReport] = []
+        signature: Signature | None = None
+        approval = approval if approval is not None else trust.approval
         with PackageArchive(path, limits) as archive:
-            manifest_bytes, signature = _read_metadata(archive)
-            signer = verify_manifest(manifest_bytes, _require_signature(signature), trust)
-            manifest = parse_manifest(manifest_bytes)
-            _check_file_list(archive, manifest)
-            _extract_and_hash(archive, manifest, directory)
+            if archive.is_di:
+                approval_certs = approval.certificates if approval is not None else None
+                metadata, manifest_bytes, manifest, reports = verify_di(
+                    archive, trust.certificates, approval_certs, directory
+                )
+                signer = reports[0].subject
+            else:
+                _no_legacy_approval(approval)
+                manifest_bytes, signature = _read_metadata(archive)
+                signer = verify_manifest(manifest_bytes, _require_signature(signature), trust)
+                manifest = parse_manifest(manifest_bytes)
+                _check_file_list(archive, manifest)
+                _extract_and_hash(archive, manifest, directory)
         if load_model:
             check_model(directory / manifest.onnx.model_file, manifest, run_samples)
         size, digest = sha256_file(path)
@@ -185,12 +233,41 @@ def verify_package(
         raise
     if into is None:
         shutil.rmtree(directory, ignore_errors=True)
-    return VerifiedPackage(path, manifest, manifest_bytes, signature, digest, size, signer=signer, directory=into)
+    return VerifiedPackage(
+        path,
+        manifest,
+        manifest_bytes,
+        signature,
+        digest,
+        size,
+        metadata,
+        tuple(reports),
+        signer=signer,
+        directory=into,
+    )
+
+
+def check_signers(path: Path, trust: TrustStore, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Check only the signatures and the signers' chains (with the trust store's current CRLs) of a package
+    that was verified in full before: for re-checking an installed package when trust changes.
+    Raises the PackageRejected subclass that a full verification would raise for them.
+    """
+    with PackageArchive(path, limits) as archive:
+        if archive.is_di:
+            entries = read_signatures(archive)
+            approval = trust.approval.certificates if trust.approval is not None else None
+            check_trust(entries, trust.certificates, approval)
+            return
+        _no_legacy_approval(trust.approval)
+        manifest_bytes, signature = _read_metadata(archive)
+        verify_manifest(manifest_bytes, _require_signature(signature), trust)
 
 
 def sign_package(path: Path, private_key: Ed25519PrivateKey, out_path: Path | None = None) -> Signature:
-    """(Re-)sign an existing package's manifest; writes ``out_path`` (default: in place)."""
+    """(Re-)sign an existing legacy .mlpkg's manifest; writes ``out_path`` (default: in place)."""
     with PackageArchive(path) as archive:
+        if archive.is_di:
+            raise UsageError("a DI package keeps its author's signature: add one with 'modelline package approve'")
         manifest_bytes, _ = _read_metadata(archive)
         parse_manifest(manifest_bytes)
         staging = private_dir()

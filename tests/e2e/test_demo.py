@@ -149,4 +149,4 @@ async def test_node_opcua_receives_predictions_from_the_demo(node_opcua: Path, t
     assert demo.returncode == 0
     text = rest.decode()
     assert "stopping…\n" in text and text.index("stopping…") < text.index("Summary"), text[:300]  # said at once
-    assert (tmp_path / "keys" / "signing.key").exists()  # --data-dir keeps its folder
+    assert (tmp_path / "keys" / "author.pem").exists()  # --data-dir keeps its folder

@@ -39,7 +39,7 @@ _run = run_modelline
 @pytest.mark.timeout(180)
 async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signer, example: Path) -> None:
     plc = await SimulatedPlc().start()
-    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
     binding = tmp_path / "binding.json"
     binding.write_text(json.dumps(plc.binding()))
     url = f"opc.tcp://127.0.0.1:{free_port()}/edge/"
@@ -124,14 +124,14 @@ async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, sig
     """--confirm-within confirms a model that predicts Good; one whose inputs are out of range (also while the
     old model predicted Good), or that has no binding, is left unconfirmed with exit code 6 and the node
     reverts by itself."""
-    v1 = build_pump(example, signer, tmp_path / "v1.mlpkg").path
-    v2 = build_pump(example, signer, tmp_path / "v2.mlpkg", version="1.1.0").path
+    v1 = build_pump(example, signer, tmp_path / "v1.uadipkg").path
+    v2 = build_pump(example, signer, tmp_path / "v2.uadipkg", version="1.1.0").path
     spec = PackageSpec.load(example / "spec.toml")
     sensors = spec.inputs["sensors"]
     features = [f.model_copy(update={"max": 2.0}) if f.name == "vibration_rms" else f for f in sensors.features]
     narrow = build_package(  # vibration_rms valid only up to 2.0: the healthy 2.1 is out of its range
         example / "model.onnx",
-        tmp_path / "narrow.mlpkg",
+        tmp_path / "narrow.uadipkg",
         name="pump-health",
         version="1.2.0",
         spec=spec.model_copy(update={"inputs": {"sensors": sensors.model_copy(update={"features": features})}}),
@@ -200,7 +200,7 @@ async def test_install_confirms_only_after_a_good_prediction(tmp_path: Path, sig
 
 @pytest.mark.timeout(120)
 async def test_install_on_a_full_disk_says_so(tmp_path: Path, signer: Signer, example: Path) -> None:
-    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
     # A reserve larger than any disk here: the node's real free-space check refuses the transfer.
     settings = edge_settings(tmp_path, signer.trust_dir, disk_reserve_bytes=1 << 50)
     async with running_edge(settings) as node:

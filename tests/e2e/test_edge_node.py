@@ -13,11 +13,13 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 
-from nodesets.ids import InstallationState, PipelineState, SoftwareVersionFileType
+from nodesets.ids import DeviceHealth, InstallationState, PipelineState, SoftwareVersionFileType
 from sdk import errors
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.diskspace import free_bytes
 from sdk.errors import UpdateFailed
+from sdk.package.build import build_package
+from sdk.package.spec import PackageSpec
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import (
     HEALTHY,
@@ -31,6 +33,8 @@ from tests.edge_harness import (
     wait_for,
     with_wrong_samples,
 )
+from tests.malicious import variants
+from tests.pki import Pki
 from tests.readme import assert_documented
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -45,12 +49,12 @@ async def plc() -> AsyncIterator[SimulatedPlc]:
 
 @pytest.fixture
 def v1(example: Path, signer: Signer, tmp_path: Path) -> Path:
-    return build_pump(example, signer, tmp_path / "pump-1.0.0.mlpkg", "1.0.0").path
+    return build_pump(example, signer, tmp_path / "pump-1.0.0.uadipkg", "1.0.0").path
 
 
 @pytest.fixture
 def v2(example: Path, signer: Signer, tmp_path: Path) -> Path:
-    return build_pump(example, signer, tmp_path / "pump-2.0.0.mlpkg", "2.0.0").path
+    return build_pump(example, signer, tmp_path / "pump-2.0.0.uadipkg", "2.0.0").path
 
 
 async def _install(client: Client, package: Path, confirm_within: float = 0.0, confirm: bool = True) -> str:
@@ -120,8 +124,8 @@ async def test_tampered_package_rejected_at_commit_and_nothing_changes(
     plc: SimulatedPlc, v1: Path, v2: Path, signer: Signer, tmp_path: Path
 ) -> None:
     members = read_members(v2)
-    members["model.onnx"] = members["model.onnx"][:-1] + bytes([members["model.onnx"][-1] ^ 1])
-    tampered = write_members(tmp_path / "tampered.mlpkg", list(members.items()))
+    members["CONTENT/model.onnx"] = members["CONTENT/model.onnx"][:-1] + bytes([members["CONTENT/model.onnx"][-1] ^ 1])
+    tampered = write_members(tmp_path / "tampered.uadipkg", list(members.items()))
     async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
         await _install(client, v1)
         su = await SoftwareUpdateClient.find(client)
@@ -140,12 +144,12 @@ async def test_refusal_reasons_name_the_package_not_a_server_path(
     plc: SimulatedPlc, signer: Signer, other_signer: Signer, example: Path, tmp_path: Path
 ) -> None:
     """Loading/ErrorMessage says why in the words of 'package verify', without the node's own file paths."""
-    junk = tmp_path / "junk.mlpkg"
+    junk = tmp_path / "junk.uadipkg"
     junk.write_bytes(b"not a package" * 10)
-    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path
+    foreign = build_pump(example, other_signer, tmp_path / "foreign.uadipkg").path
     async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
         su = await SoftwareUpdateClient.find(client)
-        for package, reason in ((junk, "not a ModelLine package"), (foreign, "which is not in the trust store")):
+        for package, reason in ((junk, "not a ModelLine package"), (foreign, "does not chain to a trusted root")):
             with pytest.raises(errors.PackageRejected, match=reason) as refused:
                 await su.transfer(package)
             loading = await su.update.get_child(f"{su.di}:Loading")
@@ -153,6 +157,90 @@ async def test_refusal_reasons_name_the_package_not_a_server_path(
             assert reason in message and message in str(refused.value)
             for server_path in (str(node.settings.data_dir), str(signer.trust_dir), "upload-", ".part"):
                 assert server_path not in message, message
+
+
+@pytest.mark.timeout(180)
+async def test_every_hostile_variant_is_refused_at_transfer(
+    plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path
+) -> None:
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        for name, bad in variants(v1, tmp_path).items():
+            with pytest.raises(errors.PackageRejected):
+                await su.transfer(bad)
+            assert (await su.version(SoftwareVersionFileType.PENDING)).empty, name
+        assert node.slots["main"].state.current is None
+
+
+@pytest.mark.timeout(180)
+async def test_edge_checks_approval_at_install_and_revocation_at_load(
+    plc: SimulatedPlc, example: Path, tmp_path: Path
+) -> None:
+    """The node verifies every package itself: approval at transfer, and a revoked author at the next load."""
+    from sdk.package.approve import approve_package
+
+    pki, approvers = Pki(tmp_path, "Plant CA"), Pki(tmp_path, "Plant approvals")
+    author = pki.issue("Model author")
+    plain = build_package(
+        example / "model.onnx",
+        tmp_path / "p.uadipkg",
+        name="pump-health",
+        version="1.0.0",
+        spec=PackageSpec.load(example / "spec.toml"),
+        identity=author,
+    ).path
+    approved = tmp_path / "approved.uadipkg"
+    approve_package(plain, approvers.issue("OT security"), approved)
+    settings = edge_settings(tmp_path, pki.folder, approval_trust_dir=approvers.folder)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        with pytest.raises(errors.PackageRejected, match="approval required and not given"):
+            await su.transfer(plain)
+        assert "pump-health 1.0.0 installed" in await _install(client, approved)
+        current = await su.version(SoftwareVersionFileType.CURRENT)  # from META/package_metadata.json
+        assert (current.manufacturer_uri, current.revision) == ("urn:modelline:model:pump-health", "1.0.0")
+        assert current.hash == hashlib.sha256(approved.read_bytes()).digest()
+
+    pki.revoke(author.certificate)  # the plant revokes the author; the node restarts with the new CRL
+    async with running_edge(settings) as node, Client(node.url) as client:
+        su = await SoftwareUpdateClient.find(client)
+        text = await su.update_status()
+        assert "cannot serve 1.0.0 after restart" in text and "CN=Model author" in text and "was revoked" in text
+        assert node.slots["main"].pipeline.status.state is not PipelineState.RUNNING
+
+
+@pytest.mark.timeout(120)
+async def test_a_running_model_whose_signer_is_revoked_is_reported(
+    plc: SimulatedPlc, example: Path, tmp_path: Path
+) -> None:
+    """A new CRL is read while the node runs: the model keeps serving, UpdateStatus and DeviceHealth say why."""
+    pki = Pki(tmp_path, "Plant CA")
+    author = pki.issue("Model author")
+    pkg = build_package(
+        example / "model.onnx",
+        tmp_path / "p.uadipkg",
+        name="pump-health",
+        version="1.0.0",
+        spec=PackageSpec.load(example / "spec.toml"),
+        identity=author,
+    ).path
+    settings = edge_settings(tmp_path, pki.folder, trust_check_s=0.5)
+    async with running_edge(settings) as node, Client(node.url) as client:
+        assert "pump-health 1.0.0 installed" in await _install(client, pkg)
+        su = await SoftwareUpdateClient.find(client)
+        di = await client.get_namespace_index("http://opcfoundation.org/UA/DI/")
+        health = await client.nodes.objects.get_child([f"{di}:DeviceSet", "1:edge-1", f"{di}:DeviceHealth"])
+        assert await health.read_value() != DeviceHealth.MAINTENANCE_REQUIRED
+
+        pki.revoke(author.certificate)
+
+        async def reported() -> bool:
+            return bool(await health.read_value() == DeviceHealth.MAINTENANCE_REQUIRED)
+
+        await wait_for(reported, timeout=30, what="DeviceHealth MaintenanceRequired")
+        text = await su.update_status()
+        assert "pump-health 1.0.0 is no longer trusted" in text and "was revoked" in text, text
+        assert node.slots["main"].pipeline.model is not None  # it keeps serving until a trusted one is installed
 
 
 @pytest.mark.timeout(120)
@@ -184,7 +272,7 @@ async def test_install_checks_hash_and_version(plc: SimulatedPlc, v1: Path, sign
 async def test_sample_mismatch_is_an_error_and_the_old_model_keeps_serving(
     plc: SimulatedPlc, v1: Path, signer: Signer, tmp_path: Path
 ) -> None:
-    bad = with_wrong_samples(v1, tmp_path / "bad.mlpkg", signer, "1.1.0")
+    bad = with_wrong_samples(v1, tmp_path / "bad.uadipkg", signer, "1.1.0")
     async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node, Client(node.url) as client:
         await _install(client, v1)
         su = await SoftwareUpdateClient.find(client)
@@ -444,7 +532,7 @@ async def test_a_revert_restores_model_and_binding_and_two_rollbacks_alternate(
 ) -> None:
     import json
 
-    v3 = build_pump(example, signer, tmp_path / "pump-3.0.0.mlpkg", "3.0.0").path
+    v3 = build_pump(example, signer, tmp_path / "pump-3.0.0.uadipkg", "3.0.0").path
     one, two = plc.binding(), plc.binding(mode="tag", tag="speed")
     bad = plc.binding()
     bad["inputs"]["speed"] = {"endpoint": plc.url, "node_id": "ns=2;s=NoSuchTag"}

@@ -18,7 +18,9 @@ from sdk.file_client import download, upload
 from sdk.package.build import build_package
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import build_pump
+from tests.malicious import variants
 from tests.opcua_servers import free_port
+from tests.pki import Pki
 from tests.processes import run_modelline
 
 pytestmark = pytest.mark.e2e
@@ -72,14 +74,14 @@ async def _versions(client: Client) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.timeout(120)
 async def test_upload_stores_the_package_and_serves_it_back(tmp_path: Path, signer: Signer, example: Path) -> None:
-    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
     digest = hashlib.sha256(package.read_bytes()).hexdigest()
     async with _gateway(_settings(tmp_path, signer)) as (gateway, client):
         await _push(client, package)
         versions = await _versions(client)
         assert set(versions) == {"pump-health 1.0.0"}
         v = versions["pump-health 1.0.0"]
-        assert (v["Version"], v["Sha256"], v["Signer"]) == ("1.0.0", digest, signer.files.key_id)
+        assert (v["Version"], v["Sha256"], v["Signer"]) == ("1.0.0", digest, signer.subject)
         assert "sensors.speed float32 [r/min] 0..3600" in v["Inputs"]
         assert v["Outputs"] == ["anomaly_score float32 0..1", "remaining_life float32 [h] 0.."]
         data = await download(client, v["package"])
@@ -93,17 +95,17 @@ async def test_upload_stores_the_package_and_serves_it_back(tmp_path: Path, sign
 async def test_rejected_uploads_leave_no_trace(
     tmp_path: Path, signer: Signer, other_signer: Signer, example: Path
 ) -> None:
-    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
     members = read_members(package)
-    members["model.onnx"] = members["model.onnx"][:-1] + bytes([members["model.onnx"][-1] ^ 1])
-    tampered = write_members(tmp_path / "tampered.mlpkg", list(members.items()))
-    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path
+    members["CONTENT/model.onnx"] = members["CONTENT/model.onnx"][:-1] + bytes([members["CONTENT/model.onnx"][-1] ^ 1])
+    tampered = write_members(tmp_path / "tampered.uadipkg", list(members.items()))
+    foreign = build_pump(example, other_signer, tmp_path / "foreign.uadipkg").path
     same_version = build_package(  # same name and version, other content
         example / "model.onnx",
-        tmp_path / "again.mlpkg",
+        tmp_path / "again.uadipkg",
         name="pump-health",
         version="1.0.0",
-        private_key=signer.private_key,
+        identity=signer.identity,
         description="retrained",
     )
     async with _gateway(_settings(tmp_path, signer)) as (gateway, client):
@@ -131,6 +133,62 @@ async def test_rejected_uploads_leave_no_trace(
         assert len(list(gateway.settings.packages_dir.iterdir())) == 1
 
 
+@pytest.mark.timeout(180)
+async def test_every_hostile_variant_is_refused_at_push(tmp_path: Path, signer: Signer, example: Path) -> None:
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
+    async with _gateway(_settings(tmp_path, signer)) as (gateway, client):
+        manager, ml = await _manager(client)
+        for name, bad in variants(package, tmp_path).items():
+            with pytest.raises(ua.UaStatusCodeError):
+                await _push(client, bad)
+            reason = await (await manager.get_child(f"{ml}:UploadError")).read_value()
+            assert reason, name
+        assert await _versions(client) == {}
+        assert list(gateway.settings.packages_dir.iterdir()) == []
+
+
+@pytest.mark.timeout(180)
+async def test_push_checks_revocation_approval_and_still_takes_legacy_packages(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    """A revoked author is refused; with approval_trust_dir only approved packages are stored; .mlpkg still works."""
+    from sdk.package.approve import approve_package
+
+    pki, approvers = Pki(tmp_path, "Plant CA"), Pki(tmp_path, "Plant approvals")
+    author, revoked = pki.issue("Model author"), pki.issue("Former author")
+    pki.revoke(revoked.certificate)
+    good = build_package(
+        example / "model.onnx", tmp_path / "good.uadipkg", name="pump-health", version="1.0.0", identity=author
+    )
+    bad = build_package(
+        example / "model.onnx", tmp_path / "bad.uadipkg", name="pump-health", version="1.1.0", identity=revoked
+    )
+    approved = tmp_path / "approved.uadipkg"
+    approve_package(good.path, approvers.issue("OT security"), approved)
+    legacy = build_pump(example, signer, tmp_path / "legacy.mlpkg", "0.9.0").path
+
+    settings = _settings(tmp_path, signer, trust_dir=pki.folder, approval_trust_dir=approvers.folder)
+    async with _gateway(settings) as (gateway, client):
+        manager, ml = await _manager(client)
+        for package, code, reason in (
+            (bad.path, "BadCertificateRevoked", "CN=Former author"),
+            (good.path, "BadCertificateUntrusted", "approval required and not given"),
+        ):
+            with pytest.raises(ua.UaStatusCodeError, match=code):
+                await _push(client, package)
+            assert reason in await (await manager.get_child(f"{ml}:UploadError")).read_value()
+        await _push(client, approved)
+        versions = await _versions(client)
+        assert list(versions) == ["pump-health 1.0.0"]
+        assert versions["pump-health 1.0.0"]["Signer"] == "CN=Model author"
+        data = await download(client, versions["pump-health 1.0.0"]["package"])
+        assert data == approved.read_bytes()  # stored and served unchanged, both signatures included
+
+    async with _gateway(_settings(tmp_path / "legacy", signer)) as (gateway, client):
+        await _push(client, legacy)  # deprecated, still accepted for one release
+        assert list(await _versions(client)) == ["pump-health 0.9.0"]
+
+
 @pytest.mark.timeout(120)
 async def test_scheduler_jobs_run_late_rather_than_warn_and_skip(tmp_path: Path, signer: Signer) -> None:
     """A busy loop (first start, a large upload) delays the periodic jobs: they run once, late, without a warning."""
@@ -145,17 +203,17 @@ async def test_restart_rebuilds_the_address_space_from_the_store(tmp_path: Path,
     settings = _settings(tmp_path, signer)
     async with _gateway(settings) as (_, client):
         for version in ("1.0.0", "1.1.0"):
-            await _push(client, build_pump(example, signer, tmp_path / f"{version}.mlpkg", version).path)
+            await _push(client, build_pump(example, signer, tmp_path / f"{version}.uadipkg", version).path)
     async with _gateway(settings) as (_, client):
         versions = await _versions(client)
         assert set(versions) == {"pump-health 1.0.0", "pump-health 1.1.0"}
         data = await download(client, versions["pump-health 1.1.0"]["package"])
-        assert data == (tmp_path / "1.1.0.mlpkg").read_bytes()
+        assert data == (tmp_path / "1.1.0.uadipkg").read_bytes()
 
 
 @pytest.mark.timeout(120)
 async def test_uploads_need_the_engineer_role(tmp_path: Path, signer: Signer, example: Path) -> None:
-    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
     async with _gateway(_settings(tmp_path, signer, anonymous_role="Observer")) as (_, client):
         with pytest.raises(ua.UaStatusCodeError, match="BadUserAccessDenied"):
             await _push(client, package)
@@ -173,11 +231,11 @@ async def test_push_command(
 
     run = partial(run_modelline, timeout=60)
 
-    package = build_pump(example, signer, tmp_path / "pump.mlpkg").path
-    foreign = build_pump(example, other_signer, tmp_path / "foreign.mlpkg").path
+    package = build_pump(example, signer, tmp_path / "pump.uadipkg").path
+    foreign = build_pump(example, other_signer, tmp_path / "foreign.uadipkg").path
     members = read_members(package)
-    members["model.onnx"] = members["model.onnx"][:-1] + bytes([members["model.onnx"][-1] ^ 1])
-    tampered = write_members(tmp_path / "tampered.mlpkg", list(members.items()))
+    members["CONTENT/model.onnx"] = members["CONTENT/model.onnx"][:-1] + bytes([members["CONTENT/model.onnx"][-1] ^ 1])
+    tampered = write_members(tmp_path / "tampered.uadipkg", list(members.items()))
     async with _gateway(_settings(tmp_path, signer)) as (gateway, _):
         code, out, err = await run("push", str(package), "--gateway", gateway.url, "--json")
         assert code == 0, err
@@ -202,7 +260,7 @@ async def test_a_stopped_gateway_leaves_nothing_alive(tmp_path: Path, signer: Si
 
     settings = _settings(tmp_path, signer)
     async with _gateway(settings) as (_, client):
-        await _push(client, build_pump(example, signer, tmp_path / "pump.mlpkg").path)  # a version: a Package file
+        await _push(client, build_pump(example, signer, tmp_path / "pump.uadipkg").path)  # a version: a Package file
     listeners = len(sessions._listeners)
     for _ in range(3):
         async with _gateway(settings):

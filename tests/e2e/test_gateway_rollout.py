@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from tests.edge_harness import (
     with_wrong_samples,
 )
 from tests.opcua_servers import free_port
+from tests.pki import Pki
 from tests.processes import run_modelline
 from tests.readme import assert_documented
 
@@ -159,6 +160,40 @@ async def test_push_deploy_to_both_and_predictions_are_mirrored(tmp_path: Path, 
             assert state == 0  # Online
             assert await (await node.get_child(f"{p.ml}:ActiveVersion")).read_value() == "1.0.0"
             assert await (await node.get_child(f"{p.ml}:DesiredVersion")).read_value() == "1.0.0"
+
+
+@pytest.mark.timeout(300)
+async def test_a_device_serving_a_model_of_a_revoked_author_is_degraded_at_the_gateway(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    from sdk.package.build import build_package
+    from sdk.package.spec import PackageSpec
+
+    pki = Pki(tmp_path, "Plant CA")
+    author = pki.issue("Model author")
+    package = build_package(
+        example / "model.onnx",
+        tmp_path / "v1.uadipkg",
+        name="pump-health",
+        version="1.0.0",
+        spec=PackageSpec.load(example / "spec.toml"),
+        identity=author,
+    ).path
+    plant_signer = replace(signer, trust_dir=pki.folder)
+    async with plant(tmp_path, plant_signer, edge_options={"edge-a": {"trust_check_s": 0.5}}) as p:
+        await p.push(package)
+        await p.settled(await p.deploy("1.0.0", ["edge-a"]), "Active")
+        state = await p.manager.get_child([f"{p.ml}:Devices", "1:edge-a", f"{p.ml}:State"])
+        assert await state.read_value() == 0  # Online
+
+        pki.revoke(author.certificate)  # the edge node reads the new CRL by itself (trust_check_s)
+
+        async def degraded() -> bool:
+            return bool(await state.read_value() == 2)
+
+        await wait_for(degraded, timeout=60, what="edge-a Degraded at the gateway")
+        assert p.gateway.devices.links["edge-a"].view.reason == "device health MAINTENANCE_REQUIRED"
+        assert p.serving("edge-a") == "1.0.0"  # reported, still serving
 
 
 @pytest.mark.timeout(300)

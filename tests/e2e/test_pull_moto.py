@@ -45,8 +45,10 @@ def _pull_sm(url: str, signer: Signer, out: Path, *extra: str) -> list[str]:
         url,
         "--region",
         REGION,
+        "--cert",
+        str(signer.cert_path),
         "--key",
-        str(signer.files.private_path),
+        str(signer.key_path),
         "-o",
         str(out),
         "--json",
@@ -63,7 +65,7 @@ def test_latest_approved_version_becomes_a_verified_package(
         "pump-health",
         [("v1/model.tar.gz", archive, "Approved"), ("v2/model.tar.gz", archive, "PendingManualApproval")],
     )
-    out = tmp_path / "pump.mlpkg"
+    out = tmp_path / "pump.uadipkg"
     code, data, err = _cli(
         capsys,
         *_pull_sm(
@@ -92,7 +94,7 @@ def test_unapproved_version_needs_an_explicit_flag(
     register_model_group(
         aws, "press", [("p1/model.tar.gz", archive, "Approved"), ("p2/model.tar.gz", archive, "Rejected")]
     )
-    out = tmp_path / "press.mlpkg"
+    out = tmp_path / "press.uadipkg"
     code, _, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "press", "--version", "2"))
     assert code == 2
     assert (
@@ -155,7 +157,7 @@ def test_registry_errors(
             [("l/model.tar.gz", tarballs[setup], "PendingManualApproval" if setup == "pending" else "Approved")],
             metrics=False,
         )
-    out = tmp_path / "x.mlpkg"
+    out = tmp_path / "x.uadipkg"
     got, data, err = _cli(capsys, *_pull_sm(aws, signer, out, *argv))
     assert got == code, err
     assert err.startswith("modelline: ") and message in err and err.count("\n") == 1
@@ -171,7 +173,7 @@ def test_model_file_picks_one_of_several(
         "line",
         [("l/model.tar.gz", tarball({"a/model.onnx": onnx_bytes, "./b/model.onnx": onnx_bytes}), "Approved")],
     )
-    out = tmp_path / "x.mlpkg"
+    out = tmp_path / "x.uadipkg"
     code, _, err = _cli(capsys, *_pull_sm(aws, signer, out, "--group", "line", "--model-file", "b/model.onnx"))
     assert code == 0, err
     verify_package(out, signer.trust)
@@ -182,7 +184,7 @@ def test_no_credentials(
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    code, _, err = _cli(capsys, *_pull_sm(aws, signer, tmp_path / "x.mlpkg", "--group", "pump-health"))
+    code, _, err = _cli(capsys, *_pull_sm(aws, signer, tmp_path / "x.uadipkg", "--group", "pump-health"))
     assert code == 5
     assert (
         err == "modelline: no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n"
@@ -198,8 +200,10 @@ def _pull_s3(url: str, signer: Signer, out: Path, uri: str, *extra: str) -> list
         url,
         "--region",
         REGION,
+        "--cert",
+        str(signer.cert_path),
         "--key",
-        str(signer.files.private_path),
+        str(signer.key_path),
         "-o",
         str(out),
         "--json",
@@ -215,14 +219,14 @@ def test_s3_bare_onnx_and_tarball(
     s3.put_object(Bucket=BUCKET, Key="models/pump.onnx", Body=onnx_bytes)
     s3.put_object(Bucket=BUCKET, Key="models/pump.tar.gz", Body=tarball({"model/pump.onnx": onnx_bytes}))
 
-    out = tmp_path / "bare.mlpkg"
+    out = tmp_path / "bare.uadipkg"
     code, data, err = _cli(capsys, *_pull_s3(aws, signer, out, f"s3://{BUCKET}/models/pump.onnx"))
     assert code == 0, err
     manifest = verify_package(out, signer.trust).manifest
     assert (manifest.name, manifest.version) == ("pump", "1.0.0")
     assert (manifest.provenance.source, manifest.provenance.uri) == ("s3", f"s3://{BUCKET}/models/pump.onnx")
 
-    out = tmp_path / "tar.mlpkg"
+    out = tmp_path / "tar.uadipkg"
     code, data, err = _cli(
         capsys,
         *_pull_s3(aws, signer, out, f"s3://{BUCKET}/models/pump.tar.gz", "--name", "pump-health", "--version", "1.3.0"),
@@ -249,7 +253,7 @@ def test_s3_errors(
     aws: str, capsys: pytest.CaptureFixture[str], signer: Signer, tmp_path: Path, uri: str, code: int, message: str
 ) -> None:
     aws_client("s3", aws).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-    got, _, err = _cli(capsys, *_pull_s3(aws, signer, tmp_path / "x.mlpkg", uri))
+    got, _, err = _cli(capsys, *_pull_s3(aws, signer, tmp_path / "x.uadipkg", uri))
     assert (got, err) == (code, message)
 
 

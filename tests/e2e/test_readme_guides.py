@@ -233,15 +233,15 @@ async def child(node: Node, path: str) -> Node:
 
 
 def tampered(package: Path, out: Path, change: str) -> Path:
-    """A copy of ``package`` with model.onnx changed in one byte, or with an extra file."""
+    """A copy of ``package`` with its model changed in one byte, or with an extra file."""
     with zipfile.ZipFile(package) as src, zipfile.ZipFile(out, "w") as dst:
         for item in src.infolist():
             data = src.read(item)
-            if change == "byte" and item.filename == "model.onnx":
+            if change == "byte" and item.filename == "CONTENT/model.onnx":
                 data = data[:-1] + bytes([data[-1] ^ 1])
             dst.writestr(item, data)
         if change == "extra":
-            dst.writestr("payload.sh", b"#!/bin/sh\n")
+            dst.writestr("SUPPLEMENT/payload.sh", b"#!/bin/sh\n")
     return out
 
 
@@ -249,7 +249,7 @@ def built_as(out: str, *left_out: str) -> list[str]:
     """The guide's build command writing ``out``, without the options (and their values) in ``left_out``."""
     argv = readme.command("Package a model from a file", "package", "build").argv
     argv = [a for a in argv if a not in left_out]
-    argv[argv.index("pump-health-1.0.0.mlpkg")] = out
+    argv[argv.index("pump-health-1.0.0.uadipkg")] = out
     return argv
 
 
@@ -299,24 +299,35 @@ async def _walk_through(plant: Plant, pc: Path) -> None:
     await plant.run(verify)
 
     # The refusals the README quotes, as verify prints them.
-    await plant.run(built_as("unsigned.mlpkg", "--key", "keys/signing.key"))
-    refused = await plant.run(["package", "verify", "unsigned.mlpkg", "--trust", "keys/"], expect=3)
-    readme.assert_documented(refused.err, "package is not signed (no signature.json)")
+    await plant.run(built_as("unsigned.uadipkg", "--cert", "keys/signing.pem", "--key", "keys/signing.key"))
+    refused = await plant.run(["package", "verify", "unsigned.uadipkg", "--trust", "keys/"], expect=3)
+    readme.assert_documented(refused.err, "package is not signed (no META-INF/ASiCManifest001.xml)")
     readme.assert_documented(refused.err, "package rejected: package is not signed")
     await plant.run(["keys", "generate", "--out", "other-keys"])
-    refused = await plant.run(["package", "verify", "pump-health-1.0.0.mlpkg", "--trust", "other-keys/"], expect=3)
-    readme.assert_documented(refused.err, "package rejected: signed by key")
-    readme.assert_documented(refused.err, "signed by key …, which is not in the trust store …")
-    changed = tampered(pc / "pump-health-1.0.0.mlpkg", pc / "changed.mlpkg", "byte")
+    refused = await plant.run(["package", "verify", "pump-health-1.0.0.uadipkg", "--trust", "other-keys/"], expect=3)
+    readme.assert_documented(refused.err, "package rejected: signer … does not chain")
+    readme.assert_documented(refused.err, "does not chain to a trusted root at signing time (…); trusted roots: …")
+    changed = tampered(pc / "pump-health-1.0.0.uadipkg", pc / "changed.uadipkg", "byte")
     refused = await plant.run(["package", "verify", changed.name, "--trust", "keys/"], expect=3)
     readme.assert_documented(refused.err, "(changed after signing)")
     readme.assert_documented(refused.err, "package rejected: file 'model.onnx'")
-    extra = tampered(pc / "pump-health-1.0.0.mlpkg", pc / "extra.mlpkg", "extra")
+    extra = tampered(pc / "pump-health-1.0.0.uadipkg", pc / "extra.uadipkg", "extra")
     refused = await plant.run(["package", "verify", extra.name, "--trust", "keys/"], expect=3)
     readme.assert_documented(refused.err, "payload.sh")
 
+    # Approve a package for the plant: refused where approval is required until approved.
+    approval = [c for c in readme.commands() if c.section.startswith("Approve a package")]
+    await plant.run(approval[0])  # the approver's certificate
+    required = [*approval[2].argv[:2], "pump-health-1.0.0.uadipkg", *approval[2].argv[3:]]
+    refused = await plant.run(required, expect=3)
+    readme.assert_documented(refused.err, "approval required and not given: …")
+    readme.assert_documented(refused.err, "package rejected: approval required")
+    await plant.run(approval[1])
+    approved = await plant.run(approval[2])
+    assert "approved by O=Example Plant OT,CN=plant-approver" in approved.out
+
     # The package format: the signature checked with openssl alone, by the README's own lines.
-    shutil.copyfile(pc / "pump-health-1.0.0.mlpkg", pc / "pkg.mlpkg")
+    shutil.copyfile(pc / "pump-health-1.0.0.uadipkg", pc / "pkg.uadipkg")
     script = re.search(r"\n  ```bash\n(.*?)\n  ```", readme.text(), re.S)
     assert script, "README shows no openssl check"
     proc = await asyncio.create_subprocess_exec(
@@ -330,7 +341,15 @@ async def _walk_through(plant: Plant, pc: Path) -> None:
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
-    assert proc.returncode == 0 and b"Signature Verified Successfully" in out, out.decode()
+    assert proc.returncode == 0 and b"CMS Verification successful" in out, out.decode()
+    assert out.count(b"OK ") == 4, out.decode()  # metadata, manifest, model, model card
+    shutil.copyfile(changed, pc / "pkg.uadipkg")  # the same lines on a changed package: the model's digest differs
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", script[1], cwd=pc,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode != 0 and b"CHANGED CONTENT/model.onnx" in out, out.decode()
 
     # Package a model from SageMaker Model Registry or S3 (moto; AWS_ENDPOINT_URL points there).
     model = (example_dir() / "model.onnx").read_bytes()
@@ -344,7 +363,8 @@ async def _walk_through(plant: Plant, pc: Path) -> None:
         await plant.run(pull)
         assert (pc / pull.argv[pull.argv.index("-o") + 1]).is_file()
     refused = await plant.run(
-        "pull sagemaker --group pump-health --version 2 --key keys/signing.key -o p2.mlpkg".split(), expect=2
+        "pull sagemaker --group pump-health --version 2 --cert keys/signing.pem --key keys/signing.key -o p2.uadipkg".split(),
+        expect=2,
     )
     readme.assert_documented(refused.err, "PendingManualApproval")
     no_credentials = {
@@ -372,7 +392,7 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     for machine in ("pump-station-3", "pump-station-4"):
         trust = plant.path(machine, "/etc/modelline/trust")
         trust.mkdir(parents=True)
-        shutil.copyfile(pc / "keys/signing.pub", trust / "signing.pub")
+        shutil.copyfile(pc / "keys/signing.pem", trust / "signing.pem")
         plant.path(machine, "/etc/modelline").chmod(0o700)
         for user in users:
             await plant.run(user, machine, stdin=f"{PASSWORD}\n{PASSWORD}\n")
@@ -418,7 +438,7 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     gateway_machine = "model-manager"
     trust = plant.path(gateway_machine, "/etc/modelline/trust")
     trust.mkdir(parents=True)
-    shutil.copyfile(pc / "keys/signing.pub", trust / "signing.pub")
+    shutil.copyfile(pc / "keys/signing.pem", trust / "signing.pem")
     await plant.run(readme.command("Run a gateway", "users", "add"), gateway_machine, stdin=f"{PASSWORD}\n{PASSWORD}\n")
     login = plant.path(gateway_machine, "/etc/modelline/edge-login.pw")
     login.write_text(PASSWORD + "\n")
@@ -437,8 +457,8 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     ]
     refused = await plant.run(elsewhere, expect=7)
     readme.assert_documented(refused.err, "cannot connect to")
-    await plant.run(built_as("other.mlpkg", "--spec", "examples/pump_health/spec.toml"))  # other content, 1.0.0
-    refused = await plant.run(["push", "other.mlpkg", *pushes[0].argv[2:]], expect=2)
+    await plant.run(built_as("other.uadipkg", "--spec", "examples/pump_health/spec.toml"))  # other content, 1.0.0
+    refused = await plant.run(["push", "other.uadipkg", *pushes[0].argv[2:]], expect=2)
     readme.assert_documented(refused.err, "versions cannot change")
 
     # Roll a model out to edge devices, and back.

@@ -27,7 +27,7 @@ def _iso(when: datetime) -> str:
 async def test_di_client_reads_all_version_properties_in_one_request_and_installs(
     node_opcua: Path, tmp_path: Path, signer: Signer, example: Path
 ) -> None:
-    built = build_pump(example, signer, tmp_path / "pump.mlpkg")
+    built = build_pump(example, signer, tmp_path / "pump.uadipkg")
     async with running_edge(edge_settings(tmp_path, signer.trust_dir)) as node:
         proc = await asyncio.create_subprocess_exec(
             "node",
@@ -58,4 +58,6 @@ async def test_di_client_reads_all_version_properties_in_one_request_and_install
     assert (pending["SoftwareRevision"], pending["ReleaseDate"], pending["Hash"]) == ("1.0.0", created, digest)
     current = installed["CurrentVersion"]
     assert (current["SoftwareRevision"], current["ReleaseDate"], current["Hash"]) == ("1.0.0", created, digest)
-    assert current["Manufacturer"] == "pump-health" and current["PatchIdentifiers"] == []
+    # From the DI package's META/package_metadata.json: Manufacturer (the signer's O), ManufacturerUri.
+    assert current["Manufacturer"] == "Plant" and current["PatchIdentifiers"] == []
+    assert current["ManufacturerUri"] == pending["ManufacturerUri"] == "urn:modelline:model:pump-health"

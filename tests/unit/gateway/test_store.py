@@ -21,7 +21,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def manifest_json(package: Path) -> str:
     """The manifest of a real package (pump-health 1.0.0): a record is checked against its manifest."""
-    return read_members(package)[MANIFEST_NAME].decode()
+    return read_members(package)["CONTENT/" + MANIFEST_NAME].decode()
 
 
 def _version(manifest_json: str) -> ModelVersionRecord:

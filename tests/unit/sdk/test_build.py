@@ -24,7 +24,8 @@ def test_round_trip_build_inspect_verify(build: object, signer: Signer, example:
     info = read_package(result.path)
     assert info.manifest == result.manifest
     assert info.sha256 == result.sha256
-    assert info.signature is not None and info.signature.key_id == signer.files.key_id
+    assert info.metadata is not None and not info.legacy
+    assert [(s.role, s.subject) for s in info.signatures] == [("author", signer.subject)]
 
     m = verify_package(result.path, signer.trust).manifest
     assert (m.name, m.version) == ("pump-health", "1.0.0")

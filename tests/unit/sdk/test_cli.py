@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,14 +102,8 @@ def test_version_and_help_load_no_heavy_library(argv: list[str]) -> None:
     assert heavy == [], f"modelline {' '.join(argv)} imported {heavy[:8]}"
 
 
-def test_keys_build_inspect_verify_flow(capsys: pytest.CaptureFixture[str], tmp_path: Path, example: Path) -> None:
-    code, out, _ = _run(capsys, "keys", "generate", "--out", str(tmp_path / "keys"), "--json")
-    assert code == 0
-    key_id = json.loads(out)["key_id"]
-
-    pkg = tmp_path / "pump.mlpkg"
-    code, out, err = _run(
-        capsys,
+def _build_argv(example: Path, out: Path, *signing: str) -> list[str]:
+    return [
         "package",
         "build",
         str(example / "model.onnx"),
@@ -118,51 +113,129 @@ def test_keys_build_inspect_verify_flow(capsys: pytest.CaptureFixture[str], tmp_
         "1.0.0",
         "--spec",
         str(example / "spec.toml"),
-        "--key",
-        str(tmp_path / "keys" / "signing.key"),
+        *signing,
         "-o",
-        str(pkg),
-    )
-    assert code == 0, err
-    assert "signed by key " + key_id in out
+        str(out),
+    ]
 
-    code, out, _ = _run(capsys, "package", "inspect", str(pkg), "--json", "--trust", str(tmp_path / "keys"))
+
+def test_keys_build_inspect_verify_approve_flow(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, example: Path
+) -> None:
+    keys, trust, approvers = tmp_path / "keys", tmp_path / "trust", tmp_path / "approvers"
+    code, out, _ = _run(capsys, "keys", "generate", "--out", str(keys), "--organization", "Plant 3", "--json")
+    assert code == 0
+    made = json.loads(out)
+    assert made["subject"] == "O=Plant 3,CN=signing" and made["algorithm"] == "ec-p256"
+    trust.mkdir()
+    shutil.copy(made["certificate"], trust / "author-root.pem")
+
+    pkg = tmp_path / "pump.uadipkg"
+    cert, key = str(keys / "signing.pem"), str(keys / "signing.key")
+    code, out, err = _run(capsys, *_build_argv(example, pkg, "--cert", cert, "--key", key))
+    assert code == 0, err
+    assert "signed by O=Plant 3,CN=signing" in out
+
+    code, out, _ = _run(capsys, "package", "inspect", str(pkg), "--json", "--trust", str(trust))
     assert code == 0
     shown = json.loads(out)
-    assert shown["signature"] == {"key_id": key_id, "valid": True}
+    assert shown["format"] == "uadipkg" and shown["signature"]["valid"] is True
+    assert shown["package_metadata"]["Manufacturer"] == "Plant 3"
+    assert [s["role"] for s in shown["signatures"]] == ["author"]
     assert shown["manifest"]["inputs"][0]["features"][2]["units"] == "bar"
 
     code, out, _ = _run(capsys, "package", "inspect", str(pkg))
     assert code == 0
-    for expected in (
-        "pump-health 1.0.0",
-        "discharge_pressure",
-        "m³/h",
-        "[batch, 5]",
-        "remaining_life",
-        shown["sha256"],
-    ):
+    for expected in ("pump-health 1.0.0", "discharge_pressure", "m³/h", "[batch, 5]", "Signatures", shown["sha256"]):
         assert expected in out
 
-    code, out, _ = _run(capsys, "package", "verify", str(pkg), "--trust", str(tmp_path / "keys"), "--json")
+    code, out, _ = _run(capsys, "package", "verify", str(pkg), "--trust", str(trust), "--json")
     assert code == 0
-    assert json.loads(out) == {
-        "ok": True,
-        "name": "pump-health",
-        "version": "1.0.0",
-        "signer": key_id,
-        "sha256": shown["sha256"],
-        "files": 1,
-        "samples": "3 reproduced",
-    }
+    verified = json.loads(out)
+    assert (verified["signer"], verified["files"], verified["samples"]) == ("O=Plant 3,CN=signing", 1, "3 reproduced")
+
+    # The plant's approver: a CSR-free self-signed certificate of its own hierarchy.
+    code, out, _ = _run(
+        capsys, "keys", "generate", "--out", str(approvers), "--name", "plant", "--json", "--algorithm", "rsa-3072"
+    )
+    assert code == 0
+    plant = json.loads(out)
+    need_approval = ["package", "verify", "--trust", str(trust), "--approval-trust", plant["certificate"]]
+    code, _, err = _run(capsys, *need_approval[:2], str(pkg), *need_approval[2:])
+    assert code == 3 and "approval required and not given" in err and err.count("\n") == 1
+
+    approved = tmp_path / "approved.uadipkg"
+    code, out, err = _run(
+        capsys,
+        "package",
+        "approve",
+        str(pkg),
+        "--cert",
+        plant["certificate"],
+        "--key",
+        plant["private_key"],
+        "--trust",
+        str(trust),
+        "-o",
+        str(approved),
+    )
+    assert code == 0, err
+    assert "signature 002 by CN=plant" in out
+    code, out, err = _run(capsys, *need_approval[:2], str(approved), *need_approval[2:])
+    assert code == 0, err
+    assert "approved by CN=plant" in out
+    code, out, _ = _run(capsys, "package", "inspect", str(approved), "--json")
+    assert [(s["role"], s["subject"]) for s in json.loads(out)["signatures"]] == [
+        ("author", "O=Plant 3,CN=signing"),
+        ("approver", "CN=plant"),
+    ]
+
+
+def test_csr_for_the_plant_ca(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from cryptography import x509
+
+    code, out, _ = _run(
+        capsys, "keys", "generate", "--out", str(tmp_path), "--csr", "--common-name", "Line 3", "--json"
+    )
+    assert code == 0
+    made = json.loads(out)
+    assert made["certificate"] is None
+    request = x509.load_pem_x509_csr(Path(made["csr"]).read_bytes())
+    assert request.is_signature_valid and request.subject.rfc4514_string() == "CN=Line 3"
+
+
+def test_legacy_package_converts_and_warns(
+    capsys: pytest.CaptureFixture[str], legacy_package: Path, signer: object, tmp_path: Path
+) -> None:
+    trust = str(signer.trust_dir)  # type: ignore[attr-defined]
+    code, out, err = _run(capsys, "package", "verify", str(legacy_package), "--trust", trust)
+    assert code == 0 and "deprecated" in err
+    new = tmp_path / "new.uadipkg"
+    code, out, err = _run(
+        capsys,
+        "package",
+        "convert",
+        str(legacy_package),
+        "--trust",
+        trust,
+        "--cert",
+        str(signer.cert_path),
+        "--key",
+        str(signer.key_path),
+        "-o",
+        str(new),  # type: ignore[attr-defined]
+    )
+    assert code == 0, err
+    code, out, err = _run(capsys, "package", "verify", str(new), "--trust", trust, "--json")
+    assert code == 0 and json.loads(out)["format"] == "uadipkg" and "deprecated" not in err
 
 
 def test_rejected_package_is_one_line_exit_3(
     capsys: pytest.CaptureFixture[str], package: Path, signer: object, tmp_path: Path
 ) -> None:
     members = read_members(package)
-    members["model.onnx"] = members["model.onnx"][:-1] + b"\x00"
-    bad = write_members(tmp_path / "bad.mlpkg", list(members.items()))
+    members["CONTENT/model.onnx"] = members["CONTENT/model.onnx"][:-1] + b"\x00"
+    bad = write_members(tmp_path / "bad.uadipkg", list(members.items()))
     code, out, err = _run(capsys, "package", "verify", str(bad), "--trust", str(signer.trust_dir))  # type: ignore[attr-defined]
     assert code == 3
     assert err.count("\n") == 1 and err.startswith("modelline: package rejected: file 'model.onnx'")
@@ -245,18 +318,27 @@ def test_errors_are_one_line_with_exit_codes(
     assert (got, err) == (code, f"modelline: {message.format(**fill)}\n")
 
 
-def test_unsigned_build_says_so_and_sign_fixes_it(
+def test_unsigned_build_says_so_and_is_refused(
     capsys: pytest.CaptureFixture[str], example: Path, tmp_path: Path, signer: object
 ) -> None:
-    pkg = tmp_path / "u.mlpkg"
+    pkg = tmp_path / "u.uadipkg"
     code, out, err = _run(
         capsys, "package", "build", str(example / "model.onnx"), "--name", "u", "--version", "0.1.0", "-o", str(pkg)
     )
     assert code == 0 and "not signed" in err and "unsigned" in out
-    code, _, _ = _run(capsys, "package", "verify", str(pkg), "--trust", str(signer.trust_dir))  # type: ignore[attr-defined]
-    assert code == 3
-    code, out, _ = _run(capsys, "package", "sign", str(pkg), "--key", str(signer.files.private_path))  # type: ignore[attr-defined]
-    assert code == 0
+    code, _, err = _run(capsys, "package", "verify", str(pkg), "--trust", str(signer.trust_dir))  # type: ignore[attr-defined]
+    assert code == 3 and "not signed" in err
+
+
+def test_legacy_sign_still_works(
+    capsys: pytest.CaptureFixture[str], example: Path, tmp_path: Path, signer: object
+) -> None:
+    pkg = tmp_path / "u.mlpkg"
+    key = str(signer.files.private_path)  # type: ignore[attr-defined]
+    code, _, err = _run(capsys, *_build_argv(example, pkg, "--key", key))
+    assert code == 0 and "legacy .mlpkg" in err
+    code, out, err = _run(capsys, "package", "sign", str(pkg), "--key", key)
+    assert code == 0 and "deprecated" in err
     code, _, _ = _run(capsys, "package", "verify", str(pkg), "--trust", str(signer.trust_dir))  # type: ignore[attr-defined]
     assert code == 0
 
@@ -278,13 +360,15 @@ def test_encrypted_key_through_the_cli(
         "e",
         "--version",
         "1.0.0",
+        "--cert",
+        str(tmp_path / "k" / "signing.pem"),
         "--key",
         str(tmp_path / "k" / "signing.key"),
         "-o",
-        str(tmp_path / "e.mlpkg"),
+        str(tmp_path / "e.uadipkg"),
     ]
     code, _, err = _run(capsys, *build)
-    assert code == 2 and "is encrypted: give its passphrase" in err
+    assert code == 2 and "give its passphrase" in err
     code, _, err = _run(capsys, *build, "--passphrase-file", str(tmp_path / "pass.txt"))
     assert code == 0, err
 

@@ -75,5 +75,5 @@ def test_trust_store_folder(tmp_path: Path) -> None:
 def test_empty_or_missing_trust_store(tmp_path: Path) -> None:
     with pytest.raises(errors.NotFound, match="does not exist"):
         TrustStore.load(tmp_path / "nope")
-    with pytest.raises(errors.KeyFileError, match="holds no public keys"):
+    with pytest.raises(errors.KeyFileError, match="holds no root certificates"):
         TrustStore.load(tmp_path)

@@ -16,6 +16,12 @@ from tests.conftest import Signer, read_members
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
 
 
+@pytest.fixture
+def package(legacy_package: Path) -> Path:
+    """These checks are those of the deprecated flat .mlpkg (test_verify_dipkg.py: the DI layout)."""
+    return legacy_package
+
+
 def _openssl_verify(pub: Path, manifest: Path, sig: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [

@@ -18,6 +18,12 @@ from tests.conftest import Signer, read_members, write_members
 from tests.readme import assert_documented
 
 
+@pytest.fixture
+def package(legacy_package: Path) -> Path:
+    """These checks are those of the deprecated flat .mlpkg (test_verify_dipkg.py: the DI layout)."""
+    return legacy_package
+
+
 def _flip_last_byte(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 0x01])
 
@@ -68,12 +74,11 @@ def test_tampered_manifest_byte(package: Path, signer: Signer, tmp_path: Path) -
     members = read_members(package)
     members[MANIFEST_NAME] = members[MANIFEST_NAME].replace(b'"1.0.0"', b'"1.0.1"', 1)
     bad = write_members(tmp_path / "bad.mlpkg", list(members.items()))
-    message = _reject(bad, signer, errors.SignatureInvalid, "signature does not match the manifest")
-    assert_documented(message, "signature does not match the manifest")
+    _reject(bad, signer, errors.SignatureInvalid, "signature does not match the manifest")
 
 
 def test_signature_swapped_from_another_package(build: object, package: Path, signer: Signer, tmp_path: Path) -> None:
-    other = build(tmp_path / "v2.mlpkg", version="2.0.0")  # type: ignore[operator]
+    other = build(tmp_path / "v2.mlpkg", version="2.0.0", private_key=signer.private_key)  # type: ignore[operator]
     members = read_members(package)
     members[SIGNATURE_NAME] = read_members(other.path)[SIGNATURE_NAME]
     bad = write_members(tmp_path / "bad.mlpkg", list(members.items()))
@@ -95,15 +100,14 @@ def test_untrusted_key(build: object, other_signer: Signer, signer: Signer, tmp_
 
 
 def test_missing_signature(build: object, signer: Signer, tmp_path: Path) -> None:
-    unsigned = build(tmp_path / "unsigned.mlpkg", private_key=None)  # type: ignore[operator]
+    unsigned = build(tmp_path / "unsigned.uadipkg", identity=None)  # type: ignore[operator]
     _reject(unsigned.path, signer, errors.SignatureMissing, "not signed")
 
 
 def test_extra_file(package: Path, signer: Signer, tmp_path: Path) -> None:
     members = list(read_members(package).items()) + [("payload.sh", b"#!/bin/sh\n")]
     bad = write_members(tmp_path / "bad.mlpkg", members)
-    message = _reject(bad, signer, errors.FileMismatch, "'payload.sh' is in the package but not in the manifest")
-    assert_documented(message, "payload.sh")
+    _reject(bad, signer, errors.FileMismatch, "'payload.sh' is in the package but not in the manifest")
 
 
 def test_missing_file(package: Path, signer: Signer, tmp_path: Path) -> None:
