@@ -148,8 +148,8 @@ async def _rounds(plant: Plant, rounds: int, monkeypatch: pytest.MonkeyPatch) ->
     sent: list[int] = []
     transfer = GuardedUpdate.transfer
 
-    async def counted(self: GuardedUpdate, package: Path) -> VersionInfo:
-        pending = await transfer(self, package)
+    async def counted(self: GuardedUpdate, package: Path, sha256: bytes | None = None) -> VersionInfo:
+        pending = await transfer(self, package, sha256)
         sent.append(package.stat().st_size)
         return pending
 

@@ -483,6 +483,21 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
     assert {d["id"]: d["ActiveVersion"] for d in now["devices"]} == returned
     assert next(d for d in now["deployments"] if d["id"] == "deploy-0002")["State"] == "RolledBack"
 
+    # Audit trail: the edge node's own, the gateway's, and what the gateway collected from the edge node.
+    audit = [c for c in readme.commands() if c.argv[0] == "audit"]
+    assert len(audit) == 3
+    edge_trail = await plant.run(audit[0])
+    assert "install" in edge_trail.out and "alice" in edge_trail.out, edge_trail.out
+    gateway_trail = await plant.run(audit[1])
+    assert "rollback" in gateway_trail.out and "deploy" in gateway_trail.out, gateway_trail.out
+
+    async def collected_trail() -> list[Any] | None:
+        records = json.loads((await plant.run(audit[2])).out)
+        records = records.get("records", records) if isinstance(records, dict) else records
+        return records if any(r.get("action") == "install" for r in records) else None
+
+    await wait_for(collected_trail, timeout=30, what="the gateway to collect pump-station-3's audit trail")
+
     # Users and roles: the same command as on the devices, run once more on its own.
     await plant.run(
         readme.command("Users and roles", "users", "add"), "model-manager", stdin=f"{PASSWORD}\n{PASSWORD}\n"
