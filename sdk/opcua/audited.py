@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+import weakref
 from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -14,7 +15,9 @@ from sdk.errors import ModelLineError
 from sdk.opcua import sessions
 
 P = ParamSpec("P")
-_scope: ContextVar[object | None] = ContextVar("modelline_audit_scope", default=None)
+# Holds the owner weakly: the context of the task that started a service outlives the service (a test that
+# starts gateways one after another in one task kept the last one in memory).
+_scope: ContextVar[weakref.ref[Any] | None] = ContextVar("modelline_audit_scope", default=None)
 S = TypeVar("S")
 
 
@@ -62,7 +65,7 @@ def scoped_to(owner: Any) -> Callable[[], bool]:
     whose ``server`` attribute is its asyncua Server once made); returns the predicate its AuditWriter uses
     to take only its own records when several services share one process (tests do): a client call's
     record belongs to the server of the calling session, any other to the scope it was made in."""
-    _scope.set(owner)
+    _scope.set(weakref.ref(owner))
 
     def accepts() -> bool:
         session = sessions.current_session()
@@ -70,6 +73,6 @@ def scoped_to(owner: Any) -> Callable[[], bool]:
         if session is not None and server is not None:
             return session.iserver is server.iserver
         scope = _scope.get()
-        return scope is None or scope is owner
+        return scope is None or scope() in (None, owner)
 
     return accepts
