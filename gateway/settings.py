@@ -38,6 +38,27 @@ class GatewaySettings(BaseSettings):
     device_probe_s: float = Field(
         30.0, ge=1, le=600, description="Liveness probe of a device's update session: a link silent this long is lost."
     )
+    device_keepalive_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=600,
+        description="A device's kept-open link asks for a keep-alive this often when nothing changes (its "
+        "subscription's MaxKeepAliveCount, OPC 10000-4 5.13.1); the keep-alives are the link's liveness.",
+    )
+    device_liveness_s: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="A device link with no publish response (data or keep-alive) this long is lost and reconnects; "
+        "at least twice device_keepalive_s. A closed connection is seen at once.",
+    )
+    device_session_timeout_s: float = Field(
+        30.0,
+        ge=10,
+        le=3600,
+        description="Session timeout the gateway asks of each edge node: how long an edge keeps a lost gateway's "
+        "session and subscriptions before it frees them.",
+    )
 
     sagemaker_groups: list[str] = Field(
         default_factory=list, description="Model package groups to import new Approved versions from (empty: off)."
