@@ -80,6 +80,7 @@ class Gateway(Service):
         self.monitor = Monitor(
             self.monitor_store,
             poll_s=s.monitor_poll_s,
+            idle_poll_s=s.monitor_idle_poll_s,
             max_records=s.monitor_max_records,
             known_device=lambda device_id: device_id in self.devices.links,
             thresholds=s.monitor,

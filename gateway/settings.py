@@ -89,6 +89,13 @@ class GatewaySettings(BaseSettings):
         description="How often the Model Monitor asks each connected edge node for new prediction and log records "
         "when no RecordsReady event said some are waiting, in seconds.",
     )
+    monitor_idle_poll_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="With a device's RecordsReady events subscribed, polling is a safety net: a device that had "
+        "nothing is asked again after twice the wait, up to this many seconds (an event wakes it at once).",
+    )
     monitor_max_records: int = Field(
         1000,
         ge=1,
