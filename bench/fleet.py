@@ -30,6 +30,7 @@ import signal
 import sys
 import tempfile
 import time
+import tracemalloc
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +138,11 @@ async def _gateway_side(folder: Path) -> None:
             print(f"{len(waiting)} of {len(links)} device links not up yet", file=sys.stderr, flush=True)
             await waiting[0].wait_online(10.0)
         print("online", flush=True)
+        if os.environ.get("FLEET_TRACEMALLOC"):  # where a device's memory goes (bench/RESULTS.md)
+            await asyncio.sleep(10)
+            snapshot = tracemalloc.take_snapshot()
+            for stat in snapshot.statistics("filename")[:25]:
+                print(stat, file=sys.stderr, flush=True)
         await _until_signalled()
 
 
@@ -372,6 +378,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.gateway is not None:
+        if os.environ.get("FLEET_TRACEMALLOC"):
+            tracemalloc.start()
         asyncio.run(_gateway_side(args.gateway))
         return
     if args.bare is not None:
