@@ -362,10 +362,129 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
                 finally:
                     await gw.stop()
                     await bare.stop()
+        if not rounds.quick:  # 100 edge nodes of their own take minutes to start: the full run only
+            await rollout(rounds, folder)
 
 
 async def _ready_url(proc: Proc) -> str:
     return next(line for line in proc.lines if line.startswith("ready "))
+
+
+ROLLOUT_DEVICES, WAVE = 100, 25
+
+
+def _packages(folder: Path, key: Path, versions: list[str]) -> list[Path]:
+    """The example pump model packaged once per version, signed with ``key``."""
+    from sdk.examples import example_dir  # noqa: PLC0415
+    from sdk.keys import load_private_key  # noqa: PLC0415
+    from sdk.package.build import build_package  # noqa: PLC0415
+    from sdk.package.spec import PackageSpec  # noqa: PLC0415
+
+    example = example_dir()
+    private = load_private_key(key)
+    spec = PackageSpec.load(example / "spec.toml")
+    return [
+        build_package(
+            example / "model.onnx",
+            folder / f"pump-{version}.mlpkg",
+            name="pump-health",
+            version=version,
+            spec=spec,
+            private_key=private,
+        ).path
+        for version in versions
+    ]
+
+
+async def _deployment_state(manager: Any, ml: int, deployment: str) -> int:
+    folder = await manager.get_child(f"{ml}:Deployments")
+    node = await folder.get_child(f"{folder.nodeid.NamespaceIndex}:{deployment}")
+    return int(await (await node.get_child(f"{ml}:State")).read_value())
+
+
+async def _bare_update(url: str, package: Path) -> None:
+    """The DI software update of one device as the gateway drives it, with nothing around it."""
+    from sdk.di_client import SoftwareUpdateClient  # noqa: PLC0415
+
+    client = connect(url, timeout=120)
+    await client.connect()
+    try:
+        su = await SoftwareUpdateClient.find(client)
+        await su.set_confirmation_timeout(60)
+        await su.install(await su.transfer(package))
+        await su.confirm()
+    finally:
+        await client.disconnect()
+
+
+async def rollout(rounds: Rounds, folder: Path) -> None:
+    """A new version to ROLLOUT_DEVICES devices in waves of WAVE through the gateway, against the bare DI update
+    loop driving the same devices in the same waves from one process."""
+    from nodesets.ids import DeploymentState  # noqa: PLC0415
+    from sdk.file_client import upload  # noqa: PLC0415
+
+    ours_versions = [f"1.0.{n}" for n in range(rounds.count)]
+    bare_versions = [f"2.0.{n}" for n in range(rounds.count)]
+    packages = await asyncio.to_thread(
+        _packages, folder, folder / "trust" / "signing.key", ours_versions + bare_versions
+    )
+    ours_packages, bare_packages = packages[: rounds.count], packages[rounds.count :]
+    async with Fleet(folder / "rollout-edges", folder / "trust", per_space=1) as fleet:
+        started = time.monotonic()
+        await fleet.add(ROLLOUT_DEVICES)
+        print(f"{'':16} {ROLLOUT_DEVICES} edge nodes started in {time.monotonic() - started:.0f} s", flush=True)
+        side = folder / "rollout"
+        await asyncio.to_thread(_write_devices, side, dict(fleet.urls))
+        (side / "trust").symlink_to(folder / "trust")
+        gateway = await Proc("--gateway", str(side)).start()
+        try:
+            await gateway.expect("online", 900)
+            url = (await _ready_url(gateway)).split(" ", 1)[1]
+            client = connect(url, timeout=60)
+            await client.connect()
+            try:
+                ml = await client.get_namespace_index(ML)
+                manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+                for package in ours_packages:
+                    await upload(client, await manager.get_child(f"{ml}:Upload"), package, ua.Variant())
+                ours = iter(ours_versions)
+                bare = iter(bare_packages)
+                targets = ua.Variant(list(fleet.urls), ua.VariantType.String)
+                options = ua.Variant(json.dumps({"waves": WAVE, "confirmation_timeout_s": 60}), ua.VariantType.String)
+
+                async def deploy() -> list[float]:
+                    start = time.perf_counter()
+                    version = ua.Variant(next(ours), ua.VariantType.String)
+                    model = ua.Variant("pump-health", ua.VariantType.String)
+                    deployment = str(await manager.call_method(f"{ml}:Deploy", model, version, targets, options))
+                    while True:
+                        state = await _deployment_state(manager, ml, deployment)
+                        if state in (DeploymentState.ACTIVE, DeploymentState.FAILED):
+                            break
+                        await asyncio.sleep(0.2)
+                    if state != DeploymentState.ACTIVE:
+                        raise RuntimeError(f"deployment {deployment} ended {DeploymentState(state).name}")
+                    return [time.perf_counter() - start]
+
+                async def bare_loop() -> list[float]:
+                    start = time.perf_counter()
+                    package = next(bare)
+                    urls = list(fleet.urls.values())
+                    for first in range(0, len(urls), WAVE):
+                        await asyncio.gather(*(_bare_update(u, package) for u in urls[first : first + WAVE]))
+                    return [time.perf_counter() - start]
+
+                await rounds.pair(
+                    f"rollout to {ROLLOUT_DEVICES} devices, waves of {WAVE}",
+                    "s",
+                    deploy,
+                    bare_loop,
+                    "bare DI update loop (transfer, install, confirm), same devices and waves",
+                )
+            finally:
+                await client.disconnect()
+        finally:
+            await gateway.stop()
 
 
 def main() -> None:
@@ -373,6 +492,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=SIZES)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rollout", action="store_true", help="the rollout figure only")
     parser.add_argument("--gateway", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -386,7 +506,17 @@ def main() -> None:
         asyncio.run(_bare_side(args.bare))
         return
     print_header()
-    asyncio.run(measure(Rounds("fleet", args.rounds, quick=args.quick), args.devices))
+    collected = Rounds("fleet", args.rounds, quick=args.quick)
+    if args.rollout:
+        asyncio.run(_rollout_only(collected))
+        return
+    asyncio.run(measure(collected, args.devices))
+
+
+async def _rollout_only(rounds: Rounds) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_key_pair(Path(tmp) / "trust")
+        await rollout(rounds, Path(tmp))
 
 
 if __name__ == "__main__":
