@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -282,86 +283,98 @@ async def _sides(folder: Path, urls: dict[str, str]) -> tuple[Proc, Proc]:
 async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
     """Idle CPU and RSS per device of the gateway against bare sessions, per size; method-call p99 at the largest."""
     sizes = sizes or ([100] if rounds.quick else SIZES)
-    settle_s, window_s = (6.0, 4.0) if rounds.quick else (15.0, 20.0)
+    settle_s, window_s = (3.0, 3.0) if rounds.quick else (15.0, 20.0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         generate_key_pair(folder / "trust")
         async with Fleet(folder / "edges", folder / "trust") as fleet:
-            # The same processes with no device: what a device adds is measured against them.
+            # The same processes with no device, kept running and measured in the same windows: what a device adds
+            # is the difference, under the same load from elsewhere.
             empty = folder / "size-0"
             empty.mkdir()
             (empty / "trust").symlink_to(folder / "trust")
             gw0, bare0 = await _sides(empty, {})
             try:
                 await gw0.expect("online")
-                await asyncio.sleep(settle_s)
-                base_gw, base_bare = await _windows([gw0, bare0], window_s, 1)
-                base_gw_rss = base_gw[0].rss_mib
-                base_gw_cpu = base_gw[0].cpu_percent
-                base_bare_rss = base_bare[0].rss_mib
-                base_bare_cpu = base_bare[0].cpu_percent
+                for size in sizes:
+                    await fleet.add(size - len(fleet.urls))
+                    side = folder / f"size-{size}"
+                    side.mkdir()
+                    (side / "trust").symlink_to(folder / "trust")
+                    started = time.monotonic()
+                    gw, bare = await _sides(side, dict(fleet.urls))
+                    try:
+                        await gw.expect("online", 900)
+                        online_s = time.monotonic() - started
+                        await bare.expect("online", 900)
+                        await asyncio.sleep(settle_s)
+                        ours, theirs, gw_base, bare_base = await _windows(
+                            [gw, bare, gw0, bare0], window_s, rounds.count
+                        )
+                        base_gw_cpu = statistics.median(w.cpu_percent for w in gw_base)
+                        base_gw_rss = statistics.median(w.rss_mib for w in gw_base)
+                        base_bare_cpu = statistics.median(w.cpu_percent for w in bare_base)
+                        base_bare_rss = statistics.median(w.rss_mib for w in bare_base)
+                        print(
+                            f"{'':16} {size} devices: gateway start to all online {online_s:.1f} s; no-device "
+                            f"gateway {base_gw_cpu:.2f} % / {base_gw_rss:.0f} MiB, bare {base_bare_cpu:.2f} % / "
+                            f"{base_bare_rss:.0f} MiB",
+                            flush=True,
+                        )
+                        await rounds.pair(
+                            f"{size} idle devices: CPU per device",
+                            "% core",
+                            _replay(
+                                [
+                                    max(w.cpu_percent - b.cpu_percent, 0) / size
+                                    for w, b in zip(ours, gw_base, strict=True)
+                                ]
+                            ),
+                            _replay(
+                                [
+                                    max(w.cpu_percent - b.cpu_percent, 0) / size
+                                    for w, b in zip(theirs, bare_base, strict=True)
+                                ]
+                            ),
+                            "bare asyncua sessions, one subscription each (same interval, keep-alive)",
+                        )
+                        await rounds.pair(
+                            f"{size} idle devices: gateway CPU",
+                            "% core",
+                            _replay([w.cpu_percent for w in ours]),
+                            _replay([w.cpu_percent for w in theirs]),
+                            "the bare sessions' process",
+                        )
+                        await rounds.pair(
+                            f"{size} idle devices: RSS per device",
+                            "MiB",
+                            _replay([(w.rss_mib - base_gw_rss) / size for w in ours]),
+                            _replay([(w.rss_mib - base_bare_rss) / size for w in theirs]),
+                            "bare asyncua sessions, one subscription each",
+                        )
+                        if size == sizes[-1]:
+                            url = (await _ready_url(gw)).split(" ", 1)[1]
+                            calls = 30 if rounds.quick else 200
+                            first = next(iter(fleet.urls.items()))
+                            mine, floor = await _call_times(url, first, calls, rounds.count)
+                            figure = await rounds.pair(
+                                f"{size} devices: method call",
+                                "ms",
+                                _replay_rounds(mine),
+                                _replay_rounds(floor),
+                                "a Read of CurrentTime on the same gateway, same rounds",
+                            )
+                            print(
+                                f"{'':16} method call p99 {figure.modelline.p99:.2f} ms "
+                                f"(Read p99 {figure.floor.p99:.2f})",
+                                flush=True,
+                            )
+                    finally:
+                        await gw.stop()
+                        await bare.stop()
             finally:
                 await gw0.stop()
                 await bare0.stop()
-            for size in sizes:
-                await fleet.add(size - len(fleet.urls))
-                side = folder / f"size-{size}"
-                side.mkdir()
-                (side / "trust").symlink_to(folder / "trust")
-                started = time.monotonic()
-                gw, bare = await _sides(side, dict(fleet.urls))
-                try:
-                    await gw.expect("online", 900)
-                    online_s = time.monotonic() - started
-                    await bare.expect("online", 900)
-                    await asyncio.sleep(settle_s)
-                    ours, theirs = await _windows([gw, bare], window_s, rounds.count)
-                    print(
-                        f"{'':16} {size} devices: gateway start to all online {online_s:.1f} s; "
-                        f"no-device gateway {base_gw_cpu:.2f} % / {base_gw_rss:.0f} MiB, bare {base_bare_cpu:.2f} % "
-                        f"/ {base_bare_rss:.0f} MiB",
-                        flush=True,
-                    )
-                    await rounds.pair(
-                        f"{size} idle devices: CPU per device",
-                        "% core",
-                        _replay([max(w.cpu_percent - base_gw_cpu, 0) / size for w in ours]),
-                        _replay([max(w.cpu_percent - base_bare_cpu, 0) / size for w in theirs]),
-                        "bare asyncua sessions, one subscription each (same interval, keep-alive)",
-                    )
-                    await rounds.pair(
-                        f"{size} idle devices: gateway CPU",
-                        "% core",
-                        _replay([w.cpu_percent for w in ours]),
-                        _replay([w.cpu_percent for w in theirs]),
-                        "the bare sessions' process",
-                    )
-                    await rounds.pair(
-                        f"{size} idle devices: RSS per device",
-                        "MiB",
-                        _replay([(w.rss_mib - base_gw_rss) / size for w in ours]),
-                        _replay([(w.rss_mib - base_bare_rss) / size for w in theirs]),
-                        "bare asyncua sessions, one subscription each",
-                    )
-                    if size == sizes[-1]:
-                        url = (await _ready_url(gw)).split(" ", 1)[1]
-                        calls = 50 if rounds.quick else 200
-                        first = next(iter(fleet.urls.items()))
-                        mine, floor = await _call_times(url, first, calls, rounds.count)
-                        figure = await rounds.pair(
-                            f"{size} devices: method call",
-                            "ms",
-                            _replay_rounds(mine),
-                            _replay_rounds(floor),
-                            "a Read of CurrentTime on the same gateway, same rounds",
-                        )
-                        print(
-                            f"{'':16} method call p99 {figure.modelline.p99:.2f} ms (Read p99 {figure.floor.p99:.2f})",
-                            flush=True,
-                        )
-                finally:
-                    await gw.stop()
-                    await bare.stop()
         if not rounds.quick:  # 100 edge nodes of their own take minutes to start: the full run only
             await rollout(rounds, folder)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from asyncua import Client
 from asyncua.server.binary_server_asyncio import BinaryServer
+from asyncua.server.internal_session import InternalSession
 
 from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
@@ -42,6 +43,9 @@ class Fleet:
     """``add(n)`` devices named ``edge-0000``..., served by ``spaces_of(n)`` real edge nodes; ``urls`` by id."""
 
     def __init__(self, folder: Path, trust_dir: Path, per_space: int = 100) -> None:
+        # asyncua allows 1,000 activated sessions per process, over all its servers: a fleet of simulated
+        # devices in one process takes more (the gateway's links and the floor's sessions at once).
+        InternalSession.max_connections = max(InternalSession.max_connections, 100_000)
         self.folder = folder
         self.trust_dir = trust_dir
         self.per_space = per_space  # endpoints per edge node (1: a device of its own)
