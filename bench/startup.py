@@ -239,8 +239,8 @@ async def _prepare_edge(root: Path) -> tuple[Any, Path, Path, Path, Path]:
     return plc, root / "edge", root / "keys", example / "model.onnx", package
 
 
-async def _prepare_gateway(root: Path, trust: Path, package: Path) -> Path:
-    """A gateway data folder whose store holds VERSIONS model versions and DEVICES devices (all offline)."""
+async def _prepare_gateway(root: Path, trust: Path, package: Path, versions: int, devices: int) -> Path:
+    """A gateway data folder whose store holds ``versions`` model versions and ``devices`` devices (all offline)."""
     from gateway.store.base import DeviceRecord, ModelVersionRecord  # noqa: PLC0415
     from gateway.store.sqlite import SqliteStore  # noqa: PLC0415
     from sdk.keys import TrustStore  # noqa: PLC0415
@@ -255,11 +255,11 @@ async def _prepare_gateway(root: Path, trust: Path, package: Path) -> Path:
     await asyncio.to_thread(shutil.copyfile, package, data / "packages" / f"{first.sha256}.mlpkg")
     manifest = json.loads(first.manifest_json)
     async with SqliteStore.open(data / "gateway.sqlite3") as store:
-        for n in range(VERSIONS):
+        for n in range(versions):
             version = f"1.{n // 100}.{n % 100}"
             text = json.dumps({**manifest, "version": version})
             await store.put_model_version(first.model_copy(update={"version": version, "manifest_json": text}))
-        for n in range(DEVICES):
+        for n in range(devices):
             endpoint = f"opc.tcp://127.0.0.1:{free_port()}/edge/"  # nothing listens: the device is offline
             await store.put_device(DeviceRecord(id=f"edge-{n:04d}", endpoint=endpoint, registered_at=now))
     return data
@@ -317,7 +317,8 @@ async def measure(rounds: Rounds) -> None:
             )
         finally:
             await plc.stop()
-        gateway_dir = await _prepare_gateway(root, trust, package)
+        versions, devices = (100, 50) if rounds.quick else (VERSIONS, DEVICES)  # quick: a smaller store
+        gateway_dir = await _prepare_gateway(root, trust, package, versions, devices)
         gateway_port, bare_port = free_port(), free_port()
 
         async def gateway() -> list[float]:
@@ -330,7 +331,7 @@ async def measure(rounds: Rounds) -> None:
             return [await _spawn_until_session(argv, f"opc.tcp://127.0.0.1:{bare_port}/bare/") * 1000]
 
         await rounds.pair(
-            f"gateway start, {VERSIONS} versions + {DEVICES} devices",
+            f"gateway start, {versions} versions + {devices} devices",
             "ms",
             gateway,
             bare,
