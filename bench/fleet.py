@@ -280,7 +280,7 @@ async def _sides(folder: Path, urls: dict[str, str]) -> tuple[Proc, Proc]:
     return gateway, bare
 
 
-async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
+async def measure(rounds: Rounds, sizes: list[int] | None = None, with_rollout: bool = True) -> None:
     """Idle CPU and RSS per device of the gateway against bare sessions, per size; method-call p99 at the largest."""
     sizes = sizes or ([100] if rounds.quick else SIZES)
     settle_s, window_s = (3.0, 3.0) if rounds.quick else (15.0, 20.0)
@@ -375,7 +375,7 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None) -> None:
             finally:
                 await gw0.stop()
                 await bare0.stop()
-        if not rounds.quick:  # 100 edge nodes of their own take minutes to start: the full run only
+        if with_rollout and not rounds.quick:  # 100 edge nodes of their own take minutes to start: full runs only
             await rollout(rounds, folder)
 
 
@@ -506,6 +506,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rollout", action="store_true", help="the rollout figure only")
+    parser.add_argument("--no-rollout", action="store_true", help="the idle figures only")
     parser.add_argument("--gateway", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -523,7 +524,7 @@ def main() -> None:
     if args.rollout:
         asyncio.run(_rollout_only(collected))
         return
-    asyncio.run(measure(collected, args.devices))
+    asyncio.run(measure(collected, args.devices, with_rollout=not args.no_rollout))
 
 
 async def _rollout_only(rounds: Rounds) -> None:
