@@ -467,6 +467,26 @@ async def rollout(rounds: Rounds, folder: Path) -> None:
 
                 async def deploy() -> list[float]:
                     start = time.perf_counter()
+                    if os.environ.get("FLEET_PYSPY"):  # profile the gateway during the rollout (bench/RESULTS.md)
+                        assert gateway.proc is not None
+                        spy = Path(sys.executable).parent / "py-spy"
+                        profile = os.environ["FLEET_PYSPY"]
+                        await asyncio.create_subprocess_exec(
+                            str(spy),
+                            "record",
+                            "-p",
+                            str(gateway.proc.pid),
+                            "-d",
+                            "45",
+                            "-r",
+                            "50",
+                            "-f",
+                            "raw",
+                            "-o",
+                            profile,
+                            "--nonblocking",
+                            stdout=asyncio.subprocess.DEVNULL,
+                        )
                     version = ua.Variant(next(ours), ua.VariantType.String)
                     model = ua.Variant("pump-health", ua.VariantType.String)
                     deployment = str(await manager.call_method(f"{ml}:Deploy", model, version, targets, options))
