@@ -90,11 +90,12 @@ class GatewaySettings(BaseSettings):
         "when no RecordsReady event said some are waiting, in seconds.",
     )
     monitor_idle_poll_s: float = Field(
-        30.0,
+        300.0,
         gt=0,
         le=3600,
         description="With a device's RecordsReady events subscribed, polling is a safety net: a device that had "
-        "nothing is asked again after twice the wait, up to this many seconds (an event wakes it at once).",
+        "nothing is asked again after twice the wait, up to this many seconds (an event wakes it at once, and the "
+        "edge node repeats the event every 30 s while records wait).",
     )
     monitor_max_records: int = Field(
         1000,
