@@ -40,7 +40,7 @@ from gateway.opcua.operations_alarms import OperationsAlarms
 from gateway.settings import GatewaySettings
 from gateway.store import files
 from gateway.store.sqlite import SqliteStore
-from nodesets.ids import ModelLine
+from nodesets.ids import DeviceState, ModelLine
 from sdk.audit_log import AuditWriter
 from sdk.certs import load_identity
 from sdk.errors import ModelLineError, UsageError
@@ -88,6 +88,7 @@ class Gateway(Service):
         self.monitor = Monitor(
             self.monitor_store,
             poll_s=s.monitor_poll_s,
+            idle_poll_s=s.monitor_idle_poll_s,
             max_records=s.monitor_max_records,
             known_device=lambda device_id: device_id in self.devices.links,
             thresholds=s.monitor,
@@ -138,6 +139,9 @@ class Gateway(Service):
                 user=s.edge_user,
                 password=password,
                 update_timeouts=(s.device_call_timeout_s, s.device_probe_s),
+                keepalive_s=s.device_keepalive_s,
+                liveness_s=s.device_liveness_s,
+                session_timeout_s=s.device_session_timeout_s,
             )
             link.prediction_listeners.append(self.device_nodes.mirror)
             link.session_workers.append(record_collector(self.monitor))
@@ -147,9 +151,15 @@ class Gateway(Service):
         self.devices = DeviceRegistry(self.store, new_link)
         self.devices.preparers.append(self.device_nodes.prepare)
         self.devices.listeners.append(self.device_nodes.show)
+        # The sweep looks only at devices that changed since the last one, and at those Offline (whose
+        # OfflineAlarm waits for offline_alarm_s): an idle fleet costs it nothing per device.
+        self._to_sweep: set[str] = set()
+        self._offline: set[str] = set()
+        self.devices.listeners.append(self._device_changed)
         await self.devices.load()
         for link in self.devices.links.values():
             await self.device_nodes.show(link)
+            await self._device_changed(link)
         self.deployments = DeploymentService(self.store, self.repository, self.devices)
         self.deployments.listeners.append(self.monitor.deployment_changed)
         self.manager = await ManagerNodes(server, ns, manager, self.deployments, self.devices, self.device_nodes).bind()
@@ -265,9 +275,20 @@ class Gateway(Service):
         _log.info("database backed up to %s (%d older backup(s) deleted)", path, len(pruned))
         return path
 
+    async def _device_changed(self, link: Device) -> None:
+        self._to_sweep.add(link.device_id)
+        if link.view.state is DeviceState.OFFLINE:
+            self._offline.add(link.device_id)
+        else:
+            self._offline.discard(link.device_id)
+
     async def _sweep(self) -> None:
-        """State and LastSeen of every device, including those that went quiet."""
-        for link in list(self.devices.links.values()):
+        """State, LastSeen and OfflineAlarm of the devices that changed since the last sweep, and of those Offline."""
+        due, self._to_sweep = self._to_sweep | self._offline, set()
+        for device_id in due:
+            link = self.devices.links.get(device_id)
+            if link is None:
+                continue
             await self.device_nodes.show(link)
             await self.operations.device_shown(link)
 

@@ -62,6 +62,27 @@ class GatewaySettings(BaseSettings):
     device_probe_s: float = Field(
         30.0, ge=1, le=600, description="Liveness probe of a device's update session: a link silent this long is lost."
     )
+    device_keepalive_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=600,
+        description="A device's kept-open link asks for a keep-alive this often when nothing changes (its "
+        "subscription's MaxKeepAliveCount, OPC 10000-4 5.13.1); the keep-alives are the link's liveness.",
+    )
+    device_liveness_s: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="A device link with no publish response (data or keep-alive) this long is lost and reconnects; "
+        "at least twice device_keepalive_s. A closed connection is seen at once.",
+    )
+    device_session_timeout_s: float = Field(
+        30.0,
+        ge=5,
+        le=3600,
+        description="Session timeout the gateway asks of each edge node: how long an edge keeps a lost gateway's "
+        "session and subscriptions before it frees them.",
+    )
 
     sagemaker_groups: list[str] = Field(
         default_factory=list, description="Model package groups to import new Approved versions from (empty: off)."
@@ -103,6 +124,14 @@ class GatewaySettings(BaseSettings):
         le=3600,
         description="How often the Model Monitor asks each connected edge node for new prediction and log records "
         "when no RecordsReady event said some are waiting, in seconds.",
+    )
+    monitor_idle_poll_s: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="With a device's RecordsReady events subscribed, polling is a safety net: a device that had "
+        "nothing is asked again after twice the wait, up to this many seconds (an event wakes it at once, and the "
+        "edge node repeats the event every 30 s while records wait).",
     )
     monitor_max_records: int = Field(
         1000,

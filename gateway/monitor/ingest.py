@@ -68,6 +68,7 @@ class RecordIngest:
         *,
         max_records: int = 1000,
         poll_s: float = 2.0,
+        idle_poll_s: float | None = None,
         retry_cap_s: float = 30.0,
         deployment_of: DeploymentOf | None = None,
         on_stored: OnStored | None = None,
@@ -78,6 +79,10 @@ class RecordIngest:
         self._streams = streams
         self._max = max_records
         self._poll_s = poll_s
+        # With the device's RecordsReady events subscribed, polling is only the safety net: a device that sent
+        # nothing is asked again after twice the wait, up to idle_poll_s (the edge repeats an event for records
+        # still waiting every 30 s, edge_node/opcua/records.py REPEAT_S). None: always every poll_s.
+        self._idle_poll_s = idle_poll_s
         self._retry_cap_s = retry_cap_s
         self._deployment_of = deployment_of
         self._on_stored = on_stored
@@ -92,11 +97,12 @@ class RecordIngest:
 
     async def run(self) -> None:
         """Collect until cancelled; a failure (link lost, store unwritable) is logged, waited out and retried."""
-        delay = self._poll_s
+        delay = idle = self._poll_s
         while True:
+            woken = self._wake.is_set()
             self._wake.clear()
             try:
-                await self.collect_once()
+                stored = await self.collect_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure of the link, the node or the store: nothing acknowledged, retry
@@ -109,7 +115,11 @@ class RecordIngest:
                 continue
             self.last_error, delay = "", self._poll_s
             self.rounds += 1
-            await self._sleep(self._poll_s)
+            if self._idle_poll_s is None or stored or woken:
+                idle = self._poll_s
+            else:
+                idle = min(idle * 2, max(self._idle_poll_s, self._poll_s))
+            await self._sleep(idle)
 
     async def _sleep(self, seconds: float) -> None:
         try:

@@ -58,6 +58,7 @@ class Monitor:
         *,
         poll_s: float = 2.0,
         max_records: int = 1000,
+        idle_poll_s: float | None = None,
         known_device: Callable[[str], bool] = lambda _: True,
         clock: Callable[[], datetime] = utc_now,
         thresholds: MonitorThresholds | None = None,
@@ -72,14 +73,18 @@ class Monitor:
         self.superseded: dict[tuple[str, str], str] = {}  # (deployment, device) -> the deployment after it
         self._poll_s = poll_s
         self._max_records = max_records
+        self._idle_poll_s = idle_poll_s
         self._known_device = known_device
         self._clock = clock
         self.ingests: dict[str, RecordIngest] = {}
         # (device, model, version) -> the newest deployment that brought that version to that device
         self._deployments: dict[tuple[str, str, str], str] = {}
 
-    async def collect(self, device_id: str, source: RecordSource, streams: Callable[[], Iterable[str]]) -> None:
-        """Collect one device's records until cancelled (when its session ends)."""
+    async def collect(
+        self, device_id: str, source: RecordSource, streams: Callable[[], Iterable[str]], *, events: bool = False
+    ) -> None:
+        """Collect one device's records until cancelled (when its session ends); ``events``: the device's
+        RecordsReady events wake the collection, so an idle device is polled less often (``idle_poll_s``)."""
         ingest = RecordIngest(
             device_id,
             source,
@@ -87,6 +92,7 @@ class Monitor:
             streams,
             max_records=self._max_records,
             poll_s=self._poll_s,
+            idle_poll_s=self._idle_poll_s if events else None,
             deployment_of=self.deployment_of,
             on_stored=lambda _stream, envelopes: self.stored(device_id, envelopes),
         )

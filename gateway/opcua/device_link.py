@@ -4,16 +4,25 @@ While connected it subscribes to the device's DeviceHealth, each slot's
 CurrentVersion and each pipeline's State, and to every prediction output (at a
 bounded publishing interval, for the mirror under Devices/<id>/Predictions). A
 deployment borrows the session to drive the DI software update.
+
+That one subscription is also the link's liveness: a quiet subscription sends a
+keep-alive every ``keepalive_s`` (OPC 10000-4 5.13.1.1), so a link with no
+Publish response (data or keep-alive) for ``liveness_s`` is lost; no request is
+sent to the device just to see that it is there. A closed connection is seen at
+once (the transport). The session asks for a short session timeout, so that an
+edge node frees the session and subscription of a gateway that went away soon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import Client, Node, ua
@@ -30,6 +39,10 @@ from sdk.reconnect import reconnecting
 _log = logging.getLogger(__name__)
 
 
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One mirrored output value."""
@@ -42,15 +55,6 @@ class Prediction:
     server_time: datetime | None
     layout: VariableLayout  # as the device shows the output: data type, shape, units, range
 
-
-# The session time-out each link asks of its device (OPC 10000-4 5.6.2 RequestedSessionTimeout). A device keeps
-# a session that has Subscriptions after its connection is lost, for the client to transfer them (OPC 10000-4
-# 6.7), until this time-out; asyncua asks for an hour (the edge node allows 10 min). A link that reconnects
-# makes a new session, so each lost connection left one more session with its subscriptions and their queued
-# notifications on the device for 10 min: +0.5 MiB/min on an edge node whose link was reset every minute
-# (bench/RESULTS.md, soak). The link keeps its session busy (Publish requests, the watchdog's reads), so a
-# short time-out ends only an abandoned one.
-SESSION_TIMEOUT_MS = 30_000
 
 Listener = Callable[[Device], Awaitable[None]]
 PredictionListener = Callable[["DeviceLink", Prediction], Awaitable[None]]
@@ -72,6 +76,10 @@ class DeviceLink:
         mirror_interval_ms: int = 250,
         backoff: tuple[float, float] = (0.5, 5.0),  # a device that comes back is used again within seconds
         update_timeouts: tuple[float, float] = (120.0, 30.0),
+        keepalive_s: float = 5.0,
+        liveness_s: float = 15.0,
+        session_timeout_s: float = 30.0,
+        last_seen_every_s: float = 60.0,
     ) -> None:
         self.device_id = device_id
         self.endpoint = endpoint
@@ -81,6 +89,10 @@ class DeviceLink:
         # An update call may take long (CloseAndCommit verifies the whole package); its session's probe must
         # outlast any one call, since a server answers one connection's requests in order.
         self._update_timeouts = update_timeouts
+        self.keepalive_s = keepalive_s
+        self.liveness_s = max(liveness_s, 2 * keepalive_s)  # one late keep-alive is no lost link
+        self.session_timeout_s = session_timeout_s
+        self.last_seen_every_s = last_seen_every_s
         self.view = DeviceView()
         self.client: Client | None = None
         self._connected = asyncio.Event()
@@ -122,7 +134,7 @@ class DeviceLink:
         call_s, probe_s = self._update_timeouts
         client = Client(self.endpoint, timeout=call_s, watchdog_intervall=probe_s)
         # a call may outlast the link's time-out (CloseAndCommit of a large package): the session must outlast it
-        client.session_timeout = max(SESSION_TIMEOUT_MS, int(2_000 * call_s))
+        client.session_timeout = max(int(self.session_timeout_s * 1000), int(2_000 * call_s))
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")
@@ -171,8 +183,12 @@ class DeviceLink:
             await self._changed()
 
     async def _session(self, connected: Callable[[], None]) -> None:
-        client = Client(self.endpoint, timeout=10, watchdog_intervall=1.0)
-        client.session_timeout = SESSION_TIMEOUT_MS
+        # asyncua's watchdog would Read ServerState every watchdog_intervall: the keep-alives prove the link
+        # instead (_keepalives), so its probe is pushed out to the liveness horizon's order (never the 1 s default).
+        client = Client(self.endpoint, timeout=10, watchdog_intervall=max(600.0, 10 * self.liveness_s))
+        # The edge node keeps our session (and its subscription) this long after the link dropped (OPC 10000-4
+        # 5.6.2: the session outlives its channel for the timeout): short, so a lost gateway costs it little.
+        client.session_timeout = int(self.session_timeout_s * 1000)
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")
@@ -185,6 +201,7 @@ class DeviceLink:
     async def _serve(self, client: Client, lost: asyncio.Event) -> None:
         self.client = client
         workers: list[asyncio.Task[None]] = []
+        sub: Any = None
         try:
             while True:
                 self._refresh.clear()
@@ -198,18 +215,60 @@ class DeviceLink:
                     ]
                 refreshed = asyncio.ensure_future(self._refresh.wait())
                 gone = asyncio.ensure_future(lost.wait())
-                done, pending = await asyncio.wait({refreshed, gone}, return_when=asyncio.FIRST_COMPLETED)
+                silent = asyncio.ensure_future(self._keepalives(sub))
+                done, pending = await asyncio.wait({refreshed, gone, silent}, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending:
                     task.cancel()
                 if gone in done:
                     raise ConnectionError("connection lost")
+                if silent in done:
+                    silent.result()  # raises: no keep-alive in time
                 await sub.delete()  # refresh: subscribe again to what the device offers now
         finally:
+            if sub is not None and sub.last_publish_at is not None:  # LastSeen: the last word from the device
+                self.view.last_seen = datetime.now(UTC) - _seconds(time.monotonic() - sub.last_publish_at)
             for worker in workers:
                 worker.cancel()
             for outcome in await asyncio.gather(*workers, return_exceptions=True):
                 if isinstance(outcome, Exception):
                     _log.warning("device %s: a session worker failed: %s", self.device_id, outcome)
+
+    async def _keepalives(self, sub: Any) -> None:
+        """Return never; raise when no Publish response (data or keep-alive) came for ``liveness_s``.
+
+        Wakes about once per keep-alive period, and refreshes ``view.last_seen`` (shown at most every
+        ``last_seen_every_s``) from the newest response; a change of state is shown at once elsewhere."""
+        started = time.monotonic()
+        shown = started
+        while True:
+            last = sub.last_publish_at or started
+            now = time.monotonic()
+            if now - last >= self.liveness_s:
+                await asyncio.sleep(0)  # a response already read but not yet handled counts
+                last = sub.last_publish_at or started
+                if time.monotonic() - last >= self.liveness_s:
+                    raise ConnectionError(f"no keep-alive from the device for {self.liveness_s:g} s")
+            if last - shown >= self.last_seen_every_s:
+                shown = last
+                self.view.last_seen = datetime.now(UTC) - _seconds(time.monotonic() - last)
+                await self._changed()
+            await asyncio.sleep(min(last + self.liveness_s - time.monotonic(), self.keepalive_s) + 0.01)
+
+    def _parameters(self) -> ua.CreateSubscriptionParameters:
+        """Publishing at ``mirror_interval_ms``, a keep-alive every ``keepalive_s`` when nothing changed."""
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = float(self.mirror_interval_ms)
+        keepalive = max(1, math.ceil(self.keepalive_s * 1000 / self.mirror_interval_ms))
+        params.RequestedMaxKeepAliveCount = keepalive
+        # The edge deletes the subscription after this many intervals without a Publish request: at least three
+        # keep-alives (OPC 10000-4 5.13.2) and the session timeout, beyond which the session is gone anyway.
+        params.RequestedLifetimeCount = max(
+            3 * keepalive, math.ceil(self.session_timeout_s * 1000 / self.mirror_interval_ms)
+        )
+        params.MaxNotificationsPerPublish = 10000
+        params.PublishingEnabled = True
+        params.Priority = 0
+        return params
 
     async def _subscribe(self, client: Client) -> Any:
         di = await client.get_namespace_index(DI_URI)
@@ -267,7 +326,7 @@ class DeviceLink:
             def status_change_notification(self, status: Any) -> None:
                 """Subscription status changes surface as a lost connection through the watchdog."""
 
-        sub = await client.create_subscription(float(self.mirror_interval_ms), Handler())
+        sub = await client.create_subscription(self._parameters(), Handler())
         nodes = [client.get_node(n) for n in [*watched, *outputs]]
         await sub.subscribe_data_change(nodes, queuesize=1)
         self.view.last_seen = datetime.now(UTC)

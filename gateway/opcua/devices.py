@@ -36,6 +36,7 @@ class DeviceNodes:
         self._devices: dict[str, dict[str, Node]] = {}
         self._predictions: dict[tuple[str, str, str], tuple[Node, VariableLayout]] = {}
         self._folders: dict[tuple[str, str], Node] = {}
+        self._shown: dict[str, dict[str, object]] = {}  # device -> node name -> the value written last
         self.new_prediction_nodes: list[Callable[[Node], Awaitable[None]]] = []
 
     async def _device(self, device_id: str) -> dict[str, Node]:
@@ -63,21 +64,29 @@ class DeviceNodes:
         except ValueError:
             return  # the id itself is the bad part: no node can carry it; the log names it
         nodes = await self._device(device_id)
+        self._shown.pop(device_id, None)
         await self.server.write_attribute_value(
             nodes["State"].nodeid, data_value(status=ua.StatusCodes.BadConfigurationError)
         )
         await nodes["Endpoint"].write_value(ua.Variant(f"stored record unreadable: {reason}", ua.VariantType.String))
 
     async def show(self, link: Device) -> None:
-        """Write what the link knows about its device."""
+        """Write what the link knows about its device: only the values that changed since the last call."""
         nodes = await self._device(link.device_id)
         view = link.view
-        await nodes["State"].write_value(ua.Variant(int(view.state), ua.VariantType.Int32))
-        await nodes["Endpoint"].write_value(ua.Variant(link.endpoint, ua.VariantType.String))
-        await nodes["ActiveModel"].write_value(ua.Variant(view.active_model, ua.VariantType.String))
-        await nodes["ActiveVersion"].write_value(ua.Variant(view.active_version, ua.VariantType.String))
+        shown = self._shown.setdefault(link.device_id, {})
+        values = {
+            "State": ua.Variant(int(view.state), ua.VariantType.Int32),
+            "Endpoint": ua.Variant(link.endpoint, ua.VariantType.String),
+            "ActiveModel": ua.Variant(view.active_model, ua.VariantType.String),
+            "ActiveVersion": ua.Variant(view.active_version, ua.VariantType.String),
+        }
         if view.last_seen is not None:
-            await nodes["LastSeen"].write_value(ua.Variant(view.last_seen, ua.VariantType.DateTime))
+            values["LastSeen"] = ua.Variant(view.last_seen, ua.VariantType.DateTime)
+        for name, variant in values.items():
+            if shown.get(name) != variant.Value:
+                await nodes[name].write_value(variant)
+                shown[name] = variant.Value
 
     async def desired(self, device_id: str, model: str, version: str) -> None:
         """What the latest deployment to the device asks for."""

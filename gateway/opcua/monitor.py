@@ -340,7 +340,9 @@ def record_collector(monitor: Monitor) -> SessionWorker:
             _log.warning("device %s: no RecordsReady subscription: %s", link.device_id, exc)
             events = None
         try:
-            await monitor.collect(link.device_id, source, lambda: [*sorted(link.view.pipelines), LOG_STREAM])
+            await monitor.collect(
+                link.device_id, source, lambda: [*sorted(link.view.pipelines), LOG_STREAM], events=events is not None
+            )
         finally:
             if events is not None:
                 with contextlib.suppress(Exception):  # the session may be gone already

@@ -84,7 +84,7 @@ class Line:
 
 
 @asynccontextmanager
-async def line(tmp_path: Path, signer: Signer) -> AsyncIterator[Line]:
+async def line(tmp_path: Path, signer: Signer, **gateway_settings: Any) -> AsyncIterator[Line]:
     package = build_package(
         _padded_model(tmp_path / "padded.onnx"),
         tmp_path / "padded.mlpkg",
@@ -105,6 +105,7 @@ async def line(tmp_path: Path, signer: Signer) -> AsyncIterator[Line]:
             anonymous_role="Engineer",
             device_call_timeout_s=5,  # a black hole shows within seconds, not the product's minutes
             device_probe_s=3,
+            **gateway_settings,
         )
         gateway = await stack.enter_async_context(Gateway(settings))
         client = await stack.enter_async_context(Client(gateway.url))
@@ -210,13 +211,10 @@ async def _no_leftovers(plant: Line) -> bool:
     return not plant.leftovers()
 
 
-async def test_a_reset_link_leaves_no_session_behind_on_the_edge_node(
-    tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_reset_link_leaves_no_session_behind_on_the_edge_node(tmp_path: Path, signer: Signer) -> None:
     # The edge node keeps a lost connection's session (with its subscriptions) until the session's time-out:
     # the link's requested one, here asyncua's smallest (5 s) instead of the product's 30 s.
-    monkeypatch.setattr("gateway.opcua.device_link.SESSION_TIMEOUT_MS", 5_000)
-    async with line(tmp_path, signer) as plant:
+    async with line(tmp_path, signer, device_session_timeout_s=5) as plant:
         assert plant.edge.server is not None
         sessions = plant.edge.server.iserver._external_sessions  # asyncua keeps no public list
 

@@ -126,3 +126,32 @@ async def test_wake_collects_before_the_poll_interval(store: MonitorStore) -> No
         await wait_for(_true(lambda: bool(queue.acks)), timeout=5, what="an acknowledgement long before the poll")
     finally:
         task.cancel()
+
+
+async def test_an_idle_device_with_events_is_polled_less_often_until_records_come(store: MonitorStore) -> None:
+    queue = FakeQueue()
+    ingest = _ingest(queue, store, poll_s=0.05, idle_poll_s=0.4)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.sleep(1.2)
+        idle_rounds = ingest.rounds  # waits 0.05, 0.1, 0.2, 0.4, 0.4, ...: about 5 rounds, not 24
+        assert 3 <= idle_rounds <= 8
+        queue.add("main", prediction(1))
+        ingest.wake()  # an event: collected at once, and polled at poll_s again
+        await wait_for(_true(lambda: bool(queue.acks)), timeout=5, what="the woken collection")
+        before = ingest.rounds
+        await asyncio.sleep(0.3)
+        assert ingest.rounds - before >= 2  # back at the short poll (0.05, 0.1, 0.2 ...) after records came
+    finally:
+        task.cancel()
+
+
+async def test_without_events_the_poll_stays_at_poll_s(store: MonitorStore) -> None:
+    queue = FakeQueue()
+    ingest = _ingest(queue, store, poll_s=0.05)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.sleep(1.0)
+        assert ingest.rounds >= 10
+    finally:
+        task.cancel()
