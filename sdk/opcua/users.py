@@ -106,6 +106,18 @@ class _File(BaseModel):
     users: dict[str, _Entry] = {}
 
 
+class UserCertificate(bytes):
+    """The DER certificate of an X509 user identity token (OPC 10000-4 7.41.5), as the server's token check
+    (sdk.opcua.security) passes it; any other ``certificate`` given to ``get_user`` is the channel's."""
+
+
+def certificate_name(der: bytes) -> str:
+    """The CommonName of a DER certificate, for logs and the audit trail."""
+    from sdk.opcua.pki import common_name, load_certificate
+
+    return common_name(load_certificate(der))
+
+
 @dataclass
 class RoleUser(User):
     """An asyncua User that also carries its ModelLine role."""
@@ -119,6 +131,7 @@ class UserStore(UserManager):
     def __init__(self, users: dict[str, tuple[Role, str]], anonymous: Role | None) -> None:
         self._users = users
         self.anonymous = anonymous
+        self.certificate_trusted: Callable[[bytes], bool] | None = None  # set by sdk.opcua.security
 
     @classmethod
     def load(cls, path: Path | None, anonymous: str | None = "Observer") -> UserStore:
@@ -138,6 +151,12 @@ class UserStore(UserManager):
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
         """Called by asyncua at ActivateSession; None refuses the session."""
+        if isinstance(certificate, UserCertificate):
+            # An application certificate in the trust list (the gateway's) is an Engineer; any other, nobody.
+            if self.certificate_trusted is not None and self.certificate_trusted(bytes(certificate)):
+                return self._user(Role.ENGINEER, f"certificate {certificate_name(certificate)}")
+            _log.warning("X509 user identity refused: its certificate is not in the trust list")
+            return None
         if not username:
             return self._user(self.anonymous, None) if self.anonymous is not None else None
         entry = self._users.get(username)
