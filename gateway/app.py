@@ -24,6 +24,7 @@ from asyncua import Server
 from gateway.deployments.service import DeploymentService
 from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
+from gateway.identity import GATEWAY_NAME, INSTANCE_URI
 from gateway.models.repository import PackageRepository
 from gateway.monitor.prometheus import MetricsEndpoint
 from gateway.monitor.retention import Retention
@@ -54,8 +55,6 @@ from sdk.sources.aws import AwsOptions
 from sdk.sources.sagemaker import find_model
 
 _log = logging.getLogger(__name__)
-
-INSTANCE_URI = "urn:modelline:gateway"
 
 
 class Gateway(Service):
@@ -89,13 +88,14 @@ class Gateway(Service):
         self.repository = PackageRepository(self.store, s.packages_dir, trust)
         server, ns, instance_ns = await new_server(
             endpoint=s.endpoint,
-            name="ModelLine Model Manager",
+            name=GATEWAY_NAME,
             application_uri=INSTANCE_URI,
             product="gateway",
             users_file=s.users_file,
             anonymous_role=s.anonymous_role,
             max_byte_string=s.max_byte_string,
             pki_dir=s.data_dir / "pki",
+            allow_insecure=s.allow_insecure,
         )
         # History (OPC 10000-11) and alarms (OPC 10000-9) of the Model Monitor, kept in the data folder.
         self.history = History(server, s.data_dir, period=timedelta(days=s.history_days))
@@ -125,6 +125,7 @@ class Gateway(Service):
                 endpoint,
                 user=s.edge_user,
                 password=password,
+                pki_dir=s.data_dir / "pki",
                 update_timeouts=(s.device_call_timeout_s, s.device_probe_s),
             )
             link.prediction_listeners.append(self.device_nodes.mirror)

@@ -22,6 +22,11 @@ class GatewaySettings(BaseSettings):
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )
     data_dir: Path = Field(Path("var/gateway"), description="Database and package store; must survive restarts.")
+    allow_insecure: bool = Field(
+        False,
+        description="Also offer the unencrypted endpoint (SecurityPolicy None), for reading only: sessions on it may "
+        "read, browse and subscribe, not call methods or write. Off by default (README 'Security').",
+    )
     trust_dir: Path = Field(Path("trust"), description="Folder of public keys (*.pub) whose packages are accepted.")
     users_file: Path | None = Field(None, description="Logins and roles (TOML); without it only anonymous clients.")
     anonymous_role: str = Field("Observer", description="Role of clients that do not log in; empty refuses them.")

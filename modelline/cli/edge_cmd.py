@@ -60,6 +60,11 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         help="opc.tcp:// URL to listen on (default: opc.tcp://127.0.0.1:4841/modelline/edge/)",
     )
     edge.add_argument("--data-dir", type=Path, metavar="DIR", help="where packages and slot state are kept")
+    edge.add_argument(
+        "--insecure",
+        action="store_true",
+        help="also offer the unencrypted endpoint (SecurityPolicy None), read-only (README 'Security')",
+    )
     edge.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
     edge.add_argument("--slot", action="append", dest="slots", metavar="NAME", help="a model slot (repeat for more)")
     add_users_file(edge)
@@ -108,6 +113,7 @@ async def _edge(args: argparse.Namespace, out: Output) -> int:
         trust_dir=args.trust,
         slots=args.slots,
         users_file=args.users_file,
+        allow_insecure=True if args.insecure else None,
     )
     async with EdgeNode(settings) as node:
         out.note(f"edge node {settings.device_id} serving at {settings.endpoint} (Ctrl-C to stop)")

@@ -47,6 +47,11 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     gateway.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
     gateway.add_argument("--endpoint", metavar="URL", help="opc.tcp:// URL to listen on")
     gateway.add_argument("--data-dir", type=Path, metavar="DIR", help="database and package store")
+    gateway.add_argument(
+        "--insecure",
+        action="store_true",
+        help="also offer the unencrypted endpoint (SecurityPolicy None), read-only (README 'Security')",
+    )
     gateway.add_argument("--trust", type=Path, metavar="DIR", help="trust store: folder of public keys (*.pub)")
     add_users_file(gateway)
     gateway.set_defaults(handler=_gateway)
@@ -76,6 +81,7 @@ async def _gateway(args: argparse.Namespace, out: Output) -> int:
         data_dir=args.data_dir,
         trust_dir=args.trust,
         users_file=args.users_file,
+        allow_insecure=True if args.insecure else None,
     )
     async with Gateway(settings) as gateway:
         versions = await gateway.repository.records()

@@ -12,8 +12,10 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from modelline.cli import (
     demo_cmd,
@@ -24,6 +26,7 @@ from modelline.cli import (
     package_cmd,
     pull_cmd,
     rollout_cmd,
+    trust_cmd,
     users_cmd,
 )
 from modelline.cli.output import Output
@@ -61,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log detail on stderr"
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
+    parser.add_argument(
+        "--pki-dir",
+        type=Path,
+        metavar="DIR",
+        help="the CLI's own certificate and trust lists (default: $MODELLINE_PKI_DIR or ~/.config/modelline/pki)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (
         keys_cmd,
@@ -71,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         rollout_cmd,
         monitor_cmd,
         users_cmd,
+        trust_cmd,
         demo_cmd,
     ):
         module.register(commands, HelpFormatter)
@@ -100,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.pki_dir is not None:  # read by sdk.opcua.connect.default_pki_dir
+        os.environ["MODELLINE_PKI_DIR"] = str(args.pki_dir)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "DEBUG":  # libraries' own warnings are noise for a user; our messages say what matters
         for library in QUIET_LIBRARIES:

@@ -26,7 +26,8 @@ from asyncua import Client, ua
 
 from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
-from gateway.app import INSTANCE_URI, Gateway
+from gateway.app import Gateway
+from gateway.identity import INSTANCE_URI
 from gateway.monitor.thresholds import FigureThresholds, InputReference, MonitorThresholds
 from gateway.settings import GatewaySettings
 from modelline.demo.line import ON_PURPOSE, LineSimulator

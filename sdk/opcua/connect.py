@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asyncua import Client, ua
 from asyncua.crypto import security_policies as sp
-from asyncua.crypto import uacrypto
 
 from sdk.errors import UsageError
 from sdk.opcua.certificate import ensure_certificate
@@ -96,7 +97,7 @@ async def secure_client(
     application_uri: str = CLIENT_URI,
     name: str = "ModelLine CLI",
     security: str = "auto",
-    timeout: float = 10.0,
+    timeout_s: float = 10.0,
     watchdog_intervall: float = 1.0,
     user: str | None = None,
     password: str | None = None,
@@ -107,7 +108,7 @@ async def secure_client(
     password is encrypted with the server's certificate, OPC 10000-4 7.41.4); ``certificate_identity``
     logs in with the application certificate as an X509 user identity (OPC 10000-4 7.41.5) instead."""
     cert, key = await own_certificate(pki_dir, application_uri, name)
-    client = Client(url, timeout=timeout, watchdog_intervall=watchdog_intervall)
+    client = Client(url, timeout=timeout_s, watchdog_intervall=watchdog_intervall)
     client.application_uri = application_uri
     client.name = name
     client.description = name
@@ -115,12 +116,37 @@ async def secure_client(
     policy, endpoint = choose_endpoint(endpoints, security)
     if policy is not None:
         der = endpoint.ServerCertificate  # its first certificate when the server sends a chain (OPC 10000-6 6.2.3)
-        server_cert = uacrypto.x509_from_der(der[: int.from_bytes(der[2:4], "big") + 4])
-        await client.set_security(policy, str(cert), str(key), server_certificate=server_cert, mode=endpoint.SecurityMode)
+        server_cert = bytes(der[: int.from_bytes(der[2:4], "big") + 4])
+        await client.set_security(
+            policy, str(cert), str(key), server_certificate=server_cert, mode=endpoint.SecurityMode
+        )
     if user:
         client.set_user(user)
         client.set_password(password or "")
     elif certificate_identity:
         await client.load_client_certificate(str(cert))
-        await client.load_private_key(str(key))
+        await client.load_private_key(key)
     return client
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Who a process is when it connects to other servers: its PKI folder and ApplicationUri, and the
+    security it accepts per endpoint URL (default ``auto``)."""
+
+    pki_dir: Path
+    application_uri: str
+    name: str
+    security: Mapping[str, str] = field(default_factory=dict)
+
+    async def client(self, url: str, *, timeout_s: float = 10.0, watchdog_intervall: float = 1.0) -> Client:
+        """``secure_client`` for ``url`` as this application, with the security set for that URL."""
+        return await secure_client(
+            url,
+            self.pki_dir,
+            application_uri=self.application_uri,
+            name=self.name,
+            security=self.security.get(url, "auto"),
+            timeout_s=timeout_s,
+            watchdog_intervall=watchdog_intervall,
+        )

@@ -154,9 +154,7 @@ def find(pki_dir: Path, what: str) -> Entry:
     """The certificate named by a thumbprint (or a unique prefix of one, at least 6 hex digits) or file name."""
     wanted = what.strip().upper().replace(":", "")
     hits = [
-        e
-        for e in entries(pki_dir)
-        if e.file.name == what or (len(wanted) >= 6 and e.thumbprint.startswith(wanted))
+        e for e in entries(pki_dir) if e.file.name == what or (len(wanted) >= 6 and e.thumbprint.startswith(wanted))
     ]
     if not hits:
         raise NotFound(f"no certificate {what!r} in {pki_dir} (see 'modelline trust list')")
@@ -237,7 +235,9 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _revoked(cert: x509.Certificate, issuer: x509.Certificate | None, crls: list[x509.CertificateRevocationList]) -> bool:
+def _revoked(
+    cert: x509.Certificate, issuer: x509.Certificate | None, crls: list[x509.CertificateRevocationList]
+) -> bool:
     for crl in crls:
         if crl.issuer != cert.issuer:
             continue
@@ -270,7 +270,8 @@ def check(pki_dir: Path, cert: x509.Certificate, app_uri: str | None, now: dt.da
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise CertificateRefused(
             BAD_CERTIFICATE_TIME_INVALID,
-            f"not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
+            f"not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
+            f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
         )
     if app_uri is not None and application_uri(cert) != app_uri:
         raise CertificateRefused(

@@ -62,9 +62,10 @@ class ReadOnlyChannel(PermissionRuleset):
         self._base = base
 
     def check_validity(self, user: Any, action_type_id: Any, body: Any) -> bool:
+        """Refuse what changes the server (Bad_SecurityModeInsufficient); the rest as the server's own rules say."""
         if action_type_id in _CHANGING_REQUESTS:  # answered with a ServiceFault of this status
             raise ServiceError(ua.StatusCodes.BadSecurityModeInsufficient)
-        return self._base is None or bool(self._base.check_validity(user, action_type_id, body))
+        return self._base is None or bool(self._base.check_validity(user, action_type_id, body))  # type: ignore[no-untyped-call]
 
 
 async def secure(
@@ -105,7 +106,7 @@ def _guard_tokens(server: Server) -> None:
         if not token.EncryptionAlgorithm:
             _log.warning("login of user %r refused: the password came unencrypted", token.UserName)
             raise ServiceError(ua.StatusCodes.BadIdentityTokenInvalid)
-        return decrypt(isession, token)  # type: ignore[no-any-return]
+        return decrypt(isession, token)
 
     def verify_x509_token(isession: Any, token: ua.X509IdentityToken, signature: ua.SignatureData) -> bytes:
         return UserCertificate(verify(isession, token, signature))
