@@ -34,7 +34,9 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     sub = trust.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help_text, formatter_class=formatter, epilog=_EXAMPLE)
+        parser: argparse.ArgumentParser = sub.add_parser(
+            name, help=help_text, formatter_class=formatter, epilog=_EXAMPLE
+        )
         where = parser.add_mutually_exclusive_group(required=True)
         where.add_argument("--data-dir", type=Path, metavar="DIR", help="data folder of an edge node or gateway")
         where.add_argument("--pki-dir", type=Path, metavar="DIR", help="a PKI folder itself (e.g. the CLI's)")
