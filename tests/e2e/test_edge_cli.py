@@ -10,7 +10,6 @@ import signal
 from pathlib import Path
 
 import pytest
-from asyncua import Client
 
 from sdk.opcua.users import hash_password
 from sdk.package.build import build_package
@@ -30,6 +29,7 @@ from tests.edge_harness import (
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
 from tests.readme import assert_documented
+from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from asyncua import Client, ua
+from asyncua import ua
 
 from nodesets.ids import InstallationState, PipelineState, SoftwareVersionFileType
 from sdk import errors
@@ -32,6 +32,7 @@ from tests.edge_harness import (
     with_wrong_samples,
 )
 from tests.readme import assert_documented
+from tests.tls import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from sdk.file_client import download, upload
 from sdk.package.build import build_package
 from tests.conftest import Signer, read_members, write_members
 from tests.edge_harness import build_pump
 from tests.opcua_servers import free_port
 from tests.processes import run_modelline
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

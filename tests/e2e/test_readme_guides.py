@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, Node, Server, ua
+from asyncua import Node, Server, ua
 
 from sdk.binding import Binding
 from sdk.examples import example_dir
@@ -46,6 +46,7 @@ from tests.aws_harness import (
 from tests.edge_harness import HEALTHY, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE
+from tests.tls import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

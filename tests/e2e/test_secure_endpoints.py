@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from sdk.opcua.certificate import ensure_certificate
@@ -20,6 +20,7 @@ from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import edge_settings, running_edge
 from tests.opcua_servers import free_port
+from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
 
