@@ -63,7 +63,7 @@ def _ca() -> tuple[Path, x509.Certificate, rsa.RSAPrivateKey]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_after(now + dt.timedelta(days=3 * 365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
@@ -102,7 +102,7 @@ def issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before or now - dt.timedelta(days=1))
-        .not_valid_after(not_after or now + dt.timedelta(days=29))
+        .not_valid_after(not_after or now + dt.timedelta(days=2 * 365))  # not due for renewal
         .add_extension(
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(app_uri), x509.DNSName(socket.gethostname())]),
             critical=False,
