@@ -170,6 +170,10 @@ class Client(asyncua.Client):
 
     _secured = False
 
+    def __init__(self, url: str, timeout: float = 10, **kwargs: Any) -> None:
+        # 10 s, not asyncua's 4 s: on a loaded test machine each message is also signed and encrypted.
+        super().__init__(url, timeout=timeout, **kwargs)
+
     async def connect(self) -> None:
         """Choose the endpoint and set the security once, then connect."""
         if not self._secured:
