@@ -53,8 +53,15 @@ def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
 @functools.cache
 def _ca() -> tuple[Path, x509.Certificate, rsa.RSAPrivateKey]:
     root = Path(tempfile.mkdtemp(prefix="modelline-test-ca-"))
+    cert, key = make_ca("ModelLine test CA")
+    (root / "ca.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return root, cert, key
+
+
+def make_ca(common_name: str) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A self-signed CA certificate and its key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ModelLine test CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -71,8 +78,7 @@ def _ca() -> tuple[Path, x509.Certificate, rsa.RSAPrivateKey]:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    (root / "ca.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    return root, cert, key
+    return cert, key
 
 
 def ca_certificate() -> x509.Certificate:

@@ -45,13 +45,16 @@ SECURE_POLICIES = [
 
 # The requests a session on the unencrypted endpoint may not make: everything that changes the server.
 _CHANGING_REQUESTS = {
-    ua.ObjectIds.CallRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.WriteRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.HistoryUpdateRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.AddNodesRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.DeleteNodesRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.AddReferencesRequest_Encoding_DefaultBinary,
-    ua.ObjectIds.DeleteReferencesRequest_Encoding_DefaultBinary,
+    ua.NodeId(request)
+    for request in (
+        ua.ObjectIds.CallRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.WriteRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.HistoryUpdateRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.AddNodesRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.DeleteNodesRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.AddReferencesRequest_Encoding_DefaultBinary,
+        ua.ObjectIds.DeleteReferencesRequest_Encoding_DefaultBinary,
+    )
 }
 
 
@@ -133,6 +136,8 @@ def _guard_sessions(server: Server, allow_insecure: bool) -> None:
                     raise ServiceError(ua.StatusCodes.BadSecurityPolicyRejected)
                 if not isinstance(policy.permissions, ReadOnlyChannel):
                     policy.permissions = ReadOnlyChannel(policy.permissions or server._permission_ruleset)
+            mode = ua.MessageSecurityMode(policy.Mode).name
+            _log.info("session from %s over %s %s", name, policy.URI.rsplit("#", 1)[-1], mode)
         if user is None:
             return create(name, external=external)
         return create(name, user=user, external=external)
