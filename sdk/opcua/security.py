@@ -45,7 +45,7 @@ SECURE_POLICIES = [
 
 # The requests a session on the unencrypted endpoint may not make: everything that changes the server.
 _CHANGING_REQUESTS = {
-    ua.NodeId(request)
+    ua.NodeId(ua.Int32(request))
     for request in (
         ua.ObjectIds.CallRequest_Encoding_DefaultBinary,
         ua.ObjectIds.WriteRequest_Encoding_DefaultBinary,
