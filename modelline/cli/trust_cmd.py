@@ -19,7 +19,7 @@ _EXAMPLE = """Examples:
   modelline trust show --data-dir var/gateway own             # this server's own certificate
   modelline trust remove --data-dir var/edge 2E5BA48F
   modelline trust crl --data-dir var/edge plant-ca.crl        # a revocation list of a trusted CA
-  modelline trust list --pki-dir ~/.config/modelline/pki      # the CLI's own (its certificate: show own)
+  modelline trust show own                                    # the CLI's own certificate (made if missing)
 
 An unknown client is refused (Bad_CertificateUntrusted) and its certificate kept in rejected/; approve
 it there. Give the CLI's own certificate (~/.config/modelline/pki/own/cert.der) to each server's
@@ -37,9 +37,11 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         parser: argparse.ArgumentParser = sub.add_parser(
             name, help=help_text, formatter_class=formatter, epilog=_EXAMPLE
         )
-        where = parser.add_mutually_exclusive_group(required=True)
+        where = parser.add_mutually_exclusive_group()
         where.add_argument("--data-dir", type=Path, metavar="DIR", help="data folder of an edge node or gateway")
-        where.add_argument("--pki-dir", type=Path, metavar="DIR", help="a PKI folder itself (e.g. the CLI's)")
+        where.add_argument(
+            "--pki-dir", type=Path, metavar="DIR", help="a PKI folder itself (default: the CLI's own, see --help)"
+        )
         add_json(parser)
         return parser
 
@@ -61,8 +63,16 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     crl.set_defaults(handler=_crl)
 
 
+def _where(args: argparse.Namespace) -> Path:
+    from sdk.opcua.connect import default_pki_dir
+
+    if args.pki_dir is not None:
+        return Path(args.pki_dir)
+    return Path(args.data_dir) / "pki" if args.data_dir is not None else default_pki_dir()
+
+
 def _pki(args: argparse.Namespace) -> Path:
-    pki_dir: Path = args.pki_dir if args.pki_dir is not None else args.data_dir / "pki"
+    pki_dir = _where(args)
     if not pki_dir.is_dir():
         raise UsageError(f"{pki_dir} does not exist (has the node or gateway started once with this data folder?)")
     return pki_dir
@@ -100,8 +110,7 @@ def _list(args: argparse.Namespace, out: Output) -> int:
 def _approve(args: argparse.Namespace, out: Output) -> int:
     from sdk.opcua.pki import approve
 
-    pki_dir = args.pki_dir if args.pki_dir is not None else args.data_dir / "pki"
-    _print(out, [approve(pki_dir, args.certificate)])
+    _print(out, [approve(_where(args), args.certificate)])
     return 0
 
 
@@ -112,11 +121,14 @@ def _remove(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace, out: Output) -> int:
+async def _show(args: argparse.Namespace, out: Output) -> int:
     from rich.text import Text
 
+    from sdk.opcua.connect import CLIENT_URI, own_certificate
     from sdk.opcua.pki import Entry, application_uri, find, load_certificate, thumbprint
 
+    if args.certificate == "own" and args.data_dir is None and args.pki_dir is None:
+        await own_certificate(_where(args), CLIENT_URI, "ModelLine CLI")  # the CLI's: made on first use
     pki_dir = _pki(args)
     if args.certificate == "own":
         path = pki_dir / "own" / "cert.der"
@@ -146,6 +158,6 @@ def _show(args: argparse.Namespace, out: Output) -> int:
 def _crl(args: argparse.Namespace, out: Output) -> int:
     from sdk.opcua.pki import add_crl
 
-    target = add_crl(args.pki_dir if args.pki_dir is not None else args.data_dir / "pki", args.file, args.issuers)
+    target = add_crl(_where(args), args.file, args.issuers)
     out.result({"crl": str(target)}, f"added {target}")
     return 0

@@ -31,6 +31,7 @@ from tests.conftest import Signer
 from tests.edge_harness import SimulatedPlc, edge_settings, running_edge, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import run_modelline
+from tests.readme import assert_documented
 from tests.tls import Client, GatewaySettings, issue, make_ca, secure
 
 pytestmark = pytest.mark.e2e
@@ -303,6 +304,13 @@ async def test_cli_device_links_and_plc_sources_use_sign_and_encrypt(
                         "trust", "show", "own", "--data-dir", str(gateway_settings.data_dir)
                     )
                     assert code == 0 and INSTANCE_URI in out, err
+                # A CLI with a certificate of its own that the gateway does not trust yet: one line saying so.
+                code, _, err = await run_modelline(
+                    "--pki-dir", str(tmp_path / "new-pc"), "devices", "list", "--gateway", gateway.url
+                )
+                assert code == 2, err
+                assert_documented(err, "does not trust this client's certificate")
+                assert len(pki.entries(gateway_settings.data_dir / "pki", "rejected")) == 1
                 sessions = [r.getMessage() for r in caplog.records if r.getMessage().startswith("session from")]
                 assert sessions and all(m.endswith("Aes256_Sha256_RsaPss SignAndEncrypt") for m in sessions), sessions
     finally:
