@@ -212,6 +212,7 @@ async def secure(client: asyncua.Client, security: str = "auto", pki_dir: Path |
 def use_for_cli() -> None:
     """Make the CLI run by tests (in this process and its children) use the test client's certificate."""
     os.environ["MODELLINE_PKI_DIR"] = str(client_pki())
+    os.environ.update(node_opcua_identity())  # and node-opcua (tests/interop/common.mjs)
 
 
 def seed_process(argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -238,3 +239,21 @@ def seed_process(argv: list[str], env: dict[str, str] | None = None) -> None:
         return
     device = option("--device-id") or env.get(prefix + "DEVICE_ID") or config.get("device_id") or "edge-1"
     seed(Path(data_dir) / "pki", f"urn:modelline:edge:{device}", f"ModelLine Edge {device}")
+
+
+@functools.cache
+def node_opcua_identity() -> dict[str, str]:
+    """Environment for tests/interop/common.mjs: node-opcua's certificate (PEM), issued by the test CA."""
+    root = Path(tempfile.mkdtemp(prefix="modelline-test-node-opcua-"))
+    cert, key = issue(root / "own", NODE_OPCUA_URI, "node-opcua test client")
+    pem = root / "cert.pem"
+    pem.write_bytes(x509.load_der_x509_certificate(cert.read_bytes()).public_bytes(serialization.Encoding.PEM))
+    return {
+        "MODELLINE_TEST_NODE_OPCUA_CERT": str(pem),
+        "MODELLINE_TEST_NODE_OPCUA_KEY": str(key),
+        "MODELLINE_TEST_NODE_OPCUA_URI": NODE_OPCUA_URI,
+        "MODELLINE_TEST_NODE_OPCUA_PKI": str(root / "pki"),
+    }
+
+
+NODE_OPCUA_URI = "urn:modelline:test:node-opcua"
