@@ -27,9 +27,9 @@ export async function clientOptions(endpoint, extra = {}) {
   await probe.disconnect();
   const options = { endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 }, ...extra };
   const offered = (policy) => endpoints.some((e) => e.securityPolicyUri === policy && e.securityMode === MessageSecurityMode.SignAndEncrypt);
-  const policy = POLICIES.find(offered);
-  if (!policy) return options;
   const env = process.env;
+  const policy = POLICIES.find(offered);
+  if (!policy || env.MODELLINE_TEST_NODE_OPCUA_SECURITY === "None") return options;
   if (env.MODELLINE_TEST_NODE_OPCUA_PKI) {
     options.clientCertificateManager = new OPCUACertificateManager({
       rootFolder: env.MODELLINE_TEST_NODE_OPCUA_PKI, automaticallyAcceptUnknownCertificate: true });
