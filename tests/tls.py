@@ -246,6 +246,7 @@ def node_opcua_identity() -> dict[str, str]:
     """Environment for tests/interop/common.mjs: node-opcua's certificate (PEM), issued by the test CA."""
     root = Path(tempfile.mkdtemp(prefix="modelline-test-node-opcua-"))
     cert, key = issue(root / "own", NODE_OPCUA_URI, "node-opcua test client")
+    node_opcua_trusts_ca(root / "pki")
     pem = root / "cert.pem"
     pem.write_bytes(x509.load_der_x509_certificate(cert.read_bytes()).public_bytes(serialization.Encoding.PEM))
     return {
@@ -257,3 +258,12 @@ def node_opcua_identity() -> dict[str, str]:
 
 
 NODE_OPCUA_URI = "urn:modelline:test:node-opcua"
+
+
+def node_opcua_trusts_ca(pki_root: Path) -> Path:
+    """A node-opcua PKI folder that trusts the test CA, which issued the test servers' certificates."""
+    der = ca_certificate().public_bytes(serialization.Encoding.DER)
+    for sub in ("trusted/certs", "issuers/certs"):
+        (pki_root / sub).mkdir(parents=True, exist_ok=True)
+        (pki_root / sub / "modelline-test-ca.der").write_bytes(der)
+    return pki_root

@@ -107,7 +107,8 @@ class Entry:
         }
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether ``cert`` is a CA certificate (BasicConstraints cA)."""
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
@@ -123,7 +124,7 @@ def _entry(list_name: str, path: Path, cert: x509.Certificate) -> Entry:
         thumbprint(cert),
         cert.not_valid_before_utc,
         cert.not_valid_after_utc,
-        _is_ca(cert),
+        is_ca(cert),
     )
 
 
@@ -288,13 +289,13 @@ def check(pki_dir: Path, cert: x509.Certificate, app_uri: str | None, now: dt.da
     for _ in range(8):  # chain up to the first trusted CA, through issuers/ (OPC 10000-4 6.1.3 "build chain")
         if chain_ok:
             break
-        issuer = next((c for c in trusted if _is_ca(c) and _issued_by(current, c)), None)
+        issuer = next((c for c in trusted if is_ca(c) and _issued_by(current, c)), None)
         if issuer is not None:
             if _revoked(current, issuer, crls):
                 raise CertificateRefused(BAD_CERTIFICATE_REVOKED, f"revoked by {common_name(issuer)}")
             chain_ok = True
             break
-        issuer = next((c for c in issuers if _is_ca(c) and _issued_by(current, c)), None)
+        issuer = next((c for c in issuers if is_ca(c) and _issued_by(current, c)), None)
         if issuer is None or issuer.public_bytes(serialization.Encoding.DER) == current.public_bytes(
             serialization.Encoding.DER
         ):

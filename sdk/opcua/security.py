@@ -28,7 +28,7 @@ from asyncua.crypto import security_policies
 from asyncua.crypto.permission_rules import PermissionRuleset
 from cryptography import x509
 
-from sdk.opcua import pki
+from sdk.opcua import pki, trust_list
 from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.users import UserCertificate, UserStore
 
@@ -99,6 +99,7 @@ async def secure(
     _guard_tokens(server)
     _guard_sessions(server, allow_insecure)
     _encrypted_passwords(server)
+    await trust_list.serve(server, pki_dir)
 
 
 def _guard_tokens(server: Server) -> None:
@@ -138,9 +139,10 @@ def _guard_sessions(server: Server, allow_insecure: bool) -> None:
                     policy.permissions = ReadOnlyChannel(policy.permissions or server._permission_ruleset)
             mode = ua.MessageSecurityMode(policy.Mode).name
             _log.info("session from %s over %s %s", name, policy.URI.rsplit("#", 1)[-1], mode)
-        if user is None:
-            return create(name, external=external)
-        return create(name, user=user, external=external)
+        session = create(name, external=external) if user is None else create(name, user=user, external=external)
+        if external and policy is not None:
+            session.security_mode = ua.MessageSecurityMode(policy.Mode)  # type: ignore[attr-defined]  # for trust_list
+        return session
 
     iserver.create_session = create_session  # type: ignore[method-assign]
 

@@ -76,6 +76,11 @@ def current_session_id() -> ua.NodeId | None:
     return session.session_id if session is not None else None
 
 
+def current_session() -> InternalSession | None:
+    """The asyncua session of the method call being handled, or None outside a client call."""
+    return _current.get()
+
+
 def current_user() -> Any:
     """The asyncua User of the calling session, or None outside a client call."""
     session = _current.get()

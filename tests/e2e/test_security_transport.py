@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,37 @@ async def test_cli_device_links_and_plc_sources_use_sign_and_encrypt(
                 assert sessions and all(m.endswith("Aes256_Sha256_RsaPss SignAndEncrypt") for m in sessions), sessions
     finally:
         await plc.stop()
+
+
+@pytest.mark.timeout(180)
+async def test_a_security_admin_adds_and_removes_a_certificate_through_the_standard_trust_list(
+    tmp_path: Path, signer: Signer
+) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'anonymous = "Observer"\n[users.sec]\nrole = "SecurityAdmin"\npassword = "{hash_password(PASSWORD)}"\n'
+    )
+    trust_list = "ServerConfiguration_CertificateGroups_DefaultApplicationGroup_TrustList_"
+    add = ua.NodeId(getattr(ua.ObjectIds, trust_list + "AddCertificate"))
+    remove = ua.NodeId(getattr(ua.ObjectIds, trust_list + "RemoveCertificate"))
+    parent = ua.NodeId(ua.ObjectIds.ServerConfiguration_CertificateGroups_DefaultApplicationGroup_TrustList)
+    hmi = tmp_path / "hmi-pki"
+    cert, _ = ensure_certificate(hmi / "own", "urn:plant:hmi", socket.gethostname(), "HMI")
+    der = ua.Variant(cert.read_bytes(), ua.VariantType.ByteString)
+    async with running_edge(edge_settings(tmp_path, signer.trust_dir, users_file=users)) as node:
+        async with Client(node.url) as observer:
+            with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                await observer.get_node(parent).call_method(add, der, True)
+        admin = Client(node.url)
+        admin.set_user("sec")
+        admin.set_password(PASSWORD)
+        async with admin:
+            await admin.get_node(parent).call_method(add, der, True)
+            client = await secure_client(node.url, hmi, application_uri="urn:plant:hmi", name="HMI")
+            async with client:
+                assert await client.get_namespace_array()
+            thumbprint = pki.thumbprint(x509.load_der_x509_certificate(cert.read_bytes()))
+            await admin.get_node(parent).call_method(remove, ua.Variant(thumbprint, ua.VariantType.String), True)
+        client = await secure_client(node.url, hmi, application_uri="urn:plant:hmi", name="HMI")
+        with pytest.raises(ua.uaerrors.BadCertificateUntrusted):
+            await client.connect()

@@ -15,6 +15,7 @@ from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, running_edge, wait_for
 from tests.processes import run_modelline
+from tests.tls import node_opcua_trusts_ca
 
 pytestmark = [pytest.mark.interop, pytest.mark.e2e]
 
@@ -60,7 +61,7 @@ async def test_node_opcua_reads_a_prediction_over_aes256_after_its_certificate_i
             await slot.request_install(pending.manufacturer_uri, pending.version, b"")
             await wait_for(lambda: _installed(slot), what="the install")
 
-            pki_root = tmp_path / "node-opcua-pki"
+            pki_root = node_opcua_trusts_ca(tmp_path / "node-opcua-pki")  # the server's certificate is the test CA's
             code, refused = await _read(node_opcua, node.url, pki_root)
             assert code == 3 and "BadCertificateUntrusted" in json.dumps(refused), refused
             rejected = pki.entries(settings.data_dir / "pki", "rejected")
