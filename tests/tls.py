@@ -266,4 +266,22 @@ def node_opcua_trusts_ca(pki_root: Path) -> Path:
     for sub in ("trusted/certs", "issuers/certs"):
         (pki_root / sub).mkdir(parents=True, exist_ok=True)
         (pki_root / sub / "modelline-test-ca.der").write_bytes(der)
+    for sub in ("trusted/crl", "issuers/crl"):  # its (empty) revocation list: node-opcua warns without one
+        (pki_root / sub).mkdir(parents=True, exist_ok=True)
+        (pki_root / sub / "modelline-test-ca.crl").write_bytes(ca_crl())
     return pki_root
+
+
+@functools.cache
+def ca_crl() -> bytes:
+    """The test CA's revocation list (DER), revoking nothing."""
+    _, ca_cert, ca_key = _ca()
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - dt.timedelta(days=1))
+        .next_update(now + dt.timedelta(days=365))
+        .sign(ca_key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.DER)
