@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asyncua import Client, Server, ua
+from asyncua import Server, ua
 
 from bench.suite import Rounds, print_header
 from edge_node.app import EdgeNode
-from edge_node.settings import EdgeSettings
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.examples import example_dir
 from sdk.keys import generate_key_pair, load_private_key
@@ -35,6 +34,7 @@ from sdk.opcua.shelf import init_server
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
 from tests.edge_harness import HEALTHY, SimulatedPlc
+from tests.tls import Client, EdgeSettings  # the node trusts this client; the PLC link is encrypted too
 
 INTERVAL_MS = 10  # the binding's smallest publishing interval
 

@@ -350,3 +350,53 @@ async def test_a_security_admin_adds_and_removes_a_certificate_through_the_stand
         client = await secure_client(node.url, hmi, application_uri="urn:plant:hmi", name="HMI")
         with pytest.raises(ua.uaerrors.BadCertificateUntrusted):
             await client.connect()
+
+
+@pytest.mark.timeout(180)
+async def test_a_certificate_renewed_at_start_keeps_the_trust_of_its_peers(tmp_path: Path, signer: Signer) -> None:
+    """The gateway's certificate, 30 days from expiry, is renewed at start with the same key and subject:
+    an edge node that trusted the old one accepts the new one without being told (it chains to the old)."""
+    from asyncua.crypto.cert_gen import generate_self_signed_app_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from gateway.settings import GatewaySettings as PlainGatewaySettings
+    from sdk.opcua.certificate import _key
+    from tests.tls import trust_ca
+
+    data_dir = tmp_path / "gateway"
+    own = data_dir / "pki" / "own"
+    own.mkdir(parents=True)
+    key = _key(own / "key.pem")
+    old = generate_self_signed_app_certificate(
+        key,
+        INSTANCE_URI,
+        {"commonName": "ModelLine Model Manager", "organizationName": "ModelLine"},
+        [x509.UniformResourceIdentifier(INSTANCE_URI), x509.DNSName(socket.gethostname())],
+        extended=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        days=30,
+    )
+    (own / "cert.der").write_bytes(old.public_bytes(serialization.Encoding.DER))
+    trust_ca(data_dir / "pki")  # for this test's own client only
+    settings = edge_settings(tmp_path, signer.trust_dir, anonymous_role="")  # the gateway's certificate identity
+    pki.approve(settings.data_dir / "pki", str(own / "cert.der"))
+    async with running_edge(settings) as node:
+        gateway_settings = PlainGatewaySettings(
+            endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
+            data_dir=data_dir,
+            trust_dir=signer.trust_dir,
+            anonymous_role="Engineer",
+        )
+        async with Gateway(gateway_settings) as gateway:
+            renewed = x509.load_der_x509_certificate((own / "cert.der").read_bytes())
+            assert renewed.serial_number != old.serial_number
+            assert renewed.not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=700)
+            async with Client(gateway.url) as client:
+                ml = await client.get_namespace_index("http://modelline.io/UA/")
+                manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+                await manager.call_method(
+                    f"{ml}:RegisterDevice",
+                    ua.Variant("edge-1", ua.VariantType.String),
+                    ua.Variant(node.url, ua.VariantType.String),
+                )
+            assert await gateway.devices.links["edge-1"].wait_online(30)
+            assert not pki.entries(settings.data_dir / "pki", "rejected")
