@@ -23,7 +23,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -347,10 +346,3 @@ async def check_peer(pki_dir: Path, cert: x509.Certificate, app_uri: str | None,
             detail=refused.reason,
         )
         raise
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    """Copy the trust lists (not ``own/``) of one PKI folder into another (blocking)."""
-    for sub in ("trusted", "issuers"):
-        if (source / sub).is_dir():
-            shutil.copytree(source / sub, target / sub, dirs_exist_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.users import UserCertificate, UserStore
 
 _log = logging.getLogger(__name__)
+_peer: ContextVar[str] = ContextVar("modelline_opcua_peer", default="")
 
 SECURE_POLICIES = [
     ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -89,7 +91,7 @@ async def secure(
 
     async def validate(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
         try:
-            await pki.check_peer(pki_dir, cert, client.ApplicationUri)
+            await pki.check_peer(pki_dir, cert, client.ApplicationUri, _peer.get())
         except pki.CertificateRefused as refused:
             _log.warning("client certificate %s refused: %s", pki.common_name(cert), refused.reason)
             raise ServiceError(refused.status) from None
@@ -130,6 +132,8 @@ def _guard_sessions(server: Server, allow_insecure: bool) -> None:
 
     def create_session(name: Any, user: Any = None, external: bool = False) -> Any:
         if external:
+            # The same task then runs CreateSession and its certificate check: it reads the peer from here.
+            _peer.set(f"{name[0]}:{name[1]}" if isinstance(name, tuple) and len(name) >= 2 else str(name))
             policy = _channel_policy(server, name)
             if policy is None or policy.URI == security_policies.SecurityPolicyNone.URI:
                 if not allow_insecure or policy is None:

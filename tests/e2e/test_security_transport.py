@@ -239,6 +239,7 @@ async def test_expired_not_yet_valid_wrong_uri_and_revoked_certificates_are_refu
             r.getMessage() for r in caplog.records if r.name == "modelline.audit" and "refused" in r.getMessage()
         ]
         assert len(refusals) == 4 and all(m.startswith("certificate refused") for m in refusals), refusals
+        assert all(" from 127.0.0.1:" in m for m in refusals), refusals  # with the client's address
         assert not pki.entries(settings.data_dir / "pki", "rejected")  # only the untrusted go there
 
 
