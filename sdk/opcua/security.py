@@ -35,6 +35,7 @@ from sdk.opcua.users import UserCertificate, UserStore
 
 _log = logging.getLogger(__name__)
 _peer: ContextVar[str] = ContextVar("modelline_opcua_peer", default="")
+_unsecured: ContextVar[bool] = ContextVar("modelline_opcua_unsecured", default=False)
 
 SECURE_POLICIES = [
     ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -90,6 +91,8 @@ async def secure(
     server.set_security_policy(policies)
 
     async def validate(cert: x509.Certificate, client: ua.ApplicationDescription) -> None:
+        if _unsecured.get():
+            return  # OPC 10000-4 5.6.2: on a SecurityPolicy None channel the client certificate is ignored
         try:
             await pki.check_peer(pki_dir, cert, client.ApplicationUri, _peer.get())
         except pki.CertificateRefused as refused:
@@ -135,6 +138,7 @@ def _guard_sessions(server: Server, allow_insecure: bool) -> None:
             # The same task then runs CreateSession and its certificate check: it reads the peer from here.
             _peer.set(f"{name[0]}:{name[1]}" if isinstance(name, tuple) and len(name) >= 2 else str(name))
             policy = _channel_policy(server, name)
+            _unsecured.set(policy is not None and policy.URI == security_policies.SecurityPolicyNone.URI)
             if policy is None or policy.URI == security_policies.SecurityPolicyNone.URI:
                 if not allow_insecure or policy is None:
                     _log.warning("session from %s refused: SecurityPolicy None is off", name)
