@@ -176,9 +176,11 @@ class Client(asyncua.Client):
 
     _secured = False
 
-    def __init__(self, url: str, timeout: float = 10, **kwargs: Any) -> None:
-        # 10 s, not asyncua's 4 s: on a loaded test machine each message is also signed and encrypted.
-        super().__init__(url, timeout=timeout, **kwargs)
+    def __init__(self, url: str, timeout: float = 10, watchdog_intervall: float = 5.0, **kwargs: Any) -> None:
+        # 10 s requests, not asyncua's 4 s, and a liveness probe every 5 s that may take as long, not 1 s
+        # (asyncua drops a session whose probe takes longer than its interval): on a loaded test machine
+        # each message is also signed and encrypted.
+        super().__init__(url, timeout=timeout, watchdog_intervall=watchdog_intervall, **kwargs)
 
     async def connect(self) -> None:
         """Choose the endpoint and set the security once, then connect."""
