@@ -20,7 +20,7 @@ from edge_node.monitor.queue import RecordQueue
 from edge_node.opcua.inputs import InputHub
 from edge_node.opcua.pipeline_nodes import PipelineNodes, create_inference_server
 from edge_node.opcua.records import RecordNodes
-from edge_node.opcua.server import create_device, create_server
+from edge_node.opcua.server import application_uri, create_device, create_server
 from edge_node.opcua.software_update import SlotNodes
 from edge_node.runtime.model import InferenceRuntime
 from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus
@@ -39,6 +39,7 @@ from sdk.monitor.statistics import PipelineStatistics
 from sdk.opcua.audit_events import AuditEvents
 from sdk.opcua.audit_nodes import AuditNodes
 from sdk.opcua.audited import scoped_to
+from sdk.opcua.connect import ClientIdentity
 from sdk.opcua.ids import node_id
 from sdk.opcua.service import Service, start_listening
 from sdk.opcua.writes import WriteChecks
@@ -107,6 +108,10 @@ class EdgeNode(Service):
         events = await AuditEvents(server).start()
         audit_nodes = await AuditNodes.create(server, ns, instance_ns, audit_log)
         self.audit.listeners += [events.raise_events, audit_nodes.written]
+        # Its own links (PLC sources, gateway registration) use the server's certificate (sdk.opcua.connect).
+        self.identity = ClientIdentity(
+            s.data_dir / "pki", application_uri(s), f"ModelLine Edge {s.device_id}", s.plc_security
+        )
         device = await create_device(server, ns, instance_ns, s)
         self._health = await device.get_child(f"{ns.di}:DeviceHealth")
         pipelines_folder = await create_inference_server(server, ns, instance_ns)
@@ -130,7 +135,7 @@ class EdgeNode(Service):
             await nodes.build(device, instance_ns, s.max_byte_string, writes, max_package_bytes=s.max_package_bytes)
             self.slots[name], self.slot_nodes[name] = slot, nodes
             pipelines.append(pipeline)
-        hub = InputHub(pipelines)
+        hub = InputHub(pipelines, identity=self.identity)
         self.hub = hub
         for slot in self.slots.values():
             slot.listen(_notify(hub))
@@ -168,7 +173,15 @@ class EdgeNode(Service):
         password = s.gateway_password_file.read_text(encoding="utf-8").strip() if s.gateway_password_file else None
 
         async def register(connected: Callable[[], None]) -> None:
-            client = await connect(s.gateway_url or "", s.gateway_user, password)
+            client = await connect(
+                s.gateway_url or "",
+                s.gateway_user,
+                password,
+                pki_dir=self.identity.pki_dir,
+                application_uri=self.identity.application_uri,
+                name=self.identity.name,
+                certificate_identity=not s.gateway_user,
+            )
             connected()
             try:
                 ml = await client.get_namespace_index(MODELLINE_URI)

@@ -34,6 +34,11 @@ class EdgeSettings(BaseSettings):
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )
     data_dir: Path = Field(Path("var/edge"), description="Packages and slot state; must survive restarts.")
+    allow_insecure: bool = Field(
+        False,
+        description="Also offer the unencrypted endpoint (SecurityPolicy None), for reading only: sessions on it may "
+        "read, browse and subscribe, not call methods or write. Off by default (README 'Security').",
+    )
     trust_dir: Path = Field(
         Path("trust"),
         description="Folder of root certificates (*.pem, *.crt, *.cer) and CRLs (*.crl) that package authors must "
@@ -72,6 +77,12 @@ class EdgeSettings(BaseSettings):
     )
     advertised_endpoint: EndpointUrl | None = Field(
         None, description="The endpoint the gateway should use to reach this node (default: endpoint)."
+    )
+    plc_security: dict[str, str] = Field(
+        default_factory=dict,
+        description="PLC endpoint URL -> security of the edge node's connection to it: 'auto' (the default: the "
+        "strongest secure policy both offer, never None), a policy name such as 'Basic256Sha256' (optionally "
+        "':Sign' or ':SignAndEncrypt'), or 'None' for a PLC that offers no security (README 'Security').",
     )
     gateway_user: str | None = Field(None, description="Login for RegisterDevice on the gateway (Engineer role).")
     gateway_password_file: Path | None = Field(None, description="File holding that login's password.")

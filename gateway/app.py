@@ -24,6 +24,7 @@ from asyncua import Server
 from gateway.deployments.service import DeploymentService
 from gateway.devices.device import Device
 from gateway.devices.registry import DeviceRegistry
+from gateway.identity import GATEWAY_NAME, INSTANCE_URI
 from gateway.models.repository import PackageRepository
 from gateway.monitor.prometheus import MetricsEndpoint
 from gateway.monitor.retention import Retention
@@ -61,8 +62,6 @@ from sdk.sources.sagemaker import find_model
 
 _log = logging.getLogger(__name__)
 
-INSTANCE_URI = "urn:modelline:gateway"
-
 
 class Gateway(Service):
     """The Model Manager."""
@@ -98,7 +97,7 @@ class Gateway(Service):
         self.repository = PackageRepository(self.store, s.packages_dir, trust)
         server, ns, instance_ns = await new_server(
             endpoint=s.endpoint,
-            name="ModelLine Model Manager",
+            name=GATEWAY_NAME,
             application_uri=INSTANCE_URI,
             product="gateway",
             users_file=s.users_file,
@@ -106,6 +105,7 @@ class Gateway(Service):
             login_policy=s.login_policy,
             max_byte_string=s.max_byte_string,
             pki_dir=s.data_dir / "pki",
+            allow_insecure=s.allow_insecure,
         )
         events = await AuditEvents(server).start()
         audit_nodes = await AuditNodes.create(server, ns, instance_ns, self.store)
@@ -138,6 +138,7 @@ class Gateway(Service):
                 endpoint,
                 user=s.edge_user,
                 password=password,
+                pki_dir=s.data_dir / "pki",
                 update_timeouts=(s.device_call_timeout_s, s.device_probe_s),
                 keepalive_s=s.device_keepalive_s,
                 liveness_s=s.device_liveness_s,

@@ -33,6 +33,11 @@ class GatewaySettings(BaseSettings):
         description="Where the OPC UA server listens; use 0.0.0.0 to accept connections from other machines.",
     )
     data_dir: Path = Field(Path("var/gateway"), description="Database and package store; must survive restarts.")
+    allow_insecure: bool = Field(
+        False,
+        description="Also offer the unencrypted endpoint (SecurityPolicy None), for reading only: sessions on it may "
+        "read, browse and subscribe, not call methods or write. Off by default (README 'Security').",
+    )
     trust_dir: Path = Field(
         Path("trust"),
         description="Folder of root certificates (*.pem, *.crt, *.cer) and CRLs (*.crl) that package authors must "

@@ -34,6 +34,7 @@ from sdk.errors import (
     UsageError,
 )
 from sdk.file_client import upload
+from sdk.opcua.connect import CLIENT_URI, default_pki_dir, secure_client
 from sdk.versions import VersionInfo
 
 Progress = Callable[[int, int | None], None]
@@ -337,19 +338,47 @@ def _pick_name(options: dict[str, Any], wanted: str | None, what: str, where: st
 
 
 async def connect(
-    url: str, user: str | None = None, password: str | None = None, request_timeout_s: float = 10.0
+    url: str,
+    user: str | None = None,
+    password: str | None = None,
+    request_timeout_s: float = 10.0,
+    *,
+    pki_dir: Path | None = None,
+    application_uri: str = CLIENT_URI,
+    name: str = "ModelLine CLI",
+    certificate_identity: bool = False,
 ) -> Client:
-    """A connected client (logged in when a user is given), or a one-line error saying why not."""
-    client = Client(url, timeout=request_timeout_s)
-    if user:
-        client.set_user(user)
-        client.set_password(password or "")
+    """A connected client over the strongest secure endpoint (sdk.opcua.connect) with the application
+    certificate in ``pki_dir`` (default: the CLI's, ``default_pki_dir()``), logged in when a user is given
+    (or with that certificate as X509 identity), or a one-line error saying why not."""
+    pki = pki_dir or default_pki_dir()
     try:
+        client = await secure_client(
+            url,
+            pki,
+            application_uri=application_uri,
+            name=name,
+            timeout_s=request_timeout_s,
+            user=user,
+            password=password,
+            certificate_identity=certificate_identity,
+        )
         await client.connect()
     except (uaerrors.BadIdentityTokenRejected, uaerrors.BadIdentityTokenInvalid, uaerrors.BadUserAccessDenied):
         raise UsageError(
             f"{url} refused the login" + (f" of user {user!r}" if user else " of anonymous clients")
         ) from None
+    except uaerrors.BadCertificateUntrusted:
+        raise UsageError(
+            f"{url} does not trust this client's certificate {pki / 'own' / 'cert.der'} yet: on that server run "
+            "'modelline trust approve' (see 'modelline trust list --data-dir ...'), then try again"
+        ) from None
+    except (
+        uaerrors.BadCertificateTimeInvalid,
+        uaerrors.BadCertificateUriInvalid,
+        uaerrors.BadCertificateRevoked,
+    ) as exc:
+        raise UsageError(f"{url} refused this client's certificate {pki / 'own' / 'cert.der'}: {exc}") from None
     except (OSError, TimeoutError, ua.UaError) as exc:
         raise Unreachable(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
     return client

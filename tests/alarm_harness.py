@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from asyncua import Client, Node, Server, ua
+from asyncua import Node, Server, ua
 
 from sdk.opcua.alarm_store import JsonAlarmStore
 from sdk.opcua.alarms import OFF_NORMAL_ALARM, AlarmBook
@@ -17,6 +17,7 @@ from sdk.opcua.ids import node_id, qname
 from sdk.opcua.service import new_server, start_listening
 from sdk.opcua.users import hash_password
 from tests.opcua_servers import free_port
+from tests.tls import Client
 
 PASSWORDS = {"op": "operator-pw", "eng": "engineer-pw", "obs": "observer-pw"}
 

@@ -24,6 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)
+    from tests.tls import use_for_cli
+
+    use_for_cli()  # the CLI that tests run connects with a certificate the servers under test trust
 
 
 @pytest.fixture(scope="session")

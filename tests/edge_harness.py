@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -12,10 +14,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import onnxruntime as ort
-from asyncua import Client, Server, ua
+from asyncua import Server, ua
 
 from edge_node.app import EdgeNode
-from edge_node.settings import EdgeSettings
+from sdk.opcua.security import SECURE_POLICIES
 from sdk.opcua.sessions import close_left_over
 from sdk.opcua.shelf import init_server
 from sdk.package.build import BuildResult, build_package
@@ -24,6 +26,7 @@ from sdk.package.signature import sign_manifest
 from sdk.package.spec import PackageSpec
 from tests.conftest import Signer, read_members, resign_di, write_members
 from tests.opcua_servers import free_port
+from tests.tls import Client, EdgeSettings, issue
 
 T = TypeVar("T")
 
@@ -56,6 +59,15 @@ async def wait_for(check: Callable[[], Awaitable[T]], timeout: float = 10.0, wha
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
+PLC_URI = "urn:test:plc:server"
+
+
+@functools.cache
+def plc_certificate() -> tuple[Path, Path]:
+    """The simulated PLCs' certificate and key (issued by the test CA; a PLC trusts any client)."""
+    return issue(Path(tempfile.mkdtemp(prefix="modelline-test-plc-")), PLC_URI, "Simulated PLC")
+
+
 class SimulatedPlc:
     """An OPC UA server with one pump's tags as Double variables ns=2;s=Pump1.<feature>."""
 
@@ -72,6 +84,12 @@ class SimulatedPlc:
         server = Server()
         await init_server(server)
         server.set_endpoint(self.url)
+        # As a PLC with a certificate: secure endpoints beside the unencrypted one, any client accepted.
+        cert, key = plc_certificate()
+        await server.set_application_uri(PLC_URI)
+        await server.load_certificate(str(cert))
+        await server.load_private_key(str(key))
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity, *SECURE_POLICIES])
         ns = await server.register_namespace("urn:test:plc")
         assert ns == 2
         pump = await server.nodes.objects.add_object(ua.NodeId("Pump1", ns), "2:Pump1")

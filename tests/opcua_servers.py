@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from asyncua import Client
-
 from sdk.opcua.ports import free_port
+from tests.tls import Client
 
 __all__ = ["client", "free_port"]
 

@@ -38,6 +38,9 @@ class ServerProcess:
         from asyncua import Client, ua  # only these tests need a client here
 
         from tests.edge_harness import wait_for
+        from tests.tls import seed_process
+
+        seed_process(self.argv, self.env)  # its data folder trusts the test CA (tests/tls.py)
 
         assert not self.running, f"{self.name} runs already"
         with self.log.open("ab") as log:
@@ -48,10 +51,10 @@ class ServerProcess:
         async def up() -> bool:
             assert self.running, f"{self.name} exited with {self.proc and self.proc.returncode}: {self.tail()}"
             try:
-                async with Client(url, timeout=2):
-                    return True
+                await Client(url, timeout=2).connect_and_get_server_endpoints()  # listening; no session needed
             except (OSError, TimeoutError, ua.UaError):
                 return False
+            return True
 
         await wait_for(up, timeout=within, what=f"{self.name} to listen at {url}")
 

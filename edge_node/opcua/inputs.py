@@ -29,6 +29,7 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 from edge_node.runtime.pipeline import Pipeline, Reading
 from sdk.cancel import honour_cancel
 from sdk.opcua.client import watched_session
+from sdk.opcua.connect import ClientIdentity
 from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
@@ -74,8 +75,10 @@ class Source:
         publishing_interval_ms: int,
         backoff: tuple[float, float] = PLC_BACKOFF,
         timeout_s: float = 5.0,
+        identity: ClientIdentity | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._identity = identity
         self.targets = targets  # node id text -> pipelines/features fed by it
         self.publishing_interval_ms = publishing_interval_ms
         self._backoff = backoff
@@ -106,7 +109,10 @@ class Source:
         await self._mark_stale(True)
 
     async def _session(self, connected: Callable[[], None]) -> None:
-        client = Client(self.endpoint, timeout=self._timeout, watchdog_intervall=1.0)
+        if self._identity is None:  # no application certificate (unit tests): the unencrypted endpoint
+            client = Client(self.endpoint, timeout=self._timeout, watchdog_intervall=1.0)
+        else:
+            client = await self._identity.client(self.endpoint, timeout_s=self._timeout, watchdog_intervall=1.0)
         async with watched_session(client, connected, f"source {self.endpoint}") as lost:
             await self._serve(client, lost)
 
@@ -206,8 +212,14 @@ def _item(
 class InputHub:
     """All sources of all pipelines; rebuilt whenever a binding changes."""
 
-    def __init__(self, pipelines: Iterable[Pipeline], source_factory: Callable[..., Source] = Source) -> None:
+    def __init__(
+        self,
+        pipelines: Iterable[Pipeline],
+        source_factory: Callable[..., Source] = Source,
+        identity: ClientIdentity | None = None,
+    ) -> None:
         self._pipelines = list(pipelines)
+        self._identity = identity
         self._changed = asyncio.Event()
         self._factory = source_factory
         self.sources: dict[tuple[str, int], Source] = {}
@@ -253,7 +265,11 @@ class InputHub:
                             plans[key] = targets  # same tags: keep the session, refresh who gets them
                             self.sources[key].targets = dict(targets)
                             continue
-                        source = self._factory(key[0], dict(targets), key[1])
+                        source = (
+                            self._factory(key[0], dict(targets), key[1])
+                            if self._identity is None
+                            else self._factory(key[0], dict(targets), key[1], identity=self._identity)
+                        )
                         self.sources[key] = source
                         plans[key] = targets
                         tasks[key] = group.create_task(source.run(), name=f"source {key[0]}")

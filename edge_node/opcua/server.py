@@ -19,12 +19,17 @@ from sdk.opcua.values import new_instance
 _log = logging.getLogger(__name__)
 
 
+def application_uri(settings: EdgeSettings) -> str:
+    """The edge node's ApplicationUri, in its certificate too; its client links use the same."""
+    return f"urn:modelline:edge:{settings.device_id}"
+
+
 async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namespaces, int]:
     """The edge node's server (not yet started), its model namespaces and its instance namespace."""
     server, ns, instance_ns = await new_server(
         endpoint=settings.endpoint,
         name=f"ModelLine Edge {settings.device_id}",
-        application_uri=f"urn:modelline:edge:{settings.device_id}",
+        application_uri=application_uri(settings),
         product="edge",
         manufacturer=settings.manufacturer,
         users_file=settings.users_file,
@@ -32,6 +37,7 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
         login_policy=settings.login_policy,
         max_byte_string=settings.max_byte_string,
         pki_dir=settings.data_dir / "pki",
+        allow_insecure=settings.allow_insecure,
     )
     keep_alive_on_change(server)  # subscribers of predictions at publishing interval 0 get keep-alives too
     return server, ns, instance_ns

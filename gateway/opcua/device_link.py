@@ -23,17 +23,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from asyncua import Client, Node, ua
 
 from gateway.devices.device import Device, DeviceView, SlotUpdate
+from gateway.identity import GATEWAY_NAME, INSTANCE_URI
 from gateway.opcua.guarded_update import GuardedUpdate
 from nodesets.ids import DI_URI, MODELLINE_URI, DeviceHealth, DeviceState, PipelineState
 from sdk.di_client import SoftwareUpdateClient, during, pipeline_text, set_binding
 from sdk.errors import ConnectionLost
 from sdk.opcua.analog import VariableLayout, read_layout
 from sdk.opcua.client import quiet_lost_links, watched_session
+from sdk.opcua.connect import secure_client
 from sdk.reconnect import reconnecting
 
 _log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class DeviceLink:
         *,
         user: str | None = None,
         password: str | None = None,
+        pki_dir: Path | None = None,
         mirror_interval_ms: int = 250,
         backoff: tuple[float, float] = (0.5, 5.0),  # a device that comes back is used again within seconds
         update_timeouts: tuple[float, float] = (120.0, 30.0),
@@ -84,6 +88,7 @@ class DeviceLink:
         self.device_id = device_id
         self.endpoint = endpoint
         self._user, self._password = user, password
+        self._pki_dir = pki_dir
         self.mirror_interval_ms = mirror_interval_ms
         self._backoff = backoff
         # An update call may take long (CloseAndCommit verifies the whole package); its session's probe must
@@ -132,13 +137,10 @@ class DeviceLink:
         liveness probe, which would then drop the link in the middle of the install (INTEROP.md)."""
         quiet_lost_links()
         call_s, probe_s = self._update_timeouts
-        client = Client(self.endpoint, timeout=call_s, watchdog_intervall=probe_s)
-        # a call may outlast the link's time-out (CloseAndCommit of a large package): the session must outlast it
-        client.session_timeout = max(int(self.session_timeout_s * 1000), int(2_000 * call_s))
-        if self._user:
-            client.set_user(self._user)
-            client.set_password(self._password or "")
         async with during("connecting for the update"):
+            client = await self._new_client(call_s, probe_s)
+            # a call may outlast the link's time-out (CloseAndCommit of a large package): the session must outlast it
+            client.session_timeout = max(int(self.session_timeout_s * 1000), int(2_000 * call_s))
             await client.connect()
         try:
             async with during("finding the software update"):
@@ -165,6 +167,28 @@ class DeviceLink:
         async with during("reading the configuration"):
             return await pipeline_text(self._client(), slot, "Configuration")
 
+    async def _new_client(self, call_s: float, probe_s: float) -> Client:
+        """A client for the device: over the strongest secure endpoint with the gateway's application
+        certificate, logged in as the configured user, else with that certificate as X509 identity
+        (the device maps it to Engineer when it trusts it). Without a PKI folder (unit tests) a plain one."""
+        if self._pki_dir is None:
+            client = Client(self.endpoint, timeout=call_s, watchdog_intervall=probe_s)
+            if self._user:
+                client.set_user(self._user)
+                client.set_password(self._password or "")
+            return client
+        return await secure_client(
+            self.endpoint,
+            self._pki_dir,
+            application_uri=INSTANCE_URI,
+            name=GATEWAY_NAME,
+            timeout_s=call_s,
+            watchdog_intervall=probe_s,
+            user=self._user,
+            password=self._password,
+            certificate_identity=not self._user,
+        )
+
     def _client(self) -> Client:
         if self.client is None or not self.online:
             raise ConnectionLost(f"device {self.device_id} is not connected")
@@ -185,13 +209,10 @@ class DeviceLink:
     async def _session(self, connected: Callable[[], None]) -> None:
         # asyncua's watchdog would Read ServerState every watchdog_intervall: the keep-alives prove the link
         # instead (_keepalives), so its probe is pushed out to the liveness horizon's order (never the 1 s default).
-        client = Client(self.endpoint, timeout=10, watchdog_intervall=max(600.0, 10 * self.liveness_s))
+        client = await self._new_client(10, max(600.0, 10 * self.liveness_s))
         # The edge node keeps our session (and its subscription) this long after the link dropped (OPC 10000-4
         # 5.6.2: the session outlives its channel for the timeout): short, so a lost gateway costs it little.
         client.session_timeout = int(self.session_timeout_s * 1000)
-        if self._user:
-            client.set_user(self._user)
-            client.set_password(self._password or "")
         async with watched_session(client, connected, f"device {self.device_id}") as lost:
             try:
                 await self._serve(client, lost)

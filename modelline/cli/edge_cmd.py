@@ -61,6 +61,11 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     )
     edge.add_argument("--data-dir", type=Path, metavar="DIR", help="where packages and slot state are kept")
     edge.add_argument(
+        "--insecure",
+        action="store_true",
+        help="also offer the unencrypted endpoint (SecurityPolicy None), read-only (README 'Security')",
+    )
+    edge.add_argument(
         "--trust",
         type=Path,
         metavar="DIR",
@@ -120,6 +125,7 @@ async def _edge(args: argparse.Namespace, out: Output) -> int:
         approval_trust_dir=args.approval_trust,
         slots=args.slots,
         users_file=args.users_file,
+        allow_insecure=True if args.insecure else None,
     )
     async with EdgeNode(settings) as node:
         out.note(f"edge node {settings.device_id} serving at {settings.endpoint} (Ctrl-C to stop)")

@@ -48,6 +48,11 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
     gateway.add_argument("--endpoint", metavar="URL", help="opc.tcp:// URL to listen on")
     gateway.add_argument("--data-dir", type=Path, metavar="DIR", help="database and package store")
     gateway.add_argument(
+        "--insecure",
+        action="store_true",
+        help="also offer the unencrypted endpoint (SecurityPolicy None), read-only (README 'Security')",
+    )
+    gateway.add_argument(
         "--trust",
         type=Path,
         metavar="DIR",
@@ -88,6 +93,7 @@ async def _gateway(args: argparse.Namespace, out: Output) -> int:
         trust_dir=args.trust,
         approval_trust_dir=args.approval_trust,
         users_file=args.users_file,
+        allow_insecure=True if args.insecure else None,
     )
     async with Gateway(settings) as gateway:
         versions = await gateway.repository.records()

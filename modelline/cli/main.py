@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from modelline.cli.output import Output
@@ -43,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("monitor_cmd", "how deployed models do on each device, and their alarms"),
     "audit": ("audit_cmd", "who did what, when, from where: the audit trail of a gateway or an edge node"),
     "users": ("users_cmd", "manage logins and roles"),
+    "trust": ("trust_cmd", "manage trusted certificates (OPC UA PKI)"),
     "demo": ("demo_cmd", "run a live production line with a gateway and two edge nodes"),
 }
 """Every command, in help order: the module under modelline/cli that registers it, and its help line (the same
@@ -73,7 +76,7 @@ def _command_of(argv: Sequence[str]) -> str | None:
     """The command named in ``argv`` (the first word that is neither an option nor an option's value)."""
     words = iter(argv)
     for word in words:
-        if word == "--log-level":
+        if word in ("--log-level", "--pki-dir"):  # options that take a value
             next(words, None)
         elif not word.startswith("-"):
             return word
@@ -97,6 +100,12 @@ def build_parser(command: str | None = _EVERY) -> argparse.ArgumentParser:
         "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log detail on stderr"
     )
     parser.add_argument("--debug", action="store_true", help="show a traceback for internal errors")
+    parser.add_argument(
+        "--pki-dir",
+        type=Path,
+        metavar="DIR",
+        help="the CLI's own certificate and trust lists (default: $MODELLINE_PKI_DIR or ~/.config/modelline/pki)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = COMMANDS[command][0] if command in COMMANDS else None
     registered: set[str] = set()
@@ -136,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
+    if args.pki_dir is not None:  # read by sdk.opcua.connect.default_pki_dir
+        os.environ["MODELLINE_PKI_DIR"] = str(args.pki_dir)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "DEBUG":  # libraries' own warnings are noise for a user; our messages say what matters
         for library in QUIET_LIBRARIES:

@@ -16,12 +16,15 @@ import asyncio
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from asyncua import Node, Server, ua
 
+from sdk.opcua.connect import own_certificate
 from sdk.opcua.filetype import DEFAULT_MAX_BYTE_STRING
 from sdk.opcua.ids import data_value, node_id, qname
+from sdk.opcua.security import SECURE_POLICIES
 from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 
@@ -82,11 +85,15 @@ class Pump:
         return self.values
 
 
+LINE_URI = "urn:modelline:demo:line"
+
+
 class LineSimulator:
     """The line's OPC UA server and its simulation loop."""
 
-    def __init__(self, endpoint: str, seed: int = 7, period_s: float = 0.1) -> None:
+    def __init__(self, endpoint: str, seed: int = 7, period_s: float = 0.1, pki_dir: Path | None = None) -> None:
         self.endpoint = endpoint
+        self.pki_dir = pki_dir  # with it the line offers secure endpoints too, as a current PLC does
         self.period_s = period_s
         self.rng = np.random.default_rng(seed)
         self.pumps = [
@@ -114,6 +121,12 @@ class LineSimulator:
         """Create the address space and start serving (call ``run`` for the simulation)."""
         await init_server(self.server)
         self.server.set_endpoint(self.endpoint)
+        if self.pki_dir is not None:
+            cert, key = await own_certificate(self.pki_dir, LINE_URI, "ModelLine demo line")
+            await self.server.set_application_uri(LINE_URI)
+            await self.server.load_certificate(str(cert))
+            await self.server.load_private_key(str(key))
+            self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity, *SECURE_POLICIES])
         await set_limits(self.server, DEFAULT_MAX_BYTE_STRING)  # like every ModelLine server (sdk.opcua.transport)
         self.server.set_server_name("ModelLine demo line (simulated PLC)")
         self.ns = await self.server.register_namespace(NAMESPACE)

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from asyncua import Client, ua
+from asyncua import ua
 
 from edge_node.app import EdgeNode
 from edge_node.settings import EdgeSettings
-from gateway.app import INSTANCE_URI, Gateway
+from gateway.app import Gateway
+from gateway.identity import GATEWAY_NAME, INSTANCE_URI
 from gateway.monitor.thresholds import FigureThresholds, InputReference, MonitorThresholds
 from gateway.settings import GatewaySettings
 from modelline.demo.line import ON_PURPOSE, LineSimulator
@@ -36,6 +37,8 @@ from nodesets.ids import MODELLINE_URI, DeploymentState
 from sdk.certs import generate_identity, load_identity
 from sdk.examples import example_dir
 from sdk.file_client import upload
+from sdk.opcua import pki
+from sdk.opcua.connect import CLIENT_URI, own_certificate, secure_client
 from sdk.opcua.ids import node_id
 from sdk.opcua.ports import free_port
 from sdk.opcua.shelf import cache_dir, is_cached
@@ -45,6 +48,7 @@ from sdk.package.spec import PackageSpec
 _log = logging.getLogger(__name__)
 
 DEVICES = {"edge-1": "Pump1", "edge-2": "Pump2"}
+DEMO_CLIENT = "ModelLine demo"
 S = ua.VariantType.String
 T = TypeVar("T")
 TICK_S = 5.0
@@ -202,7 +206,8 @@ class Demo:
         self.step("building and signing pump-health 1.0.0 and 1.1.0")
         v1, v2 = await asyncio.to_thread(self._packages)
         trust = self.data_dir / "trust"
-        line = self.line = LineSimulator(f"opc.tcp://127.0.0.1:{free_port()}/line/")
+        line = self.line = LineSimulator(f"opc.tcp://127.0.0.1:{free_port()}/line/", pki_dir=self.data_dir / "line")
+        client_pki = await self._introduce()
         for pump, why in ON_PURPOSE.items():
             self.note(f"note: {pump} {why}")
         if not is_cached():
@@ -228,6 +233,7 @@ class Demo:
                         data_dir=self.data_dir / "gateway",
                         trust_dir=trust,
                         anonymous_role="Engineer",  # the demo serves on loopback only
+                        allow_insecure=True,  # read-only, for a generic OPC UA client to look around
                         monitor=DEMO_MONITOR,
                         monitor_figures_s=DEMO_FIGURES_S,
                     )
@@ -245,6 +251,7 @@ class Demo:
                             data_dir=self.data_dir / device,
                             trust_dir=trust,
                             anonymous_role="Engineer",
+                            allow_insecure=True,
                         )
                     ),
                 )
@@ -255,7 +262,11 @@ class Demo:
             }
             for name, url in self.report.endpoints.items():
                 self.note(f"{name:<22} {url}")
-            client = await stack.enter_async_context(Client(gateway.url))
+            self.note(
+                "security: the gateway and edge nodes also offer SecurityPolicy None for reading (allow_insecure, "
+                "demo only); the demo's own links use Aes256_Sha256_RsaPss SignAndEncrypt"
+            )
+            client = await stack.enter_async_context(await secure_client(gateway.url, client_pki, name=DEMO_CLIENT))
             self.monitor_view = MonitorView(client, DEMO_MONITOR)
             ml = await client.get_namespace_index(MODELLINE_URI)
             manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
@@ -270,7 +281,9 @@ class Demo:
                 await self._settled(gateway, deployment)
             self.event("pump-health 1.0.0 active on edge-1 (Pump1) and edge-2 (Pump2)")
             self._set_up.set()
-            watched = await stack.enter_async_context(Client(edges["edge-1"].url))
+            watched = await stack.enter_async_context(
+                await secure_client(edges["edge-1"].url, client_pki, name=DEMO_CLIENT)
+            )
             output = node_id("InferenceServer.Pipelines.main.Outputs.anomaly_score", 1)
             self.watch = await PredictionWatch(watched, output).start()  # as an HMI sees edge-1's prediction
             stack.push_async_callback(self.watch.stop)
@@ -291,6 +304,23 @@ class Demo:
             finally:  # also when stopped with Ctrl-C: the summary counts what ran
                 self.report.predictions = {d: e.slots["main"].pipeline.status.inference_count for d, e in edges.items()}
         return self.report
+
+    async def _introduce(self) -> Path:
+        """Trust between the demo's parts, set up before they start, as an administrator would with
+        'modelline trust approve': the gateway and the edge nodes trust each other and the demo's own
+        client; returns that client's PKI folder."""
+        gateway_pki = self.data_dir / "gateway" / "pki"
+        parts = {gateway_pki: (INSTANCE_URI, GATEWAY_NAME), self.data_dir / "client" / "pki": (CLIENT_URI, DEMO_CLIENT)}
+        for device in DEVICES:
+            parts[self.data_dir / device / "pki"] = (f"urn:modelline:edge:{device}", f"ModelLine Edge {device}")
+        certs = {folder: (await own_certificate(folder, uri, name))[0] for folder, (uri, name) in parts.items()}
+        for folder in parts:
+            if folder.parent.name == "client":
+                continue
+            for other, cert in certs.items():
+                if other != folder and (folder == gateway_pki or other.parent.name in ("gateway", "client")):
+                    await asyncio.to_thread(pki.approve, folder, str(cert))
+        return self.data_dir / "client" / "pki"
 
     def _note_alarms(self, snapshot: Snapshot) -> None:
         """Remember when each device's drift alarm first fired."""

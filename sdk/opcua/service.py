@@ -7,7 +7,6 @@ import asyncio
 import errno
 import logging
 import signal
-import socket
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -19,8 +18,8 @@ import nodesets
 from sdk import __version__
 from sdk.errors import UsageError
 from sdk.opcua import access, logins, sessions
-from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.logins import LoginPolicy
+from sdk.opcua.security import secure
 from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 from sdk.opcua.users import UserStore
@@ -42,14 +41,16 @@ async def new_server(
     max_byte_string: int = 1 << 20,
     pki_dir: Path | None = None,
     login_policy: LoginPolicy | None = None,
+    allow_insecure: bool = False,
 ) -> tuple[Server, nodesets.Namespaces, int]:
     """An initialised, not yet started server with DI and ModelLine loaded, logins and roles, and
     transport limits set from ``max_byte_string`` and advertised (``set_limits``); returns it, the
     model namespaces and its own instance namespace.
 
-    With ``pki_dir`` the server has its own certificate (made on first start, sdk.opcua.certificate)
-    and offers Basic256Sha256 Sign and SignAndEncrypt endpoints beside the unencrypted one, on which
-    clients must encrypt passwords with that certificate.
+    With ``pki_dir`` the server is secure (``secure``): its own certificate, trust lists, the
+    Basic256Sha256, Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss endpoints with Sign and
+    SignAndEncrypt, and the unencrypted endpoint only with ``allow_insecure`` (then read-only).
+    Without ``pki_dir`` it offers only the unencrypted endpoint (bench and unit tests).
 
     Roles are enforced and shown per session: only the variables given to ``WriteChecks`` are
     writable by clients (sdk.opcua.writes), UserAccessLevel/UserExecutable answer for the reading
@@ -59,22 +60,12 @@ async def new_server(
     access.install()
     logins.install()
     render_asyncua_records()
-    server = Server(user_manager=UserStore.load(users_file, anonymous_role or None, login_policy))
+    users = UserStore.load(users_file, anonymous_role or None, login_policy)
+    server = Server(user_manager=users)
     await init_server(server)
     server.set_endpoint(endpoint)
     if pki_dir is not None:
-        cert, key = await asyncio.to_thread(
-            ensure_certificate, pki_dir / "own", application_uri, socket.gethostname(), name
-        )
-        await server.load_certificate(cert)
-        await server.load_private_key(key)
-        server.set_security_policy(
-            [
-                ua.SecurityPolicyType.NoSecurity,
-                ua.SecurityPolicyType.Basic256Sha256_Sign,
-                ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-            ]
-        )
+        await secure(server, users, pki_dir, application_uri, name, allow_insecure)
     server.set_server_name(name)
     await server.set_application_uri(application_uri)
     await server.set_build_info(

@@ -112,6 +112,18 @@ class _File(BaseModel):
     users: dict[str, _Entry] = {}
 
 
+class UserCertificate(bytes):
+    """The DER certificate of an X509 user identity token (OPC 10000-4 7.41.5), as the server's token check
+    (sdk.opcua.security) passes it; any other ``certificate`` given to ``get_user`` is the channel's."""
+
+
+def certificate_name(der: bytes) -> str:
+    """The CommonName of a DER certificate, for logs and the audit trail."""
+    from sdk.opcua.pki import common_name, load_certificate
+
+    return common_name(load_certificate(der))
+
+
 @dataclass
 class RoleUser(User):
     """An asyncua User that also carries its ModelLine role."""
@@ -128,6 +140,7 @@ class UserStore(UserManager):
         self._users = users
         self.anonymous = anonymous
         self.logins = LoginGuard(policy)  # failure counts and lockouts; sdk.opcua.logins runs it
+        self.certificate_trusted: Callable[[bytes], bool] | None = None  # set by sdk.opcua.security
 
     @classmethod
     def load(
@@ -160,6 +173,12 @@ class UserStore(UserManager):
 
         A password login arrives already checked (off the event loop, with failure counting and lockout)
         by sdk.opcua.logins; only a login that bypassed it is checked here."""
+        if isinstance(certificate, UserCertificate):
+            # An application certificate in the trust list (the gateway's) is an Engineer; any other, nobody.
+            if self.certificate_trusted is not None and self.certificate_trusted(bytes(certificate)):
+                return self._user(Role.ENGINEER, f"certificate {certificate_name(certificate)}")
+            _log.warning("X509 user identity refused: its certificate is not in the trust list")
+            return None
         if not username:
             if self.anonymous is None:
                 _log.warning("anonymous login refused from %s", logins.client_address() or "?")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 from asyncua.common.events import Event
 
 from sdk.opcua.alarms import ACKNOWLEDGE, ADD_COMMENT, CONFIRM
@@ -19,6 +19,7 @@ from sdk.opcua.condition_refresh import REFRESH, REFRESH2
 from sdk.opcua.ids import node_id
 from tests.alarm_harness import ALARM_FIELDS, AlarmRig, alarm_server, connect
 from tests.opcua_servers import free_port
+from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
 

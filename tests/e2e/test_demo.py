@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -133,6 +134,8 @@ async def test_node_opcua_receives_predictions_from_the_demo(node_opcua: Path, t
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=node_opcua,
+            # A generic client without a certificate the demo knows: the read-only unencrypted endpoint it offers.
+            env={**os.environ, "MODELLINE_TEST_NODE_OPCUA_SECURITY": "None"},
         )
         out, err = await asyncio.wait_for(done.communicate(), 60)
         assert done.returncode == 0, err.decode()[-2000:]

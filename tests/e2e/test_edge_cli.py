@@ -10,7 +10,6 @@ import signal
 from pathlib import Path
 
 import pytest
-from asyncua import Client
 
 from sdk.opcua.users import hash_password
 from sdk.package.build import build_package
@@ -30,6 +29,7 @@ from tests.edge_harness import (
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
 from tests.readme import assert_documented
+from tests.tls import Client, seed_process
 
 pytestmark = pytest.mark.e2e
 
@@ -52,13 +52,11 @@ async def test_edge_process_install_and_clean_stop(tmp_path: Path, signer: Signe
         f'device_id = "line3"\nslots = ["pump1"]\ndata_dir = "{tmp_path / "data"}"\nusers_file = "{users}"\n'
     )
     env = {**os.environ, "MODELLINE_EDGE_TRUST_DIR": str(signer.trust_dir)}  # flags > environment > file
+    argv = ["edge", "--config", str(config), "--endpoint", url]
+    seed_process(argv, env)  # the data folder trusts the test CA (tests/tls.py)
     edge = await asyncio.create_subprocess_exec(
         MODELLINE,
-        "edge",
-        "--config",
-        str(config),
-        "--endpoint",
-        url,
+        *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,

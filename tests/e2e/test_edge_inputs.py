@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-from asyncua import Client, ua
+from asyncua import ua
 
 from edge_node.app import EdgeNode
 from nodesets.ids import PipelineState
@@ -30,6 +30,7 @@ from tests.edge_harness import (
 )
 from tests.opcua_servers import free_port
 from tests.readme import assert_documented
+from tests.tls import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from asyncua import Client, ua
+from asyncua import ua
 
 from nodesets.ids import DeviceHealth, InstallationState, PipelineState, SoftwareVersionFileType
 from sdk import errors
@@ -36,6 +36,7 @@ from tests.edge_harness import (
 from tests.malicious import variants
 from tests.pki import Pki
 from tests.readme import assert_documented
+from tests.tls import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

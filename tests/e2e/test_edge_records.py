@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 
 from edge_node.app import EdgeNode
 from sdk.di_client import SoftwareUpdateClient, set_binding
@@ -29,6 +29,7 @@ from tests.conftest import Signer, _signer
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, output_node, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess
+from tests.tls import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

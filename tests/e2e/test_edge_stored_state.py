@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 
 from sdk.di_client import SoftwareUpdateClient
 from tests.conftest import Signer
 from tests.edge_harness import build_pump, edge_settings, running_edge
+from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
 

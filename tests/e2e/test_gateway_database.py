@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from gateway.store import files
 from sdk.file_client import upload
 from tests import readme
@@ -26,6 +25,7 @@ from tests.conftest import Signer
 from tests.edge_harness import build_pump, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from sdk.file_client import download, upload
 from sdk.package.build import build_package
 from tests.conftest import Signer, read_members, write_members
@@ -22,6 +21,7 @@ from tests.malicious import variants
 from tests.opcua_servers import free_port
 from tests.pki import Pki
 from tests.processes import run_modelline
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -15,15 +15,15 @@ import weakref
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from sdk.file_client import upload
 from tests.conftest import Signer
 from tests.edge_harness import build_pump, edge_settings, wait_for
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 ML = "http://modelline.io/UA/"
 RESTARTS = 8

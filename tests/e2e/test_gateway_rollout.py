@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState
 from sdk.file_client import upload
 from sdk.opcua.analog import read_layout
@@ -33,6 +32,7 @@ from tests.opcua_servers import free_port
 from tests.pki import Pki
 from tests.processes import run_modelline
 from tests.readme import assert_documented
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

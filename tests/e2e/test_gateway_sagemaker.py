@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from tests.aws_harness import REGION, register_model_group, tarball
 from tests.conftest import Signer
 from tests.opcua_servers import free_port
+from tests.tls import GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from gateway.store.base import MAX_TARGETS
 from nodesets.ids import DeploymentState
 from sdk.file_client import upload
@@ -24,6 +23,7 @@ from sdk.package.spec import PackageSpec
 from tests.conftest import Signer
 from tests.edge_harness import build_pump
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

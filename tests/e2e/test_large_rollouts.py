@@ -24,19 +24,19 @@ import numpy as np
 import onnx
 import pytest
 import pytest_asyncio
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
 from gateway.opcua.guarded_update import GuardedUpdate
-from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState
 from sdk.package.build import build_package
 from sdk.versions import VersionInfo
 from tests.conftest import _signer
 from tests.edge_harness import edge_settings, wait_for
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -25,19 +25,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState
 from sdk.file_client import upload
 from sdk.opcua.methods import ArgumentSpec, read_signature
 from tests.conftest import Signer
 from tests.edge_harness import HEALTHY, WORN, SimulatedPlc, build_pump, edge_settings, output_node, wait_for
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

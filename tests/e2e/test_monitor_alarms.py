@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
 from gateway.app import Gateway
 from gateway.monitor.thresholds import InputReference, MonitorThresholds
-from gateway.settings import GatewaySettings
 from sdk.monitor.statistics import LATENCY_BUCKETS_MS, PipelineStatistics
 from sdk.opcua.records_client import records_node
 from sdk.opcua.users import hash_password
@@ -33,6 +32,7 @@ from tests.e2e.test_gateway_rollout import plant
 from tests.edge_harness import FEATURES, HEALTHY, WORN, build_pump, wait_for, with_wrong_samples
 from tests.interop.test_crawl_node_opcua import crawl
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 from asyncua import ua
 
-from gateway.settings import GatewaySettings
 from tests.aws_harness import REGION, aws_client
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import Plant, plant
 from tests.edge_harness import HEALTHY, build_pump, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE, run_modelline
+from tests.tls import GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

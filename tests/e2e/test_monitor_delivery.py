@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.file_client import upload
@@ -46,6 +45,7 @@ from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings,
 from tests.faultproxy import FaultProxy
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -14,17 +14,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 
 from edge_node.app import EdgeNode
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from sdk.monitor.records import PredictionRecord, RecordEnvelope
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.e2e.test_gateway_rollout import plant
 from tests.edge_harness import build_pump, edge_settings, wait_for
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -14,16 +14,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from asyncua import Client
 
 from gateway.app import Gateway
 from gateway.monitor.base import Feedback
 from gateway.monitor.thresholds import MonitorThresholds
-from gateway.settings import GatewaySettings
 from sdk.monitor.records import LogLevel, LogRecord, PredictionRecord, RecordEnvelope
 from tests.conftest import Signer
 from tests.edge_harness import wait_for
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from edge_node.app import EdgeNode
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from tests.conftest import Signer
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, output_node, wait_for
+from tests.tls import Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncua
 import pytest
-from asyncua import Client, Node, Server, ua
+from asyncua import Node, Server, ua
 
 from sdk.binding import Binding
 from sdk.examples import example_dir
+from sdk.opcua.security import SECURE_POLICIES
 from sdk.opcua.shelf import init_server
 from tests import readme
 from tests.aws_harness import (
@@ -43,9 +45,10 @@ from tests.aws_harness import (
     reset_moto,
     tarball,
 )
-from tests.edge_harness import HEALTHY, wait_for
+from tests.edge_harness import HEALTHY, PLC_URI, plc_certificate, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import MODELLINE
+from tests.tls import Client, trust_ca
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -111,6 +114,7 @@ class Plant:
             k: v for k, v in os.environ.items() if k not in AWS_VARIABLES_TO_CLEAR and not k.startswith("MODELLINE_")
         }
         env |= offline_aws_env(str(self.root)) | {"AWS_ENDPOINT_URL": self.moto_url}
+        env["XDG_CONFIG_HOME"] = str(self.root / machine / ".config")  # the machine's home: the CLI's certificate
         if machine == PC:
             env["MODELLINE_PASSWORD"] = PASSWORD
         return env | extra
@@ -161,10 +165,10 @@ class Plant:
         async def up() -> bool:
             assert proc.returncode is None, f"{name} exited with {proc.returncode}: {self.log(name)}"
             try:
-                async with Client(url, timeout=2):
-                    return True
+                await asyncua.Client(url, timeout=2).connect_and_get_server_endpoints()  # listening
             except (OSError, TimeoutError, ua.UaError):
                 return False
+            return True
 
         await wait_for(up, timeout=90, what=f"{name} to listen at {url}")
 
@@ -195,6 +199,11 @@ async def plc_serving(plant: Plant, binding_file: Path) -> AsyncIterator[None]:
     endpoints = {ref.endpoint for ref in binding.inputs.values()}
     assert len(endpoints) == 1, endpoints
     server.set_endpoint(endpoints.pop())
+    cert, key = plc_certificate()  # a current PLC: secure endpoints, any client certificate accepted
+    await server.set_application_uri(PLC_URI)
+    await server.load_certificate(str(cert))
+    await server.load_private_key(str(key))
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity, *SECURE_POLICIES])
     nodes = {}
     for name, ref in binding.inputs.items():
         nodeid = ua.NodeId.from_string(ref.node_id)
@@ -396,6 +405,7 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
         plant.path(machine, "/etc/modelline").chmod(0o700)
         for user in users:
             await plant.run(user, machine, stdin=f"{PASSWORD}\n{PASSWORD}\n")
+        trust_ca(plant.path(machine, "/var/lib/modelline/edge") / "pki")  # for this test's own client (tests/tls.py)
     station3 = plant.url("pump-station-3", 4841, "/modelline/edge/")
     await plant.start("edge", edge_flags, "pump-station-3", station3)
     await plant.start(
@@ -405,6 +415,18 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
         plant.url("pump-station-4", 4841, "/modelline/edge/"),
         MODELLINE_EDGE_DEVICE_ID="pump-station-4",
     )
+
+    # Security: the PC's certificate, made by the CLI, copied to the edge nodes and approved there.
+    guide = "Security"
+    shown_own = await plant.run(readme.command(guide, "trust", "show", "own"))
+    assert "urn:modelline:cli" in shown_own.out
+    pc_cert = pc / ".config/modelline/pki/own/cert.der"
+    for machine in ("pump-station-3", "pump-station-4"):
+        shutil.copyfile(pc_cert, plant.folder(machine) / "engineering-pc.der")
+        await plant.run(
+            readme.command(guide, "trust", "approve", "--data-dir", "/var/lib/modelline/edge", "engineering-pc.der"),
+            machine,
+        )
 
     # Install a model on an edge node: refused without a login, done with one.
     install = readme.command("Install a model", "install")
@@ -449,6 +471,21 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
         gateway_machine,
         plant.url(gateway_machine, 4840, "/modelline/"),
     )
+    # Security: the gateway trusts the PC; each edge node trusts the gateway.
+    shutil.copyfile(pc_cert, plant.folder(gateway_machine) / "engineering-pc.der")
+    await plant.run(
+        readme.command(guide, "trust", "approve", "--data-dir", "/var/lib/modelline/gateway", "engineering-pc.der"),
+        gateway_machine,
+    )
+    gateway_cert = plant.path(gateway_machine, "/var/lib/modelline/gateway") / "pki/own/cert.der"
+    for machine in ("pump-station-3", "pump-station-4"):
+        shutil.copyfile(gateway_cert, plant.folder(machine) / "model-manager.der")
+        await plant.run(
+            readme.command(guide, "trust", "approve", "--data-dir", "/var/lib/modelline/edge", "model-manager.der"),
+            machine,
+        )
+    listed = await plant.run(readme.command(guide, "trust", "list"), gateway_machine)
+    assert "urn:modelline:cli" in listed.out and "trusted" in listed.out
     pushes = [c for c in readme.commands() if c.argv[0] == "push"]
     for push in pushes:
         await plant.run(push)

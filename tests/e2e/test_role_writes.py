@@ -12,15 +12,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from sdk.file_client import upload
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import build_pump, edge_settings, output_node, running_edge, wait_for
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

@@ -17,13 +17,12 @@ from urllib.parse import urlparse
 import numpy as np
 import onnx
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_node.app import EdgeNode
 from edge_node.slots.slot import ModelSlot
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState
 from sdk.file_client import upload
 from sdk.package.build import build_package
@@ -31,6 +30,7 @@ from tests.conftest import Signer
 from tests.edge_harness import edge_settings, wait_for
 from tests.faultproxy import FaultProxy
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

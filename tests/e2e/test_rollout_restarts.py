@@ -24,14 +24,13 @@ from urllib.parse import urlparse
 import numpy as np
 import onnx
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 from onnx import numpy_helper
 
 from edge_node.app import EdgeNode
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotState
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from nodesets.ids import DeploymentState, InstallationState, PipelineState
 from sdk.file_client import upload
 from sdk.package.build import build_package
@@ -41,6 +40,7 @@ from tests.edge_harness import HEALTHY, SimulatedPlc, edge_settings, running_plc
 from tests.faultproxy import FaultProxy
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

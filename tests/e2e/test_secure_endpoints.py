@@ -1,5 +1,7 @@
 """Servers have their own certificate: Sign/SignAndEncrypt endpoints, and no password in clear text.
 
+The unencrypted endpoint is allowed here (``allow_insecure``), as a plant may for old HMIs.
+
 A TCP relay between client and server records every byte of a login over the unencrypted
 endpoint; the password must not be among them.
 """
@@ -11,15 +13,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncua
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import edge_settings, running_edge
 from tests.opcua_servers import free_port
+from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -59,19 +62,20 @@ async def test_certificate_endpoints_and_encrypted_passwords(tmp_path: Path, sig
     users.write_text(
         f'anonymous = "Observer"\n[users.alice]\nrole = "Engineer"\npassword = "{hash_password(PASSWORD)}"\n'
     )
-    settings = edge_settings(tmp_path, signer.trust_dir, users_file=users, anonymous_role="Observer")
+    settings = edge_settings(
+        tmp_path, signer.trust_dir, users_file=users, anonymous_role="Observer", allow_insecure=True
+    )
     async with running_edge(settings) as node:
         own = settings.data_dir / "pki" / "own"
         assert own.stat().st_mode & 0o777 == 0o700 and (own / "key.pem").stat().st_mode & 0o777 == 0o600
         first_cert = (own / "cert.der").read_bytes()
 
-        async with Client(node.url, timeout=10) as client:
-            endpoints = await client.get_endpoints()
+        endpoints = await asyncua.Client(node.url, timeout=10).connect_and_get_server_endpoints()
         offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in endpoints}
-        assert offered == {
-            ("None", ua.MessageSecurityMode.None_),
-            ("Basic256Sha256", ua.MessageSecurityMode.Sign),
-            ("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt),
+        assert offered == {("None", ua.MessageSecurityMode.None_)} | {
+            (policy, mode)
+            for policy in ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
+            for mode in (ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt)
         }
         plain = next(e for e in endpoints if e.SecurityMode == ua.MessageSecurityMode.None_)
         token = next(t for t in plain.UserIdentityTokens if t.TokenType == ua.UserTokenType.UserName)
@@ -79,20 +83,15 @@ async def test_certificate_endpoints_and_encrypted_passwords(tmp_path: Path, sig
 
         port = int(node.url.rsplit(":", 1)[1].split("/", 1)[0])
         async with relay(port) as (relay_port, seen):
-            client = Client(node.url.replace(f":{port}/", f":{relay_port}/"), timeout=10)
+            client = asyncua.Client(node.url.replace(f":{port}/", f":{relay_port}/"), timeout=10)
             client.set_user("alice")
             client.set_password(PASSWORD)
             async with client:
                 assert await client.get_namespace_array()
         assert len(seen) > 1000 and PASSWORD.encode() not in seen and PASSWORD.encode("utf-16-le") not in seen
 
-        # The same login over SignAndEncrypt, with a client certificate of our own.
-        cert, key = ensure_certificate(tmp_path / "client-pki", "urn:modelline:test:client", "localhost", "test client")
+        # The same login over SignAndEncrypt, with a client certificate the server trusts.
         secure = Client(node.url, timeout=10)
-        secure.application_uri = "urn:modelline:test:client"
-        await secure.set_security(
-            SecurityPolicyBasic256Sha256, str(cert), str(key), mode=ua.MessageSecurityMode.SignAndEncrypt
-        )
         secure.set_user("alice")
         secure.set_password(PASSWORD)
         async with secure:

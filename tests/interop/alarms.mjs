@@ -7,7 +7,7 @@ import {
   AttributeIds, ClientMonitoredItem, DataType, HistoryReadRequest, OPCUAClient, ReadEventDetails, TimestampsToReturn,
   UserTokenType, constructEventFilter,
 } from "node-opcua-client";
-import { fail } from "./common.mjs";
+import { clientOptions, fail } from "./common.mjs";
 
 const [endpoint, user, password, conditionId, historized, startIso, endIso] = process.argv.slice(2);
 const FIELDS = [
@@ -32,12 +32,12 @@ function asEvent(fields) {
   return Object.fromEntries(FIELDS.map((name, i) => [name, plain(fields[i])]));
 }
 
-const client = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
+const client = OPCUAClient.create(await clientOptions(endpoint));
 await client.connect(endpoint);
 const session = await client.createSession({ type: UserTokenType.UserName, userName: user, password });
 // Anonymous, an Observer on this server. On its own connection: asyncua serves one session per secure
 // channel (the last one activated answers every request on it), so a second session would take over the first.
-const observerClient = OPCUAClient.create({ endpointMustExist: false });
+const observerClient = OPCUAClient.create(await clientOptions(endpoint));
 await observerClient.connect(endpoint);
 const observer = await observerClient.createSession();
 

@@ -1,8 +1,8 @@
 // What the node-opcua interop scripts share: failing with a message, resolving browse paths,
 // connecting the way an ordinary client does, finding a DI SoftwareUpdate and checking value types.
-import {
-  AttributeIds, BrowseDirection, DataType, OPCUAClient, StatusCodes, UserTokenType, makeBrowsePath,
-} from "node-opcua-client";
+import { OPCUACertificateManager } from "node-opcua-certificate-manager";  // a dependency of node-opcua-client
+import { AttributeIds, BrowseDirection, DataType, MessageSecurityMode, OPCUAClient, SecurityPolicy, StatusCodes,
+  UserTokenType, makeBrowsePath } from "node-opcua-client";
 
 export function fail(message) {
   console.error(message);
@@ -15,12 +15,39 @@ export async function resolve(session, start, path) {
   return result.targets[0].targetId;
 }
 
-// With userName and password, logs in (node-opcua encrypts the password with the server's certificate).
-export async function connect(endpoint, userName = null, password = null) {
-  const client = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
+// The options of a client that connects as ModelLine servers require: over SignAndEncrypt with the
+// strongest policy the server offers, with the certificate the tests gave it (MODELLINE_TEST_NODE_OPCUA_*:
+// issued by the CA the servers under test trust, tests/tls.py). A server that offers no secure endpoint
+// (a plain test server) gets no security.
+const POLICIES = [SecurityPolicy.Aes256_Sha256_RsaPss, SecurityPolicy.Aes128_Sha256_RsaOaep, SecurityPolicy.Basic256Sha256];
+export async function clientOptions(endpoint, extra = {}) {
+  const probe = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 } });
+  await probe.connect(endpoint);
+  const endpoints = await probe.getEndpoints();
+  await probe.disconnect();
+  const options = { endpointMustExist: false, connectionStrategy: { maxRetry: 3, initialDelay: 200 }, ...extra };
+  const offered = (policy) => endpoints.some((e) => e.securityPolicyUri === policy && e.securityMode === MessageSecurityMode.SignAndEncrypt);
+  const env = process.env;
+  const policy = POLICIES.find(offered);
+  if (!policy || env.MODELLINE_TEST_NODE_OPCUA_SECURITY === "None") return options;
+  if (env.MODELLINE_TEST_NODE_OPCUA_PKI) {
+    options.clientCertificateManager = new OPCUACertificateManager({
+      rootFolder: env.MODELLINE_TEST_NODE_OPCUA_PKI, automaticallyAcceptUnknownCertificate: true });
+  }
+  if (env.MODELLINE_TEST_NODE_OPCUA_CERT) {
+    options.certificateFile = env.MODELLINE_TEST_NODE_OPCUA_CERT;
+    options.privateKeyFile = env.MODELLINE_TEST_NODE_OPCUA_KEY;
+    options.applicationUri = env.MODELLINE_TEST_NODE_OPCUA_URI;
+  }
+  return { ...options, securityMode: MessageSecurityMode.SignAndEncrypt, securityPolicy: policy };
+}
+
+// userIdentity: a node-opcua identity, or a user name with its password (node-opcua encrypts the password).
+export async function connect(endpoint, userIdentity = undefined, password = null) {
+  if (typeof userIdentity === "string") userIdentity = { type: UserTokenType.UserName, userName: userIdentity, password };
+  const client = OPCUAClient.create(await clientOptions(endpoint));
   await client.connect(endpoint);
-  const identity = userName ? { type: UserTokenType.UserName, userName, password } : undefined;
-  return { client, session: await client.createSession(identity) };
+  return { client, session: await client.createSession(userIdentity) };
 }
 
 // DeviceSet/<device>/<component> with a SoftwareUpdate AddIn (OPC 10000-100 8.2, HasAddIn i=17604),

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from asyncua import Client
 
 from edge_node.monitor.queue import parse_envelope
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from tests.conftest import Signer
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, running_edge
+from tests.tls import Client
 
 pytestmark = [pytest.mark.interop, pytest.mark.e2e]
 

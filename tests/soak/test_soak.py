@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from nodesets.ids import DeploymentState, DeviceState
 from sdk.file_client import upload
@@ -42,6 +42,7 @@ from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, output_node, w
 from tests.faultproxy import FaultProxy
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess
+from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
 

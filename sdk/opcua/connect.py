@@ -1,0 +1,152 @@
+"""How every ModelLine client connects: with its own application certificate, over the strongest
+SecurityPolicy both sides offer (OPC 10000-4 5.4.4 GetEndpoints, then OpenSecureChannel on the chosen one).
+
+Used by the CLI (sdk.di_client.connect), the gateway's device links, the edge node's registration with
+its gateway and its PLC sources. ``security`` names what a link accepts:
+
+- ``auto`` (the default): SignAndEncrypt before Sign, Aes256_Sha256_RsaPss, then Aes128_Sha256_RsaOaep,
+  then Basic256Sha256; never SecurityPolicy None;
+- a policy name (``Basic256Sha256``, ``Aes128_Sha256_RsaOaep``, ``Aes256_Sha256_RsaPss``, and for old
+  PLCs ``Basic256`` or ``Basic128Rsa15``), optionally with ``:Sign`` or ``:SignAndEncrypt``: that one only;
+- ``None``: no security at all, only when named (a PLC that offers nothing else).
+
+The client's certificate is ``<pki_dir>/own/cert.der`` (made on first use with ``application_uri``); the
+server must have it in its trust list (``modelline trust approve`` on the server, or put it in the
+server's ``pki/trusted/certs``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asyncua import Client, ua
+from asyncua.crypto import security_policies as sp
+
+from sdk.errors import UsageError
+from sdk.opcua.certificate import ensure_certificate
+from sdk.opcua.pki import ensure_layout
+
+POLICIES: dict[str, type[sp.SecurityPolicy]] = {
+    "Aes256_Sha256_RsaPss": sp.SecurityPolicyAes256Sha256RsaPss,
+    "Aes128_Sha256_RsaOaep": sp.SecurityPolicyAes128Sha256RsaOaep,
+    "Basic256Sha256": sp.SecurityPolicyBasic256Sha256,
+    "Basic256": sp.SecurityPolicyBasic256,
+    "Basic128Rsa15": sp.SecurityPolicyBasic128Rsa15,
+}
+AUTO = ("Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256")
+_MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
+
+CLIENT_URI = "urn:modelline:cli"
+PKI_DIR_VARIABLE = "MODELLINE_PKI_DIR"
+
+
+def default_pki_dir() -> Path:
+    """The CLI's PKI folder: $MODELLINE_PKI_DIR, else ~/.config/modelline/pki (XDG_CONFIG_HOME honoured)."""
+    if os.environ.get(PKI_DIR_VARIABLE):
+        return Path(os.environ[PKI_DIR_VARIABLE])
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "modelline" / "pki"
+
+
+def check_security(text: str) -> str:
+    """``text`` if it is a valid ``security`` setting, else a UsageError naming the choices."""
+    policy, _, mode = text.partition(":")
+    if text in ("auto", "None") or (policy in POLICIES and mode in ("", *_MODES)):
+        return text
+    raise UsageError(
+        f"security {text!r} is not auto, None or one of {', '.join(POLICIES)} (optionally :Sign or :SignAndEncrypt)"
+    )
+
+
+def choose_endpoint(
+    endpoints: list[ua.EndpointDescription], security: str = "auto"
+) -> tuple[type[sp.SecurityPolicy] | None, ua.EndpointDescription]:
+    """The endpoint to use and its policy class (None for SecurityPolicy None), or a UsageError saying
+    what the server offers instead."""
+    check_security(security)
+    by_key = {(e.SecurityPolicyUri, e.SecurityMode): e for e in endpoints}
+    if security == "None":
+        wanted: list[tuple[str, ua.MessageSecurityMode]] = [(sp.SecurityPolicyNone.URI, ua.MessageSecurityMode.None_)]
+    else:
+        policy, _, mode = security.partition(":")
+        names = AUTO if policy == "auto" else (policy,)
+        modes = [_MODES[mode]] if mode else [ua.MessageSecurityMode.SignAndEncrypt, ua.MessageSecurityMode.Sign]
+        wanted = [(POLICIES[n].URI, m) for m in modes for n in names]
+    for key in wanted:
+        if key in by_key:
+            cls = next((c for c in POLICIES.values() if c.URI == key[0]), None)
+            return cls, by_key[key]
+    offered = ", ".join(sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}:{e.SecurityMode.name}" for e in endpoints}))
+    raise UsageError(f"the server offers no endpoint with security {security!r} (it offers: {offered or 'none'})")
+
+
+async def own_certificate(pki_dir: Path, application_uri: str, name: str) -> tuple[Path, Path]:
+    """This application's certificate and key in ``pki_dir/own``, made on first use (off the event loop)."""
+    await asyncio.to_thread(ensure_layout, pki_dir)
+    return await asyncio.to_thread(ensure_certificate, pki_dir / "own", application_uri, socket.gethostname(), name)
+
+
+async def secure_client(
+    url: str,
+    pki_dir: Path,
+    *,
+    application_uri: str = CLIENT_URI,
+    name: str = "ModelLine CLI",
+    security: str = "auto",
+    timeout_s: float = 10.0,
+    watchdog_intervall: float = 1.0,
+    user: str | None = None,
+    password: str | None = None,
+    certificate_identity: bool = False,
+) -> Client:
+    """A client set up (not yet connected) for ``url``: GetEndpoints, then the strongest endpoint both
+    sides offer (``security``), with this application's certificate. ``user``/``password`` log in (the
+    password is encrypted with the server's certificate, OPC 10000-4 7.41.4); ``certificate_identity``
+    logs in with the application certificate as an X509 user identity (OPC 10000-4 7.41.5) instead."""
+    cert, key = await own_certificate(pki_dir, application_uri, name)
+    client = Client(url, timeout=timeout_s, watchdog_intervall=watchdog_intervall)
+    client.application_uri = application_uri
+    client.name = name
+    client.description = name
+    endpoints = await client.connect_and_get_server_endpoints()
+    policy, endpoint = choose_endpoint(endpoints, security)
+    if policy is not None:
+        der = endpoint.ServerCertificate  # its first certificate when the server sends a chain (OPC 10000-6 6.2.3)
+        server_cert = bytes(der[: int.from_bytes(der[2:4], "big") + 4])
+        await client.set_security(
+            policy, str(cert), str(key), server_certificate=server_cert, mode=endpoint.SecurityMode
+        )
+    if user:
+        client.set_user(user)
+        client.set_password(password or "")
+    elif certificate_identity:
+        await client.load_client_certificate(str(cert))
+        await client.load_private_key(key)
+    return client
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """Who a process is when it connects to other servers: its PKI folder and ApplicationUri, and the
+    security it accepts per endpoint URL (default ``auto``)."""
+
+    pki_dir: Path
+    application_uri: str
+    name: str
+    security: Mapping[str, str] = field(default_factory=dict)
+
+    async def client(self, url: str, *, timeout_s: float = 10.0, watchdog_intervall: float = 1.0) -> Client:
+        """``secure_client`` for ``url`` as this application, with the security set for that URL."""
+        return await secure_client(
+            url,
+            self.pki_dir,
+            application_uri=self.application_uri,
+            name=self.name,
+            security=self.security.get(url, "auto"),
+            timeout_s=timeout_s,
+            watchdog_intervall=watchdog_intervall,
+        )
