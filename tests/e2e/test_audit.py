@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
@@ -16,6 +16,7 @@ from tests.e2e.test_gateway_rollout import _gateway_settings, plant
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, running_edge, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess, run_modelline
+from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
 

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from sdk.di_client import SoftwareUpdateClient, pipeline_binding, set_binding
 from tests.conftest import Signer
 from tests.edge_harness import HEALTHY, build_pump, edge_settings, output_node, running_edge, running_plc, wait_for
+from tests.tls import Client
 
 pytestmark = [pytest.mark.e2e]
 

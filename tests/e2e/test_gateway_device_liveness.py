@@ -17,11 +17,13 @@ from asyncua import ua
 from asyncua.common.callback import CallbackType
 
 from edge_node.app import EdgeNode
+from gateway.identity import GATEWAY_NAME, INSTANCE_URI
 from gateway.opcua.device_link import DeviceLink
 from nodesets.ids import DeviceState
 from tests.conftest import Signer
 from tests.edge_harness import edge_settings, wait_for
 from tests.faultproxy import FaultProxy
+from tests.tls import seed
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +42,14 @@ async def test_an_idle_link_reads_nothing_and_a_silent_one_is_lost_and_comes_bac
 
         edge.server.subscribe_server_callback(CallbackType.PreRead, on_read)
         proxy = await FaultProxy(urlparse(edge.url).port or 0).start()
-        link = DeviceLink("edge-a", proxy.url("/edge/"), keepalive_s=1.0, liveness_s=3.0, session_timeout_s=12.0)
+        link = DeviceLink(
+            "edge-a",
+            proxy.url("/edge/"),
+            keepalive_s=1.0,
+            liveness_s=3.0,
+            session_timeout_s=12.0,
+            pki_dir=seed(tmp_path / "gateway-pki", INSTANCE_URI, GATEWAY_NAME),  # a gateway's certificate
+        )
         running = asyncio.create_task(link.run())
         try:
             assert await link.wait_online(30)

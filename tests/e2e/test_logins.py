@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from sdk import audit
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import edge_settings, running_edge
+from tests.tls import Client, client_pki
 
 pytestmark = pytest.mark.e2e
 
@@ -90,10 +91,14 @@ async def test_repeated_failures_lock_a_user_out_for_a_while(
 
 BURST = """
 import asyncio, json, sys
+from pathlib import Path
 from asyncua import Client, ua
+from tests.tls import CLIENT_APP_URI, secure
 
-async def ready(url):
+async def ready(url, pki):
     client = Client(url, timeout=60)
+    client.application_uri = CLIENT_APP_URI  # the test client's certificate, trusted by the node (tests/tls.py)
+    await secure(client, pki_dir=pki)
     await client.connect_socket()
     await client.send_hello()
     await client.open_secure_channel()
@@ -109,12 +114,12 @@ async def activate(client):
         return repr(exc)
     return "Good"
 
-async def main(url, count):
-    clients = [await ready(url) for _ in range(count)]
+async def main(url, count, pki):
+    clients = [await ready(url, pki) for _ in range(count)]
     print("ready", flush=True)  # all sessions created: the ActivateSessions go out at once
     print(json.dumps(await asyncio.gather(*(activate(c) for c in clients))), flush=True)
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])))
 """
 
 
@@ -148,7 +153,7 @@ async def test_a_burst_of_wrong_logins_leaves_other_clients_reads_fast(tmp_path:
             time_node = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
             baseline = statistics.median(await _read_latencies(reader, time_node, None, 40))
             burst = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BURST, node.url, "50", stdout=asyncio.subprocess.PIPE
+                sys.executable, "-c", BURST, node.url, "50", str(client_pki()), stdout=asyncio.subprocess.PIPE
             )
             assert burst.stdout is not None
             assert (await asyncio.wait_for(burst.stdout.readline(), 60)).strip() == b"ready"

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client, Node, ua
+from asyncua import Node, ua
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from sdk.file_client import download, upload
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import build_pump, edge_settings, output_node, running_edge, wait_for
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = pytest.mark.e2e
 

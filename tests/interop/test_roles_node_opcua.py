@@ -8,15 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from asyncua import Client, ua
+from asyncua import ua
 
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from sdk.file_client import upload
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import build_pump
 from tests.opcua_servers import free_port
+from tests.tls import Client, GatewaySettings
 
 pytestmark = [pytest.mark.interop, pytest.mark.e2e]
 
