@@ -237,9 +237,11 @@ class DeviceLink:
                 refreshed = asyncio.ensure_future(self._refresh.wait())
                 gone = asyncio.ensure_future(lost.wait())
                 silent = asyncio.ensure_future(self._keepalives(sub))
-                done, pending = await asyncio.wait({refreshed, gone, silent}, return_when=asyncio.FIRST_COMPLETED)
-                for task in pending:
-                    task.cancel()
+                try:
+                    done, _ = await asyncio.wait({refreshed, gone, silent}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when the link is stopped: a keep-alive watch left running kept the gateway alive
+                    for task in (refreshed, gone, silent):
+                        task.cancel()
                 if gone in done:
                     raise ConnectionError("connection lost")
                 if silent in done:
