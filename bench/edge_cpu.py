@@ -67,7 +67,7 @@ async def _serve(
         finally:
             await relay.stop()
         return
-    async with EdgeNode(edge_settings(root, built, slots)) as node:
+    async with EdgeNode(edge_settings(root, built, slots, plc=tags_url, seed=False)) as node:
         conn.send((node.url, [output_id(slot).to_string() for slot in node.settings.slots]))
         while (await loop.run_in_executor(None, conn.recv)) == "count":
             conn.send(sum(slot.pipeline.status.inference_count for slot in node.slots.values()))
@@ -86,6 +86,8 @@ class _Side:
         await self.tags.start()
         ctx = multiprocessing.get_context("spawn")
         self.conn, theirs = ctx.Pipe()
+        if self.kind == "edge":  # its PKI folder from this process's test CA, which the bench clients' certificate has
+            await asyncio.to_thread(edge_settings, self.root / self.kind, self.built, self.slots)
         ids = [n.to_string() for n in self.tags.ids]
         self.process = ctx.Process(
             target=_child,

@@ -74,7 +74,7 @@ async def measure(rounds: Rounds, writes: int | None = None) -> None:
         tags = await TagServer(TAGS).start()
         relay = await Relay(tags.url, [n.to_string() for n in tags.ids], built.model, INTERVALS_MS[0]).start()
         try:
-            async with EdgeNode(edge_settings(root, built)) as node:
+            async with EdgeNode(edge_settings(root, built, plc=tags.url)) as node:
                 await install_everywhere(node, built, tags, INTERVALS_MS[0])
                 async with session(node.url) as edge, session(relay.url) as relayed:
                     done = 0

@@ -5,8 +5,11 @@ newest values, runs the same model in onnxruntime on each change (inline) and wr
 its own; a client subscribed to that variable sees the result. That is what tag-to-prediction needs at least: two
 OPC UA hops and one inference, nothing else (no status, no mirror, no records).
 
-Every client connection of these benchmarks is made by ``session`` (one place to change when endpoints become
-secure by default).
+Every client connection of these benchmarks is made by ``session``: over the strongest secure endpoint the server
+offers, with a certificate from the test CA (tests/tls.py), as ModelLine servers refuse anything else; over
+SecurityPolicy None to the bare asyncua servers (tag server, relay), which offer nothing else. So ModelLine's side
+runs signed and encrypted (the product default) while the floor stays unencrypted. The edge node's own link to the
+tag server is unencrypted by name (``plc_security``), as to a PLC without security.
 """
 
 from __future__ import annotations
@@ -34,18 +37,19 @@ from sdk.opcua.ports import free_port
 from sdk.opcua.shelf import init_server
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
+from tests import tls
 
 TAG_NS_URI = "urn:bench:tags"
 
 
 @asynccontextmanager
 async def session(url: str) -> AsyncIterator[Client]:
-    """A connected client (anonymous, no security: loopback benchmarks), disconnected on exit.
+    """A connected client (anonymous; signed and encrypted where the server offers it), disconnected on exit.
 
     asyncua's stale-subscription watchdog is stopped: a subscription at publishing interval 0 on an asyncua server
     sends no keep-alives, and the watchdog would re-create it after a second of quiet between rounds.
     """
-    client = Client(url, timeout=30)
+    client = tls.Client(url, timeout=30)
     await client.connect()
     task = getattr(client, "_stale_watchdog_task", None)
     if isinstance(task, asyncio.Task):
@@ -207,14 +211,19 @@ class Relay:
         await self.server.stop()
 
 
-def edge_settings(root: Path, built: Built, slots: int = 1) -> EdgeSettings:
-    """An edge node on a free loopback port with ``slots`` pipelines p0, p1, ..."""
-    return EdgeSettings(
+def edge_settings(root: Path, built: Built, slots: int = 1, plc: str | None = None, seed: bool = True) -> EdgeSettings:
+    """An edge node on a free loopback port with ``slots`` pipelines p0, p1, ...; its link to the tag server ``plc``
+    unencrypted (the bench tag server offers nothing else). With ``seed`` its PKI folder gets a certificate from
+    this process's test CA and trusts that CA (tests/tls.py); a node run in a child process takes ``seed=False``
+    and a folder its parent seeded (the child's test CA would be another)."""
+    settings = tls.EdgeSettings if seed else EdgeSettings
+    return settings(
         endpoint=f"opc.tcp://127.0.0.1:{free_port()}/edge/",
         data_dir=root / "edge",
         trust_dir=built.trust_dir,
         slots=[f"p{i}" for i in range(slots)],
         anonymous_role="Engineer",  # a benchmark on loopback installs without a login
+        plc_security={plc: "None"} if plc else {},
     )
 
 

@@ -6,7 +6,9 @@ Gateway side (a process of its own, so its CPU time and RSS are its own: /proc):
 ``Gateway`` with the devices in its store before it starts, as after a restart; it connects
 to every device and idles. The floor (a process of its own too): the same number of bare
 asyncua client sessions with one subscription each (the device's DeviceHealth and pipeline
-States, the gateway's publishing interval and keep-alive), nothing else.
+States, the gateway's publishing interval and keep-alive), nothing else. Both sides' sessions are
+signed and encrypted (Basic256Sha256 or stronger, certificates from the test CA of tests/tls.py):
+the devices are edge nodes, which take no other sessions.
 
 Figures per size, each round one window measured on both processes at once: idle CPU per
 device (% of a core, the process's CPU over the window less that of the same process with
@@ -39,7 +41,7 @@ from typing import Any
 
 from asyncua import ua
 
-from bench.fleet_sim import Fleet, connect
+from bench.fleet_sim import Fleet, connect, seed_client
 from bench.suite import Rounds, print_header
 from sdk.keys import generate_key_pair
 from sdk.opcua.ports import free_port
@@ -51,6 +53,17 @@ ML = "http://modelline.io/UA/"
 DI = "http://opcfoundation.org/UA/DI/"
 MIRROR_MS = 250.0  # the gateway's defaults (DeviceLink.mirror_interval_ms, GatewaySettings.device_keepalive_s)
 KEEPALIVE_S = 5.0
+STALLED_S = 60.0  # the gateway side gives up when no further device link came up for this long (refused links)
+
+
+def _seed(folder: Path) -> None:
+    """The side processes' PKI folders, from this process's test CA (which the devices trust): the gateway's in
+    its data folder, the floor's client certificate in ``client-pki``."""
+    from gateway.identity import GATEWAY_NAME, INSTANCE_URI  # noqa: PLC0415
+    from tests.tls import seed  # noqa: PLC0415
+
+    seed(folder / "gateway" / "pki", INSTANCE_URI, GATEWAY_NAME)
+    seed_client(folder / "client-pki")
 
 
 class Proc:
@@ -62,6 +75,7 @@ class Proc:
         self.lines: list[str] = []
 
     async def start(self) -> Proc:
+        await asyncio.to_thread(_seed, Path(self.args[1]))
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -76,8 +90,13 @@ class Proc:
     async def expect(self, word: str, within_s: float = 600) -> str:
         assert self.proc is not None
         assert self.proc.stdout is not None
+        deadline = time.monotonic() + within_s
         while True:
-            line = (await asyncio.wait_for(self.proc.stdout.readline(), within_s)).decode().strip()
+            left = deadline - time.monotonic()
+            try:
+                line = (await asyncio.wait_for(self.proc.stdout.readline(), max(left, 0.1))).decode().strip()
+            except TimeoutError:
+                raise RuntimeError(f"{self.args[0]} printed no {word!r} within {within_s:.0f} s") from None
             if not line:
                 raise RuntimeError(f"{self.args[0]} ended ({await self.proc.wait()}) before {word!r}")
             self.lines.append(line)
@@ -125,7 +144,7 @@ async def _gateway_side(folder: Path) -> None:
         now = datetime.now(UTC)
         for device, url in urls.items():
             await store.put_device(DeviceRecord(id=device, endpoint=url, registered_at=now))
-    settings = GatewaySettings(
+    settings = GatewaySettings(  # data/pki seeded by the parent (_seed): its test CA issued the devices' certificates
         endpoint=f"opc.tcp://127.0.0.1:{free_port()}/gateway/",
         data_dir=data,
         trust_dir=folder / "trust",
@@ -135,7 +154,13 @@ async def _gateway_side(folder: Path) -> None:
     async with Gateway(settings) as gateway:
         print(f"ready {gateway.url}", flush=True)
         links = list(gateway.devices.links.values())
+        progress = time.monotonic()
+        up = 0
         while waiting := [link for link in links if not link.online]:
+            if len(links) - len(waiting) > up:
+                up, progress = len(links) - len(waiting), time.monotonic()
+            elif time.monotonic() - progress > STALLED_S:  # refused or unreachable: fail, do not wait forever
+                raise RuntimeError(f"{len(waiting)} of {len(links)} device links did not come up")
             print(f"{len(waiting)} of {len(links)} device links not up yet", file=sys.stderr, flush=True)
             await waiting[0].wait_online(10.0)
         print("online", flush=True)
@@ -166,8 +191,10 @@ async def _bare_side(folder: Path) -> None:
     params.MaxNotificationsPerPublish = 10000
     params.PublishingEnabled = True
 
+    pki = folder / "client-pki"  # seeded by the parent (_seed)
+
     async def one(url: str) -> None:
-        client = connect(url)
+        client = connect(url, pki_dir=pki)
         client.session_timeout = 30_000
         await client.connect()
         clients.append(client)

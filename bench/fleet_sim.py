@@ -9,8 +9,9 @@ address space, so a gateway link to it is a session and a subscription of its ow
 as to a device of its own, while the edge side's memory is shared. A rollout needs one
 address space per device (each device installs for itself): ``spaces=n``.
 
-Connections to the fleet and to the gateway go through ``connect`` (one place to add
-security once endpoints are secure by default).
+Connections to the fleet and to the gateway go through ``connect``: signed and encrypted, with a
+certificate from the test CA (tests/tls.py), which the devices and the gateway trust, as ModelLine
+servers take no other clients.
 """
 
 from __future__ import annotations
@@ -21,22 +22,44 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from asyncua import Client
 from asyncua.server.binary_server_asyncio import BinaryServer
 from asyncua.server.internal_session import InternalSession
 
 from edge_node.app import EdgeNode
-from edge_node.settings import EdgeSettings
 from sdk.opcua.ports import free_port
+from tests import tls
 
 _log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 
 
-def connect(url: str, *, timeout: float = 30.0, watchdog_s: float = 600.0) -> Client:
-    """A client for a bench endpoint (anonymous; the endpoints give anonymous clients the Engineer role)."""
-    return Client(url, timeout=timeout, watchdog_intervall=watchdog_s)
+class Client(tls.Client):
+    """The test client (tests/tls.py), with the certificate in ``pki_dir/own`` when given: a process of its
+    own has a test CA of its own, so its parent seeds the folder (``seed_client``)."""
+
+    def __init__(self, url: str, pki_dir: Path | None = None, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.pki_dir = pki_dir
+
+    async def connect(self) -> None:
+        """Choose the endpoint and set the security once, then connect."""
+        if self.pki_dir is not None and not self._secured:
+            self._secured = True
+            self.application_uri = tls.CLIENT_APP_URI
+            await tls.secure(self, pki_dir=self.pki_dir)
+        await super().connect()
+
+
+def seed_client(pki_dir: Path) -> Path:
+    """A client PKI folder with a certificate from this process's test CA, for ``connect(..., pki_dir=)``."""
+    return tls.seed(pki_dir, tls.CLIENT_APP_URI, "ModelLine bench client")
+
+
+def connect(url: str, *, timeout: float = 30.0, watchdog_s: float = 600.0, pki_dir: Path | None = None) -> Client:
+    """A client for a bench endpoint (anonymous; the endpoints give anonymous clients the Engineer role), over the
+    strongest secure endpoint with the test client's certificate (or the one in ``pki_dir``)."""
+    return Client(url, pki_dir=pki_dir, timeout=timeout, watchdog_intervall=watchdog_s)
 
 
 class Fleet:
@@ -63,7 +86,7 @@ class Fleet:
 
     async def _new_node(self) -> EdgeNode:
         number = len(self.nodes)
-        settings = EdgeSettings(
+        settings = tls.EdgeSettings(  # trusts the test CA, which issued the gateway's and the clients' certificates
             device_id=f"sim-{number:04d}",
             endpoint=f"opc.tcp://{HOST}:{free_port()}/edge/",
             data_dir=self.folder / f"sim-{number:04d}",
@@ -86,6 +109,9 @@ class Fleet:
         assert server.bserver is not None
         listener = BinaryServer(server.iserver, HOST, 0, server.limits)
         listener.set_policies(server.bserver._policies)  # noqa: SLF001 - the same policies as the node's own
+        # One list of connections with the node's own listener: the node finds a session's secure channel there
+        # (sdk.opcua.security refuses a session whose channel it cannot find).
+        listener.clients = server.bserver.clients
         await listener.start()
         self._listeners.append(listener)
         self._free -= 1

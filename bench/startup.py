@@ -15,6 +15,10 @@ same time for a floor spawned the same way with the same interpreter:
   records of one package each under another version number (the gateway reads records and
   manifests at start, never the package files).
 
+ModelLine's side runs as shipped, secure by default: the clients' sessions to the edge node and the
+gateway are signed and encrypted (certificates from the test CA of tests/tls.py, which the data
+folders trust), as is the edge node's link to the PLC; the floors' sessions are unencrypted.
+
     python -m bench --only startup
     python -m bench.startup --rounds 5
 """
@@ -37,6 +41,7 @@ from typing import Any
 from asyncua import Client, ua
 
 from bench.suite import Rounds, print_header
+from tests import tls
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = "ns=1;s=InferenceServer.Pipelines.main.Outputs.remaining_life"
@@ -67,7 +72,7 @@ def _exits(argv: list[str], runs: int) -> Any:
 async def _connect(url: str, deadline: float) -> Client:
     """A session to ``url`` as soon as it answers (tries every 20 ms until ``deadline``)."""
     while True:
-        client = Client(url, timeout=10, watchdog_intervall=600)
+        client = tls.Client(url, timeout=10, watchdog_intervall=600)
         try:
             await client.connect()
         except (OSError, TimeoutError, ua.UaError):
@@ -203,7 +208,6 @@ async def _bare_server(port: int) -> None:
 async def _prepare_edge(root: Path) -> tuple[Any, Path, Path, Path, Path]:
     """A PLC, keys, and an edge data folder with the pump model installed and bound (made by a real edge node)."""
     from edge_node.app import EdgeNode  # noqa: PLC0415
-    from edge_node.settings import EdgeSettings  # noqa: PLC0415
     from sdk.di_client import SoftwareUpdateClient, set_binding  # noqa: PLC0415
     from sdk.examples import example_dir  # noqa: PLC0415
     from sdk.keys import generate_key_pair, load_private_key  # noqa: PLC0415
@@ -224,13 +228,13 @@ async def _prepare_edge(root: Path) -> tuple[Any, Path, Path, Path, Path]:
     ).path
     plc = await SimulatedPlc().start()
     await plc.write_all(HEALTHY)
-    settings = EdgeSettings(
+    settings = tls.EdgeSettings(  # its data folder trusts the test CA, which issued the bench client's certificate
         endpoint=f"opc.tcp://127.0.0.1:{free_port()}/edge/",
         data_dir=root / "edge",
         trust_dir=root / "keys",
         anonymous_role="Engineer",
     )
-    async with EdgeNode(settings) as node, Client(node.url) as client:
+    async with EdgeNode(settings) as node, tls.Client(node.url) as client:
         su = await SoftwareUpdateClient.find(client)
         await su.install(await su.transfer(package))
         binding = plc.binding()
@@ -313,7 +317,8 @@ async def measure(rounds: Rounds) -> None:
                 "ms",
                 edge,
                 relay,
-                "bare relay process: cached asyncua server, PLC subscription, onnxruntime",
+                "bare relay process: cached asyncua server, PLC subscription, onnxruntime (unencrypted; ModelLine's "
+                "sessions signed and encrypted)",
             )
         finally:
             await plc.stop()
@@ -324,6 +329,7 @@ async def measure(rounds: Rounds) -> None:
         async def gateway() -> list[float]:
             url = f"opc.tcp://127.0.0.1:{gateway_port}/gateway/"
             argv = [_cli(), "gateway", "--endpoint", url, "--data-dir", str(gateway_dir), "--trust", str(trust)]
+            tls.seed_process(argv[1:])  # its data folder trusts the test CA, which issued the client certificate
             return [await _spawn_until_session(argv, url) * 1000]
 
         async def bare() -> list[float]:
@@ -335,7 +341,7 @@ async def measure(rounds: Rounds) -> None:
             "ms",
             gateway,
             bare,
-            "bare asyncua server process from the same cache",
+            "bare asyncua server process from the same cache (its session unencrypted, the gateway's encrypted)",
         )
 
 
