@@ -125,7 +125,7 @@ async def _show(args: argparse.Namespace, out: Output) -> int:
     from rich.text import Text
 
     from sdk.opcua.connect import CLIENT_URI, own_certificate
-    from sdk.opcua.pki import Entry, application_uri, find, load_certificate, thumbprint
+    from sdk.opcua.pki import entry_of, find, load_certificate
 
     if args.certificate == "own" and args.data_dir is None and args.pki_dir is None:
         await own_certificate(_where(args), CLIENT_URI, "ModelLine CLI")  # the CLI's: made on first use
@@ -134,17 +134,7 @@ async def _show(args: argparse.Namespace, out: Output) -> int:
         path = pki_dir / "own" / "cert.der"
         if not path.is_file():
             raise UsageError(f"{path} does not exist yet (made at the first start or connection)")
-        cert = load_certificate(path.read_bytes())
-        entry = Entry(
-            "own",
-            path,
-            cert.subject.rfc4514_string(),
-            application_uri(cert),
-            thumbprint(cert),
-            cert.not_valid_before_utc,
-            cert.not_valid_after_utc,
-            False,
-        )
+        entry = entry_of("own", path, load_certificate(path.read_bytes()))
     else:
         entry = find(pki_dir, args.certificate)
     if out.as_json:

@@ -114,7 +114,8 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def _entry(list_name: str, path: Path, cert: x509.Certificate) -> Entry:
+def entry_of(list_name: str, path: Path, cert: x509.Certificate) -> Entry:
+    """The listing of one certificate file of ``list_name`` (own, trusted, issuers, rejected)."""
     return Entry(
         list_name,
         path,
@@ -147,7 +148,7 @@ def _read_dir(folder: Path) -> list[tuple[Path, x509.Certificate]]:
 def entries(pki_dir: Path, list_name: str | None = None) -> list[Entry]:
     """The certificates of one list, or of all three (blocking)."""
     names = [list_name] if list_name else list(LISTS)
-    return [_entry(name, path, cert) for name in names for path, cert in _read_dir(_cert_dir(pki_dir, name))]
+    return [entry_of(name, path, cert) for name in names for path, cert in _read_dir(_cert_dir(pki_dir, name))]
 
 
 def find(pki_dir: Path, what: str) -> Entry:
@@ -183,7 +184,7 @@ def approve(pki_dir: Path, what: str) -> Entry:
     if moved_from is not None and moved_from != target:
         moved_from.unlink()
     audit.record("trust", "ok", target=common_name(cert), detail=f"approved {thumbprint(cert)} into trusted/certs")
-    return _entry("trusted", target, cert)
+    return entry_of("trusted", target, cert)
 
 
 def remove(pki_dir: Path, what: str) -> Entry:
