@@ -100,6 +100,13 @@ class AccessDenied(ModelLineError):
     exit_code = 2
 
 
+class ServerNotTrusted(UsageError):
+    """A server's application certificate failed this client's check (untrusted, expired, revoked, or not the
+    application it claims to be): the client does not open a session with it. The message says what to do."""
+
+    status = BAD_SECURITY_CHECKS_FAILED
+
+
 # --- keys -------------------------------------------------------------------------------------
 
 

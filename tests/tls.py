@@ -130,12 +130,13 @@ def issue(
     return cert_file, key_file
 
 
-def trust_ca(pki_dir: Path) -> None:
-    """Put the test CA into ``pki_dir/trusted/certs``."""
+def trust_ca(pki_dir: Path) -> Path:
+    """Put the test CA into ``pki_dir/trusted/certs``; returns ``pki_dir``."""
     ensure_layout(pki_dir)
     (pki_dir / "trusted" / "certs" / "modelline-test-ca.der").write_bytes(
         ca_certificate().public_bytes(serialization.Encoding.DER)
     )
+    return pki_dir
 
 
 def seed(pki_dir: Path, app_uri: str, name: str) -> Path:

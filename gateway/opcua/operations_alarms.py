@@ -65,7 +65,8 @@ class OperationsAlarms:
         since = view.last_seen or self._offline_since.setdefault(link.device_id, now)
         if (now - since).total_seconds() >= self._offline_s and not self._book.state(key).active:
             seen = f"last seen {view.last_seen:%Y-%m-%d %H:%M} UTC" if view.last_seen else "never seen"
-            await self._book.raise_(key, OFFLINE_SEVERITY, f"device {link.device_id} is offline ({seen})")
+            why = f": {view.reason}" if view.reason else ""
+            await self._book.raise_(key, OFFLINE_SEVERITY, f"device {link.device_id} is offline ({seen}){why}")
 
     async def deployments_changed(self, records: list[DeploymentRecord]) -> None:
         """Judge the FailedAlarm of every failed deployment after ``records`` changed (all of them at start)."""

@@ -86,6 +86,7 @@ class Pump:
 
 
 LINE_URI = "urn:modelline:demo:line"
+LINE_NAME = "ModelLine demo line"
 
 
 class LineSimulator:
@@ -122,7 +123,7 @@ class LineSimulator:
         await init_server(self.server)
         self.server.set_endpoint(self.endpoint)
         if self.pki_dir is not None:
-            cert, key = await own_certificate(self.pki_dir, LINE_URI, "ModelLine demo line")
+            cert, key = await own_certificate(self.pki_dir, LINE_URI, LINE_NAME)
             await self.server.set_application_uri(LINE_URI)
             await self.server.load_certificate(str(cert))
             await self.server.load_private_key(str(key))

@@ -30,7 +30,7 @@ from gateway.app import Gateway
 from gateway.identity import GATEWAY_NAME, INSTANCE_URI
 from gateway.monitor.thresholds import FigureThresholds, InputReference, MonitorThresholds
 from gateway.settings import GatewaySettings
-from modelline.demo.line import ON_PURPOSE, LineSimulator
+from modelline.demo.line import LINE_NAME, LINE_URI, ON_PURPOSE, LineSimulator
 from modelline.demo.monitor_view import DeviceMonitor, MonitorView
 from modelline.demo.watch import Continuity, PredictionWatch
 from nodesets.ids import MODELLINE_URI, DeploymentState
@@ -307,20 +307,30 @@ class Demo:
 
     async def _introduce(self) -> Path:
         """Trust between the demo's parts, set up before they start, as an administrator would with
-        'modelline trust approve': the gateway and the edge nodes trust each other and the demo's own
-        client; returns that client's PKI folder."""
-        gateway_pki = self.data_dir / "gateway" / "pki"
-        parts = {gateway_pki: (INSTANCE_URI, GATEWAY_NAME), self.data_dir / "client" / "pki": (CLIENT_URI, DEMO_CLIENT)}
-        for device in DEVICES:
-            parts[self.data_dir / device / "pki"] = (f"urn:modelline:edge:{device}", f"ModelLine Edge {device}")
+        'modelline trust approve' (trust goes both ways: a client checks its server's certificate too):
+        the gateway trusts the edge nodes and the demo's own client; each edge node trusts the gateway,
+        the client and the simulated line it reads; the client trusts the gateway and the edge nodes.
+        Returns that client's PKI folder."""
+        gateway_pki, client_pki, line_pki = (
+            self.data_dir / "gateway" / "pki",
+            self.data_dir / "client" / "pki",
+            self.data_dir / "line",
+        )
+        parts = {gateway_pki: (INSTANCE_URI, GATEWAY_NAME), client_pki: (CLIENT_URI, DEMO_CLIENT)}
+        parts[line_pki] = (LINE_URI, LINE_NAME)
+        edge_pkis = [self.data_dir / device / "pki" for device in DEVICES]
+        for device, folder in zip(DEVICES, edge_pkis, strict=True):
+            parts[folder] = (f"urn:modelline:edge:{device}", f"ModelLine Edge {device}")
         certs = {folder: (await own_certificate(folder, uri, name))[0] for folder, (uri, name) in parts.items()}
-        for folder in parts:
-            if folder.parent.name == "client":
-                continue
-            for other, cert in certs.items():
-                if other != folder and (folder == gateway_pki or other.parent.name in ("gateway", "client")):
-                    await asyncio.to_thread(pki.approve, folder, str(cert))
-        return self.data_dir / "client" / "pki"
+        trusts = {
+            gateway_pki: [client_pki, *edge_pkis],
+            client_pki: [gateway_pki, *edge_pkis],
+            **{edge: [gateway_pki, client_pki, line_pki] for edge in edge_pkis},
+        }
+        for folder, peers in trusts.items():
+            for peer in peers:
+                await asyncio.to_thread(pki.approve, folder, str(certs[peer]))
+        return client_pki
 
     def _note_alarms(self, snapshot: Snapshot) -> None:
         """Remember when each device's drift alarm first fired."""

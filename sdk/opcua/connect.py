@@ -12,7 +12,14 @@ its gateway and its PLC sources. ``security`` names what a link accepts:
 
 The client's certificate is ``<pki_dir>/own/cert.der`` (made on first use with ``application_uri``); the
 server must have it in its trust list (``modelline trust approve`` on the server, or put it in the
-server's ``pki/trusted/certs``)."""
+server's ``pki/trusted/certs``). Trust goes both ways: before it opens a secure channel the client checks
+the server's certificate against its own trust list in ``pki_dir`` (OPC 10000-4 6.1.3, the same checks a
+server makes of its clients: validity, ApplicationUri, trust, revocation). An unknown server certificate
+is kept in ``<pki_dir>/rejected`` and the connection refused (ServerNotTrusted) until an administrator
+approves it, so a man in the middle with a certificate of its own gets no session and no password.
+The host name check of Table 106 is not made: ModelLine's certificates name the host, while plants
+often reach a node by an address or an alias, and the trust list already names the exact certificate
+or the plant CA."""
 
 from __future__ import annotations
 
@@ -26,9 +33,17 @@ from pathlib import Path
 from asyncua import Client, ua
 from asyncua.crypto import security_policies as sp
 
-from sdk.errors import UsageError
+from sdk.errors import ServerNotTrusted, UsageError
 from sdk.opcua.certificate import ensure_certificate
-from sdk.opcua.pki import ensure_layout
+from sdk.opcua.pki import (
+    BAD_CERTIFICATE_UNTRUSTED,
+    CertificateRefused,
+    check_peer,
+    common_name,
+    ensure_layout,
+    load_certificate,
+    thumbprint,
+)
 
 POLICIES: dict[str, type[sp.SecurityPolicy]] = {
     "Aes256_Sha256_RsaPss": sp.SecurityPolicyAes256Sha256RsaPss,
@@ -48,6 +63,10 @@ def default_pki_dir() -> Path:
     """The CLI's PKI folder: $MODELLINE_PKI_DIR, else ~/.config/modelline/pki (XDG_CONFIG_HOME honoured)."""
     if os.environ.get(PKI_DIR_VARIABLE):
         return Path(os.environ[PKI_DIR_VARIABLE])
+    return _config_pki_dir()
+
+
+def _config_pki_dir() -> Path:
     config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     return config / "modelline" / "pki"
 
@@ -90,6 +109,42 @@ async def own_certificate(pki_dir: Path, application_uri: str, name: str) -> tup
     return await asyncio.to_thread(ensure_certificate, pki_dir / "own", application_uri, socket.gethostname(), name)
 
 
+def approve_hint(pki_dir: Path, what: str) -> str:
+    """The ``modelline trust approve`` command that trusts ``what`` (a thumbprint) in ``pki_dir``."""
+    if pki_dir == _config_pki_dir():
+        where = ""
+    elif pki_dir.name == "pki":
+        where = f" --data-dir {pki_dir.parent}"
+    else:
+        where = f" --pki-dir {pki_dir}"
+    return f"modelline trust approve{where} {what}"
+
+
+async def check_server(pki_dir: Path, url: str, endpoint: ua.EndpointDescription) -> bytes:
+    """The server certificate of ``endpoint`` (its first one when the server sends a chain, OPC 10000-6
+    6.2.3) once it passes this client's trust list; else ServerNotTrusted saying why and what to do."""
+    der = endpoint.ServerCertificate or b""
+    if len(der) < 4:
+        raise ServerNotTrusted(f"{url} offers a secure endpoint without a certificate: not connecting")
+    server_cert = bytes(der[: int.from_bytes(der[2:4], "big") + 4])
+    try:
+        cert = load_certificate(server_cert)
+    except ValueError:
+        raise ServerNotTrusted(f"{url} sent a certificate that cannot be read: not connecting") from None
+    try:
+        await check_peer(pki_dir, cert, endpoint.Server.ApplicationUri, address=url)
+    except CertificateRefused as refused:
+        named = f"{common_name(cert)!r} [{thumbprint(cert)}]"
+        if refused.status == BAD_CERTIFICATE_UNTRUSTED:
+            raise ServerNotTrusted(
+                f"{url}: this client does not trust the server's certificate {named} (kept in "
+                f"{pki_dir / 'rejected'}). Check that it is that server's ('modelline trust show own --data-dir "
+                f"DIR' there shows its thumbprint), then run '{approve_hint(pki_dir, thumbprint(cert)[:16])}'"
+            ) from None
+        raise ServerNotTrusted(f"{url}: the server's certificate {named} is refused: {refused.reason}") from None
+    return server_cert
+
+
 async def secure_client(
     url: str,
     pki_dir: Path,
@@ -104,7 +159,8 @@ async def secure_client(
     certificate_identity: bool = False,
 ) -> Client:
     """A client set up (not yet connected) for ``url``: GetEndpoints, then the strongest endpoint both
-    sides offer (``security``), with this application's certificate. ``user``/``password`` log in (the
+    sides offer (``security``), with this application's certificate, once the server's passed this
+    client's trust list (``check_server``). ``user``/``password`` log in (the
     password is encrypted with the server's certificate, OPC 10000-4 7.41.4); ``certificate_identity``
     logs in with the application certificate as an X509 user identity (OPC 10000-4 7.41.5) instead."""
     cert, key = await own_certificate(pki_dir, application_uri, name)
@@ -115,8 +171,7 @@ async def secure_client(
     endpoints = await client.connect_and_get_server_endpoints()
     policy, endpoint = choose_endpoint(endpoints, security)
     if policy is not None:
-        der = endpoint.ServerCertificate  # its first certificate when the server sends a chain (OPC 10000-6 6.2.3)
-        server_cert = bytes(der[: int.from_bytes(der[2:4], "big") + 4])
+        server_cert = await check_server(pki_dir, url, endpoint)
         await client.set_security(
             policy, str(cert), str(key), server_certificate=server_cert, mode=endpoint.SecurityMode
         )

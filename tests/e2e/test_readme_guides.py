@@ -418,15 +418,23 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
 
     # Security: the PC's certificate, made by the CLI, copied to the edge nodes and approved there.
     guide = "Security"
+
+    def edge_cert(machine: str) -> Path:
+        return plant.path(machine, "/var/lib/modelline/edge") / "pki/own/cert.der"
+
     shown_own = await plant.run(readme.command(guide, "trust", "show", "own"))
     assert "urn:modelline:cli" in shown_own.out
     pc_cert = pc / ".config/modelline/pki/own/cert.der"
+    pc_approves = readme.command(guide, "trust", "approve", "pump-station-3.der")
     for machine in ("pump-station-3", "pump-station-4"):
         shutil.copyfile(pc_cert, plant.folder(machine) / "engineering-pc.der")
         await plant.run(
             readme.command(guide, "trust", "approve", "--data-dir", "/var/lib/modelline/edge", "engineering-pc.der"),
             machine,
         )
+        # and the PC trusts the node: its cert.der, copied to the PC and approved there.
+        shutil.copyfile(edge_cert(machine), pc / f"{machine}.der")
+        await plant.run(pc_approves if machine == "pump-station-3" else [*pc_approves.argv[:-1], f"{machine}.der"])
 
     # Install a model on an edge node: refused without a login, done with one.
     install = readme.command("Install a model", "install")
@@ -478,12 +486,22 @@ async def _edge_nodes_and_gateway(plant: Plant, pc: Path) -> None:
         gateway_machine,
     )
     gateway_cert = plant.path(gateway_machine, "/var/lib/modelline/gateway") / "pki/own/cert.der"
+    gateway_approves = readme.command(
+        guide, "trust", "approve", "--data-dir", "/var/lib/modelline/gateway", "pump-station-3.der"
+    )
     for machine in ("pump-station-3", "pump-station-4"):
         shutil.copyfile(gateway_cert, plant.folder(machine) / "model-manager.der")
         await plant.run(
             readme.command(guide, "trust", "approve", "--data-dir", "/var/lib/modelline/edge", "model-manager.der"),
             machine,
         )
+        shutil.copyfile(edge_cert(machine), plant.folder(gateway_machine) / f"{machine}.der")
+        await plant.run(
+            gateway_approves if machine == "pump-station-3" else [*gateway_approves.argv[:-1], f"{machine}.der"],
+            gateway_machine,
+        )
+    shutil.copyfile(gateway_cert, pc / "model-manager.der")  # the PC trusts the gateway too
+    await plant.run([*pc_approves.argv[:-1], "model-manager.der"])
     listed = await plant.run(readme.command(guide, "trust", "list"), gateway_machine)
     assert "urn:modelline:cli" in listed.out and "trusted" in listed.out
     pushes = [c for c in readme.commands() if c.argv[0] == "push"]

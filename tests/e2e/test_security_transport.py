@@ -33,7 +33,7 @@ from tests.edge_harness import SimulatedPlc, edge_settings, running_edge, wait_f
 from tests.opcua_servers import free_port
 from tests.processes import run_modelline
 from tests.readme import assert_documented
-from tests.tls import Client, GatewaySettings, issue, make_ca, secure
+from tests.tls import Client, GatewaySettings, issue, make_ca, secure, trust_ca
 
 pytestmark = pytest.mark.e2e
 
@@ -136,7 +136,7 @@ async def test_none_endpoint_is_read_only_when_allowed_and_plain_passwords_are_r
 @pytest.mark.timeout(180)
 async def test_unknown_client_certificate_is_rejected_until_approved(tmp_path: Path, signer: Signer) -> None:
     settings = edge_settings(tmp_path, signer.trust_dir)
-    own = tmp_path / "scada-pki"
+    own = trust_ca(tmp_path / "scada-pki")  # the SCADA trusts the plant CA that issued the node's certificate
     async with running_edge(settings) as node:
         server_pki = settings.data_dir / "pki"
         for folder in ("own", "trusted/certs", "trusted/crl", "issuers/certs", "issuers/crl", "rejected"):
@@ -306,9 +306,23 @@ async def test_cli_device_links_and_plc_sources_use_sign_and_encrypt(
                         "trust", "show", "own", "--data-dir", str(gateway_settings.data_dir)
                     )
                     assert code == 0 and INSTANCE_URI in out, err
-                # A CLI with a certificate of its own that the gateway does not trust yet: one line saying so.
+                # A new engineering PC: first it does not trust the gateway (one line saying what to run),
+                new_pc = tmp_path / "new-pc"
                 code, _, err = await run_modelline(
-                    "--pki-dir", str(tmp_path / "new-pc"), "devices", "list", "--gateway", gateway.url
+                    "--pki-dir", str(new_pc), "devices", "list", "--gateway", gateway.url
+                )
+                assert code == 2, err
+                assert_documented(err, "this client does not trust the server's certificate")
+                [gateway_cert] = pki.entries(new_pc, "rejected")
+                assert gateway_cert.application_uri == INSTANCE_URI
+                assert f"modelline trust approve --pki-dir {new_pc} {gateway_cert.thumbprint[:16]}" in err
+                code, _, err = await run_modelline(
+                    "trust", "approve", "--pki-dir", str(new_pc), gateway_cert.thumbprint[:16]
+                )
+                assert code == 0, err
+                # then the gateway does not trust it yet: one line saying so.
+                code, _, err = await run_modelline(
+                    "--pki-dir", str(new_pc), "devices", "list", "--gateway", gateway.url
                 )
                 assert code == 2, err
                 assert_documented(err, "does not trust this client's certificate")
@@ -331,7 +345,7 @@ async def test_a_security_admin_adds_and_removes_a_certificate_through_the_stand
     add = ua.NodeId(getattr(ua.ObjectIds, trust_list + "AddCertificate"))
     remove = ua.NodeId(getattr(ua.ObjectIds, trust_list + "RemoveCertificate"))
     parent = ua.NodeId(ua.ObjectIds.ServerConfiguration_CertificateGroups_DefaultApplicationGroup_TrustList)
-    hmi = tmp_path / "hmi-pki"
+    hmi = trust_ca(tmp_path / "hmi-pki")
     cert, _ = ensure_certificate(hmi / "own", "urn:plant:hmi", socket.gethostname(), "HMI")
     der = ua.Variant(cert.read_bytes(), ua.VariantType.ByteString)
     async with running_edge(edge_settings(tmp_path, signer.trust_dir, users_file=users)) as node:
@@ -362,7 +376,6 @@ async def test_a_certificate_renewed_at_start_keeps_the_trust_of_its_peers(tmp_p
 
     from gateway.settings import GatewaySettings as PlainGatewaySettings
     from sdk.opcua.certificate import _key
-    from tests.tls import trust_ca
 
     data_dir = tmp_path / "gateway"
     own = data_dir / "pki" / "own"
