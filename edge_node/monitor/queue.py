@@ -207,16 +207,27 @@ class RecordQueue:
             if not batch and not stats and not any(self._pending_drops.values()):
                 return
             self._buffer, self._stats = [], {}
-            try:
-                written = await self._write(db, batch, stats)
-            except BaseException:
+            # The transaction runs in SQLite's thread and ends there even when this task is cancelled (the
+            # node stopping): wait for its outcome, else a batch already committed would be put back into
+            # the buffer and written twice (UNIQUE stream, sequence: every later flush would fail too).
+            write = asyncio.ensure_future(self._write(db, batch, stats))
+            cancelled = False
+            while not write.done():
+                try:
+                    await asyncio.wait([write])
+                except asyncio.CancelledError:
+                    cancelled = True
+            failure = write.exception()
+            if failure is not None:
                 self._buffer = batch + self._buffer  # nothing was committed: write it with the next flush
                 while len(self._buffer) > self.max_records:
                     self._pending_drops[self._buffer.pop(0)[0]] += 1
                 self._stats = {**stats, **self._stats}
-                raise
-        if written:
+                raise failure
+        if write.result():
             self.committed.set()
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _write(self, db: aiosqlite.Connection, batch: list[tuple[str, int, str]], stats: dict[str, str]) -> bool:
         added: dict[str, int] = defaultdict(int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,4 +134,30 @@ async def test_statistics_survive_a_restart(tmp_path: Path) -> None:
     await queue.close()
     again = await opened(path)
     assert again.saved_statistics("main") == '{"pipeline":"main","inferences":3}'
+    await again.close()
+
+
+async def test_a_flush_cancelled_mid_write_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """The writer task is cancelled while its transaction is in SQLite's thread (the node stopping): neither
+    the next flush nor the close may write the batch twice (UNIQUE stream, sequence) or lose it."""
+    queue = await opened(tmp_path / "records.sqlite3")
+    chance = random.Random(7)
+    appended, failures = 0, []
+    for _ in range(300):  # cancelled at random points, from before the INSERT to after the COMMIT
+        for _ in range(200):
+            appended += 1
+            queue.append("main", feedback(appended))
+        writer = asyncio.create_task(queue.flush())
+        await asyncio.sleep(chance.random() * 0.004)
+        writer.cancel()
+        [outcome] = await asyncio.gather(writer, return_exceptions=True)
+        if outcome is not None and not isinstance(outcome, asyncio.CancelledError):
+            failures.append(repr(outcome))
+    await queue.close()
+    assert failures == []
+    again = await opened(tmp_path / "records.sqlite3")
+    sequences: list[int] = []
+    while page := (await again.fetch("main", sequences[-1] if sequences else 0, FETCH_MAX_RECORDS)).envelopes:
+        sequences += [parse_envelope(e).sequence for e in page]
+    assert sequences == list(range(1, appended + 1))
     await again.close()
