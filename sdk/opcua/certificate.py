@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ VALID_DAYS = 730
 RENEW_DAYS = 90
 START_MARGIN = dt.timedelta(days=1)
 ORGANIZATION = "ModelLine"
+_writing = threading.Lock()  # a server's check and its client links (threads of one process) share the files
 
 
 def _key(path: Path) -> RSAPrivateKey:
@@ -147,6 +149,7 @@ class OwnCertificate:
     cert_file: Path
     key_file: Path
     certificate: x509.Certificate
+    key: RSAPrivateKey
     renewed: str = ""  # why a new certificate was made now ('' when the one there was kept)
     replaced: x509.Certificate | None = None  # the certificate it replaced
     due: str = ""  # why the certificate kept should be renewed, when ModelLine may not (not made here)
@@ -156,7 +159,11 @@ def ensure(folder: Path, app_uri: str, host: str, name: str, now: dt.datetime | 
     """The certificate and key in ``folder``: made when missing, renewed when a ModelLine certificate is
     due at ``now`` (the wall clock by default) or its names no longer fit; a certificate made elsewhere
     is kept (blocking: call in a thread)."""
-    now = now or dt.datetime.now(dt.UTC)
+    with _writing:
+        return _ensure(folder, app_uri, host, name, now or dt.datetime.now(dt.UTC))
+
+
+def _ensure(folder: Path, app_uri: str, host: str, name: str, now: dt.datetime) -> OwnCertificate:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_file, cert_file = folder / "key.pem", folder / "cert.der"
     key = _key(key_file)
@@ -170,7 +177,7 @@ def ensure(folder: Path, app_uri: str, host: str, name: str, now: dt.datetime | 
                     f"{cert_file} was not made by ModelLine and does not belong to {key_file}: "
                     "put the key that belongs to it there, or remove both to have a self-signed pair made"
                 )
-            return OwnCertificate(cert_file, key_file, old, due=due(old, now))
+            return OwnCertificate(cert_file, key_file, old, key, due=due(old, now))
         if not mine:
             why = "it does not belong to the key"
         elif not _names_fit(old, app_uri, host):
@@ -178,11 +185,11 @@ def ensure(folder: Path, app_uri: str, host: str, name: str, now: dt.datetime | 
         else:
             why, subject = due(old, now), old.subject  # same key and subject: peers' trust carries over
         if not why:
-            return OwnCertificate(cert_file, key_file, old)
+            return OwnCertificate(cert_file, key_file, old, key)
     cert = self_signed(key, app_uri, host, name, now, subject)
     cert_file.with_suffix(".tmp").write_bytes(cert.public_bytes(serialization.Encoding.DER))
     os.replace(cert_file.with_suffix(".tmp"), cert_file)
-    return OwnCertificate(cert_file, key_file, cert, renewed=why or "first start", replaced=old)
+    return OwnCertificate(cert_file, key_file, cert, key, renewed=why or "first start", replaced=old)
 
 
 def ensure_certificate(folder: Path, app_uri: str, host: str, name: str) -> tuple[Path, Path]:

@@ -21,7 +21,8 @@ is made once per channel and kept across token renewals), so their sessions and 
 new channels get the new certificate. OPC 10000-12 7.10.9 lets a server choose when existing channels
 move to a new certificate; here they move when they are next opened, since the key, and thus their
 security, is unchanged. An X509 user token signed against the certificate its channel was opened with
-is still accepted (``_verify_against_held``). The same files are the server's client certificate
+is still accepted (``_verify_against_held``). A certificate an administrator put into ``pki/own`` (a
+plant CA's, with its key) is served the same way at the next check. The same files are the server's client certificate
 (gateway device links, edge PLC sources and registration, sdk.opcua.connect): new links use the new one.
 
 Each renewal is logged and audited ("certificate" "ok", with the old and new thumbprints).
@@ -40,6 +41,7 @@ from typing import Any
 from asyncua import Server
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from sdk import audit
 from sdk.opcua import certificate, pki
@@ -75,7 +77,7 @@ class CertificateWatch:
         self._uri = application_uri
         self._name = name
         self._clock = clock
-        self._held: list[x509.Certificate] = []  # certificates served before, newest first
+        self._held: list[tuple[x509.Certificate, Any]] = []  # certificates and keys served before, newest first
         self._warned: dict[bytes, dt.datetime] = {}
         _verify_against_held(server, self)
 
@@ -85,8 +87,9 @@ class CertificateWatch:
         cert = self._server.iserver.certificate
         return cert if isinstance(cert, x509.Certificate) else None
 
-    def held(self) -> list[x509.Certificate]:
-        """Certificates the server served before the current one (channels may still use them), newest first."""
+    def held(self) -> list[tuple[x509.Certificate, Any]]:
+        """Certificates (with their keys) the server served before the current one, which channels opened
+        before a swap still use; newest first."""
         return list(self._held)
 
     async def check(self, now: dt.datetime | None = None) -> bool:
@@ -102,7 +105,7 @@ class CertificateWatch:
         if served is not None and _der(served) == _der(own.certificate):
             return False
         old = served
-        self.swap(own.certificate)
+        self.swap(own.certificate, own.key)
         reason = own.renewed or "the certificate file changed"
         detail = f"server certificate renewed ({reason}): {pki.thumbprint(old) if old else '-'} -> " + (
             f"{pki.thumbprint(own.certificate)}, valid to {own.certificate.not_valid_after_utc:%Y-%m-%d} UTC"
@@ -111,17 +114,21 @@ class CertificateWatch:
         audit.record("certificate", "ok", target=self._uri, detail=detail)
         return True
 
-    def swap(self, cert: x509.Certificate) -> None:
-        """Serve ``cert`` (same key) to new SecureChannels and in GetEndpoints; open channels keep theirs."""
+    def swap(self, cert: x509.Certificate, key: RSAPrivateKey) -> None:
+        """Serve ``cert`` and its ``key`` (a renewal keeps the key; a CA-issued replacement may bring a new
+        one) to new SecureChannels and in GetEndpoints; open channels keep theirs."""
         server = self._server
-        old = server.iserver.certificate
+        iserver = server.iserver
+        old = iserver.certificate
         if isinstance(old, x509.Certificate) and _der(old) != _der(cert):
-            self._held = [old, *self._held][:4]
+            self._held = [(old, iserver.private_key), *self._held][:4]
         der = _der(cert)
-        server.iserver.certificate = cert
+        iserver.certificate = cert
+        iserver.private_key = key
         for factory in server._policies:  # the same list the BinaryServer and each connection hold
             if factory.certificate is not None:
                 factory.certificate = cert
+                factory.private_key = key
         for endpoint in server.iserver.endpoints:
             if endpoint.ServerCertificate:
                 endpoint.ServerCertificate = der
@@ -150,25 +157,30 @@ class CertificateWatch:
 
 
 def _verify_against_held(server: Server, watch: CertificateWatch) -> None:
-    """An X509 user token's signature covers the server certificate of the session's channel (OPC 10000-4
-    7.41.5, 5.6.3): after a renewal, a channel opened before it signs the certificate it was given, which
-    asyncua no longer holds as ``iserver.certificate``; try the ones served before."""
+    """Tokens a client made for the server certificate of its channel: after a swap, a channel opened
+    before it still has the certificate (and key) it was given, which asyncua no longer holds as
+    ``iserver.certificate`` / ``private_key``. An X509 user token's signature covers that certificate
+    (OPC 10000-4 7.41.5, 5.6.3); a password is encrypted with its key (7.41.4; only a swap that brought a
+    new key, a CA-issued replacement, changes that). Try the current pair, then the ones served before."""
     iserver = server.iserver
-    verify = iserver.verify_x509_token
 
-    def verify_x509_token(isession: Any, token: Any, signature: Any) -> Any:
-        try:
-            return verify(isession, token, signature)
-        except Exception:
-            current = iserver.certificate
-            for previous in watch.held():
-                iserver.certificate = previous  # no await in between: nothing else runs meanwhile
-                try:
-                    return verify(isession, token, signature)
-                except Exception:
-                    continue
-                finally:
-                    iserver.certificate = current
-            raise
+    def with_held(handle: Callable[..., Any]) -> Callable[..., Any]:
+        def handler(*args: Any) -> Any:
+            try:
+                return handle(*args)
+            except Exception:
+                current = iserver.certificate, iserver.private_key
+                for previous in watch.held():
+                    iserver.certificate, iserver.private_key = previous  # no await in between: nothing else runs
+                    try:
+                        return handle(*args)
+                    except Exception:
+                        continue
+                    finally:
+                        iserver.certificate, iserver.private_key = current
+                raise
 
-    iserver.verify_x509_token = verify_x509_token  # type: ignore[method-assign]
+        return handler
+
+    iserver.verify_x509_token = with_held(iserver.verify_x509_token)  # type: ignore[method-assign]
+    iserver.decrypt_user_token = with_held(iserver.decrypt_user_token)  # type: ignore[method-assign]

@@ -23,14 +23,16 @@ from gateway.identity import GATEWAY_NAME, INSTANCE_URI
 from sdk import audit
 from sdk.opcua import certificate, pki
 from sdk.opcua.connect import secure_client
+from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import edge_settings, running_edge, wait_for
 from tests.opcua_servers import free_port
-from tests.tls import Client, GatewaySettings, issue
+from tests.tls import Client, GatewaySettings, issue, secure
 
 pytestmark = pytest.mark.e2e
 
 DUE_IN_S = 30  # the certificate becomes due this long after the test starts: after the server started
+PASSWORD = "engineer-pw"
 CURRENT_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
 
 
@@ -50,6 +52,20 @@ def _made_here_due_soon(pki_dir: Path, uri: str, name: str) -> x509.Certificate:
     cert = certificate.self_signed(key, uri, socket.gethostname(), name, made_at)
     (pki_dir / "own" / "cert.der").write_bytes(_der(cert))
     return cert
+
+
+async def _session_not_yet_activated(url: str, pki_dir: Path | None = None, uri: str = "") -> Client:
+    """A client with a SecureChannel and a session created (with the test client's certificate, or the one
+    in ``pki_dir``), not yet activated."""
+    client = Client(url)
+    if pki_dir is not None:
+        client.application_uri = uri
+    await secure(client, pki_dir=pki_dir)
+    await client.connect_socket()
+    await client.send_hello()
+    await client.open_secure_channel()
+    await client.create_session()
+    return client
 
 
 async def _served(url: str) -> set[bytes]:
@@ -74,6 +90,9 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
     pki_dir = settings.data_dir / "pki"
     uri, name = application_uri(settings), f"ModelLine Edge {settings.device_id}"
     old = _made_here_due_soon(pki_dir, uri, name)
+    old_file = tmp_path / "old.der"
+    old_file.write_bytes(_der(old))
+    pki.approve(pki_dir, str(old_file))  # the node trusts itself: its certificate is the peer's below
     records: list[audit.AuditRecord] = []
     remove = audit.add_sink(records.append)
     try:
@@ -81,6 +100,11 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
             watch = node.certificates
             assert watch.certificate is not None and _der(watch.certificate) == _der(old), "renewed too early"
             assert await _served(node.url) == {_der(old)}
+            # A peer (this node's own certificate, trusted here as its X509 identity too) whose channel and
+            # session were made before the renewal logs in after it: its token signs the old certificate.
+            pending = await _session_not_yet_activated(node.url, pki_dir, uri)
+            await pending.load_client_certificate(str(pki_dir / "own" / "cert.der"))
+            await pending.load_private_key(str(pki_dir / "own" / "key.pem"))
             reader = Client(node.url)
             reader.secure_channel_timeout = 3000  # renews its channel token every ~2 s, across the swap
             async with reader:
@@ -98,6 +122,12 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
                 assert new.not_valid_before_utc < now - dt.timedelta(hours=1)  # starts a little before now
                 assert new.not_valid_after_utc - now > dt.timedelta(days=certificate.VALID_DAYS - 1)
                 assert await _served(node.url) == {_der(new)}  # GetEndpoints: the new one only
+                try:
+                    await pending.activate_session(certificate=pending.user_certificate)
+                    assert await pending.get_node(CURRENT_TIME).read_value()
+                finally:
+                    await pending.close_session()
+                    pending.disconnect_socket()
 
                 # The open session goes on over its channel (several token renewals), which keeps the old one;
                 # a new client gets a channel with the new certificate.
@@ -110,7 +140,10 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
                 entries = [r for r in records if r.action == "certificate" and r.outcome == "ok"]
                 assert any(pki.thumbprint(old) in r.detail and pki.thumbprint(new) in r.detail for r in entries)
 
-                # A clock that jumped forward: the next check renews; the one after finds nothing to do.
+                # A clock that jumped forward: the next check renews; the one after finds nothing to do. (The
+                # node's own check, on the real clock, is stopped first: it would renew each jump back.)
+                periodic = next(t for t in node._tasks if t.get_name() == "certificate check")
+                periodic.cancel()
                 jumped = now + dt.timedelta(days=certificate.VALID_DAYS - certificate.RENEW_DAYS + 1)
                 assert await watch.check(jumped)
                 ahead = _file_cert(pki_dir)
@@ -129,8 +162,6 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
     # The node's client links use the same files: a peer that trusted the old certificate (by its file)
     # accepts a link with the renewed one (it chains to the old one: same subject, signed by the same key).
     peer_settings = edge_settings(tmp_path / "peer", signer.trust_dir, device_id="edge-2", anonymous_role="")
-    old_file = tmp_path / "old.der"
-    old_file.write_bytes(_der(old))
     pki.approve(peer_settings.data_dir / "pki", str(old_file))
     async with running_edge(peer_settings) as peer:
         link = await secure_client(peer.url, pki_dir, application_uri=uri, name=name, certificate_identity=True)
@@ -143,7 +174,11 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
 async def test_a_certificate_from_a_plant_ca_is_never_replaced_only_warned_about(
     tmp_path: Path, signer: Signer
 ) -> None:
-    settings = edge_settings(tmp_path, signer.trust_dir)
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'anonymous = "Observer"\n[users.eng]\nrole = "Engineer"\npassword = "{hash_password(PASSWORD)}"\n'
+    )
+    settings = edge_settings(tmp_path, signer.trust_dir, users_file=users)
     own = settings.data_dir / "pki" / "own"
     issue(own, application_uri(settings), "edge-1", not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=10))
     before = (own / "cert.der").read_bytes()
@@ -164,6 +199,26 @@ async def test_a_certificate_from_a_plant_ca_is_never_replaced_only_warned_about
             async with Client(node.url) as client:
                 assert await client.get_node(CURRENT_TIME).read_value()
             assert not [r for r in records if r.action == "certificate" and r.outcome == "ok"]
+
+            # The administrator puts a new CA-issued certificate, with a new key, into pki/own: the next
+            # check serves it (certificate and key), and the open session goes on.
+            # A client whose channel and session were made before the swap logs in after it: its password is
+            # encrypted for the certificate (and key) of its channel, the old one.
+            pending = await _session_not_yet_activated(node.url)
+            async with Client(node.url) as before_swap:
+                issue(own, application_uri(settings), "edge-1")
+                assert await node.certificates.check()
+                replacement = (own / "cert.der").read_bytes()
+                assert replacement != before and await _served(node.url) == {replacement}
+                async with Client(node.url) as client:
+                    assert await client.get_node(CURRENT_TIME).read_value()
+                assert await before_swap.get_node(CURRENT_TIME).read_value()
+            try:
+                await pending.activate_session("eng", PASSWORD)
+                assert await pending.get_node(CURRENT_TIME).read_value()
+            finally:
+                await pending.close_session()
+                pending.disconnect_socket()
     finally:
         remove()
 
