@@ -240,7 +240,7 @@ def install() -> None:
         users = self.iserver.user_manager
         try:
             refresh = getattr(users, "refresh", None)
-            if refresh is not None:
+            if refresh is not None and getattr(users, "file", None) is not None:
                 await asyncio.to_thread(refresh)  # a changed users file, read before this login is checked
             guard = getattr(users, "logins", None)
             check = getattr(users, "check_login", None)

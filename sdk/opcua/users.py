@@ -162,6 +162,11 @@ class UserStore(UserManager):
         store._path, store._stamp = path, stamp
         return store
 
+    @property
+    def file(self) -> Path | None:
+        """The users file read at start and again when it changes (None: no file)."""
+        return self._path
+
     def refresh(self) -> bool:
         """Read the users file again if it changed (modification time, size or inode) since it was read, so
         that ``modelline users add | passwd | remove | anonymous`` take effect without a restart; True when
