@@ -41,6 +41,7 @@ from sdk.opcua.audit_nodes import AuditNodes
 from sdk.opcua.audited import scoped_to
 from sdk.opcua.connect import ClientIdentity
 from sdk.opcua.ids import node_id
+from sdk.opcua.renewal import CertificateWatch
 from sdk.opcua.service import Service, start_listening
 from sdk.opcua.writes import WriteChecks
 from sdk.reconnect import reconnecting
@@ -105,13 +106,13 @@ class EdgeNode(Service):
         self.audit = await self._stack.enter_async_context(AuditWriter(audit_log, scoped_to(self)))
         server, ns, instance_ns = await create_server(s)
         self.server = server
+        name = f"ModelLine Edge {s.device_id}"
+        self.certificates = CertificateWatch(server, s.data_dir / "pki", application_uri(s), name)
         events = await AuditEvents(server).start()
         audit_nodes = await AuditNodes.create(server, ns, instance_ns, audit_log)
         self.audit.listeners += [events.raise_events, audit_nodes.written]
         # Its own links (PLC sources, gateway registration) use the server's certificate (sdk.opcua.connect).
-        self.identity = ClientIdentity(
-            s.data_dir / "pki", application_uri(s), f"ModelLine Edge {s.device_id}", s.plc_security
-        )
+        self.identity = ClientIdentity(s.data_dir / "pki", application_uri(s), name, s.plc_security)
         device = await create_device(server, ns, instance_ns, s)
         self._health = await device.get_child(f"{ns.di}:DeviceHealth")
         pipelines_folder = await create_inference_server(server, ns, instance_ns)
@@ -158,6 +159,7 @@ class EdgeNode(Service):
         self._spawn(hub.run(), "input hub")
         self._spawn(self.collector.run(), "monitor statistics")
         self._spawn(records.run(), "records ready events")
+        self._spawn(self.certificates.run(s.certificate_check_s), "certificate check")
         if s.trust_check_s:
             self._spawn(self._watch_trust(), "trust store re-check")
         if s.gateway_url:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sdk.names import EndpointUrl
 from sdk.package.manifest import check_name
 from sdk.settings import (
+    CertificateCheckS,
     LoginDelayS,
     LoginLockoutS,
     LoginMaxFailures,
@@ -98,6 +99,7 @@ class EdgeSettings(BaseSettings):
     login_max_failures_per_address: LoginMaxFailuresPerAddress = 20
     login_lockout_s: LoginLockoutS = 300.0
     login_delay_s: LoginDelayS = 0.5
+    certificate_check_s: CertificateCheckS = 3600.0
     audit_max_file_bytes: int = Field(
         16 << 20,
         ge=4096,

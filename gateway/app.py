@@ -53,6 +53,7 @@ from sdk.opcua.audit_nodes import AuditNodes
 from sdk.opcua.audited import scoped_to
 from sdk.opcua.history import History
 from sdk.opcua.ids import node_id, qname
+from sdk.opcua.renewal import CertificateWatch
 from sdk.opcua.service import Service, new_server, start_listening
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import Manifest
@@ -107,6 +108,7 @@ class Gateway(Service):
             pki_dir=s.data_dir / "pki",
             allow_insecure=s.allow_insecure,
         )
+        self.certificates = CertificateWatch(server, s.data_dir / "pki", INSTANCE_URI, GATEWAY_NAME)
         events = await AuditEvents(server).start()
         audit_nodes = await AuditNodes.create(server, ns, instance_ns, self.store)
         self.audit.listeners += [events.raise_events, audit_nodes.written]
@@ -213,6 +215,15 @@ class Gateway(Service):
             id="monitor retention",
             max_instances=1,
             next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+        )
+        # The server's own certificate, renewed before it expires without a restart (sdk.opcua.renewal).
+        self.scheduler.add_job(
+            self.certificates.check,
+            "interval",
+            seconds=s.certificate_check_s,
+            id="certificate check",
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
         )
         if s.backup_interval_s:
             self.scheduler.add_job(

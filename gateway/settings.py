@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.monitor.thresholds import MonitorThresholds
 from sdk.names import EndpointUrl
 from sdk.settings import (
+    CertificateCheckS,
     LoginDelayS,
     LoginLockoutS,
     LoginMaxFailures,
@@ -54,6 +55,7 @@ class GatewaySettings(BaseSettings):
     login_max_failures_per_address: LoginMaxFailuresPerAddress = 20
     login_lockout_s: LoginLockoutS = 300.0
     login_delay_s: LoginDelayS = 0.5
+    certificate_check_s: CertificateCheckS = 3600.0
     max_byte_string: MaxByteString = 1 << 20
     max_package_bytes: MaxPackageBytes = 512 << 20
     edge_user: str | None = Field(None, description="Login the gateway uses on edge nodes (needs the Engineer role).")

@@ -49,6 +49,18 @@ LoginDelayS = Annotated[
     float, Field(ge=0, le=10, description="Delay before a failed login is answered; doubles with each further failure.")
 ]
 
+# How often a running server checks its own certificate's dates (sdk.opcua.renewal; README "Security").
+CertificateCheckS = Annotated[
+    float,
+    Field(
+        ge=1,
+        le=86_400,
+        description="How often the server's own certificate is checked against the wall clock and renewed when "
+        "fewer than 90 days remain or it is not valid now (a ModelLine certificate; one a plant CA issued is "
+        "warned about instead). Sessions already open keep working across a renewal.",
+    ),
+]
+
 
 def load_settings(cls: type[S], config: Path | None = None, **overrides: Any) -> S:
     """Settings of type ``cls``: flags (non-None ``overrides``) over environment over ``config`` over defaults."""

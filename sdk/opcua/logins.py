@@ -20,7 +20,14 @@ asyncua decrypt the password, and awaits ``LoginGuard.verify`` before asyncua ha
 - logs every failure with the client's address and records it with sdk.audit ("login" "refused"),
   and every password login that succeeded ("login" "ok").
 
-The verdict travels to the user manager's ``get_user`` (sdk.opcua.users) in a ContextVar, since
+The same path checks a live session re-activated on a new SecureChannel (OPC 10000-4 6.7, a client
+reconnecting): its password is decrypted with that session's nonce and counted like any login.
+
+For every ActivateSession the wrapper also, in a thread: has the user manager read its users file
+again when it changed (``UserStore.refresh``), and for an X509IdentityToken (OPC 10000-4 7.41.5) checks
+the token's certificate against the trust list (``certificate_trusted``, which reads the PKI folder).
+
+The verdicts travel to the user manager's ``get_user`` (sdk.opcua.users) in ContextVars, since
 asyncua calls it from the same task; asyncua then answers a refusal with Bad_UserAccessDenied
 (OPC 10000-4 5.6.3.2). A request the wrapper cannot decode goes to asyncua unchanged: asyncua
 refuses it itself.
@@ -98,12 +105,20 @@ class _Count:
 
 
 _verdict: ContextVar[Verdict | None] = ContextVar("modelline_login_verdict", default=None)
+_certificate: ContextVar[tuple[bytes, bool] | None] = ContextVar("modelline_certificate_verdict", default=None)
 _address: ContextVar[str] = ContextVar("modelline_login_address", default="")
 
 
 def verdict() -> Verdict | None:
     """The verdict on the login asyncua is activating now (None outside a wrapped ActivateSession)."""
     return _verdict.get()
+
+
+def certificate_verdict(der: bytes) -> bool | None:
+    """Whether the X509 user identity ``der`` of the ActivateSession being handled is trusted, as checked
+    off the event loop; None when it was not checked (another certificate, or outside the wrapper)."""
+    checked = _certificate.get()
+    return checked[1] if checked is not None and checked[0] == der else None
 
 
 def client_address() -> str:
@@ -186,15 +201,22 @@ def _peer(processor: UaProcessor) -> str:
     return str(name or "")
 
 
-def _credentials(processor: UaProcessor, body: Buffer) -> tuple[str, str] | None:
-    """The user name and decrypted password of an ActivateSession request, or None (no password token)."""
-    params = struct_from_binary(ua.ActivateSessionParameters, body.copy())
-    token = params.UserIdentityToken
+def _token(body: Buffer) -> Any:
+    """The user identity token of an ActivateSession request."""
+    return struct_from_binary(ua.ActivateSessionParameters, body.copy()).UserIdentityToken
+
+
+def _credentials(processor: UaProcessor, requesthdr: Any, token: Any) -> tuple[str, str] | None:
+    """The user name and decrypted password of an ActivateSession's token, or None (no password token)."""
     if not isinstance(token, ua.UserNameIdentityToken):
         return None
     session = processor.session
     if session is None:
-        return None  # a reconnect to a live session: asyncua looks it up and checks it itself
+        # A live session re-activated on a new SecureChannel (OPC 10000-4 6.7): asyncua looks it up by its
+        # authentication token as here; its password was encrypted with that session's last nonce.
+        session = processor.iserver.lookup_external_session(requesthdr.AuthenticationToken)
+        if session is None:
+            return None  # asyncua answers Bad_SessionIdInvalid
     username, password = processor.iserver.decrypt_user_token(session, token)
     return str(username or ""), str(password or "")
 
@@ -215,13 +237,26 @@ def install() -> None:
             return await original(self, typeid, requesthdr, seqhdr, body)
         address = _peer(self)
         address_token = _address.set(address)
+        users = self.iserver.user_manager
         try:
-            guard = getattr(self.iserver.user_manager, "logins", None)
-            check = getattr(self.iserver.user_manager, "check_login", None)
+            refresh = getattr(users, "refresh", None)
+            if refresh is not None and getattr(users, "file", None) is not None:
+                await asyncio.to_thread(refresh)  # a changed users file, read before this login is checked
+            guard = getattr(users, "logins", None)
+            check = getattr(users, "check_login", None)
             try:
-                credentials = _credentials(self, body) if guard is not None and check is not None else None
+                token = _token(body)
+                credentials = _credentials(self, requesthdr, token) if guard is not None and check is not None else None
             except Exception:  # asyncua refuses what it cannot decode or decrypt, with the right StatusCode
-                credentials = None
+                token, credentials = None, None
+            trusted = getattr(users, "certificate_trusted", None)
+            if isinstance(token, ua.X509IdentityToken) and token.CertificateData and trusted is not None:
+                der = bytes(token.CertificateData)
+                certificate_token = _certificate.set((der, bool(await asyncio.to_thread(trusted, der))))
+                try:
+                    return await original(self, typeid, requesthdr, seqhdr, body)
+                finally:
+                    _certificate.reset(certificate_token)
             if credentials is None:
                 return await original(self, typeid, requesthdr, seqhdr, body)
             assert isinstance(guard, LoginGuard)

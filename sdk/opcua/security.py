@@ -29,8 +29,8 @@ from asyncua.crypto import security_policies
 from asyncua.crypto.permission_rules import PermissionRuleset
 from cryptography import x509
 
-from sdk.opcua import pki, trust_list
-from sdk.opcua.certificate import ensure_certificate
+from sdk import audit
+from sdk.opcua import certificate, pki, trust_list
 from sdk.opcua.users import UserCertificate, UserStore
 
 _log = logging.getLogger(__name__)
@@ -79,11 +79,12 @@ async def secure(
 ) -> None:
     """Give ``server`` its certificate, trust lists and secure endpoints (see the module docstring)."""
     await asyncio.to_thread(pki.ensure_layout, pki_dir)
-    cert, key = await asyncio.to_thread(
-        ensure_certificate, pki_dir / "own", application_uri, socket.gethostname(), name
-    )
-    await server.load_certificate(str(cert))
-    await server.load_private_key(str(key))
+    own = await asyncio.to_thread(certificate.ensure, pki_dir / "own", application_uri, socket.gethostname(), name)
+    if own.renewed and own.replaced is not None:
+        detail = f"server certificate renewed at start ({own.renewed}): {pki.thumbprint(own.replaced)} -> "
+        audit.record("certificate", "ok", target=application_uri, detail=detail + pki.thumbprint(own.certificate))
+    await server.load_certificate(str(own.cert_file))
+    await server.load_private_key(str(own.key_file))
     policies = list(SECURE_POLICIES)
     if allow_insecure:
         policies.insert(0, ua.SecurityPolicyType.NoSecurity)

@@ -17,8 +17,10 @@ every role maps to asyncua's User, which may write only the Value of variables
 whose AccessLevel and UserAccessLevel allow it; method handlers (``requires``) and
 write checks (sdk.opcua.writes: the only variables a client may write) check the
 ModelLine role, and sdk.opcua.access shows it in UserExecutable / UserAccessLevel.
-Password logins are checked off the event loop, with failure counting and lockouts,
-by sdk.opcua.logins before asyncua calls ``get_user``.
+Password logins (also a live session's re-activation on a new channel) are checked off the event
+loop, with failure counting and lockouts, and an X509 user identity's certificate against the trust
+list, by sdk.opcua.logins before asyncua calls ``get_user``; it also has a changed users file read
+again (``refresh``), so a running server needs no restart after ``modelline users ...``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
 import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -141,22 +144,58 @@ class UserStore(UserManager):
         self.anonymous = anonymous
         self.logins = LoginGuard(policy)  # failure counts and lockouts; sdk.opcua.logins runs it
         self.certificate_trusted: Callable[[bytes], bool] | None = None  # set by sdk.opcua.security
+        self._path: Path | None = None
+        self._stamp: tuple[int, int, int] | None = None  # the users file's (mtime_ns, size, inode) when read
+        self._lock = threading.Lock()
 
     @classmethod
     def load(
         cls, path: Path | None, anonymous: str | None = "Observer", policy: LoginPolicy | None = None
     ) -> UserStore:
-        """From a users file; without one, only anonymous clients with the given role (None: nobody)."""
+        """From a users file (read again when it changes, ``refresh``); without one, only anonymous clients
+        with the given role (None: nobody)."""
         if path is None:
             return cls({}, Role.parse(anonymous) if anonymous else None, policy)
-        try:
-            data = _File.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            raise NotFound(f"users file {path} does not exist") from None
-        except (tomllib.TOMLDecodeError, ValidationError) as exc:
-            raise UsageError(f"users file {path} is invalid: {str(exc).splitlines()[0]}") from None
-        users = {name: (Role.parse(e.role), e.password) for name, e in data.users.items()}
-        return cls(users, Role.parse(data.anonymous) if data.anonymous else None, policy)
+        stamp = _stamp(path)
+        users, anonymous_role = _read(path)
+        store = cls(users, anonymous_role, policy)
+        store._path, store._stamp = path, stamp
+        return store
+
+    @property
+    def file(self) -> Path | None:
+        """The users file read at start and again when it changes (None: no file)."""
+        return self._path
+
+    def refresh(self) -> bool:
+        """Read the users file again if it changed (modification time, size or inode) since it was read, so
+        that ``modelline users add | passwd | remove | anonymous`` take effect without a restart; True when
+        it was read again. A file that is missing or invalid now is logged and the users read before are
+        kept (sessions already open stay as they are). Blocking (a stat, and a read on change): run it in a
+        thread; sdk.opcua.logins calls it before each ActivateSession."""
+        if self._path is None:
+            return False
+        with self._lock:
+            try:
+                stamp = _stamp(self._path)
+            except NotFound:
+                stamp = None
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp  # a bad file is reported once per change, not at every login
+            try:
+                users, anonymous = _read(self._path)
+            except (NotFound, UsageError) as exc:
+                _log.warning("users file not read again, the %d users read before stay: %s", len(self._users), exc)
+                return False
+            self._users, self.anonymous = users, anonymous
+        _log.info(
+            "users file %s changed: read again (%d users, anonymous %s)",
+            self._path,
+            len(users),
+            anonymous.label if anonymous else "refused",
+        )
+        return True
 
     def check_login(self, username: str, password: str) -> Role | None:
         """The user's role when the password is right, else None; blocking (scrypt), run off the event loop.
@@ -175,7 +214,12 @@ class UserStore(UserManager):
         by sdk.opcua.logins; only a login that bypassed it is checked here."""
         if isinstance(certificate, UserCertificate):
             # An application certificate in the trust list (the gateway's) is an Engineer; any other, nobody.
-            if self.certificate_trusted is not None and self.certificate_trusted(bytes(certificate)):
+            # sdk.opcua.logins checked the trust list off the event loop; only a login that bypassed it is
+            # checked here.
+            trusted = logins.certificate_verdict(bytes(certificate))
+            if trusted is None:
+                trusted = self.certificate_trusted is not None and self.certificate_trusted(bytes(certificate))
+            if trusted:
                 return self._user(Role.ENGINEER, f"certificate {certificate_name(certificate)}")
             _log.warning("X509 user identity refused: its certificate is not in the trust list")
             return None
@@ -200,6 +244,26 @@ class UserStore(UserManager):
     @staticmethod
     def _user(role: Role, name: str | None) -> RoleUser:
         return RoleUser(role=UserRole.User, name=name, modelline_role=role)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NotFound(f"users file {path} does not exist") from None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _read(path: Path) -> tuple[dict[str, tuple[Role, str]], Role | None]:
+    """The users and the anonymous role in a users file."""
+    try:
+        data = _File.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise NotFound(f"users file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise UsageError(f"users file {path} is invalid: {str(exc).splitlines()[0]}") from None
+    users = {name: (Role.parse(e.role), e.password) for name, e in data.users.items()}
+    return users, Role.parse(data.anonymous) if data.anonymous else None
 
 
 _DUMMY_HASH = f"scrypt${_SCRYPT[0]}${_SCRYPT[1]}${_SCRYPT[2]}${'00' * 16}${'00' * 32}"

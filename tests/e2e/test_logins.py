@@ -12,6 +12,7 @@ import json
 import logging
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from sdk import audit
 from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import edge_settings, running_edge
-from tests.tls import Client, client_pki
+from tests.processes import run_modelline
+from tests.tls import CLIENT_APP_URI, Client, client_pki, issue, make_ca, secure
 
 pytestmark = pytest.mark.e2e
 
@@ -170,3 +172,130 @@ async def test_a_burst_of_wrong_logins_leaves_other_clients_reads_fast(tmp_path:
     # The reads between login checks are fast either way; checks on the event loop (100 ms of scrypt
     # each) would hold one Read for all 50 in a row, seconds.
     assert max(during) < 20 * baseline + 0.5, (baseline, p50, sorted(during)[-5:])
+
+
+@pytest.mark.timeout(180)
+async def test_a_running_node_reads_its_changed_users_file_without_a_restart(
+    tmp_path: Path, signer: Signer, caplog: pytest.LogCaptureFixture
+) -> None:
+    users = _users(tmp_path)
+    settings = edge_settings(tmp_path, signer.trust_dir, users_file=users, anonymous_role="Observer")
+    password_file = tmp_path / "new.pw"
+    password_file.write_text("new-user-pw\n")
+    caplog.set_level(logging.INFO, logger="sdk.opcua.users")
+    async with running_edge(settings) as node:
+        assert (await _login(node.url, "newcomer", "new-user-pw"))[0] == "BadUserAccessDenied"
+        code, _, err = await run_modelline(
+            "users", "add", "--file", str(users), "--name", "newcomer", "--role", "Operator",
+            "--password-file", str(password_file),
+        )  # fmt: skip
+        assert code == 0, err
+        assert (await _login(node.url, "newcomer", "new-user-pw"))[0] == "Good"
+        assert any("read again" in r.getMessage() for r in caplog.records if r.name == "sdk.opcua.users")
+        async with Client(node.url) as session:  # a session open while the user is removed stays open
+            code, _, err = await run_modelline("users", "remove", "--file", str(users), "--name", "eng")
+            assert code == 0, err
+            assert (await _login(node.url, "eng", "engineer-pw"))[0] == "BadUserAccessDenied"
+            assert (await _login(node.url, "op", "operator-pw"))[0] == "Good"
+            assert await session.get_node(ua.ObjectIds.Server_ServerStatus_CurrentTime).read_value()
+        # A file broken by hand keeps the users read before (and says so), until it is fixed.
+        users.write_text(users.read_text() + "\n[users.broken\n")
+        assert (await _login(node.url, "op", "operator-pw"))[0] == "Good"
+        assert any("not read again" in r.getMessage() for r in caplog.records)
+
+
+async def _channel_for(client: Client, session_state: Path) -> Client:
+    """``client`` on a new SecureChannel, holding the live session persisted in ``session_state`` (not activated)."""
+    client.session_state_path = session_state
+    await secure(client)
+    await client.connect_socket()
+    await client.send_hello()
+    await client.open_secure_channel()
+    assert client._try_load_persisted_session()
+    return client
+
+
+@pytest.mark.timeout(180)
+async def test_reactivating_a_live_session_on_a_new_channel_is_checked_off_the_loop_and_counted(
+    tmp_path: Path, signer: Signer
+) -> None:
+    settings = edge_settings(
+        tmp_path,
+        signer.trust_dir,
+        users_file=_users(tmp_path),
+        anonymous_role="",
+        login_max_failures=2,
+        login_lockout_s=60.0,
+        login_delay_s=0.1,
+    )
+    state = tmp_path / "session.json"
+    records: list[audit.AuditRecord] = []
+    remove = audit.add_sink(records.append)
+    try:
+        async with running_edge(settings) as node:
+            first = Client(node.url)
+            first.session_state_path = state
+            first.set_user("eng")
+            first.set_password("engineer-pw")
+            await first.connect()
+            await first.create_subscription(500, None)  # a session with a subscription outlives its channel
+            first.disconnect_socket()  # the channel is lost, the session lives on (OPC 10000-4 6.7)
+
+            again = await _channel_for(Client(node.url), state)
+            try:
+                await again.activate_session("eng", "engineer-pw")  # the right password: the session is back
+                assert await again.get_node(ua.ObjectIds.Server_ServerStatus_CurrentTime).read_value()
+                again._save_session_state()
+            finally:
+                again.disconnect_socket()
+            for _ in range(2):  # wrong passwords on new channels: refused, audited, counted
+                wrong = await _channel_for(Client(node.url), state)
+                try:
+                    with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                        await wrong.activate_session("eng", "wrong-password")
+                finally:
+                    wrong.disconnect_socket()
+            locked = await _channel_for(Client(node.url), state)
+            try:  # locked out after two: even the right password is refused
+                with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+                    await locked.activate_session("eng", "engineer-pw")
+            finally:
+                locked.disconnect_socket()
+    finally:
+        remove()
+    refused = [r for r in records if (r.action, r.outcome) == ("login", "refused") and r.who == "eng"]
+    assert [r.detail for r in refused][:2] == ["wrong user name or password"] * 2
+    assert "locked out" in refused[2].detail and all(r.address.startswith("127.0.0.1:") for r in refused)
+
+
+@pytest.mark.timeout(180)
+async def test_an_x509_identity_is_checked_against_the_trust_list_off_the_event_loop(
+    tmp_path: Path, signer: Signer
+) -> None:
+    settings = edge_settings(tmp_path, signer.trust_dir, anonymous_role="")
+    async with running_edge(settings) as node:
+        assert node.server is not None
+        users = node.server.iserver.user_manager
+        trusted, threads = users.certificate_trusted, []
+
+        def watched(der: bytes) -> bool:
+            threads.append(threading.current_thread())
+            return bool(trusted(der))
+
+        users.certificate_trusted = watched
+        client = Client(node.url)
+        await secure(client)
+        await client.load_client_certificate(str(client_pki() / "own" / "cert.der"))
+        await client.load_private_key(str(client_pki() / "own" / "key.pem"))
+        async with client:
+            assert await client.get_node(ua.ObjectIds.Server_ServerStatus_CurrentTime).read_value()
+        assert threads and all(t is not threading.main_thread() for t in threads)
+        # A certificate the node does not trust maps to nobody.
+        stranger = tmp_path / "stranger"
+        issue(stranger / "own", CLIENT_APP_URI, "stranger", issuer=make_ca("Other CA"))
+        client = Client(node.url)
+        await secure(client)
+        await client.load_client_certificate(str(stranger / "own" / "cert.der"))
+        await client.load_private_key(str(stranger / "own" / "key.pem"))
+        with pytest.raises(ua.uaerrors.BadUserAccessDenied):
+            await client.connect()
