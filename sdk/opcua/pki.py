@@ -236,6 +236,19 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def _may_vouch(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
+    """Whether a trusted ``issuer`` may vouch for ``cert``: a CA for anything it issued; a trusted application
+    instance certificate (one naming an ApplicationUri, as self-signed ones may carry cA) only for its own
+    renewals, same key and same ApplicationUri (sdk.opcua.renewal): its holder cannot mint certificates for
+    other applications that the peers of this trust list would accept."""
+    if not application_uri(issuer):
+        return True
+    same_key = issuer.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return same_key and application_uri(cert) == application_uri(issuer)
+
+
 def _revoked(
     cert: x509.Certificate, issuer: x509.Certificate | None, crls: list[x509.CertificateRevocationList]
 ) -> bool:
@@ -289,13 +302,13 @@ def check(pki_dir: Path, cert: x509.Certificate, app_uri: str | None, now: dt.da
     for _ in range(8):  # chain up to the first trusted CA, through issuers/ (OPC 10000-4 6.1.3 "build chain")
         if chain_ok:
             break
-        issuer = next((c for c in trusted if is_ca(c) and _issued_by(current, c)), None)
+        issuer = next((c for c in trusted if is_ca(c) and _issued_by(current, c) and _may_vouch(c, current)), None)
         if issuer is not None:
             if _revoked(current, issuer, crls):
                 raise CertificateRefused(BAD_CERTIFICATE_REVOKED, f"revoked by {common_name(issuer)}")
             chain_ok = True
             break
-        issuer = next((c for c in issuers if is_ca(c) and _issued_by(current, c)), None)
+        issuer = next((c for c in issuers if is_ca(c) and _issued_by(current, c) and _may_vouch(c, current)), None)
         if issuer is None or issuer.public_bytes(serialization.Encoding.DER) == current.public_bytes(
             serialization.Encoding.DER
         ):

@@ -54,3 +54,20 @@ def test_a_foreign_certificate_without_its_key_is_refused_not_replaced(tmp_path:
     with pytest.raises(UsageError, match="does not belong to"):
         certificate.ensure(tmp_path, URI, HOST, NAME)
     assert cert_file.read_bytes() == before and key_file.is_file()
+
+
+def test_a_trusted_application_certificate_vouches_only_for_its_own_renewals(tmp_path: Path) -> None:
+    """Self-signed application certificates may carry cA (asyncua's do): trusting one must not let its holder
+    mint certificates for other applications, or other keys, that this trust list would accept."""
+    trusted = certificate.ensure(tmp_path / "edge", URI, HOST, NAME)
+    assert pki.is_ca(trusted.certificate)  # the reason for the rule
+    key = trusted.key
+    peer = pki.ensure_layout(tmp_path / "peer")
+    pki.approve(peer, str(trusted.cert_file))
+    minted = issue(tmp_path / "minted", "urn:modelline:gateway", "ModelLine Model Manager",
+                   issuer=(trusted.certificate, key))  # type: ignore[arg-type]  # fmt: skip
+    other_key = issue(tmp_path / "other-key", URI, NAME, issuer=(trusted.certificate, key))  # type: ignore[arg-type]
+    for cert_file, uri in ((minted[0], "urn:modelline:gateway"), (other_key[0], URI)):
+        with pytest.raises(pki.CertificateRefused) as refused:
+            pki.check(peer, x509.load_der_x509_certificate(cert_file.read_bytes()), uri)
+        assert refused.value.status == pki.BAD_CERTIFICATE_UNTRUSTED
