@@ -191,6 +191,18 @@ class Client(asyncua.Client):
         await super().connect()
 
 
+async def register_device(gateway_url: str, device_id: str, endpoint: str) -> None:
+    """Call the gateway's ModelManager.RegisterDevice as the test client."""
+    async with Client(gateway_url) as client:
+        ml = await client.get_namespace_index("http://modelline.io/UA/")
+        manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
+        await manager.call_method(
+            f"{ml}:RegisterDevice",
+            ua.Variant(device_id, ua.VariantType.String),
+            ua.Variant(endpoint, ua.VariantType.String),
+        )
+
+
 async def secure(client: asyncua.Client, security: str = "auto", pki_dir: Path | None = None) -> None:
     """Set ``client`` up for the strongest secure endpoint its server offers, with the test client's
     certificate (or the one in ``pki_dir/own``); leaves it on SecurityPolicy None if the server offers

@@ -27,7 +27,7 @@ from sdk.opcua.users import hash_password
 from tests.conftest import Signer
 from tests.edge_harness import edge_settings, running_edge, wait_for
 from tests.opcua_servers import free_port
-from tests.tls import Client, GatewaySettings, issue, secure
+from tests.tls import Client, GatewaySettings, issue, register_device, secure
 
 pytestmark = pytest.mark.e2e
 
@@ -249,14 +249,7 @@ async def test_the_gateway_renews_on_its_schedule_and_its_device_links_use_the_n
         await wait_for(renewed, timeout=DUE_IN_S + 60, what="the gateway's scheduled check renewed its certificate")
         new = _file_cert(gateway_pki)
         assert await _served(gateway.url) == {_der(new)}
-        async with Client(gateway.url) as client:
-            ml = await client.get_namespace_index("http://modelline.io/UA/")
-            manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
-            await manager.call_method(
-                f"{ml}:RegisterDevice",
-                ua.Variant("edge-1", ua.VariantType.String),
-                ua.Variant(node.url, ua.VariantType.String),
-            )
+        await register_device(gateway.url, "edge-1", node.url)
         assert await gateway.devices.links["edge-1"].wait_online(30)
         assert not pki.entries(edge.data_dir / "pki", "rejected")
         # The edge node saw the gateway's new certificate on that link.

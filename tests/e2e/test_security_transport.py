@@ -33,7 +33,7 @@ from tests.edge_harness import SimulatedPlc, edge_settings, running_edge, wait_f
 from tests.opcua_servers import free_port
 from tests.processes import run_modelline
 from tests.readme import assert_documented
-from tests.tls import Client, GatewaySettings, issue, make_ca, secure, trust_ca
+from tests.tls import Client, GatewaySettings, issue, make_ca, register_device, secure, trust_ca
 
 pytestmark = pytest.mark.e2e
 
@@ -272,14 +272,7 @@ async def test_cli_device_links_and_plc_sources_use_sign_and_encrypt(
                 anonymous_role="Engineer",
             )
             async with Gateway(gateway_settings) as gateway:
-                async with Client(gateway.url) as client:
-                    ml = await client.get_namespace_index("http://modelline.io/UA/")
-                    manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
-                    await manager.call_method(
-                        f"{ml}:RegisterDevice",
-                        ua.Variant("edge-1", ua.VariantType.String),
-                        ua.Variant(node.url, ua.VariantType.String),
-                    )
+                await register_device(gateway.url, "edge-1", node.url)
                 link = gateway.devices.links["edge-1"]
                 assert await link.wait_online(30)
 
@@ -404,13 +397,6 @@ async def test_a_certificate_renewed_at_start_keeps_the_trust_of_its_peers(tmp_p
             renewed = x509.load_der_x509_certificate((own / "cert.der").read_bytes())
             assert renewed.serial_number != old.serial_number
             assert renewed.not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=700)
-            async with Client(gateway.url) as client:
-                ml = await client.get_namespace_index("http://modelline.io/UA/")
-                manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
-                await manager.call_method(
-                    f"{ml}:RegisterDevice",
-                    ua.Variant("edge-1", ua.VariantType.String),
-                    ua.Variant(node.url, ua.VariantType.String),
-                )
+            await register_device(gateway.url, "edge-1", node.url)
             assert await gateway.devices.links["edge-1"].wait_online(30)
             assert not pki.entries(settings.data_dir / "pki", "rejected")

@@ -34,7 +34,7 @@ from tests.conftest import Signer
 from tests.edge_harness import FEATURES, build_pump, edge_settings, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import run_modelline
-from tests.tls import Client, GatewaySettings, trust_ca
+from tests.tls import Client, GatewaySettings, register_device, trust_ca
 
 pytestmark = pytest.mark.e2e
 
@@ -127,14 +127,7 @@ async def test_a_device_link_to_an_untrusted_server_stays_offline_and_says_why(t
         impostor(tmp_path / "impostor", "urn:modelline:edge:edge-1") as (server, logins),
         Gateway(gateway_settings) as gateway,
     ):
-        async with Client(gateway.url) as client:
-            ml = await client.get_namespace_index("http://modelline.io/UA/")
-            manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
-            await manager.call_method(
-                f"{ml}:RegisterDevice",
-                ua.Variant("edge-1", ua.VariantType.String),
-                ua.Variant(_url(server), ua.VariantType.String),
-            )
+        await register_device(gateway.url, "edge-1", _url(server))
         link = gateway.devices.links["edge-1"]
 
         async def refused() -> bool:
