@@ -51,6 +51,7 @@ from sdk.opcua.alarms import AlarmBook
 from sdk.opcua.audit_events import AuditEvents
 from sdk.opcua.audit_nodes import AuditNodes
 from sdk.opcua.audited import scoped_to
+from sdk.opcua.connect import EDGE_URI_PREFIX
 from sdk.opcua.history import History
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.renewal import CertificateWatch
@@ -107,6 +108,7 @@ class Gateway(Service):
             max_byte_string=s.max_byte_string,
             pki_dir=s.data_dir / "pki",
             allow_insecure=s.allow_insecure,
+            certificate_roles={f"{EDGE_URI_PREFIX}*": "Engineer"},  # edge nodes register with their certificate
         )
         self.certificates = CertificateWatch(server, s.data_dir / "pki", INSTANCE_URI, GATEWAY_NAME)
         events = await AuditEvents(server).start()

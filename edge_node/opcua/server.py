@@ -11,6 +11,7 @@ import nodesets
 from edge_node.settings import EdgeSettings
 from nodesets.ids import DI, DeviceHealth, ModelLine
 from sdk import __version__
+from sdk.opcua.connect import EDGE_URI_PREFIX, GATEWAY_URI
 from sdk.opcua.ids import escape_part, node_id, path_id, qname
 from sdk.opcua.keepalive import keep_alive_on_change
 from sdk.opcua.service import new_server
@@ -21,7 +22,7 @@ _log = logging.getLogger(__name__)
 
 def application_uri(settings: EdgeSettings) -> str:
     """The edge node's ApplicationUri, in its certificate too; its client links use the same."""
-    return f"urn:modelline:edge:{settings.device_id}"
+    return f"{EDGE_URI_PREFIX}{settings.device_id}"
 
 
 async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namespaces, int]:
@@ -38,6 +39,7 @@ async def create_server(settings: EdgeSettings) -> tuple[Server, nodesets.Namesp
         max_byte_string=settings.max_byte_string,
         pki_dir=settings.data_dir / "pki",
         allow_insecure=settings.allow_insecure,
+        certificate_roles={GATEWAY_URI: "Engineer"},  # the gateway's links log in with its certificate
     )
     keep_alive_on_change(server)  # subscribers of predictions at publishing interval 0 get keep-alives too
     return server, ns, instance_ns

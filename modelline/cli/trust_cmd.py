@@ -39,8 +39,12 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
         )
         where = parser.add_mutually_exclusive_group()
         where.add_argument("--data-dir", type=Path, metavar="DIR", help="data folder of an edge node or gateway")
-        where.add_argument(
-            "--pki-dir", type=Path, metavar="DIR", help="a PKI folder itself (default: the CLI's own, see --help)"
+        where.add_argument(  # its own dest: a sub-command's default must not hide `modelline --pki-dir DIR trust ...`
+            "--pki-dir",
+            dest="trust_pki_dir",
+            type=Path,
+            metavar="DIR",
+            help="a PKI folder itself (default: the CLI's own, see --help)",
         )
         add_json(parser)
         return parser
@@ -66,8 +70,8 @@ def register(commands: argparse._SubParsersAction, formatter: type[argparse.Help
 def _where(args: argparse.Namespace) -> Path:
     from sdk.opcua.connect import default_pki_dir
 
-    if args.pki_dir is not None:
-        return Path(args.pki_dir)
+    if args.trust_pki_dir is not None:
+        return Path(args.trust_pki_dir)
     return Path(args.data_dir) / "pki" if args.data_dir is not None else default_pki_dir()
 
 
@@ -127,7 +131,7 @@ async def _show(args: argparse.Namespace, out: Output) -> int:
     from sdk.opcua.connect import CLIENT_URI, own_certificate
     from sdk.opcua.pki import entry_of, find, load_certificate
 
-    if args.certificate == "own" and args.data_dir is None and args.pki_dir is None:
+    if args.certificate == "own" and args.data_dir is None and args.trust_pki_dir is None:
         await own_certificate(_where(args), CLIENT_URI, "ModelLine CLI")  # the CLI's: made on first use
     pki_dir = _pki(args)
     if args.certificate == "own":

@@ -23,7 +23,10 @@ async def watched_session(client: Client, connected: Callable[[], None], what: s
         lost.set()
 
     client.connection_lost_callback = on_lost
-    await client.connect()
+    try:
+        await client.connect()
+    except ua.uaerrors.BadCertificateUntrusted:
+        raise ConnectionError(refused_by_server(client)) from None
     _no_stale_subscription_watchdog(client)
     connected()
     try:
@@ -33,6 +36,21 @@ async def watched_session(client: Client, connected: Callable[[], None], what: s
             await asyncio.wait_for(client.disconnect(), 2.0)
         except Exception:  # the peer may be gone already
             _log.debug("%s: disconnect failed", what, exc_info=True)
+
+
+def refused_by_server(client: Client) -> str:
+    """Why a server refused ``client``'s application certificate, and how to have it trusted there."""
+    from sdk.opcua.pki import common_name, load_certificate, thumbprint
+
+    der = getattr(client.security_policy, "host_certificate", None)
+    if not der:
+        return f"{client.server_url.geturl()} does not trust this application's certificate"
+    cert = load_certificate(bytes(der))
+    return (
+        f"{client.server_url.geturl()} does not trust this application's certificate {common_name(cert)!r} "
+        f"[{thumbprint(cert)}] (Bad_CertificateUntrusted): approve it on that server ('modelline trust approve "
+        f"--data-dir DIR {thumbprint(cert)[:16]}' on a ModelLine node; a PLC or other server: in its own trust list)"
+    )
 
 
 def _no_stale_subscription_watchdog(client: Client) -> None:

@@ -56,6 +56,8 @@ AUTO = ("Aes256_Sha256_RsaPss", "Aes128_Sha256_RsaOaep", "Basic256Sha256")
 _MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
 
 CLIENT_URI = "urn:modelline:cli"
+GATEWAY_URI = "urn:modelline:gateway"  # the Model Manager's ApplicationUri, server and client alike
+EDGE_URI_PREFIX = "urn:modelline:edge:"  # an edge node's ApplicationUri: this and its device id
 PKI_DIR_VARIABLE = "MODELLINE_PKI_DIR"
 
 

@@ -47,7 +47,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asyncua import ua
-from asyncua.common.utils import Buffer
+from asyncua.common.utils import Buffer, ServiceError
+from asyncua.crypto.security_policies import SecurityPolicyNone
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary
 from pydantic import BaseModel, ConfigDict, Field
@@ -201,6 +202,14 @@ def _peer(processor: UaProcessor) -> str:
     return str(name or "")
 
 
+def _needs_secure_channel(processor: UaProcessor, token: Any) -> bool:
+    """Whether ``token`` is a password or certificate identity sent over a SecurityPolicy None channel."""
+    if token is None or isinstance(token, ua.AnonymousIdentityToken):
+        return False
+    policy = getattr(processor._connection, "security_policy", None)
+    return policy is None or policy.URI == SecurityPolicyNone.URI
+
+
 def _token(body: Buffer) -> Any:
     """The user identity token of an ActivateSession request."""
     return struct_from_binary(ua.ActivateSessionParameters, body.copy()).UserIdentityToken
@@ -246,9 +255,19 @@ def install() -> None:
             check = getattr(users, "check_login", None)
             try:
                 token = _token(body)
+            except Exception:  # asyncua refuses what it cannot decode, with the right StatusCode
+                token = None
+            if _needs_secure_channel(self, token):
+                who = token.UserName if isinstance(token, ua.UserNameIdentityToken) else "certificate identity"
+                reason = "a login needs a secure channel: on SecurityPolicy None only anonymous sessions"
+                LoginGuard._refused(str(who or "?"), address, reason)
+                raise ServiceError(ua.StatusCodes.BadIdentityTokenRejected)
+            try:
                 credentials = _credentials(self, requesthdr, token) if guard is not None and check is not None else None
-            except Exception:  # asyncua refuses what it cannot decode or decrypt, with the right StatusCode
-                token, credentials = None, None
+            except ServiceError:  # a password sent unencrypted (sdk.opcua.security): refused and audited there
+                raise
+            except Exception:  # asyncua refuses what it cannot decrypt, with the right StatusCode
+                credentials = None
             trusted = getattr(users, "certificate_trusted", None)
             if isinstance(token, ua.X509IdentityToken) and token.CertificateData and trusted is not None:
                 der = bytes(token.CertificateData)

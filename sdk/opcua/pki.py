@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +155,8 @@ def entries(pki_dir: Path, list_name: str | None = None) -> list[Entry]:
 def find(pki_dir: Path, what: str) -> Entry:
     """The certificate named by a thumbprint (or a unique prefix of one, at least 6 hex digits) or file name."""
     wanted = what.strip().upper().replace(":", "")
+    if not Path(what).suffix and len(wanted) < 6:
+        raise UsageError(f"{what!r} is too short: give at least 6 hex digits of a thumbprint ('modelline trust list')")
     hits = [
         e for e in entries(pki_dir) if e.file.name == what or (len(wanted) >= 6 and e.thumbprint.startswith(wanted))
     ]
@@ -183,6 +186,7 @@ def approve(pki_dir: Path, what: str) -> Entry:
     target.write_bytes(cert.public_bytes(serialization.Encoding.DER))
     if moved_from is not None and moved_from != target:
         moved_from.unlink()
+    (pki_dir / "rejected" / file_name(cert)).unlink(missing_ok=True)  # approved from a file: no longer waiting
     audit.record("trust", "ok", target=common_name(cert), detail=f"approved {thumbprint(cert)} into trusted/certs")
     return entry_of("trusted", target, cert)
 
@@ -322,8 +326,12 @@ def check(pki_dir: Path, cert: x509.Certificate, app_uri: str | None, now: dt.da
         raise CertificateRefused(BAD_CERTIFICATE_REVOKED, "in a revocation list")
 
 
+MAX_REJECTED = 200  # certificates kept in rejected/: the newest; a flood of fresh certificates cannot fill the disk
+
+
 def reject(pki_dir: Path, cert: x509.Certificate) -> Path:
-    """Keep an untrusted certificate in ``rejected/`` for an administrator to approve (blocking)."""
+    """Keep an untrusted certificate in ``rejected/`` for an administrator to approve, the newest
+    ``MAX_REJECTED`` only (blocking)."""
     folder = pki_dir / "rejected"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / file_name(cert)
@@ -331,7 +339,55 @@ def reject(pki_dir: Path, cert: x509.Certificate) -> Path:
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(cert.public_bytes(serialization.Encoding.DER))
         os.replace(tmp, target)
+        kept = sorted((p for p in folder.glob("*.der") if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
+        for old in kept[: max(0, len(kept) - MAX_REJECTED)]:
+            old.unlink(missing_ok=True)
     return target
+
+
+_seen: dict[Path, dict[tuple[str, str], str]] = {}
+
+
+def changes(pki_dir: Path) -> list[str]:
+    """What changed in ``trusted/`` and ``issuers/`` (certificates and revocation lists) since the last call
+    for ``pki_dir`` in this process, one line each; nothing on the first call (blocking). A server calls it
+    at each certificate check, so that a change made by any tool (``modelline trust``, a file copied in)
+    reaches its audit trail."""
+    now: dict[tuple[str, str], str] = {}
+    for name in ("trusted", "issuers"):
+        for _, cert in _read_dir(pki_dir / name / "certs"):
+            now[(f"{name}/certs", thumbprint(cert))] = common_name(cert)
+        folder = pki_dir / name / "crl"
+        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+            if path.is_file():
+                now[(f"{name}/crl", path.name)] = "revocation list"
+    before = _seen.get(pki_dir)
+    _seen[pki_dir] = now
+    if before is None:
+        return []
+    added = [f"{w}: added {label} [{key}]" for (w, key), label in sorted(now.items()) if (w, key) not in before]
+    gone = [f"{w}: removed {label} [{key}]" for (w, key), label in sorted(before.items()) if (w, key) not in now]
+    return added + gone
+
+
+AUDIT_REFUSALS_PER_MINUTE = 10  # per client host: more are counted, and said in the next record, not each recorded
+_refusals: dict[str, tuple[float, int, int]] = {}  # host -> (window start, recorded, not recorded)
+
+
+def _audit_refusal(address: str) -> tuple[bool, int]:
+    """Whether to record this refusal from ``address``, and how many were not recorded before it."""
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+    now = time.monotonic()
+    start, recorded, skipped = _refusals.get(host, (now, 0, 0))
+    if now - start > 60:
+        start, recorded = now, 0
+    if recorded >= AUDIT_REFUSALS_PER_MINUTE:
+        _refusals[host] = (start, recorded, skipped + 1)
+        return False, 0
+    _refusals[host] = (start, recorded + 1, 0)
+    if len(_refusals) > 10_000:
+        _refusals.clear()
+    return True, skipped
 
 
 def is_trusted(pki_dir: Path, cert: x509.Certificate) -> bool:
@@ -347,16 +403,21 @@ async def check_peer(pki_dir: Path, cert: x509.Certificate, app_uri: str | None,
     """``check``, off the event loop; an untrusted certificate is also kept in ``rejected/``; every refusal
     is audited (action "certificate", outcome "refused")."""
     try:
+        for change in await asyncio.to_thread(changes, pki_dir):
+            audit.record("trust", "ok", who="trust list", target=str(pki_dir), detail=change)
         await asyncio.to_thread(check, pki_dir, cert, app_uri)
     except CertificateRefused as refused:
         if refused.status == BAD_CERTIFICATE_UNTRUSTED:
             await asyncio.to_thread(reject, pki_dir, cert)
-        audit.record(
-            "certificate",
-            "refused",
-            who=common_name(cert),
-            address=address,
-            target=f"{application_uri(cert)} [{thumbprint(cert)}]",
-            detail=refused.reason,
-        )
+        record, skipped = _audit_refusal(address)
+        if record:
+            more = f" ({skipped} more refusals from this host were not recorded one by one)" if skipped else ""
+            audit.record(
+                "certificate",
+                "refused",
+                who=common_name(cert),
+                address=address,
+                target=f"{application_uri(cert)} [{thumbprint(cert)}]",
+                detail=refused.reason + more,
+            )
         raise

@@ -30,7 +30,7 @@ from asyncua.crypto.permission_rules import PermissionRuleset
 from cryptography import x509
 
 from sdk import audit
-from sdk.opcua import certificate, pki, trust_list
+from sdk.opcua import certificate, logins, pki, trust_list
 from sdk.opcua.users import UserCertificate, UserStore
 
 _log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ async def secure(
             raise ServiceError(refused.status) from None
 
     server.set_certificate_validator(validate)  # called at CreateSession with the client's certificate
+    await asyncio.to_thread(pki.changes, pki_dir)  # the lists at start: later changes are audited (check_peer)
     users.certificate_trusted = lambda der: pki.is_trusted(pki_dir, x509.load_der_x509_certificate(der))
     _guard_tokens(server)
     _guard_sessions(server, allow_insecure)
@@ -114,7 +115,10 @@ def _guard_tokens(server: Server) -> None:
 
     def decrypt_user_token(isession: Any, token: ua.UserNameIdentityToken) -> tuple[str, str]:
         if not token.EncryptionAlgorithm:
-            _log.warning("login of user %r refused: the password came unencrypted", token.UserName)
+            address = logins.client_address()
+            _log.warning("login of user %r from %s refused: the password came unencrypted", token.UserName, address)
+            who = str(token.UserName or "?")
+            audit.record("login", "refused", who=who, address=address, detail="password sent unencrypted")
             raise ServiceError(ua.StatusCodes.BadIdentityTokenInvalid)
         return decrypt(isession, token)
 
@@ -175,6 +179,12 @@ def _encrypted_passwords(server: Server) -> None:
         await setup()
         for endpoint in server.iserver.endpoints:
             if endpoint.SecurityMode == ua.MessageSecurityMode.None_:
+                # Anonymous only: a password or a certificate identity needs a channel that proves the server
+                # (else a machine in the middle learns them) and lets the server know its client (else a
+                # stranger could lock a user out by guessing); the session is read-only there anyway.
+                endpoint.UserIdentityTokens = [
+                    t for t in endpoint.UserIdentityTokens if t.TokenType == ua.UserTokenType.Anonymous
+                ]
                 continue
             for token in endpoint.UserIdentityTokens:
                 if token.TokenType == ua.UserTokenType.UserName:

@@ -7,7 +7,7 @@ import asyncio
 import errno
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, Self
@@ -22,7 +22,7 @@ from sdk.opcua.logins import LoginPolicy
 from sdk.opcua.security import secure
 from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
-from sdk.opcua.users import UserStore
+from sdk.opcua.users import Role, UserStore
 from sdk.opcua.values import fill_null_values
 from sdk.opcua.writes import WriteChecks
 
@@ -42,6 +42,7 @@ async def new_server(
     pki_dir: Path | None = None,
     login_policy: LoginPolicy | None = None,
     allow_insecure: bool = False,
+    certificate_roles: Mapping[str, str] | None = None,
 ) -> tuple[Server, nodesets.Namespaces, int]:
     """An initialised, not yet started server with DI and ModelLine loaded, logins and roles, and
     transport limits set from ``max_byte_string`` and advertised (``set_limits``); returns it, the
@@ -55,12 +56,15 @@ async def new_server(
     Roles are enforced and shown per session: only the variables given to ``WriteChecks`` are
     writable by clients (sdk.opcua.writes), UserAccessLevel/UserExecutable answer for the reading
     session (sdk.opcua.access), and password logins are checked off the event loop with failure
-    counting and lockouts per ``login_policy`` (sdk.opcua.logins)."""
+    counting and lockouts per ``login_policy`` (sdk.opcua.logins). An X509 user identity in the trust list
+    has the role ``certificate_roles`` gives its ApplicationUri (a shell pattern) or thumbprint, unless the
+    users file's ``[certificates]`` says otherwise; any other certificate identity is refused."""
     sessions.install()
     access.install()
     logins.install()
     render_asyncua_records()
     users = UserStore.load(users_file, anonymous_role or None, login_policy)
+    users.certificate_roles = {key: Role.parse(role) for key, role in (certificate_roles or {}).items()}
     server = Server(user_manager=users)
     await init_server(server)
     server.set_endpoint(endpoint)

@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -113,6 +113,8 @@ class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
     anonymous: str = "Observer"
     users: dict[str, _Entry] = {}
+    # X509 user identities: a certificate's thumbprint, or an ApplicationUri (shell pattern), -> role.
+    certificates: dict[str, str] = {}
 
 
 class UserCertificate(bytes):
@@ -138,10 +140,16 @@ class UserStore(UserManager):
     """Logins and roles; the asyncua user manager of a ModelLine server."""
 
     def __init__(
-        self, users: dict[str, tuple[Role, str]], anonymous: Role | None, policy: LoginPolicy | None = None
+        self,
+        users: dict[str, tuple[Role, str]],
+        anonymous: Role | None,
+        policy: LoginPolicy | None = None,
+        certificates: Mapping[str, Role] | None = None,
     ) -> None:
         self._users = users
         self.anonymous = anonymous
+        self.certificate_roles: dict[str, Role] = {}  # the application's own mapping (new_server)
+        self._certificates = dict(certificates or {})  # from the users file; it wins
         self.logins = LoginGuard(policy)  # failure counts and lockouts; sdk.opcua.logins runs it
         self.certificate_trusted: Callable[[bytes], bool] | None = None  # set by sdk.opcua.security
         self._path: Path | None = None
@@ -157,8 +165,8 @@ class UserStore(UserManager):
         if path is None:
             return cls({}, Role.parse(anonymous) if anonymous else None, policy)
         stamp = _stamp(path)
-        users, anonymous_role = _read(path)
-        store = cls(users, anonymous_role, policy)
+        users, anonymous_role, certificates = _read(path)
+        store = cls(users, anonymous_role, policy, certificates)
         store._path, store._stamp = path, stamp
         return store
 
@@ -184,18 +192,39 @@ class UserStore(UserManager):
                 return False
             self._stamp = stamp  # a bad file is reported once per change, not at every login
             try:
-                users, anonymous = _read(self._path)
+                users, anonymous, certificates = _read(self._path)
             except (NotFound, UsageError) as exc:
                 _log.warning("users file not read again, the %d users read before stay: %s", len(self._users), exc)
                 return False
-            self._users, self.anonymous = users, anonymous
-        _log.info(
-            "users file %s changed: read again (%d users, anonymous %s)",
+            changes = _changes(self._users, users, self.anonymous, anonymous, self._certificates, certificates)
+            self._users, self.anonymous, self._certificates = users, anonymous, certificates
+        _log.warning(
+            "users file %s changed: read again (%d users, anonymous %s)%s",
             self._path,
             len(users),
             anonymous.label if anonymous else "refused",
+            f": {'; '.join(changes)}" if changes else "",
         )
+        for change in changes:  # who edited the file is not known here: the file is named instead
+            audit.record("user", "ok", who="users file", target=str(self._path), detail=change)
         return True
+
+    def certificate_role(self, der: bytes) -> Role | None:
+        """The role of a trusted X509 user identity: by its thumbprint, else by its ApplicationUri (the users
+        file's ``[certificates]`` first, then the application's own mapping); None when nothing names it."""
+        from fnmatch import fnmatchcase
+
+        from sdk.opcua.pki import application_uri, load_certificate, thumbprint
+
+        cert = load_certificate(der)
+        print_, uri = thumbprint(cert), application_uri(cert)
+        for roles in (self._certificates, self.certificate_roles):
+            if print_ in roles:
+                return roles[print_]
+            for pattern, role in roles.items():
+                if uri and fnmatchcase(uri, pattern):
+                    return role
+        return None
 
     def check_login(self, username: str, password: str) -> Role | None:
         """The user's role when the password is right, else None; blocking (scrypt), run off the event loop.
@@ -213,16 +242,24 @@ class UserStore(UserManager):
         A password login arrives already checked (off the event loop, with failure counting and lockout)
         by sdk.opcua.logins; only a login that bypassed it is checked here."""
         if isinstance(certificate, UserCertificate):
-            # An application certificate in the trust list (the gateway's) is an Engineer; any other, nobody.
-            # sdk.opcua.logins checked the trust list off the event loop; only a login that bypassed it is
-            # checked here.
+            # A certificate in the trust list has the role its thumbprint or ApplicationUri is given (the gateway's
+            # on an edge node: Engineer); any other, none. sdk.opcua.logins checked the trust list off the event
+            # loop; only a login that bypassed it is checked here.
             trusted = logins.certificate_verdict(bytes(certificate))
             if trusted is None:
                 trusted = self.certificate_trusted is not None and self.certificate_trusted(bytes(certificate))
-            if trusted:
-                return self._user(Role.ENGINEER, f"certificate {certificate_name(certificate)}")
-            _log.warning("X509 user identity refused: its certificate is not in the trust list")
-            return None
+            who, address = f"certificate {certificate_name(certificate)}", logins.client_address()
+            if not trusted:
+                _log.warning("X509 user identity %s from %s refused: not in the trust list", who, address or "?")
+                audit.record("login", "refused", who=who, address=address, detail="certificate not in the trust list")
+                return None
+            role = self.certificate_role(bytes(certificate))
+            if role is None:
+                _log.warning("X509 user identity %s from %s refused: no role is given to it", who, address or "?")
+                audit.record("login", "refused", who=who, address=address, detail="no role for this certificate")
+                return None
+            audit.record("login", "ok", who=who, address=address, detail=f"role {role.label}, certificate identity")
+            return self._user(role, who)
         if not username:
             if self.anonymous is None:
                 _log.warning("anonymous login refused from %s", logins.client_address() or "?")
@@ -254,8 +291,8 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def _read(path: Path) -> tuple[dict[str, tuple[Role, str]], Role | None]:
-    """The users and the anonymous role in a users file."""
+def _read(path: Path) -> tuple[dict[str, tuple[Role, str]], Role | None, dict[str, Role]]:
+    """The users, the anonymous role and the certificate identities' roles in a users file."""
     try:
         data = _File.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
@@ -263,7 +300,14 @@ def _read(path: Path) -> tuple[dict[str, tuple[Role, str]], Role | None]:
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise UsageError(f"users file {path} is invalid: {str(exc).splitlines()[0]}") from None
     users = {name: (Role.parse(e.role), e.password) for name, e in data.users.items()}
-    return users, Role.parse(data.anonymous) if data.anonymous else None
+    certificates = {_certificate_key(key): Role.parse(role) for key, role in data.certificates.items()}
+    return users, Role.parse(data.anonymous) if data.anonymous else None, certificates
+
+
+def _certificate_key(key: str) -> str:
+    """A thumbprint (upper-case, without colons) or an ApplicationUri pattern as written."""
+    bare = key.replace(":", "").strip()
+    return bare.upper() if len(bare) == 40 and all(c in "0123456789abcdefABCDEF" for c in bare) else key.strip()
 
 
 _DUMMY_HASH = f"scrypt${_SCRYPT[0]}${_SCRYPT[1]}${_SCRYPT[2]}${'00' * 16}${'00' * 32}"
@@ -304,3 +348,29 @@ def required_role(handler: Any) -> Role | None:
     """The role a method handler made with ``requires`` (under any functools.wraps wrappers) needs, or None."""
     role = getattr(handler, "required_role", None)
     return role if isinstance(role, Role) else None
+
+
+def _changes(
+    users: dict[str, tuple[Role, str]],
+    new_users: dict[str, tuple[Role, str]],
+    anonymous: Role | None,
+    new_anonymous: Role | None,
+    certificates: dict[str, Role],
+    new_certificates: dict[str, Role],
+) -> list[str]:
+    """What changed between two readings of a users file, one line each, for the audit trail."""
+    found = [f"user {n!r} added ({new_users[n][0].label})" for n in sorted(new_users.keys() - users.keys())]
+    found += [f"user {n!r} removed" for n in sorted(users.keys() - new_users.keys())]
+    for name in sorted(users.keys() & new_users.keys()):
+        if users[name][0] != new_users[name][0]:
+            found.append(f"user {name!r}: role {users[name][0].label} -> {new_users[name][0].label}")
+        if users[name][1] != new_users[name][1]:
+            found.append(f"user {name!r}: password changed")
+    if anonymous != new_anonymous:
+        before, after = (r.label if r else "refused" for r in (anonymous, new_anonymous))
+        found.append(f"anonymous: {before} -> {after}")
+    for key in sorted(certificates.keys() | new_certificates.keys()):
+        if certificates.get(key) != new_certificates.get(key):
+            before, after = (r.label if r else "none" for r in (certificates.get(key), new_certificates.get(key)))
+            found.append(f"certificate identity {key}: {before} -> {after}")
+    return found

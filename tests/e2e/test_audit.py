@@ -16,6 +16,7 @@ from tests.e2e.test_gateway_rollout import _gateway_settings, plant
 from tests.edge_harness import HEALTHY, SimulatedPlc, build_pump, edge_settings, running_edge, wait_for
 from tests.opcua_servers import free_port
 from tests.processes import ServerProcess, run_modelline
+from tests.readme import assert_documented
 from tests.tls import Client
 
 pytestmark = pytest.mark.e2e
@@ -113,7 +114,8 @@ async def test_edge_audit_trail_survives_sigkill(
             code, _, err = await run_modelline(
                 "audit", "--edge", url, "--user", "eng", "--password-file", str(tmp_path / "wrong")
             )
-            assert code != 0 and "refused the login" in err, err
+            assert code == 2, err
+            assert_documented(err, "refused the login of user")
             # Reading the trail needs Engineer: an anonymous reader is refused.
             code, _, err = await run_modelline("audit", "--edge", url)
             assert code != 0 and "Engineer" in err, err

@@ -86,7 +86,9 @@ def _channel_certificates(node: EdgeNode) -> list[bytes]:
 async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_working(
     tmp_path: Path, signer: Signer
 ) -> None:
-    settings = edge_settings(tmp_path, signer.trust_dir, certificate_check_s=1.0)
+    users = tmp_path / "users.toml"  # the node's own certificate, used as an X509 identity below, is an Engineer
+    users.write_text('anonymous = "Engineer"\n[certificates]\n"urn:modelline:edge:edge-1" = "Engineer"\n')
+    settings = edge_settings(tmp_path, signer.trust_dir, certificate_check_s=1.0, users_file=users)
     pki_dir = settings.data_dir / "pki"
     uri, name = application_uri(settings), f"ModelLine Edge {settings.device_id}"
     old = _made_here_due_soon(pki_dir, uri, name)
@@ -161,7 +163,7 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
 
     # The node's client links use the same files: a peer that trusted the old certificate (by its file)
     # accepts a link with the renewed one (it chains to the old one: same subject, signed by the same key).
-    peer_settings = edge_settings(tmp_path / "peer", signer.trust_dir, device_id="edge-2", anonymous_role="")
+    peer_settings = edge_settings(tmp_path / "peer", signer.trust_dir, device_id="edge-2", users_file=users)
     pki.approve(peer_settings.data_dir / "pki", str(old_file))
     async with running_edge(peer_settings) as peer:
         link = await secure_client(peer.url, pki_dir, application_uri=uri, name=name, certificate_identity=True)

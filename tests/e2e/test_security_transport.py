@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from gateway.app import Gateway
 from gateway.identity import INSTANCE_URI
+from sdk import audit
 from sdk.opcua import pki
 from sdk.opcua.certificate import ensure_certificate
 from sdk.opcua.connect import secure_client
@@ -97,8 +98,11 @@ async def test_none_endpoint_is_read_only_when_allowed_and_plain_passwords_are_r
         endpoints = await asyncua.Client(node.url).connect_and_get_server_endpoints()
         assert ("None", "None_") in _offered(endpoints) and len(endpoints) == 7
         plain = next(e for e in endpoints if e.SecurityMode == ua.MessageSecurityMode.None_)
-        token = next(t for t in plain.UserIdentityTokens if t.TokenType == ua.UserTokenType.UserName)
-        assert token.SecurityPolicyUri.endswith("Basic256Sha256")  # a password is encrypted even there
+        # Anonymous only there: a login needs a channel that proves the server and knows the client.
+        assert [t.TokenType for t in plain.UserIdentityTokens] == [ua.UserTokenType.Anonymous]
+        for secured_endpoint in (e for e in endpoints if e.SecurityMode != ua.MessageSecurityMode.None_):
+            token = next(t for t in secured_endpoint.UserIdentityTokens if t.TokenType == ua.UserTokenType.UserName)
+            assert token.SecurityPolicyUri == secured_endpoint.SecurityPolicyUri  # the password is encrypted
 
         # Anonymous is Engineer here: the None channel itself is what refuses calls and writes.
         async with asyncua.Client(node.url, timeout=10) as reader:
@@ -115,18 +119,32 @@ async def test_none_endpoint_is_read_only_when_allowed_and_plain_passwords_are_r
                 await secured.nodes.server.call_method(GET_MONITORED_ITEMS, ua.Variant(1, ua.VariantType.UInt32))
             assert not isinstance(refused.value, ua.uaerrors.BadSecurityModeInsufficient)
 
-        # A password without EncryptionAlgorithm: refused on the None and on a SignAndEncrypt channel.
-        for secure_channel in (False, True):
-            client = _PlainPassword(node.url, timeout=10)
-            if secure_channel:
-                await secure(client, "Aes256_Sha256_RsaPss:SignAndEncrypt")
+        records: list[audit.AuditRecord] = []
+        remove = audit.add_sink(records.append)
+        # On the None channel a password is refused, in clear text or encrypted: no guessing, no lockout there.
+        for client in (_PlainPassword(node.url, timeout=10), asyncua.Client(node.url, timeout=10)):
             client.set_user("alice")
             client.set_password(PASSWORD)
-            with pytest.raises(ua.uaerrors.BadIdentityTokenInvalid):
+            with pytest.raises(ua.uaerrors.BadIdentityTokenRejected):
                 await client.connect()
             await client.disconnect()
+        # A password without EncryptionAlgorithm on a SignAndEncrypt channel: refused as well.
+        client = _PlainPassword(node.url, timeout=10)
+        await secure(client, "Aes256_Sha256_RsaPss:SignAndEncrypt")
+        client.set_user("alice")
+        client.set_password(PASSWORD)
+        with pytest.raises(ua.uaerrors.BadIdentityTokenInvalid):
+            await client.connect()
+        await client.disconnect()
+        remove()
+        refused = [r.detail for r in records if (r.action, r.outcome, r.who) == ("login", "refused", "alice")]
+        assert refused == [
+            "a login needs a secure channel: on SecurityPolicy None only anonymous sessions",
+            "a login needs a secure channel: on SecurityPolicy None only anonymous sessions",
+            "password sent unencrypted",
+        ], refused
         # The right way in works.
-        client = asyncua.Client(node.url, timeout=10)
+        client = Client(node.url, timeout=10)
         client.set_user("alice")
         client.set_password(PASSWORD)
         async with client:
@@ -151,15 +169,25 @@ async def test_unknown_client_certificate_is_rejected_until_approved(tmp_path: P
         assert code == 0, err
         listed = {(c["list"], c["application_uri"]) for c in json.loads(out)["certificates"]}
         assert ("rejected", "urn:plant:scada") in listed
+        code, _, err = await run_modelline("trust", "approve", "--data-dir", str(settings.data_dir), "2E5B")
+        assert code == 2 and "at least 6 hex digits" in err, err
         code, out, err = await run_modelline(
             "trust", "approve", "--data-dir", str(settings.data_dir), rejected[0].thumbprint[:12]
         )
         assert code == 0, err
         assert not pki.entries(server_pki, "rejected")
 
+        records: list[audit.AuditRecord] = []
+        remove = audit.add_sink(records.append)
         client = await secure_client(node.url, own, application_uri="urn:plant:scada", name="SCADA")
         async with client:  # no restart needed: the lists are read at each connection
             assert await client.get_namespace_array()
+        remove()
+        # The node noticed the change of its trust list (made by another process) and recorded it.
+        trust = [(r.who, r.detail) for r in records if r.action == "trust"]
+        assert [d for w, d in trust if w == "trust list" and d.startswith("trusted/certs: added ")] == [
+            f"trusted/certs: added urn:plant:scada [{rejected[0].thumbprint}]"  # its CommonName is its URI
+        ], trust
 
         code, _, err = await run_modelline(
             "trust", "remove", "--data-dir", str(settings.data_dir), rejected[0].thumbprint
