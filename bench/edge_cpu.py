@@ -13,6 +13,7 @@ server per side, so the idle side gets no notifications) and the subscriber run 
 
     python -m bench --only edge_cpu
     python -m bench.edge_cpu --quick
+    python -m bench.edge_cpu --shapes 8x1 256x1 --profile /tmp/prof   # py-spy raw profiles of the edge node
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -46,6 +50,8 @@ from edge_node.app import EdgeNode
 from sdk.di_client import SoftwareUpdateClient, set_binding
 
 INTERVAL_MS = 0
+SHAPES = [(8, 1), (8, 10), (8, 50), (64, 1), (256, 1)]
+"""(input tags, pipelines) of the sustained figures; the quick run takes the first only."""
 
 
 def _child(kind: str, root: str, built: Built, tags_url: str, tag_ids: list[str], slots: int, conn: Connection) -> None:
@@ -156,8 +162,24 @@ async def _cpu_per_prediction(side: _Side, predictions: int, offset: list[int]) 
     return [used * 1000.0 / max(made, 1)]
 
 
-async def _throughput(side: _Side, seconds: float, offset: list[int]) -> list[float]:
+def _py_spy(side: _Side, seconds: float, profile: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy (``record --format raw``, 500 Hz, Python frames only) on the side's process for ``seconds``, if asked."""
+    if profile is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    profile.mkdir(parents=True, exist_ok=True)
+    out = profile / f"{side.kind}-{side.built.inputs}x{side.slots}-{int(time.time())}.txt"
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(side.process.pid), "--rate", "500", "--format", "raw", "--nonblocking"]
+        + ["--duration", str(max(1, int(seconds))), "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _throughput(side: _Side, seconds: float, offset: list[int], profile: Path | None = None) -> list[float]:
     """The tags written as fast as possible for ``seconds``: predictions per CPU second of the side's process."""
+    spy = _py_spy(side, seconds, profile)
     before_count, before_cpu = await side.predictions(), side.cpu()
     end = time.monotonic() + seconds
     n = side.built.inputs
@@ -169,11 +191,16 @@ async def _throughput(side: _Side, seconds: float, offset: list[int]) -> list[fl
     await asyncio.sleep(0.3)  # the last triggers served
     made = await side.predictions() - before_count
     used = side.cpu() - before_cpu
+    if spy is not None:
+        await asyncio.to_thread(spy.wait, 30)
     return [made / used if used > 0 else 0.0]
 
 
-async def measure(rounds: Rounds) -> None:
-    """Figures: CPU per prediction; sustained predictions per second per core by pipelines and by input tags."""
+async def measure(
+    rounds: Rounds, shapes: list[tuple[int, int]] | None = None, profile: Path | None = None
+) -> None:
+    """Figures: CPU per prediction; sustained predictions per second per core by pipelines and by input tags
+    (``shapes``: (tags, pipelines), default SHAPES); with ``profile`` a py-spy profile of each sustained run."""
     quick = rounds.quick
     offset = [0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,8 +219,7 @@ async def measure(rounds: Rounds) -> None:
 
         seconds = 1.0 if quick else 4.0
         count = 150 if quick else 500
-        shapes = [(8, 1)] if quick else [(8, 1), (8, 10), (8, 50), (64, 1), (256, 1)]
-        for inputs, slots in shapes:
+        for inputs, slots in shapes or (SHAPES[:1] if quick else SHAPES):
             ours, floor = await pair_of(inputs, slots)
             try:
                 if (inputs, slots) == (8, 1):
@@ -207,8 +233,8 @@ async def measure(rounds: Rounds) -> None:
                 await rounds.pair(
                     f"predictions/s per core ({slots} pipeline{'s' if slots > 1 else ''}, {inputs} tags)",
                     "1/s",
-                    lambda ours=ours: _throughput(ours, seconds, offset),  # type: ignore[misc]
-                    lambda floor=floor: _throughput(floor, seconds, offset),  # type: ignore[misc]
+                    lambda ours=ours: _throughput(ours, seconds, offset, profile),  # type: ignore[misc]
+                    lambda floor=floor: _throughput(floor, seconds, offset, profile),  # type: ignore[misc]
                     "bare relay process doing the same, tags written as fast as possible",
                     better="higher",
                 )
@@ -221,10 +247,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shapes", nargs="*", help="TAGSxPIPELINES, e.g. 8x1 8x10 256x1 (default: all)")
+    parser.add_argument("--profile", type=Path, help="a folder for py-spy raw profiles of the sustained runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes] if args.shapes else None
     print_header()
-    asyncio.run(measure(Rounds("edge_cpu", args.rounds, quick=args.quick)))
+    asyncio.run(measure(Rounds("edge_cpu", args.rounds, quick=args.quick), shapes, args.profile))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
