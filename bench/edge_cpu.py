@@ -196,9 +196,7 @@ async def _throughput(side: _Side, seconds: float, offset: list[int], profile: P
     return [made / used if used > 0 else 0.0]
 
 
-async def measure(
-    rounds: Rounds, shapes: list[tuple[int, int]] | None = None, profile: Path | None = None
-) -> None:
+async def measure(rounds: Rounds, shapes: list[tuple[int, int]] | None = None, profile: Path | None = None) -> None:
     """Figures: CPU per prediction; sustained predictions per second per core by pipelines and by input tags
     (``shapes``: (tags, pipelines), default SHAPES); with ``profile`` a py-spy profile of each sustained run."""
     quick = rounds.quick

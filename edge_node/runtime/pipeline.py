@@ -131,9 +131,12 @@ class PipelineSink(Protocol):
     async def publish(self, outputs: list[OutputValue]) -> None:
         """New output values (or statuses)."""
 
-    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+    async def predicted(
+        self, outputs: list[OutputValue], status: PipelineStatus, inputs: dict[str, Reading] | None = None
+    ) -> None:
         """One prediction's outputs and the status that comes with it (counters, state, reason), shown together;
-        in place of ``publish`` and ``status_changed`` for that prediction."""
+        in place of ``publish`` and ``status_changed`` for that prediction; with ``inputs``, the newest readings
+        of the inputs that triggered it, in place of ``input_changed`` for each."""
 
     async def status_changed(self, status: PipelineStatus) -> None:
         """Counters, state or reason changed."""
@@ -273,6 +276,7 @@ class Pipeline:
         self._unusual: set[str] = set()  # features of the vector missing or not plain numbers (_plain_number)
         self._newest: datetime | None = None  # the newest source time of the vector's readings
         self._newest_due = False  # the reading with the newest source time was replaced by an older one
+        self._mirror: dict[str, Reading] = {}  # triggering readings the input mirror shows with the next prediction
 
     def _next_configuration(self) -> str:
         """A new configuration for the model and binding that serve from now on."""
@@ -338,6 +342,7 @@ class Pipeline:
         }
         self._values = {k: v for k, v in self._values.items() if k in unchanged}
         self._vector_plan = None
+        self._mirror = {}  # the new mirror shows what is kept, below
         if previous is None or binding is None or previous.part_key != binding.part_key:
             self._part_key = None
         if previous is None or binding is None or previous.feedback != binding.feedback:
@@ -362,10 +367,14 @@ class Pipeline:
         self._values[feature] = reading
         if self._vector_plan is not None:
             self._note(self._vector_plan, feature, reading, previous)
-        await self._sink.input_changed(feature, reading)
         trigger = self._binding.trigger
         if trigger.mode is TriggerMode.ANY_CHANGE or (trigger.mode is TriggerMode.TAG and trigger.tag == feature):
+            # The mirror shows it with the prediction it triggers, in the same batch (``_show``); readings folded
+            # into one run show their newest. Whatever no prediction showed is mirrored after the run (``run``).
+            self._mirror[feature] = reading
             self._trigger()
+        else:
+            await self._sink.input_changed(feature, reading)
 
     def offer_part_key(self, reading: Reading) -> None:
         """A new value of the binding's part key tag: captured with the following predictions."""
@@ -388,6 +397,7 @@ class Pipeline:
             if reading is not None and reading.stale != stale:
                 self._values[feature] = replace(reading, stale=stale)
                 self._vector_plan = None
+                self._mirror.pop(feature, None)  # shown now, with its new quality
                 await self._sink.input_changed(feature, self._values[feature])
                 changed = True
         if changed:
@@ -430,6 +440,13 @@ class Pipeline:
                 )
             finally:
                 self._running = False
+                if self._mirror:  # no prediction showed them (no model, a configuration problem, a retry)
+                    await self._mirror_now()
+
+    async def _mirror_now(self) -> None:
+        mirror, self._mirror = self._mirror, {}
+        for feature, reading in mirror.items():
+            await self._sink.input_changed(feature, reading)
 
     async def _set_status(self, **changes: Any) -> None:
         status = replace(self._status, **changes)
@@ -664,4 +681,5 @@ class Pipeline:
     async def _show(self, outputs: list[OutputValue], **changes: Any) -> None:
         """Publish one prediction's outputs with its new status, in one go."""
         self._status = replace(self._status, **changes)
-        await self._sink.predicted(outputs, self._status)
+        mirror, self._mirror = self._mirror, {}
+        await self._sink.predicted(outputs, self._status, mirror or None)

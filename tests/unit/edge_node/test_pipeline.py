@@ -39,7 +39,9 @@ class RecordingSink:
     async def status_changed(self, status: PipelineStatus) -> None:
         self.status = status
 
-    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+    async def predicted(
+        self, outputs: list[OutputValue], status: PipelineStatus, inputs: dict[str, Reading] | None = None
+    ) -> None:
         await self.publish(outputs)
         await self.status_changed(status)
 
