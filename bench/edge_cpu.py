@@ -5,7 +5,9 @@ process of their own, and only that process's CPU time (user + system, /proc) is
 server per side, so the idle side gets no notifications) and the subscriber run in the benchmark's process.
 
 - CPU per prediction: one pipeline over 8 tags at publishing interval 0, closed loop (write a tag, wait for the
-  prediction's notification, next): the child's CPU time over the predictions it made.
+  prediction's notification, next): the child's CPU time over the predictions it made. The subscriber's session
+  to the edge node is signed and encrypted (the only kind it accepts); the floor is measured twice, with an
+  unencrypted session (the bare relay) and with the edge node's security (``relay-secure``).
 - Sustained predictions per second per core: the tags are written as fast as the benchmark can for a few seconds;
   predictions made over the child's CPU seconds, with 1, 10 and 50 pipelines over 8 tags and with 8, 64 and 256
   tags feeding one pipeline. Every change of a tag is a trigger; the edge node folds triggers that arrive while it
@@ -64,8 +66,9 @@ async def _serve(
     kind: str, root: Path, built: Built, tags_url: str, tag_ids: list[str], slots: int, conn: Connection
 ) -> None:
     loop = asyncio.get_running_loop()
-    if kind == "relay":
-        relay = await Relay(tags_url, tag_ids, built.model, INTERVAL_MS, pipelines=slots).start()
+    if kind in ("relay", "relay-secure"):
+        pki = root / "pki" if kind == "relay-secure" else None
+        relay = await Relay(tags_url, tag_ids, built.model, INTERVAL_MS, pipelines=slots, pki_dir=pki).start()
         conn.send((relay.url, [n.to_string() for n in relay.outputs]))
         try:
             while (await loop.run_in_executor(None, conn.recv)) == "count":
@@ -226,8 +229,20 @@ async def measure(rounds: Rounds, shapes: list[tuple[int, int]] | None = None, p
                         "ms CPU",
                         lambda ours=ours: _cpu_per_prediction(ours, count, offset),  # type: ignore[misc]
                         lambda floor=floor: _cpu_per_prediction(floor, count, offset),  # type: ignore[misc]
-                        "bare relay process (subscription, onnxruntime, one write), interval 0",
+                        "bare relay process (subscription, onnxruntime, one write), interval 0; unencrypted",
                     )
+                    # The same floor with its subscriber's session signed and encrypted like the edge node's.
+                    secure = await _Side("relay-secure", root / f"{inputs}x{slots}", ours.built, slots).start()
+                    try:
+                        await rounds.pair(
+                            "CPU per prediction, floor encrypted too",
+                            "ms CPU",
+                            lambda ours=ours: _cpu_per_prediction(ours, count, offset),  # type: ignore[misc]
+                            lambda floor=secure: _cpu_per_prediction(floor, count, offset),  # type: ignore[misc]
+                            "the relay with the edge node's security (Basic256Sha256 or stronger, SignAndEncrypt)",
+                        )
+                    finally:
+                        await secure.stop()
                 await rounds.pair(
                     f"predictions/s per core ({slots} pipeline{'s' if slots > 1 else ''}, {inputs} tags)",
                     "1/s",
