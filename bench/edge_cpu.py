@@ -25,6 +25,7 @@ import asyncio
 import logging
 import multiprocessing
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -143,7 +144,9 @@ class _Side:
         await self.tags.stop()
 
 
-async def _cpu_per_prediction(side: _Side, predictions: int, offset: list[int]) -> list[float]:
+async def _cpu_per_prediction(
+    side: _Side, predictions: int, offset: list[int], profile: Path | None = None
+) -> list[float]:
     """Closed loop: ``predictions`` writes, each waited for at the subscriber; the side's CPU ms per prediction."""
     async with session(side.url) as client:
         arrivals = Arrivals()
@@ -152,6 +155,7 @@ async def _cpu_per_prediction(side: _Side, predictions: int, offset: list[int]) 
             client.get_node(ua.NodeId.from_string(side.outputs[0])), queuesize=1, sampling_interval=0.0
         )
         await asyncio.sleep(0.3)
+        spy = _py_spy(side, 60, profile)
         before_count, before_cpu = await side.predictions(), side.cpu()
         for _ in range(predictions):
             offset[0] += 1
@@ -161,6 +165,7 @@ async def _cpu_per_prediction(side: _Side, predictions: int, offset: list[int]) 
         await asyncio.sleep(0.05)
         made = await side.predictions() - before_count
         used = side.cpu() - before_cpu
+        await _stop_spy(spy)
         await sub.delete()
     return [used * 1000.0 / max(made, 1)]
 
@@ -171,13 +176,20 @@ def _py_spy(side: _Side, seconds: float, profile: Path | None) -> subprocess.Pop
         return None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     profile.mkdir(parents=True, exist_ok=True)
-    out = profile / f"{side.kind}-{side.built.inputs}x{side.slots}-{int(time.time())}.txt"
+    out = profile / f"{side.kind}-{side.built.inputs}x{side.slots}-{time.time_ns()}.txt"
     return subprocess.Popen(
         [spy, "record", "--pid", str(side.process.pid), "--rate", "500", "--format", "raw", "--nonblocking"]
-        + ["--duration", str(max(1, int(seconds))), "-o", str(out)],
+        + ["--duration", str(max(1, int(seconds))), "-o", str(out)],  # stopped sooner by _stop_spy
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def _stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    """Stop py-spy now (it writes its profile on SIGINT)."""
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        await asyncio.to_thread(spy.wait, 30)
 
 
 async def _throughput(side: _Side, seconds: float, offset: list[int], profile: Path | None = None) -> list[float]:
@@ -194,8 +206,7 @@ async def _throughput(side: _Side, seconds: float, offset: list[int], profile: P
     await asyncio.sleep(0.3)  # the last triggers served
     made = await side.predictions() - before_count
     used = side.cpu() - before_cpu
-    if spy is not None:
-        await asyncio.to_thread(spy.wait, 30)
+    await _stop_spy(spy)
     return [made / used if used > 0 else 0.0]
 
 
@@ -227,8 +238,8 @@ async def measure(rounds: Rounds, shapes: list[tuple[int, int]] | None = None, p
                     await rounds.pair(
                         "CPU per prediction (1 pipeline, 8 tags)",
                         "ms CPU",
-                        lambda ours=ours: _cpu_per_prediction(ours, count, offset),  # type: ignore[misc]
-                        lambda floor=floor: _cpu_per_prediction(floor, count, offset),  # type: ignore[misc]
+                        lambda ours=ours: _cpu_per_prediction(ours, count, offset, profile),  # type: ignore[misc]
+                        lambda floor=floor: _cpu_per_prediction(floor, count, offset, profile),  # type: ignore[misc]
                         "bare relay process (subscription, onnxruntime, one write), interval 0; unencrypted",
                     )
                     # The same floor with its subscriber's session signed and encrypted like the edge node's.
@@ -237,8 +248,8 @@ async def measure(rounds: Rounds, shapes: list[tuple[int, int]] | None = None, p
                         await rounds.pair(
                             "CPU per prediction, floor encrypted too",
                             "ms CPU",
-                            lambda ours=ours: _cpu_per_prediction(ours, count, offset),  # type: ignore[misc]
-                            lambda floor=secure: _cpu_per_prediction(floor, count, offset),  # type: ignore[misc]
+                            lambda ours=ours: _cpu_per_prediction(ours, count, offset, profile),  # type: ignore[misc]
+                            lambda floor=secure: _cpu_per_prediction(floor, count, offset, profile),  # type: ignore[misc]
                             "the relay with the edge node's security (Basic256Sha256 or stronger, SignAndEncrypt)",
                         )
                     finally:

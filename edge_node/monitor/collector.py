@@ -207,17 +207,23 @@ class Collector:
         inputs: dict[str, float | int | bool | None] = {}
         statuses: dict[str, int] = {}
         newest: datetime | None = None
-        for name, reading in inference.readings.items():
-            if reading is None:
-                inputs[name] = None
-                statuses[name] = quality.BAD_WAITING_FOR_INITIAL_DATA
-                continue
-            status = _status_of(reading)
-            inputs[name] = None if quality.is_bad(status) else _number(reading.value)
-            if status:
-                statuses[name] = status
-            if reading.source_time is not None and (newest is None or reading.source_time > newest):
-                newest = reading.source_time
+        if inference.values is not None and inference.outputs:
+            # All Good, current numbers (the pipeline checked): each input as read, no status; the outputs carry
+            # the newest source time of the inputs.
+            inputs = {name: r.value for name, r in inference.readings.items() if r is not None}
+            newest = inference.outputs[0].source_time
+        else:
+            for name, reading in inference.readings.items():
+                if reading is None:
+                    inputs[name] = None
+                    statuses[name] = quality.BAD_WAITING_FOR_INITIAL_DATA
+                    continue
+                status = _status_of(reading)
+                inputs[name] = None if quality.is_bad(status) else _number(reading.value)
+                if status:
+                    statuses[name] = status
+                if reading.source_time is not None and (newest is None or reading.source_time > newest):
+                    newest = reading.source_time
         # Built without validation: every field is made here from checked values, and this runs per prediction.
         return PredictionRecord.model_construct(
             kind="prediction",

@@ -165,5 +165,11 @@ async def test_batched_statistics_count_exactly_as_one_by_one(tmp_path: Path, ma
             0,
         )
         assert got.counts[-1] >= 3 and got.above > 0 and got.below > 0  # the edges were exercised
+        # A record of such a prediction reads as one made feature by feature.
+        one = inference(manifest, 7.0)
+        vector = np.ones(len(features))
+        vector[speed] = 7.0
+        fast = collector._prediction(Inference(**{**vars(one), "values": vector}))
+        assert fast.model_dump() == collector._prediction(one).model_dump()
     finally:
         await queue.close()
