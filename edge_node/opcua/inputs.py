@@ -149,11 +149,10 @@ class Source:
         # As the server revised them (asyncua modifies the subscription to the revised interval and keep-alive count).
         silent_s = silent_after_s(sub.parameters.RequestedPublishingInterval, sub.parameters.RequestedMaxKeepAliveCount)
         while not lost.is_set():
-            try:  # asyncio.timeout, not next_event's wait_for, which makes a task of every wait (~10 us an event)
-                async with asyncio.timeout(1.0):
-                    event = await sub.next_event()
-            except TimeoutError:
-                event = None
+            # asyncio.wait_for inside, which yields to the loop at every event even when more are queued, so a
+            # pipeline runs between two notifications; waiting without yielding (asyncio.timeout) drains the whole
+            # queue first and folds far more triggers into one run (measured: 4-10x fewer predictions per CPU second).
+            event = await sub.next_event(timeout=1.0)
             honour_cancel()
             # Every Publish response, a keep-alive too, sets last_publish_at (OPC 10000-4 5.13.1.1).
             last = sub.last_publish_at
