@@ -207,13 +207,22 @@ class RecordQueue:
             if not batch and not stats and not any(self._pending_drops.values()):
                 return
             self._buffer, self._stats = [], {}
+            # Shielded: a flush cancelled (the node stops) while SQLite commits in aiosqlite's thread would take a
+            # committed batch for unwritten and write it again (UNIQUE constraint failed). The transaction ends
+            # either way first, and only a batch that was not committed goes back to the buffer.
+            write = asyncio.ensure_future(self._write(db, batch, stats))
             try:
-                written = await self._write(db, batch, stats)
+                written = await asyncio.shield(write)
             except BaseException:
-                self._buffer = batch + self._buffer  # nothing was committed: write it with the next flush
-                while len(self._buffer) > self.max_records:
-                    self._pending_drops[self._buffer.pop(0)[0]] += 1
-                self._stats = {**stats, **self._stats}
+                if not write.done():
+                    await asyncio.wait([write])
+                if write.cancelled() or write.exception() is not None:
+                    self._buffer = batch + self._buffer  # nothing was committed: write it with the next flush
+                    while len(self._buffer) > self.max_records:
+                        self._pending_drops[self._buffer.pop(0)[0]] += 1
+                    self._stats = {**stats, **self._stats}
+                elif write.result():
+                    self.committed.set()
                 raise
         if written:
             self.committed.set()
