@@ -8,8 +8,10 @@ OPC UA hops and one inference, nothing else (no status, no mirror, no records).
 Every client connection of these benchmarks is made by ``session``: over the strongest secure endpoint the server
 offers, with a certificate from the test CA (tests/tls.py), as ModelLine servers refuse anything else; over
 SecurityPolicy None to the bare asyncua servers (tag server, relay), which offer nothing else. So ModelLine's side
-runs signed and encrypted (the product default) while the floor stays unencrypted. The edge node's own link to the
-tag server is unencrypted by name (``plc_security``), as to a PLC without security.
+runs signed and encrypted (the product default) while the floor stays unencrypted, unless the relay is given a PKI
+folder (``Relay(pki_dir=...)``): it then offers the edge node's secure policies only (sdk.opcua.security), and
+its subscriber's session is signed and encrypted like the edge node's. The edge node's own link to the tag server is
+unencrypted by name (``plc_security``), as to a PLC without security, like the relay's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from edge_node.settings import EdgeSettings
 from sdk.di_client import SoftwareUpdateClient, set_binding
 from sdk.keys import generate_key_pair, load_private_key
 from sdk.opcua.ports import free_port
+from sdk.opcua.security import SECURE_POLICIES
 from sdk.opcua.shelf import init_server
 from sdk.package.build import build_package
 from sdk.package.spec import PackageSpec
@@ -134,8 +137,17 @@ def build(root: Path, inputs: int) -> Built:
 class Relay:
     """The floor: tags -> subscription -> onnxruntime (inline) -> a variable per pipeline of its own server."""
 
-    def __init__(self, source: str, node_ids: list[str], model: Path, interval_ms: int, pipelines: int = 1) -> None:
+    def __init__(
+        self,
+        source: str,
+        node_ids: list[str],
+        model: Path,
+        interval_ms: int,
+        pipelines: int = 1,
+        pki_dir: Path | None = None,
+    ) -> None:
         self.source = source
+        self.pki_dir = pki_dir  # with a folder: the edge node's secure endpoints (a certificate of the test CA)
         self.node_ids = node_ids
         self.interval_ms = interval_ms
         self.url = f"opc.tcp://127.0.0.1:{free_port()}/relay/"
@@ -153,6 +165,11 @@ class Relay:
     async def start(self) -> Relay:
         await init_server(self.server)
         self.server.set_endpoint(self.url)
+        if self.pki_dir is not None:  # as the edge node: signed and encrypted only, the same policies
+            pki = await asyncio.to_thread(tls.seed, self.pki_dir, "urn:bench:relay", "bench relay")
+            await self.server.load_certificate(str(pki / "own" / "cert.der"))
+            await self.server.load_private_key(str(pki / "own" / "key.pem"))
+            self.server.set_security_policy(list(SECURE_POLICIES))
         ns = await self.server.register_namespace("urn:bench:relay")
         for i in range(len(self.sessions)):
             node = await self.server.nodes.objects.add_variable(

@@ -23,7 +23,7 @@ from edge_node.opcua.records import RecordNodes
 from edge_node.opcua.server import application_uri, create_device, create_server
 from edge_node.opcua.software_update import SlotNodes
 from edge_node.runtime.model import InferenceRuntime
-from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus
+from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus, Reading
 from edge_node.settings import EdgeSettings
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import SlotStore
@@ -240,22 +240,33 @@ class EdgeNode(Service):
 
 
 class _HealthWatch:
-    """A PipelineSink that passes everything on and re-evaluates DeviceHealth on status changes."""
+    """A PipelineSink that passes everything on and re-evaluates DeviceHealth on status changes.
+
+    DeviceHealth follows the pipelines' states (and the slots' trust, re-evaluated where that changes), so a
+    prediction re-evaluates it only when it changed the pipeline's state: most predictions leave it as it was, and
+    re-evaluating looks at every slot.
+    """
 
     def __init__(self, sink: PipelineNodes, on_status: Any) -> None:
         self._sink = sink
         self._on_status = on_status
+        self._state: PipelineState | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sink, name)
 
     async def status_changed(self, status: PipelineStatus) -> None:
         await self._sink.status_changed(status)
+        self._state = status.state
         await self._on_status()
 
-    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
-        await self._sink.predicted(outputs, status)
-        await self._on_status()
+    async def predicted(
+        self, outputs: list[OutputValue], status: PipelineStatus, inputs: dict[str, Reading] | None = None
+    ) -> None:
+        await self._sink.predicted(outputs, status, inputs)
+        if status.state != self._state:
+            self._state = status.state
+            await self._on_status()
 
 
 def _notify(hub: InputHub) -> Any:

@@ -246,9 +246,19 @@ class PipelineNodes:
         """Write each output with its status and both timestamps, in one batch."""
         await write_together(self.server, self._output_writes(outputs))
 
-    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
-        """One prediction: its outputs and the status that comes with it, in one batch."""
-        await write_together(self.server, self._output_writes(outputs) + self._status_writes(status))
+    async def predicted(
+        self, outputs: list[OutputValue], status: PipelineStatus, inputs: dict[str, Reading] | None = None
+    ) -> None:
+        """One prediction: its outputs, the status that comes with it and the readings of the inputs that triggered
+        it (their mirror), in one batch."""
+        writes = self._output_writes(outputs) + self._status_writes(status)
+        if inputs:
+            now = datetime.now(UTC)
+            for feature, reading in inputs.items():
+                node = self._inputs.get(feature)
+                if node is not None:
+                    writes.append((node.nodeid, self._mirrored(reading, now)))
+        await write_together(self.server, writes)
 
     async def binding_changed(self, binding: Binding | None) -> None:
         """Show the binding and mirror its inputs."""
@@ -277,8 +287,12 @@ class PipelineNodes:
     async def input_changed(self, feature: str, reading: Reading) -> None:
         """Mirror the newest reading of a bound input."""
         node = self._inputs.get(feature)
-        if node is None:
-            return
+        if node is not None:
+            await self._write(node, self._mirrored(reading, datetime.now(UTC)))
+
+    @staticmethod
+    def _mirrored(reading: Reading, now: datetime) -> ua.DataValue:
+        """The mirror's value of a reading: the number the model is fed, or its status."""
         status = reading.status
         if reading.stale and status == 0:
             status = ua.StatusCodes.UncertainLastUsableValue
@@ -291,10 +305,7 @@ class PipelineNodes:
             variant = ua.Variant()
             if not status_code(status).is_bad():
                 status = ua.StatusCodes.BadTypeMismatch
-        await self._write(
-            node,
-            data_value(variant, status, reading.source_time, datetime.now(UTC)),
-        )
+        return data_value(variant, status, reading.source_time, now)
 
     async def show_statistics(self, statistics_json: str) -> None:
         """The pipeline's running statistics (PipelineStatistics JSON)."""

@@ -98,6 +98,9 @@ class Inference:
     skipped: int  # triggers folded into this one
     part_key: Reading | None  # the binding's part key tag when the inputs were assembled
     time: datetime
+    values: np.ndarray | None = None
+    """Every input feature's value (``Manifest.input_features`` order, float64) when all readings were Good, current
+    numbers within their valid ranges (the statistics then need no look at ``readings``); None otherwise."""
 
 
 class RecordSink(Protocol):
@@ -128,9 +131,12 @@ class PipelineSink(Protocol):
     async def publish(self, outputs: list[OutputValue]) -> None:
         """New output values (or statuses)."""
 
-    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+    async def predicted(
+        self, outputs: list[OutputValue], status: PipelineStatus, inputs: dict[str, Reading] | None = None
+    ) -> None:
         """One prediction's outputs and the status that comes with it (counters, state, reason), shown together;
-        in place of ``publish`` and ``status_changed`` for that prediction."""
+        in place of ``publish`` and ``status_changed`` for that prediction; with ``inputs``, the newest readings
+        of the inputs that triggered it, in place of ``input_changed`` for each."""
 
     async def status_changed(self, status: PipelineStatus) -> None:
         """Counters, state or reason changed."""
@@ -153,7 +159,8 @@ def _input_features(tensor: TensorSpec) -> list[Feature]:
 
 @dataclass(frozen=True)
 class _TensorPlan:
-    """One input tensor as assembled: its features' names, valid ranges, dtype and shape."""
+    """One input tensor as assembled: its features' names, valid ranges, dtype and shape, and where its features
+    are in the model's feature vector (``start``..``stop``)."""
 
     name: str
     names: list[str]
@@ -161,6 +168,12 @@ class _TensorPlan:
     high: np.ndarray  # +inf where no maximum
     dtype: Any
     shape: list[int]
+    start: int
+    stop: int
+
+
+_EXACT_INT = 2**53
+"""Integers beyond this are not exact as float64: such a reading takes the feature-by-feature way."""
 
 
 @dataclass(frozen=True)
@@ -170,10 +183,16 @@ class _Plan:
     manifest: Manifest
     features: list[str]
     tensors: list[_TensorPlan]
+    index: dict[str, int]  # feature -> its place in the feature vector
+    names: frozenset[str]
+    low: np.ndarray
+    high: np.ndarray
+    vector: bool  # whether the feature vector may feed the model (distinct names, floating point tensors only)
 
     @classmethod
     def of(cls, manifest: Manifest) -> _Plan:
         tensors = []
+        start = 0
         for tensor in manifest.inputs:
             features = _input_features(tensor)
             tensors.append(
@@ -184,9 +203,38 @@ class _Plan:
                     np.array([math.inf if f.valid.max is None else f.valid.max for f in features], dtype=np.float64),
                     NUMPY_DTYPES[tensor.element_type],
                     one_sample_shape(tensor.shape, len(tensor.features) if tensor.features else None),
+                    start,
+                    start + len(features),
                 )
             )
-        return cls(manifest, [f.name for f in manifest.input_features()], tensors)
+            start += len(features)
+        names = [f.name for f in manifest.input_features()]
+        index = {name: i for i, name in enumerate(names)}
+        vector = len(index) == len(names) == start and all(
+            np.dtype(t.dtype).kind == "f" and math.prod(t.shape) == t.stop - t.start for t in tensors
+        )
+        return cls(
+            manifest,
+            names,
+            tensors,
+            index,
+            frozenset(names),
+            np.concatenate([t.low for t in tensors]) if tensors else np.empty(0),
+            np.concatenate([t.high for t in tensors]) if tensors else np.empty(0),
+            vector,
+        )
+
+
+_Assembled = tuple[dict[str, np.ndarray], int, str, datetime | None, np.ndarray | None]
+"""Input tensors, status, reason, newest source time, feature vector (when all is Good)."""
+
+
+def _plain_number(reading: Reading) -> bool:
+    """A Good, current reading whose value is a number float64 holds exactly (the common case)."""
+    if reading.status or reading.stale:
+        return False
+    value = reading.value
+    return isinstance(value, float) or (isinstance(value, int) and -_EXACT_INT <= value <= _EXACT_INT)
 
 
 class Pipeline:
@@ -220,6 +268,15 @@ class Pipeline:
         self._start = secrets.token_hex(3)  # change numbers of an earlier run of the node never match
         self._problem: tuple[LoadedModel | None, Binding | None, str | None] | None = None
         self._planned: _Plan | None = None
+        # The readings as the model's feature vector, kept up to date as readings arrive (``_note``), so a
+        # prediction in the common case needs no pass over every feature in Python. Rebuilt from ``_values``
+        # when ``_vector_plan`` is not the serving model's plan.
+        self._vector_plan: _Plan | None = None
+        self._vector = np.empty(0)
+        self._unusual: set[str] = set()  # features of the vector missing or not plain numbers (_plain_number)
+        self._newest: datetime | None = None  # the newest source time of the vector's readings
+        self._newest_due = False  # the reading with the newest source time was replaced by an older one
+        self._mirror: dict[str, Reading] = {}  # triggering readings the input mirror shows with the next prediction
 
     def _next_configuration(self) -> str:
         """A new configuration for the model and binding that serve from now on."""
@@ -284,6 +341,8 @@ class Pipeline:
             if previous is not None and previous.inputs.get(feature) == tag
         }
         self._values = {k: v for k, v in self._values.items() if k in unchanged}
+        self._vector_plan = None
+        self._mirror = {}  # the new mirror shows what is kept, below
         if previous is None or binding is None or previous.part_key != binding.part_key:
             self._part_key = None
         if previous is None or binding is None or previous.feedback != binding.feedback:
@@ -300,15 +359,22 @@ class Pipeline:
         """A new reading of a bound input (from the input hub)."""
         if self._binding is None or feature not in self._binding.inputs:
             return
-        if self._values.get(feature) == reading:
+        previous = self._values.get(feature)
+        if previous == reading:
             # The same sample again (value, status and source timestamp, and not stale), as a subscription sends
             # its current values after a reconnect: not a change, so no trigger and no second prediction.
             return
         self._values[feature] = reading
-        await self._sink.input_changed(feature, reading)
+        if self._vector_plan is not None:
+            self._note(self._vector_plan, feature, reading, previous)
         trigger = self._binding.trigger
         if trigger.mode is TriggerMode.ANY_CHANGE or (trigger.mode is TriggerMode.TAG and trigger.tag == feature):
+            # The mirror shows it with the prediction it triggers, in the same batch (``_show``); readings folded
+            # into one run show their newest. Whatever no prediction showed is mirrored after the run (``run``).
+            self._mirror[feature] = reading
             self._trigger()
+        else:
+            await self._sink.input_changed(feature, reading)
 
     def offer_part_key(self, reading: Reading) -> None:
         """A new value of the binding's part key tag: captured with the following predictions."""
@@ -330,6 +396,8 @@ class Pipeline:
             reading = self._values.get(feature)
             if reading is not None and reading.stale != stale:
                 self._values[feature] = replace(reading, stale=stale)
+                self._vector_plan = None
+                self._mirror.pop(feature, None)  # shown now, with its new quality
                 await self._sink.input_changed(feature, self._values[feature])
                 changed = True
         if changed:
@@ -372,6 +440,13 @@ class Pipeline:
                 )
             finally:
                 self._running = False
+                if self._mirror:  # no prediction showed them (no model, a configuration problem, a retry)
+                    await self._mirror_now()
+
+    async def _mirror_now(self) -> None:
+        mirror, self._mirror = self._mirror, {}
+        for feature, reading in mirror.items():
+            await self._sink.input_changed(feature, reading)
 
     async def _set_status(self, **changes: Any) -> None:
         status = replace(self._status, **changes)
@@ -433,6 +508,7 @@ class Pipeline:
         status: int,
         latency_ms: float,
         part_key: Reading | None,
+        values: np.ndarray | None = None,
     ) -> None:
         if self.records is None:
             return
@@ -447,6 +523,7 @@ class Pipeline:
             self._skipped_now,
             part_key,
             outputs[0].server_time if outputs else self._clock(),
+            values,
         )
         self._skipped_now = 0
         try:
@@ -460,36 +537,58 @@ class Pipeline:
             plan = self._planned = _Plan.of(manifest)
         return plan
 
-    def _assemble(self, manifest: Manifest) -> tuple[dict[str, np.ndarray], int, str, datetime | None]:
-        """Input tensors from the latest readings; with the worst quality found and why.
+    def _note(self, plan: _Plan, feature: str, reading: Reading, previous: Reading | None) -> None:
+        """Take a new reading into the feature vector."""
+        i = plan.index.get(feature)
+        if i is None:
+            return
+        if _plain_number(reading):
+            self._vector[i] = reading.value
+            self._unusual.discard(feature)
+        else:
+            self._unusual.add(feature)
+        t, newest = reading.source_time, self._newest
+        if t is not None and (newest is None or t > newest):
+            self._newest = t
+        elif previous is not None and newest is not None and previous.source_time == newest and t != newest:
+            self._newest_due = True
 
-        The common case, every reading a Good, current, finite number within its valid range, is checked with
-        numpy over each tensor at once; anything else takes the feature-by-feature way, which names the problem.
+    def _follow(self, plan: _Plan) -> None:
+        """Build the feature vector of ``plan`` from the readings."""
+        self._vector = np.zeros(len(plan.features), dtype=np.float64)
+        self._unusual = set(plan.features)
+        self._newest, self._newest_due = None, False
+        for feature in plan.features:
+            reading = self._values.get(feature)
+            if reading is not None:
+                self._note(plan, feature, reading, None)
+        self._vector_plan = plan
+
+    def _newest_time(self, plan: _Plan) -> datetime | None:
+        if self._newest_due:
+            times = [r.source_time for n in plan.features if (r := self._values.get(n)) and r.source_time]
+            self._newest, self._newest_due = max(times, default=None), False
+        return self._newest
+
+    def _assemble(self, manifest: Manifest) -> _Assembled:
+        """Input tensors from the latest readings; with the worst quality found and why, the newest source time,
+        and the feature vector when every reading was a Good, current, finite number within its valid range.
+
+        That common case is checked with numpy over the feature vector, kept up to date as readings arrive;
+        anything else takes the feature-by-feature way, which names the problem.
         """
-        feeds: dict[str, np.ndarray] = {}
-        newest: datetime | None = None
-        values = self._values
-        for tensor in self._plan(manifest).tensors:
-            readings = [values.get(name) for name in tensor.names]
-            if None in readings or any(r.status or r.stale for r in readings):  # type: ignore[union-attr]
-                return self._assemble_one_by_one(manifest)
-            raw = [r.value for r in readings]  # type: ignore[union-attr]
-            try:
-                checked = np.asarray(raw, dtype=np.float64)
-            except (TypeError, ValueError):
-                return self._assemble_one_by_one(manifest)
-            if checked.shape != tensor.low.shape or not (
-                np.isfinite(checked).all() and (checked >= tensor.low).all() and (checked <= tensor.high).all()
-            ):
-                return self._assemble_one_by_one(manifest)
-            if not all(isinstance(v, int | float) for v in raw):  # numpy reads "1.5" as a number; a text is none
-                return self._assemble_one_by_one(manifest)
-            for r in readings:
-                t = r.source_time  # type: ignore[union-attr]
-                if t is not None and (newest is None or t > newest):
-                    newest = t
-            feeds[tensor.name] = np.asarray(raw, dtype=tensor.dtype).reshape(tensor.shape)
-        return feeds, quality.GOOD, "", newest
+        plan = self._plan(manifest)
+        if not plan.vector:
+            return (*self._assemble_one_by_one(manifest), None)
+        if self._vector_plan is not plan:
+            self._follow(plan)
+        vector = self._vector
+        if self._unusual or not (
+            np.isfinite(vector).all() and (vector >= plan.low).all() and (vector <= plan.high).all()
+        ):
+            return (*self._assemble_one_by_one(manifest), None)
+        feeds = {t.name: vector[t.start : t.stop].astype(t.dtype).reshape(t.shape) for t in plan.tensors}
+        return feeds, quality.GOOD, "", self._newest_time(plan), vector.copy()
 
     def _assemble_one_by_one(self, manifest: Manifest) -> tuple[dict[str, np.ndarray], int, str, datetime | None]:
         feeds: dict[str, np.ndarray] = {}
@@ -533,9 +632,13 @@ class Pipeline:
             await self._evaluate_configuration()
             return
         configuration = self._status.configuration
-        seen = {name: self._values.get(name) for name in self._plan(model.manifest).features}
+        plan, values = self._plan(model.manifest), self._values
+        # Every feature's reading (None where there is none): a copy of the readings when they are exactly those.
+        seen: dict[str, Reading | None] = (
+            dict(values) if values.keys() == plan.names else {name: values.get(name) for name in plan.features}
+        )
         part_key = self._part_key
-        feeds, status, reason, source_time = self._assemble(model.manifest)
+        feeds, status, reason, source_time, vector = self._assemble(model.manifest)
         if quality.is_bad(status):
             shown = self._status_only(status, source_time)
             errors = self._status.error_count + 1
@@ -573,9 +676,10 @@ class Pipeline:
             last_latency_ms=latency,
             good_configuration=configuration if status == quality.GOOD else self._status.good_configuration,
         )
-        self._record(model.manifest, configuration, seen, published, status, latency, part_key)
+        self._record(model.manifest, configuration, seen, published, status, latency, part_key, vector)
 
     async def _show(self, outputs: list[OutputValue], **changes: Any) -> None:
         """Publish one prediction's outputs with its new status, in one go."""
         self._status = replace(self._status, **changes)
-        await self._sink.predicted(outputs, self._status)
+        mirror, self._mirror = self._mirror, {}
+        await self._sink.predicted(outputs, self._status, mirror or None)

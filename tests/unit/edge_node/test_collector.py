@@ -121,3 +121,55 @@ def test_feedback_and_part_key_leave_the_digest_and_the_fit_alone(manifest: Mani
     assert plain.to_json() == Binding.model_validate_json(plain.to_json()).to_json()
     assert "feedback" not in plain.to_json() and plain.digest() != extended.digest()
     assert extended.problems_with(manifest) == [] == plain.problems_with(manifest)
+
+
+async def test_batched_statistics_count_exactly_as_one_by_one(tmp_path: Path, manifest: Manifest) -> None:
+    """Predictions with all inputs Good (``Inference.values``) are counted a batch at a time with numpy; what is
+    read counts each of them exactly as FeatureCounts.add does one by one, read between batches or mid-batch."""
+    import numpy as np
+
+    from edge_node.monitor.collector import _Binned
+    from sdk.monitor.statistics import FeatureCounts
+
+    queue = await queue_at(tmp_path)
+    try:
+        collector = Collector(queue)
+        collector.add_pipeline("main")
+        features = manifest.input_features()
+        speed = [f.name for f in features].index("speed")
+        edges = manifest.reference_stats["speed"].bin_edges
+        rng = np.random.default_rng(7)
+        # Inside and outside the reference, on every edge (the last closes its bin), a few thousand to span batches.
+        values = list(rng.uniform(edges[0] - 50, edges[-1] + 50, 3000)) + list(edges) * 3
+        expected = FeatureCounts(bin_edges=list(edges), counts=[0] * (len(edges) - 1))
+        rows = 0
+        for i, value in enumerate(values):
+            one = inference(manifest, float(value))
+            vector = np.ones(len(features))
+            vector[speed] = value
+            collector.inferred(Inference(**{**vars(one), "values": vector}))
+            expected.add(float(value))
+            rows += 1
+            if i in (5, 1500):  # read mid-batch: the waiting rows are counted first
+                got = collector.statistics("main").features["speed"]
+                assert (got.counts, got.below, got.above) == (expected.counts, expected.below, expected.above)
+        assert rows > len(_Binned(PipelineStatistics(pipeline="x"), manifest).rows)  # more than one batch
+        stats = collector.statistics("main")
+        got = stats.features["speed"]
+        assert stats.inferences == len(values)
+        assert (got.counts, got.below, got.above, got.bad, got.out_of_range) == (
+            expected.counts,
+            expected.below,
+            expected.above,
+            0,
+            0,
+        )
+        assert got.counts[-1] >= 3 and got.above > 0 and got.below > 0  # the edges were exercised
+        # A record of such a prediction reads as one made feature by feature.
+        one = inference(manifest, 7.0)
+        vector = np.ones(len(features))
+        vector[speed] = 7.0
+        fast = collector._prediction(Inference(**{**vars(one), "values": vector}))
+        assert fast.model_dump() == collector._prediction(one).model_dump()
+    finally:
+        await queue.close()

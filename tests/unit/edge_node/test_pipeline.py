@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from edge_node.runtime.pipeline import OutputValue, Pipeline, PipelineStatus, Re
 from nodesets.ids import SoftwareVersionFileType
 from sdk.binding import Binding
 from sdk.errors import UsageError
-from sdk.package.build import build_package
+from sdk.package.build import BuildResult, build_package
 from sdk.package.spec import PackageSpec
 from tests.conftest import Signer
 
@@ -38,7 +39,9 @@ class RecordingSink:
     async def status_changed(self, status: PipelineStatus) -> None:
         self.status = status
 
-    async def predicted(self, outputs: list[OutputValue], status: PipelineStatus) -> None:
+    async def predicted(
+        self, outputs: list[OutputValue], status: PipelineStatus, inputs: dict[str, Reading] | None = None
+    ) -> None:
         await self.publish(outputs)
         await self.status_changed(status)
 
@@ -189,3 +192,43 @@ async def test_good_evidence_names_the_model_and_binding_that_made_it(tmp_path: 
     finally:
         worker.cancel()
         runtime.close()
+
+
+async def test_the_kept_feature_vector_assembles_as_feature_by_feature(build: Callable[..., BuildResult]) -> None:
+    """The pipeline keeps its readings as a feature vector as they arrive (the common case costs no pass over the
+    features); after any sequence of readings, Bad, Uncertain, stale, text, huge or older ones included, it
+    assembles the same tensors, status, reason and newest source time as the feature-by-feature way."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    manifest = build().manifest
+    names = [f.name for f in manifest.input_features()]
+    pipeline = Pipeline("p", InferenceRuntime(threads=1), RecordingSink())
+    tags = {n: {"endpoint": "opc.tcp://plc:4840", "node_id": f"ns=2;s={n}"} for n in names}
+    await pipeline.set_binding(Binding.model_validate({"inputs": tags}))
+    rng = random.Random(3)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    kinds: list[object] = [1.0, 2.5, 7, True, -1.0, 1e9, float("nan"), "7", 2**60, None]
+    seen_good = seen_other = 0
+    for step in range(600):
+        name = rng.choice(names)
+        value = rng.choice(kinds) if rng.random() < 0.3 else rng.uniform(0, 10)
+        status = rng.choice([0, 0, 0, 0x40000000, 0x80000000])  # Good, Uncertain, Bad
+        when = start + timedelta(seconds=rng.randint(0, 50))  # often older than the newest
+        if rng.random() < 0.03:
+            await pipeline.mark_stale({rng.choice(names)}, rng.random() < 0.5)
+        else:
+            await pipeline.offer(name, Reading(value, status=status, source_time=when))
+        feeds, status_, reason, newest, vector = pipeline._assemble(manifest)
+        want = pipeline._assemble_one_by_one(manifest)
+        assert (status_, reason, newest) == want[1:], step
+        assert feeds.keys() == want[0].keys() and all(np.array_equal(feeds[k], want[0][k]) for k in feeds)
+        if vector is not None:
+            seen_good += 1
+            assert status_ == 0 and list(vector) == [float(pipeline._values[n].value) for n in names]
+        else:
+            seen_other += 1
+        if step % 50 == 49:  # back to all Good now and then, so the vector way is exercised often
+            for n in names:
+                await pipeline.offer(n, Reading(rng.uniform(0, 10), source_time=start + timedelta(seconds=step)))
+    assert seen_good > 10 and seen_other > 100
