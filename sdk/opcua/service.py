@@ -102,6 +102,21 @@ class _AddressInUse(logging.Filter):
 _address_in_use = _AddressInUse()
 
 
+class _RefusalsAreNotErrors(logging.Filter):
+    """asyncua logs every service fault it answers at ERROR ("sending service fault response: ..."): a
+    refused login, a method call without the role, an unknown session. Those are answers, not faults of
+    the server; ModelLine logs and audits the refusals that matter itself (with who and from where), so
+    these lines show only when asyncua's processor logs at DEBUG. Internal errors keep their own ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith("sending service fault response"):
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_refusals_are_not_errors = _RefusalsAreNotErrors()
+
+
 def render_asyncua_records() -> None:
     """Give every asyncua log record its final text when it is made, not when a handler formats it
     (idempotent; the text is the same).
@@ -136,6 +151,9 @@ async def start_listening(stack: AsyncExitStack, server: Server, endpoint: str) 
     logger = logging.getLogger("asyncua.server.server")
     if _address_in_use not in logger.filters:
         logger.addFilter(_address_in_use)
+    processor = logging.getLogger("asyncua.server.uaprocessor")
+    if _refusals_are_not_errors not in processor.filters:
+        processor.addFilter(_refusals_are_not_errors)
     stack.push_async_callback(sessions.close_left_over, server)  # after the server stopped
     try:
         await stack.enter_async_context(server)

@@ -101,6 +101,8 @@ async def test_repeated_failures_lock_a_user_out_for_a_while(
     assert [r.who for r in records if (r.action, r.outcome) == ("login", "ok")] == ["op", "eng"]
     logged = [r.getMessage() for r in caplog.records if "login refused" in r.getMessage()]
     assert len(logged) == 4 and all("from 127.0.0.1:" in m for m in logged), logged
+    # A refusal is an answer, not an error of the server: no ERROR line from asyncua for it.
+    assert not [r for r in caplog.records if r.name.startswith("asyncua") and r.levelno >= logging.ERROR]
 
 
 BURST = """
