@@ -203,11 +203,16 @@ def _peer(processor: UaProcessor) -> str:
 
 
 def _needs_secure_channel(processor: UaProcessor, token: Any) -> bool:
-    """Whether ``token`` is a password or certificate identity sent over a SecurityPolicy None channel."""
+    """Whether ``token`` is a password or certificate identity sent over a SecurityPolicy None channel of a
+    server that offers secure ones (a server without a certificate, in unit tests and benchmarks, has only
+    the unencrypted endpoint)."""
     if token is None or isinstance(token, ua.AnonymousIdentityToken):
         return False
     policy = getattr(processor._connection, "security_policy", None)
-    return policy is None or policy.URI == SecurityPolicyNone.URI
+    if policy is not None and policy.URI != SecurityPolicyNone.URI:
+        return False
+    endpoints = getattr(processor.iserver, "endpoints", None) or []
+    return any(e.SecurityMode != ua.MessageSecurityMode.None_ for e in endpoints)
 
 
 def _token(body: Buffer) -> Any:
