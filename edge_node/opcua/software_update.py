@@ -40,6 +40,7 @@ from sdk.opcua.status import status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import NO_DATE, new_instance
 from sdk.opcua.writes import WriteChecks
+from sdk.package.archive import FileDigest
 
 _log = logging.getLogger(__name__)
 
@@ -285,11 +286,13 @@ class SlotNodes:
 
     # --- transfer -------------------------------------------------------------------------------
 
-    async def _commit(self, path: Path, kind: SoftwareVersionFileType) -> None:
+    async def _commit(self, path: Path, kind: SoftwareVersionFileType, received: FileDigest | None) -> None:
+        # CloseAndCommit (OPC 10000-20 4.4.5): the package becomes PendingVersion once verified, in one pass
+        # (``received``: its hash taken as the chunks arrived; DI 8.4.11 Hash).
         if kind is not SoftwareVersionFileType.PENDING:
             raise UsageError(f"only the Pending version can be written, not {kind.label}")
         try:
-            pending = await self.slot.stage_pending(path)
+            pending = await self.slot.stage_pending(path, received)
         except Exception as exc:
             await self.error_message.write_value(ua.LocalizedText(str(exc)))
             # A package refused: the reason names the check (signature, hash, archive, untrusted key...).

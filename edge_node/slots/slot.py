@@ -1,8 +1,13 @@
 """A model slot and its software update flow (OPC 10000-100 section 8, Cached-Loading).
 
 Pending: a package transferred and verified, not yet installed. Current: the
-package serving. Fallback: the one that served before it. Installing re-verifies
-the package, loads it into onnxruntime beside the serving model, checks it
+package serving. Fallback: the one that served before it. A transferred package
+is verified once, as it is committed: its hash was taken as its chunks arrived,
+its archive, signatures and files are checked while its model is unpacked, and
+the model is loaded into onnxruntime then, beside the serving one; installing
+that Pending version takes the loaded model as it is (its samples are run then).
+Any other install (a Fallback, a Pending from before a restart or a trust change)
+re-verifies the package, loads it into onnxruntime beside the serving model, checks it
 against its own recorded samples and only then swaps it in; anything that fails
 leaves the serving model untouched and the Installation state machine in Error
 with UpdateStatus saying why. After a swap with a ConfirmationTimeout, the slot
@@ -51,6 +56,7 @@ from sdk.cancel import honour_cancel
 from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes, is_disk_full, megabytes
 from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, OutOfRange, PackageRejected, UsageError
 from sdk.keys import TrustStore
+from sdk.package.archive import FileDigest
 from sdk.package.verify import check_signers, verify_package
 
 _log = logging.getLogger(__name__)
@@ -91,6 +97,7 @@ class ModelSlot:
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
         self._distrust: tuple[str, str] = ("", "")  # (package sha256, why its signer is no longer trusted)
+        self._staged: LoadedModel | None = None  # Pending's model, loaded when it was committed
 
     @property
     def trust_problem(self) -> str:
@@ -105,8 +112,10 @@ class ModelSlot:
         A model whose signer is no longer trusted (revoked, root removed) keeps serving, as a device
         must not stop on a certificate change by itself; the reason shows in UpdateStatus and
         DeviceHealth until the plant installs a package it trusts. Returns the reason, or "".
+        A Pending model loaded under the old trust store is dropped: its install verifies it again.
         """
         self._trust = trust
+        await self._drop_staged()
         current = self.state.current
         problem = ""
         if current is not None:
@@ -181,8 +190,19 @@ class ModelSlot:
         return await self._runtime.load(self.store.package_path(version.sha256), self._trust, self.store.unpack_dir())
 
     async def _load_new(self, version: InstalledVersion) -> LoadedModel:
-        """Load a version to install; DiskFull when there is no room to unpack it (the package size is a floor)."""
+        """Load a version to install; DiskFull when there is no room to unpack it (the package size is a floor).
+
+        Pending's model, loaded when it was committed, is taken as it is: only its samples are run."""
         await ensure_free(self.store.work, version.size, self.free_space)
+        staged = self._staged
+        if staged is not None and staged.sha256 == version.sha256:
+            self._staged = None
+            try:
+                await self._runtime.check_samples(staged)
+            except BaseException:
+                await self._discard(staged)
+                raise
+            return staged
         try:
             return await self._load(version)
         except OSError as exc:
@@ -199,24 +219,54 @@ class ModelSlot:
 
     # --- transfer -----------------------------------------------------------------------------
 
-    async def stage_pending(self, upload: Path) -> InstalledVersion:
-        """Verify a transferred package and make it Pending; a rejected one leaves nothing behind."""
+    async def stage_pending(self, upload: Path, received: FileDigest | None = None) -> InstalledVersion:
+        """Verify a transferred package and make it Pending; a rejected one leaves nothing behind.
+
+        One pass over the package: ``received`` is its size and SHA-256 as hashed while its chunks arrived
+        (hashed here when None); the archive, the signatures and every file's signed digest are checked while
+        the model is unpacked, and the model is loaded into onnxruntime (interface checked) and kept for the
+        install of this version, so that the install neither verifies nor loads it again."""
         async with self._lock:
+            into = self.store.unpack_dir()
             try:
-                verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False)
-            except ModelLineError as exc:  # the transfer layer deletes the upload
+                verified = await asyncio.to_thread(
+                    verify_package, upload, self._trust, into=into, load_model=False, received=received
+                )
+                staged = await self._runtime.load_verified(verified, run_samples=False)
+            except BaseException as exc:  # the transfer layer deletes the upload
+                await asyncio.to_thread(shutil.rmtree, into.parent, True)
+                if isinstance(exc, OSError) and is_disk_full(exc):
+                    exc = DiskFull(f"the disk filled up while unpacking the package ({exc.strerror})")
+                elif not isinstance(exc, ModelLineError):
+                    raise
                 self.update_status = f"transferred package rejected: {exc}"
                 _log.warning("slot %s: %s", self.name, self.update_status)
                 await self._changed()
-                raise
+                raise exc from None
             pending = InstalledVersion.of(verified, verified.signer)
-            await asyncio.to_thread(self.store.keep_package, upload, pending.sha256)
+            try:
+                await asyncio.to_thread(self.store.keep_package, upload, pending.sha256)
+            except BaseException:
+                await self._discard(staged)
+                raise
+            await self._drop_staged()
+            self._staged = staged
             await self._save(self.state.model_copy(update={"pending": pending}))
             await asyncio.to_thread(self.store.prune, self.state.referenced())
             self.update_status = f"{pending.name} {pending.version} transferred and verified; ready to install"
             _log.info("slot %s: pending %s %s (%s)", self.name, pending.name, pending.version, pending.sha256[:12])
             await self._changed()
             return pending
+
+    async def _discard(self, model: LoadedModel) -> None:
+        """Forget a loaded model that will not serve, and its unpacked files."""
+        if model.package.directory is not None:
+            await asyncio.to_thread(shutil.rmtree, model.package.directory.parent, True)
+
+    async def _drop_staged(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            await self._discard(staged)
 
     # --- installation -------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 GenerateFileForWrite creates a temporary FileType object, reachable only by the
 NodeId it returns (no reference leads to it), opens it for writing in the calling
 session and returns the handle; the client writes chunks and calls CloseAndCommit,
-which hands the finished file to the owner's ``commit`` callback. A commit that
+which hands the finished file to the owner's ``commit`` callback, with its size and SHA-256 when they were
+computed as the chunks arrived (sdk.opcua.filetype: the owner need not read the file again). A commit that
 raises a ModelLineError is answered with that error's StatusCode and leaves
 nothing behind. GenerateFileForRead does the same for reading a file the owner
 names. A transfer and its temporary file are released on CloseAndCommit, when
@@ -43,6 +44,7 @@ from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_o
 from sdk.opcua.ids import auto_id, delete_subtree, path_id, qname
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 from sdk.opcua.users import Role, requires
+from sdk.package.archive import FileDigest
 
 _log = logging.getLogger(__name__)
 _S = ua.StatusCodes
@@ -56,8 +58,9 @@ _METHODS = {
     "CloseAndCommit": (ua.ObjectIds.TemporaryFileTransferType_CloseAndCommit, ("FileHandle",)),
 }
 
-Commit = Callable[[Path, Any], Awaitable[None]]
-"""Takes the written file (moved or copied away before returning) and the generateOptions value."""
+Commit = Callable[[Path, Any, FileDigest | None], Awaitable[None]]
+"""Takes the written file (moved or copied away before returning), the generateOptions value, and the file's size
+and SHA-256 as hashed while it was written (None when the client did not write it in order)."""
 ReadSource = Callable[[Any], Awaitable[Path]]
 """Names the file a GenerateFileForRead call with these generateOptions should serve."""
 OnRefused = Callable[[str], Awaitable[None]]
@@ -274,7 +277,7 @@ class TemporaryFileTransfer:
         del self._transfers[number]
         try:
             await transfer.file.close_handle(number)
-            await self._commit(transfer.file.path, transfer.options)
+            await self._commit(transfer.file.path, transfer.options, transfer.file.written)
         finally:
             await self._discard(transfer)
         return [ua.Variant(ua.NodeId(), ua.VariantType.NodeId)]

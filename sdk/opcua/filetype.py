@@ -13,11 +13,17 @@ and so is one that would make the file larger than ``max_size``, one that the
 owner's ``before_write`` refuses (e.g. too little disk space left), and one the
 filesystem refuses for lack of space (DiskFull; ``on_no_space`` is told first,
 so that the owner can release the file at once).
+
+A writer that writes the file from its start, in order (as every upload does), has its bytes hashed as they
+arrive (SHA-256, in the same worker thread call that writes them): ``written`` then gives the file's size and hash
+once the handle is closed, so that the owner need not read the file again to hash it. A SetPosition or
+an overwrite leaves ``written`` None.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import os
@@ -36,6 +42,7 @@ from sdk.opcua import sessions, type_methods
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import NO_DATE, new_instance
+from sdk.package.archive import FileDigest
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ class _Handle:
     session: ua.NodeId | None
     mode: int
     fh: BinaryIO
+    digest: Any = None  # hashlib sha256 of bytes 0..hashed while the writer writes in order; None once it did not
+    hashed: int = 0
 
     @property
     def writes(self) -> bool:
@@ -120,6 +129,7 @@ class FileNode:
         self._unlisten: Callable[[], None] | None = None
         self._unserve: Callable[[], None] | None = None
         self.last_activity = time.monotonic()
+        self.written: FileDigest | None = None  # size and SHA-256 of the file as the last in-order writer left it
 
     async def bind(self) -> FileNode:
         """Link the instance's and the type's method nodes and publish the properties; returns self."""
@@ -186,6 +196,10 @@ class FileNode:
             raise StatusError(_S.BadNotReadable, "the file is open for writing")
         fh = await asyncio.to_thread(self._open_file, mode)
         handle = _Handle(next(_handle_numbers), session, mode, fh)
+        if mode & WRITE:
+            self.written = None
+            if fh.tell() == 0 and (mode & ERASE_EXISTING or os.fstat(fh.fileno()).st_size == 0):
+                handle.digest = hashlib.sha256()  # an empty file written from its start: hash as it arrives
         self._handles[handle.number] = handle
         await self.refresh()
         return handle.number
@@ -219,6 +233,9 @@ class FileNode:
         if self._handles.pop(handle.number, None) is None:
             return  # already dropped, e.g. by an on_close callback that released the whole file
         await asyncio.to_thread(_close, handle.fh)
+        if handle.digest is not None:
+            size = self.path.stat().st_size if self.path.exists() else -1
+            self.written = FileDigest(size, handle.digest.hexdigest()) if size == handle.hashed else None
         await self.refresh()
         if self._on_close is not None:
             await self._on_close(self, handle.writes)
@@ -290,8 +307,10 @@ class FileNode:
         position = handle.fh.tell()
         if self._before_write is not None:
             await self._before_write(self, position, position + len(data))
+        if handle.digest is not None and position != handle.hashed:
+            handle.digest = None  # not in order: the owner hashes the file itself
         try:
-            await asyncio.to_thread(_write_through, handle.fh, data)
+            await asyncio.to_thread(_write_through, handle, data)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -326,7 +345,11 @@ def _close(fh: BinaryIO) -> None:
             raise
 
 
-def _write_through(fh: BinaryIO, data: bytes) -> None:
-    """Write and flush, so that a full disk is reported by the Write that hit it, not by a later Close."""
-    fh.write(data)
-    fh.flush()
+def _write_through(handle: _Handle, data: bytes) -> None:
+    """Write and flush, so that a full disk is reported by the Write that hit it, not by a later Close; hash what
+    an in-order writer wrote (the hash runs while the bytes are in the CPU cache, off the event loop)."""
+    handle.fh.write(data)
+    handle.fh.flush()
+    if handle.digest is not None:
+        handle.digest.update(data)
+        handle.hashed += len(data)

@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Self
+from typing import IO, NamedTuple, Self
 
 from sdk.errors import ArchiveTooLarge, NotAPackage, NotFound, UnsafeArchiveEntry
 
@@ -236,7 +236,14 @@ def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]], s
         raise
 
 
-def sha256_file(path: Path) -> tuple[int, str]:
+class FileDigest(NamedTuple):
+    """A file's size and SHA-256 (hex): the DI software update Hash of a package as transferred."""
+
+    size: int
+    sha256: str
+
+
+def sha256_file(path: Path) -> FileDigest:
     """(size, SHA-256 hex) of a file, read in chunks."""
     digest = hashlib.sha256()
     size = 0
@@ -244,4 +251,4 @@ def sha256_file(path: Path) -> tuple[int, str]:
         while chunk := fh.read(_CHUNK):
             size += len(chunk)
             digest.update(chunk)
-    return size, digest.hexdigest()
+    return FileDigest(size, digest.hexdigest())

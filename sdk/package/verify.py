@@ -32,7 +32,15 @@ from sdk.errors import (
 from sdk.keys import TrustStore
 from sdk.names import first_problem
 from sdk.package import dipkg, onnx_model
-from sdk.package.archive import DEFAULT_LIMITS, Limits, PackageArchive, private_dir, sha256_file, write_package
+from sdk.package.archive import (
+    DEFAULT_LIMITS,
+    FileDigest,
+    Limits,
+    PackageArchive,
+    private_dir,
+    sha256_file,
+    write_package,
+)
 from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
 from sdk.package.signature import Signature, sign_manifest, verify_manifest
 from sdk.package.verify_di import (
@@ -185,6 +193,7 @@ def verify_package(
     run_samples: bool = True,
     load_model: bool = True,
     approval: TrustStore | None = None,
+    received: FileDigest | None = None,
 ) -> VerifiedPackage:
     """Check everything; raise the specific PackageRejected subclass on the first failure.
 
@@ -197,6 +206,9 @@ def verify_package(
     is left behind on failure.
     ``load_model=False`` leaves the onnxruntime checks to a caller that loads
     the model itself (``check_session``), so that it is loaded once.
+    ``received``: the file's size and SHA-256 as the caller hashed them while writing the file (a transfer
+    hashes its chunks as they arrive, sdk.opcua.filetype), so that the file is not read once more to hash it;
+    the size is checked against the file.
     """
     if into is not None:
         if into.exists():
@@ -227,7 +239,10 @@ def verify_package(
                 _extract_and_hash(archive, manifest, directory)
         if load_model:
             check_model(directory / manifest.onnx.model_file, manifest, run_samples)
-        size, digest = sha256_file(path)
+        if received is not None and received.size == path.stat().st_size:
+            size, digest = received
+        else:
+            size, digest = sha256_file(path)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
