@@ -78,16 +78,16 @@ class Sink:
         sink = await self.server.nodes.objects.add_object(ua.NodeId("Sink", ns), f"{ns}:Sink")
         target = self.folder / "sink.bin"
 
-        @uamethod  # type: ignore[misc]
+        @uamethod
         async def open_(parent: ua.NodeId) -> None:
             self._file = await asyncio.to_thread(open, target, "wb")
 
-        @uamethod  # type: ignore[misc]
+        @uamethod
         async def write(parent: ua.NodeId, data: bytes) -> None:
             assert self._file is not None
             await asyncio.to_thread(_write_through, self._file, data)
 
-        @uamethod  # type: ignore[misc]
+        @uamethod
         async def close(parent: ua.NodeId) -> None:
             if self._file is not None:
                 await asyncio.to_thread(self._file.close)
@@ -138,8 +138,7 @@ def _packages(folder: Path, size_mb: int, versions: list[str]) -> tuple[list[Pat
     model = folder / "big.onnx"
     big_model(model, size_mb)
     built = [
-        build_package(model, folder / f"big-{v}.uadipkg", name="big", version=v, identity=signer).path
-        for v in versions
+        build_package(model, folder / f"big-{v}.uadipkg", name="big", version=v, identity=signer).path for v in versions
     ]
     model.unlink()
     return built, pki.folder
@@ -177,7 +176,7 @@ class PeakRss:
 @asynccontextmanager
 async def _sink_process(folder: Path) -> AsyncIterator[str]:
     """A Sink in a process of its own (the upload hop's floor: the gateway is a process of its own too)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.transfer", "--sink", str(folder), stdout=asyncio.subprocess.PIPE
     )
@@ -218,11 +217,11 @@ async def _deploy(manager: Any, ml: int, version: str, devices: list[str], wave:
             ua.Variant(options, ua.VariantType.String),
         )
     )
-    while (state := await _deployment_state(manager, ml, deployment)) not in (
-        DeploymentState.ACTIVE,
-        DeploymentState.FAILED,
-    ):
+    done = (DeploymentState.ACTIVE, DeploymentState.FAILED)
+    state = await _deployment_state(manager, ml, deployment)
+    while state not in done:  # polled as an operator's client would: 20 ms
         await asyncio.sleep(0.02)
+        state = await _deployment_state(manager, ml, deployment)
     if state != DeploymentState.ACTIVE:
         raise RuntimeError(f"deployment of big {version} ended {DeploymentState(state).name}")
 
