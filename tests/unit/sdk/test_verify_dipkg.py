@@ -436,3 +436,16 @@ def test_trust_refusals_as_the_command_prints_them(
     assert_documented(errs[0], "(serial …) was revoked")
     assert_documented(errs[0], "package rejected: signer certificate … was revoked on …")
     assert_documented(errs[1], "was not valid at signing time")
+
+
+def test_a_stored_entry_whose_local_header_differs_is_refused(package: Path, signer: Signer, tmp_path: Path) -> None:
+    """The stored model is read from its place in the file, not through zipfile: its local header must still
+    agree with the central directory (a zip read one way by one tool and another way by another is refused)."""
+    data = package.read_bytes()
+    name = b"CONTENT/model.onnx"
+    at = data.index(name)  # the local header's copy of the name comes first; the central directory's stays
+    assert data[at - 30 : at - 26] == b"PK\x03\x04"
+    bad = tmp_path / "bad.uadipkg"
+    bad.write_bytes(data[:at] + b"CONTENT/modex.onnx" + data[at + len(name) :])
+    _reject(bad, signer.trust, errors.NotAPackage, "local header differs")
+    assert verify_package(package, signer.trust).sha256  # the package itself verifies
