@@ -115,10 +115,6 @@ class InferenceRuntime:
         _log.info("loaded %s %s (%s)", verified.manifest.name, verified.manifest.version, verified.sha256[:12])
         return LoadedModel(verified, session)
 
-    async def check_samples(self, model: LoadedModel) -> None:
-        """Run a loaded model's recorded samples (SampleMismatch when it does not reproduce them)."""
-        await asyncio.get_running_loop().run_in_executor(self._pool, check_session, model.session, model.manifest, True)
-
     def runs_inline(self, model: LoadedModel) -> bool:
         """Whether the model's next run is on the event loop (see the module's docstring)."""
         times = self._times.get(model.session)

@@ -3,11 +3,11 @@
 Pending: a package transferred and verified, not yet installed. Current: the
 package serving. Fallback: the one that served before it. A transferred package
 is verified once, as it is committed: its hash was taken as its chunks arrived,
-its archive, signatures and files are checked while its model is unpacked, and
-the model is loaded into onnxruntime then, beside the serving one; installing
-that Pending version takes the loaded model as it is (its samples are run then).
-Any other install (a Fallback, a Pending from before a restart or a trust change)
-re-verifies the package, loads it into onnxruntime beside the serving model, checks it
+and its archive, signatures and files are checked while its model is unpacked
+(kept); installing that Pending version loads the unpacked model into onnxruntime
+beside the serving one without verifying the package again. Any other install (a
+Fallback, a Pending from before a restart or a trust change) re-verifies the
+package first. Either way the install loads the model once, checks it
 against its own recorded samples and only then swaps it in; anything that fails
 leaves the serving model untouched and the Installation state machine in Error
 with UpdateStatus saying why. After a swap with a ConfirmationTimeout, the slot
@@ -57,7 +57,7 @@ from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_by
 from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, OutOfRange, PackageRejected, UsageError
 from sdk.keys import TrustStore
 from sdk.package.archive import FileDigest
-from sdk.package.verify import check_signers, verify_package
+from sdk.package.verify import VerifiedPackage, check_signers, verify_package
 
 _log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class ModelSlot:
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
         self._distrust: tuple[str, str] = ("", "")  # (package sha256, why its signer is no longer trusted)
-        self._staged: LoadedModel | None = None  # Pending's model, loaded when it was committed
+        self._staged: VerifiedPackage | None = None  # Pending, verified with its files unpacked when committed
 
     @property
     def trust_problem(self) -> str:
@@ -112,7 +112,7 @@ class ModelSlot:
         A model whose signer is no longer trusted (revoked, root removed) keeps serving, as a device
         must not stop on a certificate change by itself; the reason shows in UpdateStatus and
         DeviceHealth until the plant installs a package it trusts. Returns the reason, or "".
-        A Pending model loaded under the old trust store is dropped: its install verifies it again.
+        A Pending verified under the old trust store is forgotten: its install verifies it again.
         """
         self._trust = trust
         await self._drop_staged()
@@ -192,17 +192,12 @@ class ModelSlot:
     async def _load_new(self, version: InstalledVersion) -> LoadedModel:
         """Load a version to install; DiskFull when there is no room to unpack it (the package size is a floor).
 
-        Pending's model, loaded when it was committed, is taken as it is: only its samples are run."""
+        Pending, verified and unpacked when it was committed, is loaded from its unpacked files as it is."""
         await ensure_free(self.store.work, version.size, self.free_space)
         staged = self._staged
         if staged is not None and staged.sha256 == version.sha256:
             self._staged = None
-            try:
-                await self._runtime.check_samples(staged)
-            except BaseException:
-                await self._discard(staged)
-                raise
-            return staged
+            return await self._runtime.load_verified(staged)  # its folder is removed if it fails
         try:
             return await self._load(version)
         except OSError as exc:
@@ -224,15 +219,14 @@ class ModelSlot:
 
         One pass over the package: ``received`` is its size and SHA-256 as hashed while its chunks arrived
         (hashed here when None); the archive, the signatures and every file's signed digest are checked while
-        the model is unpacked, and the model is loaded into onnxruntime (interface checked) and kept for the
-        install of this version, so that the install neither verifies nor loads it again."""
+        the model is unpacked, and the unpacked files are kept for the install of this version, which loads
+        the model into onnxruntime (once) without verifying the package again."""
         async with self._lock:
             into = self.store.unpack_dir()
             try:
-                verified = await asyncio.to_thread(
+                staged = await asyncio.to_thread(
                     verify_package, upload, self._trust, into=into, load_model=False, received=received
                 )
-                staged = await self._runtime.load_verified(verified, run_samples=False)
             except BaseException as exc:  # the transfer layer deletes the upload
                 await asyncio.to_thread(shutil.rmtree, into.parent, True)
                 if isinstance(exc, OSError) and is_disk_full(exc):
@@ -243,7 +237,7 @@ class ModelSlot:
                 _log.warning("slot %s: %s", self.name, self.update_status)
                 await self._changed()
                 raise exc from None
-            pending = InstalledVersion.of(verified, verified.signer)
+            pending = InstalledVersion.of(staged, staged.signer)
             try:
                 await asyncio.to_thread(self.store.keep_package, upload, pending.sha256)
             except BaseException:
@@ -258,10 +252,10 @@ class ModelSlot:
             await self._changed()
             return pending
 
-    async def _discard(self, model: LoadedModel) -> None:
-        """Forget a loaded model that will not serve, and its unpacked files."""
-        if model.package.directory is not None:
-            await asyncio.to_thread(shutil.rmtree, model.package.directory.parent, True)
+    async def _discard(self, package: VerifiedPackage) -> None:
+        """Forget a verified package that will not be installed, and its unpacked files."""
+        if package.directory is not None:
+            await asyncio.to_thread(shutil.rmtree, package.directory.parent, True)
 
     async def _drop_staged(self) -> None:
         staged, self._staged = self._staged, None

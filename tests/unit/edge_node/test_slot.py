@@ -253,7 +253,7 @@ class CountingRuntime(InferenceRuntime):
         return await super().load(package_path, trust, into)
 
 
-async def test_installing_the_committed_pending_loads_nothing_again(
+async def test_installing_the_committed_pending_verifies_nothing_again(
     package: Path, v2: Path, signer: Signer, tmp_path: Path
 ) -> None:
     runtime = CountingRuntime()
@@ -272,7 +272,7 @@ async def test_installing_the_committed_pending_loads_nothing_again(
         assert len(unpacked) == 1  # the model, unpacked once at the commit, for the install to take
         await model_slot.request_install(pending.manufacturer_uri, pending.version, bytes.fromhex(pending.sha256))
         await wait_for(lambda: _idle_with(model_slot, pending), what="the install")
-        assert runtime.loads_from_file == 0  # verified and loaded once, at the commit
+        assert runtime.loads_from_file == 0  # verified once, at the commit; loaded once, at the install
         assert model_slot.pipeline.model is not None and model_slot.pipeline.model.sha256 == pending.sha256
         assert list((model_slot.store.work).iterdir()) == unpacked  # serving from the commit's folder
 
