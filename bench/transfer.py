@@ -51,7 +51,7 @@ from sdk.opcua.security import SECURE_POLICIES
 from sdk.package.archive import sha256_file
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-WAVE_FULL, WAVE_QUICK = 8, 2
+WAVE_FULL, WAVE_QUICK = 12, 2
 SINK_NS = "urn:bench:sink"
 
 
