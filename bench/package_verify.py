@@ -31,16 +31,20 @@ from sdk.package.verify import verify_package
 
 
 def big_model(path: Path, size_mb: int) -> None:
-    """A MatMul over a weight matrix of about ``size_mb`` MiB (random, so it does not compress)."""
-    cols = 256
-    rows = max(1, size_mb * (1 << 20) // (4 * cols))
+    """A model of about ``size_mb`` MiB of weights (random, so they do not compress) behind a small interface, as a
+    large real model has: y = sum(x · W) with x [1, 64] and W [64, n] (the manifest's samples stay small)."""
+    rows = 64
+    cols = max(1, size_mb * (1 << 20) // (4 * rows))
     weights = np.random.default_rng(0).standard_normal((rows, cols), dtype=np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("ReduceSum", ["h", "axes"], ["y"], keepdims=1),
+        ],
         "big",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cols])],
-        [numpy_helper.from_array(weights, "w")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
