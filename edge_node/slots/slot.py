@@ -56,7 +56,7 @@ from sdk.cancel import honour_cancel
 from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes, is_disk_full, megabytes
 from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, OutOfRange, PackageRejected, UsageError
 from sdk.keys import TrustStore
-from sdk.package.archive import FileDigest
+from sdk.package.stream import Received
 from sdk.package.verify import VerifiedPackage, check_signers, verify_package
 
 _log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class ModelSlot:
 
     # --- transfer -----------------------------------------------------------------------------
 
-    async def stage_pending(self, upload: Path, received: FileDigest | None = None) -> InstalledVersion:
+    async def stage_pending(self, upload: Path, received: Received | None = None) -> InstalledVersion:
         """Verify a transferred package and make it Pending; a rejected one leaves nothing behind.
 
         One pass over the package: ``received`` is its size and SHA-256 as hashed while its chunks arrived

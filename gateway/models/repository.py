@@ -28,7 +28,7 @@ from sdk import audit
 from sdk.errors import InvalidState, ManifestInvalid
 from sdk.keys import TrustStore
 from sdk.names import first_problem
-from sdk.package.archive import FileDigest
+from sdk.package.stream import Received
 from sdk.package.verify import verify_package
 
 _log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class PackageRepository:
         upload: Path,
         actor: str = "",
         before_store: Callable[[ModelVersionRecord], Awaitable[None]] | None = None,
-        received: FileDigest | None = None,
+        received: Received | None = None,
     ) -> tuple[ModelVersionRecord, bool]:
         """Verify and keep an uploaded package; returns its record and whether it is new.
 

@@ -30,8 +30,8 @@ from sdk.opcua.filetype import FileNode
 from sdk.opcua.ids import delete_subtree, instantiate_in_place, node_id, path_id, qname
 from sdk.opcua.users import Role
 from sdk.opcua.values import new_instance
-from sdk.package.archive import FileDigest
 from sdk.package.manifest import Manifest, Range, TensorSpec
+from sdk.package.stream import Received
 
 _log = logging.getLogger(__name__)
 
@@ -102,10 +102,11 @@ class ModelNodes:
             max_package_bytes=self.max_package_bytes,
             mime_type=PACKAGE_MIME,
             role=Role.ENGINEER,
+            follow_zip=True,  # the package's entries hashed (the model copied aside) as they arrive
         ).bind()
         return self
 
-    async def _commit(self, path: Path, options: Any, received: FileDigest | None) -> None:
+    async def _commit(self, path: Path, options: Any, received: Received | None) -> None:
         # CloseAndCommit (OPC 10000-20 4.4.5): ``received`` is the upload's hash, taken as its chunks arrived.
         user = sessions.current_user()
         actor = getattr(user, "name", None) or "anonymous"
@@ -121,7 +122,7 @@ class ModelNodes:
         await on_disk()  # answered once the upload's audit record is on disk
 
     async def store_package(
-        self, path: Path, actor: str, received: FileDigest | None = None
+        self, path: Path, actor: str, received: Received | None = None
     ) -> tuple[ModelVersionRecord, bool]:
         """Verify and keep a package, its nodes made before it is stored (and removed if storing fails)."""
         shown: list[ModelVersionRecord] = []

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, NamedTuple, Self, cast
+from typing import IO, Any, NamedTuple, Self, cast
 
 from sdk.errors import ArchiveTooLarge, NotAPackage, NotFound, UnsafeArchiveEntry
 
@@ -124,9 +124,11 @@ def _check_info(info: zipfile.ZipInfo, limits: Limits, folders: bool) -> None:
 class PackageArchive:
     """A package zip opened for checked reading. Use as a context manager."""
 
-    def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS, streamed: Iterable[Any] = ()) -> None:
         self.path = path
         self.limits = limits
+        # Stored entries as a transfer saw them pass (sdk.package.stream.StreamedEntry), by local header offset.
+        self._streamed = {e.header_offset: e for e in streamed}
         try:
             self._zip = zipfile.ZipFile(path)
         except FileNotFoundError:
@@ -204,9 +206,12 @@ class PackageArchive:
         cannot add to, and the CRC costs a third of the hash. Its local header is checked as zipfile would."""
         info = self._infos[name]
         limit = min(info.file_size, self.limits.max_entry_size)
+        target = dest_dir / (as_name or name)
+        taken = self._take_streamed(info, target)
+        if taken is not None:
+            return taken
         digest = hashlib.sha256()
         written = 0
-        target = dest_dir / (as_name or name)
         with self._open_entry(info) as src, open(target, "xb") as dst:
             while chunk := src.read(min(_CHUNK, limit + 1 - written)):
                 written += len(chunk)
@@ -217,6 +222,31 @@ class PackageArchive:
         if written != info.file_size:
             raise NotAPackage(f"the file is not a ModelLine package (entry {name!r} is cut short)")
         return written, digest.hexdigest()
+
+    def _take_streamed(self, info: zipfile.ZipInfo, target: Path) -> tuple[int, str] | None:
+        """The entry's copy made as the file arrived (sdk.package.stream), moved to ``target``, with its size and
+        hash; None (extract it as usual) unless the central directory's record names the same local header,
+        name and size, the entry is stored, and its local header in the file checks out."""
+        seen = self._streamed.get(info.header_offset)
+        if (
+            seen is None
+            or seen.copy is None
+            or seen.name != info.orig_filename
+            or seen.size != info.file_size
+            or info.compress_type != zipfile.ZIP_STORED
+            or info.compress_size != info.file_size
+        ):
+            return None
+        with open(self.path, "rb") as fh:
+            _skip_local_header(fh, info)
+        if target.exists():
+            raise FileExistsError(f"{target} exists")
+        try:
+            os.replace(seen.copy, target)
+        except OSError:  # another filesystem, or gone: extract as usual
+            return None
+        del self._streamed[info.header_offset]
+        return seen.size, seen.sha256
 
     def _open_entry(self, info: zipfile.ZipInfo) -> IO[bytes]:
         """The entry's bytes: a stored one straight from the file (after its local header), others via zipfile."""

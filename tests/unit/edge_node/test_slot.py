@@ -18,6 +18,7 @@ from nodesets.ids import InstallationState
 from sdk.binding import Binding
 from sdk.keys import TrustStore
 from sdk.package.archive import sha256_file
+from sdk.package.stream import Received
 from tests.conftest import Signer
 from tests.edge_harness import FEATURES, build_pump, wait_for
 from tests.unit.edge_node.test_pipeline import RecordingSink
@@ -266,7 +267,7 @@ async def test_installing_the_committed_pending_verifies_nothing_again(
         upload = tmp_path / "upload.part"
         shutil.copyfile(package, upload)
         received = sha256_file(upload)
-        pending = await model_slot.stage_pending(upload, received)
+        pending = await model_slot.stage_pending(upload, Received(received))
         assert pending.sha256 == received.sha256 and pending.size == received.size
         unpacked = list((model_slot.store.work).iterdir())
         assert len(unpacked) == 1  # the model, unpacked once at the commit, for the install to take

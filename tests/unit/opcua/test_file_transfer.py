@@ -19,6 +19,7 @@ from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.filetype import APPEND, ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
 from sdk.opcua.shelf import init_server
 from sdk.package.archive import FileDigest
+from sdk.package.stream import Received
 from tests.opcua_servers import client, free_port
 
 # One server for the module (asyncua builds its standard address space in about 2.5 s); ``rig`` resets it per test.
@@ -68,12 +69,12 @@ async def shared_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 
     rig_holder: dict[str, Rig] = {}
 
-    async def commit(path: Path, options: Any, digest: FileDigest | None) -> None:
+    async def commit(path: Path, options: Any, received: Received | None) -> None:
         current = rig_holder["rig"]
         if current.reject_with is not None:
             raise current.reject_with
         current.committed.append((await asyncio.to_thread(path.read_bytes), options))
-        current.digests.append(digest)
+        current.digests.append(received.digest if received else None)
 
     async def read_source(options: Any) -> Path:
         if options == 9:
