@@ -112,10 +112,17 @@ class ModelSlot:
         A model whose signer is no longer trusted (revoked, root removed) keeps serving, as a device
         must not stop on a certificate change by itself; the reason shows in UpdateStatus and
         DeviceHealth until the plant installs a package it trusts. Returns the reason, or "".
-        A Pending verified under the old trust store is forgotten: its install verifies it again.
+        A Pending verified under the old trust store whose signers the new one refuses is forgotten: its
+        install then verifies it in full (and refuses it).
         """
         self._trust = trust
-        await self._drop_staged()
+        staged = self._staged
+        if staged is not None:
+            try:
+                await asyncio.to_thread(check_signers, self.store.package_path(staged.sha256), trust)
+            except PackageRejected:
+                if self._staged is staged:
+                    await self._drop_staged()
         current = self.state.current
         problem = ""
         if current is not None:

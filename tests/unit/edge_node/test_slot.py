@@ -255,7 +255,7 @@ class CountingRuntime(InferenceRuntime):
 
 
 async def test_installing_the_committed_pending_verifies_nothing_again(
-    package: Path, v2: Path, signer: Signer, tmp_path: Path
+    package: Path, v2: Path, signer: Signer, other_signer: Signer, tmp_path: Path
 ) -> None:
     runtime = CountingRuntime()
     model_slot = ModelSlot(
@@ -280,7 +280,11 @@ async def test_installing_the_committed_pending_verifies_nothing_again(
         shutil.copyfile(v2, upload)
         second = await model_slot.stage_pending(upload)  # no hash from the transfer: hashed here
         assert second.sha256 == sha256_file(v2).sha256
-        await model_slot.recheck_trust(signer.trust)  # a trust change: the install verifies it again
+        await model_slot.recheck_trust(signer.trust)  # the same trust again: the kept files stay
+        assert len(list(model_slot.store.work.iterdir())) == 2
+        await model_slot.recheck_trust(other_signer.trust)  # its signer no longer trusted: they go
+        assert len(list(model_slot.store.work.iterdir())) == 1
+        await model_slot.recheck_trust(signer.trust)  # trusted again: the install verifies it in full
         await model_slot.request_install(second.manufacturer_uri, second.version, bytes.fromhex(second.sha256))
         await wait_for(lambda: _idle_with(model_slot, second), what="the second install")
         assert runtime.loads_from_file == 1
