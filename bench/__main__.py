@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.suite import Figure, Rounds, print_header, refresh_results_md, write_results
 
-BENCHMARKS = ["edge_latency", "edge_cpu", "package_verify", "monitor_ingest", "fleet", "startup"]
+BENCHMARKS = ["edge_latency", "edge_cpu", "package_verify", "transfer", "monitor_ingest", "fleet", "startup"]
 HERE = Path(__file__).resolve().parent
 
 

@@ -165,7 +165,9 @@ class Gateway(Service):
         for link in self.devices.links.values():
             await self.device_nodes.show(link)
             await self._device_changed(link)
-        self.deployments = DeploymentService(self.store, self.repository, self.devices)
+        self.deployments = DeploymentService(
+            self.store, self.repository, self.devices, parallel_transfers=self.settings.parallel_transfers
+        )
         self.deployments.listeners.append(self.monitor.deployment_changed)
         self.manager = await ManagerNodes(server, ns, manager, self.deployments, self.devices, self.device_nodes).bind()
         self.monitor_nodes = await MonitorNodes(

@@ -66,6 +66,13 @@ class GatewaySettings(BaseSettings):
         le=3600,
         description="How long one update call to a device may take (a CloseAndCommit verifies the whole package).",
     )
+    parallel_transfers: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Package transfers to devices at once, over every deployment: the rest of a wave waits its turn "
+        "(each transfer holds a chunk in flight; transfers share the CPU, so more at once is not faster).",
+    )
     device_probe_s: float = Field(
         30.0, ge=1, le=600, description="Liveness probe of a device's update session: a link silent this long is lost."
     )

@@ -40,6 +40,7 @@ from sdk.opcua.status import status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import NO_DATE, new_instance
 from sdk.opcua.writes import WriteChecks
+from sdk.package.stream import Received
 
 _log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class SlotNodes:
             reserve_bytes=slot.reserve_bytes,
             free_space=lambda folder: slot.free_space(folder),  # the slot's, even if replaced later
             on_refused=self._transfer_refused,
+            follow_zip=True,  # the package's entries hashed (the model copied aside) as they arrive
         ).bind()
         self._timeout_shown = slot.state.confirmation_timeout_s * 1000.0
         await self.confirmation_timeout.write_value(ua.Variant(self._timeout_shown, ua.VariantType.Double))
@@ -285,11 +287,13 @@ class SlotNodes:
 
     # --- transfer -------------------------------------------------------------------------------
 
-    async def _commit(self, path: Path, kind: SoftwareVersionFileType) -> None:
+    async def _commit(self, path: Path, kind: SoftwareVersionFileType, received: Received | None) -> None:
+        # CloseAndCommit (OPC 10000-20 4.4.5): the package becomes PendingVersion once verified, in one pass
+        # (``received``: its hash taken as the chunks arrived; DI 8.4.11 Hash).
         if kind is not SoftwareVersionFileType.PENDING:
             raise UsageError(f"only the Pending version can be written, not {kind.label}")
         try:
-            pending = await self.slot.stage_pending(path)
+            pending = await self.slot.stage_pending(path, received)
         except Exception as exc:
             await self.error_message.write_value(ua.LocalizedText(str(exc)))
             # A package refused: the reason names the check (signature, hash, archive, untrusted key...).

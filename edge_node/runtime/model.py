@@ -96,15 +96,21 @@ class InferenceRuntime:
         removed on failure.
         """
         verified = await asyncio.to_thread(verify_package, package_path, trust, into=into, load_model=False)
+        return await self.load_verified(verified)
+
+    async def load_verified(self, verified: VerifiedPackage, run_samples: bool = True) -> LoadedModel:
+        """Load a package verified with its files kept (``verify_package(into=..., load_model=False)``) and check
+        its interface (and, with ``run_samples``, its recorded samples); its folder is removed on failure."""
         loop = asyncio.get_running_loop()
         try:
             session = await loop.run_in_executor(
                 self._pool, onnx_model.load_session, verified.model_path, self._threads_per_session
             )
             # Interface and recorded samples, on the session that will serve: also warms it up.
-            await loop.run_in_executor(self._pool, check_session, session, verified.manifest, True)
+            await loop.run_in_executor(self._pool, check_session, session, verified.manifest, run_samples)
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, into, True)
+            if verified.directory is not None:
+                await asyncio.to_thread(shutil.rmtree, verified.directory, True)
             raise
         _log.info("loaded %s %s (%s)", verified.manifest.name, verified.manifest.version, verified.sha256[:12])
         return LoadedModel(verified, session)

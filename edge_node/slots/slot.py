@@ -1,8 +1,13 @@
 """A model slot and its software update flow (OPC 10000-100 section 8, Cached-Loading).
 
 Pending: a package transferred and verified, not yet installed. Current: the
-package serving. Fallback: the one that served before it. Installing re-verifies
-the package, loads it into onnxruntime beside the serving model, checks it
+package serving. Fallback: the one that served before it. A transferred package
+is verified once, as it is committed: its hash was taken as its chunks arrived,
+and its archive, signatures and files are checked while its model is unpacked
+(kept); installing that Pending version loads the unpacked model into onnxruntime
+beside the serving one without verifying the package again. Any other install (a
+Fallback, a Pending from before a restart or a trust change) re-verifies the
+package first. Either way the install loads the model once, checks it
 against its own recorded samples and only then swaps it in; anything that fails
 leaves the serving model untouched and the Installation state machine in Error
 with UpdateStatus saying why. After a swap with a ConfirmationTimeout, the slot
@@ -51,7 +56,8 @@ from sdk.cancel import honour_cancel
 from sdk.diskspace import DEFAULT_RESERVE_BYTES, FreeSpace, ensure_free, free_bytes, is_disk_full, megabytes
 from sdk.errors import DiskFull, InvalidState, ModelLineError, NotFound, OutOfRange, PackageRejected, UsageError
 from sdk.keys import TrustStore
-from sdk.package.verify import check_signers, verify_package
+from sdk.package.stream import Received
+from sdk.package.verify import VerifiedPackage, check_signers, verify_package
 
 _log = logging.getLogger(__name__)
 
@@ -91,6 +97,7 @@ class ModelSlot:
         self._work = asyncio.Event()
         self._lock = asyncio.Lock()
         self._distrust: tuple[str, str] = ("", "")  # (package sha256, why its signer is no longer trusted)
+        self._staged: VerifiedPackage | None = None  # Pending, verified with its files unpacked when committed
 
     @property
     def trust_problem(self) -> str:
@@ -105,8 +112,17 @@ class ModelSlot:
         A model whose signer is no longer trusted (revoked, root removed) keeps serving, as a device
         must not stop on a certificate change by itself; the reason shows in UpdateStatus and
         DeviceHealth until the plant installs a package it trusts. Returns the reason, or "".
+        A Pending verified under the old trust store whose signers the new one refuses is forgotten: its
+        install then verifies it in full (and refuses it).
         """
         self._trust = trust
+        staged = self._staged
+        if staged is not None:
+            try:
+                await asyncio.to_thread(check_signers, self.store.package_path(staged.sha256), trust)
+            except PackageRejected:
+                if self._staged is staged:
+                    await self._drop_staged()
         current = self.state.current
         problem = ""
         if current is not None:
@@ -181,8 +197,14 @@ class ModelSlot:
         return await self._runtime.load(self.store.package_path(version.sha256), self._trust, self.store.unpack_dir())
 
     async def _load_new(self, version: InstalledVersion) -> LoadedModel:
-        """Load a version to install; DiskFull when there is no room to unpack it (the package size is a floor)."""
+        """Load a version to install; DiskFull when there is no room to unpack it (the package size is a floor).
+
+        Pending, verified and unpacked when it was committed, is loaded from its unpacked files as it is."""
         await ensure_free(self.store.work, version.size, self.free_space)
+        staged = self._staged
+        if staged is not None and staged.sha256 == version.sha256:
+            self._staged = None
+            return await self._runtime.load_verified(staged)  # its folder is removed if it fails
         try:
             return await self._load(version)
         except OSError as exc:
@@ -199,24 +221,53 @@ class ModelSlot:
 
     # --- transfer -----------------------------------------------------------------------------
 
-    async def stage_pending(self, upload: Path) -> InstalledVersion:
-        """Verify a transferred package and make it Pending; a rejected one leaves nothing behind."""
+    async def stage_pending(self, upload: Path, received: Received | None = None) -> InstalledVersion:
+        """Verify a transferred package and make it Pending; a rejected one leaves nothing behind.
+
+        One pass over the package: ``received`` is its size and SHA-256 as hashed while its chunks arrived
+        (hashed here when None); the archive, the signatures and every file's signed digest are checked while
+        the model is unpacked, and the unpacked files are kept for the install of this version, which loads
+        the model into onnxruntime (once) without verifying the package again."""
         async with self._lock:
+            into = self.store.unpack_dir()
             try:
-                verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False)
-            except ModelLineError as exc:  # the transfer layer deletes the upload
+                staged = await asyncio.to_thread(
+                    verify_package, upload, self._trust, into=into, load_model=False, received=received
+                )
+            except BaseException as exc:  # the transfer layer deletes the upload
+                await asyncio.to_thread(shutil.rmtree, into.parent, True)
+                if isinstance(exc, OSError) and is_disk_full(exc):
+                    exc = DiskFull(f"the disk filled up while unpacking the package ({exc.strerror})")
+                elif not isinstance(exc, ModelLineError):
+                    raise
                 self.update_status = f"transferred package rejected: {exc}"
                 _log.warning("slot %s: %s", self.name, self.update_status)
                 await self._changed()
+                raise exc from None
+            pending = InstalledVersion.of(staged, staged.signer)
+            try:
+                await asyncio.to_thread(self.store.keep_package, upload, pending.sha256)
+            except BaseException:
+                await self._discard(staged)
                 raise
-            pending = InstalledVersion.of(verified, verified.signer)
-            await asyncio.to_thread(self.store.keep_package, upload, pending.sha256)
+            await self._drop_staged()
+            self._staged = staged
             await self._save(self.state.model_copy(update={"pending": pending}))
             await asyncio.to_thread(self.store.prune, self.state.referenced())
             self.update_status = f"{pending.name} {pending.version} transferred and verified; ready to install"
             _log.info("slot %s: pending %s %s (%s)", self.name, pending.name, pending.version, pending.sha256[:12])
             await self._changed()
             return pending
+
+    async def _discard(self, package: VerifiedPackage) -> None:
+        """Forget a verified package that will not be installed, and its unpacked files."""
+        if package.directory is not None:
+            await asyncio.to_thread(shutil.rmtree, package.directory.parent, True)
+
+    async def _drop_staged(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            await self._discard(staged)
 
     # --- installation -------------------------------------------------------------------------
 

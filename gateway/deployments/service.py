@@ -58,8 +58,12 @@ class DeploymentService:
         repository: PackageRepository,
         devices: DeviceRegistry,
         clock: Callable[[], datetime] = utc_now,
+        parallel_transfers: int = 8,
     ) -> None:
         self._store = store
+        # Package transfers at once, over every deployment (GatewaySettings.parallel_transfers): memory grows
+        # with transfers in flight, throughput does not (they share the CPU).
+        self._transfers = asyncio.Semaphore(parallel_transfers)
         self._repository = repository
         self._devices = devices
         self._clock = clock
@@ -280,4 +284,4 @@ class DeploymentService:
             return await self._step(record, current, state)
 
         device = self._devices.get(target.device_id)
-        return await TargetRollout(record, plan, device, step, self._clock).run(target)
+        return await TargetRollout(record, plan, device, step, self._clock, self._transfers).run(target)

@@ -71,9 +71,16 @@ class TargetRollout:
     """Brings one device to a deployment's version, or says in one line why it could not."""
 
     def __init__(
-        self, record: DeploymentRecord, plan: TargetPlan, device: Device, step: Step, clock: Callable[[], datetime]
+        self,
+        record: DeploymentRecord,
+        plan: TargetPlan,
+        device: Device,
+        step: Step,
+        clock: Callable[[], datetime],
+        transfers: asyncio.Semaphore | None = None,
     ) -> None:
         self.record = record
+        self._transfers = transfers or asyncio.Semaphore(1)  # shared by every target: transfers at once
         self.plan = plan
         self.device = device
         self._step = step
@@ -149,8 +156,9 @@ class TargetRollout:
         pending = await su.version(SoftwareVersionFileType.PENDING)
         if pending.hash.hex() != self.plan.sha256:
             target = await self._save(target, DeploymentState.TRANSFERRING)
-            # the store's hash: not one more read of the whole package per device of a wave
-            pending = await su.transfer(self.plan.package, bytes.fromhex(self.plan.sha256))
+            async with self._transfers:  # a wave's transfers take turns: one chunk in flight per transfer
+                # the store's hash: not one more read of the whole package per device of a wave
+                pending = await su.transfer(self.plan.package, bytes.fromhex(self.plan.sha256))
         target = await self._save(target, DeploymentState.INSTALLING)
         await su.set_confirmation_timeout(self.plan.confirmation_timeout_s)
         try:

@@ -28,6 +28,7 @@ from sdk import audit
 from sdk.errors import InvalidState, ManifestInvalid
 from sdk.keys import TrustStore
 from sdk.names import first_problem
+from sdk.package.stream import Received
 from sdk.package.verify import verify_package
 
 _log = logging.getLogger(__name__)
@@ -58,13 +59,15 @@ class PackageRepository:
         upload: Path,
         actor: str = "",
         before_store: Callable[[ModelVersionRecord], Awaitable[None]] | None = None,
+        received: Received | None = None,
     ) -> tuple[ModelVersionRecord, bool]:
         """Verify and keep an uploaded package; returns its record and whether it is new.
 
         ``before_store`` (the version's nodes) runs after the record validated and before
-        anything is kept: if it fails, nothing is stored.
+        anything is kept: if it fails, nothing is stored. ``received``: the upload's size and SHA-256 as hashed
+        while it arrived (else it is hashed here).
         """
-        verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False)
+        verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False, received=received)
         m = verified.manifest
         async with self._lock:
             existing = await self._store.model_version(m.name, m.version)

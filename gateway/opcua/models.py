@@ -31,6 +31,7 @@ from sdk.opcua.ids import delete_subtree, instantiate_in_place, node_id, path_id
 from sdk.opcua.users import Role
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import Manifest, Range, TensorSpec
+from sdk.package.stream import Received
 
 _log = logging.getLogger(__name__)
 
@@ -101,14 +102,16 @@ class ModelNodes:
             max_package_bytes=self.max_package_bytes,
             mime_type=PACKAGE_MIME,
             role=Role.ENGINEER,
+            follow_zip=True,  # the package's entries hashed (the model copied aside) as they arrive
         ).bind()
         return self
 
-    async def _commit(self, path: Path, options: Any) -> None:
+    async def _commit(self, path: Path, options: Any, received: Received | None) -> None:
+        # CloseAndCommit (OPC 10000-20 4.4.5): ``received`` is the upload's hash, taken as its chunks arrived.
         user = sessions.current_user()
         actor = getattr(user, "name", None) or "anonymous"
         try:
-            await self.store_package(path, actor=actor)
+            await self.store_package(path, actor=actor, received=received)
         except ModelLineError as exc:  # a StatusCode cannot say why: UploadError does, as DI's ErrorMessage
             _log.warning("upload by %s refused: %s", actor, exc)
             audit.record("upload", "refused", detail=f"package refused, {audit.reason_of(exc)}")
@@ -118,7 +121,9 @@ class ModelNodes:
         await self.upload_error.write_value(ua.Variant("", ua.VariantType.String))
         await on_disk()  # answered once the upload's audit record is on disk
 
-    async def store_package(self, path: Path, actor: str) -> tuple[ModelVersionRecord, bool]:
+    async def store_package(
+        self, path: Path, actor: str, received: Received | None = None
+    ) -> tuple[ModelVersionRecord, bool]:
         """Verify and keep a package, its nodes made before it is stored (and removed if storing fails)."""
         shown: list[ModelVersionRecord] = []
 
@@ -127,7 +132,7 @@ class ModelNodes:
             shown.append(record)
 
         try:
-            return await self.repository.add(path, actor=actor, before_store=show)
+            return await self.repository.add(path, actor=actor, before_store=show, received=received)
         except BaseException:
             for record in shown:
                 await self.remove_version(record)

@@ -112,14 +112,14 @@ async def _push(args: argparse.Namespace, out: Output) -> int:
     from sdk.package.verify import read_package
 
     info = await asyncio.to_thread(read_package, args.package)
-    data = await asyncio.to_thread(args.package.read_bytes)
     client = await connect(args.gateway, args.user, password_of(args))
     try:
         ml = await client.get_namespace_index(MODELLINE_URI)
         manager = await client.nodes.objects.get_child(f"{ml}:ModelManager")
         with out.transfer(f"pushing {args.package.name}") as progress:
             try:
-                await upload(client, await manager.get_child(f"{ml}:Upload"), data, ua.Variant(), progress)
+                # Streamed from the file, a chunk at a time: a large package is never held in memory whole.
+                await upload(client, await manager.get_child(f"{ml}:Upload"), args.package, ua.Variant(), progress)
             except ua.UaStatusCodeError as exc:
                 name = type(exc).__name__
                 if name == "BadUserAccessDenied":

@@ -3,7 +3,8 @@
 GenerateFileForWrite creates a temporary FileType object, reachable only by the
 NodeId it returns (no reference leads to it), opens it for writing in the calling
 session and returns the handle; the client writes chunks and calls CloseAndCommit,
-which hands the finished file to the owner's ``commit`` callback. A commit that
+which hands the finished file to the owner's ``commit`` callback, with its size and SHA-256 when they were
+computed as the chunks arrived (sdk.opcua.filetype: the owner need not read the file again). A commit that
 raises a ModelLineError is answered with that error's StatusCode and leaves
 nothing behind. GenerateFileForRead does the same for reading a file the owner
 names. A transfer and its temporary file are released on CloseAndCommit, when
@@ -43,6 +44,7 @@ from sdk.opcua.filetype import ERASE_EXISTING, READ, WRITE, FileNode, new_file_o
 from sdk.opcua.ids import auto_id, delete_subtree, path_id, qname
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 from sdk.opcua.users import Role, requires
+from sdk.package.stream import Received
 
 _log = logging.getLogger(__name__)
 _S = ua.StatusCodes
@@ -56,8 +58,10 @@ _METHODS = {
     "CloseAndCommit": (ua.ObjectIds.TemporaryFileTransferType_CloseAndCommit, ("FileHandle",)),
 }
 
-Commit = Callable[[Path, Any], Awaitable[None]]
-"""Takes the written file (moved or copied away before returning) and the generateOptions value."""
+Commit = Callable[[Path, Any, Received | None], Awaitable[None]]
+"""Takes the written file (moved or copied away before returning), the generateOptions value, and the file's size
+and SHA-256 as hashed while it was written, with the zip entries followed then (None when the client did not
+write it in order)."""
 ReadSource = Callable[[Any], Awaitable[Path]]
 """Names the file a GenerateFileForRead call with these generateOptions should serve."""
 OnRefused = Callable[[str], Awaitable[None]]
@@ -93,8 +97,10 @@ class TemporaryFileTransfer:
         reserve_bytes: int = DEFAULT_RESERVE_BYTES,
         free_space: FreeSpace = free_bytes,
         on_refused: OnRefused | None = None,
+        follow_zip: bool = False,
     ) -> None:
         self.server = server
+        self.follow_zip = follow_zip  # uploads are zips (packages): follow their entries as they arrive
         self.role = role  # needed to start a transfer, either way
         self.node = node
         self.work_dir = work_dir
@@ -120,6 +126,8 @@ class TemporaryFileTransfer:
         for leftover in self.work_dir.iterdir():  # transfers do not survive a restart
             if leftover.is_file():
                 leftover.unlink()
+            elif leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
         handlers = {  # starting a transfer, either way, needs the role (UserExecutable shows it: sdk.opcua.access)
             "GenerateFileForRead": status_on_error(requires(self.role)(self._generate_for_read)),
             "GenerateFileForWrite": status_on_error(requires(self.role)(self._generate_for_write)),
@@ -185,6 +193,7 @@ class TemporaryFileTransfer:
             on_too_large=self._too_large,
             before_write=self._check_space if writable else None,
             on_no_space=self._no_space,
+            follow_zip=self.follow_zip and writable,
         ).bind()
 
     def _temp_path(self, prefix: str, suffix: str = "") -> Path:
@@ -274,7 +283,7 @@ class TemporaryFileTransfer:
         del self._transfers[number]
         try:
             await transfer.file.close_handle(number)
-            await self._commit(transfer.file.path, transfer.options)
+            await self._commit(transfer.file.path, transfer.options, transfer.file.received)
         finally:
             await self._discard(transfer)
         return [ua.Variant(ua.NodeId(), ua.VariantType.NodeId)]
@@ -325,6 +334,8 @@ class TemporaryFileTransfer:
     async def _discard(self, transfer: _Transfer) -> None:
         await transfer.file.release()
         transfer.file.path.unlink(missing_ok=True)
+        if transfer.file.follow_zip:
+            await asyncio.to_thread(shutil.rmtree, transfer.file.entries_dir, True)
         await delete_subtree(transfer.file.node)
 
     async def _session_closed(self, session_id: ua.NodeId) -> None:

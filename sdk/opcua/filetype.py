@@ -13,14 +13,22 @@ and so is one that would make the file larger than ``max_size``, one that the
 owner's ``before_write`` refuses (e.g. too little disk space left), and one the
 filesystem refuses for lack of space (DiskFull; ``on_no_space`` is told first,
 so that the owner can release the file at once).
+
+A writer that writes the file from its start, in order (as every upload does), has its bytes hashed as they
+arrive (SHA-256, in the same worker thread call that writes them): ``received`` then gives the file's size and hash
+once the handle is closed, so that the owner need not read the file again to hash it; with ``follow_zip`` it also
+holds the zip's stored entries as they passed (sdk.package.stream: hashed, the large ones copied aside). A
+SetPosition or an overwrite leaves ``received`` None.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +44,8 @@ from sdk.opcua import sessions, type_methods
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import NO_DATE, new_instance
+from sdk.package.archive import FileDigest
+from sdk.package.stream import EntryTee, Received, StreamedEntry
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +63,9 @@ class _Handle:
     session: ua.NodeId | None
     mode: int
     fh: BinaryIO
+    digest: Any = None  # hashlib sha256 of bytes 0..hashed while the writer writes in order; None once it did not
+    hashed: int = 0
+    tee: EntryTee | None = None  # follows the zip being written (follow_zip)
 
     @property
     def writes(self) -> bool:
@@ -102,8 +115,10 @@ class FileNode:
         before_write: BeforeWrite | None = None,
         on_no_space: OnNoSpace | None = None,
         role: Role | None = None,
+        follow_zip: bool = False,
     ) -> None:
         self.server = server
+        self.follow_zip = follow_zip
         self.role = role  # needed to Open the file (the other methods work on the session's handles)
         self.node = node
         self.path = path
@@ -120,6 +135,7 @@ class FileNode:
         self._unlisten: Callable[[], None] | None = None
         self._unserve: Callable[[], None] | None = None
         self.last_activity = time.monotonic()
+        self.received: Received | None = None  # the file as the last in-order writer left it
 
     async def bind(self) -> FileNode:
         """Link the instance's and the type's method nodes and publish the properties; returns self."""
@@ -171,6 +187,19 @@ class FileNode:
         """Whether a writer holds the file."""
         return any(h.writes for h in self._handles.values())
 
+    @property
+    def entries_dir(self) -> Path:
+        """Where the zip's large stored entries are copied as they are written (``follow_zip``)."""
+        return self.path.parent / f"{self.path.name}.entries"
+
+    def _forget_received(self) -> None:
+        self.received = None
+        for handle in self._handles.values():
+            if handle.tee is not None:
+                return  # a writer still follows: its folder is in use
+        if self.follow_zip:
+            shutil.rmtree(self.entries_dir, ignore_errors=True)
+
     async def open_handle(self, mode: int, session: ua.NodeId | None) -> int:
         """Open the file as the Open method does, for ``session``; returns the handle number."""
         if mode & ~(READ | WRITE | ERASE_EXISTING | APPEND) or not mode & (READ | WRITE):
@@ -186,6 +215,12 @@ class FileNode:
             raise StatusError(_S.BadNotReadable, "the file is open for writing")
         fh = await asyncio.to_thread(self._open_file, mode)
         handle = _Handle(next(_handle_numbers), session, mode, fh)
+        if mode & WRITE:
+            self._forget_received()
+            if fh.tell() == 0 and (mode & ERASE_EXISTING or os.fstat(fh.fileno()).st_size == 0):
+                handle.digest = hashlib.sha256()  # an empty file written from its start: hash as it arrives
+                if self.follow_zip:
+                    handle.tee = EntryTee(self.entries_dir)
         self._handles[handle.number] = handle
         await self.refresh()
         return handle.number
@@ -219,6 +254,16 @@ class FileNode:
         if self._handles.pop(handle.number, None) is None:
             return  # already dropped, e.g. by an on_close callback that released the whole file
         await asyncio.to_thread(_close, handle.fh)
+        if handle.digest is not None:
+            size = self.path.stat().st_size if self.path.exists() else -1
+            if size == handle.hashed:
+                entries: tuple[StreamedEntry, ...] = ()
+                if handle.tee is not None:
+                    await asyncio.to_thread(handle.tee.close)
+                    entries = tuple(handle.tee.entries)
+                self.received = Received(FileDigest(size, handle.digest.hexdigest()), entries)
+        if self.received is None and handle.tee is not None:
+            await asyncio.to_thread(handle.tee.discard)
         await self.refresh()
         if self._on_close is not None:
             await self._on_close(self, handle.writes)
@@ -290,8 +335,13 @@ class FileNode:
         position = handle.fh.tell()
         if self._before_write is not None:
             await self._before_write(self, position, position + len(data))
+        if handle.digest is not None and position != handle.hashed:
+            handle.digest = None  # not in order: the owner hashes the file itself
+            if handle.tee is not None:
+                await asyncio.to_thread(handle.tee.discard)
+                handle.tee = None
         try:
-            await asyncio.to_thread(_write_through, handle.fh, data)
+            await asyncio.to_thread(_write_through, handle, data)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -326,7 +376,13 @@ def _close(fh: BinaryIO) -> None:
             raise
 
 
-def _write_through(fh: BinaryIO, data: bytes) -> None:
-    """Write and flush, so that a full disk is reported by the Write that hit it, not by a later Close."""
-    fh.write(data)
-    fh.flush()
+def _write_through(handle: _Handle, data: bytes) -> None:
+    """Write and flush, so that a full disk is reported by the Write that hit it, not by a later Close; hash what
+    an in-order writer wrote (the hash runs while the bytes are in the CPU cache, off the event loop)."""
+    handle.fh.write(data)
+    handle.fh.flush()
+    if handle.digest is not None:
+        handle.digest.update(data)
+        handle.hashed += len(data)
+        if handle.tee is not None:
+            handle.tee.feed(data)

@@ -13,19 +13,47 @@ its size is caught too.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Self
+from typing import IO, Any, NamedTuple, Self, cast
 
 from sdk.errors import ArchiveTooLarge, NotAPackage, NotFound, UnsafeArchiveEntry
 
 _CHUNK = 1 << 20
 _MiB = 1 << 20
+# A zip local file header (APPNOTE.TXT 4.3.7): the fields read before a stored entry's bytes.
+_LOCAL_MAGIC = b"PK\x03\x04"
+_LOCAL_FORMAT = "<4s2B4HL2L2H"  # signature, versions, flags, method, time, date, crc, sizes, name and extra lengths
+_LOCAL_SIZE = struct.calcsize(_LOCAL_FORMAT)
+_FLAGS, _METHOD, _NAME_LENGTH, _EXTRA_LENGTH = 3, 4, 10, 11
+
+
+class _Bounded(io.RawIOBase):
+    """Reads at most ``size`` bytes of ``fh`` from where it stands; closes it."""
+
+    def __init__(self, fh: IO[bytes], size: int) -> None:
+        self._fh = fh
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._fh.read(size)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 @dataclass(frozen=True)
@@ -96,9 +124,11 @@ def _check_info(info: zipfile.ZipInfo, limits: Limits, folders: bool) -> None:
 class PackageArchive:
     """A package zip opened for checked reading. Use as a context manager."""
 
-    def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS, streamed: Iterable[Any] = ()) -> None:
         self.path = path
         self.limits = limits
+        # Stored entries as a transfer saw them pass (sdk.package.stream.StreamedEntry), by local header offset.
+        self._streamed = {e.header_offset: e for e in streamed}
         try:
             self._zip = zipfile.ZipFile(path)
         except FileNotFoundError:
@@ -169,20 +199,81 @@ class PackageArchive:
         return data
 
     def extract(self, name: str, dest_dir: Path, as_name: str | None = None) -> tuple[int, str]:
-        """Stream one entry to ``dest_dir/(as_name or name)``; returns (bytes written, SHA-256 hex)."""
+        """Stream one entry to ``dest_dir/(as_name or name)``; returns (bytes written, SHA-256 hex).
+
+        A stored entry (the model: packages store it, see write_package) is copied from its place in the file
+        without zipfile's CRC-32: the caller checks the SHA-256 against the signed digest, which the CRC
+        cannot add to, and the CRC costs a third of the hash. Its local header is checked as zipfile would."""
         info = self._infos[name]
         limit = min(info.file_size, self.limits.max_entry_size)
+        target = dest_dir / (as_name or name)
+        taken = self._take_streamed(info, target)
+        if taken is not None:
+            return taken
         digest = hashlib.sha256()
         written = 0
-        target = dest_dir / (as_name or name)
-        with self._zip.open(info) as src, open(target, "xb") as dst:
-            while chunk := src.read(_CHUNK):
+        with self._open_entry(info) as src, open(target, "xb") as dst:
+            while chunk := src.read(min(_CHUNK, limit + 1 - written)):
                 written += len(chunk)
                 if written > limit:
                     raise ArchiveTooLarge(f"entry {name!r} expands beyond its declared size of {info.file_size}")
                 digest.update(chunk)
                 dst.write(chunk)
+        if written != info.file_size:
+            raise NotAPackage(f"the file is not a ModelLine package (entry {name!r} is cut short)")
         return written, digest.hexdigest()
+
+    def _take_streamed(self, info: zipfile.ZipInfo, target: Path) -> tuple[int, str] | None:
+        """The entry's copy made as the file arrived (sdk.package.stream), moved to ``target``, with its size and
+        hash; None (extract it as usual) unless the central directory's record names the same local header,
+        name and size, the entry is stored, and its local header in the file checks out."""
+        seen = self._streamed.get(info.header_offset)
+        if (
+            seen is None
+            or seen.copy is None
+            or seen.name != info.orig_filename
+            or seen.size != info.file_size
+            or info.compress_type != zipfile.ZIP_STORED
+            or info.compress_size != info.file_size
+        ):
+            return None
+        with open(self.path, "rb") as fh:
+            _skip_local_header(fh, info)
+        if target.exists():
+            raise FileExistsError(f"{target} exists")
+        try:
+            os.replace(seen.copy, target)
+        except OSError:  # another filesystem, or gone: extract as usual
+            return None
+        del self._streamed[info.header_offset]
+        return seen.size, seen.sha256
+
+    def _open_entry(self, info: zipfile.ZipInfo) -> IO[bytes]:
+        """The entry's bytes: a stored one straight from the file (after its local header), others via zipfile."""
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            return self._zip.open(info)
+        fh = open(self.path, "rb")  # noqa: SIM115 - returned to the caller's with statement
+        try:
+            _skip_local_header(fh, info)
+        except BaseException:
+            fh.close()
+            raise
+        return cast(IO[bytes], _Bounded(fh, info.file_size))
+
+
+def _skip_local_header(fh: IO[bytes], info: zipfile.ZipInfo) -> None:
+    """Move ``fh`` to the first byte of a stored entry, refusing a local header that differs from the central
+    directory's entry (name or method), as zipfile does."""
+    fh.seek(info.header_offset)
+    header = fh.read(_LOCAL_SIZE)
+    fields = struct.unpack(_LOCAL_FORMAT, header) if len(header) == _LOCAL_SIZE else ()
+    if not fields or fields[0] != _LOCAL_MAGIC:
+        raise NotAPackage(f"the file is not a ModelLine package (entry {info.filename!r}: bad local header)")
+    name = fh.read(fields[_NAME_LENGTH])
+    encoding = "utf-8" if fields[_FLAGS] & 0x800 else "cp437"
+    if name.decode(encoding, "replace") != info.orig_filename or fields[_METHOD] != zipfile.ZIP_STORED:
+        raise NotAPackage(f"the file is not a ModelLine package (entry {info.filename!r}: local header differs)")
+    fh.seek(fields[_EXTRA_LENGTH], os.SEEK_CUR)
 
 
 def _read_bounded(src: IO[bytes], limit: int, name: str) -> bytes:
@@ -236,7 +327,14 @@ def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]], s
         raise
 
 
-def sha256_file(path: Path) -> tuple[int, str]:
+class FileDigest(NamedTuple):
+    """A file's size and SHA-256 (hex): the DI software update Hash of a package as transferred."""
+
+    size: int
+    sha256: str
+
+
+def sha256_file(path: Path) -> FileDigest:
     """(size, SHA-256 hex) of a file, read in chunks."""
     digest = hashlib.sha256()
     size = 0
@@ -244,4 +342,4 @@ def sha256_file(path: Path) -> tuple[int, str]:
         while chunk := fh.read(_CHUNK):
             size += len(chunk)
             digest.update(chunk)
-    return size, digest.hexdigest()
+    return FileDigest(size, digest.hexdigest())

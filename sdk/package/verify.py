@@ -32,9 +32,17 @@ from sdk.errors import (
 from sdk.keys import TrustStore
 from sdk.names import first_problem
 from sdk.package import dipkg, onnx_model
-from sdk.package.archive import DEFAULT_LIMITS, Limits, PackageArchive, private_dir, sha256_file, write_package
+from sdk.package.archive import (
+    DEFAULT_LIMITS,
+    Limits,
+    PackageArchive,
+    private_dir,
+    sha256_file,
+    write_package,
+)
 from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
 from sdk.package.signature import Signature, sign_manifest, verify_manifest
+from sdk.package.stream import Received
 from sdk.package.verify_di import (
     SignatureReport,
     check_trust,
@@ -185,6 +193,7 @@ def verify_package(
     run_samples: bool = True,
     load_model: bool = True,
     approval: TrustStore | None = None,
+    received: Received | None = None,
 ) -> VerifiedPackage:
     """Check everything; raise the specific PackageRejected subclass on the first failure.
 
@@ -197,6 +206,10 @@ def verify_package(
     is left behind on failure.
     ``load_model=False`` leaves the onnxruntime checks to a caller that loads
     the model itself (``check_session``), so that it is loaded once.
+    ``received``: the file's size and SHA-256 as the caller hashed them while writing the file (a transfer
+    hashes its chunks as they arrive, sdk.opcua.filetype), so that the file is not read once more to hash it
+    (the size is checked against the file), and its stored entries as they passed (sdk.package.stream), so that
+    the model is not read again to unpack and hash it: each is checked against the signed digests as usual.
     """
     if into is not None:
         if into.exists():
@@ -211,7 +224,7 @@ def verify_package(
         reports: list[SignatureReport] = []
         signature: Signature | None = None
         approval = approval if approval is not None else trust.approval
-        with PackageArchive(path, limits) as archive:
+        with PackageArchive(path, limits, received.entries if received else ()) as archive:
             if archive.is_di:
                 approval_certs = approval.certificates if approval is not None else None
                 metadata, manifest_bytes, manifest, reports = verify_di(
@@ -227,7 +240,10 @@ def verify_package(
                 _extract_and_hash(archive, manifest, directory)
         if load_model:
             check_model(directory / manifest.onnx.model_file, manifest, run_samples)
-        size, digest = sha256_file(path)
+        if received is not None and received.digest.size == path.stat().st_size:
+            size, digest = received.digest
+        else:
+            size, digest = sha256_file(path)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_node.runtime.model import InferenceRuntime
+from edge_node.runtime.model import InferenceRuntime, LoadedModel
 from edge_node.runtime.pipeline import Pipeline
 from edge_node.slots.slot import ModelSlot
 from edge_node.slots.store import InstalledVersion, SlotStore
 from nodesets.ids import InstallationState
 from sdk.binding import Binding
+from sdk.keys import TrustStore
+from sdk.package.archive import sha256_file
+from sdk.package.stream import Received
 from tests.conftest import Signer
 from tests.edge_harness import FEATURES, build_pump, wait_for
 from tests.unit.edge_node.test_pipeline import RecordingSink
@@ -237,3 +240,60 @@ def test_a_state_file_from_before_bindings_were_kept_per_version_loads(tmp_path:
     store.state_path.write_text(json.dumps(old))
     state = store.load_state()
     assert (state.binding, state.fallback_binding, state.undo) == (_binding("one"), None, None)
+
+
+class CountingRuntime(InferenceRuntime):
+    """The real runtime, counting the packages it verifies and loads from their files."""
+
+    def __init__(self) -> None:
+        super().__init__(threads=1)
+        self.loads_from_file = 0
+
+    async def load(self, package_path: Path, trust: TrustStore, into: Path) -> LoadedModel:
+        self.loads_from_file += 1
+        return await super().load(package_path, trust, into)
+
+
+async def test_installing_the_committed_pending_verifies_nothing_again(
+    package: Path, v2: Path, signer: Signer, other_signer: Signer, tmp_path: Path
+) -> None:
+    runtime = CountingRuntime()
+    model_slot = ModelSlot(
+        "main", SlotStore(tmp_path / "slot"), Pipeline("main", runtime, RecordingSink()), runtime, signer.trust
+    )
+    await model_slot.start()
+    worker = asyncio.create_task(model_slot.run())
+    try:
+        upload = tmp_path / "upload.part"
+        shutil.copyfile(package, upload)
+        received = sha256_file(upload)
+        pending = await model_slot.stage_pending(upload, Received(received))
+        assert pending.sha256 == received.sha256 and pending.size == received.size
+        unpacked = list((model_slot.store.work).iterdir())
+        assert len(unpacked) == 1  # the model, unpacked once at the commit, for the install to take
+        await model_slot.request_install(pending.manufacturer_uri, pending.version, bytes.fromhex(pending.sha256))
+        await wait_for(lambda: _idle_with(model_slot, pending), what="the install")
+        assert runtime.loads_from_file == 0  # verified once, at the commit; loaded once, at the install
+        assert model_slot.pipeline.model is not None and model_slot.pipeline.model.sha256 == pending.sha256
+        assert list((model_slot.store.work).iterdir()) == unpacked  # serving from the commit's folder
+
+        shutil.copyfile(v2, upload)
+        second = await model_slot.stage_pending(upload)  # no hash from the transfer: hashed here
+        assert second.sha256 == sha256_file(v2).sha256
+        await model_slot.recheck_trust(signer.trust)  # the same trust again: the kept files stay
+        assert len(list(model_slot.store.work.iterdir())) == 2
+        await model_slot.recheck_trust(other_signer.trust)  # its signer no longer trusted: they go
+        assert len(list(model_slot.store.work.iterdir())) == 1
+        await model_slot.recheck_trust(signer.trust)  # trusted again: the install verifies it in full
+        await model_slot.request_install(second.manufacturer_uri, second.version, bytes.fromhex(second.sha256))
+        await wait_for(lambda: _idle_with(model_slot, second), what="the second install")
+        assert runtime.loads_from_file == 1
+        assert len(list(model_slot.store.work.iterdir())) == 1  # the first version's folder went with it
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        runtime.close()
+
+
+async def _idle_with(model_slot: ModelSlot, version: InstalledVersion) -> bool:
+    return model_slot.install_state is InstallationState.IDLE and model_slot.state.current == version

@@ -214,7 +214,9 @@ async def stopped(tmp_path: Path, signer: Signer, package: Path) -> AsyncIterato
 
 
 @asynccontextmanager
-async def _plant(tmp_path: Path, signer: Signer, package: Path, start: bool) -> AsyncIterator[Plant]:
+async def _plant(
+    tmp_path: Path, signer: Signer, package: Path, start: bool, parallel_transfers: int = 8
+) -> AsyncIterator[Plant]:
     clock = Clock()
     fakes: dict[str, FakeDevice] = {}
 
@@ -230,7 +232,8 @@ async def _plant(tmp_path: Path, signer: Signer, package: Path, start: bool) -> 
         registry = DeviceRegistry(store, factory, clock=clock)
         for name in ("edge-a", "edge-b", "edge-c"):
             await registry.register(name, f"opc.tcp://127.0.0.1:4841/{name}/")
-        plant = Plant(DeploymentService(store, repository, registry, clock), fakes, store, stored.sha256)
+        service = DeploymentService(store, repository, registry, clock, parallel_transfers=parallel_transfers)
+        plant = Plant(service, fakes, store, stored.sha256)
         if start:
             plant.start()
         try:
@@ -266,6 +269,28 @@ async def test_each_target_is_transferred_installed_bound_health_checked_and_con
         assert plant.devices[name].slot.calls == ["transfer", "timeout 30", "install 1.0.0", "bind", "confirm"]
     assert plant.devices["edge-c"].slot.calls == []
     assert {t.state for t in await plant.store.targets(deployment)} == {DeploymentState.ACTIVE}
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+async def test_a_wave_transfers_at_most_parallel_transfers_packages_at_once(
+    tmp_path: Path, signer: Signer, package: Path, parallel: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_flight: list[int] = [0, 0]  # now, most
+    transfer = FakeSlot.transfer
+
+    async def counted(self: FakeSlot, path: Path, sha256: bytes | None = None) -> VersionInfo:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight[1], in_flight[0])
+        await asyncio.sleep(0.05)  # a transfer takes a while: the others of the wave start meanwhile
+        in_flight[0] -= 1
+        return await transfer(self, path, sha256)
+
+    monkeypatch.setattr(FakeSlot, "transfer", counted)
+    async with _plant(tmp_path, signer, package, start=True, parallel_transfers=parallel) as plant:
+        deployment = await plant.service.deploy("pump-health", "1.0.0", ["edge-a", "edge-b", "edge-c"], "{}")
+        record = await _finished(plant, deployment)
+    assert record.state is DeploymentState.ACTIVE  # one wave of three: every target got its package
+    assert in_flight[1] == parallel
 
 
 async def test_a_failed_install_fails_the_wave_resumes_the_device_and_spares_later_waves(plant: Plant) -> None:

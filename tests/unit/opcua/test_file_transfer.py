@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from sdk import errors
 from sdk.opcua.file_transfer import TemporaryFileTransfer
 from sdk.opcua.filetype import APPEND, ERASE_EXISTING, READ, WRITE, FileNode, new_file_object
 from sdk.opcua.shelf import init_server
+from sdk.package.archive import FileDigest
+from sdk.package.stream import Received
 from tests.opcua_servers import client, free_port
 
 # One server for the module (asyncua builds its standard address space in about 2.5 s); ``rig`` resets it per test.
@@ -40,6 +43,7 @@ class Rig:
     file_node: FileNode
     transfer: TemporaryFileTransfer
     committed: list[tuple[bytes, Any]] = field(default_factory=list)
+    digests: list[FileDigest | None] = field(default_factory=list)
     reject_with: errors.ModelLineError | None = None
 
 
@@ -65,11 +69,12 @@ async def shared_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 
     rig_holder: dict[str, Rig] = {}
 
-    async def commit(path: Path, options: Any) -> None:
+    async def commit(path: Path, options: Any, received: Received | None) -> None:
         current = rig_holder["rig"]
         if current.reject_with is not None:
             raise current.reject_with
         current.committed.append((await asyncio.to_thread(path.read_bytes), options))
+        current.digests.append(received.digest if received else None)
 
     async def read_source(options: Any) -> Path:
         if options == 9:
@@ -93,6 +98,7 @@ async def rig(shared_rig: Rig) -> Rig:
     """The shared server with its files and records as new."""
     shared_rig.file_path.write_bytes(bytes(range(256)) * 40)  # 10240 bytes
     shared_rig.committed.clear()
+    shared_rig.digests.clear()
     shared_rig.reject_with = None
     await shared_rig.file_node.refresh()
     return shared_rig
@@ -257,6 +263,24 @@ async def test_temporary_write_transfer_commits_and_cleans_up(rig: Rig) -> None:
             await c.get_node(file_id).read_browse_name()  # the temporary node is gone
     assert rig.transfer.active == 0
     assert list((rig.file_path.parent / "work").iterdir()) == []
+
+
+async def test_commit_gets_the_hash_of_the_bytes_as_they_arrived(rig: Rig) -> None:
+    payload = bytes(range(256)) * 17
+    async with client(rig.url) as c:
+        _, handle = await _upload(c, payload, ua.Variant(1, ua.VariantType.Int32), chunk=999)
+        await _call(c, TRANSFER, "CloseAndCommit", ua.Variant(handle, U32))
+    assert rig.digests == [FileDigest(len(payload), hashlib.sha256(payload).hexdigest())]
+
+
+async def test_a_write_out_of_order_leaves_the_hash_to_the_owner(rig: Rig) -> None:
+    async with client(rig.url) as c:
+        file_id, handle = await _upload(c, b"abcdef", ua.Variant(1, ua.VariantType.Int32))
+        await _call(c, file_id, "SetPosition", ua.Variant(handle, U32), ua.Variant(2, U64))
+        await _call(c, file_id, "Write", ua.Variant(handle, U32), ua.Variant(b"X", BS))  # overwrites 'c'
+        await _call(c, TRANSFER, "CloseAndCommit", ua.Variant(handle, U32))
+    assert rig.committed == [(b"abXdef", 1)]
+    assert rig.digests == [None]  # the hash of what arrived is not the file's: not passed on
 
 
 async def test_rejected_commit_returns_the_reason_code_and_leaves_nothing(rig: Rig) -> None:

@@ -68,7 +68,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     async def transfer_object(name: str) -> Any:
         return (await instantiate(objects, transfer_type, nodeid=node_id(name, ns), bname=f"{ns}:{name}"))[0]
 
-    async def commit(path: Path, options: Any) -> None:
+    async def commit(path: Path, options: Any, digest: Any) -> None:
         pass
 
     async def read_source(options: Any) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import shutil
@@ -24,8 +25,9 @@ from sdk.certs import signing_certificate
 from sdk.keys import TrustStore
 from sdk.package import dipkg
 from sdk.package.approve import approve_package, convert_package
-from sdk.package.archive import Limits
+from sdk.package.archive import Limits, sha256_file
 from sdk.package.build import BuildResult
+from sdk.package.stream import EntryTee, Received, StreamedEntry
 from sdk.package.verify import read_package, verify_package
 from tests.conftest import Signer, read_members, resign_di, write_members
 from tests.pki import Pki
@@ -436,3 +438,59 @@ def test_trust_refusals_as_the_command_prints_them(
     assert_documented(errs[0], "(serial …) was revoked")
     assert_documented(errs[0], "package rejected: signer certificate … was revoked on …")
     assert_documented(errs[1], "was not valid at signing time")
+
+
+def test_a_stored_entry_whose_local_header_differs_is_refused(package: Path, signer: Signer, tmp_path: Path) -> None:
+    """The stored model is read from its place in the file, not through zipfile: its local header must still
+    agree with the central directory (a zip read one way by one tool and another way by another is refused)."""
+    data = package.read_bytes()
+    name = b"CONTENT/model.onnx"
+    at = data.index(name)  # the local header's copy of the name comes first; the central directory's stays
+    assert data[at - 30 : at - 26] == b"PK\x03\x04"
+    bad = tmp_path / "bad.uadipkg"
+    bad.write_bytes(data[:at] + b"CONTENT/modex.onnx" + data[at + len(name) :])
+    _reject(bad, signer.trust, errors.NotAPackage, "local header differs")
+    assert verify_package(package, signer.trust).sha256  # the package itself verifies
+
+
+def _streamed(package: Path, folder: Path) -> tuple[Received, StreamedEntry]:
+    """The package as a transfer receives it: fed to an EntryTee in pieces of uneven size."""
+    tee = EntryTee(folder, min_copy=1)
+    data = package.read_bytes()
+    for start in range(0, len(data), 4099):
+        tee.feed(data[start : start + 4099])
+    tee.close()
+    model = next(e for e in tee.entries if e.name == "CONTENT/model.onnx")
+    return Received(sha256_file(package), tuple(tee.entries)), model
+
+
+def test_the_model_copied_as_it_arrived_is_taken_not_read_again(package: Path, signer: Signer, tmp_path: Path) -> None:
+    received, model = _streamed(package, tmp_path / "tee")
+    assert model.copy is not None and model.copy.exists()
+    verified = verify_package(package, signer.trust, into=tmp_path / "kept", received=received)
+    assert not model.copy.exists()  # moved into place, not copied from the package again
+    with zipfile.ZipFile(package) as zf:
+        assert verified.model_path.read_bytes() == zf.read("CONTENT/model.onnx")
+    assert verified.sha256 == received.digest.sha256
+
+
+def test_a_copy_that_differs_from_the_signed_model_is_refused(package: Path, signer: Signer, tmp_path: Path) -> None:
+    received, model = _streamed(package, tmp_path / "tee")
+    assert model.copy is not None
+    changed = _flip(model.copy.read_bytes())
+    model.copy.write_bytes(changed)  # a hint that lies, with the hash of what it holds
+    lying = StreamedEntry(model.header_offset, model.name, model.size, hashlib.sha256(changed).hexdigest(), model.copy)
+    _reject(
+        package,
+        signer.trust,
+        errors.FileMismatch,
+        "changed after signing",
+        received=Received(received.digest, (lying,)),
+    )
+
+
+def test_a_copy_that_names_another_place_is_not_taken(package: Path, signer: Signer, tmp_path: Path) -> None:
+    received, model = _streamed(package, tmp_path / "tee")
+    elsewhere = StreamedEntry(model.header_offset + 1, model.name, model.size, model.sha256, model.copy)
+    verify_package(package, signer.trust, received=Received(received.digest, (elsewhere,)))
+    assert model.copy is not None and model.copy.exists()  # the model was unpacked from the package instead
