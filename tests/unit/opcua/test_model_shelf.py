@@ -11,11 +11,10 @@ from asyncua import Server, ua
 
 import nodesets
 from sdk.opcua import model_shelf
+from sdk.opcua.ids import node_id
 from sdk.opcua.model_shelf import init_with_models, is_cached
 from sdk.opcua.shelf import CACHE_ENV, init_server
 from sdk.opcua.values import fill_null_values
-
-_HIERARCHICAL = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
 
 
 def _crawl(server: Server) -> dict[str, Any]:
@@ -23,7 +22,7 @@ def _crawl(server: Server) -> dict[str, Any]:
     a time left out: start, current and build times differ between any two servers)."""
     aspace = server.iserver.aspace
     found: dict[str, Any] = {}
-    pending = [ua.NodeId(ua.ObjectIds.RootFolder)]
+    pending = [node_id(ua.ObjectIds.RootFolder)]
     while pending:
         nodeid = pending.pop()
         if nodeid.to_string() in found:
