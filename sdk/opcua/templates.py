@@ -46,8 +46,9 @@ class _Snapshot:
     root_name: str  # the root's BrowseName when the snapshot was taken (its DisplayName may repeat it)
 
 
-Build = Callable[[], Awaitable[Sequence[ua.NodeId]]]
-"""Makes the instance the slow way and returns the NodeIds of every node it made (the root first)."""
+Build = Callable[[], Awaitable[Sequence[ua.NodeId] | None]]
+"""Makes the instance the slow way and returns the NodeIds of every node it made (the root first), or None:
+then the nodes below the root whose NodeIds derive from its own are taken."""
 
 _snapshots: weakref.WeakKeyDictionary[AddressSpace, dict[Hashable, _Snapshot]] = weakref.WeakKeyDictionary()
 
@@ -65,10 +66,15 @@ async def from_template(parent: Node, nodeid: ua.NodeId, bname: ua.QualifiedName
         _copy(aspace, snapshot, parent.nodeid, nodeid, bname)
         return Node(parent.session, nodeid)
     made = await build()
-    taken = _take(aspace, parent.nodeid, nodeid, made)
+    taken = _take(aspace, parent.nodeid, nodeid, made if made is not None else _derived(aspace, nodeid))
     if taken is not None:
         known[kind] = taken
     return Node(parent.session, nodeid)
+
+
+async def children_by_name(node: Node) -> dict[str, Node]:
+    """The node's children (hierarchical references) by browse name, in one Browse."""
+    return {str(d.BrowseName.Name): Node(node.session, d.NodeId) for d in await node.get_children_descriptions()}
 
 
 def _address_space(node: Node) -> AddressSpace | None:
@@ -85,6 +91,19 @@ def _relative(root: ua.NodeId, nodeid: ua.NodeId) -> str | None:
     if text == prefix:
         return ""
     return text[len(prefix) :] if text.startswith(prefix + ".") else None
+
+
+def _derived(aspace: AddressSpace, root: ua.NodeId) -> list[ua.NodeId]:
+    """``root`` and the nodes its forward references reach, directly or not, whose NodeIds derive from its own."""
+    found = [root]
+    seen = {root}
+    for nodeid in found:
+        data = aspace.get(nodeid)
+        for ref in data.references if data is not None else ():
+            if ref.IsForward and ref.NodeId not in seen and _relative(root, ref.NodeId):
+                seen.add(ref.NodeId)
+                found.append(ref.NodeId)
+    return found
 
 
 def _take(aspace: AddressSpace, parent: ua.NodeId, root: ua.NodeId, made: Sequence[ua.NodeId]) -> _Snapshot | None:
@@ -167,19 +186,44 @@ def _copy(
 
 
 def _fresh(attribute: ua.AttributeIds, value: ua.DataValue, nodeid: ua.NodeId, now: datetime) -> ua.DataValue:
-    """The copy's own DataValue: its NodeId, its own mutable values, and the time it was made."""
+    """The copy's own DataValue: its NodeId, its own mutable values, and the time it was made.
+
+    asyncua replaces an attribute's DataValue when it is written, never changes it in place, so the copies
+    share the snapshot's DataValues of the attributes other than NodeId and Value."""
     if attribute == ua.AttributeIds.NodeId:
-        return ua.DataValue(ua.Variant(nodeid, ua.VariantType.NodeId))
+        return _data_value(_variant(nodeid, ua.VariantType.NodeId, None, False), value)
     if attribute != ua.AttributeIds.Value:
-        return copy.copy(value)
+        return value
     variant = value.Value
     if variant is not None and not isinstance(variant.Value, _IMMUTABLE):
-        variant = ua.Variant(copy.deepcopy(variant.Value), variant.VariantType, variant.Dimensions, variant.is_array)
-    return ua.DataValue(
-        variant,
-        StatusCode=value.StatusCode,
-        SourceTimestamp=now if value.SourceTimestamp is not None else None,  # type: ignore[arg-type]
-        ServerTimestamp=now if value.ServerTimestamp is not None else None,  # type: ignore[arg-type]
-        SourcePicoseconds=value.SourcePicoseconds,
-        ServerPicoseconds=value.ServerPicoseconds,
-    )
+        held = variant.Value
+        own = (
+            list(held)
+            if isinstance(held, list) and all(isinstance(v, _IMMUTABLE) for v in held)
+            else copy.deepcopy(held)
+        )
+        variant = ua.Variant(own, variant.VariantType, variant.Dimensions, variant.is_array)
+    if value.SourceTimestamp is None and value.ServerTimestamp is None and variant is value.Value:
+        return value
+    made = _data_value(variant, value)
+    made.SourceTimestamp = now if value.SourceTimestamp is not None else None  # type: ignore[assignment]
+    made.ServerTimestamp = now if value.ServerTimestamp is not None else None  # type: ignore[assignment]
+    return made
+
+
+# Thousands of DataValues and Variants per second while a gateway starts: made field by field, without the
+# checks and type guessing of their __init__ (the fields are those of the snapshot's values, already checked).
+def _variant(value: object, kind: ua.VariantType, dimensions: list[int] | None, is_array: bool | None) -> ua.Variant:
+    made = ua.Variant.__new__(ua.Variant)
+    made.Value, made.VariantType, made.Dimensions, made.is_array = value, kind, dimensions, is_array  # type: ignore[assignment]
+    return made
+
+
+def _data_value(variant: ua.Variant | None, like: ua.DataValue) -> ua.DataValue:
+    made = ua.DataValue.__new__(ua.DataValue)
+    made.Encoding = like.Encoding
+    made.Value = variant
+    made.StatusCode = like.StatusCode
+    made.SourceTimestamp, made.ServerTimestamp = like.SourceTimestamp, like.ServerTimestamp
+    made.SourcePicoseconds, made.ServerPicoseconds = like.SourcePicoseconds, like.ServerPicoseconds
+    return made
