@@ -31,6 +31,10 @@ from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData
 from asyncua.server.internal_session import InternalSession
 from asyncua.ua.uaerrors import BadNodeIdExists, BadParentNodeIdInvalid
 
+_HAS_TYPE_DEFINITION = ua.NodeId(ua.ObjectIds.HasTypeDefinition)  # type: ignore[arg-type]
+_FOLDER_TYPE = ua.NodeId(ua.ObjectIds.FolderType)  # type: ignore[arg-type]
+_ORGANIZES = ua.NodeId(ua.ObjectIds.Organizes)  # type: ignore[arg-type]
+_HAS_COMPONENT = ua.NodeId(ua.ObjectIds.HasComponent)  # type: ignore[arg-type]
 _IMMUTABLE = (str, int, float, bool, bytes, datetime, type(None), ua.NodeId, ua.QualifiedName, ua.LocalizedText)
 
 
@@ -149,6 +153,7 @@ def _copy(
         raise BadParentNodeIdInvalid(f"no parent {parent}")  # type: ignore[no-untyped-call]
     prefix = str(root.Identifier)
     now = datetime.now(UTC)
+    kind = _child_reference(parent_data)
     root_attributes = snapshot.nodes[0][1]
     shown = root_attributes.get(ua.AttributeIds.DisplayName)
     display = None  # the root's new DisplayName where the instance showed its BrowseName
@@ -167,19 +172,21 @@ def _copy(
                 data.attributes[ua.AttributeIds.DisplayName] = AttributeValue(
                     ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText))
                 )
-        for ref in references:
-            new_ref = copy.copy(ref)
+        for ref in references:  # those to nodes outside the subtree (types, modelling rules) are shared
             target = _relative(snapshot.root, ref.NodeId)
             if target is not None:
-                new_ref.NodeId = ua.NodeId(prefix + target, root.NamespaceIndex)  # type: ignore[arg-type]
+                new_ref = _reference(ref, ua.NodeId(prefix + target, root.NamespaceIndex))  # type: ignore[arg-type]
                 if not target:  # a reference to the root describes it by its name
                     new_ref.BrowseName = bname
                     new_ref.DisplayName = display if display is not None else new_ref.DisplayName
             elif not relative and not ref.IsForward and ref.NodeId == snapshot.parent:
-                new_ref.NodeId = parent
+                new_ref = _reference(ref, parent)
+                new_ref.ReferenceTypeId = kind
+            else:
+                new_ref = ref
             data.references.append(new_ref)
         aspace[nodeid] = data
-    from_parent = dataclasses.replace(snapshot.from_parent, NodeId=root, BrowseName=bname)
+    from_parent = dataclasses.replace(snapshot.from_parent, NodeId=root, BrowseName=bname, ReferenceTypeId=kind)
     if display is not None:
         from_parent.DisplayName = display
     parent_data.references.append(from_parent)
@@ -216,6 +223,24 @@ def _fresh(attribute: ua.AttributeIds, value: ua.DataValue, nodeid: ua.NodeId, n
 def _variant(value: object, kind: ua.VariantType, dimensions: list[int] | None, is_array: bool | None) -> ua.Variant:
     made = ua.Variant.__new__(ua.Variant)
     made.Value, made.VariantType, made.Dimensions, made.is_array = value, kind, dimensions, is_array  # type: ignore[assignment]
+    return made
+
+
+def _child_reference(parent: NodeData) -> ua.NodeId:
+    """The reference asyncua's instantiate makes from ``parent`` to a new instance: Organizes from a
+    FolderType object, else HasComponent (``_rdesc_from_node`` in asyncua/common/copy_node_util.py)."""
+    folder = any(
+        r.IsForward and r.ReferenceTypeId == _HAS_TYPE_DEFINITION and r.NodeId == _FOLDER_TYPE
+        for r in parent.references
+    )
+    return _ORGANIZES if folder else _HAS_COMPONENT
+
+
+def _reference(like: ua.ReferenceDescription, target: ua.NodeId) -> ua.ReferenceDescription:
+    made = ua.ReferenceDescription.__new__(ua.ReferenceDescription)
+    made.ReferenceTypeId, made.IsForward, made.NodeId = like.ReferenceTypeId, like.IsForward, target
+    made.BrowseName, made.DisplayName = like.BrowseName, like.DisplayName
+    made.NodeClass, made.TypeDefinition = like.NodeClass, like.TypeDefinition
     return made
 
 

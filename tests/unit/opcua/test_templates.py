@@ -94,6 +94,15 @@ async def test_a_copied_instance_is_the_instantiated_one_with_its_own_ids() -> N
     assert await (await first.get_child(f"{ns.modelline}:InferenceCount")).read_value() == 0
     third = await new_instance(objects, monitored, node_id("D", mine), qname("D", mine))
     assert await (await third.get_child(f"{ns.modelline}:InferenceCount")).read_value() == 0
+    # The reference from the parent is the one instantiate makes: Organizes from a folder, else HasComponent.
+    owner = await objects.add_object(node_id("Owner", mine), qname("Owner", mine))
+    inside = await new_instance(owner, monitored, node_id("Owner.E", mine), qname("E", mine))
+    twin_ids = await instantiate_filled(owner, monitored, node_id("Owner.F", mine), qname("E", mine))
+    refs = {r.NodeId: r.ReferenceTypeId for r in await owner.get_references(direction=ua.BrowseDirection.Forward)}
+    assert refs[inside.nodeid] == refs[twin_ids[0]] == node_id(ua.ObjectIds.HasComponent)
+    assert await _describe(server, inside.nodeid) == await _describe(server, twin_ids[0])
+    refs = {r.NodeId: r.ReferenceTypeId for r in await objects.get_references(direction=ua.BrowseDirection.Forward)}
+    assert refs[second.nodeid] == node_id(ua.ObjectIds.Organizes)
 
 
 async def test_a_copied_condition_is_the_instantiated_one() -> None:
