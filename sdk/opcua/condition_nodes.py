@@ -86,9 +86,10 @@ async def declarations(type_node: Node, names: frozenset[str]) -> list[ua.Refere
 async def field_nodes(node: Node) -> dict[str, Node]:
     """The condition's variables and their properties by field name ('Retain', 'ActiveState/Id')."""
     found: dict[str, Node] = {}
-    for child in await node.get_children(nodeclassmask=ua.NodeClass.Variable):
-        name = (await child.read_browse_name()).Name or ""
-        found[name] = child
-        for sub in await child.get_children(nodeclassmask=ua.NodeClass.Variable):
-            found[f"{name}/{(await sub.read_browse_name()).Name}"] = sub
+    variables = ua.NodeClass.Variable
+    for child in await node.get_children_descriptions(nodeclassmask=variables):  # names from the Browse itself
+        name = child.BrowseName.Name or ""
+        found[name] = Node(node.session, child.NodeId)
+        for sub in await found[name].get_children_descriptions(nodeclassmask=variables):
+            found[f"{name}/{sub.BrowseName.Name}"] = Node(node.session, sub.NodeId)
     return found
