@@ -35,7 +35,6 @@ _HAS_TYPE_DEFINITION = ua.NodeId(ua.ObjectIds.HasTypeDefinition)  # type: ignore
 _FOLDER_TYPE = ua.NodeId(ua.ObjectIds.FolderType)  # type: ignore[arg-type]
 _ORGANIZES = ua.NodeId(ua.ObjectIds.Organizes)  # type: ignore[arg-type]
 _HAS_COMPONENT = ua.NodeId(ua.ObjectIds.HasComponent)  # type: ignore[arg-type]
-_IMMUTABLE = (str, int, float, bool, bytes, datetime, type(None), ua.NodeId, ua.QualifiedName, ua.LocalizedText)
 
 
 @dataclass(frozen=True)
@@ -193,26 +192,15 @@ def _copy(
 
 
 def _fresh(attribute: ua.AttributeIds, value: ua.DataValue, nodeid: ua.NodeId, now: datetime) -> ua.DataValue:
-    """The copy's own DataValue: its NodeId, its own mutable values, and the time it was made.
+    """The copy's own DataValue: its NodeId, and its Value stamped with the time it was made.
 
-    asyncua replaces an attribute's DataValue when it is written, never changes it in place, so the copies
-    share the snapshot's DataValues of the attributes other than NodeId and Value."""
+    The values themselves are shared, as asyncua's instantiate shares the declarations' values (it copies the
+    attributes it reads): a write replaces an attribute's DataValue, it never changes one in place."""
     if attribute == ua.AttributeIds.NodeId:
         return _data_value(_variant(nodeid, ua.VariantType.NodeId, None, False), value)
-    if attribute != ua.AttributeIds.Value:
+    if attribute != ua.AttributeIds.Value or (value.SourceTimestamp is None and value.ServerTimestamp is None):
         return value
-    variant = value.Value
-    if variant is not None and not isinstance(variant.Value, _IMMUTABLE):
-        held = variant.Value
-        own = (
-            list(held)
-            if isinstance(held, list) and all(isinstance(v, _IMMUTABLE) for v in held)
-            else copy.deepcopy(held)
-        )
-        variant = ua.Variant(own, variant.VariantType, variant.Dimensions, variant.is_array)
-    if value.SourceTimestamp is None and value.ServerTimestamp is None and variant is value.Value:
-        return value
-    made = _data_value(variant, value)
+    made = _data_value(value.Value, value)
     made.SourceTimestamp = now if value.SourceTimestamp is not None else None  # type: ignore[assignment]
     made.ServerTimestamp = now if value.ServerTimestamp is not None else None  # type: ignore[assignment]
     return made
