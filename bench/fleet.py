@@ -53,6 +53,8 @@ ML = "http://modelline.io/UA/"
 DI = "http://opcfoundation.org/UA/DI/"
 MIRROR_MS = 250.0  # the gateway's defaults (DeviceLink.mirror_interval_ms, GatewaySettings.device_keepalive_s)
 KEEPALIVE_S = 5.0
+CONNECT_BATCH = 25  # the floor's sessions connecting at once, as the gateway's default device_connect_concurrency
+CONNECT_TRIES = 5
 STALLED_S = 60.0  # the gateway side gives up when no further device link came up for this long (refused links)
 
 
@@ -211,11 +213,23 @@ async def _bare_side(folder: Path) -> None:
         sub = await client.create_subscription(params, Handler())
         await sub.subscribe_data_change(nodes, queuesize=1)
 
-    gate = asyncio.Semaphore(20)
+    # Signed and encrypted sessions cost both sides RSA work: at most CONNECT_BATCH handshakes at once (the
+    # gateway's links are limited the same way, device_connect_concurrency), and a session that did not come up
+    # (a time-out while the simulated devices' process is busy with the gateway's) is tried again.
+    gate = asyncio.Semaphore(CONNECT_BATCH)
 
     async def gated(url: str) -> None:
-        async with gate:
-            await one(url)
+        for attempt in range(1, CONNECT_TRIES + 1):
+            async with gate:
+                try:
+                    await one(url)
+                except (OSError, TimeoutError, ua.UaError) as exc:
+                    if attempt == CONNECT_TRIES:
+                        raise
+                    print(f"bare session to {url} failed ({exc!r}); trying again", file=sys.stderr, flush=True)
+                else:
+                    return
+            await asyncio.sleep(attempt)
 
     await asyncio.gather(*(gated(u) for u in urls.values()))
     print("online", flush=True)
@@ -300,11 +314,26 @@ def _write_devices(folder: Path, urls: dict[str, str]) -> None:
     (folder / "devices.json").write_text(json.dumps(urls), encoding="utf-8")
 
 
-async def _sides(folder: Path, urls: dict[str, str]) -> tuple[Proc, Proc]:
+async def _sides(folder: Path, urls: dict[str, str]) -> tuple[Proc, Proc, float]:
+    """The gateway, once its links are all up (and the seconds that took), then the floor, once its sessions are:
+    one after the other, so that neither's handshakes slow the other's on the shared simulated devices."""
     await asyncio.to_thread(_write_devices, folder, urls)
+    started = time.monotonic()
     gateway = await Proc("--gateway", str(folder)).start()
-    bare = await Proc("--bare", str(folder)).start()
-    return gateway, bare
+    try:
+        await gateway.expect("online", 900)
+        online_s = time.monotonic() - started
+        bare = await Proc("--bare", str(folder)).start()
+    except BaseException:
+        await gateway.stop()
+        raise
+    try:
+        await bare.expect("online", 900)
+    except BaseException:
+        await gateway.stop()
+        await bare.stop()
+        raise
+    return gateway, bare, online_s
 
 
 async def measure(rounds: Rounds, sizes: list[int] | None = None, with_rollout: bool = True) -> None:
@@ -320,20 +349,15 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None, with_rollout: 
             empty = folder / "size-0"
             empty.mkdir()
             (empty / "trust").symlink_to(folder / "trust")
-            gw0, bare0 = await _sides(empty, {})
+            gw0, bare0, _ = await _sides(empty, {})
             try:
-                await gw0.expect("online")
                 for size in sizes:
                     await fleet.add(size - len(fleet.urls))
                     side = folder / f"size-{size}"
                     side.mkdir()
                     (side / "trust").symlink_to(folder / "trust")
-                    started = time.monotonic()
-                    gw, bare = await _sides(side, dict(fleet.urls))
+                    gw, bare, online_s = await _sides(side, dict(fleet.urls))
                     try:
-                        await gw.expect("online", 900)
-                        online_s = time.monotonic() - started
-                        await bare.expect("online", 900)
                         await asyncio.sleep(settle_s)
                         ours, theirs, gw_base, bare_base = await _windows(
                             [gw, bare, gw0, bare0], window_s, rounds.count

@@ -136,6 +136,8 @@ class Gateway(Service):
         self.device_nodes = DeviceNodes(server, ns, await manager.get_child(f"{ns.modelline}:Devices"))
         self.device_nodes.new_prediction_nodes.append(lambda node: self.history.historize([node]))
 
+        connecting = asyncio.Semaphore(s.device_connect_concurrency)  # shared by every link: batches at start
+
         def new_link(device_id: str, endpoint: str) -> Device:
             link = DeviceLink(
                 device_id,
@@ -147,6 +149,7 @@ class Gateway(Service):
                 keepalive_s=s.device_keepalive_s,
                 liveness_s=s.device_liveness_s,
                 session_timeout_s=s.device_session_timeout_s,
+                connecting=connecting,
             )
             link.prediction_listeners.append(self.device_nodes.mirror)
             link.session_workers.append(record_collector(self.monitor))

@@ -97,6 +97,13 @@ class GatewaySettings(BaseSettings):
         description="Session timeout the gateway asks of each edge node: how long an edge keeps a lost gateway's "
         "session and subscriptions before it frees them.",
     )
+    device_connect_concurrency: int = Field(
+        25,
+        ge=1,
+        le=1000,
+        description="How many device links may be connecting at once (secure channel, session, subscription); the "
+        "others wait their turn, so a gateway with hundreds of devices brings them up in batches at start.",
+    )
 
     sagemaker_groups: list[str] = Field(
         default_factory=list, description="Model package groups to import new Approved versions from (empty: off)."

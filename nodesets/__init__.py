@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from nodesets.ids import DI_URI, MODELLINE_URI
 
 if TYPE_CHECKING:  # the OPC UA stack is needed only by servers, not by what imports the identifiers
-    from asyncua import Server
+    from asyncua import Server, ua
 
 HERE = Path(__file__).parent
 DI_NODESET = HERE / "Opc.Ua.Di.NodeSet2.xml"
@@ -51,11 +51,14 @@ def without_design_tool_only(path: Path) -> tuple[str, int]:
     return ET.tostring(root, encoding="unicode"), len(dropped)
 
 
-async def load(server: Server) -> Namespaces:
-    """Import DI and ModelLine's types into a server (before it starts); returns their namespaces."""
+async def load(server: Server, added: list[ua.NodeId] | None = None) -> Namespaces:
+    """Import DI and ModelLine's types into a server (before it starts); returns their namespaces.
+    ``added`` receives the NodeIds of the nodes imported, in the order they were added."""
     di_xml, _ = without_design_tool_only(DI_NODESET)
-    await server.import_xml(xmlstring=di_xml)
-    await server.import_xml(str(MODELLINE_NODESET))
+    nodes = await server.import_xml(xmlstring=di_xml)
+    nodes += await server.import_xml(str(MODELLINE_NODESET))
+    if added is not None:
+        added.extend(nodes)
     return Namespaces(
         di=await server.get_namespace_index(DI_URI),
         modelline=await server.get_namespace_index(MODELLINE_URI),

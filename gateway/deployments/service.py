@@ -76,8 +76,10 @@ class DeploymentService:
     async def _save(self, record: DeploymentRecord, targets: list[TargetRecord]) -> DeploymentRecord:
         record = record.model_copy(update={"updated_at": self._clock()})
         await self._store.put_deployment(record, targets)
-        for listener in self.listeners:
-            await listener(record, await self._store.targets(record.id))
+        if self.listeners:  # read once for all of them: a 100-device rollout saves every step of every target
+            current = await self._store.targets(record.id)
+            for listener in self.listeners:
+                await listener(record, list(current))
         return record
 
     async def _next_id(self) -> str:

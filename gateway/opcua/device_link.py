@@ -16,6 +16,7 @@ edge node frees the session and subscription of a gateway that went away soon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from asyncua import Client, Node, ua
 
@@ -84,6 +86,7 @@ class DeviceLink:
         liveness_s: float = 15.0,
         session_timeout_s: float = 30.0,
         last_seen_every_s: float = 60.0,
+        connecting: asyncio.Semaphore | None = None,
     ) -> None:
         self.device_id = device_id
         self.endpoint = endpoint
@@ -98,6 +101,9 @@ class DeviceLink:
         self.liveness_s = max(liveness_s, 2 * keepalive_s)  # one late keep-alive is no lost link
         self.session_timeout_s = session_timeout_s
         self.last_seen_every_s = last_seen_every_s
+        # Shared by the gateway's links: at most this many connect at once (secure channel, session, the first
+        # subscription), so hundreds of links come up in batches instead of all handshaking together.
+        self._connecting = connecting if connecting is not None else asyncio.Semaphore(1)
         self.view = DeviceView()
         self.client: Client | None = None
         self._connected = asyncio.Event()
@@ -207,19 +213,49 @@ class DeviceLink:
             await self._changed()
 
     async def _session(self, connected: Callable[[], None]) -> None:
-        # asyncua's watchdog would Read ServerState every watchdog_intervall: the keep-alives prove the link
-        # instead (_keepalives), so its probe is pushed out to the liveness horizon's order (never the 1 s default).
-        client = await self._new_client(10, max(600.0, 10 * self.liveness_s))
-        # The edge node keeps our session (and its subscription) this long after the link dropped (OPC 10000-4
-        # 5.6.2: the session outlives its channel for the timeout): short, so a lost gateway costs it little.
-        client.session_timeout = int(self.session_timeout_s * 1000)
-        async with watched_session(client, connected, f"device {self.device_id}") as lost:
-            try:
-                await self._serve(client, lost)
-            finally:
-                self._connected.clear()
+        await self._connecting.acquire()
+        held = True
 
-    async def _serve(self, client: Client, lost: asyncio.Event) -> None:
+        def connecting_done() -> None:  # after the first subscription, or when the attempt failed
+            nonlocal held
+            if held:
+                held = False
+                self._connecting.release()
+
+        try:
+            await self._reachable()
+            # asyncua's watchdog would Read ServerState every watchdog_intervall: the keep-alives prove the link
+            # instead (_keepalives), so its probe is pushed out to the liveness horizon's order (not the 1 s default).
+            client = await self._new_client(10, max(600.0, 10 * self.liveness_s))
+            # The edge node keeps our session (and its subscription) this long after the link dropped (OPC 10000-4
+            # 5.6.2: the session outlives its channel for the timeout): short, so a lost gateway costs it little.
+            client.session_timeout = int(self.session_timeout_s * 1000)
+            async with watched_session(client, connected, f"device {self.device_id}") as lost:
+                try:
+                    await self._serve(client, lost, connecting_done)
+                finally:
+                    self._connected.clear()
+        finally:
+            connecting_done()
+
+    async def _reachable(self) -> None:
+        """Raise when nothing accepts a TCP connection at the endpoint's host and port.
+
+        A secure client loads the gateway's certificate and private key for every attempt (tens of milliseconds
+        of CPU); an offline device refuses the connection, so a gateway with many offline devices tried every
+        few seconds spent its loop on key loading. A refused or unanswered TCP connect costs next to nothing."""
+        url = urlsplit(self.endpoint)
+        if url.hostname is None:
+            return
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, url.port or 4840), 10)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"{url.hostname}:{url.port or 4840} unreachable: {exc}") from exc
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+    async def _serve(self, client: Client, lost: asyncio.Event, subscribed: Callable[[], None]) -> None:
         self.client = client
         workers: list[asyncio.Task[None]] = []
         sub: Any = None
@@ -227,6 +263,7 @@ class DeviceLink:
             while True:
                 self._refresh.clear()
                 sub = await self._subscribe(client)
+                subscribed()
                 self._connected.set()
                 await self._changed()
                 if not workers:

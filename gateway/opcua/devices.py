@@ -20,6 +20,7 @@ from nodesets import Namespaces
 from nodesets.ids import ModelLine
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname
+from sdk.opcua.templates import children_by_name
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import check_name
 
@@ -49,7 +50,7 @@ class DeviceNodes:
                 nodeid=path_id(self.folder.nodeid, device_id),
                 bname=qname(device_id, ns_index),
             )
-            nodes = {str((await c.read_browse_name()).Name): c for c in await device.get_children()}
+            nodes = await children_by_name(device)
             self._devices[device_id] = nodes
         return nodes
 

@@ -29,6 +29,7 @@ from sdk.opcua.audited import audited
 from sdk.opcua.ids import node_id, path_id, qname
 from sdk.opcua.methods import Handler, bind_method
 from sdk.opcua.status import status_on_error
+from sdk.opcua.templates import children_by_name
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import check_name
@@ -96,7 +97,7 @@ class ManagerNodes:
             nodeid=path_id(self.folder.nodeid, deployment_id),
             bname=qname(deployment_id, ns_index),
         )
-        nodes = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
+        nodes = await children_by_name(node)
         self._nodes[deployment_id] = nodes
         return nodes, True
 

@@ -34,6 +34,7 @@ from sdk.opcua.history import History
 from sdk.opcua.ids import data_value, node_id, path_id, qname
 from sdk.opcua.methods import bind_method
 from sdk.opcua.status import status_on_error
+from sdk.opcua.templates import children_by_name
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import new_instance
 
@@ -129,7 +130,7 @@ class MonitorNodes:
                 nodeid=path_id(deployment.nodeid, device),
                 bname=qname(device, self.instance_ns),
             )
-            children = {str((await c.read_browse_name()).Name): c for c in await node.get_children()}
+            children = await children_by_name(node)
             for name in _WAITING_FIRST:  # no value until there is enough evidence, and why
                 await children[name].write_value(_double(None))
             if self.history is not None:

@@ -8,7 +8,8 @@ from asyncua.common.events import Event
 from asyncua.common.instantiate_util import _instantiate_node
 
 from sdk.opcua.ids import node_id, path_id
-from sdk.opcua.values import fill_null_values, new_instance
+from sdk.opcua.templates import from_template
+from sdk.opcua.values import fill_null_values, instantiate_filled
 
 KEPT_OPTIONAL = frozenset({"ConfirmedState", "Confirm"})
 """The optional InstanceDeclarations every condition gets besides the mandatory ones (10000-9 5.7.2)."""
@@ -25,17 +26,22 @@ class ConditionNodes:
         """The mandatory InstanceDeclarations (10000-3 6.4.4) plus ConfirmedState and Confirm. The other optional
         ones (shelving, suppression, silencing, out of service, alarm groups...) are features not served here;
         instantiating them too would cost ten times as long."""
-        node = await new_instance(source, type_node, nodeid, bname, optional=False)
-        if type_node.nodeid not in self._optionals:
-            self._optionals[type_node.nodeid] = await declarations(type_node, KEPT_OPTIONAL)
-        for rdesc in self._optionals[type_node.nodeid]:
-            child_id = path_id(nodeid, rdesc.BrowseName.Name or "")
-            declaration = self._server.get_node(rdesc.NodeId)
-            # asyncua's instantiate() would give the child the declaration as its type; this is the step it uses
-            # for each child, with the declaration's own reference and type.
-            await _instantiate_node(node.session, declaration, nodeid, rdesc, child_id, rdesc.BrowseName)
-            await fill_null_values(self._server.get_node(child_id))
-        return node
+
+        async def build() -> list[ua.NodeId]:
+            made = await instantiate_filled(source, type_node, nodeid, bname, optional=False)
+            if type_node.nodeid not in self._optionals:
+                self._optionals[type_node.nodeid] = await declarations(type_node, KEPT_OPTIONAL)
+            for rdesc in self._optionals[type_node.nodeid]:
+                child_id = path_id(nodeid, rdesc.BrowseName.Name or "")
+                declaration = self._server.get_node(rdesc.NodeId)
+                # asyncua's instantiate() would give the child the declaration as its type; this is the step it
+                # uses for each child, with the declaration's own reference and type.
+                made += await _instantiate_node(source.session, declaration, nodeid, rdesc, child_id, rdesc.BrowseName)
+                await fill_null_values(self._server.get_node(child_id))
+            return made
+
+        # Made once per condition type and server, then copied (sdk/opcua/templates.py).
+        return await from_template(source, nodeid, bname, ("condition", type_node.nodeid, KEPT_OPTIONAL), build)
 
     async def reference(self, source: ua.NodeId, reference: int, target: ua.NodeId) -> None:
         """Add ``source -reference-> target`` (and its inverse) unless it is there."""
@@ -80,9 +86,10 @@ async def declarations(type_node: Node, names: frozenset[str]) -> list[ua.Refere
 async def field_nodes(node: Node) -> dict[str, Node]:
     """The condition's variables and their properties by field name ('Retain', 'ActiveState/Id')."""
     found: dict[str, Node] = {}
-    for child in await node.get_children(nodeclassmask=ua.NodeClass.Variable):
-        name = (await child.read_browse_name()).Name or ""
-        found[name] = child
-        for sub in await child.get_children(nodeclassmask=ua.NodeClass.Variable):
-            found[f"{name}/{(await sub.read_browse_name()).Name}"] = sub
+    variables = ua.NodeClass.Variable
+    for child in await node.get_children_descriptions(nodeclassmask=variables):  # names from the Browse itself
+        name = child.BrowseName.Name or ""
+        found[name] = Node(node.session, child.NodeId)
+        for sub in await found[name].get_children_descriptions(nodeclassmask=variables):
+            found[f"{name}/{sub.BrowseName.Name}"] = Node(node.session, sub.NodeId)
     return found

@@ -42,6 +42,7 @@ from sdk.diskspace import is_disk_full
 from sdk.errors import DiskFull
 from sdk.opcua import sessions, type_methods
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
+from sdk.opcua.templates import children_by_name
 from sdk.opcua.users import Role, requires
 from sdk.opcua.values import NO_DATE, new_instance
 from sdk.package.archive import FileDigest
@@ -147,13 +148,13 @@ class FileNode:
             "GetPosition": self._get_position,
             "SetPosition": self._set_position,
         }
-        for child in await self.node.get_children():
-            name = (await child.read_browse_name()).Name
+        children = await children_by_name(self.node)  # one Browse: a gateway binds one per stored version
+        for name, child in children.items():
             if name in handlers:
                 self.server.link_method(child, type_methods.bound_to(self.node.nodeid, handlers[name]))
             else:
                 self._props[name] = child
-        missing = set(handlers) - {(await c.read_browse_name()).Name for c in await self.node.get_children()}
+        missing = set(handlers) - set(children)
         if missing:
             raise RuntimeError(f"{self.node} lacks FileType methods {sorted(missing)}")
         self._unserve = type_methods.serve(

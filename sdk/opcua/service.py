@@ -19,8 +19,8 @@ from sdk import __version__
 from sdk.errors import UsageError
 from sdk.opcua import access, logins, sessions
 from sdk.opcua.logins import LoginPolicy
+from sdk.opcua.model_shelf import init_with_models
 from sdk.opcua.security import secure
-from sdk.opcua.shelf import init_server
 from sdk.opcua.transport import set_limits
 from sdk.opcua.users import Role, UserStore
 from sdk.opcua.values import fill_null_values
@@ -66,7 +66,7 @@ async def new_server(
     users = UserStore.load(users_file, anonymous_role or None, login_policy)
     users.certificate_roles = {key: Role.parse(role) for key, role in (certificate_roles or {}).items()}
     server = Server(user_manager=users)
-    await init_server(server)
+    models = await init_with_models(server)  # the NodeSets imported, from the cache when it is warm
     server.set_endpoint(endpoint)
     if pki_dir is not None:
         await secure(server, users, pki_dir, application_uri, name, allow_insecure)
@@ -80,11 +80,14 @@ async def new_server(
         build_number=__version__,
         build_date=ua.get_win_epoch(),
     )
-    ns = await nodesets.load(server)
-    # The standard and DI instances (the Server object's capabilities and diagnostics, DeviceTopology/
-    # OnlineAccess, Aliases/LastChange...) come partly without values: give them their DataType's
-    # default, as every ModelLine instance gets (sdk/opcua/values.py).
-    await fill_null_values(server.nodes.objects)
+    if models is None:
+        ns = await nodesets.load(server)
+        # The standard and DI instances (the Server object's capabilities and diagnostics, DeviceTopology/
+        # OnlineAccess, Aliases/LastChange...) come partly without values: give them their DataType's
+        # default, as every ModelLine instance gets (sdk/opcua/values.py). The cache holds them filled.
+        await fill_null_values(server.nodes.objects)
+    else:
+        ns = models
     instance_ns = await server.register_namespace(application_uri)
     await set_limits(server, max_byte_string)
     WriteChecks.of(server)  # from now on clients write only the nodes given to it

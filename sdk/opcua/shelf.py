@@ -42,7 +42,8 @@ def _folder() -> Path:
     return cache_dir() / f"asyncua-{asyncua.__version__}-py{python}"
 
 
-def _new_build_folder(folder: Path) -> Path | None:
+def new_build_folder(folder: Path) -> Path | None:
+    """A private folder beside ``folder`` to build a cache in (None when the cache folder cannot be written)."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
@@ -51,8 +52,9 @@ def _new_build_folder(folder: Path) -> Path | None:
         return None
 
 
-def _publish(build: Path, folder: Path) -> None:
-    marker = build / NAME
+def publish(build: Path, folder: Path, name: str = NAME) -> None:
+    """Rename the built cache into place in one step (a marker file ``name`` where the dbm backend wrote none)."""
+    marker = build / name
     if not marker.exists() and not marker.with_suffix(".db").exists():  # dbm.dumb: <name>.dat and <name>.dir
         marker.touch()
     try:
@@ -78,7 +80,7 @@ async def init_server(server: Server) -> None:
             await asyncio.to_thread(shutil.rmtree, folder, True)
             await server.init()
         return
-    build = await asyncio.to_thread(_new_build_folder, folder)
+    build = await asyncio.to_thread(new_build_folder, folder)
     await server.init(shelf_file=build / NAME if build else None)
     if build is not None:
-        await asyncio.to_thread(_publish, build, folder)
+        await asyncio.to_thread(publish, build, folder)

@@ -20,6 +20,8 @@ from asyncua import Node, ua
 from asyncua.common.instantiate_util import instantiate
 from asyncua.common.ua_utils import data_type_to_variant_type
 
+from sdk.opcua.templates import from_template
+
 NO_DATE: datetime = ua.get_win_epoch()
 """DateTime 1601-01-01 00:00 UTC, encoded as 0: the defined "no date" value."""
 
@@ -103,7 +105,20 @@ async def fill_null_values(node: Node) -> int:
 async def new_instance(
     parent: Node, type_node: Node, nodeid: ua.NodeId, bname: ua.QualifiedName, optional: bool = True
 ) -> Node:
-    """``type_node`` instantiated under ``parent`` (with its optional children when ``optional``), no value null."""
-    node = (await instantiate(parent, type_node, nodeid=nodeid, bname=bname, instantiate_optional=optional))[0]
-    await fill_null_values(node)
-    return node
+    """``type_node`` instantiated under ``parent`` (with its optional children when ``optional``), no value null.
+
+    The first instance of a type on a server is instantiated; the next ones are copies of it (``templates``)."""
+
+    async def build() -> list[ua.NodeId]:
+        return await instantiate_filled(parent, type_node, nodeid, bname, optional)
+
+    return await from_template(parent, nodeid, bname, ("instance", type_node.nodeid, optional), build)
+
+
+async def instantiate_filled(
+    parent: Node, type_node: Node, nodeid: ua.NodeId, bname: ua.QualifiedName, optional: bool = True
+) -> list[ua.NodeId]:
+    """asyncua's instantiation (browsing the type) with every null value filled; the NodeIds it made."""
+    made = await instantiate(parent, type_node, nodeid=nodeid, bname=bname, instantiate_optional=optional)
+    await fill_null_values(made[0])
+    return [n.nodeid for n in made]
