@@ -78,12 +78,15 @@ async def test_certificate_endpoints_and_encrypted_passwords(tmp_path: Path, sig
             for mode in (ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt)
         }
         plain = next(e for e in endpoints if e.SecurityMode == ua.MessageSecurityMode.None_)
-        token = next(t for t in plain.UserIdentityTokens if t.TokenType == ua.UserTokenType.UserName)
-        assert token.SecurityPolicyUri == SecurityPolicyBasic256Sha256.URI  # passwords encrypted even here
+        # No password at all on the unencrypted endpoint: anonymous only (sdk.opcua.security).
+        assert [t.TokenType for t in plain.UserIdentityTokens] == [ua.UserTokenType.Anonymous]
+        basic = next(e for e in endpoints if e.SecurityPolicyUri == SecurityPolicyBasic256Sha256.URI)
+        token = next(t for t in basic.UserIdentityTokens if t.TokenType == ua.UserTokenType.UserName)
+        assert token.SecurityPolicyUri == SecurityPolicyBasic256Sha256.URI  # the password encrypted on its own too
 
         port = int(node.url.rsplit(":", 1)[1].split("/", 1)[0])
         async with relay(port) as (relay_port, seen):
-            client = asyncua.Client(node.url.replace(f":{port}/", f":{relay_port}/"), timeout=10)
+            client = Client(node.url.replace(f":{port}/", f":{relay_port}/"), timeout=10)
             client.set_user("alice")
             client.set_password(PASSWORD)
             async with client:
