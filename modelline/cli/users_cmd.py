@@ -133,6 +133,14 @@ def _write(path: Path, data: dict[str, object]) -> None:
             f"password = {json.dumps(entry['password'])}",
             "",
         ]
+    certificates = data.get("certificates", {})  # certificate identities' roles, kept as they were
+    assert isinstance(certificates, dict)
+    if certificates:
+        lines += [
+            "[certificates]",
+            *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(certificates.items())),
+            "",
+        ]
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -148,6 +148,20 @@ def test_passwd_remove_and_list(
     assert not any("-password" in r.model_dump_json() for r in records)  # no password is recorded
 
 
+def test_the_users_command_keeps_the_certificate_identities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A users file with a [certificates] table, edited by 'modelline users': the table stays, and counts."""
+    users = tmp_path / "users.toml"
+    users.write_text('anonymous = "Observer"\n[certificates]\n"urn:plant:scada-*" = "Operator"\n')
+    monkeypatch.setenv("MODELLINE_NEW_PASSWORD", "first-password")
+    assert main(["users", "add", "--file", str(users), "--name", "alice", "--role", "Engineer"]) == 0
+    assert main(["users", "remove", "--file", str(users), "--name", "alice"]) == 0
+    store = UserStore.load(users)
+    from tests.tls import issue
+
+    cert_file, _ = issue(tmp_path / "scada", "urn:plant:scada-line3", "SCADA")
+    assert store.certificate_role(cert_file.read_bytes()) is Role.OPERATOR
+
+
 def test_no_users_command_takes_a_password_as_an_argument() -> None:
     from modelline.cli.main import build_parser
     from tests.unit.sdk.test_cli import _all_parsers
