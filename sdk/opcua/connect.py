@@ -24,6 +24,7 @@ or the plant CA."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import socket
 from collections.abc import Mapping
@@ -32,9 +33,12 @@ from pathlib import Path
 
 from asyncua import Client, ua
 from asyncua.crypto import security_policies as sp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from sdk.errors import ServerNotTrusted, UsageError
-from sdk.opcua.certificate import ensure_certificate
+from sdk.opcua.certificate import RENEW_DAYS, ensure_certificate
 from sdk.opcua.pki import (
     BAD_CERTIFICATE_UNTRUSTED,
     CertificateRefused,
@@ -111,6 +115,39 @@ async def own_certificate(pki_dir: Path, application_uri: str, name: str) -> tup
     return await asyncio.to_thread(ensure_certificate, pki_dir / "own", application_uri, socket.gethostname(), name)
 
 
+_Loaded = tuple[tuple[int, int], x509.Certificate, PrivateKeyTypes]
+_loaded: dict[tuple[Path, str], _Loaded] = {}
+
+
+async def _own_loaded(pki_dir: Path, application_uri: str, name: str) -> tuple[x509.Certificate, PrivateKeyTypes]:
+    """``own_certificate``, parsed: kept per process while the files are unchanged and the certificate is not
+    due, so that a gateway opening hundreds of links does not check and parse its RSA key for each (asyncua
+    would parse it on the event loop); a renewal (new files) is picked up at the next connection."""
+    key = (pki_dir, application_uri)
+    own = pki_dir / "own"
+
+    def stamp() -> tuple[int, int]:
+        return (own / "cert.der").stat().st_mtime_ns, (own / "key.pem").stat().st_mtime_ns
+
+    hit = _loaded.get(key)
+    if hit is not None:
+        try:
+            fresh = await asyncio.to_thread(stamp) == hit[0]
+        except OSError:
+            fresh = False
+        if fresh and hit[1].not_valid_after_utc - dt.datetime.now(dt.UTC) > dt.timedelta(days=RENEW_DAYS):
+            return hit[1], hit[2]
+    cert_file, key_file = await own_certificate(pki_dir, application_uri, name)
+
+    def load() -> _Loaded:
+        cert = load_certificate(cert_file.read_bytes())
+        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        return stamp(), cert, private
+
+    loaded = _loaded[key] = await asyncio.to_thread(load)
+    return loaded[1], loaded[2]
+
+
 def approve_hint(pki_dir: Path, what: str) -> str:
     """The ``modelline trust approve`` command that trusts ``what`` (a thumbprint) in ``pki_dir``."""
     if pki_dir == _config_pki_dir():
@@ -165,7 +202,7 @@ async def secure_client(
     client's trust list (``check_server``). ``user``/``password`` log in (the
     password is encrypted with the server's certificate, OPC 10000-4 7.41.4); ``certificate_identity``
     logs in with the application certificate as an X509 user identity (OPC 10000-4 7.41.5) instead."""
-    cert, key = await own_certificate(pki_dir, application_uri, name)
+    cert, key = await _own_loaded(pki_dir, application_uri, name)
     client = Client(url, timeout=timeout_s, watchdog_intervall=watchdog_intervall)
     client.application_uri = application_uri
     client.name = name
@@ -173,16 +210,17 @@ async def secure_client(
     endpoints = await client.connect_and_get_server_endpoints()
     policy, endpoint = choose_endpoint(endpoints, security)
     if policy is not None:
-        server_cert = await check_server(pki_dir, url, endpoint)
-        await client.set_security(
-            policy, str(cert), str(key), server_certificate=server_cert, mode=endpoint.SecurityMode
-        )
+        server_cert = load_certificate(await check_server(pki_dir, url, endpoint))
+        # What asyncua's Client.set_security does, with this application's certificate and key parsed once.
+        secured = policy(server_cert, cert, key, endpoint.SecurityMode)
+        client.security_policy = secured  # type: ignore[assignment]  # asyncua types it as its initial None policy
+        client.uaclient.set_security(secured)
     if user:
         client.set_user(user)
         client.set_password(password or "")
     elif certificate_identity:
-        await client.load_client_certificate(str(cert))
-        await client.load_private_key(key)
+        client.user_certificate = cert
+        client.user_private_key = key
     return client
 
 
