@@ -34,8 +34,8 @@ from sdk.errors import (
     UsageError,
 )
 from sdk.file_client import upload
+from sdk.opcua.client import refused_by_server
 from sdk.opcua.connect import CLIENT_URI, default_pki_dir, secure_client
-from sdk.opcua.pki import load_certificate, thumbprint
 from sdk.versions import VersionInfo
 
 Progress = Callable[[int, int | None], None]
@@ -370,13 +370,7 @@ async def connect(
             f"{url} refused the login" + (f" of user {user!r}" if user else " of anonymous clients")
         ) from None
     except uaerrors.BadCertificateUntrusted:
-        own = pki / "own" / "cert.der"
-        print_ = thumbprint(load_certificate(own.read_bytes())) if own.is_file() else "?"
-        raise UsageError(
-            f"{url} does not trust this client's certificate {own} [{print_}] yet: on that server run "
-            f"'modelline trust approve --data-dir DIR {print_[:16]}' (it waits in that server's rejected list), "
-            "then try again"
-        ) from None
+        raise UsageError(refused_by_server(client)) from None
     except (
         uaerrors.BadCertificateTimeInvalid,
         uaerrors.BadCertificateUriInvalid,

@@ -42,14 +42,16 @@ def refused_by_server(client: Client) -> str:
     """Why a server refused ``client``'s application certificate, and how to have it trusted there."""
     from sdk.opcua.pki import common_name, load_certificate, thumbprint
 
+    url = client.server_url.geturl()
     der = getattr(client.security_policy, "host_certificate", None)
     if not der:
-        return f"{client.server_url.geturl()} does not trust this application's certificate"
+        return f"{url} does not trust this client's certificate"
     cert = load_certificate(bytes(der))
     return (
-        f"{client.server_url.geturl()} does not trust this application's certificate {common_name(cert)!r} "
-        f"[{thumbprint(cert)}] (Bad_CertificateUntrusted): approve it on that server ('modelline trust approve "
-        f"--data-dir DIR {thumbprint(cert)[:16]}' on a ModelLine node; a PLC or other server: in its own trust list)"
+        f"{url} does not trust this client's certificate {common_name(cert)!r} [{thumbprint(cert)}] yet "
+        f"(Bad_CertificateUntrusted; it waits in that server's rejected list): approve it there ('modelline trust "
+        f"approve --data-dir DIR {thumbprint(cert)[:16]}' on a ModelLine node; a PLC or other server: in its own "
+        "trust list), then try again"
     )
 
 

@@ -159,15 +159,14 @@ def approve_hint(pki_dir: Path, what: str) -> str:
     return f"modelline trust approve{where} {what}"
 
 
-async def check_server(pki_dir: Path, url: str, endpoint: ua.EndpointDescription) -> bytes:
+async def check_server(pki_dir: Path, url: str, endpoint: ua.EndpointDescription) -> x509.Certificate:
     """The server certificate of ``endpoint`` (its first one when the server sends a chain, OPC 10000-6
     6.2.3) once it passes this client's trust list; else ServerNotTrusted saying why and what to do."""
     der = endpoint.ServerCertificate or b""
     if len(der) < 4:
         raise ServerNotTrusted(f"{url} offers a secure endpoint without a certificate: not connecting")
-    server_cert = bytes(der[: int.from_bytes(der[2:4], "big") + 4])
     try:
-        cert = load_certificate(server_cert)
+        cert = load_certificate(bytes(der[: int.from_bytes(der[2:4], "big") + 4]))
     except ValueError:
         raise ServerNotTrusted(f"{url} sent a certificate that cannot be read: not connecting") from None
     try:
@@ -181,7 +180,7 @@ async def check_server(pki_dir: Path, url: str, endpoint: ua.EndpointDescription
                 f"DIR' there shows its thumbprint), then run '{approve_hint(pki_dir, thumbprint(cert)[:16])}'"
             ) from None
         raise ServerNotTrusted(f"{url}: the server's certificate {named} is refused: {refused.reason}") from None
-    return server_cert
+    return cert
 
 
 async def secure_client(
@@ -210,7 +209,7 @@ async def secure_client(
     endpoints = await client.connect_and_get_server_endpoints()
     policy, endpoint = choose_endpoint(endpoints, security)
     if policy is not None:
-        server_cert = load_certificate(await check_server(pki_dir, url, endpoint))
+        server_cert = await check_server(pki_dir, url, endpoint)
         # What asyncua's Client.set_security does, with this application's certificate and key parsed once.
         secured = policy(server_cert, cert, key, endpoint.SecurityMode)
         client.security_policy = secured  # type: ignore[assignment]  # asyncua types it as its initial None policy
