@@ -61,6 +61,15 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def record_renewal(uri: str, reason: str, old: x509.Certificate | None, new: x509.Certificate) -> None:
+    """Log and audit that the server ``uri`` now serves ``new`` instead of ``old``, and why."""
+    detail = f"server certificate renewed ({reason}): {pki.thumbprint(old) if old else '-'} -> " + (
+        f"{pki.thumbprint(new)}, valid to {new.not_valid_after_utc:%Y-%m-%d} UTC"
+    )
+    _log.info("%s", detail)
+    audit.record("certificate", "ok", target=uri, detail=detail)
+
+
 class CertificateWatch:
     """Keeps a running server's own certificate renewed (see the module docstring)."""
 
@@ -106,12 +115,7 @@ class CertificateWatch:
             return False
         old = served
         self.swap(own.certificate, own.key)
-        reason = own.renewed or "the certificate file changed"
-        detail = f"server certificate renewed ({reason}): {pki.thumbprint(old) if old else '-'} -> " + (
-            f"{pki.thumbprint(own.certificate)}, valid to {own.certificate.not_valid_after_utc:%Y-%m-%d} UTC"
-        )
-        _log.info("%s", detail)
-        audit.record("certificate", "ok", target=self._uri, detail=detail)
+        record_renewal(self._uri, own.renewed or "the certificate file changed", old, own.certificate)
         return True
 
     def swap(self, cert: x509.Certificate, key: RSAPrivateKey) -> None:

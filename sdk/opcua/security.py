@@ -31,6 +31,7 @@ from cryptography import x509
 
 from sdk import audit
 from sdk.opcua import certificate, logins, pki, trust_list
+from sdk.opcua.renewal import record_renewal
 from sdk.opcua.users import UserCertificate, UserStore
 
 _log = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ async def secure(
     await asyncio.to_thread(pki.ensure_layout, pki_dir)
     own = await asyncio.to_thread(certificate.ensure, pki_dir / "own", application_uri, socket.gethostname(), name)
     if own.renewed and own.replaced is not None:
-        detail = f"server certificate renewed at start ({own.renewed}): {pki.thumbprint(own.replaced)} -> "
-        audit.record("certificate", "ok", target=application_uri, detail=detail + pki.thumbprint(own.certificate))
+        record_renewal(application_uri, f"at start: {own.renewed}", own.replaced, own.certificate)
     await server.load_certificate(str(own.cert_file))
     await server.load_private_key(str(own.key_file))
     policies = list(SECURE_POLICIES)
