@@ -40,6 +40,7 @@ _log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.2
 FLUSH_RECORDS = 500
 FETCH_MAX_RECORDS = 1000
+_LARGEST_SEQUENCE = (1 << 63) - 1
 """The most records one fetch returns (MaxRecords 0 asks for this many)."""
 FETCH_MAX_BYTES = 512 << 10
 
@@ -302,6 +303,7 @@ class RecordQueue:
         state = self._stream(stream)
         if after < 0:
             raise OutOfRange(f"AfterSequence {after} is negative")
+        after = min(after, _LARGEST_SEQUENCE)  # no record comes after that (SQLite integers are 64-bit signed)
         limit = FETCH_MAX_RECORDS if max_records <= 0 else min(max_records, FETCH_MAX_RECORDS)
         async with self._lock:  # one connection: never read in the middle of a write transaction
             rows = list(

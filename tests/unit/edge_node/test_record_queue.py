@@ -58,6 +58,16 @@ async def test_append_fetch_acknowledge_and_restart(tmp_path: Path) -> None:
     await third.close()
 
 
+async def test_a_fetch_after_any_possible_sequence_is_empty(tmp_path: Path) -> None:
+    """AfterSequence is a UInt64 on the wire: one beyond SQLite's integers finds nothing, it is no error."""
+    queue = await opened(tmp_path / "records.sqlite3")
+    queue.append("main", feedback(1))
+    await queue.flush()
+    fetched = await queue.fetch("main", (1 << 64) - 1, 0)
+    assert fetched.envelopes == [] and fetched.last_sequence == 1 and not fetched.more_waiting
+    await queue.close()
+
+
 async def test_a_new_data_folder_is_a_new_queue(tmp_path: Path) -> None:
     a = await opened(tmp_path / "a" / "records.sqlite3")
     b = await opened(tmp_path / "b" / "records.sqlite3")
