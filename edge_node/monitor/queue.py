@@ -40,8 +40,9 @@ _log = logging.getLogger(__name__)
 FLUSH_INTERVAL_S = 0.2
 FLUSH_RECORDS = 500
 FETCH_MAX_RECORDS = 1000
-_LARGEST_SEQUENCE = (1 << 63) - 1
 """The most records one fetch returns (MaxRecords 0 asks for this many)."""
+_LARGEST_SEQUENCE = (1 << 63) - 1
+"""SQLite's largest integer: nothing comes after it."""
 FETCH_MAX_BYTES = 512 << 10
 
 _SCHEMA = """

@@ -34,6 +34,8 @@ from sdk.names import first_problem
 
 _log = logging.getLogger(__name__)
 R = TypeVar("R")
+_LARGEST_SEQUENCE = (1 << 63) - 1
+"""SQLite's largest integer: nothing comes after it."""
 
 MIGRATIONS: list[str] = [
     # 1: the first release
@@ -335,7 +337,7 @@ class SqliteStore:
         rows = await self._rows(
             "SELECT * FROM audit WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?",
             device,
-            after,
+            min(after, _LARGEST_SEQUENCE),  # nothing comes after SQLite's largest integer
             min(limit or MAX_FETCH, MAX_FETCH),
         )
         return [_audit(r) for r in rows]

@@ -53,7 +53,7 @@ class AuditNodes:
     async def _fetch_audit_records(
         self, parent: ua.NodeId, device: ua.Variant, after: ua.Variant, max_records: ua.Variant
     ) -> list[ua.Variant]:
-        start = min(int(after.Value or 0), (1 << 63) - 1)  # nothing comes after SQLite's largest integer
+        start = int(after.Value or 0)
         records = await self._log.fetch(str(device.Value or ""), start, int(max_records.Value or 0))
         return [
             ua.Variant([r.model_dump_json() for r in records], ua.VariantType.String, is_array=True),

@@ -8,6 +8,7 @@ the feedback goes the way a plant's quality station sends it, over OPC UA with a
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -212,6 +213,11 @@ async def test_model_monitor_shows_counts_per_deployment_and_device(
         )
         await gateway.monitor.submit_feedback("edge-a", "main", 0, None, "P2", 1.0, "qs-1")
         await gateway.monitor_nodes.refresh()
+        # latency percentiles (nearest rank) over every timed prediction: the edge node's own (an unbound
+        # pipeline's record may carry a latency) and the two timed ones above
+        own = await store.deployment_records(deployment, "edge-a", limit=1000)
+        latencies = sorted(r.latency_ms for r in own if r.latency_ms > 0)
+        assert 2.0 in latencies and 4.0 in latencies
         figures = await p.client.nodes.objects.get_child([f"{p.ml}:ModelMonitor", f"1:{deployment}", "1:edge-a"])
         values = {}
         for name in ("InferenceCount", "ErrorCount", "FeedbackCount", "LatencyP50Ms", "LatencyP99Ms"):
@@ -220,8 +226,8 @@ async def test_model_monitor_shows_counts_per_deployment_and_device(
             "InferenceCount": base.inferences + 3,
             "ErrorCount": base.errors + 1,
             "FeedbackCount": base.feedback + 1,
-            "LatencyP50Ms": 2.0,
-            "LatencyP99Ms": 4.0,
+            "LatencyP50Ms": latencies[math.ceil(0.5 * len(latencies)) - 1],
+            "LatencyP99Ms": latencies[math.ceil(0.99 * len(latencies)) - 1],
         }
         drift = await (await figures.get_child(f"{p.ml}:DriftScore")).read_data_value(raise_on_bad_status=False)
         assert drift.StatusCode.value == ua.StatusCodes.BadWaitingForInitialData

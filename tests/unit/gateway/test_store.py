@@ -79,6 +79,8 @@ async def test_new_database_gets_the_current_schema_and_records_survive_reopen(
         assert [r.action for r in await store.fetch("edge-1", 0, 10)] == ["install"]
         assert await store.last_collected("edge-1") == 7
         assert await store.newest() == 1  # the gateway's own, not the collected ones
+        # AfterSequence is a UInt64 on the wire: one beyond SQLite's integers finds nothing, it is no error
+        assert await store.fetch("", (1 << 64) - 1, 10) == []
 
 
 async def test_updates_replace_state_and_versions_are_unique(tmp_path: Path, manifest_json: str) -> None:
