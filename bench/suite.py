@@ -24,6 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
+from bench.targets import judge
+
 Sampler = Callable[[], Awaitable[list[float]]]
 """One round of one side: returns the samples it measured (one or many)."""
 
@@ -131,9 +133,11 @@ HEADER = (
 def _row(f: Figure) -> str:
     m = f.modelline
     spread = f"{m.min:.3g}/{m.median:.3g}/{m.p99:.3g}/{m.max:.3g}"
+    verdict = judge(f)
     return (
         f"{f.benchmark:<16} {f.name:<38} {f.unit:<8} {m.median:>10.4g} {f.floor.median:>10.4g} {f.ratio:>5.2f}x  "
         f"{spread:<34} {f.load[0]:.1f}->{f.load[1]:.1f}"
+        + (f"  target {verdict.target}: {'met' if verdict.met else 'MISSED'}" if verdict else "")
     )
 
 
@@ -177,6 +181,8 @@ def write_results(figures: list[Figure], out_dir: Path, quick: bool) -> Path:
 def _as_dict(f: Figure) -> dict[str, object]:
     data = asdict(f)
     data["ratio"] = f.ratio
+    verdict = judge(f)
+    data["target"] = asdict(verdict) if verdict else None
     return data
 
 
@@ -195,15 +201,22 @@ def refresh_results_md(figures: list[Figure], results_md: Path, json_path: Path)
         f"commit {m['commit']}. Ratio: ModelLine's median over the floor's (floor over ModelLine for rates), "
         "1.00x is at the floor. Raw figures: `bench/results/`.",
         "",
-        "| benchmark | figure | unit | ModelLine median | floor median | ratio | ModelLine min / p99 / max | floor |",
-        "|---|---|---|---:|---:|---:|---|---|",
+        "| benchmark | figure | unit | ModelLine median | floor median | ratio | ModelLine min / p99 / max | floor "
+        "| target |",
+        "|---|---|---|---:|---:|---:|---|---|---|",
     ]
+    misses: list[str] = []
     for f in figures:
+        verdict = judge(f)
         lines.append(
             f"| {f.benchmark} | {f.name} | {f.unit} | {f.modelline.median:.4g} | {f.floor.median:.4g} | "
             f"{f.ratio:.2f}x | {f.modelline.min:.3g} / {f.modelline.p99:.3g} / {f.modelline.max:.3g} | "
-            f"{f.floor_name} |"
+            f"{f.floor_name} | {verdict.cell() if verdict else '-'} |"
         )
+        if verdict and not verdict.met:
+            misses.append(f"- {f.benchmark}, {f.name} ({verdict.target}): {verdict.why}.")
+    if misses:
+        lines += ["", "Targets missed in this run, and the cause the profiles found:", "", *misses]
     lines.append(END)
     section = "\n".join(lines)
     text = results_md.read_text(encoding="utf-8") if results_md.exists() else "# Recorded results\n"
