@@ -171,7 +171,24 @@ async def _gateway_side(folder: Path) -> None:
             snapshot = tracemalloc.take_snapshot()
             for stat in snapshot.statistics("filename")[:25]:
                 print(stat, file=sys.stderr, flush=True)
+            _growth_on_sigusr1(snapshot)
         await _until_signalled()
+
+
+def _growth_on_sigusr1(first: tracemalloc.Snapshot) -> None:
+    """With FLEET_TRACEMALLOC: each SIGUSR1 prints what was allocated, and is still held, since the last one."""
+    last = [first]
+
+    def dump() -> None:
+        now = tracemalloc.take_snapshot()
+        for stat in now.compare_to(last[0], "traceback")[:15]:
+            print(stat, file=sys.stderr)
+            for line in stat.traceback.format()[-12:]:
+                print("   ", line, file=sys.stderr)
+        print("---", file=sys.stderr, flush=True)
+        last[0] = now
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
 
 async def _bare_side(folder: Path) -> None:
@@ -584,7 +601,7 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     if args.gateway is not None:
         if os.environ.get("FLEET_TRACEMALLOC"):
-            tracemalloc.start()
+            tracemalloc.start(int(os.environ["FLEET_TRACEMALLOC"]))
         asyncio.run(_gateway_side(args.gateway))
         return
     if args.bare is not None:

@@ -31,7 +31,7 @@ from nodesets.ids import ModelLine
 from sdk.monitor.records import LOG_STREAM
 from sdk.opcua.alarms import AlarmBook
 from sdk.opcua.history import History
-from sdk.opcua.ids import data_value, node_id, path_id, qname
+from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname
 from sdk.opcua.methods import bind_method
 from sdk.opcua.status import status_on_error
 from sdk.opcua.templates import children_by_name
@@ -91,6 +91,7 @@ class MonitorNodes:
         self._figures: dict[tuple[str, str], dict[str, Node]] = {}  # (deployment, device) -> its variables
         self._written: dict[ua.NodeId, tuple[object, int]] = {}  # last value and status written to a figure node
         self._samples: dict[tuple[str, str], list[Sample]] = {}
+        self._retired: set[tuple[str, str]] = set()  # superseded (deployment, device) taken out of the space
 
     async def bind(self) -> MonitorNodes:
         """Make Objects/ModelMonitor and link SubmitFeedback."""
@@ -109,6 +110,9 @@ class MonitorNodes:
 
     async def deployment_changed(self, record: DeploymentRecord, targets: list[TargetRecord]) -> None:
         """Show ModelMonitor/<deployment>/<device> for each target of a deployment (a DeploymentService listener)."""
+        new = [d for d in record.targets if (record.id, d) not in self._figures and (record.id, d) not in self._retired]
+        if not new:
+            return
         deployment = self._deployments.get(record.id)
         if deployment is None:
             deployment = await new_instance(
@@ -121,9 +125,7 @@ class MonitorNodes:
             await (await deployment.get_child(f"{ml}:Model")).write_value(ua.Variant(record.model, S))
             await (await deployment.get_child(f"{ml}:Version")).write_value(ua.Variant(record.version, S))
             self._deployments[record.id] = deployment
-        for device in record.targets:
-            if (record.id, device) in self._figures:
-                continue
+        for device in new:
             node = await new_instance(
                 deployment,
                 self.server.get_node(node_id(ModelLine.MONITORED_DEVICE_TYPE, self.ns.modelline)),
@@ -164,9 +166,42 @@ class MonitorNodes:
                 if name in nodes:
                     await self._write(nodes[name], value)
             await self._judge(deployment_id, device, snapshot)
+            if self._done_with(deployment_id, device):
+                await self._retire(deployment_id, device)
+                continue
             self._samples[(deployment_id, device)] = _samples(deployment_id, device, counts, snapshot, self._active)
         if self.metrics is not None:
             self.metrics.publish([s for samples in self._samples.values() for s in samples])
+
+    def _done_with(self, deployment_id: str, device: str) -> bool:
+        """A deployment superseded on a device whose conditions there no longer matter to anyone (OPC 10000-9
+        5.5.2: none retained: inactive, acknowledged and confirmed). Its figures stop changing (no record reaches
+        it any more) and its history and records stay in the stores."""
+        if (deployment_id, device) not in self.monitor.superseded:
+            return False
+        return self.alarms is None or not any(
+            self.alarms.state(f"{deployment_id}/{device}/{name}").retain for name in ALARMS
+        )
+
+    async def _retire(self, deployment_id: str, device: str) -> None:
+        """Take ModelMonitor/<deployment>/<device> out of the address space (and the deployment's object with its
+        last device): without this every deployment would add its targets' figures and conditions for good,
+        a gateway's memory and each refresh growing with every rollout it ever made."""
+        nodes = self._figures.pop((deployment_id, device))
+        self._samples.pop((deployment_id, device), None)
+        self._retired.add((deployment_id, device))
+        for node in nodes.values():
+            self._written.pop(node.nodeid, None)
+        if self.alarms is not None:
+            await self.alarms.remove(*(f"{deployment_id}/{device}/{name}" for name in ALARMS))
+        if self.history is not None:
+            await self.history.forget([nodes[n] for n in HISTORIZED if n in nodes])
+        deployment = self._deployments[deployment_id]
+        await delete_subtree(self.server.get_node(path_id(deployment.nodeid, device)))
+        if not any(d == deployment_id for d, _ in self._figures):
+            del self._deployments[deployment_id]
+            await delete_subtree(deployment)
+        _log.info("monitor: %s on %s was superseded, its alarms are settled: figures taken down", deployment_id, device)
 
     def _active(self, deployment_id: str, device: str, name: str) -> bool:
         key = f"{deployment_id}/{device}/{name}"

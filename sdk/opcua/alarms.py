@@ -206,18 +206,20 @@ class AlarmBook:
         self._conditions[key] = condition
         return node
 
-    async def remove(self, key: str) -> None:
-        """Delete condition ``key`` (its source is gone): a last notification with Retain False if it was
-        retained, so alarm lists drop it (10000-9 5.5.2), then its node, its method handlers and its state."""
-        condition = self._condition(key)
+    async def remove(self, *keys: str) -> None:
+        """Delete conditions ``keys`` (their source is gone): a last notification with Retain False for one that
+        was retained, so alarm lists drop it (10000-9 5.5.2), then its node, its method handlers and its state
+        (the states saved once for all of them)."""
+        conditions = [self._condition(key) for key in keys]
         async with self._lock:
-            if condition.state.retain:
-                await self._change(condition, enabled=False)
-            for stop in condition.stop_serving:
-                stop()
-            await delete_subtree(condition.node)
-            del self._conditions[key]
-            self._saved.pop(key, None)
+            for key, condition in zip(keys, conditions, strict=True):
+                if condition.state.retain:
+                    await self._change(condition, enabled=False)
+                for stop in condition.stop_serving:
+                    stop()
+                await delete_subtree(condition.node)
+                del self._conditions[key]
+                self._saved.pop(key, None)
             await self._store.save(self._saved)
 
     def state(self, key: str) -> AlarmState:

@@ -229,6 +229,11 @@ class History:
         """Store every value change of ``nodes`` from now on (Historizing=True, AccessLevel HistoryRead)."""
         await self._server.historize_node_data_change(list(nodes), period=self._period, count=self._count)
 
+    async def forget(self, nodes: Sequence[Node]) -> None:
+        """Stop storing the value changes of ``nodes`` (they are going away); what was stored stays in the file
+        until it ages out."""
+        await self._server.dehistorize_node_data_change(list(nodes))
+
     async def historize_events(self, notifier: Node) -> None:
         """Answer HistoryRead for events on ``notifier`` (its EventNotifier gets HistoryRead)."""
         current = await notifier.read_event_notifier()

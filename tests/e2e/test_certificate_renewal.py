@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
+import time
 from pathlib import Path
 
 import asyncua
@@ -92,6 +93,7 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
     pki_dir = settings.data_dir / "pki"
     uri, name = application_uri(settings), f"ModelLine Edge {settings.device_id}"
     old = _made_here_due_soon(pki_dir, uri, name)
+    due_at = time.monotonic() + DUE_IN_S
     old_file = tmp_path / "old.der"
     old_file.write_bytes(_der(old))
     pki.approve(pki_dir, str(old_file))  # the node trusts itself: its certificate is the peer's below
@@ -104,7 +106,11 @@ async def test_a_running_node_renews_its_certificate_and_open_sessions_keep_work
             assert await _served(node.url) == {_der(old)}
             # A peer (this node's own certificate, trusted here as its X509 identity too) whose channel and
             # session were made before the renewal logs in after it: its token signs the old certificate.
+            # Made shortly before the renewal is due: a server closes a connection whose session is not
+            # activated within 30 s (asyncua's max_pending_activation_seconds).
+            await asyncio.sleep(max(0.0, due_at - time.monotonic() - 10))
             pending = await _session_not_yet_activated(node.url, pki_dir, uri)
+            assert _der(watch.certificate) == _der(old), "the session was to be made before the renewal"
             await pending.load_client_certificate(str(pki_dir / "own" / "cert.der"))
             await pending.load_private_key(str(pki_dir / "own" / "key.pem"))
             reader = Client(node.url)

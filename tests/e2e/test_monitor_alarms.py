@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from asyncua import ua
+from asyncua import Node, ua
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
 from gateway.app import Gateway
 from gateway.monitor.thresholds import InputReference, MonitorThresholds
+from sdk.errors import NotFound
 from sdk.monitor.statistics import LATENCY_BUCKETS_MS, PipelineStatistics
 from sdk.opcua.records_client import records_node
 from sdk.opcua.users import hash_password
@@ -465,3 +466,71 @@ async def test_a_failed_deployment_raises_its_alarm_until_a_later_one_to_its_tar
         state = p.gateway.alarms.state(key)
         assert state.retain and not state.acked  # listed until an operator has acknowledged and confirmed it
         assert f"mended by {mended}" in state.message
+
+
+@pytest.mark.timeout(240)
+async def test_a_superseded_deployment_s_figures_go_once_its_alarms_are_settled(
+    tmp_path: Path, signer: Signer, example: Path
+) -> None:
+    """Each deployment adds figures and five conditions per target; a superseded one's leave the address space
+    (and the alarm file) once no condition is retained, so a gateway does not grow with every rollout."""
+    settings = _settings(tmp_path, signer)
+    async with plant(tmp_path, signer, settings) as p:
+        await p.push(build_pump(example, signer, tmp_path / "v1.mlpkg", "1.0.0").path)
+        await p.push(build_pump(example, signer, tmp_path / "v2.mlpkg", "1.1.0").path)
+        first = await p.deploy("1.0.0", ["edge-a", "edge-b"])
+        await p.settled(first, "Active")
+        gateway = p.gateway
+        key = f"{first}/edge-a/InputDriftAlarm"
+        await gateway.alarms.raise_(key, 800, "pump-health 1.0.0 on edge-a: input drift (raised by the test)")
+        monitor = await p.client.nodes.objects.get_child(f"{p.ml}:ModelMonitor")
+
+        async def shown() -> set[str]:  # what a client browsing ModelMonitor finds
+            found = set()
+            for deployment in await monitor.get_children_descriptions():
+                try:
+                    devices = await Node(monitor.session, deployment.NodeId).get_children_descriptions()
+                except ua.UaStatusCodeError:  # taken down while browsing
+                    continue
+                found |= {f"{deployment.BrowseName.Name}/{d.BrowseName.Name}" for d in devices}
+            return found
+
+        second = await p.deploy("1.1.0", ["edge-a"])
+        await p.settled(second, "Active")
+
+        async def cleared() -> bool:
+            return not gateway.alarms.state(key).active
+
+        await wait_for(cleared, timeout=20, what="the superseded deployment's alarm cleared")
+        await asyncio.sleep(2.5)  # refreshes (every second): a retained condition keeps its figures shown
+        assert {f"{first}/edge-a", f"{first}/edge-b", f"{second}/edge-a"} <= await shown()
+        # The first deployment's other conditions on edge-a were never raised: only the retained one holds it.
+        operator = Client(gateway.url, timeout=10)
+        operator.set_user("op")
+        operator.set_password("operator-pw")
+        async with operator:  # an operator settles it, as an alarm list does (anonymous clients may not)
+            condition = operator.get_node(gateway.alarms.node(key).nodeid)
+            for method in ("Acknowledge", "Confirm"):
+                event_id = bytes.fromhex(gateway.alarms.state(key).event_id)
+                await condition.call_method(
+                    f"0:{method}", ua.Variant(event_id, ua.VariantType.ByteString), ua.LocalizedText("seen")
+                )
+
+        async def gone() -> bool:
+            return f"{first}/edge-a" not in await shown()
+
+        await wait_for(gone, timeout=20, what="the superseded figures taken down")
+        assert {f"{first}/edge-b", f"{second}/edge-a"} <= await shown()  # still current on edge-b
+        with pytest.raises(NotFound):
+            gateway.alarms.state(key)
+        saved = json.loads((settings.data_dir / "alarms.json").read_text())["conditions"]
+        assert not [k for k in saved if k.startswith(f"{first}/edge-a/")]
+        assert await gateway.monitor_store.figures(first, "edge-a") is not None  # the records stay in the store
+
+        # A restart replays every deployment: the superseded figures come back only until the first refresh.
+        await gateway.__aexit__(None, None, None)
+        async with Gateway(settings) as again, Client(again.url) as client:
+            ml = await client.get_namespace_index("http://modelline.io/UA/")
+            monitor = await client.nodes.objects.get_child(f"{ml}:ModelMonitor")
+            await wait_for(gone, timeout=20, what="the superseded figures taken down after a restart")
+            assert {f"{first}/edge-b", f"{second}/edge-a"} <= await shown()

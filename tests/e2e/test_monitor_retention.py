@@ -73,8 +73,10 @@ async def test_the_scheduled_retention_deletes_old_records_and_keeps_the_baselin
     assert job is not None
     job.modify(next_run_time=datetime.now(UTC))
 
-    async def deleted() -> bool:
-        return len(await store.sequences("edge-a", "main")) < BASELINE + 150
+    async def deleted() -> bool:  # one run deletes predictions, then logs: wait for both
+        return len(await store.sequences("edge-a", "main")) < BASELINE + 150 and [
+            n for _, n in await store.sequences("edge-a", "")
+        ] != [1, 2]
 
     await wait_for(deleted, timeout=30, what="the scheduled retention to run")
     kept = [n for _, n in await store.sequences("edge-a", "main")]
