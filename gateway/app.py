@@ -271,7 +271,7 @@ class Gateway(Service):
         if record is None and sha256:
             found = [r for r in await self.store.model_versions() if r.name == model and r.sha256 == sha256]
             record = found[0] if found else None
-        return Manifest.model_validate_json(record.manifest_json) if record is not None else None
+        return record.manifest if record is not None else None
 
     async def _report_unreadable(self) -> None:
         """Stored rows that do not validate were left out (and logged by the store); show them where a node can."""

@@ -104,24 +104,39 @@ async def children_by_name(node: Node) -> dict[str, Node]:
     data = aspace.get(node.nodeid) if aspace is not None else None
     if data is None:
         return {str(d.BrowseName.Name): Node(node.session, d.NodeId) for d in await node.get_children_descriptions()}
-    hierarchical = _subtypes(aspace, _HIERARCHICAL)  # type: ignore[arg-type]
+    known = _hierarchical.setdefault(aspace, {})  # type: ignore[arg-type]
     return {
         str(r.BrowseName.Name): Node(node.session, r.NodeId)
         for r in data.references
-        if r.IsForward and r.ReferenceTypeId in hierarchical
+        if r.IsForward and _is_hierarchical(aspace, known, r.ReferenceTypeId)  # type: ignore[arg-type]
     }
 
 
-def _subtypes(aspace: AddressSpace, reference_type: ua.NodeId) -> set[ua.NodeId]:
-    """``reference_type`` and its subtypes, directly or not (HasSubtype)."""
-    found = {reference_type}
-    pending = [reference_type]
-    while pending:
-        data = aspace.get(pending.pop())
-        for ref in data.references if data is not None else ():
-            if ref.IsForward and ref.ReferenceTypeId == _HAS_SUBTYPE and ref.NodeId not in found:
-                found.add(ref.NodeId)
-                pending.append(ref.NodeId)
+# Per address space: whether a reference type is HierarchicalReferences or a subtype of it (a type's place in
+# the hierarchy never changes once it is in the address space).
+_hierarchical: weakref.WeakKeyDictionary[AddressSpace, dict[ua.NodeId, bool]] = weakref.WeakKeyDictionary()
+
+
+def _is_hierarchical(aspace: AddressSpace, known: dict[ua.NodeId, bool], reference_type: ua.NodeId) -> bool:
+    found = known.get(reference_type)
+    if found is None:
+        found, current, seen = False, reference_type, set()
+        while current not in seen:  # up the inverse HasSubtype references
+            if current == _HIERARCHICAL:
+                found = True
+                break
+            seen.add(current)
+            data = aspace.get(current)
+            supertype = (
+                next((r.NodeId for r in data.references if not r.IsForward and r.ReferenceTypeId == _HAS_SUBTYPE), None)
+                if data is not None
+                else None
+            )
+            if supertype is None:
+                break
+            current = supertype
+        if reference_type in aspace:
+            known[reference_type] = found
     return found
 
 
