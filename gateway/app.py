@@ -60,9 +60,6 @@ from sdk.opcua.renewal import CertificateWatch
 from sdk.opcua.service import Service, new_server, start_listening
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import Manifest
-from sdk.pull import PullTarget, pull_sagemaker
-from sdk.sources.aws import AwsOptions
-from sdk.sources.sagemaker import find_model
 
 _log = logging.getLogger(__name__)
 
@@ -324,6 +321,10 @@ class Gateway(Service):
 
     async def sync_sagemaker(self) -> list[str]:
         """Import the newest Approved version of each configured group, unless it is stored; returns what was added."""
+        from sdk.pull import PullTarget, pull_sagemaker  # noqa: PLC0415 - boto3: not at every gateway start
+        from sdk.sources.aws import AwsOptions  # noqa: PLC0415
+        from sdk.sources.sagemaker import find_model  # noqa: PLC0415
+
         s = self.settings
         aws = AwsOptions(region=s.sagemaker_region, endpoint_url=s.sagemaker_endpoint_url)
         identity = load_identity(s.signing_cert, s.signing_key) if s.signing_cert and s.signing_key else None
