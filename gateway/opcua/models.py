@@ -212,6 +212,11 @@ class ModelNodes:
         for file in self._versions.values():
             await file.release()
 
+    @property
+    def count(self) -> int:
+        """How many versions are shown."""
+        return len(self._versions)
+
     def describe(self) -> str:
         """The versions shown, for logs."""
         return json.dumps(sorted(f"{n} {v}" for n, v in self._versions))
