@@ -44,14 +44,12 @@ class _Node:
     """One node of a snapshot, sorted out once so that each copy only fills in its NodeIds."""
 
     relative: str  # its NodeId's identifier after the root's (``""`` for the root)
-    # Its attributes in order, each with what a copy does to it: _SHARE, _OWN_ID or _STAMP.
-    attributes: list[tuple[ua.AttributeIds, ua.DataValue, int]]
+    attributes: dict[ua.AttributeIds, ua.DataValue]  # all of them, in order: a copy shares their DataValues
+    node_id: ua.DataValue | None  # its NodeId attribute, which a copy replaces with its own
+    stamped: ua.DataValue | None  # its Value, if it has timestamps: a copy's is stamped with the time it was made
     # Its references, each with the target's relative id (None: outside the subtree) and whether it is the
     # root's reference back to the snapshot's parent.
     references: list[tuple[ua.ReferenceDescription, str | None, bool]]
-
-
-_SHARE, _OWN_ID, _STAMP = 0, 1, 2  # an attribute's DataValue shared, the copy's NodeId, the Value time-stamped
 
 
 @dataclass(frozen=True)
@@ -178,19 +176,14 @@ def _take(aspace: AddressSpace, parent: ua.NodeId, root: ua.NodeId, made: Sequen
         data = aspace.get(nodeid)
         if relative is None or data is None or data.call is not None:
             return None
-        attributes: list[tuple[ua.AttributeIds, ua.DataValue, int]] = []
+        attributes: dict[ua.AttributeIds, ua.DataValue] = {}
         for attribute, held in data.attributes.items():
             if held.value_callback is not None or held.value is None:
                 return None
-            value = held.value
-            if attribute == ua.AttributeIds.NodeId:
-                attributes.append((attribute, value, _OWN_ID))
-            elif attribute == ua.AttributeIds.Value and (
-                value.SourceTimestamp is not None or value.ServerTimestamp is not None
-            ):
-                attributes.append((attribute, value, _STAMP))
-            else:
-                attributes.append((attribute, value, _SHARE))
+            attributes[attribute] = held.value
+        value = attributes.get(ua.AttributeIds.Value)
+        timed = value is not None and (value.SourceTimestamp is not None or value.ServerTimestamp is not None)
+        stamped = value if timed else None
         references = []
         for ref in data.references:
             target = _relative(root, ref.NodeId)
@@ -198,7 +191,7 @@ def _take(aspace: AddressSpace, parent: ua.NodeId, root: ua.NodeId, made: Sequen
                 return None  # a reference the copy could not rewrite
             to_parent = not relative and target is None and not ref.IsForward and ref.NodeId == parent
             references.append((copy.copy(ref), target, to_parent))
-        nodes.append(_Node(relative, attributes, references))
+        nodes.append(_Node(relative, attributes, attributes.get(ua.AttributeIds.NodeId), stamped, references))
     parent_data = aspace.get(parent)
     from_parent = (
         next((r for r in parent_data.references if r.IsForward and r.NodeId == root), None) if parent_data else None
@@ -240,16 +233,14 @@ def _copy(
     for node in snapshot.nodes:
         nodeid = ids[node.relative]
         data = NodeData(nodeid)
-        attributes = data.attributes
-        for attribute, value, treat in node.attributes:
-            if treat == _SHARE:
-                attributes[attribute] = AttributeValue(value)
-            elif treat == _OWN_ID:
-                attributes[attribute] = AttributeValue(
-                    _data_value(_variant(nodeid, ua.VariantType.NodeId, None, False), value)
-                )
-            else:
-                attributes[attribute] = AttributeValue(_stamped(value, now))
+        data.attributes = attributes = {
+            attribute: AttributeValue(value) for attribute, value in node.attributes.items()
+        }
+        if node.node_id is not None:  # replacing a key keeps its place
+            own = _data_value(_variant(nodeid, ua.VariantType.NodeId, None, False), node.node_id)
+            attributes[ua.AttributeIds.NodeId] = AttributeValue(own)
+        if node.stamped is not None:
+            attributes[ua.AttributeIds.Value] = AttributeValue(_stamped(node.stamped, now))
         references = data.references
         for ref, target, to_parent in node.references:  # those to nodes outside the subtree are shared
             if target is not None:
