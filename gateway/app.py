@@ -41,7 +41,9 @@ from gateway.opcua.operations_alarms import OperationsAlarms
 from gateway.settings import GatewaySettings
 from gateway.store import files
 from gateway.store.sqlite import SqliteStore
+from nodesets import Namespaces
 from nodesets.ids import DeviceState, ModelLine
+from sdk import heap
 from sdk.audit_log import AuditWriter
 from sdk.certs import load_identity
 from sdk.errors import ModelLineError, UsageError
@@ -58,9 +60,6 @@ from sdk.opcua.renewal import CertificateWatch
 from sdk.opcua.service import Service, new_server, start_listening
 from sdk.opcua.values import new_instance
 from sdk.package.manifest import Manifest
-from sdk.pull import PullTarget, pull_sagemaker
-from sdk.sources.aws import AwsOptions
-from sdk.sources.sagemaker import find_model
 
 _log = logging.getLogger(__name__)
 
@@ -111,6 +110,64 @@ class Gateway(Service):
             certificate_roles={f"{EDGE_URI_PREFIX}*": "Engineer"},  # edge nodes register with their certificate
         )
         self.certificates = CertificateWatch(server, s.data_dir / "pki", INSTANCE_URI, GATEWAY_NAME)
+        # The address space and what serves it (~1 M objects for 1,000 versions and 500 devices, as long-lived as
+        # the process): built without the cyclic collector examining them again and again (sdk/heap.py).
+        with heap.long_lived():
+            await self._build(server, ns, instance_ns)
+        self._stack.callback(heap.release)
+        self.server = server
+        await start_listening(self._stack, server, s.endpoint)
+        self._stack.push_async_callback(self.models.release)  # before the server stops
+        # Periodic jobs run late rather than not at all when the loop was busy, and only once for all missed runs.
+        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None})
+        self.deployments.scheduler = self.scheduler
+        self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
+        self.scheduler.add_job(
+            self.monitor_nodes.refresh, "interval", seconds=s.monitor_figures_s, id="monitor figures", max_instances=1
+        )
+        # The output drift baseline of every deployment is kept (gateway/monitor/retention.py).
+        self.retention = Retention(self.monitor_store, s.monitor_retention_days, keep_first=s.monitor.baseline_records)
+        self.scheduler.add_job(
+            self.retention.run,
+            "interval",
+            hours=1,
+            id="monitor retention",
+            max_instances=1,
+            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+        )
+        # The server's own certificate, renewed before it expires without a restart (sdk.opcua.renewal).
+        self.scheduler.add_job(
+            self.certificates.check,
+            "interval",
+            seconds=s.certificate_check_s,
+            id="certificate check",
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
+        )
+        if s.backup_interval_s:
+            self.scheduler.add_job(
+                self.backup_database, "interval", seconds=s.backup_interval_s, id="database backup", max_instances=1
+            )
+        if s.sagemaker_groups:
+            if s.signing_key is None:
+                raise UsageError("sagemaker_groups needs signing_key: imported models are signed by the gateway")
+            self.scheduler.add_job(
+                self.sync_sagemaker,
+                "interval",
+                seconds=s.sagemaker_interval_s,
+                id="sagemaker sync",
+                max_instances=1,
+                next_run_time=datetime.now(UTC),
+            )
+        self.scheduler.start()
+        self._stack.callback(self.scheduler.shutdown, wait=False)
+        self._spawn(self.devices.run(), "devices")
+        self._spawn(self.deployments.run(), "deployments")
+        _log.info("gateway serving at %s with %s", s.endpoint, self.models.describe())
+
+    async def _build(self, server: Server, ns: Namespaces, instance_ns: int) -> None:
+        """The gateway's nodes and the services behind them, from the store (before the server listens)."""
+        s = self.settings
         events = await AuditEvents(server).start()
         audit_nodes = await AuditNodes.create(server, ns, instance_ns, self.store)
         self.audit.listeners += [events.raise_events, audit_nodes.written]
@@ -203,55 +260,6 @@ class Gateway(Service):
             max_package_bytes=s.max_package_bytes,
         ).bind()
         await self._report_unreadable()
-        self.server = server
-        await start_listening(self._stack, server, s.endpoint)
-        self._stack.push_async_callback(self.models.release)  # before the server stops
-        # Periodic jobs run late rather than not at all when the loop was busy, and only once for all missed runs.
-        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "misfire_grace_time": None})
-        self.deployments.scheduler = self.scheduler
-        self.scheduler.add_job(self._sweep, "interval", seconds=2, id="device sweep", max_instances=1)
-        self.scheduler.add_job(
-            self.monitor_nodes.refresh, "interval", seconds=s.monitor_figures_s, id="monitor figures", max_instances=1
-        )
-        # The output drift baseline of every deployment is kept (gateway/monitor/retention.py).
-        self.retention = Retention(self.monitor_store, s.monitor_retention_days, keep_first=s.monitor.baseline_records)
-        self.scheduler.add_job(
-            self.retention.run,
-            "interval",
-            hours=1,
-            id="monitor retention",
-            max_instances=1,
-            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
-        )
-        # The server's own certificate, renewed before it expires without a restart (sdk.opcua.renewal).
-        self.scheduler.add_job(
-            self.certificates.check,
-            "interval",
-            seconds=s.certificate_check_s,
-            id="certificate check",
-            max_instances=1,
-            next_run_time=datetime.now(UTC),
-        )
-        if s.backup_interval_s:
-            self.scheduler.add_job(
-                self.backup_database, "interval", seconds=s.backup_interval_s, id="database backup", max_instances=1
-            )
-        if s.sagemaker_groups:
-            if s.signing_key is None:
-                raise UsageError("sagemaker_groups needs signing_key: imported models are signed by the gateway")
-            self.scheduler.add_job(
-                self.sync_sagemaker,
-                "interval",
-                seconds=s.sagemaker_interval_s,
-                id="sagemaker sync",
-                max_instances=1,
-                next_run_time=datetime.now(UTC),
-            )
-        self.scheduler.start()
-        self._stack.callback(self.scheduler.shutdown, wait=False)
-        self._spawn(self.devices.run(), "devices")
-        self._spawn(self.deployments.run(), "deployments")
-        _log.info("gateway serving at %s with %s", s.endpoint, self.models.describe())
 
     async def _manifest_of(self, model: str, version: str, sha256: str = "") -> Manifest | None:
         """The manifest of a stored model version (as signed in its package); found by the package's SHA-256 when
@@ -260,7 +268,7 @@ class Gateway(Service):
         if record is None and sha256:
             found = [r for r in await self.store.model_versions() if r.name == model and r.sha256 == sha256]
             record = found[0] if found else None
-        return Manifest.model_validate_json(record.manifest_json) if record is not None else None
+        return record.manifest if record is not None else None
 
     async def _report_unreadable(self) -> None:
         """Stored rows that do not validate were left out (and logged by the store); show them where a node can."""
@@ -313,6 +321,10 @@ class Gateway(Service):
 
     async def sync_sagemaker(self) -> list[str]:
         """Import the newest Approved version of each configured group, unless it is stored; returns what was added."""
+        from sdk.pull import PullTarget, pull_sagemaker  # noqa: PLC0415 - boto3: not at every gateway start
+        from sdk.sources.aws import AwsOptions  # noqa: PLC0415
+        from sdk.sources.sagemaker import find_model  # noqa: PLC0415
+
         s = self.settings
         aws = AwsOptions(region=s.sagemaker_region, endpoint_url=s.sagemaker_endpoint_url)
         identity = load_identity(s.signing_cert, s.signing_key) if s.signing_cert and s.signing_key else None

@@ -29,7 +29,6 @@ from sdk.errors import InvalidState, ManifestInvalid
 from sdk.keys import TrustStore
 from sdk.names import first_problem
 from sdk.package.stream import Received
-from sdk.package.verify import verify_package
 
 _log = logging.getLogger(__name__)
 
@@ -67,6 +66,8 @@ class PackageRepository:
         anything is kept: if it fails, nothing is stored. ``received``: the upload's size and SHA-256 as hashed
         while it arrived (else it is hashed here).
         """
+        from sdk.package.verify import verify_package  # noqa: PLC0415 - onnxruntime: not at every gateway start
+
         verified = await asyncio.to_thread(verify_package, upload, self._trust, run_samples=False, received=received)
         m = verified.manifest
         async with self._lock:

@@ -30,7 +30,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from sdk.errors import UsageError
-from sdk.sources.aws import aws_errors
 
 FIXED = [
     "device",
@@ -231,6 +230,8 @@ def upload(path: Path, uri: str, client: Any) -> str:
         raise UsageError(f"{uri!r} is not an S3 location like s3://bucket/prefix")
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     key = f"{prefix.rstrip('/')}/{path.name}" if prefix.strip("/") else path.name
+    from sdk.sources.aws import aws_errors  # noqa: PLC0415 - boto3: not at every gateway start
+
     with aws_errors(f"uploading {path.name} to s3://{bucket}/{key}"):
         client.upload_file(str(path), bucket, key)
     return f"s3://{bucket}/{key}"

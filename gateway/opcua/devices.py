@@ -21,7 +21,7 @@ from nodesets.ids import ModelLine
 from sdk.opcua.analog import VariableLayout, add_prediction_variable
 from sdk.opcua.ids import data_value, delete_subtree, node_id, path_id, qname
 from sdk.opcua.templates import children_by_name
-from sdk.opcua.values import new_instance
+from sdk.opcua.values import new_instance, write_own
 from sdk.package.manifest import check_name
 
 _log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class DeviceNodes:
             values["LastSeen"] = ua.Variant(view.last_seen, ua.VariantType.DateTime)
         for name, variant in values.items():
             if shown.get(name) != variant.Value:
-                await nodes[name].write_value(variant)
+                await write_own(self.server, nodes[name].nodeid, variant)
                 shown[name] = variant.Value
 
     async def desired(self, device_id: str, model: str, version: str) -> None:

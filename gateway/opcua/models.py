@@ -31,8 +31,8 @@ from sdk.opcua.filetype import FileNode
 from sdk.opcua.ids import data_value, delete_subtree, instantiate_in_place, node_id, path_id, qname
 from sdk.opcua.templates import from_template
 from sdk.opcua.users import Role
-from sdk.opcua.values import new_instance
-from sdk.package.manifest import Manifest, Range, TensorSpec
+from sdk.opcua.values import new_instance, write_own
+from sdk.package.manifest import Range, TensorSpec
 from sdk.package.stream import Received
 
 _log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class ModelNodes:
 
     async def add_version(self, record: ModelVersionRecord) -> None:
         """``Models/<name>/<version>`` with its variables and Package file."""
-        manifest = Manifest.model_validate_json(record.manifest_json)
+        manifest = record.manifest  # validated with the record
         ns_index = self.folder.nodeid.NamespaceIndex
         model = self._models.get(record.name)
         if model is None:
@@ -153,7 +153,8 @@ class ModelNodes:
                 bname=qname(record.name, ns_index),
             )
             self._models[record.name] = model
-        await (await model.get_child(f"{self.ns.modelline}:Description")).write_value(manifest.description)
+        # The model's children have the ids <model>.<browse name>, as its versions' (see below).
+        await write_own(self.server, path_id(model.nodeid, "Description"), ua.Variant(manifest.description))
         version_id, version_name = path_id(model.nodeid, record.version), qname(record.version, ns_index)
 
         async def build() -> None:
@@ -210,6 +211,11 @@ class ModelNodes:
         await self.upload.release()
         for file in self._versions.values():
             await file.release()
+
+    @property
+    def count(self) -> int:
+        """How many versions are shown."""
+        return len(self._versions)
 
     def describe(self) -> str:
         """The versions shown, for logs."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from gateway.deployments.options import StoredOptions
 from nodesets.ids import DeploymentState
@@ -39,6 +39,7 @@ class ModelVersionRecord(_Record):
     created: datetime
     stored_at: datetime
     manifest_json: str = Field(description="The package's manifest.json, as signed.")
+    _parsed: tuple[str, Manifest] | None = PrivateAttr(default=None)  # manifest_json and its Manifest
 
     @classmethod
     def of(cls, verified: VerifiedPackage, stored_at: datetime) -> ModelVersionRecord:
@@ -60,7 +61,18 @@ class ModelVersionRecord(_Record):
         manifest = Manifest.model_validate_json(self.manifest_json)
         if (manifest.name, manifest.version) != (self.name, self.version):
             raise ValueError(f"manifest_json is of {manifest.name} {manifest.version}, not {self.name} {self.version}")
+        self._parsed = (self.manifest_json, manifest)
         return self
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest, as validated with the record (validated again only for a copy with another manifest_json:
+        ``model_copy`` does not validate)."""
+        parsed = self._parsed
+        if parsed is None or parsed[0] != self.manifest_json:
+            parsed = (self.manifest_json, Manifest.model_validate_json(self.manifest_json))
+            self._parsed = parsed
+        return parsed[1]
 
 
 class DeviceRecord(_Record):

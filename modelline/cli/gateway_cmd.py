@@ -96,8 +96,8 @@ async def _gateway(args: argparse.Namespace, out: Output) -> int:
         allow_insecure=True if args.insecure else None,
     )
     async with Gateway(settings) as gateway:
-        versions = await gateway.repository.records()
-        out.note(f"gateway serving at {settings.endpoint} with {len(versions)} model version(s) (Ctrl-C to stop)")
+        versions = gateway.models.count  # those it shows, not read from the store again
+        out.note(f"gateway serving at {settings.endpoint} with {versions} model version(s) (Ctrl-C to stop)")
         await gateway.serve_until_signalled()
         out.note("stopping")
     return 0

@@ -44,7 +44,7 @@ from sdk.opcua import sessions, type_methods
 from sdk.opcua.status import StatusError, arg, expect_args, status_on_error
 from sdk.opcua.templates import children_by_name
 from sdk.opcua.users import Role, requires
-from sdk.opcua.values import NO_DATE, new_instance
+from sdk.opcua.values import NO_DATE, new_instance, write_own
 from sdk.package.archive import FileDigest
 from sdk.package.stream import EntryTee, Received, StreamedEntry
 
@@ -276,8 +276,8 @@ class FileNode:
 
     async def _set(self, name: str, value: Any, kind: ua.VariantType) -> None:
         node = self._props.get(name)
-        if node is not None:
-            await node.write_value(ua.Variant(value, kind))
+        if node is not None:  # seven writes per file bound: a gateway binds one per stored version at start
+            await write_own(self.server, node.nodeid, ua.Variant(value, kind))
 
     async def refresh(self) -> None:
         """Publish the current Size, OpenCount and LastModifiedTime (also after the file changed on disk)."""

@@ -35,6 +35,21 @@ _HAS_TYPE_DEFINITION = ua.NodeId(ua.ObjectIds.HasTypeDefinition)  # type: ignore
 _FOLDER_TYPE = ua.NodeId(ua.ObjectIds.FolderType)  # type: ignore[arg-type]
 _ORGANIZES = ua.NodeId(ua.ObjectIds.Organizes)  # type: ignore[arg-type]
 _HAS_COMPONENT = ua.NodeId(ua.ObjectIds.HasComponent)  # type: ignore[arg-type]
+_HAS_SUBTYPE = ua.NodeId(ua.ObjectIds.HasSubtype)  # type: ignore[arg-type]
+_HIERARCHICAL = ua.NodeId(ua.ObjectIds.HierarchicalReferences)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    """One node of a snapshot, sorted out once so that each copy only fills in its NodeIds."""
+
+    relative: str  # its NodeId's identifier after the root's (``""`` for the root)
+    attributes: dict[ua.AttributeIds, ua.DataValue]  # all of them, in order: a copy shares their DataValues
+    node_id: ua.DataValue | None  # its NodeId attribute, which a copy replaces with its own
+    stamped: ua.DataValue | None  # its Value, if it has timestamps: a copy's is stamped with the time it was made
+    # Its references, each with the target's relative id (None: outside the subtree) and whether it is the
+    # root's reference back to the snapshot's parent.
+    references: list[tuple[ua.ReferenceDescription, str | None, bool]]
 
 
 @dataclass(frozen=True)
@@ -44,9 +59,10 @@ class _Snapshot:
     namespace: int
     root: ua.NodeId  # the NodeId of the instance the snapshot was taken of
     parent: ua.NodeId  # and of its parent
-    nodes: list[tuple[str, dict[ua.AttributeIds, ua.DataValue], list[ua.ReferenceDescription]]]
+    nodes: list[_Node]  # the root first
     from_parent: ua.ReferenceDescription  # the parent's forward reference to the root
     root_name: str  # the root's BrowseName when the snapshot was taken (its DisplayName may repeat it)
+    display_is_name: bool  # whether the root's DisplayName was its BrowseName's name (a copy shows its own)
 
 
 Build = Callable[[], Awaitable[Sequence[ua.NodeId] | None]]
@@ -76,8 +92,50 @@ async def from_template(parent: Node, nodeid: ua.NodeId, bname: ua.QualifiedName
 
 
 async def children_by_name(node: Node) -> dict[str, Node]:
-    """The node's children (hierarchical references) by browse name, in one Browse."""
-    return {str(d.BrowseName.Name): Node(node.session, d.NodeId) for d in await node.get_children_descriptions()}
+    """The node's children (hierarchical references) by browse name, in one Browse.
+
+    On the server's own session the node's references are read from the address space as its Browse would
+    (OPC 10000-4 5.8.2: forward references of HierarchicalReferences or a subtype), without asyncua's
+    walk of the reference type hierarchy for each reference of each node (a gateway start does this for
+    every stored version and device)."""
+    aspace = _address_space(node)
+    data = aspace.get(node.nodeid) if aspace is not None else None
+    if data is None:
+        return {str(d.BrowseName.Name): Node(node.session, d.NodeId) for d in await node.get_children_descriptions()}
+    known = _hierarchical.setdefault(aspace, {})  # type: ignore[arg-type]
+    return {
+        str(r.BrowseName.Name): Node(node.session, r.NodeId)
+        for r in data.references
+        if r.IsForward and _is_hierarchical(aspace, known, r.ReferenceTypeId)  # type: ignore[arg-type]
+    }
+
+
+# Per address space: whether a reference type is HierarchicalReferences or a subtype of it (a type's place in
+# the hierarchy never changes once it is in the address space).
+_hierarchical: weakref.WeakKeyDictionary[AddressSpace, dict[ua.NodeId, bool]] = weakref.WeakKeyDictionary()
+
+
+def _is_hierarchical(aspace: AddressSpace, known: dict[ua.NodeId, bool], reference_type: ua.NodeId) -> bool:
+    found = known.get(reference_type)
+    if found is None:
+        found, current, seen = False, reference_type, set()
+        while current not in seen:  # up the inverse HasSubtype references
+            if current == _HIERARCHICAL:
+                found = True
+                break
+            seen.add(current)
+            data = aspace.get(current)
+            supertype = (
+                next((r.NodeId for r in data.references if not r.IsForward and r.ReferenceTypeId == _HAS_SUBTYPE), None)
+                if data is not None
+                else None
+            )
+            if supertype is None:
+                break
+            current = supertype
+        if reference_type in aspace:
+            known[reference_type] = found
+    return found
 
 
 def _address_space(node: Node) -> AddressSpace | None:
@@ -118,88 +176,104 @@ def _take(aspace: AddressSpace, parent: ua.NodeId, root: ua.NodeId, made: Sequen
         data = aspace.get(nodeid)
         if relative is None or data is None or data.call is not None:
             return None
-        attributes = {}
+        attributes: dict[ua.AttributeIds, ua.DataValue] = {}
         for attribute, held in data.attributes.items():
             if held.value_callback is not None or held.value is None:
                 return None
             attributes[attribute] = held.value
+        value = attributes.get(ua.AttributeIds.Value)
+        timed = value is not None and (value.SourceTimestamp is not None or value.ServerTimestamp is not None)
+        stamped = value if timed else None
         references = []
         for ref in data.references:
-            if (ref.NodeId in inside) != (_relative(root, ref.NodeId) is not None):
+            target = _relative(root, ref.NodeId)
+            if (ref.NodeId in inside) != (target is not None):
                 return None  # a reference the copy could not rewrite
-            references.append(copy.copy(ref))
-        nodes.append((relative, attributes, references))
+            to_parent = not relative and target is None and not ref.IsForward and ref.NodeId == parent
+            references.append((copy.copy(ref), target, to_parent))
+        nodes.append(_Node(relative, attributes, attributes.get(ua.AttributeIds.NodeId), stamped, references))
     parent_data = aspace.get(parent)
     from_parent = (
         next((r for r in parent_data.references if r.IsForward and r.NodeId == root), None) if parent_data else None
     )
     root_data = aspace.get(root)
-    if from_parent is None or root_data is None:
+    if from_parent is None or root_data is None or not nodes or nodes[0].relative:
         return None
     name = root_data.attributes[ua.AttributeIds.BrowseName].value
-    root_name = name.Value.Value.Name if name and name.Value and name.Value.Value else ""
-    return _Snapshot(root.NamespaceIndex, root, parent, nodes, copy.copy(from_parent), root_name or "")
+    root_name = (name.Value.Value.Name if name and name.Value and name.Value.Value else "") or ""
+    shown = root_data.attributes.get(ua.AttributeIds.DisplayName)
+    display_is_name = (
+        shown is not None
+        and shown.value is not None
+        and shown.value.Value is not None
+        and shown.value.Value.Value == ua.LocalizedText(root_name)
+    )
+    return _Snapshot(root.NamespaceIndex, root, parent, nodes, copy.copy(from_parent), root_name, display_is_name)
 
 
 def _copy(
     aspace: AddressSpace, snapshot: _Snapshot, parent: ua.NodeId, root: ua.NodeId, bname: ua.QualifiedName
 ) -> None:
-    """Write the snapshot's nodes with ids under ``root``, the root named ``bname`` under ``parent``."""
+    """Write the snapshot's nodes with ids under ``root``, the root named ``bname`` under ``parent``.
+
+    A gateway starts by copying ~40 nodes per stored version and device, thousands of times: everything that
+    depends only on the snapshot was sorted out when it was taken (_take), and the NodeIds, DataValues and
+    references are made field by field."""
     if root in aspace:
         raise BadNodeIdExists(f"{root} exists already")  # type: ignore[no-untyped-call]
     parent_data = aspace.get(parent)
     if parent_data is None:
         raise BadParentNodeIdInvalid(f"no parent {parent}")  # type: ignore[no-untyped-call]
-    prefix = str(root.Identifier)
+    prefix, namespace = str(root.Identifier), root.NamespaceIndex
     now = datetime.now(UTC)
     kind = _child_reference(parent_data)
-    root_attributes = snapshot.nodes[0][1]
-    shown = root_attributes.get(ua.AttributeIds.DisplayName)
-    display = None  # the root's new DisplayName where the instance showed its BrowseName
-    if shown is not None and shown.Value is not None and shown.Value.Value == ua.LocalizedText(snapshot.root_name):
-        display = ua.LocalizedText(bname.Name)
-    for relative, attributes, references in snapshot.nodes:
-        nodeid = ua.NodeId(prefix + relative, root.NamespaceIndex)  # type: ignore[arg-type]
+    display = ua.LocalizedText(bname.Name) if snapshot.display_is_name else None  # where it showed its BrowseName
+    ids = {node.relative: _string_id(prefix + node.relative, namespace) for node in snapshot.nodes}
+    made: list[NodeData] = []
+    for node in snapshot.nodes:
+        nodeid = ids[node.relative]
         data = NodeData(nodeid)
-        for attribute, value in attributes.items():
-            data.attributes[attribute] = AttributeValue(_fresh(attribute, value, nodeid, now))
-        if not relative:  # the root: its own name
-            data.attributes[ua.AttributeIds.BrowseName] = AttributeValue(
-                ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName))
-            )
-            if display is not None:
-                data.attributes[ua.AttributeIds.DisplayName] = AttributeValue(
-                    ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText))
-                )
-        for ref in references:  # those to nodes outside the subtree (types, modelling rules) are shared
-            target = _relative(snapshot.root, ref.NodeId)
+        data.attributes = attributes = {
+            attribute: AttributeValue(value) for attribute, value in node.attributes.items()
+        }
+        if node.node_id is not None:  # replacing a key keeps its place
+            own = _data_value(_variant(nodeid, ua.VariantType.NodeId, None, False), node.node_id)
+            attributes[ua.AttributeIds.NodeId] = AttributeValue(own)
+        if node.stamped is not None:
+            attributes[ua.AttributeIds.Value] = AttributeValue(_stamped(node.stamped, now))
+        references = data.references
+        for ref, target, to_parent in node.references:  # those to nodes outside the subtree are shared
             if target is not None:
-                new_ref = _reference(ref, ua.NodeId(prefix + target, root.NamespaceIndex))  # type: ignore[arg-type]
+                new_ref = _reference(ref, ids[target])
                 if not target:  # a reference to the root describes it by its name
                     new_ref.BrowseName = bname
                     new_ref.DisplayName = display if display is not None else new_ref.DisplayName
-            elif not relative and not ref.IsForward and ref.NodeId == snapshot.parent:
+            elif to_parent:
                 new_ref = _reference(ref, parent)
                 new_ref.ReferenceTypeId = kind
             else:
                 new_ref = ref
-            data.references.append(new_ref)
-        aspace[nodeid] = data
+            references.append(new_ref)
+        made.append(data)
+    top = made[0].attributes  # the root: its own name
+    top[ua.AttributeIds.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
+    if display is not None:
+        top[ua.AttributeIds.DisplayName] = AttributeValue(
+            ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText))
+        )
+    for data in made:
+        aspace[data.nodeid] = data
     from_parent = dataclasses.replace(snapshot.from_parent, NodeId=root, BrowseName=bname, ReferenceTypeId=kind)
     if display is not None:
         from_parent.DisplayName = display
     parent_data.references.append(from_parent)
 
 
-def _fresh(attribute: ua.AttributeIds, value: ua.DataValue, nodeid: ua.NodeId, now: datetime) -> ua.DataValue:
-    """The copy's own DataValue: its NodeId, and its Value stamped with the time it was made.
+def _stamped(value: ua.DataValue, now: datetime) -> ua.DataValue:
+    """The copy's own Value: the snapshot's, stamped with the time it was made.
 
     The values themselves are shared, as asyncua's instantiate shares the declarations' values (it copies the
     attributes it reads): a write replaces an attribute's DataValue, it never changes one in place."""
-    if attribute == ua.AttributeIds.NodeId:
-        return _data_value(_variant(nodeid, ua.VariantType.NodeId, None, False), value)
-    if attribute != ua.AttributeIds.Value or (value.SourceTimestamp is None and value.ServerTimestamp is None):
-        return value
     made = _data_value(value.Value, value)
     made.SourceTimestamp = now if value.SourceTimestamp is not None else None  # type: ignore[assignment]
     made.ServerTimestamp = now if value.ServerTimestamp is not None else None  # type: ignore[assignment]
@@ -216,12 +290,20 @@ def _variant(value: object, kind: ua.VariantType, dimensions: list[int] | None, 
 
 def _child_reference(parent: NodeData) -> ua.NodeId:
     """The reference asyncua's instantiate makes from ``parent`` to a new instance: Organizes from a
-    FolderType object, else HasComponent (``_rdesc_from_node`` in asyncua/common/copy_node_util.py)."""
-    folder = any(
-        r.IsForward and r.ReferenceTypeId == _HAS_TYPE_DEFINITION and r.NodeId == _FOLDER_TYPE
-        for r in parent.references
-    )
-    return _ORGANIZES if folder else _HAS_COMPONENT
+    FolderType object, else HasComponent (``_rdesc_from_node`` in asyncua/common/copy_node_util.py).
+
+    A node has one type definition, among its first references: the search stops there (a folder or model
+    with a thousand children is not scanned for each new one)."""
+    for ref in parent.references:
+        if ref.IsForward and ref.ReferenceTypeId == _HAS_TYPE_DEFINITION:
+            return _ORGANIZES if ref.NodeId == _FOLDER_TYPE else _HAS_COMPONENT
+    return _HAS_COMPONENT
+
+
+def _string_id(identifier: str, namespace: int) -> ua.NodeId:
+    made = ua.NodeId.__new__(ua.NodeId)
+    made.Identifier, made.NamespaceIndex, made.NodeIdType = identifier, namespace, ua.NodeIdType.String  # type: ignore[assignment]
+    return made
 
 
 def _reference(like: ua.ReferenceDescription, target: ua.NodeId) -> ua.ReferenceDescription:

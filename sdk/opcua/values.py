@@ -13,10 +13,10 @@ which clients show as no value.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from asyncua import Node, ua
+from asyncua import Node, Server, ua
 from asyncua.common.instantiate_util import instantiate
 from asyncua.common.ua_utils import data_type_to_variant_type
 
@@ -100,6 +100,18 @@ async def fill_null_values(node: Node) -> int:
             await current.write_value(default)
             filled += 1
     return filled
+
+
+async def write_own(server: Server, nodeid: ua.NodeId, value: ua.Variant) -> None:
+    """Write a variable's Value as the server itself: what ``Node.write_value`` on the server's own session does
+    (SourceTimestamp now, ServerTimestamp now where the server forces it, the DataType checked), without the
+    Write service's round through the session: thousands of writes while a gateway starts. Not for a setting
+    clients may write (sdk.opcua.writes): its check would be skipped."""
+    aspace = server.iserver.aspace
+    now = datetime.now(UTC)
+    server_time = now if aspace.force_server_timestamp else None
+    dv = ua.DataValue(value, SourceTimestamp=now, ServerTimestamp=server_time)  # type: ignore[arg-type]
+    (await aspace.write_attribute_value(nodeid, ua.AttributeIds.Value, dv)).check()
 
 
 async def new_instance(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,3 +185,15 @@ async def test_a_database_of_the_first_release_keeps_its_targets_and_learns_thei
     async with SqliteStore.open(path) as store:
         [target] = await store.targets("d1")
         assert target.sha256 == "b" * 64
+
+
+def test_a_records_manifest_is_the_one_validated_with_it_and_follows_a_copy(manifest_json: str) -> None:
+    record = _version(manifest_json)
+    assert record.manifest is record.manifest  # parsed once, when the record was validated
+    assert (record.manifest.name, record.manifest.version) == ("pump-health", "1.0.0")
+    # model_copy does not validate: a copy with another manifest_json gets that manifest, not the original's.
+    other = json.dumps({**json.loads(manifest_json), "version": "1.0.1", "description": "the next one"})
+    copied = record.model_copy(update={"version": "1.0.1", "manifest_json": other})
+    assert (copied.manifest.version, copied.manifest.description) == ("1.0.1", "the next one")
+    assert record.manifest.version == "1.0.0"
+    assert ModelVersionRecord.model_validate_json(copied.model_dump_json()).manifest == copied.manifest

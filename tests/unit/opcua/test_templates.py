@@ -12,6 +12,7 @@ from nodesets.ids import ModelLine
 from sdk.opcua.condition_nodes import ConditionNodes
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.shelf import init_server
+from sdk.opcua.templates import children_by_name
 from sdk.opcua.values import instantiate_filled, new_instance
 
 _SKIPPED = {ua.AttributeIds.NodeId, ua.AttributeIds.BrowseName}
@@ -130,3 +131,26 @@ async def test_an_existing_node_id_is_refused() -> None:
     with pytest.raises(ua.UaStatusCodeError) as refused:
         await new_instance(objects, file_type, node_id("F2", mine), qname("F2", mine))
     assert refused.value.code == ua.StatusCodes.BadNodeIdExists
+
+
+async def test_children_by_name_is_what_a_browse_of_the_node_answers() -> None:
+    server, ns, mine = await _server()
+    objects = server.nodes.objects
+    file_type = server.get_node(ua.ObjectIds.FileType)
+    await new_instance(objects, file_type, node_id("F1", mine), qname("F1", mine))
+    copied = await new_instance(objects, file_type, node_id("F2", mine), qname("F2", mine))
+    await copied.add_variable(node_id("F2.Extra", mine), qname("Extra", mine), 1.0)  # HasComponent
+    await copied.add_property(node_id("F2.Note", mine), qname("Note", mine), "")  # HasProperty
+    folder = await objects.add_folder(node_id("Folder", mine), qname("Folder", mine))
+    await folder.add_object(node_id("Folder.Inside", mine), qname("Inside", mine))  # Organizes
+    monitored = server.get_node(node_id(ModelLine.MONITORED_DEVICE_TYPE, ns.modelline))
+    device = await new_instance(folder, monitored, node_id("Folder.Device", mine), qname("Device", mine))
+    for node in (objects, server.nodes.server, copied, folder, device):
+        browsed = {str(d.BrowseName.Name): d.NodeId for d in await node.get_children_descriptions()}
+        found = {name: child.nodeid for name, child in (await children_by_name(node)).items()}
+        assert found == browsed
+        assert found  # and none is empty: the comparison says something
+    assert {"Open", "Size", "Extra", "Note"} <= set(await children_by_name(copied))
+    assert "HasTypeDefinition" not in str(await children_by_name(copied))
+    nowhere = server.get_node(node_id("Nowhere", mine))  # a node that does not exist: as its Browse answers
+    assert await children_by_name(nowhere) == {d.BrowseName.Name: d for d in await nowhere.get_children_descriptions()}

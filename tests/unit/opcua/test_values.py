@@ -8,7 +8,7 @@ from asyncua.ua.ua_binary import variant_to_binary
 
 from sdk.opcua.ids import node_id, qname
 from sdk.opcua.shelf import init_server
-from sdk.opcua.values import NO_DATE, default_variant, new_instance
+from sdk.opcua.values import NO_DATE, default_variant, new_instance, write_own
 
 
 def test_no_date_is_the_datetime_encoded_as_zero() -> None:
@@ -43,3 +43,30 @@ async def test_a_new_instance_has_no_null_value() -> None:
     modified = values["LastModifiedTime"].Value
     assert modified is not None and modified.Value == NO_DATE
     assert values["Size"].Value == ua.Variant(0, ua.VariantType.UInt64)
+
+
+async def test_write_own_writes_as_the_servers_own_write_value_does() -> None:
+    server = Server()
+    await init_server(server)
+    ns = await server.register_namespace("urn:test:values")
+    a = await server.nodes.objects.add_variable(node_id("A", ns), qname("A", ns), ua.Variant("", ua.VariantType.String))
+    b = await server.nodes.objects.add_variable(node_id("B", ns), qname("B", ns), ua.Variant("", ua.VariantType.String))
+    changes: list[ua.DataValue] = []
+    server.iserver.aspace.add_datachange_callback(b.nodeid, ua.AttributeIds.Value, lambda _, dv: changes.append(dv))
+    await a.write_value(ua.Variant("x", ua.VariantType.String))
+    await write_own(server, b.nodeid, ua.Variant("x", ua.VariantType.String))
+    written, expected = await b.read_data_value(), await a.read_data_value()
+    assert written.Value == expected.Value == ua.Variant("x", ua.VariantType.String)
+    assert written.StatusCode == expected.StatusCode
+    assert written.SourceTimestamp is not None and written.ServerTimestamp is not None  # as write_value stamps
+    assert expected.SourceTimestamp is not None and expected.ServerTimestamp is not None
+    assert changes and changes[-1].Value == written.Value  # subscriptions see it
+    server.set_force_server_timestamp(False)
+    await write_own(server, b.nodeid, ua.Variant("y", ua.VariantType.String))
+    assert (await b.read_data_value()).ServerTimestamp is None
+    with pytest.raises(ua.UaStatusCodeError) as mismatch:  # the DataType checked, as a Write is
+        await write_own(server, b.nodeid, ua.Variant(1.5, ua.VariantType.Double))
+    assert mismatch.value.code == ua.StatusCodes.BadTypeMismatch
+    with pytest.raises(ua.UaStatusCodeError) as unknown:
+        await write_own(server, node_id("Nowhere", ns), ua.Variant("x", ua.VariantType.String))
+    assert unknown.value.code == ua.StatusCodes.BadNodeIdUnknown
