@@ -79,6 +79,7 @@ class Gateway(Service):
 
     async def _start(self) -> None:
         s = self.settings
+        heap.limit_arenas()  # before the worker threads: transfers' chunks left tens of MiB in idle arenas
         trust = TrustStore.load_policy(s.trust_dir, s.approval_trust_dir)
         await self._check_data_dir()
         self.store = await self._stack.enter_async_context(SqliteStore.open(s.db_path))

@@ -25,7 +25,7 @@ from gateway.devices.registry import DeviceRegistry
 from gateway.models.repository import PackageRepository
 from gateway.store.base import DeploymentRecord, ModelVersionRecord, Store, TargetRecord
 from nodesets.ids import DeploymentState
-from sdk import audit
+from sdk import audit, heap
 from sdk.errors import InvalidState, ModelLineError, NotFound, UsageError
 from sdk.names import first_problem
 from sdk.package.manifest import check_name, check_version
@@ -215,6 +215,7 @@ class DeploymentService:
             await self._save(record.model_copy(update={"state": FAILED, "last_error": f"internal error: {exc}"}), [])
         finally:
             self._runs.pop(deployment_id, None)
+        await asyncio.to_thread(heap.trim)  # the transfers' freed buffers go back to the system
 
     async def _rollout(self, deployment_id: str) -> None:
         record = await self._record(deployment_id)
