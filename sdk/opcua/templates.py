@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from asyncua import Node, ua
 from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData
@@ -211,6 +212,28 @@ def _take(aspace: AddressSpace, parent: ua.NodeId, root: ua.NodeId, made: Sequen
     return _Snapshot(root.NamespaceIndex, root, parent, nodes, copy.copy(from_parent), root_name, display_is_name)
 
 
+class _Attribute(AttributeValue):
+    """A copy's attribute: an asyncua AttributeValue whose table of data-change callbacks is made when first
+    used. asyncua gives every attribute of every node a dict of its own for them, yet only attributes that are
+    written or monitored (values, mostly) ever use it: a copy's ~14 attributes per node would hold one empty
+    dict each (64 bytes; ~185 KB for one device's Model Monitor figures and conditions)."""
+
+    value_callback = None  # asyncua sets these per attribute where it needs them
+    value_setter = None
+
+    def __init__(self, value: ua.DataValue) -> None:  # no super().__init__: it makes the dict
+        self.value = value
+
+    @property
+    def datachange_callbacks(self) -> dict[int, Callable[..., Any]]:  # type: ignore[override]
+        try:
+            return self.__dict__["_callbacks"]  # type: ignore[no-any-return]
+        except KeyError:
+            made: dict[int, Callable[..., Any]] = {}
+            self.__dict__["_callbacks"] = made
+            return made
+
+
 def _copy(
     aspace: AddressSpace, snapshot: _Snapshot, parent: ua.NodeId, root: ua.NodeId, bname: ua.QualifiedName
 ) -> None:
@@ -233,14 +256,15 @@ def _copy(
     for node in snapshot.nodes:
         nodeid = ids[node.relative]
         data = NodeData(nodeid)
-        data.attributes = attributes = {
-            attribute: AttributeValue(value) for attribute, value in node.attributes.items()
+        attributes: dict[ua.AttributeIds, AttributeValue] = {
+            attribute: _Attribute(value) for attribute, value in node.attributes.items()
         }
+        data.attributes = attributes
         if node.node_id is not None:  # replacing a key keeps its place
             own = _data_value(_variant(nodeid, ua.VariantType.NodeId, None, False), node.node_id)
-            attributes[ua.AttributeIds.NodeId] = AttributeValue(own)
+            attributes[ua.AttributeIds.NodeId] = _Attribute(own)
         if node.stamped is not None:
-            attributes[ua.AttributeIds.Value] = AttributeValue(_stamped(node.stamped, now))
+            attributes[ua.AttributeIds.Value] = _Attribute(_stamped(node.stamped, now))
         references = data.references
         for ref, target, to_parent in node.references:  # those to nodes outside the subtree are shared
             if target is not None:
@@ -256,11 +280,9 @@ def _copy(
             references.append(new_ref)
         made.append(data)
     top = made[0].attributes  # the root: its own name
-    top[ua.AttributeIds.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
+    top[ua.AttributeIds.BrowseName] = _Attribute(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
     if display is not None:
-        top[ua.AttributeIds.DisplayName] = AttributeValue(
-            ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText))
-        )
+        top[ua.AttributeIds.DisplayName] = _Attribute(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
     for data in made:
         aspace[data.nodeid] = data
     from_parent = dataclasses.replace(snapshot.from_parent, NodeId=root, BrowseName=bname, ReferenceTypeId=kind)
