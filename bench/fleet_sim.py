@@ -62,6 +62,9 @@ def connect(url: str, *, timeout: float = 30.0, watchdog_s: float = 600.0, pki_d
     return Client(url, pki_dir=pki_dir, timeout=timeout, watchdog_intervall=watchdog_s)
 
 
+PENDING_ACTIVATION_S = 600.0
+
+
 class Fleet:
     """``add(n)`` devices named ``edge-0000``..., served by ``spaces_of(n)`` real edge nodes; ``urls`` by id."""
 
@@ -95,6 +98,11 @@ class Fleet:
             inference_threads=1,
         )
         node = await self._stack.enter_async_context(EdgeNode(settings))
+        assert node.server is not None
+        # One process serves every simulated device and every session to them: with a thousand sessions being
+        # made at once a session can wait longer than asyncua's 30 s for its ActivateSession to be served, and
+        # asyncua closes such a connection (the floor's clients then saw BadSessionNotActivated).
+        node.server.iserver.max_pending_activation_seconds = PENDING_ACTIVATION_S
         self.nodes.append(node)
         self._free = self.per_space
         return node
