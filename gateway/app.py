@@ -294,9 +294,13 @@ class Gateway(Service):
         A failed backup (full disk, say) is logged and tried again at the next interval; it never
         stops the gateway."""
         s = self.settings
+
+        def backup_and_prune() -> tuple[Path, list[Path]]:  # one thread: a stop while it runs cannot split them
+            made = files.backup(s.db_path, s.backups_dir)
+            return made, files.prune(s.backups_dir, s.backup_keep)
+
         try:
-            path = await asyncio.to_thread(files.backup, s.db_path, s.backups_dir)
-            pruned = await asyncio.to_thread(files.prune, s.backups_dir, s.backup_keep)
+            path, pruned = await asyncio.to_thread(backup_and_prune)
         except (ModelLineError, OSError) as exc:
             _log.warning("database backup into %s failed: %s", s.backups_dir, exc)
             return None
