@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -35,6 +36,9 @@ async def _run(names: list[str], quick: bool, rounds: int) -> tuple[list[Figure]
             print(f"{name}: could not run (see above)", file=sys.stderr, flush=True)
             failed.append(name)
         figures += collected.figures
+        # What one benchmark wrote (transfer: ~20 GB of edge slots) is flushed before the next one starts, so
+        # that the next one's fsyncs do not wait behind its writeback.
+        await asyncio.to_thread(os.sync)
     return figures, failed
 
 
