@@ -89,6 +89,11 @@ class Proc:
         await self.expect("ready", 600)
         return self
 
+    @property
+    def ready_url(self) -> str:
+        """The endpoint URL the side printed with ``ready`` (the gateway side's)."""
+        return next(line for line in self.lines if line.startswith("ready ")).split(" ", 1)[1]
+
     async def expect(self, word: str, within_s: float = 600) -> str:
         assert self.proc is not None
         assert self.proc.stdout is not None
@@ -421,7 +426,7 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None, with_rollout: 
                             "bare asyncua sessions, one subscription each",
                         )
                         if size == sizes[-1]:
-                            url = (await _ready_url(gw)).split(" ", 1)[1]
+                            url = gw.ready_url
                             calls = 30 if rounds.quick else 200
                             first = next(iter(fleet.urls.items()))
                             mine, floor = await _call_times(url, first, calls, rounds.count)
@@ -445,10 +450,6 @@ async def measure(rounds: Rounds, sizes: list[int] | None = None, with_rollout: 
                 await bare0.stop()
         if with_rollout and not rounds.quick:  # 100 edge nodes of their own take minutes to start: full runs only
             await rollout(rounds, folder)
-
-
-async def _ready_url(proc: Proc) -> str:
-    return next(line for line in proc.lines if line.startswith("ready "))
 
 
 ROLLOUT_DEVICES, WAVE = 100, 25
@@ -520,7 +521,7 @@ async def rollout(rounds: Rounds, folder: Path) -> None:
         gateway = await Proc("--gateway", str(side)).start()
         try:
             await gateway.expect("online", 900)
-            url = (await _ready_url(gateway)).split(" ", 1)[1]
+            url = gateway.ready_url
             client = connect(url, timeout=60)
             await client.connect()
             try:

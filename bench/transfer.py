@@ -252,7 +252,7 @@ async def measure(rounds: Rounds, size_mb: int | None = None) -> None:
             gateway = await Proc("--gateway", str(side)).start()
             try:
                 await gateway.expect("online", 300)
-                url = next(line for line in gateway.lines if line.startswith("ready ")).split(" ", 1)[1]
+                url = gateway.ready_url
                 client = connect(url, timeout=120)
                 await client.connect()
                 edge = connect(first, timeout=120)

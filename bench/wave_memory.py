@@ -51,7 +51,7 @@ async def measure(size_mb: int, devices: int, deployments: int) -> None:
             try:
                 await gateway.expect("online", 900)
                 assert gateway.proc is not None
-                url = next(line for line in gateway.lines if line.startswith("ready ")).split(" ", 1)[1]
+                url = gateway.ready_url
                 client = connect(url, timeout=300)
                 await client.connect()
                 try:
