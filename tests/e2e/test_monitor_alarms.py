@@ -470,7 +470,7 @@ async def test_a_failed_deployment_raises_its_alarm_until_a_later_one_to_its_tar
 
 @pytest.mark.timeout(240)
 async def test_a_superseded_deployment_s_figures_go_once_its_alarms_are_settled(
-    tmp_path: Path, signer: Signer, example: Path
+    tmp_path: Path, signer: Signer, example: Path, node_opcua: Path
 ) -> None:
     """Each deployment adds figures and five conditions per target; a superseded one's leave the address space
     (and the alarm file) once no condition is retained, so a gateway does not grow with every rollout."""
@@ -526,6 +526,12 @@ async def test_a_superseded_deployment_s_figures_go_once_its_alarms_are_settled(
         saved = json.loads((settings.data_dir / "alarms.json").read_text())["conditions"]
         assert not [k for k in saved if k.startswith(f"{first}/edge-a/")]
         assert await gateway.monitor_store.figures(first, "edge-a") is not None  # the records stay in the store
+        # A generic client (node-opcua) reads every node and attribute left without a problem: no reference leads
+        # into the nodes taken down. (It names each node by the first path it found: the alarm area's references
+        # reach a device's figures from ModelMonitor too.)
+        paths = set((await crawl(node_opcua, gateway.url))["paths"])
+        assert not any(f"1:{first}/1:edge-a" in path for path in paths)
+        assert f"/ObjectsFolder/{p.ml}:ModelMonitor/1:{first}" in paths  # still there, for edge-b
 
         # A restart replays every deployment: the superseded figures come back only until the first refresh.
         await gateway.__aexit__(None, None, None)
