@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -431,26 +433,76 @@ async def _show(args: argparse.Namespace, out: Output) -> int:
             return 0
         await _watch(client, monitor, args, out)
     finally:
-        await client.disconnect()
-    return 0
+        # after Ctrl-C the command ends promptly even if the gateway does not answer the session's close
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.disconnect(), _DISCONNECT_S)
+    from modelline.cli.main import EXIT_INTERRUPTED
+
+    print("modelline: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 async def _watch(client: Client, monitor: ua.NodeId, args: argparse.Namespace, out: Output) -> None:
-    """Refresh until Ctrl-C; with --json one JSON document per refresh."""
+    """Refresh until Ctrl-C (or SIGTERM); with --json one JSON document per refresh.
+
+    The signal sets a flag that the loop checks between refreshes and while it waits, instead of cancelling
+    the command at whatever await it stands (a cancellation that lands in the OPC UA client's own request
+    handling could be taken for the request's and leave the loop running)."""
     import json
-    import sys
+    import signal
 
     from rich.live import Live
 
-    if out.as_json:
-        while True:
-            sys.stdout.write(json.dumps(await snapshot(client, monitor, args), default=str) + "\n")
-            sys.stdout.flush()
-            await asyncio.sleep(args.interval)
-    with Live(console=out.out, auto_refresh=False) as live:
-        while True:
-            live.update(render(await snapshot(client, monitor, args), args.gateway), refresh=True)
-            await asyncio.sleep(args.interval)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for number in signals:
+        loop.add_signal_handler(number, stop.set)
+    try:
+        if out.as_json:
+            while not stop.is_set():
+                data = await _unless_stopped(stop, snapshot(client, monitor, args))
+                if data is None:
+                    return
+                sys.stdout.write(json.dumps(data, default=str) + "\n")
+                sys.stdout.flush()
+                await _wait(stop, args.interval)
+            return
+        with Live(console=out.out, auto_refresh=False) as live:
+            while not stop.is_set():
+                data = await _unless_stopped(stop, snapshot(client, monitor, args))
+                if data is None:
+                    return
+                live.update(render(data, args.gateway), refresh=True)
+                await _wait(stop, args.interval)
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+
+
+_DISCONNECT_S = 5.0
+
+
+async def _unless_stopped(stop: asyncio.Event, refresh: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+    """The refresh's result, or None (the refresh cancelled) when ``stop`` is set first."""
+    task = asyncio.ensure_future(refresh)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        result: dict[str, Any] = task.result()
+        return result
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 # --- export ---------------------------------------------------------------------------------------
