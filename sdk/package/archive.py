@@ -19,12 +19,13 @@ import stat
 import struct
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any, NamedTuple, Self, cast
 
 from sdk.errors import ArchiveTooLarge, NotAPackage, NotFound, UnsafeArchiveEntry
+from sdk.package.zipwrite import FileFacts, ZipWriter, file_facts
 
 _CHUNK = 1 << 20
 _MiB = 1 << 20
@@ -290,41 +291,48 @@ def private_dir(parent: Path | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="modelline-pkg-", dir=parent))
 
 
-def write_package(out_path: Path, members: Iterable[tuple[str, bytes | Path]], stored: Iterable[str] = ()) -> None:
-    """Write a package zip atomically: a temporary file beside ``out_path``, then a rename.
+def write_package(
+    out_path: Path,
+    members: Iterable[tuple[str, bytes | Path]],
+    stored: Iterable[str] = (),
+    facts: Mapping[str, FileFacts] | None = None,
+) -> FileDigest:
+    """Write a package zip atomically (a temporary file beside ``out_path``, then a rename); its size and SHA-256.
 
     Metadata given as bytes is deflated; files given as paths (the model) are stored
     as they are: float weights hardly compress, and inflating them would double the
     time an edge node spends verifying a large model (python -m bench.package_verify).
     Names in ``stored`` are stored too (ASiC's ``mimetype``, EN 319 162-1 §4.4.1).
     A ``mimetype`` member makes the package a DI one: folders are allowed.
+    ``facts``: a file member's size, CRC-32 and SHA-256 taken before (``file_facts``), so that it is read once
+    more only to copy it; the package's own hash is taken as it is written (sdk.package.zipwrite).
     """
     members = list(members)
     keep = set(stored)
+    known = dict(facts or {})
     folders = any(name == DI_MARKER for name, _ in members)
+    for name, _ in members:
+        _check_name(name, folders)
+    duplicates = sorted({name for name, _ in members if [n for n, _ in members].count(name) > 1})
+    if duplicates:
+        raise UnsafeArchiveEntry(f"unsafe entry {duplicates[0]!r}: duplicate name")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with os.fdopen(fd, "wb") as fh, ZipWriter(fh) as writer:
             for name, content in members:
-                _check_name(name, folders)
-                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-                deflate = isinstance(content, bytes) and name not in keep
-                info.compress_type = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
-                info.external_attr = (stat.S_IFREG | 0o644) << 16
-                info.create_system = 3
                 if isinstance(content, bytes):
-                    zf.writestr(info, content)
+                    writer.add_bytes(name, content, deflate=name not in keep)
                 else:
-                    with open(content, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
-                        while chunk := src.read(_CHUNK):
-                            dst.write(chunk)
+                    writer.add_file(name, content, known.get(name) or file_facts(content))
+            size, digest = writer.close()
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return FileDigest(size, digest)
 
 
 class FileDigest(NamedTuple):

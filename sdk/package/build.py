@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from sdk.certs import SigningIdentity, subject_name
 from sdk.errors import BuildError, NotFound
 from sdk.names import first_problem
 from sdk.package import asic, dipkg, onnx_model
-from sdk.package.archive import sha256_file, write_package
+from sdk.package.archive import write_package
 from sdk.package.cades import sign_detached
 from sdk.package.manifest import (
     MANIFEST_NAME,
@@ -42,6 +43,7 @@ from sdk.package.onnx_model import NUMPY_DTYPES, PortSignature
 from sdk.package.signature import sign_manifest
 from sdk.package.spec import PackageSpec, TensorOverride
 from sdk.package.training_data import TrainingData
+from sdk.package.zipwrite import FileFacts, file_facts
 
 _log = logging.getLogger(__name__)
 
@@ -157,7 +159,51 @@ def build_package(
     if not model_path.is_file():
         raise NotFound(f"model file {model_path} does not exist")
     spec = spec or PackageSpec()
-    session = onnx_model.load_session(model_path)
+    # The model's size, CRC-32 and SHA-256 are taken in threads beside onnxruntime's load (it lets go of the GIL)
+    with ThreadPoolExecutor(1, thread_name_prefix="facts") as pool:
+        facts = pool.submit(file_facts, model_path)
+        try:
+            manifest = _describe_model(model_path, name, version, spec, provenance, description, clock, facts.result)
+        finally:
+            facts.cancel()
+    if private_key is None:
+        result = write_di_package(
+            out_path,
+            manifest,
+            {MODEL_FILE: model_path},
+            identity,
+            manufacturer=manufacturer,
+            manufacturer_uri=manufacturer_uri,
+            signing_time=clock(),
+            facts={MODEL_FILE: facts.result()},
+        )
+        _log.info("package %s %s built: %s (%d bytes)", name, version, out_path, result.size)
+        return result
+
+    manifest_bytes = manifest.to_bytes()
+    signature = sign_manifest(manifest_bytes, private_key)
+    members: list[tuple[str, bytes | Path]] = [
+        (MANIFEST_NAME, manifest_bytes),
+        (SIGNATURE_NAME, signature.to_bytes()),
+        (MODEL_FILE, model_path),
+    ]
+    pkg_size, pkg_digest = write_package(out_path, members, facts={MODEL_FILE: facts.result()})
+    _log.info("package %s %s built: %s (%d bytes)", name, version, out_path, pkg_size)
+    return BuildResult(out_path, manifest, signature.key_id, pkg_digest, pkg_size)
+
+
+def _describe_model(
+    model_path: Path,
+    name: str,
+    version: str,
+    spec: PackageSpec,
+    provenance: Provenance | None,
+    description: str | None,
+    clock: Callable[[], datetime],
+    facts: Callable[[], FileFacts],
+) -> Manifest:
+    """The manifest: the model's interface and samples as onnxruntime runs it, its ONNX facts, its file."""
+    session = onnx_model.load_session(model_path, check_only=True)
     ports_in, ports_out = onnx_model.describe(session)
     inputs = _describe(ports_in, spec.inputs, "input")
     outputs = _describe(ports_out, spec.outputs, "output")
@@ -171,7 +217,7 @@ def build_package(
     reference = data.stats(spec.histogram_bins) if data else {}
     samples = make_samples(session, inputs, data, spec.sample_count)
 
-    size, digest = sha256_file(model_path)
+    size, _, digest = facts()
     try:
         manifest = Manifest(
             name=name,
@@ -190,31 +236,7 @@ def build_package(
         )
     except ValueError as exc:
         raise BuildError(_first_error(exc)) from None
-    if private_key is None:
-        result = write_di_package(
-            out_path,
-            manifest,
-            {MODEL_FILE: model_path},
-            identity,
-            manufacturer=manufacturer,
-            manufacturer_uri=manufacturer_uri,
-            signing_time=clock(),
-        )
-        _log.info("package %s %s built: %s (%d bytes)", name, version, out_path, result.size)
-        return result
-
-    manifest_bytes = manifest.to_bytes()
-    members: list[tuple[str, bytes | Path]] = [(MANIFEST_NAME, manifest_bytes)]
-    signed_by = None
-    if private_key is not None:
-        signature = sign_manifest(manifest_bytes, private_key)
-        members.append((SIGNATURE_NAME, signature.to_bytes()))
-        signed_by = signature.key_id
-    members.append((MODEL_FILE, model_path))
-    write_package(out_path, members)
-    pkg_size, pkg_digest = sha256_file(out_path)
-    _log.info("package %s %s built: %s (%d bytes)", name, version, out_path, pkg_size)
-    return BuildResult(out_path, manifest, signed_by, pkg_digest, pkg_size)
+    return manifest
 
 
 def write_di_package(
@@ -226,8 +248,11 @@ def write_di_package(
     manufacturer: str | None = None,
     manufacturer_uri: str | None = None,
     signing_time: datetime,
+    facts: dict[str, FileFacts] | None = None,
 ) -> BuildResult:
-    """Write a DI Software Package: metadata, manifest and ``content`` files, model card, author signature."""
+    """Write a DI Software Package: metadata, manifest and ``content`` files, model card, author signature.
+
+    ``facts``: the content files' sizes, CRC-32s and SHA-256s as taken before (by content name)."""
     signer = subject_name(identity.certificate) if identity else ""
     owner = manufacturer or _organization(identity) or "ModelLine"
     metadata = dipkg.metadata_for(manifest, owner, manufacturer_uri)
@@ -243,8 +268,8 @@ def write_di_package(
     members: list[tuple[str, bytes | Path]] = [(asic.MIMETYPE_NAME, asic.MIMETYPE), *files.items()]
     if identity is not None:
         members += signature_entries(digests, identity, asic.AUTHOR_NUMBER, signing_time)
-    write_package(out_path, members, stored=[asic.MIMETYPE_NAME])
-    size, digest = sha256_file(out_path)
+    known = {dipkg.CONTENT + name: f for name, f in (facts or {}).items()}
+    size, digest = write_package(out_path, members, stored=[asic.MIMETYPE_NAME], facts=known)
     return BuildResult(out_path, manifest, signer or None, digest, size)
 
 

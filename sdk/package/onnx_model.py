@@ -7,7 +7,9 @@ These functions block (model load, inference): async callers run them in a worke
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import mmap
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +66,19 @@ class PortSignature:
         return _ORT_TYPES.get(self.ort_type)
 
 
-def load_session(model_path: Path, threads: int = 1) -> ort.InferenceSession:
-    """Open an onnxruntime session on the CPU; ModelLoadFailed with onnxruntime's reason."""
+def load_session(model_path: Path, threads: int = 1, *, check_only: bool = False) -> ort.InferenceSession:
+    """Open an onnxruntime session on the CPU; ModelLoadFailed with onnxruntime's reason.
+
+    ``check_only``: a session that checks the model (its interface, a few samples) and does not serve: the
+    weights are not pre-packed for the CPU's kernels (``session.disable_prepacking``), which for a large model is
+    a third of the load (python -m bench.package_verify) and changes nothing the checks see.
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: warnings go to our own messages
+    if check_only:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped exceptions for every load failure
@@ -94,22 +103,110 @@ def read_onnx_info(model_path: Path, model_file: str) -> tuple[OnnxInfo, str]:
     """IR version, opsets and producer from the ONNX file; also its doc string.
 
     Raises ValueError when the model keeps weights in external files, which a
-    one-file package cannot carry.
+    one-file package cannot carry. Only the fields named are read, from the protobuf encoding
+    (onnx.proto: ModelProto, GraphProto, TensorProto): the weights are stepped over, not parsed, as
+    onnx.load would (a third of a large model's build time). onnxruntime has loaded the file before.
     """
-    import onnx  # build-time only; the runtime needs just onnxruntime
-    from onnx.external_data_helper import uses_external_data
+    with open(model_path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise ValueError(f"{model_path.name} is empty")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _onnx_info(data, model_file)
 
-    proto = onnx.load(str(model_path), load_external_data=False)
-    if any(uses_external_data(t) for t in proto.graph.initializer):
-        raise ValueError("the model keeps its weights in external data files; save it as one .onnx file")
+
+# Field numbers of onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto).
+_MODEL_IR_VERSION, _MODEL_PRODUCER, _MODEL_PRODUCER_VERSION, _MODEL_DOC, _MODEL_GRAPH, _MODEL_OPSET = 1, 2, 3, 6, 7, 8
+_GRAPH_INITIALIZER, _GRAPH_DOC = 5, 10
+_OPSET_DOMAIN, _OPSET_VERSION = 1, 2
+_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 13, 14, 1
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+
+
+def _onnx_info(view: mmap.mmap, model_file: str) -> tuple[OnnxInfo, str]:
+    ir_version = 0
+    opsets: dict[str, int] = {}
+    texts = {_MODEL_PRODUCER: "", _MODEL_PRODUCER_VERSION: "", _MODEL_DOC: ""}
+    graph_doc = ""
+    try:
+        for number, wire, start, end, value in _fields(view, 0, len(view)):
+            if number == _MODEL_IR_VERSION and wire == _VARINT:
+                ir_version = value
+            elif number in texts and wire == _LEN:
+                texts[number] = _text(view, start, end)
+            elif number == _MODEL_OPSET and wire == _LEN:
+                domain, version = "", 0
+                for n, w, s, e, v in _fields(view, start, end):
+                    if n == _OPSET_DOMAIN and w == _LEN:
+                        domain = _text(view, s, e)
+                    elif n == _OPSET_VERSION and w == _VARINT:
+                        version = v
+                opsets[domain] = version
+            elif number == _MODEL_GRAPH and wire == _LEN:
+                for n, w, s, e, _ in _fields(view, start, end):
+                    if n == _GRAPH_DOC and w == _LEN:
+                        graph_doc = _text(view, s, e)
+                    elif n == _GRAPH_INITIALIZER and w == _LEN and _external(view, s, e):
+                        raise ValueError(
+                            "the model keeps its weights in external data files; save it as one .onnx file"
+                        )
+    except IndexError:
+        raise ValueError("the file is not an ONNX model (its encoding ends early)") from None
     info = OnnxInfo(
         model_file=model_file,
-        ir_version=proto.ir_version,
-        opsets={op.domain: op.version for op in proto.opset_import},
-        producer_name=proto.producer_name,
-        producer_version=proto.producer_version,
+        ir_version=ir_version,
+        opsets=opsets,
+        producer_name=texts[_MODEL_PRODUCER],
+        producer_version=texts[_MODEL_PRODUCER_VERSION],
     )
-    return info, proto.doc_string or proto.graph.doc_string
+    return info, texts[_MODEL_DOC] or graph_doc
+
+
+def _external(view: mmap.mmap, start: int, end: int) -> bool:
+    """Whether a TensorProto keeps its data in an external file (onnx.external_data_helper.uses_external_data)."""
+    return any(
+        n == _TENSOR_DATA_LOCATION and w == _VARINT and v == _EXTERNAL for n, w, _, _, v in _fields(view, start, end)
+    )
+
+
+def _text(view: mmap.mmap, start: int, end: int) -> str:
+    return view[start:end].decode("utf-8", "replace")
+
+
+def _varint(view: mmap.mmap, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = view[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+        if shift > 63:
+            raise ValueError("the file is not an ONNX model (a varint runs over 64 bits)")
+
+
+def _fields(view: mmap.mmap, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(field number, wire type, value start, value end, varint value) of each field of one protobuf message."""
+    at = start
+    while at < end:
+        key, at = _varint(view, at)
+        number, wire = key >> 3, key & 7
+        value = 0
+        if wire == _VARINT:
+            value, after = _varint(view, at)
+        elif wire == _LEN:
+            length, at = _varint(view, at)
+            after = at + length
+        elif wire == _I64:
+            after = at + 8
+        elif wire == _I32:
+            after = at + 4
+        else:
+            raise ValueError(f"the file is not an ONNX model (protobuf wire type {wire})")
+        if after > end:
+            raise ValueError("the file is not an ONNX model (a field runs past its message)")
+        yield number, wire, at, after, value
+        at = after
 
 
 def one_sample_shape(shape: Sequence[Dim], last: int | None = None) -> list[int]:

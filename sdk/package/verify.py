@@ -42,7 +42,7 @@ from sdk.package.archive import (
 )
 from sdk.package.manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME, Manifest, TensorSpec
 from sdk.package.signature import Signature, sign_manifest, verify_manifest
-from sdk.package.stream import Received
+from sdk.package.stream import Received, read_through
 from sdk.package.verify_di import (
     SignatureReport,
     check_trust,
@@ -165,7 +165,7 @@ def _same_interface(kind: str, declared: list[TensorSpec], actual: list[onnx_mod
 
 def check_model(model_path: Path, manifest: Manifest, run_samples: bool = True) -> None:
     """Load the model with onnxruntime, compare its interface and sample outputs with the manifest."""
-    check_session(onnx_model.load_session(model_path), manifest, run_samples)
+    check_session(onnx_model.load_session(model_path, check_only=True), manifest, run_samples)
 
 
 def check_session(session: ort.InferenceSession, manifest: Manifest, run_samples: bool = True) -> None:
@@ -210,6 +210,7 @@ def verify_package(
     hashes its chunks as they arrive, sdk.opcua.filetype), so that the file is not read once more to hash it
     (the size is checked against the file), and its stored entries as they passed (sdk.package.stream), so that
     the model is not read again to unpack and hash it: each is checked against the signed digests as usual.
+    Without it the file is read through once in the same way (``read_through``) before the checks.
     """
     if into is not None:
         if into.exists():
@@ -219,7 +220,10 @@ def verify_package(
         directory = into
     else:
         directory = private_dir()
+    streamed = directory / ".streamed"
     try:
+        if received is None and path.is_file():
+            received = read_through(path, streamed)
         metadata: dipkg.PackageMetadata | None = None
         reports: list[SignatureReport] = []
         signature: Signature | None = None
@@ -249,6 +253,8 @@ def verify_package(
         raise
     if into is None:
         shutil.rmtree(directory, ignore_errors=True)
+    else:
+        shutil.rmtree(streamed, ignore_errors=True)
     return VerifiedPackage(
         path,
         manifest,
