@@ -67,6 +67,7 @@ class _Handle:
     digest: Any = None  # hashlib sha256 of bytes 0..hashed while the writer writes in order; None once it did not
     hashed: int = 0
     tee: EntryTee | None = None  # follows the zip being written (follow_zip)
+    following: asyncio.Future[None] | None = None  # the hash and tee of the last Write's bytes, in a worker thread
 
     @property
     def writes(self) -> bool:
@@ -254,6 +255,7 @@ class FileNode:
     async def _drop(self, handle: _Handle) -> None:
         if self._handles.pop(handle.number, None) is None:
             return  # already dropped, e.g. by an on_close callback that released the whole file
+        await _caught_up(handle)
         await asyncio.to_thread(_close, handle.fh)
         if handle.digest is not None:
             size = self.path.stat().st_size if self.path.exists() else -1
@@ -337,12 +339,13 @@ class FileNode:
         if self._before_write is not None:
             await self._before_write(self, position, position + len(data))
         if handle.digest is not None and position != handle.hashed:
+            await _caught_up(handle)
             handle.digest = None  # not in order: the owner hashes the file itself
             if handle.tee is not None:
                 await asyncio.to_thread(handle.tee.discard)
                 handle.tee = None
         try:
-            await asyncio.to_thread(_write_through, handle, data)
+            await asyncio.to_thread(_write_through, handle.fh, data)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -350,6 +353,11 @@ class FileNode:
             if self._on_no_space is not None:
                 await self._on_no_space(self, reason)
             raise DiskFull(reason) from None
+        if handle.digest is not None:
+            # hashed (and followed) in a worker thread while the answer goes out and the next chunk comes in
+            await _caught_up(handle)
+            handle.hashed += len(data)
+            handle.following = asyncio.get_running_loop().run_in_executor(None, _follow, handle, data)
         return []
 
     @status_on_error
@@ -377,13 +385,30 @@ def _close(fh: BinaryIO) -> None:
             raise
 
 
-def _write_through(handle: _Handle, data: bytes) -> None:
-    """Write and flush, so that a full disk is reported by the Write that hit it, not by a later Close; hash what
-    an in-order writer wrote (the hash runs while the bytes are in the CPU cache, off the event loop)."""
-    handle.fh.write(data)
-    handle.fh.flush()
-    if handle.digest is not None:
-        handle.digest.update(data)
-        handle.hashed += len(data)
-        if handle.tee is not None:
-            handle.tee.feed(data)
+def _write_through(fh: BinaryIO, data: bytes) -> None:
+    """Write and flush, so that a full disk is reported by the Write that hit it, not by a later Close."""
+    fh.write(data)
+    fh.flush()
+
+
+def _follow(handle: _Handle, data: bytes) -> None:
+    """Hash what an in-order writer wrote and feed the zip's follower (a worker thread, one Write at a time).
+
+    A follower that fails (its copy of the model could not be written) is dropped: it is a hint, and the
+    verification then unpacks the model from the file itself."""
+    handle.digest.update(data)
+    tee = handle.tee
+    if tee is not None:
+        try:
+            tee.feed(data)
+        except OSError as exc:
+            _log.warning("file %s: not following the zip further (%s)", handle.fh.name, exc.strerror or exc)
+            handle.tee = None
+            tee.discard()
+
+
+async def _caught_up(handle: _Handle) -> None:
+    """Wait until the bytes written so far are hashed and followed."""
+    following, handle.following = handle.following, None
+    if following is not None:
+        await following

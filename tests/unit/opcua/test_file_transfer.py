@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import shutil
+import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +45,7 @@ class Rig:
     readonly_path: Path
     file_node: FileNode
     transfer: TemporaryFileTransfer
+    zip_node: FileNode
     committed: list[tuple[bytes, Any]] = field(default_factory=list)
     digests: list[FileDigest | None] = field(default_factory=list)
     reject_with: errors.ModelLineError | None = None
@@ -82,11 +86,15 @@ async def shared_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         return readonly_path
 
     file_node = await FileNode(server, rw, file_path, writable=True, max_byte_string=4096).bind()
+    zipped = await new_file_object(server, objects, ua.NodeId("Zip", ns), ua.QualifiedName("Zip", ns))
+    zip_node = await FileNode(
+        server, zipped, tmp_path / "upload.zip", writable=True, max_byte_string=1 << 16, follow_zip=True
+    ).bind()
     await FileNode(server, ro, readonly_path, writable=False).bind()
     transfer = await TemporaryFileTransfer(
         server, transfer_node, tmp_path / "work", commit=commit, read_source=read_source, max_byte_string=4096
     ).bind()
-    rig = Rig(url, server, file_path, readonly_path, file_node, transfer)
+    rig = Rig(url, server, file_path, readonly_path, file_node, transfer, zip_node)
     rig_holder["rig"] = rig
     async with server:
         yield rig
@@ -100,6 +108,10 @@ async def rig(shared_rig: Rig) -> Rig:
     shared_rig.committed.clear()
     shared_rig.digests.clear()
     shared_rig.reject_with = None
+    entries = shared_rig.zip_node.entries_dir
+    if entries.is_dir():
+        shutil.rmtree(entries)
+    entries.unlink(missing_ok=True)
     await shared_rig.file_node.refresh()
     return shared_rig
 
@@ -120,6 +132,7 @@ async def _status(c: Client, obj_id: ua.NodeId | str, name: str, *args: ua.Varia
 
 
 DATA = "ns=2;s=Data"
+ZIP = "ns=2;s=Zip"
 RO = "ns=2;s=ReadOnly"
 
 
@@ -271,6 +284,53 @@ async def test_commit_gets_the_hash_of_the_bytes_as_they_arrived(rig: Rig) -> No
         _, handle = await _upload(c, payload, ua.Variant(1, ua.VariantType.Int32), chunk=999)
         await _call(c, TRANSFER, "CloseAndCommit", ua.Variant(handle, U32))
     assert rig.digests == [FileDigest(len(payload), hashlib.sha256(payload).hexdigest())]
+
+
+def _zip_with_model(model: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("mimetype"), b"application/vnd.etsi.asic-e+zip")
+        with zf.open(zipfile.ZipInfo("CONTENT/model.onnx"), "w", force_zip64=True) as dst:
+            dst.write(model)
+    return buffer.getvalue()
+
+
+async def _write_all(c: Client, node_id: str, data: bytes, chunk: int) -> None:
+    handle = await _call(c, node_id, "Open", ua.Variant(WRITE | ERASE_EXISTING, B))
+    for start in range(0, len(data), chunk):
+        await _call(c, node_id, "Write", ua.Variant(handle, U32), ua.Variant(data[start : start + chunk], BS))
+    await _call(c, node_id, "Close", ua.Variant(handle, U32))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_a_zip_written_in_order_is_hashed_and_its_model_copied_aside_as_it_arrives(rig: Rig) -> None:
+    model = bytes(range(256)) * 5000  # over the 1 MiB a stored entry needs to be copied aside
+    data = _zip_with_model(model)
+    async with client(rig.url) as c:
+        await _write_all(c, ZIP, data, 1 << 16)
+    received = rig.zip_node.received
+    assert received is not None and received.digest == FileDigest(len(data), _sha(data))
+    copies = [e for e in received.entries if e.copy is not None]
+    assert [(e.name, e.sha256) for e in copies] == [("CONTENT/model.onnx", _sha(model))]
+    assert copies[0].copy is not None and copies[0].copy.read_bytes() == model
+
+
+async def test_a_zip_whose_model_cannot_be_copied_aside_still_arrives_whole(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.zip_node.entries_dir.write_bytes(b"")  # a file where the copies' folder goes: the copy fails
+    model = bytes(range(256)) * 5000
+    data = _zip_with_model(model)
+    async with client(rig.url) as c:
+        await _write_all(c, ZIP, data, 1 << 16)
+    received = rig.zip_node.received
+    assert received is not None and received.digest == FileDigest(len(data), _sha(data))
+    assert all(e.copy is None for e in received.entries)  # the follower was dropped: the owner unpacks the model
+    assert rig.zip_node.path.read_bytes() == data
+    assert "not following the zip further" in caplog.text
 
 
 async def test_a_write_out_of_order_leaves_the_hash_to_the_owner(rig: Rig) -> None:
