@@ -15,7 +15,8 @@ filesystem refuses for lack of space (DiskFull; ``on_no_space`` is told first,
 so that the owner can release the file at once).
 
 A writer that writes the file from its start, in order (as every upload does), has its bytes hashed as they
-arrive (SHA-256, in the same worker thread call that writes them): ``received`` then gives the file's size and hash
+arrive (SHA-256, in a worker thread while the Write is answered and the next chunk comes in; each Write waits for
+the one before it to be hashed, and so does Close): ``received`` then gives the file's size and hash
 once the handle is closed, so that the owner need not read the file again to hash it; with ``follow_zip`` it also
 holds the zip's stored entries as they passed (sdk.package.stream: hashed, the large ones copied aside). A
 SetPosition or an overwrite leaves ``received`` None.

@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sdk.package.archive import FileDigest
+from sdk.package.zipwrite import Beside
 
 _LOCAL_MAGIC = b"PK\x03\x04"
 _LOCAL_FORMAT = "<4s2B4HL2L2H"  # signature, versions, flags, method, time, date, crc, sizes, name and extra lengths
@@ -55,23 +55,17 @@ def read_through(path: Path, folder: Path, chunk_size: int = 1 << 20) -> Receive
     tee = EntryTee(folder)
     digest = hashlib.sha256()
     size = 0
-    # The whole file's hash runs in a second thread beside the entries' (hashlib lets go of the GIL): the
-    # two digests of the same bytes take the time of one on a machine with two cores.
-    with ThreadPoolExecutor(1, thread_name_prefix="hash") as hasher:
-        hashed: Future[None] | None = None
-        try:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(chunk_size):
-                    size += len(chunk)
-                    if hashed is not None:
-                        hashed.result()
-                    hashed = hasher.submit(digest.update, chunk)
-                    tee.feed(chunk)
-            if hashed is not None:
-                hashed.result()
-        except BaseException:
-            tee.discard()
-            raise
+    # The whole file's hash runs in a second thread beside the entries': the two digests of the same bytes
+    # take the time of one on a machine with two cores.
+    try:
+        with open(path, "rb") as fh, Beside() as beside:
+            while chunk := fh.read(chunk_size):
+                size += len(chunk)
+                beside.run(digest.update, chunk)
+                tee.feed(chunk)
+    except BaseException:
+        tee.discard()
+        raise
     tee.close()
     return Received(FileDigest(size, digest.hexdigest()), tuple(tee.entries))
 

@@ -18,6 +18,7 @@ import hashlib
 import stat
 import struct
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ def file_facts(path: Path) -> FileFacts:
     digest = hashlib.sha256()
     crc = 0
     size = 0
-    with open(path, "rb") as fh, _Beside() as beside:
+    with open(path, "rb") as fh, Beside() as beside:
         while chunk := fh.read(_CHUNK):
             size += len(chunk)
             beside.run(digest.update, chunk)
@@ -61,23 +62,26 @@ def file_facts(path: Path) -> FileFacts:
     return FileFacts(size, crc, digest.hexdigest())
 
 
-class _Beside:
-    """One call at a time in a second thread, the caller going on meanwhile; the next waits for the last."""
+class Beside:
+    """One call at a time in a second thread, the caller going on meanwhile; the next waits for the last
+    (a digest beside a copy or a second digest: hashlib lets go of the GIL)."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="hash")
-        self._last: Future[None] | None = None
+        self._last: Future[object] | None = None
 
-    def run(self, fn: object, data: bytes) -> None:
+    def run(self, fn: Callable[[bytes], object], data: bytes) -> None:
+        """``fn(data)`` in the second thread, once the call before it has finished."""
         self.wait()
-        self._last = self._pool.submit(fn, data)  # type: ignore[arg-type]
+        self._last = self._pool.submit(fn, data)
 
     def wait(self) -> None:
+        """Until the last call has finished (raising what it raised)."""
         if self._last is not None:
             last, self._last = self._last, None
             last.result()
 
-    def __enter__(self) -> _Beside:
+    def __enter__(self) -> Beside:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -108,7 +112,7 @@ class ZipWriter:
         self._at = 0
         self._digest = hashlib.sha256()
         self._entries: list[_Entry] = []
-        self._beside = _Beside()
+        self._beside = Beside()
 
     def add_bytes(self, name: str, data: bytes, *, deflate: bool) -> None:
         """A small member, deflated (raw deflate, zipfile's default level) or stored."""
