@@ -171,7 +171,17 @@ TARGETS: list[tuple[str, str, Target]] = [
         ),
     ),
     ("startup", r"modelline --(version|help)", Target("< 300 ms", _below(300.0))),
-    ("startup", r"edge start to first Good prediction", Target("< 1.5 s", _below(1500.0))),
+    (
+        "startup",
+        r"edge start to first Good prediction",
+        Target(
+            "< 1.5 s",
+            _below(1500.0),
+            "before its first prediction the edge node opens its signed and encrypted endpoint and sessions (the "
+            "relay's are not), verifies its installed package and loads the model with its samples: about 1.3x the "
+            "bare relay's start, so where the relay alone takes more than ~1.15 s the target is out of reach",
+        ),
+    ),
     (
         "startup",
         r"gateway start, 1000 versions \+ 500 devices",
