@@ -168,6 +168,10 @@ async def start_listening(stack: AsyncExitStack, server: Server, endpoint: str) 
         ) from None
 
 
+STOP_TASKS_S = 20.0
+"""How long a stopping service waits for its background tasks to end after cancelling them."""
+
+
 class Service:
     """An async context manager that starts in ``_start`` and owns the tasks it spawns."""
 
@@ -189,6 +193,9 @@ class Service:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # The background tasks stop first, while the stores and the server they use are still open; then the
+        # rest in reverse order of start.
+        await self._stop_tasks()
         await self._stack.aclose()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -202,9 +209,17 @@ class Service:
             self._failed.set()
 
     async def _stop_tasks(self) -> None:
-        for task in self._tasks:
+        """Cancel the background tasks and wait for them, at most STOP_TASKS_S: a task that does not end (a
+        peer that never answers its close) is named in the log and left behind, so that a stop always ends."""
+        running = [task for task in self._tasks if not task.done()]
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not running:
+            return
+        _, stuck = await asyncio.wait(running, timeout=STOP_TASKS_S)
+        for task in stuck:
+            _log.error("%s: task %s did not stop within %.0f s; left behind", type(self).__name__, task.get_name(),
+                       STOP_TASKS_S)  # fmt: skip
 
     async def wait_closed(self) -> None:
         """Serve until cancelled; a background task that fails ends the wait with its error."""
