@@ -25,14 +25,13 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any, NamedTuple, Self, cast
 
 from sdk.errors import ArchiveTooLarge, NotAPackage, NotFound, UnsafeArchiveEntry
-from sdk.package.zipwrite import FileFacts, ZipWriter, file_facts
+from sdk.package.zipwrite import LOCAL_HEADER, LOCAL_MAGIC, FileFacts, ZipWriter, file_facts
 
 _CHUNK = 1 << 20
 _MiB = 1 << 20
 # A zip local file header (APPNOTE.TXT 4.3.7): the fields read before a stored entry's bytes.
-_LOCAL_MAGIC = b"PK\x03\x04"
-_LOCAL_FORMAT = "<4s2B4HL2L2H"  # signature, versions, flags, method, time, date, crc, sizes, name and extra lengths
-_LOCAL_SIZE = struct.calcsize(_LOCAL_FORMAT)
+_LOCAL_MAGIC = LOCAL_MAGIC
+_LOCAL_FORMAT, _LOCAL_SIZE = LOCAL_HEADER.format, LOCAL_HEADER.size
 _FLAGS, _METHOD, _NAME_LENGTH, _EXTRA_LENGTH = 3, 4, 10, 11
 
 
@@ -313,7 +312,8 @@ def write_package(
     folders = any(name == DI_MARKER for name, _ in members)
     for name, _ in members:
         _check_name(name, folders)
-    duplicates = sorted({name for name, _ in members if [n for n, _ in members].count(name) > 1})
+    names = [name for name, _ in members]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise UnsafeArchiveEntry(f"unsafe entry {duplicates[0]!r}: duplicate name")
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sdk.package.archive import FileDigest
-from sdk.package.zipwrite import Beside
+from sdk.package.zipwrite import LOCAL_HEADER, LOCAL_MAGIC, Beside
 
-_LOCAL_MAGIC = b"PK\x03\x04"
-_LOCAL_FORMAT = "<4s2B4HL2L2H"  # signature, versions, flags, method, time, date, crc, sizes, name and extra lengths
-_LOCAL_SIZE = struct.calcsize(_LOCAL_FORMAT)
+_LOCAL_MAGIC = LOCAL_MAGIC
+_LOCAL_FORMAT, _LOCAL_SIZE = LOCAL_HEADER.format, LOCAL_HEADER.size
 _ZIP64_EXTRA = 0x0001
 _FULL32 = 0xFFFFFFFF
 

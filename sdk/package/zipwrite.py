@@ -34,7 +34,10 @@ _VERSION = 20  # 2.0: deflate
 _VERSION_ZIP64 = 45  # 4.5: Zip64
 _UTF8 = 0x800  # general purpose bit 11: the name is UTF-8
 _EXTERNAL = (stat.S_IFREG | 0o644) << 16
-_LOCAL = struct.Struct("<4s2B4HL2L2H")
+LOCAL_MAGIC = b"PK\x03\x04"
+LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+"""A local file header (APPNOTE 4.3.7): signature, versions, flags, method, time, date, CRC-32, sizes, name and
+extra lengths; what the readers of sdk.package check and this module writes."""
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _END = struct.Struct("<4s4H2LH")
 _END64 = struct.Struct("<4sQ2H2L4Q")
@@ -195,8 +198,8 @@ class ZipWriter:
         extra = struct.pack("<2H2Q", 1, 16, size, compressed) if zip64 else b""
         self._entries.append(_Entry(encoded, flags, method, crc, compressed, size, self._at))
         self._out(
-            _LOCAL.pack(
-                b"PK\x03\x04",
+            LOCAL_HEADER.pack(
+                LOCAL_MAGIC,
                 _VERSION_ZIP64 if zip64 else _VERSION,
                 0,
                 flags,
